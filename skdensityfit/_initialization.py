@@ -1,0 +1,127 @@
+"""Starting points computed from the density itself.
+
+The grid points weighted by the density's mass per cell are a weighted sample
+of the distribution, so the classic mixture initialisations apply to them:
+density-weighted k-means (or k-means++ seeding) gives responsibilities, a few
+density-weighted EM steps on the grid refine them, and a non-negative least
+squares solve gives the amplitudes (for the L2 loss). All of it is numpy.
+"""
+
+import numpy as np
+from scipy.optimize import nnls
+from sklearn.cluster import KMeans, kmeans_plusplus
+
+from ._mixture_math import ParameterLayout, log_component_densities, pack
+
+INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
+N_EM_STEPS = 25
+MIN_WEIGHT = 1e-4
+
+
+def _nearest_center_responsibilities(X, centers):
+    distances = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    resp = np.zeros((X.shape[0], centers.shape[0]))
+    resp[np.arange(X.shape[0]), distances.argmin(axis=1)] = 1.0
+    return resp
+
+
+def initial_responsibilities(X, mass, n_components, method, random_state):
+    """Hard or soft assignment of grid points to components."""
+    n_points = X.shape[0]
+    if method == "kmeans":
+        labels = (
+            KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+            .fit(X, sample_weight=mass)
+            .labels_
+        )
+        resp = np.zeros((n_points, n_components))
+        resp[np.arange(n_points), labels] = 1.0
+        return resp
+    if method == "k-means++":
+        centers, _ = kmeans_plusplus(X, n_components, sample_weight=mass, random_state=random_state)
+        return _nearest_center_responsibilities(X, centers)
+    if method == "random_from_data":
+        n_massive = np.count_nonzero(mass)
+        index = random_state.choice(
+            n_points, n_components, replace=n_massive < n_components, p=mass
+        )
+        return _nearest_center_responsibilities(X, X[index])
+    resp = random_state.uniform(size=(n_points, n_components))
+    return resp / resp.sum(axis=1, keepdims=True)
+
+
+def _weighted_moments(X, mass, resp, covariance_type, reg_covar):
+    """Density-weighted M-step: weights, means and precision Cholesky factors."""
+    weighted_resp = resp * mass[:, None]
+    nk = weighted_resp.sum(axis=0) + 10 * np.finfo(float).eps
+    means = weighted_resp.T @ X / nk[:, None]
+    n_features = X.shape[1]
+    eye = np.eye(n_features)
+    if covariance_type in ("full", "tied"):
+        diff = X[None, :, :] - means[:, None, :]
+        covariances = np.einsum("nk,kni,knj->kij", weighted_resp, diff, diff) / nk[:, None, None]
+        if covariance_type == "tied":
+            covariances = np.einsum("k,kij->ij", nk, covariances) / nk.sum()
+        covariances = covariances + reg_covar * eye
+        prec_chol = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariances)), -1, -2)
+    else:
+        variances = (weighted_resp.T @ X**2) / nk[:, None] - means**2 + reg_covar
+        variances = np.maximum(variances, reg_covar)
+        if covariance_type == "spherical":
+            variances = variances.mean(axis=1)
+        prec_chol = 1.0 / np.sqrt(variances)
+    weights = nk / nk.sum()
+    return weights, means, prec_chol
+
+
+def _log_densities(X, features, layout, weights, means, prec_chol):
+    theta = pack(layout, weights, means, prec_chol, log_scale=0.0)
+    return log_component_densities(theta, features, layout)
+
+
+def _em_refine(X, features, mass, resp, layout, reg_covar, n_steps):
+    """A few density-weighted EM steps on the grid points."""
+    params = _weighted_moments(X, mass, resp, layout.covariance_type, reg_covar)
+    previous = -np.inf
+    for _ in range(n_steps):
+        log_prob = _log_densities(X, features, layout, *params) + np.log(params[0])
+        log_norm = np.logaddexp.reduce(log_prob, axis=1)
+        objective = mass @ log_norm
+        resp = np.exp(log_prob - log_norm[:, None])
+        params = _weighted_moments(X, mass, resp, layout.covariance_type, reg_covar)
+        if abs(objective - previous) <= 1e-7 * (abs(objective) + 1e-12):
+            break
+        previous = objective
+    return params
+
+
+def _amplitudes(X, features, data_weights, target, layout, params, loss):
+    """Best non-negative amplitude of each component (l2) or the total (poisson)."""
+    weights, means, prec_chol = params
+    densities = np.exp(_log_densities(X, features, layout, weights, means, prec_chol))
+    if loss == "l2":
+        root_q = np.sqrt(data_weights)
+        amplitudes, _ = nnls(densities * root_q[:, None], target * root_q)
+        if amplitudes.sum() > 0:
+            weights = np.maximum(amplitudes / amplitudes.sum(), MIN_WEIGHT)
+            weights = weights / weights.sum()
+            model = densities @ weights
+            scale = (data_weights * target) @ model / ((data_weights * model) @ model)
+            return np.log(scale), weights
+    model = densities @ weights
+    positive = np.maximum(target, 0)
+    scale = (data_weights @ positive) / max(data_weights @ model, np.finfo(float).tiny)
+    return np.log(max(scale, np.finfo(float).tiny)), weights
+
+
+def initial_parameters(
+    X, features, target, data_weights, layout, *, method, loss, reg_covar, random_state
+):
+    """A flat parameter vector to start the optimiser from."""
+    mass = data_weights * np.maximum(target, 0.0)
+    mass = mass / mass.sum()
+    resp = initial_responsibilities(X, mass, layout.n_components, method, random_state)
+    em_layout = ParameterLayout(layout.n_components, layout.n_features, layout.covariance_type)
+    params = _em_refine(X, features, mass, resp, em_layout, reg_covar, N_EM_STEPS)
+    log_scale, weights = _amplitudes(X, features, data_weights, target, em_layout, params, loss)
+    return pack(layout, weights, params[1], params[2], log_scale=log_scale)

@@ -1,0 +1,130 @@
+"""Input checks, quadrature weights and standardisation of grids."""
+
+import numpy as np
+from sklearn.utils.validation import validate_data
+
+
+def _as_2d_grid(X, n_features=1):
+    """Read a 1-D grid ``(n_points,)`` as one column when one feature is expected."""
+    is_1d = np.ndim(X) == 1 if isinstance(X, (list, tuple)) else getattr(X, "ndim", None) == 1
+    if not is_1d:
+        return X
+    if n_features != 1:
+        raise ValueError(
+            f"Expected a 2-D grid of shape (n_points, {n_features}), got a 1-D array "
+            "instead. Reshape your data either using array.reshape(-1, 1) if your data "
+            "has a single feature or array.reshape(1, -1) if it contains a single sample."
+        )
+    return X.to_frame() if hasattr(X, "to_frame") else np.asarray(X).reshape(-1, 1)
+
+
+def check_grid(estimator, X, *, reset):
+    """Validate a grid at predict time (``reset=False``) or fit time."""
+    return validate_data(
+        estimator,
+        _as_2d_grid(X, 1 if reset else estimator.n_features_in_),
+        reset=reset,
+        dtype=np.float64,
+        ensure_min_samples=1,
+    )
+
+
+def check_grid_density(estimator, X, y, *, reset=True):
+    """Validate a grid and the density on it.
+
+    Returns float64 arrays ``X`` of shape ``(n_points, n_features)`` and ``y`` of
+    shape ``(n_points,)``. Errors follow scikit-learn's wording.
+    """
+    X, y = validate_data(
+        estimator,
+        _as_2d_grid(X, 1 if reset else estimator.n_features_in_),
+        y,
+        reset=reset,
+        dtype=np.float64,
+        y_numeric=True,
+        ensure_min_samples=2,
+    )
+    return X, np.asarray(y, dtype=np.float64)
+
+
+def check_density_values(y, loss):
+    """Refuse densities the chosen loss cannot fit, saying what to do."""
+    if not np.any(y > 0):
+        raise ValueError(
+            "The density has no positive value: a Gaussian mixture cannot fit it. "
+            "Check that y holds the density values (not e.g. its logarithm)."
+        )
+    if loss == "poisson" and np.any(y < 0):
+        raise ValueError(
+            "loss='poisson' needs a non-negative density, but y has "
+            f"{np.sum(y < 0)} negative values (min {y.min():.3g}). Use loss='l2', "
+            "which accepts negative values (noise, background subtraction), or clip "
+            "y at zero yourself."
+        )
+
+
+def check_sample_weight(sample_weight, n_points):
+    """Validate user quadrature weights: finite, non-negative, not all zero."""
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n_points:
+        raise ValueError(f"sample_weight.shape == {sample_weight.shape}, expected ({n_points},)!")
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(sample_weight < 0):
+        raise ValueError("Negative values in data passed to sample_weight.")
+    if not np.any(sample_weight > 0):
+        raise ValueError("sample_weight is zero everywhere: no point would count.")
+    return sample_weight
+
+
+def _cell_sizes_1d(values):
+    """Voronoi cell length of each distinct sorted value (ends mirrored)."""
+    if values.size == 1:
+        return np.ones(1)
+    gaps = np.diff(values)
+    left = np.concatenate([gaps[:1], gaps])
+    right = np.concatenate([gaps, gaps[-1:]])
+    return 0.5 * (left + right)
+
+
+def quadrature_weights(X):
+    """Cell sizes of the grid points, normalised to sum to one.
+
+    On a 1-D grid or a tensor-product N-D grid (in any order, with any spacing
+    per axis) each point gets the size of its cell, so a non-uniform grid does
+    not bias the fit towards where points are dense. Duplicated points share
+    their cell. A scattered N-D point cloud gets equal weights.
+    """
+    n_points, n_features = X.shape
+    axis_weights = []
+    axis_codes = []
+    for j in range(n_features):
+        values, codes = np.unique(X[:, j], return_inverse=True)
+        axis_weights.append(_cell_sizes_1d(values))
+        axis_codes.append(codes.ravel())
+    n_cells = np.prod([w.size for w in axis_weights], dtype=float)
+    _, point_codes, multiplicity = np.unique(
+        np.column_stack(axis_codes), axis=0, return_inverse=True, return_counts=True
+    )
+    point_codes = point_codes.ravel()
+    if n_features > 1 and n_cells != multiplicity.size:
+        weights = np.ones(n_points)
+    else:
+        weights = np.ones(n_points)
+        for w, codes in zip(axis_weights, axis_codes, strict=False):
+            weights = weights * w[codes]
+    weights = weights / multiplicity[point_codes]
+    return weights / weights.sum()
+
+
+def standardisation(X, covariance_type):
+    """Centre and per-feature scale that map the grid to order-one values.
+
+    'spherical' needs the same scale on every feature to stay spherical.
+    """
+    center = 0.5 * (X.min(axis=0) + X.max(axis=0))
+    spread = X.std(axis=0)
+    spread = np.where(spread > 0, spread, 1.0)
+    if covariance_type == "spherical":
+        spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))
+    return center, spread

@@ -1,0 +1,221 @@
+"""Behaviour of the DensityGMM estimator beyond recovery."""
+
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.metrics import d2_tweedie_score, r2_score
+from sklearn.mixture import GaussianMixture
+
+from skdensityfit import DensityGMM, make_writeup_problem
+from skdensityfit._mixture_math import FitData, ParameterLayout, objective, quadratic_features
+from skdensityfit._validation import quadrature_weights
+
+
+@pytest.fixture
+def writeup():
+    grid, density, _ = make_writeup_problem()
+    return grid, density
+
+
+def test_fitted_attributes_have_sklearn_shapes(grid_2d):
+    density = np.exp(-0.5 * np.sum((grid_2d - 1.0) ** 2, axis=1))
+    for covariance_type, shape in [
+        ("full", (2, 2, 2)),
+        ("tied", (2, 2)),
+        ("diag", (2, 2)),
+        ("spherical", (2,)),
+    ]:
+        model = DensityGMM(2, covariance_type=covariance_type, random_state=0).fit(
+            grid_2d, density
+        )
+        assert model.weights_.shape == (2,)
+        assert model.means_.shape == (2, 2)
+        for name in ("covariances_", "precisions_", "precisions_cholesky_"):
+            assert getattr(model, name).shape == shape
+        assert model.n_features_in_ == 2
+        assert np.all(np.isfinite(model.means_))
+
+
+def test_score_is_r2_for_l2_and_d2_for_poisson(writeup):
+    grid, density = writeup
+    noisy = density + np.random.default_rng(0).normal(0, 0.01, density.shape)
+    model = DensityGMM(2, random_state=0).fit(grid, noisy)
+    assert model.score(grid, noisy) == pytest.approx(
+        r2_score(noisy, model.predict(grid), sample_weight=quadrature_weights(grid[:, None]))
+    )
+    assert 0.9 < model.score(grid, noisy) < 1.0
+    assert model.score(grid, density) > model.score(grid, noisy)
+
+    counts = np.random.default_rng(1).poisson(500 * density)
+    poisson = DensityGMM(2, loss="poisson", random_state=0).fit(grid, counts)
+    expected = d2_tweedie_score(counts, poisson.predict(grid), power=1)
+    assert poisson.score(grid, counts) == pytest.approx(expected)
+
+
+def test_perfect_fit_scores_one_and_loss_zero(writeup):
+    grid, density = writeup
+    model = DensityGMM(2, random_state=0).fit(grid, density)
+    assert model.score(grid, density) == pytest.approx(1.0, abs=1e-12)
+    assert 0 <= model.loss_ < 1e-14
+
+
+def test_predictions_agree_with_gaussian_mixture(writeup):
+    grid, density = writeup
+    model = DensityGMM(2, random_state=0).fit(grid, density)
+    gmm = model.to_gaussian_mixture()
+    assert isinstance(gmm, GaussianMixture)
+    X = np.linspace(-5, 30, 50)[:, None]
+    np.testing.assert_allclose(model.score_samples(X), gmm.score_samples(X))
+    np.testing.assert_allclose(
+        model.predict_density(X), model.scale_ * np.exp(gmm.score_samples(X))
+    )
+    np.testing.assert_allclose(model.predict(X), model.predict_density(X))
+    truth = 0.8 * norm.pdf(X[:, 0], 15, 1) + 0.2 * norm.pdf(X[:, 0], 20, 1)
+    np.testing.assert_allclose(model.predict_density(X), truth, rtol=1e-6, atol=1e-12)
+    proba = model.predict_proba(X)
+    assert proba.shape == (50, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    samples, labels = model.sample(2000)
+    assert samples.shape == (2000, 1)
+    assert abs(np.mean(labels == 0) - 0.8) < 0.05
+
+
+def test_fixed_scale(writeup):
+    grid, density = writeup
+    model = DensityGMM(2, scale=1.0, random_state=0).fit(grid, 3.0 * density)
+    assert model.scale_ == pytest.approx(1.0)
+    free = DensityGMM(2, random_state=0).fit(grid, 3.0 * density)
+    assert free.scale_ == pytest.approx(3.0, rel=1e-6)
+
+
+def test_same_random_state_gives_identical_parameters(writeup):
+    grid, density = writeup
+    noisy = density + np.random.default_rng(0).normal(0, 0.005, density.shape)
+    a = DensityGMM(2, random_state=7, n_init=3).fit(grid, noisy)
+    b = DensityGMM(2, random_state=7, n_init=3).fit(grid, noisy)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.covariances_, b.covariances_)
+    np.testing.assert_array_equal(a.weights_, b.weights_)
+
+
+def test_clone_and_pickle_round_trip(writeup):
+    grid, density = writeup
+    model = DensityGMM(2, random_state=0).fit(grid, density)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(grid), model.predict(grid))
+    assert clone(model).get_params() == model.get_params()
+    assert not hasattr(clone(model), "means_")
+
+
+def test_warm_start_continues_from_the_previous_fit(writeup):
+    grid, density = writeup
+    model = DensityGMM(2, random_state=0, warm_start=True).fit(grid, density)
+    first = model.means_.copy()
+    model.fit(grid, density)
+    np.testing.assert_allclose(model.means_, first, rtol=1e-8)
+    assert model.n_iter_ <= 2
+
+
+def test_user_initial_parameters_are_used(writeup):
+    grid, density = writeup
+    model = DensityGMM(
+        2,
+        means_init=[[14.0], [21.0]],
+        weights_init=[0.5, 0.5],
+        precisions_init=[[[1.0]], [[1.0]]],
+        max_iter=1,
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(grid, density)
+    assert 13.5 < model.means_[0, 0] < 15.5
+
+
+def test_max_iter_one_warns_and_keeps_finite_parameters(writeup):
+    grid, density = writeup
+    with pytest.warns(ConvergenceWarning, match="Increase max_iter"):
+        model = DensityGMM(3, max_iter=1, random_state=0).fit(grid, density)
+    assert not model.converged_
+    for name in ("weights_", "means_", "covariances_"):
+        assert np.all(np.isfinite(getattr(model, name)))
+    np.testing.assert_allclose(model.weights_.sum(), 1.0)
+
+
+def test_components_come_in_canonical_order(grid_2d):
+    centers = np.array([[3.0, 0.0], [-3.0, 2.0], [0.0, -4.0]])
+    density = sum(np.exp(-0.5 * np.sum((grid_2d - c) ** 2, axis=1)) for c in centers)
+    for seed in range(3):
+        model = DensityGMM(3, random_state=seed, init_params="random_from_data").fit(
+            grid_2d, density
+        )
+        np.testing.assert_allclose(model.means_, centers[np.argsort(centers[:, 0])], atol=1e-5)
+
+
+def test_integer_weights_equal_repeated_points_in_the_loss():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2))
+    target = rng.uniform(size=20)
+    counts = rng.integers(1, 4, size=20)
+    layout = ParameterLayout(2, 2, "full")
+    theta = rng.normal(size=layout.n_parameters) * 0.3
+
+    def loss(points, values, weights):
+        data = FitData(
+            quadratic_features(points, "full"), values, weights / weights.sum(), layout, "l2"
+        )
+        return objective(theta, data)
+
+    repeated = loss(np.repeat(X, counts, axis=0), np.repeat(target, counts), np.ones(counts.sum()))
+    assert loss(X, target, counts.astype(float)) == pytest.approx(repeated, rel=1e-12)
+
+
+def test_quadrature_weights_are_cell_sizes():
+    x = np.array([0.0, 1.0, 3.0, 3.0, 7.0])
+    w = quadrature_weights(x[:, None])
+    # the cell of 3 is (2 + 4) / 2 = 3, shared by its two copies
+    expected = np.array([1.0, 1.5, 1.5, 1.5, 4.0])
+    np.testing.assert_allclose(w, expected / expected.sum())
+    grid = np.column_stack([a.ravel() for a in np.meshgrid([0, 1, 3.0], [0, 2.0])])
+    w2 = quadrature_weights(grid)
+    np.testing.assert_allclose(w2, np.outer([2, 2], [1, 1.5, 2]).ravel() / 18)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "y_change", "message"),
+    [
+        ({"loss": "poisson"}, lambda y: y - 0.01, "loss='poisson' needs a non-negative"),
+        ({}, lambda y: 0 * y, "no positive value"),
+        ({}, lambda y: -y, "no positive value"),
+    ],
+)
+def test_densities_the_loss_cannot_fit_raise_clear_errors(writeup, kwargs, y_change, message):
+    grid, density = writeup
+    with pytest.raises(ValueError, match=message):
+        DensityGMM(2, **kwargs).fit(grid, y_change(density))
+
+
+def test_l2_accepts_negative_values(writeup):
+    grid, density = writeup
+    model = DensityGMM(2, random_state=0).fit(grid, density - 0.001)
+    assert np.all(np.isfinite(model.means_))
+
+
+def test_more_components_than_points_is_an_error():
+    with pytest.raises(ValueError, match="n_components = 5, n_samples = 3"):
+        DensityGMM(5).fit([0.0, 1.0, 2.0], [1.0, 2.0, 1.0])
+
+
+def test_column_vector_density_warns(writeup):
+    grid, density = writeup
+    with pytest.warns(DataConversionWarning):
+        DensityGMM(2, random_state=0).fit(grid, density[:, None])
+
+
+def test_one_dimensional_grid_at_predict_time_needs_one_feature(grid_2d):
+    density = np.exp(-0.5 * np.sum(grid_2d**2, axis=1))
+    model = DensityGMM(1, random_state=0).fit(grid_2d, density)
+    with pytest.raises(ValueError, match="Reshape your data"):
+        model.predict(np.zeros(3))
