@@ -28,7 +28,7 @@ def _logsumexp(a, axis=None):
 
 def _symmetric_from_upper(packed, n_features):
     rows, cols = _triu_indices(n_features)
-    full = np.zeros(packed.shape[:-1] + (n_features, n_features))
+    full = np.zeros((*packed.shape[:-1], n_features, n_features))
     full[..., rows, cols] = packed
     full[..., cols, rows] = packed
     return full
@@ -37,7 +37,7 @@ def _symmetric_from_upper(packed, n_features):
 def _upper_from_raw(raw, n_features):
     rows, cols = _triu_indices(n_features)
     values = np.where(rows == cols, np.exp(np.where(rows == cols, raw, 0.0)), raw)
-    upper = np.zeros(raw.shape[:-1] + (n_features, n_features))
+    upper = np.zeros((*raw.shape[:-1], n_features, n_features))
     upper[..., rows, cols] = values
     return upper
 
@@ -176,5 +176,5 @@ def value_and_gradient(theta, data):
     weights = np.exp(log_weights)
     dlogits = dlog_joint[:-1] - weights[:-1] * dlog_joint.sum()
     head = [np.atleast_1d(g.sum())] if layout.fit_scale else []
-    gradient = np.concatenate(head + [dlogits, dmeans.ravel(), np.ravel(draw)])
+    gradient = np.concatenate([*head, dlogits, dmeans.ravel(), np.ravel(draw)])
     return float(value), gradient

@@ -51,7 +51,10 @@ def mixture_density(X, weights, means, covariances, scale=1.0):
     density : ndarray of shape (n_points,)
     """
     X = np.asarray(X, dtype=float).reshape(len(X), -1)
-    pdfs = [multivariate_normal(m, c).pdf(X).reshape(-1) for m, c in zip(means, covariances)]
+    pdfs = [
+        multivariate_normal(m, c).pdf(X).reshape(-1)
+        for m, c in zip(means, covariances, strict=True)
+    ]
     return scale * (np.column_stack(pdfs) @ np.asarray(weights))
 
 
@@ -88,7 +91,7 @@ def random_mixture_2d(rng, n_components, *, box=(-10.0, 10.0), min_separation=2.
         mean = rng.uniform(low + 3 * sd.max(), high - 3 * sd.max(), 2)
         if all(
             np.linalg.norm(mean - m) >= min_separation * max(sd.max(), w)
-            for m, w in zip(means, widest)
+            for m, w in zip(means, widest, strict=True)
         ):
             means.append(mean)
             covariances.append(cov)

@@ -66,9 +66,13 @@ class ParameterLayout:
     def n_parameters(self):
         return sum(self.sizes)
 
+    @cached_property
+    def offsets(self):
+        return tuple(int(o) for o in np.cumsum((0, *self.sizes)))
+
     def split(self, theta):
         """Return ``(log_scale or None, logits, means, cholesky_raw)``."""
-        offsets = np.cumsum((0, *self.sizes))
+        offsets = self.offsets
         blocks = [theta[offsets[i] : offsets[i + 1]] for i in range(4)]
         log_scale = blocks[0][0] if self.fit_scale else None
         means = anp.reshape(blocks[2], (self.n_components, self.n_features))

@@ -111,7 +111,7 @@ def quadrature_weights(X):
         weights = np.ones(n_points)
     else:
         weights = np.ones(n_points)
-        for w, codes in zip(axis_weights, axis_codes, strict=False):
+        for w, codes in zip(axis_weights, axis_codes, strict=True):
             weights = weights * w[codes]
     weights = weights / multiplicity[point_codes]
     return weights / weights.sum()

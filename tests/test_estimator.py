@@ -29,9 +29,7 @@ def test_fitted_attributes_have_sklearn_shapes(grid_2d):
         ("diag", (2, 2)),
         ("spherical", (2,)),
     ]:
-        model = DensityGMM(2, covariance_type=covariance_type, random_state=0).fit(
-            grid_2d, density
-        )
+        model = DensityGMM(2, covariance_type=covariance_type, random_state=0).fit(grid_2d, density)
         assert model.weights_.shape == (2,)
         assert model.means_.shape == (2, 2)
         for name in ("covariances_", "precisions_", "precisions_cholesky_"):

@@ -86,9 +86,9 @@ def test_each_covariance_type_recovers_its_own_data(covariance_type, seed, grid_
     density = mixture_density(
         grid_2d, weights, means, _as_full(covariances, covariance_type, 2, 2), scale=3.0
     )
-    model = DensityGMM(
-        n_components=2, covariance_type=covariance_type, random_state=seed
-    ).fit(grid_2d, density)
+    model = DensityGMM(n_components=2, covariance_type=covariance_type, random_state=seed).fit(
+        grid_2d, density
+    )
     assert model.converged_
     assert relative_error(model, grid_2d, density) <= 1e-5
     np.testing.assert_allclose(model.covariances_, covariances, rtol=1e-4, atol=1e-7)
