@@ -1,7 +1,8 @@
 """Fit Gaussian mixtures to densities known on a grid."""
 
+from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
 from ._examples import make_writeup_problem
 
-__all__ = ["DensityGMM", "make_writeup_problem"]
+__all__ = ["DensityGMM", "DensityGMMCV", "make_writeup_problem"]
 __version__ = "0.1.0"

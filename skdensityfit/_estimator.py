@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._initialization import INIT_METHODS, initial_parameters
+from ._initialization import INIT_METHODS, initial_parameters, user_parameters
 from ._mixture_math import (
     COVARIANCE_TYPES,
     LOSSES,
@@ -346,20 +346,24 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 
     def _initial_parameters(self, grid, data, center, spread, random_state):
         layout = data.layout
-        theta = initial_parameters(
-            grid,
-            data.features,
-            data.target,
-            data.weights,
-            layout,
-            method=self.init_params,
-            loss=self.loss,
-            reg_covar=self.reg_covar,
-            random_state=random_state,
-        )
-        if self.weights_init is None and self.means_init is None and self.precisions_init is None:
-            return theta
-        log_scale, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
+        user_given = [
+            v is not None for v in (self.weights_init, self.means_init, self.precisions_init)
+        ]
+        if not all(user_given):
+            theta = initial_parameters(
+                grid,
+                data.features,
+                data.target,
+                data.weights,
+                layout,
+                method=self.init_params,
+                loss=self.loss,
+                reg_covar=self.reg_covar,
+                random_state=random_state,
+            )
+            if not any(user_given):
+                return theta
+            _, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
         if self.weights_init is not None:
             weights = _check_user_weights(self.weights_init, self.n_components)
         if self.means_init is not None:
@@ -378,7 +382,15 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 self.covariance_type,
                 spread,
             )
-        return pack(layout, weights, means, prec_chol, log_scale)
+        return user_parameters(
+            grid,
+            data.features,
+            data.target,
+            data.weights,
+            layout,
+            (weights, means, prec_chol),
+            loss=self.loss,
+        )
 
     def _standardised_parameters(self, layout, center, spread, log_unit):
         """The current fitted parameters as a flat vector in fit coordinates."""
@@ -573,14 +585,16 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 def _parameter_bounds(grid, layout):
     """Box bounds that keep every parameter finite and meaningful.
 
-    Widths range from a tenth of the finest grid spacing to a hundred times
-    the grid's extent; means stay within two extents of the grid.
+    Widths range from half the typical (median) grid spacing, below which a
+    component falls between grid points and is fixed by one or two values
+    only (in cross-validation it would hide between training points), to a
+    hundred times the grid's extent; means stay within two extents of it.
     """
     low, high = grid.min(axis=0), grid.max(axis=0)
     extent = np.maximum(high - low, 1e-12)
     spacings = [np.diff(np.unique(column)) for column in grid.T]
-    finest = min((s.min() for s in spacings if s.size), default=1.0)
-    min_width, max_width = 0.1 * finest, 100.0 * extent.max()
+    typical = min((np.median(s) for s in spacings if s.size), default=1.0)
+    min_width, max_width = 0.5 * typical, 100.0 * extent.max()
     log_u_low, log_u_high = -np.log(max_width), -np.log(min_width)
 
     d, k = layout.n_features, layout.n_components

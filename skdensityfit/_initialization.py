@@ -16,6 +16,7 @@ from ._mixture_math import ParameterLayout, log_component_densities, pack
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
 MIN_WEIGHT = 1e-4
+TINY = np.finfo(float).tiny
 
 
 def _nearest_center_responsibilities(X, centers):
@@ -95,23 +96,26 @@ def _em_refine(X, features, mass, resp, layout, reg_covar, n_steps):
     return params
 
 
-def _amplitudes(X, features, data_weights, target, layout, params, loss):
-    """Best non-negative amplitude of each component (l2) or the total (poisson)."""
+def _amplitudes(X, features, data_weights, target, layout, params, loss, refit_weights=True):
+    """Best non-negative amplitude of each component (l2) or of the total.
+
+    Returns ``(log_scale, weights)``; the weights change only for the l2
+    loss with ``refit_weights``.
+    """
     weights, means, prec_chol = params
     densities = np.exp(_log_densities(X, features, layout, weights, means, prec_chol))
-    if loss == "l2":
+    if loss == "l2" and refit_weights:
         root_q = np.sqrt(data_weights)
         amplitudes, _ = nnls(densities * root_q[:, None], target * root_q)
         if amplitudes.sum() > 0:
             weights = np.maximum(amplitudes / amplitudes.sum(), MIN_WEIGHT)
             weights = weights / weights.sum()
-            model = densities @ weights
-            scale = (data_weights * target) @ model / ((data_weights * model) @ model)
-            return np.log(scale), weights
     model = densities @ weights
-    positive = np.maximum(target, 0)
-    scale = (data_weights @ positive) / max(data_weights @ model, np.finfo(float).tiny)
-    return np.log(max(scale, np.finfo(float).tiny)), weights
+    if loss == "l2":
+        scale = (data_weights * target) @ model / max((data_weights * model) @ model, TINY)
+    else:
+        scale = (data_weights @ np.maximum(target, 0)) / max(data_weights @ model, TINY)
+    return np.log(max(scale, TINY)), weights
 
 
 def initial_parameters(
@@ -125,3 +129,54 @@ def initial_parameters(
     params = _em_refine(X, features, mass, resp, em_layout, reg_covar, N_EM_STEPS)
     log_scale, weights = _amplitudes(X, features, data_weights, target, em_layout, params, loss)
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
+
+
+def user_parameters(X, features, target, data_weights, layout, params, *, loss):
+    """The flat vector of user-given (standardised) parameters, with the best scale."""
+    em_layout = ParameterLayout(layout.n_components, layout.n_features, layout.covariance_type)
+    log_scale, weights = _amplitudes(
+        X, features, data_weights, target, em_layout, params, loss, refit_weights=False
+    )
+    return pack(layout, weights, params[1], params[2], log_scale=log_scale)
+
+
+def grown_start(model, X, y, sample_weight):
+    """Initial parameters for ``K + 1`` components from a fitted ``K``-component model.
+
+    The new component goes where the residual ``y - f`` is largest, with the
+    narrowest existing covariance and the amplitude that fills the residual
+    peak; the old components keep their parameters and amplitudes.
+
+    Returns a dict of ``weights_init``, ``means_init`` and ``precisions_init``
+    (grid units), or None when the residual has no positive peak.
+    """
+    residual = (y - model.predict_density(X)) * (sample_weight > 0)
+    peak = int(np.argmax(residual))
+    if residual[peak] <= 0:
+        return None
+    cov = model.covariance_type
+    precisions = model.precisions_
+    n_features = X.shape[1]
+    if cov == "full":
+        determinants = np.linalg.det(precisions)
+        new_precision = precisions[np.argmax(determinants)][None]
+        log_det = np.log(determinants.max())
+    elif cov == "tied":
+        new_precision = None
+        log_det = np.linalg.slogdet(precisions)[1]
+    elif cov == "diag":
+        new_precision = precisions[np.argmax(precisions.prod(axis=1))][None]
+        log_det = np.log(new_precision).sum()
+    else:
+        new_precision = np.array([precisions.max()])
+        log_det = n_features * np.log(new_precision[0])
+    peak_pdf = np.exp(0.5 * log_det - 0.5 * n_features * np.log(2 * np.pi))
+    amplitudes = np.append(model.weights_ * model.scale_, residual[peak] / peak_pdf)
+    weights = amplitudes / amplitudes.sum()
+    return {
+        "weights_init": weights,
+        "means_init": np.vstack([model.means_, X[peak]]),
+        "precisions_init": precisions
+        if new_precision is None
+        else np.concatenate([precisions, new_precision]),
+    }

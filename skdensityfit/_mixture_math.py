@@ -224,14 +224,14 @@ class FitData:
     loss: str
     fixed_log_scale: float = 0.0
 
-    @property
+    @cached_property
     def normaliser(self):
         """The loss of the zero model (l2) or the target mass (poisson)."""
         if self.loss == "l2":
             return float(np.sum(self.weights * self.target**2))
         return float(np.sum(self.weights * self.target))
 
-    @property
+    @cached_property
     def poisson_constant(self):
         return float(np.sum(self.weights * (xlogy(self.target, self.target) - self.target)))
 

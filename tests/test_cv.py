@@ -1,0 +1,126 @@
+"""Choosing the number of components: DensityGMMCV, GridSearchCV and Pipeline."""
+
+import numpy as np
+import pytest
+from joblib import Parallel, delayed
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skdensityfit import DensityGMM, DensityGMMCV
+from skdensityfit._examples import mixture_density, random_separated_mixture_1d
+
+KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
+CV_RESULT_KEYS = {
+    "param_n_components",
+    "params",
+    "mean_test_score",
+    "std_test_score",
+    "rank_test_score",
+    "mean_fit_time",
+    "std_fit_time",
+}
+
+
+def _case(kind, seed):
+    """A 1-D mixture with K = 1..4 separated components, as noisy density or histogram."""
+    rng = np.random.default_rng(1000 + seed)
+    n_components = 1 + seed % 4
+    weights, means, stds = random_separated_mixture_1d(rng, n_components)
+    low, high = means.min() - 5 * stds.max(), means.max() + 5 * stds.max()
+    if kind.startswith("hist"):
+        n_samples = int(kind[4:])
+        labels = rng.choice(n_components, size=n_samples, p=weights)
+        counts, edges = np.histogram(
+            rng.normal(means[labels], stds[labels]), bins=100, range=(low, high)
+        )
+        return n_components, 0.5 * (edges[1:] + edges[:-1]), counts, "poisson"
+    grid = np.linspace(low, high, 300)
+    density = mixture_density(grid, weights, means[:, None], stds[:, None, None] ** 2)
+    if kind != "clean":
+        level = float(kind[5:]) / 100
+        density = density + rng.normal(0, level * density.max(), density.shape)
+    return n_components, grid, density, "l2"
+
+
+def _chosen(kind, seed):
+    n_components, grid, y, loss = _case(kind, seed)
+    search = DensityGMMCV(n_components=6, loss=loss, random_state=seed).fit(grid, y)
+    return n_components, search.n_components_
+
+
+@pytest.mark.slow
+def test_chosen_number_of_components_is_right_in_90_percent():
+    """40 seeded cases: 1% and 5% noise, histograms of 2,000 and 20,000 samples."""
+    cases = [(kind, seed) for kind in KINDS for seed in range(10)]
+    results = np.array(Parallel(n_jobs=2)(delayed(_chosen)(*case) for case in cases))
+    off = results[:, 1] - results[:, 0]
+    assert np.mean(off == 0) >= 0.9, [c for c, o in zip(cases, off, strict=True) if o]
+    assert np.all(np.abs(off) <= 1), results[off != 0]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_noise_free_density_never_gets_fewer_components(seed):
+    n_components, chosen = _chosen("clean", seed)
+    assert chosen >= n_components
+
+
+def test_cv_results_have_grid_search_shape():
+    _, grid, y, _ = _case("noise1", 1)
+    search = DensityGMMCV(n_components=[1, 2, 3], cv=3, random_state=0).fit(grid, y)
+    results = search.cv_results_
+    assert CV_RESULT_KEYS | {"split0_test_score", "split2_test_score"} <= set(results)
+    assert list(results["param_n_components"]) == [1, 2, 3]
+    assert results["params"] == [{"n_components": k} for k in (1, 2, 3)]
+    assert sorted(results["rank_test_score"]) == [1, 2, 3]
+    assert search.best_score_ == results["mean_test_score"][search.best_index_]
+    assert search.best_estimator_.n_components == search.n_components_ == 2
+    np.testing.assert_allclose(search.predict(grid), search.best_estimator_.predict(grid))
+    assert search.score(grid, y) == search.best_estimator_.score(grid, y)
+
+
+def test_one_standard_error_rule_prefers_fewer_components():
+    _, grid, y, _ = _case("noise5", 2)
+    best = DensityGMMCV(n_components=5, selection="best", random_state=0).fit(grid, y)
+    rule = DensityGMMCV(n_components=5, random_state=0).fit(grid, y)
+    assert rule.n_components_ <= best.n_components_
+    means = rule.cv_results_["mean_test_score"]
+    assert means[rule.best_index_] >= means.max() - rule.cv_results_["std_test_score"].max()
+
+
+def test_grid_search_over_n_components_with_shuffled_folds():
+    n_components, grid, y, _ = _case("noise1", 3)
+    search = GridSearchCV(
+        DensityGMM(random_state=0),
+        {"n_components": [1, 2, 3, 4]},
+        cv=KFold(5, shuffle=True, random_state=0),
+    ).fit(grid[:, None], y)
+    assert search.best_params_["n_components"] == n_components == 4
+
+
+def test_pipeline_ending_in_density_gmm():
+    _, grid, y, _ = _case("clean", 2)
+    pipeline = make_pipeline(StandardScaler(), DensityGMM(n_components=3, random_state=0))
+    pipeline.fit(grid[:, None], y)
+    assert pipeline.score(grid[:, None], y) > 1 - 1e-8
+    direct = DensityGMM(n_components=3, random_state=0).fit(grid, y)
+    # the density in scaled coordinates is y itself, so the means map back exactly
+    scaler = pipeline[0]
+    np.testing.assert_allclose(
+        scaler.inverse_transform(pipeline[-1].means_), direct.means_, rtol=1e-6
+    )
+
+
+def test_parallel_folds_give_the_same_choice():
+    _, grid, y, _ = _case("noise1", 5)
+    serial = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
+    parallel = DensityGMMCV(n_components=4, random_state=0, n_jobs=2).fit(grid, y)
+    np.testing.assert_allclose(
+        serial.cv_results_["mean_test_score"], parallel.cv_results_["mean_test_score"]
+    )
+    assert serial.n_components_ == parallel.n_components_
+
+
+def test_bad_candidates_are_refused():
+    with pytest.raises(ValueError, match="n_components should be"):
+        DensityGMMCV(n_components=[0, 1]).fit(np.arange(10.0), np.ones(10))
