@@ -103,6 +103,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         mean score; the selection rule may choose another), ``mean_fit_time``
         and ``std_fit_time``.
 
+    n_iter_ : int
+        Optimiser iterations of the refitted best model.
+
     n_features_in_ : int
         Number of grid dimensions seen during fit.
 
@@ -267,6 +270,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
         self.best_estimator_ = clone(base).set_params(n_components=self.n_components_)
         self.best_estimator_.fit(X, y, sample_weight=sample_weight)
+        self.n_iter_ = self.best_estimator_.n_iter_
         return self
 
     def _folds(self, rng):

@@ -5,6 +5,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import gammaln, xlogy
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import d2_tweedie_score, r2_score
@@ -577,6 +578,81 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             return float(r2_score(y, predicted, sample_weight=weights))
         predicted = np.maximum(predicted, np.finfo(float).tiny)
         return float(d2_tweedie_score(y, predicted, sample_weight=weights, power=1))
+
+    # ------------------------------------------------------------------
+    # information criteria (histograms of counts, Poisson loss)
+    # ------------------------------------------------------------------
+    def _n_parameters(self):
+        """Number of free parameters: weights, means, covariances, scale."""
+        return ParameterLayout(
+            self.n_components, self.n_features_in_, self.covariance_type, self.scale is None
+        ).n_parameters
+
+    def _poisson_log_likelihood(self, X, y, sample_weight):
+        if self.loss != "poisson":
+            raise ValueError(
+                "aic and bic need a likelihood, which only loss='poisson' fitted to "
+                "histogram counts has; the 'l2' loss has none. Use DensityGMMCV to "
+                "choose n_components for other densities."
+            )
+        check_is_fitted(self)
+        X, y = check_grid_density(self, X, y, reset=False)
+        check_density_values(y, "poisson")
+        cells = (
+            np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
+        )
+        counts = cells * y
+        expected = np.maximum(cells * self.predict_density(X), np.finfo(float).tiny)
+        log_likelihood = np.sum(xlogy(counts, expected) - expected - gammaln(counts + 1))
+        return log_likelihood, counts.sum()
+
+    def aic(self, X, y, sample_weight=None):
+        """Akaike information criterion of a histogram fit; lower is better.
+
+        Meaningful only for ``loss='poisson'`` fitted to a histogram: ``y``
+        the counts per bin (or a density with ``sample_weight`` the bin
+        sizes, so that ``y * sample_weight`` are the counts). The counts are
+        taken as independent Poisson variables with mean the fitted curve.
+        For densities in other units, and for the 'l2' loss, there is no
+        likelihood: use :class:`DensityGMMCV`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            Bin centres.
+        y : array-like of shape (n_points,)
+            Counts per bin, or the density with ``sample_weight``.
+        sample_weight : array-like of shape (n_points,), default=None
+            Bin sizes when ``y`` is a density; None when ``y`` holds counts.
+
+        Returns
+        -------
+        aic : float
+        """
+        log_likelihood, _ = self._poisson_log_likelihood(X, y, sample_weight)
+        return float(2 * self._n_parameters() - 2 * log_likelihood)
+
+    def bic(self, X, y, sample_weight=None):
+        """Bayesian information criterion of a histogram fit; lower is better.
+
+        As :meth:`aic`, with ``log(number of counts)`` per parameter: the
+        number of observations of a histogram is the number of samples in it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            Bin centres.
+        y : array-like of shape (n_points,)
+            Counts per bin, or the density with ``sample_weight``.
+        sample_weight : array-like of shape (n_points,), default=None
+            Bin sizes when ``y`` is a density; None when ``y`` holds counts.
+
+        Returns
+        -------
+        bic : float
+        """
+        log_likelihood, n_counts = self._poisson_log_likelihood(X, y, sample_weight)
+        return float(self._n_parameters() * np.log(n_counts) - 2 * log_likelihood)
 
 
 # ----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skdensityfit import DensityGMM
+from skdensityfit import DensityGMM, DensityGMMCV
 
 # Each expected failure is a deliberate design decision.
 EXPECTED_FAILED_CHECKS = {
@@ -28,7 +28,11 @@ def _expected_failed_checks(estimator):
 
 
 @parametrize_with_checks(
-    [DensityGMM(), DensityGMM(covariance_type="diag", loss="poisson", n_init=1)],
+    [
+        DensityGMM(),
+        DensityGMM(covariance_type="diag", loss="poisson", n_init=1),
+        DensityGMMCV(n_components=[1, 2], cv=2, n_init=1),
+    ],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible_estimator(estimator, check):

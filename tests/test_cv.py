@@ -115,12 +115,55 @@ def test_parallel_folds_give_the_same_choice():
     _, grid, y, _ = _case("noise1", 5)
     serial = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
     parallel = DensityGMMCV(n_components=4, random_state=0, n_jobs=2).fit(grid, y)
+    assert serial.n_components_ == parallel.n_components_ == 2
+    # Up to the choice the fits are well conditioned and agree to rounding. Past it
+    # they fit noise spikes, which depends on floating-point details that differ
+    # between the main process and joblib's workers (their BLAS thread counts).
+    chosen = serial.best_index_ + 1
     np.testing.assert_allclose(
-        serial.cv_results_["mean_test_score"], parallel.cv_results_["mean_test_score"]
+        serial.cv_results_["mean_test_score"][:chosen],
+        parallel.cv_results_["mean_test_score"][:chosen],
+        rtol=1e-6,
     )
-    assert serial.n_components_ == parallel.n_components_
 
 
 def test_bad_candidates_are_refused():
     with pytest.raises(ValueError, match="n_components should be"):
         DensityGMMCV(n_components=[0, 1]).fit(np.arange(10.0), np.ones(10))
+
+
+def test_bic_of_histograms_picks_the_true_number():
+    chosen = []
+    for kind in ("hist2000", "hist20000"):
+        for seed in range(8):
+            n_components, grid, counts, _ = _case(kind, seed)
+            fits = [
+                DensityGMM(k, loss="poisson", random_state=0).fit(grid, counts)
+                for k in range(1, 7)
+            ]
+            bic = [fit.bic(grid, counts) for fit in fits]
+            aic = [fit.aic(grid, counts) for fit in fits]
+            chosen.append((n_components, np.argmin(bic) + 1, np.argmin(aic) + 1))
+    chosen = np.array(chosen)
+    assert np.mean(chosen[:, 1] == chosen[:, 0]) >= 14 / 16, chosen
+    # AIC's lighter penalty never chooses fewer components than BIC
+    assert np.all(chosen[:, 2] >= chosen[:, 1]), chosen
+
+
+def test_bic_of_a_density_with_bin_sizes_equals_bic_of_counts():
+    _, grid, counts, _ = _case("hist2000", 2)
+    width = grid[1] - grid[0]
+    from_counts = DensityGMM(3, loss="poisson", random_state=0).fit(grid, counts)
+    from_density = DensityGMM(3, loss="poisson", random_state=0).fit(grid, counts / width)
+    np.testing.assert_allclose(
+        from_density.bic(grid, counts / width, sample_weight=np.full(len(grid), width)),
+        from_counts.bic(grid, counts),
+        rtol=1e-6,
+    )
+
+
+def test_information_criteria_need_the_poisson_loss():
+    _, grid, y, _ = _case("clean", 1)
+    fit = DensityGMM(2, random_state=0).fit(grid, y)
+    with pytest.raises(ValueError, match="only loss='poisson'"):
+        fit.bic(grid, y)
