@@ -22,6 +22,11 @@ from ._validation import (
     quadrature_weights,
 )
 
+CV_TOL = 1e-5
+CV_MAX_ITER = 200
+# Differences of mean R^2 / D^2 below this are rounding, not evidence.
+SCORE_RESOLUTION = 1e-8
+
 _PASSED_ON = (
     "covariance_type",
     "loss",
@@ -357,13 +362,18 @@ def _fit_and_score_fold(base, n_components, previous, X, y, weights, train, test
         return -np.inf, 0.0, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        single = clone(base).set_params(n_components=n_components, n_init=1)
-        fits = [single.fit(X_train, y_train, w_train)]
+        single = clone(base).set_params(
+            n_components=n_components,
+            n_init=1,
+            tol=max(base.tol, CV_TOL),
+            max_iter=min(base.max_iter, CV_MAX_ITER),
+        )
         grown = (
             grown_start(previous, X_train, y_train, w_train)
             if previous is not None and previous.n_components == n_components - 1
             else None
         )
+        fits = [single.fit(X_train, y_train, w_train)]
         if grown is not None:
             fits.append(clone(single).set_params(**grown).fit(X_train, y_train, w_train))
     best = min(fits, key=lambda fit: fit.loss_)
@@ -413,5 +423,6 @@ def _select(mean, standard_error, selection):
     best = int(np.argmax(np.where(finite, mean, -np.inf)))
     if selection == "best":
         return best
-    threshold = mean[best] - (standard_error[best] if np.isfinite(standard_error[best]) else 0)
+    error = standard_error[best] if np.isfinite(standard_error[best]) else 0.0
+    threshold = mean[best] - max(error, SCORE_RESOLUTION)
     return int(np.flatnonzero(finite & (mean >= threshold))[0])

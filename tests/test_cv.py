@@ -138,8 +138,7 @@ def test_bic_of_histograms_picks_the_true_number():
         for seed in range(8):
             n_components, grid, counts, _ = _case(kind, seed)
             fits = [
-                DensityGMM(k, loss="poisson", random_state=0).fit(grid, counts)
-                for k in range(1, 7)
+                DensityGMM(k, loss="poisson", random_state=0).fit(grid, counts) for k in range(1, 7)
             ]
             bic = [fit.bic(grid, counts) for fit in fits]
             aic = [fit.aic(grid, counts) for fit in fits]
