@@ -478,9 +478,11 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_grid(self, X, reset=False)
         gmm = self.to_gaussian_mixture()
-        return np.concatenate(
-            [gmm.score_samples(X[batch]) for batch in gen_batches(len(X), _PREDICT_BATCH_SIZE)]
-        )
+        # Far from every component the pdf underflows to 0 by design.
+        with np.errstate(under="ignore"):
+            return np.concatenate(
+                [gmm.score_samples(X[batch]) for batch in gen_batches(len(X), _PREDICT_BATCH_SIZE)]
+            )
 
     def predict_density(self, X):
         """The fitted density ``scale_ * pdf(X)`` in the units of ``y``.
@@ -495,7 +497,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         density : ndarray of shape (n_points,)
         """
         check_is_fitted(self)
-        return self.scale_ * np.exp(self.score_samples(X))
+        with np.errstate(under="ignore"):
+            return self.scale_ * np.exp(self.score_samples(X))
 
     def predict(self, X):
         """Alias of :meth:`predict_density` (the regressor interface).
@@ -525,7 +528,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = check_grid(self, X, reset=False)
-        return self.to_gaussian_mixture().predict_proba(X)
+        with np.errstate(under="ignore"):
+            return self.to_gaussian_mixture().predict_proba(X)
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted (normalised) mixture.

@@ -118,6 +118,7 @@ def _amplitudes(X, features, data_weights, target, layout, params, loss, refit_w
     return np.log(max(scale, TINY)), weights
 
 
+@np.errstate(under="ignore")
 def initial_parameters(
     X, features, target, data_weights, layout, *, method, loss, reg_covar, random_state
 ):
@@ -131,6 +132,7 @@ def initial_parameters(
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
 
 
+@np.errstate(under="ignore")
 def user_parameters(X, features, target, data_weights, layout, params, *, loss):
     """The flat vector of user-given (standardised) parameters, with the best scale."""
     em_layout = ParameterLayout(layout.n_components, layout.n_features, layout.covariance_type)

@@ -86,6 +86,7 @@ def _newton_polish(theta, value, data, bounds, gtol):
     return theta, value, n_steps
 
 
+@np.errstate(under="ignore")  # densities far from a component underflow to 0 by design
 def minimize_objective(theta0, data, bounds, *, tol, max_iter):
     """Minimise :func:`objective` from ``theta0`` within ``bounds``.
 
