@@ -236,7 +236,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             **{name: getattr(self, name) for name in _PASSED_ON},
         )
         scores = np.full((len(splits), len(candidates)), np.nan)
-        fit_times = np.zeros_like(scores)
+        fit_times = np.full_like(scores, np.nan)
         n_unconverged = 0
         previous = [None] * len(splits)
         parallel = Parallel(n_jobs=self.n_jobs)
@@ -267,9 +267,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             )
         self.cv_results_ = _cv_results(candidates, scores, fit_times)
         self.best_index_ = _select(
-            self.cv_results_["mean_test_score"],
-            self.cv_results_["std_test_score"] / np.sqrt(len(splits)),
-            self.selection,
+            self.cv_results_["mean_test_score"], _standard_error(scores), self.selection
         )
         self.n_components_ = int(candidates[self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
@@ -386,8 +384,16 @@ def _path_has_peaked(candidates, scores, selection):
     mean = scores.mean(axis=0)
     if not np.all(np.isfinite(mean)):
         return False
-    chosen = _select(mean, scores.std(axis=0) / np.sqrt(len(scores)), selection)
+    chosen = _select(mean, _standard_error(scores), selection)
     return len(candidates) - 1 - chosen >= 2
+
+
+def _standard_error(scores):
+    """Standard error of the mean score over folds (sample standard deviation)."""
+    n_splits = len(scores)
+    if n_splits < 2:
+        return np.zeros(scores.shape[1])
+    return scores.std(axis=0, ddof=1) / np.sqrt(n_splits)
 
 
 def _cv_results(candidates, scores, fit_times):

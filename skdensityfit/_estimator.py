@@ -14,7 +14,12 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._initialization import INIT_METHODS, initial_parameters, user_parameters
+from ._initialization import (
+    INIT_METHODS,
+    best_scale_within_bounds,
+    initial_parameters,
+    user_parameters,
+)
 from ._mixture_math import (
     COVARIANCE_TYPES,
     LOSSES,
@@ -85,7 +90,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 
     reg_covar : float, default=1e-6
         Added to the diagonal of the covariances of the initial EM steps, in
-        units of the standardised grid (grid standard deviation = 1).
+        units of the standardised grid (grid standard deviation = 1); at
+        least the square of the width floor (half the typical grid spacing).
 
     max_iter : int, default=500
         Maximum number of quasi-Newton iterations of each run.
@@ -277,7 +283,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         self : DensityGMM
             The fitted estimator.
         """
-        warm = self.warm_start and hasattr(self, "converged_")
+        warm = self.warm_start and self._fitted_like_current_settings()
         X, y = check_grid_density(self, X, y, reset=not warm)
         check_density_values(y, self.loss)
         n_points, n_features = X.shape
@@ -309,7 +315,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             loss=self.loss,
             fixed_log_scale=fixed_log_scale,
         )
-        bounds = _parameter_bounds(grid, layout)
+        width_limits = _width_limits(grid)
+        bounds = _parameter_bounds(grid, layout, width_limits)
         random_state = check_random_state(self.random_state)
 
         best = None
@@ -319,7 +326,10 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             if warm:
                 theta0 = self._standardised_parameters(layout, center, spread, log_unit)
             else:
-                theta0 = self._initial_parameters(grid, data, center, spread, random_state)
+                theta0 = self._initial_parameters(
+                    grid, data, center, spread, random_state, width_limits[0]
+                )
+                theta0 = best_scale_within_bounds(theta0, data, bounds)
             result = minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
             if self.verbose:
                 print(
@@ -345,7 +355,19 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         self._set_fitted_parameters(best, data, center, spread, log_unit)
         return self
 
-    def _initial_parameters(self, grid, data, center, spread, random_state):
+    def _fitted_like_current_settings(self):
+        """Whether the fitted parameters have the shapes the current settings need."""
+        if not hasattr(self, "converged_"):
+            return False
+        k, d = self.n_components, self.n_features_in_
+        expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+        prec_chol = self.precisions_cholesky_
+        if self.means_.shape != (k, d) or prec_chol.shape != expected[self.covariance_type]:
+            return False
+        # a tied factor has zeros below its diagonal; diag and spherical factors do not
+        return self.covariance_type in ("full", "tied") or bool(np.all(prec_chol > 0))
+
+    def _initial_parameters(self, grid, data, center, spread, random_state, min_width):
         layout = data.layout
         user_given = [
             v is not None for v in (self.weights_init, self.means_init, self.precisions_init)
@@ -359,7 +381,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 layout,
                 method=self.init_params,
                 loss=self.loss,
-                reg_covar=self.reg_covar,
+                reg_covar=max(self.reg_covar, min_width**2),
                 random_state=random_state,
             )
             if not any(user_given):
@@ -581,6 +603,10 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         if self.loss == "l2":
             return float(r2_score(y, predicted, sample_weight=weights))
         predicted = np.maximum(predicted, np.finfo(float).tiny)
+        if not np.any(y > 0):
+            # D^2 is 0/0 on a density that is zero everywhere; like r2_score's
+            # force_finite, a perfect prediction scores 1 and any other 0.
+            return 1.0 if np.allclose(predicted, 0.0) else 0.0
         return float(d2_tweedie_score(y, predicted, sample_weight=weights, power=1))
 
     # ------------------------------------------------------------------
@@ -662,19 +688,27 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 # ----------------------------------------------------------------------
 # helpers: bounds, user initial values, coordinate changes
 # ----------------------------------------------------------------------
-def _parameter_bounds(grid, layout):
+def _width_limits(grid):
+    """Smallest and largest component width allowed on a standardised grid."""
+    extent = np.maximum(np.ptp(grid, axis=0), 1e-12)
+    n_distinct = len(np.unique(grid, axis=0))
+    # the side of the cube each distinct point has to itself: robust to jitter and scatter
+    typical = np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1])
+    return 0.5 * typical, 100.0 * extent.max()
+
+
+def _parameter_bounds(grid, layout, width_limits):
     """Box bounds that keep every parameter finite and meaningful.
 
-    Widths range from half the typical (median) grid spacing, below which a
+    Widths range from half the typical grid spacing (the side of the cell each
+    distinct point has in the grid's bounding box), below which a
     component falls between grid points and is fixed by one or two values
     only (in cross-validation it would hide between training points), to a
     hundred times the grid's extent; means stay within two extents of it.
     """
     low, high = grid.min(axis=0), grid.max(axis=0)
     extent = np.maximum(high - low, 1e-12)
-    spacings = [np.diff(np.unique(column)) for column in grid.T]
-    typical = min((np.median(s) for s in spacings if s.size), default=1.0)
-    min_width, max_width = 0.5 * typical, 100.0 * extent.max()
+    min_width, max_width = width_limits
     log_u_low, log_u_high = -np.log(max_width), -np.log(min_width)
 
     d, k = layout.n_features, layout.n_components
@@ -723,6 +757,8 @@ def _user_precision_cholesky(precisions, covariance_type, n_components, n_featur
     }[covariance_type]
     precisions = _check_user_array(precisions, shape, "precisions_init")
     if covariance_type in ("full", "tied"):
+        if not np.allclose(precisions, np.swapaxes(precisions, -1, -2)):
+            raise ValueError("precisions_init should be symmetric.")
         try:
             return _upper_cholesky(precisions)
         except np.linalg.LinAlgError as exc:

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import nnls
 from sklearn.cluster import KMeans, kmeans_plusplus
 
-from ._mixture_math import ParameterLayout, log_component_densities, pack
+from ._mixture_math import ParameterLayout, log_component_densities, log_model_density, pack
 
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
@@ -64,7 +64,13 @@ def _weighted_moments(X, mass, resp, covariance_type, reg_covar):
         if covariance_type == "tied":
             covariances = np.einsum("k,kij->ij", nk, covariances) / nk.sum()
         covariances = covariances + reg_covar * eye
-        prec_chol = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariances)), -1, -2)
+        try:
+            prec_chol = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariances)), -1, -2)
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(
+                "A starting covariance is singular (a component holds too few grid "
+                "points). Increase reg_covar, decrease n_components, or use a finer grid."
+            ) from exc
     else:
         variances = (weighted_resp.T @ X**2) / nk[:, None] - means**2 + reg_covar
         variances = np.maximum(variances, reg_covar)
@@ -130,6 +136,27 @@ def initial_parameters(
     params = _em_refine(X, features, mass, resp, em_layout, reg_covar, N_EM_STEPS)
     log_scale, weights = _amplitudes(X, features, data_weights, target, em_layout, params, loss)
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
+
+
+@np.errstate(under="ignore")
+def best_scale_within_bounds(theta, data, bounds):
+    """Clip a start to the bounds, then give it the best total scale for its shape.
+
+    Clipping (e.g. widths up to the floor) changes the model's height, so the
+    scale computed before it can be off by orders of magnitude; a model far
+    too small has a tiny gradient and would look converged.
+    """
+    theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
+    if not data.layout.fit_scale:
+        return theta
+    shape = np.exp(log_model_density(theta, data.features, data.layout) - theta[0])
+    q, t = data.weights, data.target
+    if data.loss == "l2":
+        scale = (q * t) @ shape / max((q * shape) @ shape, TINY)
+    else:
+        scale = (q @ np.maximum(t, 0)) / max(q @ shape, TINY)
+    log_scale = np.clip(np.log(max(scale, TINY)), bounds[0, 0], bounds[0, 1])
+    return np.concatenate([[log_scale], theta[1:]])
 
 
 @np.errstate(under="ignore")

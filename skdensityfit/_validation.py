@@ -42,7 +42,7 @@ def check_grid_density(estimator, X, y, *, reset=True):
         reset=reset,
         dtype=np.float64,
         y_numeric=True,
-        ensure_min_samples=2,
+        ensure_min_samples=2 if reset else 1,
     )
     return X, np.asarray(y, dtype=np.float64)
 
@@ -99,7 +99,12 @@ def quadrature_weights(X):
     axis_weights = []
     axis_codes = []
     for j in range(n_features):
-        values, codes = np.unique(X[:, j], return_inverse=True)
+        column = X[:, j]
+        extent = np.ptp(column)
+        # round off float noise (1e-15 jitter) so that a product grid is still seen as one
+        key = np.round((column - column.min()) / extent, 9) if extent > 0 else column
+        _, first, codes = np.unique(key, return_index=True, return_inverse=True)
+        values = column[first]
         axis_weights.append(_cell_sizes_1d(values))
         axis_codes.append(codes.ravel())
     n_cells = np.prod([w.size for w in axis_weights], dtype=float)
@@ -124,6 +129,11 @@ def standardisation(X, covariance_type):
     """
     center = 0.5 * (X.min(axis=0) + X.max(axis=0))
     spread = X.std(axis=0)
+    if X.shape[1] > 1 and np.any(spread == 0):
+        raise ValueError(
+            f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so the "
+            "mixture's extent along them cannot be fitted. Drop those columns."
+        )
     spread = np.where(spread > 0, spread, 1.0)
     if covariance_type == "spherical":
         spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))

@@ -85,6 +85,55 @@ def test_a_spike_at_one_grid_point_gives_finite_floored_widths():
     y[20] = 1.0
     model = DensityGMM(1, random_state=0).fit(GRID, y)
     spacing = GRID[1] - GRID[0]
+    typical_spacing = np.ptp(GRID) / len(GRID)  # the documented floor is half of this
     assert np.all(np.isfinite(model.means_))
-    assert np.sqrt(model.covariances_.ravel()[0]) >= 0.5 * spacing * (1 - 1e-9)
+    assert np.sqrt(model.covariances_.ravel()[0]) >= 0.5 * typical_spacing * (1 - 1e-9)
     assert model.means_[0, 0] == pytest.approx(GRID[20], abs=spacing)
+
+
+def test_a_spike_is_not_reported_as_a_converged_zero_model():
+    y = np.zeros(75)
+    y[30] = 1.0
+    model = DensityGMM(1, reg_covar=0.0, random_state=0).fit(np.linspace(0, 25, 75), y)
+    assert model.loss_ < 0.5
+    assert model.predict(np.linspace(0, 25, 75))[30] > 0.5
+
+
+def test_spike_on_scattered_points_respects_the_width_floor():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-5, 5, (1000, 2))
+    y = np.zeros(1000)
+    y[17] = 1.0
+    model = DensityGMM(1, covariance_type="spherical", random_state=0).fit(points, y)
+    typical_spacing = np.sqrt(100 / 1000)
+    assert np.sqrt(model.covariances_[0]) >= 0.45 * typical_spacing
+
+
+def test_constant_grid_feature_is_an_error():
+    grid, density, _ = make_writeup_problem()
+    with pytest.raises(ValueError, match=r"feature\(s\) \[1\] are constant"):
+        DensityGMM(2).fit(np.column_stack([grid, np.full_like(grid, 3.0)]), density)
+
+
+def test_warm_start_after_changing_the_model_starts_afresh():
+    grid, density, _ = make_writeup_problem()
+    model = DensityGMM(2, warm_start=True, random_state=0).fit(grid, density)
+    model.set_params(n_components=3).fit(grid, density)
+    assert model.means_.shape == (3, 1)
+    model.set_params(covariance_type="diag").fit(grid, density)
+    assert model.covariances_.shape == (3, 1)
+
+
+def test_non_symmetric_precisions_init_is_refused(grid_2d):
+    y = np.exp(-0.5 * np.sum(grid_2d**2, axis=1))
+    with pytest.raises(ValueError, match="symmetric"):
+        DensityGMM(1, precisions_init=[[[1.0, 0.9], [0.0, 1.0]]]).fit(grid_2d, y)
+
+
+def test_jittered_product_grid_keeps_its_cell_weights():
+    from skdensityfit._validation import quadrature_weights
+
+    x = np.geomspace(1, 100, 30)
+    grid = np.column_stack([a.ravel() for a in np.meshgrid(x, np.linspace(0, 1, 20))])
+    jittered = grid + np.random.default_rng(0).normal(0, 1e-15, grid.shape)
+    np.testing.assert_allclose(quadrature_weights(jittered), quadrature_weights(grid), rtol=1e-9)
