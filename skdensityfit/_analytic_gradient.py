@@ -145,6 +145,30 @@ def _spherical(means, raw):
 _COMPONENTS = {"full": _full, "tied": _tied, "diag": _diag, "spherical": _spherical}
 
 
+# Rows per chunk: the per-point temporaries are (chunk, n_components) arrays, so
+# memory stays bounded by the chunk, not by the grid, while chunks stay large
+# enough for numpy's per-call overhead not to matter.
+CHUNK_ELEMENTS = 2**20
+
+
+def _chunk_terms(features, target, q, coef, offset, log_scale, data):
+    """Loss and gradient pieces of one chunk of grid points."""
+    log_joint = features @ (-0.5 * coef.T)
+    log_joint += offset
+    log_mixture = _logsumexp(log_joint, axis=1)
+    log_model = log_scale + log_mixture
+    model = np.exp(log_model)
+    if data.loss == "l2":
+        residual = target - model
+        value = np.dot(q * residual, residual)
+        g = (-2.0 / data.normaliser) * q * residual * model
+    else:
+        value = np.dot(q, model - target * log_model)
+        g = (q / data.normaliser) * (model - target)
+    weighted_resp = np.exp(log_joint - log_mixture[:, None]) * g[:, None]
+    return value, g.sum(), weighted_resp.sum(axis=0), weighted_resp.T @ features
+
+
 def value_and_gradient(theta, data):
     """The value of :func:`~skdensityfit._mixture_math.objective` and its gradient."""
     layout = data.layout
@@ -154,27 +178,33 @@ def value_and_gradient(theta, data):
     all_logits = np.append(logits, 0.0)
     log_weights = all_logits - _logsumexp(all_logits)
     coef, log_det, backward = _COMPONENTS[layout.covariance_type](means, raw)
+    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
 
-    log_joint = data.features @ (-0.5 * coef.T)
-    log_joint += log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
-    log_mixture = _logsumexp(log_joint, axis=1)
-    log_model = log_scale + log_mixture
-    model = np.exp(log_model)
-    q, t = data.weights, data.target
-    if data.loss == "l2":
-        residual = t - model
-        value = np.dot(q * residual, residual) / data.normaliser
-        g = (-2.0 / data.normaliser) * q * residual * model
-    else:
-        value = (np.dot(q, model - t * log_model) + data.poisson_constant) / data.normaliser
-        g = (q / data.normaliser) * (model - t)
+    n_points = len(data.target)
+    chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
+    value, dlog_scale, dlog_joint, dcoef = 0.0, 0.0, 0.0, 0.0
+    for start in range(0, n_points, chunk):
+        rows = slice(start, start + chunk)
+        terms = _chunk_terms(
+            data.features[rows],
+            data.target[rows],
+            data.weights[rows],
+            coef,
+            offset,
+            log_scale,
+            data,
+        )
+        value += terms[0]
+        dlog_scale += terms[1]
+        dlog_joint = dlog_joint + terms[2]
+        dcoef = dcoef + terms[3]
+    if data.loss == "poisson":
+        value += data.poisson_constant
+    value /= data.normaliser
 
-    weighted_resp = np.exp(log_joint - log_mixture[:, None]) * g[:, None]
-    dlog_joint = weighted_resp.sum(axis=0)
-    dcoef = -0.5 * (weighted_resp.T @ data.features)
-    dmeans, draw = backward(dcoef, dlog_joint)
+    dmeans, draw = backward(-0.5 * dcoef, dlog_joint)
     weights = np.exp(log_weights)
     dlogits = dlog_joint[:-1] - weights[:-1] * dlog_joint.sum()
-    head = [np.atleast_1d(g.sum())] if layout.fit_scale else []
+    head = [np.atleast_1d(dlog_scale)] if layout.fit_scale else []
     gradient = np.concatenate([*head, dlogits, dmeans.ravel(), np.ravel(draw)])
     return float(value), gradient

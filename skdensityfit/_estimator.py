@@ -2,6 +2,7 @@
 
 import time
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,6 +19,7 @@ from ._initialization import (
     INIT_METHODS,
     best_scale_within_bounds,
     initial_parameters,
+    random_subset,
     user_parameters,
 )
 from ._mixture_math import (
@@ -40,6 +42,8 @@ from ._validation import (
 )
 
 _PREDICT_BATCH_SIZE = 65536
+# Grids larger than this are first fitted on a random subset of this many points.
+_MAX_PREFIT_POINTS = 50_000
 
 
 class DensityGMM(RegressorMixin, BaseEstimator):
@@ -293,6 +297,18 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 f"n_components = {self.n_components}, n_samples = {n_points}. "
                 "Use fewer components or a finer grid."
             )
+        n_parameters = ParameterLayout(
+            self.n_components, n_features, self.covariance_type, self.scale is None
+        ).n_parameters
+        if n_points < n_parameters:
+            warnings.warn(
+                f"The grid has {n_points} points for {n_parameters} free parameters, so "
+                "the fit is not determined by the data. Use fewer components, a simpler "
+                "covariance_type, or a finer grid.",
+                UserWarning,
+                stacklevel=2,
+            )
+        _warn_if_density_is_cut_at_the_edge(X, y)
         if sample_weight is None:
             quad = quadrature_weights(X)
         else:
@@ -330,6 +346,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                     grid, data, center, spread, random_state, width_limits[0]
                 )
                 theta0 = best_scale_within_bounds(theta0, data, bounds)
+            if len(y) > _MAX_PREFIT_POINTS:
+                theta0 = self._prefit_on_subset(theta0, data, bounds, random_state)
             result = minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
             if self.verbose:
                 print(
@@ -354,6 +372,19 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             )
         self._set_fitted_parameters(best, data, center, spread, log_unit)
         return self
+
+    def _prefit_on_subset(self, theta0, data, bounds, random_state):
+        """Converge on a random subset first, so the full grid needs few iterations."""
+        subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
+        weights = data.weights[subset]
+        sub = replace(
+            data,
+            features=data.features[subset],
+            target=data.target[subset],
+            weights=weights / weights.sum(),
+        )
+        result = minimize_objective(theta0, sub, bounds, tol=self.tol, max_iter=self.max_iter)
+        return result.theta if np.isfinite(result.loss) else theta0
 
     def _fitted_like_current_settings(self):
         """Whether the fitted parameters have the shapes the current settings need."""
@@ -688,6 +719,22 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 # ----------------------------------------------------------------------
 # helpers: bounds, user initial values, coordinate changes
 # ----------------------------------------------------------------------
+EDGE_WARNING_FRACTION = 0.25
+
+
+def _warn_if_density_is_cut_at_the_edge(X, y):
+    on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
+    fraction = np.max(y[on_edge]) / np.max(y)
+    if fraction >= EDGE_WARNING_FRACTION:
+        warnings.warn(
+            f"The density at the edge of the grid reaches {fraction:.0%} of its peak: the "
+            "mixture is extrapolated beyond the grid, so scale_ and the outer components "
+            "are poorly determined. Extend the grid if you can.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _width_limits(grid):
     """Smallest and largest component width allowed on a standardised grid."""
     extent = np.maximum(np.ptp(grid, axis=0), 1e-12)

@@ -15,8 +15,15 @@ from ._mixture_math import ParameterLayout, log_component_densities, log_model_d
 
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
+MAX_INIT_POINTS = 20_000
 MIN_WEIGHT = 1e-4
 TINY = np.finfo(float).tiny
+
+
+def random_subset(n_points, size, target, random_state):
+    """Sorted indices of ``size`` random points, always with the largest value."""
+    subset = random_state.choice(n_points, size, replace=False)
+    return np.unique(np.append(subset, np.argmax(target)))
 
 
 def _nearest_center_responsibilities(X, centers):
@@ -128,7 +135,16 @@ def _amplitudes(X, features, data_weights, target, layout, params, loss, refit_w
 def initial_parameters(
     X, features, target, data_weights, layout, *, method, loss, reg_covar, random_state
 ):
-    """A flat parameter vector to start the optimiser from."""
+    """A flat parameter vector to start the optimiser from.
+
+    On grids larger than ``MAX_INIT_POINTS`` the start is computed on a random
+    subset of that many points: a start needs the shape of the density, not
+    every point of it (the optimiser then uses every point).
+    """
+    if len(target) > MAX_INIT_POINTS:
+        subset = random_subset(len(target), MAX_INIT_POINTS, target, random_state)
+        X, features, target = X[subset], features[subset], target[subset]
+        data_weights = data_weights[subset] / data_weights[subset].sum()
     mass = data_weights * np.maximum(target, 0.0)
     mass = mass / mass.sum()
     resp = initial_responsibilities(X, mass, layout.n_components, method, random_state)

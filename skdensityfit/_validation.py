@@ -135,6 +135,14 @@ def standardisation(X, covariance_type):
             "mixture's extent along them cannot be fitted. Drop those columns."
         )
     spread = np.where(spread > 0, spread, 1.0)
+    if X.shape[1] > 1:
+        correlation = np.corrcoef((X - center) / spread, rowvar=False)
+        if np.linalg.eigvalsh(correlation)[0] < 1e-10:
+            raise ValueError(
+                "The grid points lie in a lower-dimensional subspace (e.g. all on one "
+                "line), so a full-dimensional mixture cannot be fitted. Project the grid "
+                "onto that subspace (e.g. with sklearn.decomposition.PCA) and fit there."
+            )
     if covariance_type == "spherical":
         spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))
     return center, spread

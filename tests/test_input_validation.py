@@ -137,3 +137,67 @@ def test_jittered_product_grid_keeps_its_cell_weights():
     grid = np.column_stack([a.ravel() for a in np.meshgrid(x, np.linspace(0, 1, 20))])
     jittered = grid + np.random.default_rng(0).normal(0, 1e-15, grid.shape)
     np.testing.assert_allclose(quadrature_weights(jittered), quadrature_weights(grid), rtol=1e-9)
+
+
+def test_grid_on_a_line_in_2d_is_an_error():
+    t = np.linspace(0, 1, 100)
+    with pytest.raises(ValueError, match="lower-dimensional subspace"):
+        DensityGMM(1).fit(np.column_stack([t, 2 * t + 1]), np.exp(-0.5 * ((t - 0.5) / 0.1) ** 2))
+
+
+def test_fewer_points_than_parameters_warns_but_fits():
+    with pytest.warns(UserWarning, match="4 points for 6 free parameters"):
+        model = DensityGMM(2, random_state=0).fit(np.arange(4.0), [1.0, 3.0, 2.0, 1.0])
+    np.testing.assert_allclose(model.weights_.sum(), 1.0)
+    assert np.all(model.weights_ > 0)
+
+
+def test_more_components_than_supported_give_simplex_weights_and_a_warning():
+    from sklearn.exceptions import ConvergenceWarning
+
+    grid, density, _ = make_writeup_problem()
+    with pytest.warns(ConvergenceWarning, match="number of components"):
+        model = DensityGMM(5, random_state=0).fit(grid, density)
+    np.testing.assert_allclose(model.weights_.sum(), 1.0)
+    assert np.all(model.weights_ >= 0)
+    assert np.all(np.isfinite(model.covariances_))
+
+
+def test_plateau_warns_that_the_density_is_cut_at_the_grid_edge():
+    grid, _, _ = make_writeup_problem()
+    with pytest.warns(UserWarning, match="edge of the grid reaches 100% of its peak"):
+        model = DensityGMM(3, random_state=0).fit(grid, np.ones_like(grid))
+    np.testing.assert_allclose(model.weights_.sum(), 1.0)
+    assert np.all(np.isfinite(model.means_)) and np.isfinite(model.scale_)
+
+
+def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
+    import skdensityfit._estimator as estimator
+
+    def broken(theta0, data, bounds, *, tol, max_iter):
+        from skdensityfit._optimization import OptimizationResult
+
+        return OptimizationResult(theta0, np.inf, 0, False, "non-finite objective")
+
+    monkeypatch.setattr(estimator, "minimize_objective", broken)
+    with pytest.raises(ValueError, match="not finite at any start"):
+        DensityGMM(1).fit(GRID, DENSITY)
+
+
+def test_best_finite_restart_is_kept(monkeypatch):
+    import skdensityfit._estimator as estimator
+    from skdensityfit._optimization import minimize_objective
+
+    calls = []
+
+    def first_run_fails(theta0, data, bounds, *, tol, max_iter):
+        calls.append(1)
+        result = minimize_objective(theta0, data, bounds, tol=tol, max_iter=max_iter)
+        if len(calls) == 1:
+            result.loss, result.theta = np.inf, np.full_like(theta0, np.nan)
+        return result
+
+    monkeypatch.setattr(estimator, "minimize_objective", first_run_fails)
+    model = DensityGMM(1, n_init=2, random_state=0).fit(GRID, DENSITY)
+    assert len(calls) == 2
+    assert np.all(np.isfinite(model.means_)) and model.converged_

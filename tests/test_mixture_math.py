@@ -83,3 +83,15 @@ def test_softmax_weights_generalise_the_logit_trick():
     _, weights, _, _ = unpack(np.array([0.0, 1.3, 0.0, 1.0, 0.0, 0.0]), layout)
     np.testing.assert_allclose(weights[0], 1 / (1 + np.exp(-1.3)))
     np.testing.assert_allclose(weights.sum(), 1.0)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_chunked_gradient_equals_one_chunk(covariance_type, monkeypatch):
+    import skdensityfit._analytic_gradient as analytic
+
+    _, data, theta = _random_problem(covariance_type, "poisson", seed=2)
+    whole = value_and_gradient(theta, data)
+    monkeypatch.setattr(analytic, "CHUNK_ELEMENTS", 40)  # chunks of 13 points, last one short
+    chunked = value_and_gradient(theta, data)
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-13)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-12, atol=1e-15)

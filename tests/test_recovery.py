@@ -130,3 +130,18 @@ def test_poisson_loss_recovers_a_histogram_mixture():
     np.testing.assert_allclose(model.weights_, [0.3, 0.7], atol=0.01)
     # the scale is the number of samples times the bin width
     np.testing.assert_allclose(model.scale_, 200_000 * (edges[1] - edges[0]), rtol=0.01)
+
+
+def test_large_grid_fitted_through_a_subset_prefit_is_recovered():
+    grid = np.linspace(-10, 10, 120_001)
+    weights, means, stds = (
+        np.array([0.3, 0.5, 0.2]),
+        np.array([-4.0, 0.0, 5.0]),
+        np.array([1.0, 1.4, 0.7]),
+    )
+    density = mixture_density(grid, weights, means[:, None], stds[:, None, None] ** 2)
+    model = DensityGMM(n_components=3, random_state=0).fit(grid, density)
+    assert model.converged_
+    np.testing.assert_allclose(model.means_.ravel(), means, atol=1e-6)
+    np.testing.assert_allclose(np.sqrt(model.covariances_.ravel()), stds, rtol=1e-6)
+    np.testing.assert_allclose(model.weights_, weights, rtol=1e-6)
