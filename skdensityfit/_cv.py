@@ -359,7 +359,9 @@ def _fit_and_score_fold(base, n_components, previous, X, y, weights, train, test
     if n_components > len(train) or not np.any(y_train > 0):
         return -np.inf, 0.0, None
     with warnings.catch_warnings():
+        # per-fold warnings would repeat for every fold; the refit on all points warns once
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
         single = clone(base).set_params(
             n_components=n_components,
             n_init=1,

@@ -371,6 +371,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         self._set_fitted_parameters(best, data, center, spread, log_unit)
+        _warn_if_components_are_redundant(self)
         return self
 
     def _prefit_on_subset(self, theta0, data, bounds, random_state):
@@ -720,6 +721,46 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 # helpers: bounds, user initial values, coordinate changes
 # ----------------------------------------------------------------------
 EDGE_WARNING_FRACTION = 0.25
+# Two components closer than this Bhattacharyya distance describe one feature.
+REDUNDANT_DISTANCE = 0.02
+NEGLIGIBLE_WEIGHT = 1e-4
+
+
+def _full_covariances(model):
+    cov, k, d = model.covariances_, model.n_components, model.n_features_in_
+    if model.covariance_type == "full":
+        return cov
+    if model.covariance_type == "tied":
+        return np.broadcast_to(cov, (k, d, d))
+    if model.covariance_type == "diag":
+        return cov[:, :, None] * np.eye(d)
+    return cov[:, None, None] * np.eye(d)
+
+
+def _warn_if_components_are_redundant(model):
+    """Warn when the data does not support all components (weights and overlaps)."""
+    if model.n_components < 2:
+        return
+    covariances = _full_covariances(model)
+    diff = model.means_[:, None, :] - model.means_[None, :, :]
+    average = 0.5 * (covariances[:, None] + covariances[None, :])
+    maha = np.einsum("ijk,ijk->ij", diff, np.linalg.solve(average, diff[..., None])[..., 0])
+    log_dets = np.linalg.slogdet(covariances)[1]
+    distance = 0.125 * maha + 0.5 * (
+        np.linalg.slogdet(average)[1] - 0.5 * (log_dets[:, None] + log_dets[None, :])
+    )
+    pairs = np.argwhere(np.triu(distance < REDUNDANT_DISTANCE, k=1))
+    light = np.flatnonzero(model.weights_ < NEGLIGIBLE_WEIGHT)
+    if len(pairs) or len(light):
+        described = [f"components {i} and {j} nearly coincide" for i, j in pairs]
+        described += [f"component {i} has weight {model.weights_[i]:.1e}" for i in light]
+        warnings.warn(
+            f"The data does not support {model.n_components} components ("
+            + "; ".join(described)
+            + "). Use fewer components; DensityGMMCV chooses their number.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _warn_if_density_is_cut_at_the_edge(X, y):
