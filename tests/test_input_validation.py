@@ -199,3 +199,13 @@ def test_best_finite_restart_is_kept(monkeypatch):
     model = DensityGMM(1, n_init=2, random_state=0).fit(GRID, DENSITY)
     assert len(calls) == 2
     assert np.all(np.isfinite(model.means_)) and model.converged_
+
+
+def test_component_far_outside_the_grid_gives_finite_results():
+    grid = np.linspace(0, 25, 200)
+    density = 0.7 * norm.pdf(grid, 10, 1) + 0.3 * norm.pdf(grid, 500, 1)  # 2nd: 490 sd away
+    model = DensityGMM(2, random_state=0).fit(grid, density)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.all(np.isfinite(getattr(model, name)))
+    np.testing.assert_allclose(model.weights_.sum(), 1.0)
+    np.testing.assert_allclose(model.predict(grid), density, atol=1e-6 * density.max())

@@ -106,9 +106,10 @@ def test_unsorted_and_nonuniform_grids_give_the_same_parameters(loss):
     rng = np.random.default_rng(3)
     nonuniform = np.sort(np.concatenate([[-7, 8], rng.uniform(-7, 8, 198)]))
     shuffled = rng.permutation(uniform)
+    log_spaced = np.geomspace(1, 16, 200) - 8.0
     fits = [
         DensityGMM(n_components=2, loss=loss, random_state=0).fit(x, density(x))
-        for x in (uniform, nonuniform, shuffled)
+        for x in (uniform, nonuniform, shuffled, log_spaced)
     ]
     for fit in fits[1:]:
         np.testing.assert_allclose(fit.means_, fits[0].means_, rtol=1e-6)
