@@ -352,7 +352,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             if self.verbose:
                 print(
                     f"DensityGMM run {run + 1}/{n_runs}: loss {result.loss:.6g}, "
-                    f"{result.n_iter} iterations, converged={result.converged}, "
+                    f"{result.n_iter} iterations, converged={result.converged} "
+                    f"({result.message}), "
                     f"{time.perf_counter() - start_time:.3f} s"
                 )
             if np.isfinite(result.loss) and (best is None or result.loss < best.loss):

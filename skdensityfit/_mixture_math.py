@@ -2,7 +2,10 @@
 
 Everything here works in the *standardised* coordinates of the estimator (grid
 centred and scaled, density divided by its largest absolute value) and is
-written with ``autograd.numpy`` so that gradients and Hessians come for free.
+written with ``autograd.numpy``: :func:`objective` is the reference definition
+that autograd differentiates. The optimiser's inner loop uses the hand-derived
+numpy gradient of :mod:`skdensityfit._analytic_gradient`, which the tests
+check against autograd's.
 
 The model is ``f(x) = exp(log_scale) * sum_k w_k N(x; mu_k, Sigma_k)``. Each
 component is parameterised by the upper-triangular Cholesky factor ``U_k`` of
