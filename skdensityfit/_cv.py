@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import DensityGMM
+from ._estimator import DensityGMM, score_prediction
 from ._initialization import grown_start
 from ._validation import (
     check_density_values,
@@ -356,8 +356,13 @@ def _fit_and_score_fold(base, n_components, previous, X, y, weights, train, test
     """
     start = time.perf_counter()
     X_train, y_train, w_train = X[train], y[train], weights[train]
-    if n_components > len(train) or not np.any(y_train > 0):
+    if n_components > len(train):
         return -np.inf, 0.0, None
+    if not np.any(y_train > 0):
+        # no mixture fits a density without positive values; the best non-negative
+        # model under either loss is zero everywhere, so that is what gets scored
+        zero = np.zeros(len(test))
+        return score_prediction(base.loss, y[test], zero, weights[test]), 0.0, None
     with warnings.catch_warnings():
         # per-fold warnings would repeat for every fold; the refit on all points warns once
         warnings.simplefilter("ignore", ConvergenceWarning)

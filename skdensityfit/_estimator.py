@@ -632,15 +632,81 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             if sample_weight is None
             else check_sample_weight(sample_weight, len(y))
         )
-        predicted = self.predict_density(X)
-        if self.loss == "l2":
-            return float(r2_score(y, predicted, sample_weight=weights))
-        predicted = np.maximum(predicted, np.finfo(float).tiny)
-        if not np.any(y > 0):
-            # D^2 is 0/0 on a density that is zero everywhere; like r2_score's
-            # force_finite, a perfect prediction scores 1 and any other 0.
-            return 1.0 if np.allclose(predicted, 0.0) else 0.0
-        return float(d2_tweedie_score(y, predicted, sample_weight=weights, power=1))
+        return score_prediction(self.loss, y, self.predict_density(X), weights)
+
+    # ------------------------------------------------------------------
+    # reports
+    # ------------------------------------------------------------------
+    def summary(self):
+        """The fitted mixture as a plain, JSON-serialisable dict.
+
+        Returns
+        -------
+        summary : dict
+            ``n_components``, ``covariance_type``, ``loss``, ``loss_value``,
+            ``converged``, ``n_iter``, ``scale`` and ``components``: one dict
+            per component with ``weight``, ``mean`` and ``covariance`` (as
+            nested lists, full matrices for every covariance type).
+        """
+        check_is_fitted(self)
+        covariances = _full_covariances(self)
+        return {
+            "n_components": int(self.n_components),
+            "n_features": int(self.n_features_in_),
+            "covariance_type": self.covariance_type,
+            "loss": self.loss,
+            "loss_value": float(self.loss_),
+            "converged": bool(self.converged_),
+            "n_iter": int(self.n_iter_),
+            "scale": float(self.scale_),
+            "components": [
+                {
+                    "weight": float(self.weights_[k]),
+                    "mean": self.means_[k].tolist(),
+                    "covariance": covariances[k].tolist(),
+                }
+                for k in range(self.n_components)
+            ],
+        }
+
+    def fit_report(self):
+        """A readable text report of the fit, in the spirit of lmfit's.
+
+        Standard errors of the parameters are not reported yet.
+
+        Returns
+        -------
+        report : str
+        """
+        info = self.summary()
+        lines = [
+            "[[Fit Statistics]]",
+            f"    loss               = {info['loss']}",
+            f"    final loss         = {info['loss_value']:.6g}",
+            f"    converged          = {info['converged']}",
+            f"    iterations         = {info['n_iter']}",
+            f"    scale (total mass) = {info['scale']:.8g}",
+            f"[[Components]] ({info['n_components']}, covariance_type="
+            f"'{info['covariance_type']}', ordered by the first coordinate of the mean)",
+        ]
+        for k, component in enumerate(info["components"]):
+            covariance = np.asarray(component["covariance"])
+            stds = np.sqrt(np.diag(covariance))
+            lines.append(f"    component {k}:")
+            lines.append(f"        weight = {component['weight']:.8g}")
+            lines.append("        mean   = " + ", ".join(f"{v:.8g}" for v in component["mean"]))
+            lines.append("        std    = " + ", ".join(f"{v:.8g}" for v in stds))
+            if len(stds) > 1:
+                correlation = covariance / np.outer(stds, stds)
+                rows, cols = np.triu_indices(len(stds), 1)
+                lines.append(
+                    "        corr   = "
+                    + ", ".join(
+                        f"({i},{j}) {correlation[i, j]:.4f}"
+                        for i, j in zip(rows, cols, strict=True)
+                    )
+                )
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------
     # information criteria (histograms of counts, Poisson loss)
@@ -721,6 +787,18 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 # ----------------------------------------------------------------------
 # helpers: bounds, user initial values, coordinate changes
 # ----------------------------------------------------------------------
+def score_prediction(loss, y, predicted, weights):
+    """R^2 (``loss='l2'``) or D^2 (``loss='poisson'``) of a predicted density."""
+    if loss == "l2":
+        return float(r2_score(y, predicted, sample_weight=weights))
+    predicted = np.maximum(predicted, np.finfo(float).tiny)
+    if not np.any(y > 0):
+        # D^2 is 0/0 on a density that is zero everywhere; like r2_score's
+        # force_finite, a perfect prediction scores 1 and any other 0.
+        return 1.0 if np.allclose(predicted, 0.0) else 0.0
+    return float(d2_tweedie_score(y, predicted, sample_weight=weights, power=1))
+
+
 EDGE_WARNING_FRACTION = 0.25
 # Two components closer than this Bhattacharyya distance describe one feature.
 REDUNDANT_DISTANCE = 0.02

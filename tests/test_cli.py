@@ -1,0 +1,98 @@
+"""The command line, run as a real subprocess on files the tests write."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+GRID = np.linspace(0, 20, 200)
+DENSITY = 0.6 * norm.pdf(GRID, 6, 1) + 0.4 * norm.pdf(GRID, 13, 1.5)
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "skdensityfit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def check_parameters(summary):
+    assert summary["n_components"] == 2
+    means = [c["mean"][0] for c in summary["components"]]
+    np.testing.assert_allclose(means, [6.0, 13.0], rtol=1e-6)
+    np.testing.assert_allclose([c["weight"] for c in summary["components"]], [0.6, 0.4], rtol=1e-6)
+
+
+def test_demo_prints_true_and_recovered_parameters():
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    assert "mean[0]" in result.stdout and "15.000000" in result.stdout
+    assert "converged = True" in result.stdout
+
+
+def test_help_reads_well():
+    result = run("fit", "--help")
+    assert result.returncode == 0
+    assert "--n-components" in result.stdout and "CSV" in result.stdout
+
+
+def test_fit_csv_with_header_and_auto_components(tmp_path):
+    path = tmp_path / "spectrum.csv"
+    np.savetxt(path, np.column_stack([GRID, DENSITY]), delimiter=",", header="x,y", comments="")
+    result = run("fit", path, "--max-components", 4)
+    assert result.returncode == 0, result.stderr
+    check_parameters(json.loads(result.stdout))
+    assert "DensityGMMCV: n_components=" in result.stderr  # progress goes to stderr
+
+
+def test_fit_tsv_without_header_by_column_index(tmp_path):
+    path = tmp_path / "spectrum.tsv"
+    np.savetxt(path, np.column_stack([DENSITY, GRID]), delimiter="\t")
+    result = run("fit", path, "--x", 1, "--y", 0, "--n-components", 2)
+    assert result.returncode == 0, result.stderr
+    check_parameters(json.loads(result.stdout))
+
+
+def test_fit_npy_and_npz(tmp_path):
+    np.save(tmp_path / "a.npy", np.column_stack([GRID, DENSITY]))
+    np.savez(tmp_path / "b.npz", grid=GRID, density=DENSITY)
+    for name in ("a.npy", "b.npz"):
+        result = run("fit", tmp_path / name, "--n-components", 2)
+        assert result.returncode == 0, result.stderr
+        check_parameters(json.loads(result.stdout))
+
+
+def test_csv_output_to_a_file(tmp_path):
+    path = tmp_path / "spectrum.csv"
+    np.savetxt(path, np.column_stack([GRID, DENSITY]), delimiter=",")
+    out = tmp_path / "params.csv"
+    result = run("fit", path, "--n-components", 2, "--format", "csv", "-o", out)
+    assert result.returncode == 0, result.stderr
+    table = np.genfromtxt(out, delimiter=",", names=True)
+    np.testing.assert_allclose(table["mean_0"], [6.0, 13.0], rtol=1e-6)
+    np.testing.assert_allclose(table["cov_0_0"], [1.0, 2.25], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "code", "message"),
+    [
+        (None, [], 1, "No such file"),
+        ("x,y\n1,2\n2,3\n", ["--y", "z"], 1, "No column named 'z'"),
+        ("x,y\n1,2\n2,oops\n3,1\n", [], 1, "non-numeric"),
+        ("1,2\n2,3\n", ["--y", "5"], 1, "Column 5 does not exist"),
+        ("1,2\n2,3,4\n", [], 1, "Line 2 has 3 cells"),
+        ("1,2\n2,3\n", ["--n-components", "zero"], 2, "positive integer or 'auto'"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_message(tmp_path, content, args, code, message):
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_text(content)
+    result = run("fit", path, *args)
+    assert result.returncode == code
+    assert message in result.stderr
