@@ -356,6 +356,11 @@ def _fit_and_score_fold(base, n_components, previous, X, y, weights, train, test
     """
     start = time.perf_counter()
     X_train, y_train, w_train = X[train], y[train], weights[train]
+    if not np.any(weights[test] > 0) or not np.any(w_train > 0):
+        raise ValueError(
+            "A cross-validation fold has zero total sample_weight, so it cannot be "
+            "scored. Use fewer folds, or give weight to more points."
+        )
     if n_components > len(train):
         return -np.inf, 0.0, None
     if not np.any(y_train > 0):

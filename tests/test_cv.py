@@ -166,3 +166,11 @@ def test_information_criteria_need_the_poisson_loss():
     fit = DensityGMM(2, random_state=0).fit(grid, y)
     with pytest.raises(ValueError, match="only loss='poisson'"):
         fit.bic(grid, y)
+
+
+def test_fold_with_zero_sample_weight_is_a_clear_error():
+    _, grid, y, _ = _case("noise1", 1)
+    weights = np.zeros_like(y)
+    weights[:3] = 1.0
+    with pytest.raises(ValueError, match="zero total sample_weight"):
+        DensityGMMCV(n_components=2, random_state=0).fit(grid, y, sample_weight=weights)
