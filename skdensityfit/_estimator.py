@@ -15,6 +15,7 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._analytic_gradient import value_and_gradient
 from ._initialization import (
     INIT_METHODS,
     best_scale_within_bounds,
@@ -31,7 +32,7 @@ from ._mixture_math import (
     quadratic_features,
     unpack,
 )
-from ._optimization import minimize_objective
+from ._optimization import hessian_by_differences, minimize_objective
 from ._validation import (
     check_density_values,
     check_grid,
@@ -309,28 +310,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         _warn_if_density_is_cut_at_the_edge(X, y)
-        if sample_weight is None:
-            quad = quadrature_weights(X)
-        else:
-            quad = check_sample_weight(sample_weight, n_points)
-            quad = quad / quad.sum()
-
-        center, spread = standardisation(X, self.covariance_type)
-        grid = (X - center) / spread
-        density_unit = np.max(np.abs(y))
-        log_unit = np.log(density_unit) + np.sum(np.log(spread))
-        layout = ParameterLayout(
-            self.n_components, n_features, self.covariance_type, self.scale is None
-        )
-        fixed_log_scale = 0.0 if self.scale is None else np.log(self.scale) - log_unit
-        data = FitData(
-            features=quadratic_features(grid, self.covariance_type),
-            target=y / density_unit,
-            weights=quad,
-            layout=layout,
-            loss=self.loss,
-            fixed_log_scale=fixed_log_scale,
-        )
+        grid, data, center, spread, log_unit = self._problem(X, y, sample_weight)
+        layout = data.layout
         width_limits = _width_limits(grid)
         bounds = _parameter_bounds(grid, layout, width_limits)
         random_state = check_random_state(self.random_state)
@@ -374,6 +355,31 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         self._set_fitted_parameters(best, data, center, spread, log_unit)
         _warn_if_components_are_redundant(self)
         return self
+
+    def _problem(self, X, y, sample_weight):
+        """The fit in standardised coordinates: ``(grid, data, center, spread, log_unit)``."""
+        if sample_weight is None:
+            quad = quadrature_weights(X)
+        else:
+            quad = check_sample_weight(sample_weight, len(y))
+            quad = quad / quad.sum()
+        center, spread = standardisation(X, self.covariance_type)
+        grid = (X - center) / spread
+        density_unit = np.max(np.abs(y))
+        log_unit = np.log(density_unit) + np.sum(np.log(spread))
+        layout = ParameterLayout(
+            self.n_components, X.shape[1], self.covariance_type, self.scale is None
+        )
+        fixed_log_scale = 0.0 if self.scale is None else np.log(self.scale) - log_unit
+        data = FitData(
+            features=quadratic_features(grid, self.covariance_type),
+            target=y / density_unit,
+            weights=quad,
+            layout=layout,
+            loss=self.loss,
+            fixed_log_scale=fixed_log_scale,
+        )
+        return grid, data, center, spread, log_unit
 
     def _prefit_on_subset(self, theta0, data, bounds, random_state):
         """Converge on a random subset first, so the full grid needs few iterations."""
@@ -462,21 +468,10 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         )
 
     def _set_fitted_parameters(self, result, data, center, spread, log_unit):
-        log_scale, weights, means, prec_chol = unpack(
-            result.theta, data.layout, data.fixed_log_scale
+        weights, means, covariances, precisions, prec_chol, scale = _grid_unit_parameters(
+            result.theta, data, center, spread, log_unit
         )
-        means = center + spread * means
         cov = self.covariance_type
-        if cov in ("full", "tied"):
-            prec_chol = prec_chol / (spread[:, None] if cov == "tied" else spread[None, :, None])
-            precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
-            inverse = np.linalg.inv(prec_chol)
-            covariances = np.swapaxes(inverse, -1, -2) @ inverse
-        else:
-            prec_chol = prec_chol / (spread[0] if cov == "spherical" else spread)
-            precisions = prec_chol**2
-            covariances = 1.0 / precisions
-
         order = np.lexsort((-weights, means[:, 0]))
         self.weights_ = weights[order]
         self.means_ = means[order]
@@ -484,7 +479,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         self.covariances_ = covariances[order] if per_component else covariances
         self.precisions_ = precisions[order] if per_component else precisions
         self.precisions_cholesky_ = prec_chol[order] if per_component else prec_chol
-        self.scale_ = float(np.exp(log_scale + log_unit))
+        self.scale_ = scale
         self.loss_ = float(result.loss)
         self.n_iter_ = int(max(result.n_iter, 1))
         self.converged_ = bool(result.converged)
@@ -635,6 +630,82 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         return score_prediction(self.loss, y, self.predict_density(X), weights)
 
     # ------------------------------------------------------------------
+    # uncertainties
+    # ------------------------------------------------------------------
+    def standard_errors(self, X, y, sample_weight=None):
+        """Standard errors of the fitted parameters from the curvature of the loss.
+
+        For ``loss='l2'`` the inverse Hessian of the loss is scaled by the
+        residual variance, as :func:`scipy.optimize.curve_fit` scales its
+        ``pcov``: the noise is taken as independent, with a variance
+        proportional to ``1 / quadrature weight`` (equal on a uniform grid).
+        For ``loss='poisson'`` it is the inverse Fisher information of
+        Poisson counts ``y`` per point (pass the bin sizes as
+        ``sample_weight`` when ``y`` is a density, as for :meth:`aic`). The
+        errors of weights, means, covariances and scale follow by the delta
+        method. They describe noise in ``y``, not a wrong number of
+        components, and are only meaningful when the fit converged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            The grid the model was fitted on.
+        y : array-like of shape (n_points,)
+            The density it was fitted to.
+        sample_weight : array-like of shape (n_points,), default=None
+            As passed to :meth:`fit`.
+
+        Returns
+        -------
+        errors : dict
+            ``weights``, ``means``, ``covariances`` (shaped like the fitted
+            attributes) and ``scale``. All NaN, with a warning, when the
+            curvature does not determine them (e.g. redundant components, or
+            no more points than parameters).
+        """
+        check_is_fitted(self)
+        X, y = check_grid_density(self, X, y, reset=False)
+        _, data, center, spread, log_unit = self._problem(X, y, sample_weight)
+        theta = self._standardised_parameters(data.layout, center, spread, log_unit)
+        hessian = hessian_by_differences(theta, data)
+        n_points, n_parameters = np.count_nonzero(data.weights), theta.size
+        eigenvalues = np.linalg.eigvalsh(hessian)
+        if n_points <= n_parameters or eigenvalues[0] <= 1e-12 * eigenvalues[-1]:
+            warnings.warn(
+                "The standard errors cannot be estimated: the loss is flat in some "
+                "direction (redundant components, or no more points than parameters).",
+                UserWarning,
+                stacklevel=2,
+            )
+            return _map_parameter_vector(self, np.full(self._n_user_parameters(), np.nan))
+        if self.loss == "l2":
+            loss_value, _ = value_and_gradient(theta, data)
+            covariance = 2.0 * loss_value / (n_points - n_parameters) * np.linalg.inv(hessian)
+        else:
+            cells = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+            fisher = np.max(np.abs(y)) * cells.sum() * data.normaliser * hessian
+            covariance = np.linalg.inv(fisher)
+
+        def user_vector(t):
+            weights, means, covariances, _, _, scale = _grid_unit_parameters(
+                t, data, center, spread, log_unit
+            )
+            return np.concatenate([weights, means.ravel(), covariances.ravel(), [scale]])
+
+        steps = 1e-6 * np.maximum(1.0, np.abs(theta))
+        jacobian = np.column_stack(
+            [
+                (user_vector(theta + step * e) - user_vector(theta - step * e)) / (2 * step)
+                for step, e in zip(steps, np.eye(theta.size), strict=True)
+            ]
+        )
+        variances = np.einsum("ij,jk,ik->i", jacobian, covariance, jacobian)
+        return _map_parameter_vector(self, np.sqrt(np.maximum(variances, 0.0)))
+
+    def _n_user_parameters(self):
+        return self.weights_.size + self.means_.size + self.covariances_.size + 1
+
+    # ------------------------------------------------------------------
     # reports
     # ------------------------------------------------------------------
     def summary(self):
@@ -669,33 +740,60 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             ],
         }
 
-    def fit_report(self):
+    def fit_report(self, X=None, y=None, sample_weight=None):
         """A readable text report of the fit, in the spirit of lmfit's.
 
-        Standard errors of the parameters are not reported yet.
+        Parameters
+        ----------
+        X, y, sample_weight : array-like, default=None
+            The data of the fit. When given, each value is followed by its
+            standard error (see :meth:`standard_errors`).
 
         Returns
         -------
         report : str
         """
         info = self.summary()
+        errors = None if X is None else self.standard_errors(X, y, sample_weight)
+
+        def value(number, error=None):
+            return f"{number:.8g}" if error is None else f"{number:.8g} +/- {error:.2g}"
+
         lines = [
             "[[Fit Statistics]]",
             f"    loss               = {info['loss']}",
             f"    final loss         = {info['loss_value']:.6g}",
             f"    converged          = {info['converged']}",
             f"    iterations         = {info['n_iter']}",
-            f"    scale (total mass) = {info['scale']:.8g}",
+            "    scale (total mass) = "
+            + value(info["scale"], None if errors is None else errors["scale"]),
             f"[[Components]] ({info['n_components']}, covariance_type="
             f"'{info['covariance_type']}', ordered by the first coordinate of the mean)",
         ]
+        covariance_errors = (
+            None if errors is None else _full_covariances(self, errors["covariances"])
+        )
         for k, component in enumerate(info["components"]):
             covariance = np.asarray(component["covariance"])
             stds = np.sqrt(np.diag(covariance))
+            # the standard deviation's error from the variance's: d sqrt(v) = dv / (2 sqrt(v))
+            std_errors = (
+                [None] * len(stds) if errors is None else np.diag(covariance_errors[k]) / (2 * stds)
+            )
+            mean_errors = [None] * len(stds) if errors is None else errors["means"][k]
+            weight_error = None if errors is None else errors["weights"][k]
             lines.append(f"    component {k}:")
-            lines.append(f"        weight = {component['weight']:.8g}")
-            lines.append("        mean   = " + ", ".join(f"{v:.8g}" for v in component["mean"]))
-            lines.append("        std    = " + ", ".join(f"{v:.8g}" for v in stds))
+            lines.append(f"        weight = {value(component['weight'], weight_error)}")
+            lines.append(
+                "        mean   = "
+                + ", ".join(
+                    value(v, e) for v, e in zip(component["mean"], mean_errors, strict=True)
+                )
+            )
+            lines.append(
+                "        std    = "
+                + ", ".join(value(v, e) for v, e in zip(stds, std_errors, strict=True))
+            )
             if len(stds) > 1:
                 correlation = covariance / np.outer(stds, stds)
                 rows, cols = np.triu_indices(len(stds), 1)
@@ -787,6 +885,38 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 # ----------------------------------------------------------------------
 # helpers: bounds, user initial values, coordinate changes
 # ----------------------------------------------------------------------
+def _grid_unit_parameters(theta, data, center, spread, log_unit):
+    """Weights, means, covariances, precisions, their Cholesky factors and scale in grid units.
+
+    Components come in the order of ``theta`` (not yet the canonical order).
+    """
+    log_scale, weights, means, prec_chol = unpack(theta, data.layout, data.fixed_log_scale)
+    means = center + spread * means
+    cov = data.layout.covariance_type
+    if cov in ("full", "tied"):
+        prec_chol = prec_chol / (spread[:, None] if cov == "tied" else spread[None, :, None])
+        precisions = prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        inverse = np.linalg.inv(prec_chol)
+        covariances = np.swapaxes(inverse, -1, -2) @ inverse
+    else:
+        prec_chol = prec_chol / (spread[0] if cov == "spherical" else spread)
+        precisions = prec_chol**2
+        covariances = 1.0 / precisions
+    scale = float(np.exp(log_scale + log_unit))
+    return weights, means, covariances, precisions, prec_chol, scale
+
+
+def _map_parameter_vector(model, vector):
+    """Split ``[weights, means, covariances, scale]`` into arrays shaped like the fit."""
+    sizes = np.cumsum([model.weights_.size, model.means_.size, model.covariances_.size])
+    return {
+        "weights": vector[: sizes[0]],
+        "means": vector[sizes[0] : sizes[1]].reshape(model.means_.shape),
+        "covariances": vector[sizes[1] : sizes[2]].reshape(model.covariances_.shape),
+        "scale": float(vector[-1]),
+    }
+
+
 def score_prediction(loss, y, predicted, weights):
     """R^2 (``loss='l2'``) or D^2 (``loss='poisson'``) of a predicted density."""
     if loss == "l2":
@@ -805,8 +935,10 @@ REDUNDANT_DISTANCE = 0.02
 NEGLIGIBLE_WEIGHT = 1e-4
 
 
-def _full_covariances(model):
-    cov, k, d = model.covariances_, model.n_components, model.n_features_in_
+def _full_covariances(model, covariances=None):
+    """``covariances`` (default: the fitted ones) as ``(n_components, d, d)`` matrices."""
+    cov = model.covariances_ if covariances is None else covariances
+    k, d = model.n_components, model.n_features_in_
     if model.covariance_type == "full":
         return cov
     if model.covariance_type == "tied":

@@ -42,7 +42,7 @@ def _projected_gradient_norm(theta, gradient, bounds):
     return float(np.max(np.abs(step))) if step.size else 0.0
 
 
-def _hessian(theta, data):
+def hessian_by_differences(theta, data):
     """Symmetrised central-difference Jacobian of the exact gradient."""
     steps = 1e-5 * np.maximum(1.0, np.abs(theta))
     columns = []
@@ -63,7 +63,7 @@ def _newton_polish(theta, value, data, bounds, gtol):
         _, gradient = _finite_value_and_gradient(theta, data)
         if _projected_gradient_norm(theta, gradient, bounds) <= gtol:
             return theta, value, n_steps - 1
-        H = _hessian(theta, data)
+        H = hessian_by_differences(theta, data)
         if not np.all(np.isfinite(H)):
             break
         eigvals, eigvecs = np.linalg.eigh(H)

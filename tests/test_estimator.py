@@ -217,3 +217,16 @@ def test_one_dimensional_grid_at_predict_time_needs_one_feature(grid_2d):
     model = DensityGMM(1, random_state=0).fit(grid_2d, density)
     with pytest.raises(ValueError, match="Reshape your data"):
         model.predict(np.zeros(3))
+
+
+def test_summary_is_json_and_report_shows_standard_errors(writeup):
+    import json
+
+    grid, density = writeup
+    noisy = density + np.random.default_rng(0).normal(0, 0.002, density.shape)
+    model = DensityGMM(2, random_state=0).fit(grid, noisy)
+    summary = json.loads(json.dumps(model.summary()))
+    assert [c["weight"] for c in summary["components"]] == pytest.approx(model.weights_.tolist())
+    report = model.fit_report(grid, noisy)
+    assert "[[Fit Statistics]]" in report and report.count("+/-") == 7
+    assert "+/-" not in model.fit_report()

@@ -1,0 +1,55 @@
+"""Standard errors against the spread of refits on independently noised copies."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from skdensityfit import DensityGMM
+
+GRID = np.linspace(0, 25, 200)
+CLEAN = 0.6 * norm.pdf(GRID, 10, 1.2) + 0.4 * norm.pdf(GRID, 14, 1.5)
+
+
+def _noisy(loss, rng):
+    if loss == "l2":
+        return CLEAN + rng.normal(0, 0.01 * CLEAN.max(), GRID.shape)
+    return rng.poisson(20_000 * (GRID[1] - GRID[0]) * CLEAN).astype(float)
+
+
+def _vector(model):
+    return np.concatenate(
+        [model.weights_, model.means_.ravel(), model.covariances_.ravel(), [model.scale_]]
+    )
+
+
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_standard_errors_match_the_spread_of_200_refits(loss):
+    rng = np.random.default_rng(0)
+    y = _noisy(loss, rng)
+    model = DensityGMM(2, loss=loss, random_state=0).fit(GRID, y)
+    errors = model.standard_errors(GRID, y)
+    predicted = np.concatenate(
+        [
+            errors["weights"],
+            errors["means"].ravel(),
+            errors["covariances"].ravel(),
+            [errors["scale"]],
+        ]
+    )
+    refits = np.array(
+        [
+            _vector(DensityGMM(2, loss=loss, random_state=0).fit(GRID, _noisy(loss, rng)))
+            for _ in range(200)
+        ]
+    )
+    spread = refits.std(axis=0, ddof=1)
+    np.testing.assert_allclose(predicted, spread, rtol=0.3)
+
+
+def test_standard_errors_warn_when_the_loss_is_flat():
+    y = CLEAN + np.random.default_rng(1).normal(0, 1e-3, GRID.shape)
+    with pytest.warns(UserWarning):  # also the redundancy warning of the fit
+        model = DensityGMM(5, random_state=0).fit(GRID, y)
+    with pytest.warns(UserWarning, match="cannot be estimated"):
+        errors = model.standard_errors(GRID, y)
+    assert np.all(np.isnan(errors["means"]))
