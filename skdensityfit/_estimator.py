@@ -19,6 +19,7 @@ from ._analytic_gradient import value_and_gradient
 from ._initialization import (
     INIT_METHODS,
     best_scale_within_bounds,
+    grown_start,
     initial_parameters,
     random_subset,
     user_parameters,
@@ -102,7 +103,12 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         Maximum number of quasi-Newton iterations of each run.
 
     n_init : int, default=2
-        Number of starts; the fit with the lowest loss is kept.
+        Number of starts; the fit with the lowest loss is kept. The second
+        start (for ``n_components > 1`` without user-given initial values)
+        is greedy: it fits 1, 2, ... components, each from the previous fit
+        plus a component at the largest residual, which finds overlapping
+        components that clustering the grid points merges. The others use
+        ``init_params``.
 
     init_params : {'kmeans', 'k-means++', 'random_from_data', 'random'}, \
             default='kmeans'
@@ -323,8 +329,15 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             if warm:
                 theta0 = self._standardised_parameters(layout, center, spread, log_unit)
             else:
+                starts = dict(
+                    weights_init=self.weights_init,
+                    means_init=self.means_init,
+                    precisions_init=self.precisions_init,
+                )
+                if run == 1 and self._uses_data_driven_starts():
+                    starts = self._greedy_start(X, y, sample_weight, random_state) or starts
                 theta0 = self._initial_parameters(
-                    grid, data, center, spread, random_state, width_limits[0]
+                    grid, data, center, spread, random_state, width_limits[0], **starts
                 )
                 theta0 = best_scale_within_bounds(theta0, data, bounds)
             if len(y) > _MAX_PREFIT_POINTS:
@@ -406,11 +419,54 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         # a tied factor has zeros below its diagonal; diag and spherical factors do not
         return self.covariance_type in ("full", "tied") or bool(np.all(prec_chol > 0))
 
-    def _initial_parameters(self, grid, data, center, spread, random_state, min_width):
+    def _uses_data_driven_starts(self):
+        return self.n_components > 1 and all(
+            v is None for v in (self.weights_init, self.means_init, self.precisions_init)
+        )
+
+    def _greedy_start(self, X, y, sample_weight, random_state):
+        """Starting values for K components grown one at a time from one component.
+
+        Fits 1, 2, ..., K - 1 components, each started from the previous fit
+        plus a component at the largest residual. This start finds
+        overlapping components that clustering the grid points merges.
+        Returns the ``*_init`` values for K, or None.
+        """
+        params = {
+            **self.get_params(),
+            "n_init": 1,
+            "warm_start": False,
+            "verbose": 0,
+            "random_state": random_state.randint(np.iinfo(np.int32).max),
+        }
+        weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            model = DensityGMM(**{**params, "n_components": 1}).fit(X, y, sample_weight)
+            for n_components in range(2, self.n_components + 1):
+                start = grown_start(model, X, y, weights)
+                if start is None or n_components == self.n_components:
+                    return start
+                model = DensityGMM(**{**params, "n_components": n_components, **start})
+                model.fit(X, y, sample_weight)
+        return None
+
+    def _initial_parameters(
+        self,
+        grid,
+        data,
+        center,
+        spread,
+        random_state,
+        min_width,
+        *,
+        weights_init,
+        means_init,
+        precisions_init,
+    ):
         layout = data.layout
-        user_given = [
-            v is not None for v in (self.weights_init, self.means_init, self.precisions_init)
-        ]
+        user_given = [v is not None for v in (weights_init, means_init, precisions_init)]
         if not all(user_given):
             theta = initial_parameters(
                 grid,
@@ -426,17 +482,17 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             if not any(user_given):
                 return theta
             _, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
-        if self.weights_init is not None:
-            weights = _check_user_weights(self.weights_init, self.n_components)
-        if self.means_init is not None:
+        if weights_init is not None:
+            weights = _check_user_weights(weights_init, self.n_components)
+        if means_init is not None:
             means = _check_user_array(
-                self.means_init, (self.n_components, layout.n_features), "means_init"
+                means_init, (self.n_components, layout.n_features), "means_init"
             )
             means = (means - center) / spread
-        if self.precisions_init is not None:
+        if precisions_init is not None:
             prec_chol = _standardised_precision_cholesky(
                 _user_precision_cholesky(
-                    self.precisions_init,
+                    precisions_init,
                     self.covariance_type,
                     self.n_components,
                     layout.n_features,
