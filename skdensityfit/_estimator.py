@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._analytic_gradient import value_and_gradient
 from ._initialization import (
     INIT_METHODS,
+    MAX_INIT_POINTS,
     best_scale_within_bounds,
     grown_start,
     initial_parameters,
@@ -439,7 +440,13 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             "verbose": 0,
             "random_state": random_state.randint(np.iinfo(np.int32).max),
         }
-        weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=float)
+        if len(y) > MAX_INIT_POINTS:  # a start needs the shape of the density, not every point
+            subset = random_subset(len(y), MAX_INIT_POINTS, y, random_state)
+            X, y = X[subset], y[subset]
+            sample_weight = None if sample_weight is None else sample_weight[subset]
+        weights = np.ones(len(y)) if sample_weight is None else sample_weight
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", UserWarning)
