@@ -40,8 +40,10 @@ def _demo(args):
 
 def _read_table(path):
     """Rows of a CSV/TSV file as strings, and the header (or None)."""
-    text = path.read_text()
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    text = path.read_text(encoding="utf-8-sig")  # -sig: drop the byte-order mark of Excel exports
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not lines:
         raise InputError(f"{path} holds no data.")
     try:
@@ -59,7 +61,10 @@ def _read_table(path):
         return True
 
     header = rows[0] if not all(numeric(cell) for cell in rows[0]) else None
-    return (rows[1:] if header else rows), header
+    rows = rows[1:] if header else rows
+    if not rows:
+        raise InputError(f"{path} has a header but no data rows.")
+    return rows, header
 
 
 def _column_index(spec, header, n_columns):
@@ -100,6 +105,8 @@ def _load(path, x_columns, y_column):
             if len(row) != n_columns:
                 raise InputError(f"Line {number} has {len(row)} cells, expected {n_columns}.")
         cells = np.array(rows, dtype=object)
+    if n_columns < 2:
+        raise InputError(f"{path} has one column; it needs at least two: the grid and the density.")
     y_index = _column_index(y_column, header, n_columns) if y_column else n_columns - 1
     if x_columns:
         x_indices = [_column_index(spec, header, n_columns) for spec in x_columns]
@@ -147,10 +154,19 @@ def _fit(args):
             lines.append(",".join([str(k)] + [repr(float(v)) for v in values]))
         text = "\n".join(lines) + "\n"
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise InputError(f"Cannot write {args.output}: {exc.strerror}.") from exc
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _positive_int(value):
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError("expected a positive integer")
 
 
 def _components(value):
@@ -199,7 +215,10 @@ def main(argv=None):
         help="number of components, or 'auto' to choose it by cross-validation (default)",
     )
     fit.add_argument(
-        "--max-components", type=int, default=8, help="largest K tried by 'auto' (default 8)"
+        "--max-components",
+        type=_positive_int,
+        default=8,
+        help="largest K tried by 'auto' (default 8)",
     )
     fit.add_argument(
         "--covariance-type", choices=["full", "tied", "diag", "spherical"], default="full"

@@ -745,6 +745,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             loss_value, _ = value_and_gradient(theta, data)
             covariance = 2.0 * loss_value / (n_points - n_parameters) * np.linalg.inv(hessian)
         else:
+            if sample_weight is None:
+                _warn_if_cells_differ(X)
             cells = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
             fisher = np.max(np.abs(y)) * cells.sum() * data.normaliser * hessian
             covariance = np.linalg.inv(fisher)
@@ -888,6 +890,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X, y = check_grid_density(self, X, y, reset=False)
         check_density_values(y, "poisson")
+        if sample_weight is None:
+            _warn_if_cells_differ(X)
         cells = (
             np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
         )
@@ -967,6 +971,18 @@ def _grid_unit_parameters(theta, data, center, spread, log_unit):
         covariances = 1.0 / precisions
     scale = float(np.exp(log_scale + log_unit))
     return weights, means, covariances, precisions, prec_chol, scale
+
+
+def _warn_if_cells_differ(X):
+    weights = quadrature_weights(X)
+    if weights.max() > weights.min() * (1 + 1e-6):
+        warnings.warn(
+            "The grid's cells differ in size, but y is read as Poisson counts per point "
+            "while the fit weighted points by cell size. Pass y as a density (counts / "
+            "cell size) with the cell sizes as sample_weight, to fit and here alike.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _map_parameter_vector(model, vector):

@@ -87,6 +87,10 @@ def test_csv_output_to_a_file(tmp_path):
         ("1,2\n2,3\n", ["--y", "5"], 1, "Column 5 does not exist"),
         ("1,2\n2,3,4\n", [], 1, "Line 2 has 3 cells"),
         ("1,2\n2,3\n", ["--n-components", "zero"], 2, "positive integer or 'auto'"),
+        ("1,2\n2,3\n", ["--max-components", "0"], 2, "expected a positive integer"),
+        ("x,y\n", [], 1, "has a header but no data rows"),
+        ("1\n2\n3\n", [], 1, "has one column"),
+        ("1,2\n2,3\n3,1\n", ["--n-components", 1, "-o", "/no/dir/out.json"], 1, "Cannot write"),
     ],
 )
 def test_bad_input_exits_with_a_clear_message(tmp_path, content, args, code, message):
@@ -96,3 +100,12 @@ def test_bad_input_exits_with_a_clear_message(tmp_path, content, args, code, mes
     result = run("fit", path, *args)
     assert result.returncode == code
     assert message in result.stderr
+
+
+def test_byte_order_mark_and_indented_comments_are_read(tmp_path):
+    path = tmp_path / "excel.csv"
+    body = "\n".join(f"{x:.17g},{y:.17g}" for x, y in zip(GRID, DENSITY, strict=True))
+    path.write_text("\ufeff  # exported\n" + body + "\n", encoding="utf-8")
+    result = run("fit", path, "--n-components", 2)
+    assert result.returncode == 0, result.stderr
+    check_parameters(json.loads(result.stdout))

@@ -53,3 +53,14 @@ def test_standard_errors_warn_when_the_loss_is_flat():
     with pytest.warns(UserWarning, match="cannot be estimated"):
         errors = model.standard_errors(GRID, y)
     assert np.all(np.isnan(errors["means"]))
+
+
+def test_poisson_counts_on_unequal_cells_warn():
+    grid = np.r_[np.linspace(0, 12, 40, endpoint=False), np.linspace(12, 25, 400)]
+    density = 0.6 * norm.pdf(grid, 10, 1.2) + 0.4 * norm.pdf(grid, 14, 1.5)
+    counts = np.random.default_rng(0).poisson(300 * density).astype(float)
+    model = DensityGMM(2, loss="poisson", random_state=0).fit(grid, counts)
+    with pytest.warns(UserWarning, match="cells differ in size"):
+        model.standard_errors(grid, counts)
+    with pytest.warns(UserWarning, match="cells differ in size"):
+        model.bic(grid, counts)
