@@ -298,16 +298,17 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         warm = self.warm_start and self._fitted_like_current_settings()
         X, y = check_grid_density(self, X, y, reset=not warm)
         check_density_values(y, self.loss)
-        n_points, n_features = X.shape
+        n_points = len(y)
         if n_points < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components but got "
                 f"n_components = {self.n_components}, n_samples = {n_points}. "
                 "Use fewer components or a finer grid."
             )
-        n_parameters = ParameterLayout(
-            self.n_components, n_features, self.covariance_type, self.scale is None
-        ).n_parameters
+        _warn_if_density_is_cut_at_the_edge(X, y)
+        grid, data, center, spread, log_unit = self._problem(X, y, sample_weight)
+        layout = data.layout
+        n_parameters = layout.n_parameters
         if n_points < n_parameters:
             warnings.warn(
                 f"The grid has {n_points} points for {n_parameters} free parameters, so "
@@ -316,9 +317,6 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        _warn_if_density_is_cut_at_the_edge(X, y)
-        grid, data, center, spread, log_unit = self._problem(X, y, sample_weight)
-        layout = data.layout
         width_limits = _width_limits(grid)
         bounds = _parameter_bounds(grid, layout, width_limits)
         random_state = check_random_state(self.random_state)

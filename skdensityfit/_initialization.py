@@ -123,12 +123,16 @@ def _amplitudes(X, features, data_weights, target, layout, params, loss, refit_w
         if amplitudes.sum() > 0:
             weights = np.maximum(amplitudes / amplitudes.sum(), MIN_WEIGHT)
             weights = weights / weights.sum()
-    model = densities @ weights
+    return _best_log_scale(densities @ weights, target, data_weights, loss), weights
+
+
+def _best_log_scale(shape, target, data_weights, loss):
+    """Log of the factor that fits ``shape`` best to ``target`` under ``loss``."""
     if loss == "l2":
-        scale = (data_weights * target) @ model / max((data_weights * model) @ model, TINY)
+        scale = (data_weights * target) @ shape / max((data_weights * shape) @ shape, TINY)
     else:
-        scale = (data_weights @ np.maximum(target, 0)) / max(data_weights @ model, TINY)
-    return np.log(max(scale, TINY)), weights
+        scale = (data_weights @ np.maximum(target, 0)) / max(data_weights @ shape, TINY)
+    return np.log(max(scale, TINY))
 
 
 @np.errstate(under="ignore")
@@ -166,12 +170,9 @@ def best_scale_within_bounds(theta, data, bounds):
     if not data.layout.fit_scale:
         return theta
     shape = np.exp(log_model_density(theta, data.features, data.layout) - theta[0])
-    q, t = data.weights, data.target
-    if data.loss == "l2":
-        scale = (q * t) @ shape / max((q * shape) @ shape, TINY)
-    else:
-        scale = (q @ np.maximum(t, 0)) / max(q @ shape, TINY)
-    log_scale = np.clip(np.log(max(scale, TINY)), bounds[0, 0], bounds[0, 1])
+    log_scale = np.clip(
+        _best_log_scale(shape, data.target, data.weights, data.loss), bounds[0, 0], bounds[0, 1]
+    )
     return np.concatenate([[log_scale], theta[1:]])
 
 
