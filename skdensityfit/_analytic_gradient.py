@@ -54,18 +54,24 @@ def _matrix_forward(means, upper):
 
 
 def _matrix_backward(dcoef, means, precisions, prec_means):
-    """Gradients with respect to the means and to each precision matrix."""
+    """Gradients with respect to the means and to each precision matrix.
+
+    ``dcoef`` may carry leading batch axes before its ``(K, n_coef)`` shape.
+    """
     d = means.shape[1]
     m2 = d * (d + 1) // 2
-    dquad, dlin, dconst = dcoef[:, :m2], dcoef[:, m2 : m2 + d], dcoef[:, -1]
+    dquad, dlin, dconst = dcoef[..., :m2], dcoef[..., m2 : m2 + d], dcoef[..., -1]
     dprec = _symmetric_from_upper(dquad, d)
-    outer_lin = dlin[:, :, None] * means[:, None, :]
+    outer_lin = dlin[..., :, None] * means[:, None, :]
     dprec = (
         dprec
-        - (outer_lin + np.swapaxes(outer_lin, 1, 2))
-        + dconst[:, None, None] * means[:, :, None] * means[:, None, :]
+        - (outer_lin + np.swapaxes(outer_lin, -1, -2))
+        + dconst[..., None, None] * (means[:, :, None] * means[:, None, :])
     )
-    dmeans = -2.0 * np.einsum("kij,kj->ki", precisions, dlin) + 2.0 * dconst[:, None] * prec_means
+    dmeans = (
+        -2.0 * np.einsum("kij,...kj->...ki", precisions, dlin)
+        + 2.0 * dconst[..., None] * prec_means
+    )
     return dmeans, dprec
 
 
@@ -77,7 +83,7 @@ def _raw_gradient_from_upper(dprec, upper, dlog_det, raw_shape):
     diag = rows == cols
     draw = dupper[..., rows, cols]
     draw = np.where(diag, draw * upper[..., rows, cols] + dlog_det[..., None], draw)
-    return draw.reshape(raw_shape)
+    return draw.reshape(*draw.shape[: draw.ndim - upper.ndim + 1], *raw_shape)
 
 
 def _full(means, raw):
@@ -103,7 +109,9 @@ def _tied(means, raw):
 
     def backward(dcoef, dlog_det):
         dmeans, dprec = _matrix_backward(dcoef, means, precisions, prec_means)
-        return dmeans, _raw_gradient_from_upper(dprec.sum(axis=0), upper, dlog_det.sum(), raw.shape)
+        return dmeans, _raw_gradient_from_upper(
+            dprec.sum(axis=-3), upper, dlog_det.sum(axis=-1), raw.shape
+        )
 
     return coef, log_det, backward
 
@@ -117,10 +125,11 @@ def _diag(means, raw):
     d = means.shape[1]
 
     def backward(dcoef, dlog_det):
-        dquad, dlin, dconst = dcoef[:, :d], dcoef[:, d : 2 * d], dcoef[:, -1:]
+        dquad, dlin, dconst = dcoef[..., :d], dcoef[..., d : 2 * d], dcoef[..., -1:]
         dprec = dquad - 2.0 * dlin * means + dconst * means**2
         dmeans = -2.0 * precisions * dlin + 2.0 * dconst * precisions * means
-        return dmeans, (2.0 * precisions * dprec + dlog_det[:, None]).ravel()
+        draw = 2.0 * precisions * dprec + dlog_det[..., None]
+        return dmeans, draw.reshape(*draw.shape[:-2], -1)
 
     return coef, raw.sum(axis=1), backward
 
@@ -134,9 +143,9 @@ def _spherical(means, raw):
     d = means.shape[1]
 
     def backward(dcoef, dlog_det):
-        dquad, dlin, dconst = dcoef[:, 0], dcoef[:, 1 : 1 + d], dcoef[:, -1]
-        dprec = dquad - 2.0 * np.sum(dlin * means, axis=1) + dconst * sq_norm
-        dmeans = precisions[:, None] * (-2.0 * dlin + 2.0 * dconst[:, None] * means)
+        dquad, dlin, dconst = dcoef[..., 0], dcoef[..., 1 : 1 + d], dcoef[..., -1]
+        dprec = dquad - 2.0 * np.sum(dlin * means, axis=-1) + dconst * sq_norm
+        dmeans = precisions[:, None] * (-2.0 * dlin + 2.0 * dconst[..., None] * means)
         return dmeans, 2.0 * precisions * dprec + d * dlog_det
 
     return coef, d * raw, backward
@@ -208,3 +217,181 @@ def value_and_gradient(theta, data):
     head = [np.atleast_1d(dlog_scale)] if layout.fit_scale else []
     gradient = np.concatenate([*head, dlogits, dmeans.ravel(), np.ravel(draw)])
     return float(value), gradient
+
+
+# --------------------------------------------------------------------------
+# Gauss-Newton: the Jacobian of log f and the loss's curvature in f
+# --------------------------------------------------------------------------
+def _component_derivatives(layout, means, raw, backward):
+    """Derivatives of each component's log-density polynomial with respect to its parameters.
+
+    ``log N_k(x) = Phi(x) @ A_k + const`` with ``A_k = -C_k / 2`` plus the
+    log-determinant on the constant feature, so the Jacobian of ``log N_k(x)``
+    is ``Phi(x) @ B_k``. Returns ``B`` for the means, shape ``(K, m, d)``, and
+    for the raw Cholesky values, shape ``(K, m, r)`` (``r`` values per
+    component; for "tied" the shared ones, differentiated per component).
+    The backward pass is linear, so a batch of unit inputs gives every column
+    in one call.
+    """
+    k = means.shape[0]
+    n_coef = _n_coefficients(layout)
+    tied = layout.covariance_type == "tied"
+    # Batch of unit inputs: one per coefficient, plus one for the log-determinant
+    # (which multiplies the constant feature); for "tied", one per component too,
+    # since the shared factor's gradient sums over components.
+    n_units = n_coef + 1
+    unit_dcoef = np.zeros((n_units, n_coef))
+    unit_dcoef[np.arange(n_coef), np.arange(n_coef)] = -0.5
+    unit_dlog_det = np.zeros(n_units)
+    unit_dlog_det[n_coef] = 1.0
+    if not tied:
+        dcoef = np.broadcast_to(unit_dcoef[:, None, :], (n_units, k, n_coef))
+        dlog_det = np.broadcast_to(unit_dlog_det[:, None], (n_units, k))
+        dm, dr = backward(dcoef, dlog_det)  # (units, K, d), (units, K * r)
+        dr = dr.reshape(n_units, k, -1)
+    else:
+        eye = np.eye(k)
+        dcoef = unit_dcoef[:, None, :, None] * eye[None, :, None, :]  # (units, K, coef, K)
+        dcoef = np.swapaxes(dcoef, 2, 3)  # (units, K_unit, K, coef)
+        dlog_det = unit_dlog_det[:, None, None] * eye[None, :, :]
+        dm, dr = backward(dcoef, dlog_det)  # (units, K_unit, K, d), (units, K_unit, r)
+        dm = np.einsum("ukkd->ukd", dm)
+    dm = np.swapaxes(dm, 0, 1)  # (K, units, d)
+    dr = np.swapaxes(dr, 0, 1)
+    d_means = dm[:, :n_coef].copy()
+    d_means[:, -1] += dm[:, n_coef]
+    d_raw = dr[:, :n_coef].copy()
+    d_raw[:, -1] += dr[:, n_coef]
+    return d_means, d_raw
+
+
+def _n_coefficients(layout):
+    d = layout.n_features
+    n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}
+    return n_quad[layout.covariance_type] + d + 1
+
+
+def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, derivatives, data):
+    """Loss, gradient and Gauss-Newton matrix of one chunk of grid points."""
+    layout = data.layout
+    log_joint = features @ (-0.5 * coef.T)
+    log_joint += offset
+    log_mixture = _logsumexp(log_joint, axis=1)
+    log_model = log_scale + log_mixture
+    model = np.exp(log_model)
+    if data.loss == "l2":
+        residual = target - model
+        value = np.dot(q * residual, residual)
+        g = (-2.0 / data.normaliser) * q * residual * model
+        curvature = (2.0 / data.normaliser) * q * model**2
+    else:
+        value = np.dot(q, model - target * log_model)
+        g = (q / data.normaliser) * (model - target)
+        curvature = (q / data.normaliser) * model
+    resp = np.exp(log_joint - log_mixture[:, None])
+    n = len(target)
+    d_means, d_raw = derivatives
+    blocks = [np.ones((n, 1))] if layout.fit_scale else []
+    blocks.append(resp[:, :-1] - weights[:-1])
+    k = resp.shape[1]
+    # (n, m) @ (m, K * r) products go to BLAS; einsum would not
+    for derivative in (d_means, d_raw):
+        per_point = features @ np.swapaxes(derivative, 0, 1).reshape(features.shape[1], -1)
+        per_point = per_point.reshape(n, k, -1) * resp[:, :, None]
+        if derivative is d_raw and layout.covariance_type == "tied":
+            blocks.append(per_point.sum(axis=1))
+        else:
+            blocks.append(per_point.reshape(n, -1))
+    jacobian = np.hstack(blocks)  # of log f
+    return value, jacobian.T @ g, (jacobian * curvature[:, None]).T @ jacobian
+
+
+def value_gradient_and_gauss_newton(theta, data):
+    """The objective, its gradient and its Gauss-Newton matrix.
+
+    The matrix is ``J^T diag(c) J`` with ``J`` the Jacobian of ``log f`` and
+    ``c`` the loss's second derivative in ``log f`` without the residual term
+    (``2 q f^2`` for l2, ``q f`` for poisson: the Fisher information). It is
+    positive semi-definite and equals the Hessian at a zero-residual optimum.
+    """
+    layout = data.layout
+    log_scale, logits, means, raw = layout.split(theta)
+    if log_scale is None:
+        log_scale = data.fixed_log_scale
+    all_logits = np.append(logits, 0.0)
+    log_weights = all_logits - _logsumexp(all_logits)
+    coef, log_det, backward = _COMPONENTS[layout.covariance_type](means, raw)
+    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    derivatives = _component_derivatives(layout, means, raw, backward)
+    weights = np.exp(log_weights)
+
+    n_points = len(data.target)
+    n_params = len(theta)
+    chunk = max(1, CHUNK_ELEMENTS // max(n_params, layout.n_components * _n_coefficients(layout)))
+    value, gradient, matrix = 0.0, np.zeros(n_params), np.zeros((n_params, n_params))
+    for start in range(0, n_points, chunk):
+        rows = slice(start, start + chunk)
+        terms = _chunk_gauss_newton(
+            data.features[rows],
+            data.target[rows],
+            data.weights[rows],
+            coef,
+            offset,
+            log_scale,
+            weights,
+            derivatives,
+            data,
+        )
+        value += terms[0]
+        gradient += terms[1]
+        matrix += terms[2]
+    if data.loss == "poisson":
+        value += data.poisson_constant
+    return float(value / data.normaliser), gradient, matrix
+
+
+def _log_model_chunks(theta, data):
+    """``(rows, log f)`` for each chunk of grid points."""
+    layout = data.layout
+    log_scale, logits, means, raw = layout.split(theta)
+    if log_scale is None:
+        log_scale = data.fixed_log_scale
+    all_logits = np.append(logits, 0.0)
+    log_weights = all_logits - _logsumexp(all_logits)
+    coef, log_det, _ = _COMPONENTS[layout.covariance_type](means, raw)
+    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
+    for start in range(0, len(data.target), chunk):
+        rows = slice(start, start + chunk)
+        log_joint = data.features[rows] @ (-0.5 * coef.T)
+        log_joint += offset
+        yield rows, log_scale + _logsumexp(log_joint, axis=1)
+
+
+def component_mass_shares(theta, data):
+    """Each component's share of the fitted mass on the grid.
+
+    ``sum_i q_i w_k N_k(x_i) / sum_i q_i f(x_i)`` in the fit's coordinates.
+    """
+    layout = data.layout
+    _, logits, means, raw = layout.split(theta)
+    all_logits = np.append(logits, 0.0)
+    log_weights = all_logits - _logsumexp(all_logits)
+    coef, log_det, _ = _COMPONENTS[layout.covariance_type](means, raw)
+    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
+    masses = np.zeros(layout.n_components)
+    for start in range(0, len(data.target), chunk):
+        rows = slice(start, start + chunk)
+        log_joint = data.features[rows] @ (-0.5 * coef.T)
+        log_joint += offset
+        masses += data.weights[rows] @ np.exp(log_joint)
+    return masses / max(masses.sum(), np.finfo(float).tiny)
+
+
+def model_density(theta, data):
+    """The model ``f`` at every grid point of ``data``."""
+    model = np.empty(len(data.target))
+    for rows, log_model in _log_model_chunks(theta, data):
+        model[rows] = np.exp(log_model)
+    return model

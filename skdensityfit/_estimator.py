@@ -15,12 +15,12 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._analytic_gradient import value_and_gradient
+from ._analytic_gradient import component_mass_shares, value_and_gradient
 from ._initialization import (
     INIT_METHODS,
     MAX_INIT_POINTS,
     best_scale_within_bounds,
-    grown_start,
+    greedy_path,
     initial_parameters,
     random_subset,
     user_parameters,
@@ -47,6 +47,11 @@ from ._validation import (
 _PREDICT_BATCH_SIZE = 65536
 # Grids larger than this are first fitted on a random subset of this many points.
 _MAX_PREFIT_POINTS = 50_000
+# The greedy start's intermediate fits only need to be close: the final fit polishes.
+_GREEDY_TOL = 1e-5
+_GREEDY_MAX_ITER = 30
+# A relative L2 error of 1e-6: no other start could change the fitted density by more.
+_EXACT_FIT_LOSS = 1e-12
 
 
 class DensityGMM(RegressorMixin, BaseEstimator):
@@ -322,7 +327,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
 
         best = None
-        n_runs = 1 if warm else self.n_init
+        n_runs = 1 if warm or self._starts_are_all_alike() else self.n_init
         for run in range(n_runs):
             start_time = time.perf_counter()
             if warm:
@@ -333,14 +338,17 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                     means_init=self.means_init,
                     precisions_init=self.precisions_init,
                 )
+                theta0 = None
                 if run == 1 and self._uses_data_driven_starts():
-                    starts = self._greedy_start(X, y, sample_weight, random_state) or starts
-                theta0 = self._initial_parameters(
-                    grid, data, center, spread, random_state, width_limits[0], **starts
-                )
-                theta0 = best_scale_within_bounds(theta0, data, bounds)
+                    theta0 = self._greedy_start(grid, data, random_state, width_limits)
+                if theta0 is None:
+                    theta0 = self._initial_parameters(
+                        grid, data, center, spread, random_state, width_limits[0], **starts
+                    )
             if len(y) > _MAX_PREFIT_POINTS:
-                theta0 = self._prefit_on_subset(theta0, data, bounds, random_state)
+                theta0 = self._prefit_on_subset(theta0, data, bounds, random_state, scale=not warm)
+            elif not warm:
+                theta0 = best_scale_within_bounds(theta0, data, bounds)
             result = minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
             if self.verbose:
                 print(
@@ -351,6 +359,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 )
             if np.isfinite(result.loss) and (best is None or result.loss < best.loss):
                 best = result
+            if best is not None and best.converged and best.loss <= _EXACT_FIT_LOSS:
+                break  # no start can do better than an exact fit
         if best is None:
             raise ValueError(
                 "The loss was not finite at any start, so no mixture could be fitted. "
@@ -365,7 +375,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 stacklevel=2,
             )
         self._set_fitted_parameters(best, data, center, spread, log_unit)
-        _warn_if_components_are_redundant(self)
+        share = component_mass_shares(best.theta, data)[self._component_order]
+        _warn_if_components_are_redundant(self, share)
         return self
 
     def _problem(self, X, y, sample_weight):
@@ -393,8 +404,12 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         )
         return grid, data, center, spread, log_unit
 
-    def _prefit_on_subset(self, theta0, data, bounds, random_state):
-        """Converge on a random subset first, so the full grid needs few iterations."""
+    def _prefit_on_subset(self, theta0, data, bounds, random_state, scale):
+        """Converge on a random subset first, so the full grid needs few iterations.
+
+        With ``scale``, the start first gets the best total scale for its shape
+        (on the subset: the scale needs no more points than the fit).
+        """
         subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
         weights = data.weights[subset]
         sub = replace(
@@ -403,6 +418,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             target=data.target[subset],
             weights=weights / weights.sum(),
         )
+        if scale:
+            theta0 = best_scale_within_bounds(theta0, sub, bounds)
         result = minimize_objective(theta0, sub, bounds, tol=self.tol, max_iter=self.max_iter)
         return result.theta if np.isfinite(result.loss) else theta0
 
@@ -418,43 +435,52 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         # a tied factor has zeros below its diagonal; diag and spherical factors do not
         return self.covariance_type in ("full", "tied") or bool(np.all(prec_chol > 0))
 
+    def _starts_are_all_alike(self):
+        """One component, or every parameter given: each run would repeat the first."""
+        return self.n_components == 1 or all(
+            v is not None for v in (self.weights_init, self.means_init, self.precisions_init)
+        )
+
     def _uses_data_driven_starts(self):
         return self.n_components > 1 and all(
             v is None for v in (self.weights_init, self.means_init, self.precisions_init)
         )
 
-    def _greedy_start(self, X, y, sample_weight, random_state):
-        """Starting values for K components grown one at a time from one component.
+    def _greedy_start(self, grid, data, random_state, width_limits):
+        """Starting parameters for K components grown one at a time from one.
 
-        Fits 1, 2, ..., K - 1 components, each started from the previous fit
-        plus a component at the largest residual. This start finds
-        overlapping components that clustering the grid points merges.
-        Returns the ``*_init`` values for K, or None.
+        Fits 1, 2, ..., K - 1 components (on a subset of a large grid), each
+        started from the previous fit plus a component at the largest
+        residual. This start finds overlapping components that clustering
+        the grid points merges. Returns a flat vector, or None.
         """
-        params = {
-            **self.get_params(),
-            "n_init": 1,
-            "warm_start": False,
-            "verbose": 0,
-            "random_state": random_state.randint(np.iinfo(np.int32).max),
-        }
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=float)
-        if len(y) > MAX_INIT_POINTS:  # a start needs the shape of the density, not every point
-            subset = random_subset(len(y), MAX_INIT_POINTS, y, random_state)
-            X, y = X[subset], y[subset]
-            sample_weight = None if sample_weight is None else sample_weight[subset]
-        weights = np.ones(len(y)) if sample_weight is None else sample_weight
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            model = DensityGMM(**{**params, "n_components": 1}).fit(X, y, sample_weight)
-            for n_components in range(2, self.n_components + 1):
-                start = grown_start(model, X, y, weights)
-                if start is None or n_components == self.n_components:
-                    return start
-                model = DensityGMM(**{**params, "n_components": n_components, **start})
-                model.fit(X, y, sample_weight)
+        if len(data.target) > MAX_INIT_POINTS:  # a start needs the density's shape only
+            subset = random_subset(len(data.target), MAX_INIT_POINTS, data.target, random_state)
+            grid = grid[subset]
+            weights = data.weights[subset]
+            data = replace(
+                data,
+                features=data.features[subset],
+                target=data.target[subset],
+                weights=weights / weights.sum(),
+            )
+
+        def solve(theta, current):
+            bounds = _parameter_bounds(grid, current.layout, width_limits)
+            theta = best_scale_within_bounds(theta, current, bounds)
+            result = minimize_objective(
+                theta,
+                current,
+                bounds,
+                tol=max(self.tol, _GREEDY_TOL),
+                max_iter=min(self.max_iter, _GREEDY_MAX_ITER),
+            )
+            return result.theta if np.isfinite(result.loss) else theta
+
+        reg_covar = max(self.reg_covar, width_limits[0] ** 2)
+        for theta, current in greedy_path(grid, data, solve, reg_covar, self.n_components):
+            if current.layout.n_components == self.n_components:
+                return theta
         return None
 
     def _initial_parameters(
@@ -534,6 +560,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         )
         cov = self.covariance_type
         order = np.lexsort((-weights, means[:, 0]))
+        self._component_order = order
         self.weights_ = weights[order]
         self.means_ = means[order]
         per_component = cov != "tied"
@@ -1025,8 +1052,13 @@ def _full_covariances(model, covariances=None):
     return cov[:, None, None] * np.eye(d)
 
 
-def _warn_if_components_are_redundant(model):
-    """Warn when the data does not support all components (weights and overlaps)."""
+def _warn_if_components_are_redundant(model, share):
+    """Warn when the data does not support all components.
+
+    Signs: two components nearly coincide, a weight is negligible, or a
+    component holds a negligible share of the fitted mass on the grid (parked
+    outside it, or narrower than the grid spacing between points).
+    """
     if model.n_components < 2:
         return
     covariances = _full_covariances(model)
@@ -1039,9 +1071,13 @@ def _warn_if_components_are_redundant(model):
     )
     pairs = np.argwhere(np.triu(distance < REDUNDANT_DISTANCE, k=1))
     light = np.flatnonzero(model.weights_ < NEGLIGIBLE_WEIGHT)
-    if len(pairs) or len(light):
+    absent = np.setdiff1d(np.flatnonzero(share < NEGLIGIBLE_WEIGHT), light)
+    if len(pairs) or len(light) or len(absent):
         described = [f"components {i} and {j} nearly coincide" for i, j in pairs]
         described += [f"component {i} has weight {model.weights_[i]:.1e}" for i in light]
+        described += [
+            f"component {i} holds {share[i]:.1e} of the fitted mass on the grid" for i in absent
+        ]
         warnings.warn(
             f"The data does not support {model.n_components} components ("
             + "; ".join(described)
@@ -1067,7 +1103,9 @@ def _warn_if_density_is_cut_at_the_edge(X, y):
 def _width_limits(grid):
     """Smallest and largest component width allowed on a standardised grid."""
     extent = np.maximum(np.ptp(grid, axis=0), 1e-12)
-    n_distinct = len(np.unique(grid, axis=0))
+    # rows in lexicographic order (np.unique along axis 0 sorts them far more slowly)
+    rows = grid[np.lexsort(grid.T[::-1])]
+    n_distinct = 1 + int(np.count_nonzero(np.any(rows[1:] != rows[:-1], axis=1)))
     # the side of the cube each distinct point has to itself: robust to jitter and scatter
     typical = np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1])
     return 0.5 * typical, 100.0 * extent.max()

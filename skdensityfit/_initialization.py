@@ -5,16 +5,23 @@ of the distribution, so the classic mixture initialisations apply to them:
 density-weighted k-means (or k-means++ seeding) gives responsibilities, a few
 density-weighted EM steps on the grid refine them, and a non-negative least
 squares solve gives the amplitudes (for the L2 loss). All of it is numpy.
+
+The greedy start grows the mixture one component at a time, each new one
+where the residual of the previous fit is largest.
 """
+
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import nnls
-from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.cluster import kmeans_plusplus
 
-from ._mixture_math import ParameterLayout, log_component_densities, log_model_density, pack
+from ._analytic_gradient import model_density
+from ._mixture_math import LOG_2PI, ParameterLayout, pack, unpack
 
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
+N_LLOYD_STEPS = 20
 MAX_INIT_POINTS = 20_000
 MIN_WEIGHT = 1e-4
 TINY = np.finfo(float).tiny
@@ -22,7 +29,9 @@ TINY = np.finfo(float).tiny
 
 def random_subset(n_points, size, target, random_state):
     """Sorted indices of ``size`` random points, always with the largest value."""
-    subset = random_state.choice(n_points, size, replace=False)
+    # numpy's Generator draws without replacement in O(size); RandomState permutes all points
+    generator = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    subset = generator.choice(n_points, size, replace=False)
     return np.unique(np.append(subset, np.argmax(target)))
 
 
@@ -33,18 +42,34 @@ def _nearest_center_responsibilities(X, centers):
     return resp
 
 
+def _weighted_lloyd(X, mass, centers, n_steps=N_LLOYD_STEPS):
+    """Weighted k-means (Lloyd) iterations from given centres.
+
+    Written here rather than calling ``sklearn.cluster.KMeans``: its per-call
+    overhead (about 2 ms on a 75-point grid) was most of a small fit's start.
+    """
+    labels = None
+    for _ in range(n_steps):
+        new_labels = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        mass_per_cluster = np.bincount(labels, weights=mass, minlength=len(centers))
+        sums = np.stack(
+            [np.bincount(labels, weights=mass * x, minlength=len(centers)) for x in X.T], axis=1
+        )
+        occupied = mass_per_cluster > 0
+        centers = centers.copy()
+        centers[occupied] = sums[occupied] / mass_per_cluster[occupied, None]
+    return centers
+
+
 def initial_responsibilities(X, mass, n_components, method, random_state):
     """Hard or soft assignment of grid points to components."""
     n_points = X.shape[0]
     if method == "kmeans":
-        labels = (
-            KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-            .fit(X, sample_weight=mass)
-            .labels_
-        )
-        resp = np.zeros((n_points, n_components))
-        resp[np.arange(n_points), labels] = 1.0
-        return resp
+        centers, _ = kmeans_plusplus(X, n_components, sample_weight=mass, random_state=random_state)
+        return _nearest_center_responsibilities(X, _weighted_lloyd(X, mass, centers))
     if method == "k-means++":
         centers, _ = kmeans_plusplus(X, n_components, sample_weight=mass, random_state=random_state)
         return _nearest_center_responsibilities(X, centers)
@@ -89,8 +114,19 @@ def _weighted_moments(X, mass, resp, covariance_type, reg_covar):
 
 
 def _log_densities(X, features, layout, weights, means, prec_chol):
-    theta = pack(layout, weights, means, prec_chol, log_scale=0.0)
-    return log_component_densities(theta, features, layout)
+    """``log N(x_i; mu_k, Sigma_k)`` from precision Cholesky factors, shape ``(n, K)``."""
+    diff = X[:, None, :] - means[None, :, :]
+    cov = layout.covariance_type
+    if cov == "full":
+        whitened = np.einsum("nkd,kde->nke", diff, prec_chol)
+    elif cov == "tied":
+        whitened = diff @ prec_chol
+    elif cov == "diag":
+        whitened = diff * prec_chol
+    else:
+        whitened = diff * prec_chol[:, None]
+    log_peak = _log_peak_density(layout, prec_chol)
+    return log_peak - 0.5 * np.einsum("nkd,nkd->nk", whitened, whitened)
 
 
 def _em_refine(X, features, mass, resp, layout, reg_covar, n_steps):
@@ -169,7 +205,7 @@ def best_scale_within_bounds(theta, data, bounds):
     theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
     if not data.layout.fit_scale:
         return theta
-    shape = np.exp(log_model_density(theta, data.features, data.layout) - theta[0])
+    shape = model_density(np.concatenate([[0.0], theta[1:]]), data)
     log_scale = np.clip(
         _best_log_scale(shape, data.target, data.weights, data.loss), bounds[0, 0], bounds[0, 1]
     )
@@ -186,43 +222,86 @@ def user_parameters(X, features, target, data_weights, layout, params, *, loss):
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
 
 
-def grown_start(model, X, y, sample_weight):
-    """Initial parameters for ``K + 1`` components from a fitted ``K``-component model.
+def _log_peak_density(layout, prec_chol):
+    """Log of each component's pdf at its mean, from precision Cholesky factors."""
+    cov, d, k = layout.covariance_type, layout.n_features, layout.n_components
+    if cov == "full":
+        log_det = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    elif cov == "tied":
+        log_det = np.full(k, np.log(np.diag(prec_chol)).sum())
+    elif cov == "diag":
+        log_det = np.log(prec_chol).sum(axis=1)
+    else:
+        log_det = d * np.log(prec_chol)
+    return log_det - 0.5 * d * LOG_2PI
 
-    The new component goes where the residual ``y - f`` is largest, with the
-    narrowest existing covariance and the amplitude that fills the residual
-    peak; the old components keep their parameters and amplitudes.
 
-    Returns a dict of ``weights_init``, ``means_init`` and ``precisions_init``
-    (grid units), or None when the residual has no positive peak.
+def grow_by_one(theta, grid, data):
+    """Parameters for ``K + 1`` components from a fit with ``K`` (standardised).
+
+    The new component goes where the residual ``target - f`` is largest, with
+    the narrowest existing covariance and the amplitude that fills the
+    residual peak; the old components keep their parameters and amplitudes.
+    Returns ``(theta, data)`` for ``K + 1`` components, or None when the
+    residual has no positive peak.
     """
-    residual = (y - model.predict_density(X)) * (sample_weight > 0)
+    layout = data.layout
+    residual = np.where(data.weights > 0, data.target - model_density(theta, data), 0.0)
     peak = int(np.argmax(residual))
     if residual[peak] <= 0:
         return None
-    cov = model.covariance_type
-    precisions = model.precisions_
-    n_features = X.shape[1]
-    if cov == "full":
-        determinants = np.linalg.det(precisions)
-        new_precision = precisions[np.argmax(determinants)][None]
-        log_det = np.log(determinants.max())
-    elif cov == "tied":
-        new_precision = None
-        log_det = np.linalg.slogdet(precisions)[1]
-    elif cov == "diag":
-        new_precision = precisions[np.argmax(precisions.prod(axis=1))][None]
-        log_det = np.log(new_precision).sum()
-    else:
-        new_precision = np.array([precisions.max()])
-        log_det = n_features * np.log(new_precision[0])
-    peak_pdf = np.exp(0.5 * log_det - 0.5 * n_features * np.log(2 * np.pi))
-    amplitudes = np.append(model.weights_ * model.scale_, residual[peak] / peak_pdf)
-    weights = amplitudes / amplitudes.sum()
-    return {
-        "weights_init": weights,
-        "means_init": np.vstack([model.means_, X[peak]]),
-        "precisions_init": precisions
-        if new_precision is None
-        else np.concatenate([precisions, new_precision]),
-    }
+    log_scale, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
+    log_peaks = _log_peak_density(layout, prec_chol)
+    narrowest = int(np.argmax(log_peaks))
+    if layout.covariance_type != "tied":
+        prec_chol = np.concatenate([prec_chol, prec_chol[narrowest : narrowest + 1]])
+    amplitudes = np.append(np.exp(log_scale) * weights, residual[peak] / np.exp(log_peaks.max()))
+    grown = replace(data, layout=replace(layout, n_components=layout.n_components + 1))
+    total = amplitudes.sum()
+    theta = pack(
+        grown.layout,
+        np.maximum(amplitudes / total, MIN_WEIGHT),
+        np.vstack([means, grid[peak]]),
+        prec_chol,
+        log_scale=np.log(total),
+    )
+    return theta, grown
+
+
+def one_component_start(grid, data, reg_covar):
+    """Parameters of one component with the density's own mean and covariance."""
+    layout = replace(data.layout, n_components=1)
+    mass = data.weights * np.maximum(data.target, 0.0)
+    mass = mass / mass.sum()
+    em_layout = ParameterLayout(1, layout.n_features, layout.covariance_type)
+    params = _weighted_moments(
+        grid, mass, np.ones((len(mass), 1)), layout.covariance_type, reg_covar
+    )
+    log_scale, weights = _amplitudes(
+        grid, data.features, data.weights, data.target, em_layout, params, data.loss
+    )
+    return pack(layout, weights, params[1], params[2], log_scale=log_scale), replace(
+        data, layout=layout
+    )
+
+
+def greedy_path(grid, data, solve, reg_covar, n_components):
+    """Fits with 1, 2, ..., ``n_components - 1`` components, each grown from the last.
+
+    ``solve(theta, data)`` minimises the objective from ``theta`` and returns
+    the optimum. Yields ``(theta, data)`` for 1, 2, ... components (each
+    solved) and finally the unsolved grown start for ``n_components``; stops
+    early when the residual has no positive peak left.
+    """
+    theta, current = one_component_start(grid, data, reg_covar)
+    for k in range(1, n_components + 1):
+        if k > 1:
+            grown = grow_by_one(theta, grid, current)
+            if grown is None:
+                return
+            theta, current = grown
+        if k == n_components:
+            yield theta, current
+            return
+        theta = solve(theta, current)
+        yield theta, current

@@ -286,7 +286,9 @@ def unpack(theta, layout, fixed_log_scale=0.0):
     log_scale, logits, means, raw = layout.split(theta)
     if log_scale is None:
         log_scale = fixed_log_scale
-    weights = np.exp(log_weights_from_logits(logits))
+    all_logits = np.append(logits, 0.0)
+    weights = np.exp(all_logits - all_logits.max())
+    weights = weights / weights.sum()
     d = layout.n_features
     cov = layout.covariance_type
     if cov == "full":

@@ -107,10 +107,17 @@ def quadrature_weights(X):
         values = column[first]
         axis_weights.append(_cell_sizes_1d(values))
         axis_codes.append(codes.ravel())
-    n_cells = np.prod([w.size for w in axis_weights], dtype=float)
-    _, point_codes, multiplicity = np.unique(
-        np.column_stack(axis_codes), axis=0, return_inverse=True, return_counts=True
-    )
+    sizes = [w.size for w in axis_weights]
+    n_cells = np.prod(sizes, dtype=float)
+    if n_cells < 2.0**62:  # one integer per cell: unique of rows sorts slowly
+        cell = np.zeros(n_points, dtype=np.int64)
+        for size, codes in zip(sizes, axis_codes, strict=True):
+            cell = cell * size + codes
+        _, point_codes, multiplicity = np.unique(cell, return_inverse=True, return_counts=True)
+    else:
+        _, point_codes, multiplicity = np.unique(
+            np.column_stack(axis_codes), axis=0, return_inverse=True, return_counts=True
+        )
     point_codes = point_codes.ravel()
     if n_features > 1 and n_cells != multiplicity.size:
         weights = np.ones(n_points)

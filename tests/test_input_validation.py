@@ -196,8 +196,9 @@ def test_best_finite_restart_is_kept(monkeypatch):
         return result
 
     monkeypatch.setattr(estimator, "minimize_objective", first_run_fails)
-    model = DensityGMM(1, n_init=2, random_state=0).fit(GRID, DENSITY)
-    assert len(calls) == 2
+    grid, density, _ = make_writeup_problem()
+    model = DensityGMM(2, n_init=2, random_state=0).fit(grid, density)
+    assert len(calls) >= 2  # the greedy second start also fits one component on its way
     assert np.all(np.isfinite(model.means_)) and model.converged_
 
 
