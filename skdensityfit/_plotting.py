@@ -10,14 +10,19 @@ _MAX_MARKERS = 300
 _CURVE_POINTS = 1000
 
 
-def _pyplot():
-    """``matplotlib.pyplot``, or an ImportError that says how to install it."""
+def _require_matplotlib():
+    """Import matplotlib, or raise an ImportError that says how to install it."""
     try:
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError as exc:
         raise ImportError(
             f"Plotting needs matplotlib, an optional dependency of skdensityfit: {INSTALL_HINT}"
         ) from exc
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -65,17 +70,19 @@ def plot_fit(
     y : array-like of shape (n_points,)
         The target density on ``X``.
 
-    ax : matplotlib.axes.Axes, default=None
-        Where to draw the fit. None makes a new figure. When residuals are
-        drawn, their panel is split off ``ax`` (below it in 1-D, to its right
-        in 2-D).
+    ax : matplotlib.axes.Axes or pair of Axes, default=None
+        Where to draw. None makes a new figure. A single Axes receives the
+        fit, and the residuals, when drawn, get a panel split off it (below
+        in 1-D, to the right in 2-D). A pair ``(ax, ax_residuals)`` receives
+        the fit and the residuals.
 
     components : bool, default=True
         Draw the weighted components (1-D), or the component means and
         ellipses (2-D).
 
     residuals : bool, default=None
-        Draw the residuals ``y - fit``. None draws them in 1-D only.
+        Draw the residuals ``y - fit``. None draws them in 1-D, or when
+        ``ax`` is a pair.
 
     n_sigma : sequence of float, default=(1, 2)
         2-D only: the ellipses drawn for each component, in standard
@@ -123,15 +130,22 @@ def plot_fit(
     """
     model = _fitted_mixture(model)
     X, y = _check_data(model, X, y)
-    plt = _pyplot()
+    _require_matplotlib()
     dimension = X.shape[1]
+    pair = isinstance(ax, tuple | list | np.ndarray)
+    if pair and len(ax) != 2:
+        raise ValueError(f"ax should be one Axes or a pair (ax, ax_residuals), got {len(ax)}.")
     if residuals is None:
-        residuals = dimension == 1
+        residuals = dimension == 1 or pair
+    if pair:
+        ax, ax_residuals = ax[0], ax[1] if residuals else None
     if dimension == 1:
-        ax, ax_residuals = _axes_1d(plt, ax, residuals)
+        if not pair:
+            ax, ax_residuals = _axes_1d(ax, residuals)
         _draw_1d(model, X[:, 0], y, ax, ax_residuals, components, legend)
     else:
-        ax, ax_residuals = _axes_2d(plt, ax, residuals)
+        if not pair:
+            ax, ax_residuals = _axes_2d(ax, residuals)
         _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorbar)
     return ax, ax_residuals
 
@@ -198,8 +212,9 @@ def _score_label(model, X, y):
 # ----------------------------------------------------------------------
 # 1-D
 # ----------------------------------------------------------------------
-def _axes_1d(plt, ax, residuals):
+def _axes_1d(ax, residuals):
     if ax is None:
+        plt = _pyplot()
         if residuals:
             _, (ax, ax_residuals) = plt.subplots(
                 2, 1, sharex=True, figsize=(7.5, 5.5), height_ratios=[3, 1], layout="constrained"
@@ -212,7 +227,6 @@ def _axes_1d(plt, ax, residuals):
     from mpl_toolkits.axes_grid1 import make_axes_locatable
 
     ax_residuals = make_axes_locatable(ax).append_axes("bottom", size="33%", pad=0.1, sharex=ax)
-    ax.tick_params(labelbottom=False)
     return ax, ax_residuals
 
 
@@ -226,8 +240,14 @@ def _component_densities_1d(model, x):
 
 def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
     order = np.argsort(x, kind="stable")
-    style = {"marker": "o", "ms": 3.5, "ls": "none"} if len(x) <= _MAX_MARKERS else {"lw": 3}
-    ax.plot(x[order], y[order], color="0.55", label="target", gid="target", zorder=2, **style)
+    # Open markers above the fit line (both stay visible where they agree), or, for
+    # many points, a broad light line under it.
+    if len(x) <= _MAX_MARKERS:
+        style = {"marker": "o", "ms": 5, "mfc": "none", "mew": 1, "ls": "none", "zorder": 5}
+        color = "0.4"
+    else:
+        style, color = {"lw": 4, "zorder": 2}, "0.7"
+    ax.plot(x[order], y[order], color=color, label="target", gid="target", **style)
     curve_x = np.union1d(x, np.linspace(x.min(), x.max(), _CURVE_POINTS))
     fit_label = f"fit, K = {model.n_components} ({_score_label(model, x[:, None], y)})"
     ax.plot(
@@ -258,11 +278,10 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
     if ax_residuals is None:
         ax.set_xlabel("x")
         return
+    ax.tick_params(labelbottom=False)
     residual = y - model.predict_density(x[:, None])
     ax_residuals.axhline(0.0, color="black", lw=0.8)
-    ax_residuals.plot(
-        x[order], residual[order], color="0.35", gid="residuals", **{**style, "lw": 1}
-    )
+    ax_residuals.plot(x[order], residual[order], color="0.3", gid="residuals", **{**style, "lw": 1})
     limit = np.max(np.abs(residual))
     if limit > 0:
         ax_residuals.set_ylim(-1.15 * limit, 1.15 * limit)
@@ -273,8 +292,9 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
 # ----------------------------------------------------------------------
 # 2-D
 # ----------------------------------------------------------------------
-def _axes_2d(plt, ax, residuals):
+def _axes_2d(ax, residuals):
     if ax is None:
+        plt = _pyplot()
         if residuals:
             _, (ax, ax_residuals) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
             return ax, ax_residuals

@@ -98,6 +98,21 @@ def test_residual_panel_on_given_axes(writeup):
     assert ax is given and ax_residuals in figure.axes
 
 
+def test_a_pair_of_axes_receives_fit_and_residuals(writeup, fit_2d):
+    from matplotlib.figure import Figure  # no pyplot: what the command line uses
+
+    model, grid, density = writeup
+    top, bottom = Figure().subplots(2, 1, sharex=True)
+    assert plot_fit(model, grid, density, ax=(top, bottom)) == (top, bottom)
+    assert with_gid(bottom.lines, "residuals") and with_gid(top.lines, "fit")
+    model_2d, X, y = fit_2d
+    left, right = Figure().subplots(1, 2)
+    assert plot_fit(model_2d, X, y, ax=[left, right]) == (left, right)
+    assert with_gid(right.collections, "residuals")
+    with pytest.raises(ValueError, match="a pair"):
+        plot_fit(model, grid, density, ax=(top, bottom, left))
+
+
 def test_cv_search_draws_its_best_estimator():
     grid = np.linspace(-5, 12, 120)
     density = 0.6 * norm.pdf(grid, 0, 1) + 0.4 * norm.pdf(grid, 6, 1.5)
