@@ -238,6 +238,14 @@ def _component_densities_1d(model, x):
     return model.scale_ * model.weights_ * np.exp(-0.5 * z2) / np.sqrt(2 * np.pi * variances)
 
 
+def _make_room_at_the_top(ax, y, n_rows):
+    """Raise the top of the y axis so a legend of ``n_rows`` rows does not hide the data."""
+    low, high = min(np.min(y), 0.0), np.max(y)
+    span = (high - low) or 1.0
+    fraction = min(0.5, 0.05 + 0.06 * n_rows)  # of the axes height, for the legend
+    ax.set_ylim(low - 0.03 * span, high + span * fraction / (1 - fraction))
+
+
 def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
     order = np.argsort(x, kind="stable")
     # Open markers above the fit line (both stay visible where they agree), or, for
@@ -274,7 +282,10 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
             ax.fill_between(curve_x, parts[:, k], color=color, alpha=0.12, lw=0, zorder=1)
     ax.set_ylabel("density")
     if legend:
-        ax.legend(fontsize="small", loc="best")
+        entries = 2 + (model.n_components if components else 0)
+        n_columns = 1 if entries <= 6 else 2
+        _make_room_at_the_top(ax, y, -(-entries // n_columns))
+        ax.legend(fontsize="small", loc="upper right", ncols=n_columns)
     if ax_residuals is None:
         ax.set_xlabel("x")
         return
@@ -411,19 +422,15 @@ def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorba
     ax.set_xlabel("x[0]")
     ax.set_ylabel("x[1]")
     if legend:
-        ax.legend(handles=handles, fontsize="small", loc="upper right", framealpha=0.85)
+        ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.85)
     if ax_residuals is None:
         return
     residual = y - fitted
+    from matplotlib.ticker import MaxNLocator
+
     limit = np.max(np.abs(residual)) or 1.0
-    image = _filled(
-        ax_residuals,
-        X,
-        residual,
-        grid,
-        levels=np.linspace(-limit, limit, 13),
-        cmap="RdBu_r",
-    )
+    levels = MaxNLocator(12, symmetric=True).tick_values(-limit, limit)
+    image = _filled(ax_residuals, X, residual, grid, levels=levels, cmap="RdBu_r")
     image.set_gid("residuals")
     ax_residuals.set_xlim(X[:, 0].min(), X[:, 0].max())
     ax_residuals.set_ylim(X[:, 1].min(), X[:, 1].max())
