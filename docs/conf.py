@@ -52,7 +52,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "NumberOfCodeLinesSortKey",  # the simplest examples first
     "doc_module": ("skdensityfit",),
     "reference_url": {"skdensityfit": None},
     "backreferences_dir": "gen_modules/backreferences",
