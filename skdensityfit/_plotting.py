@@ -248,11 +248,19 @@ def _make_room_at_the_top(ax, y, n_rows):
 
 def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
     order = np.argsort(x, kind="stable")
-    # Open markers above the fit line (both stay visible where they agree), or, for
-    # many points, a broad light line under it.
+    # Open markers (above the fit line when they are few, so both stay visible where
+    # they agree; smaller and under it when they crowd), or a broad light line under it.
     if len(x) <= _MAX_MARKERS:
-        style = {"marker": "o", "ms": 5, "mfc": "none", "mew": 1, "ls": "none", "zorder": 5}
-        color = "0.4"
+        few = len(x) <= 120
+        style = {
+            "marker": "o",
+            "ms": 5 if few else 3.5,
+            "mfc": "none",
+            "mew": 1 if few else 0.8,
+            "ls": "none",
+            "zorder": 5 if few else 3,
+        }
+        color = "0.4" if few else "0.5"
     else:
         style, color = {"lw": 4, "zorder": 2}, "0.7"
     ax.plot(x[order], y[order], color=color, label="target", gid="target", **style)
