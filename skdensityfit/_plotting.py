@@ -89,7 +89,9 @@ def plot_fit(
         deviations (Mahalanobis radii).
 
     legend : bool, default=True
-        Draw a legend (target, fit, components with their parameters).
+        Draw a legend (target, fit, components with their parameters). In
+        1-D the top of the y axis is raised to make room for it above the
+        data.
 
     colorbar : bool, default=True
         2-D only: draw a colour bar for the target (and the residuals).
@@ -106,6 +108,8 @@ def plot_fit(
     ------
     sklearn.exceptions.NotFittedError
         If the model is not fitted.
+    TypeError
+        If the model is not a DensityGMM or DensityGMMCV (e.g. a Pipeline).
     ValueError
         If the model has more than 2 grid dimensions, or ``X`` and ``y`` do
         not match it.
@@ -160,7 +164,9 @@ def _fitted_mixture(model):
     check_is_fitted(model)
     if not hasattr(model, "means_"):
         raise TypeError(
-            f"plot_fit draws a fitted DensityGMM or DensityGMMCV, got {type(model).__name__}."
+            f"plot_fit draws a fitted DensityGMM or DensityGMMCV, got {type(model).__name__}. "
+            "For a Pipeline ending in a DensityGMM, draw its last step on the transformed "
+            "grid: plot_fit(pipe[-1], pipe[:-1].transform(X), y)."
         )
     if model.n_features_in_ > 2:
         raise ValueError(

@@ -188,6 +188,19 @@ def test_unfitted_model_is_refused():
         plot_fit(DensityGMMCV(), grid, density)
 
 
+def test_a_pipeline_is_refused_with_what_to_do(writeup):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, grid, density = writeup
+    pipe = make_pipeline(StandardScaler(), DensityGMM(2, random_state=0))
+    pipe.fit(grid.reshape(-1, 1), density)
+    with pytest.raises(TypeError, match=r"plot_fit\(pipe\[-1\], pipe\[:-1\]\.transform\(X\), y\)"):
+        plot_fit(pipe, grid, density)
+    ax, _ = plot_fit(pipe[-1], pipe[:-1].transform(grid.reshape(-1, 1)), density)
+    assert len(with_gid(ax.lines, "component")) == 2
+
+
 def test_mismatched_data_is_refused(writeup, fit_2d):
     model, grid, density = writeup
     with pytest.raises(ValueError, match="fitted on a grid of 1 feature"):
