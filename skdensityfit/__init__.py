@@ -3,6 +3,7 @@
 from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
 from ._examples import make_writeup_problem
+from ._plotting import plot_fit
 
-__all__ = ["DensityGMM", "DensityGMMCV", "make_writeup_problem"]
+__all__ = ["DensityGMM", "DensityGMMCV", "make_writeup_problem", "plot_fit"]
 __version__ = "0.1.0"

@@ -14,10 +14,49 @@ class InputError(Exception):
     """A problem with the user's file or columns (exit code 1)."""
 
 
+def _check_can_plot(args, n_features=1):
+    """Fail before fitting when ``--plot`` cannot be honoured."""
+    if not args.plot:
+        return
+    from ._plotting import INSTALL_HINT
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f"--plot needs matplotlib: {INSTALL_HINT}") from exc
+    if n_features > 2:
+        raise InputError(
+            f"--plot draws 1-D and 2-D fits, but the grid has {n_features} columns. Drop "
+            "--plot, or select one or two grid columns with --x."
+        )
+
+
+def _save_plot(model, X, y, path, title):
+    """Write a PNG (or any format matplotlib knows from the suffix) of the fit."""
+    from matplotlib.figure import Figure
+
+    from ._plotting import plot_fit
+
+    # A Figure without pyplot: no window, no GUI backend, nothing global changed.
+    two_d = np.ndim(X) == 2 and np.shape(X)[1] == 2
+    figure = Figure(figsize=(12, 5) if two_d else (8, 6), layout="constrained")
+    if two_d:
+        axes = figure.subplots(1, 2)
+    else:
+        axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    plot_fit(model, X, y, ax=tuple(axes))
+    figure.suptitle(title)
+    try:
+        figure.savefig(path, dpi=110)
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror}.") from exc
+
+
 def _demo(args):
     from ._estimator import DensityGMM
     from ._examples import make_writeup_problem
 
+    _check_can_plot(args)
     grid, density, truth = make_writeup_problem()
     model = DensityGMM(n_components=2, random_state=args.random_state).fit(grid, density)
     stds = np.sqrt(model.covariances_.ravel())
@@ -35,6 +74,9 @@ def _demo(args):
         f"R^2 = {model.score(grid, density):.12f}, loss = {model.loss_:.3g}, "
         f"converged = {model.converged_}, iterations = {model.n_iter_}"
     )
+    if args.plot:
+        _save_plot(model, grid, density, args.plot, "The write-up's problem: 2 Gaussians")
+        print(f"Plot written to {args.plot}")
     return 0
 
 
@@ -127,6 +169,7 @@ def _fit(args):
     from ._estimator import DensityGMM
 
     X, y = _load(Path(args.file), args.x, args.y)
+    _check_can_plot(args, 1 if X.ndim == 1 else X.shape[1])
     settings = {
         "covariance_type": args.covariance_type,
         "loss": args.loss,
@@ -141,6 +184,10 @@ def _fit(args):
         model = DensityGMM(n_components=int(args.n_components), **settings).fit(X, y)
     result = model.summary()
     result["score"] = model.score(X, y)
+    if args.plot:
+        title = f"{Path(args.file).name}: {model.n_components} component(s)"
+        _save_plot(model, X, y, args.plot, title)
+        print(f"Plot written to {args.plot}", file=sys.stderr)
     if args.format == "json":
         text = json.dumps(result, indent=2) + "\n"
     else:
@@ -161,6 +208,12 @@ def _fit(args):
     else:
         sys.stdout.write(text)
     return 0
+
+
+PLOT_HELP = (
+    "also draw the target, the fit, its components and the residuals into FILE (PNG; "
+    "the suffix picks the format: .svg, .pdf, ...); 1-D and 2-D grids; needs matplotlib"
+)
 
 
 def _positive_int(value):
@@ -187,6 +240,7 @@ def main(argv=None):
         "demo", help="fit the built-in example (the write-up's two-Gaussian problem)"
     )
     demo.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
+    demo.add_argument("--plot", metavar="FILE", help=PLOT_HELP)
     demo.set_defaults(run=_demo)
 
     fit = commands.add_parser(
@@ -227,6 +281,7 @@ def main(argv=None):
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--format", choices=["json", "csv"], default="json")
     fit.add_argument("--output", "-o", help="write to this file instead of stdout")
+    fit.add_argument("--plot", metavar="FILE", help=PLOT_HELP)
     fit.set_defaults(run=_fit)
 
     args = parser.parse_args(argv)

@@ -109,3 +109,59 @@ def test_byte_order_mark_and_indented_comments_are_read(tmp_path):
     result = run("fit", path, "--n-components", 2)
     assert result.returncode == 0, result.stderr
     check_parameters(json.loads(result.stdout))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "demo.png"
+    result = run("demo", "--plot", out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+    assert f"Plot written to {out}" in result.stdout
+
+
+def test_fit_plot_writes_a_png_in_1d_and_2d(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "spectrum.csv"
+    np.savetxt(path, np.column_stack([GRID, DENSITY]), delimiter=",")
+    axis = np.linspace(-5, 5, 25)
+    grid_2d = np.column_stack([a.ravel() for a in np.meshgrid(axis, axis)])
+    np.savez(tmp_path / "image.npz", grid=grid_2d, density=np.exp(-0.5 * (grid_2d**2).sum(1)))
+    for name, components in (("spectrum.csv", 2), ("image.npz", 1)):
+        out = tmp_path / f"{name}.png"
+        result = run("fit", tmp_path / name, "--n-components", components, "--plot", out)
+        assert result.returncode == 0, result.stderr
+        assert out.read_bytes().startswith(PNG_SIGNATURE)
+        json.loads(result.stdout)  # the parameters still go to stdout
+
+
+def test_plot_errors_exit_1_before_fitting(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "cube.csv"
+    np.savetxt(path, np.random.default_rng(0).uniform(size=(30, 4)), delimiter=",")
+    result = run("fit", path, "--n-components", 1, "--plot", tmp_path / "cube.png")
+    assert result.returncode == 1
+    assert "--plot draws 1-D and 2-D fits, but the grid has 3 columns" in result.stderr
+    result = run("demo", "--plot", "/no/dir/demo.png")
+    assert result.returncode == 1
+    assert "Cannot write /no/dir/demo.png" in result.stderr
+
+
+def test_plot_without_matplotlib_says_how_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        "from skdensityfit._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = tmp_path / "demo.png"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "demo", "--plot", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert 'pip install "skdensityfit[plot]"' in result.stderr
+    assert not out.exists() and result.stdout == ""  # refused before fitting
