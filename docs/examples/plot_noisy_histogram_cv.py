@@ -46,9 +46,8 @@ ax_cv.set_xticks(k)
 ax_cv.legend(loc="lower right")
 ax_cv.set_title("Cross-validation")
 
-# %%
-# The chosen mixture on the counts (the residual panel is left out here).
-
+# The chosen mixture on the counts (the residual panel is left out here);
+# it shares the figure with the curve, so it stays in the same cell.
 plot_fit(search, centres, counts, ax=ax_fit, residuals=False)
 ax_fit.set_ylabel("counts per bin")
 ax_fit.set_title(f"Histogram of 3,000 samples, K = {search.n_components_}")
