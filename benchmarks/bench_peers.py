@@ -1,6 +1,6 @@
 """Compare DensityGMM with the ways a user would otherwise fit a mixture to a gridded density.
 
-Run: python benchmarks/bench_peers.py
+Run: python benchmarks/bench_peers.py [--quick]   (needs the bench extra: pip install -e ".[bench]")
 
 Every method gets the grid, the density on it and the true number of components K, and is run
 side by side on the same cases, generated from fixed seeds (the seed is also every method's
@@ -21,14 +21,21 @@ time (fit only, including the method's own initialisation) and DensityGMM's medi
 by the method's. Without noise a fit succeeds when its relative error is at most 1e-3; with
 noise (or for a histogram) when its error is at most 1.2 times that of DensityGMM started at
 the true parameters. A fit that raises counts as a failure with an infinite error.
+
+The scaling cases (1-D K=3 at 1e3..1e6 points, 2-D K=4 at 256x256 and 512x512) report time,
+peak memory (tracemalloc, during the fit) and the log-log slope of time against n, for the
+methods that handle that many points in reasonable time. `--quick` runs fewer seeds and skips
+the largest scaling cases.
 """
 
 import os
 
 os.environ["OMP_NUM_THREADS"] = "1"  # every method single-threaded; set before numpy loads
 
+import argparse
 import datetime
 import time
+import tracemalloc
 import warnings
 from dataclasses import dataclass
 
@@ -37,6 +44,7 @@ import lmfit
 import numpy as np
 from autograd import grad
 from autograd.scipy.stats import norm as anorm
+from bench_large_grids import one_d, two_d
 from scipy.optimize import curve_fit, minimize
 from scipy.signal import find_peaks, peak_widths
 from scipy.special import logsumexp
@@ -71,7 +79,7 @@ class Case:
     truth: np.ndarray  # the noise-free density on the grid, in the same units
     n_components: int
     seed: int
-    cell: np.ndarray  # cell widths along each axis
+    cell: np.ndarray  # cell widths along each axis, (d,), or of each point, (n, d)
     weights: np.ndarray
     means: np.ndarray  # (K, d)
     covariances: np.ndarray  # (K, d, d)
@@ -81,6 +89,11 @@ class Case:
     @property
     def points(self):
         return self.grid.reshape(len(self.grid), -1)
+
+    @property
+    def point_cells(self):
+        """Cell widths of each point, (n, d)."""
+        return np.broadcast_to(self.cell, self.points.shape)
 
 
 # ----------------------------------------------------------------------
@@ -138,17 +151,43 @@ def mixture_1d_cases(generator, first_k, n_k, noise=0.0):
     return cases
 
 
-def histogram_cases():
+def non_uniform_cases(scale=1000.0):
+    """Separated mixtures times ``scale`` on a grid dense at one end, sparse at the other."""
+    cases = []
+    for seed in range(N_SEEDS_1D):
+        rng = np.random.default_rng(seed)
+        k = 1 + seed % 5
+        params = random_separated_mixture_1d(rng, k)
+        low, high = plot_range(params[1], params[2])
+        grid = low + (high - low) * np.linspace(0, 1, N_GRID_1D) ** 1.5
+        truth = scale * pdf_1d(grid, *params)
+        edges = np.concatenate([[grid[0]], (grid[1:] + grid[:-1]) / 2, [grid[-1]]])
+        case = case_1d(seed, k, grid, truth, truth, params)
+        case.cell = np.diff(edges)[:, None]
+        cases.append(case)
+    return cases
+
+
+def mixture_2d_noisy_cases(noise=NOISE_LEVEL):
+    cases = []
+    for case in mixture_2d_cases():
+        rng = np.random.default_rng(1000 + case.seed)
+        case.density = case.truth + rng.normal(0, noise * case.truth.max(), case.truth.shape)
+        cases.append(set_noisy_tolerance(case))
+    return cases
+
+
+def histogram_cases(n_samples=N_HISTOGRAM_SAMPLES):
     cases = []
     for seed in range(N_SEEDS_1D):
         rng = np.random.default_rng(seed)
         k = 1 + seed % 5
         weights, means, stds = params = random_separated_mixture_1d(rng, k)
-        labels = rng.choice(k, N_HISTOGRAM_SAMPLES, p=weights)
+        labels = rng.choice(k, n_samples, p=weights)
         samples = rng.normal(means[labels], stds[labels])
         counts, edges = np.histogram(samples, N_BINS, range=plot_range(means, stds))
         centres = (edges[:-1] + edges[1:]) / 2
-        truth = N_HISTOGRAM_SAMPLES * (edges[1] - edges[0]) * pdf_1d(centres, *params)
+        truth = n_samples * (edges[1] - edges[0]) * pdf_1d(centres, *params)
         cases.append(case_1d(seed, k, centres, counts.astype(float), truth, params, loss="poisson"))
     return cases
 
@@ -269,7 +308,7 @@ def least_squares_scale(pdf, y):
 
 def fit_grid_em(case, max_iter=200, tol=1e-10, reg_covar=1e-6):
     X, y = case.points, case.density
-    w = np.clip(y * np.prod(case.cell), 0, None)
+    w = np.clip(y * np.prod(case.point_cells, axis=1), 0, None)
     w = w / w.sum()
     k, d = case.n_components, X.shape[1]
     means, _ = kmeans_plusplus(X, k, sample_weight=w, random_state=case.seed)
@@ -297,9 +336,10 @@ def fit_grid_em(case, max_iter=200, tol=1e-10, reg_covar=1e-6):
 def fit_gaussian_mixture(case):
     X, y = case.points, case.density
     rng = np.random.default_rng(case.seed)
-    p = np.clip(y, 0, None)  # times the (constant) cell size, which normalising removes
+    cells = case.point_cells
+    p = np.clip(y, 0, None) * np.prod(cells, axis=1)
     index = rng.choice(len(X), N_GM_SAMPLES, p=p / p.sum())
-    samples = X[index] + rng.uniform(-0.5, 0.5, (N_GM_SAMPLES, X.shape[1])) * case.cell
+    samples = X[index] + rng.uniform(-0.5, 0.5, (N_GM_SAMPLES, X.shape[1])) * cells[index]
     gm = GaussianMixture(case.n_components, random_state=case.seed).fit(samples)
     pdf = np.exp(gm.score_samples(X))
     fitted = least_squares_scale(pdf, y) * pdf
@@ -387,7 +427,74 @@ def print_family(title, rows, n_cases):
         )
 
 
+def scaling_cases(quick):
+    """1-D K=3 at 1e3..1e6 points and 2-D K=4 at 256x256 and 512x512 (noise-free)."""
+    cases = []
+    for n_points in (1_000, 10_000, 100_000) if quick else (1_000, 10_000, 100_000, 1_000_000):
+        X, y, k = one_d(n_points)
+        x = X[:, 0]
+        cell = np.array([x[1] - x[0]])
+        cases.append(("1-D K=3", Case(x, y, y, k, 0, cell, None, None, None)))
+    for side in (256,) if quick else (256, 512):
+        X, y, k = two_d(side, 4)
+        cell = np.full(2, X[1, 0] - X[0, 0])
+        cases.append((f"2-D K=4 {side}x{side}", Case(X, y, y, k, 0, cell, None, None, None)))
+    return cases
+
+
+SCALING_METHODS = {
+    "1-D K=3": {
+        "DensityGMM": fit_density_gmm,
+        "curve_fit": fit_curve_fit,
+        "lmfit": fit_lmfit,
+        "grid EM": fit_grid_em,
+    },
+    "2-D": {"DensityGMM": fit_density_gmm, "grid EM": fit_grid_em},
+}
+LMFIT_MAX_POINTS = 100_000  # lmfit's per-call overhead and memory grow past this
+
+
+def run_scaling(quick):
+    print("\nscaling (noise-free; time and tracemalloc peak of the fit; one run each)")
+    print(
+        f"  {'case':<20} {'points':>9} {'method':<12} {'seconds':>8} {'peak MiB':>9} "
+        f"{'rel err':>9} {'ours/peer':>9}"
+    )
+    timings = {}
+    for title, case in scaling_cases(quick):
+        methods = SCALING_METHODS["1-D K=3" if title.startswith("1-D") else "2-D"]
+        ours = None
+        for name, method in methods.items():
+            if name == "lmfit" and len(case.density) > LMFIT_MAX_POINTS:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tracemalloc.start()
+                start = time.perf_counter()
+                evaluate = method(case)
+                seconds = time.perf_counter() - start
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                error = relative_error(evaluate(), case)
+            ours = seconds if name == "DensityGMM" else ours
+            timings.setdefault((title[:3], name), []).append((len(case.density), seconds))
+            print(
+                f"  {title:<20} {len(case.density):>9} {name:<12} {seconds:>8.3f} "
+                f"{peak / 2**20:>9.1f} {error:>9.1e} {ours / seconds:>9.2f}"
+            )
+    for (kind, name), points in timings.items():
+        if len(points) > 1:
+            n, t = np.log(np.array(points)).T
+            print(f"  {kind} {name}: time ~ n^{np.polyfit(n, t, 1)[0]:.2f}")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer seeds, smaller scaling cases")
+    args = parser.parse_args()
+    global N_SEEDS_1D, N_SEEDS_2D
+    if args.quick:
+        N_SEEDS_1D, N_SEEDS_2D = 6, 3
     families = [
         ("writeup", writeup_cases(), {**METHODS_1D, "write-up": fit_writeup}),
         (
@@ -397,6 +504,14 @@ def main():
         ),
         ("overlapping 1-D, K = 2..4", mixture_1d_cases(overlapping_mixture_1d, 2, 3), METHODS_1D),
         (
+            "noisy 1-D 1%, K = 1..5",
+            [
+                set_noisy_tolerance(case)
+                for case in mixture_1d_cases(random_separated_mixture_1d, 1, 5, 0.01)
+            ],
+            METHODS_1D,
+        ),
+        (
             "noisy 1-D 5%, K = 1..5",
             [
                 set_noisy_tolerance(case)
@@ -405,11 +520,26 @@ def main():
             METHODS_1D,
         ),
         (
+            "overlapping noisy 1-D 5%, K = 2..4",
+            [
+                set_noisy_tolerance(case)
+                for case in mixture_1d_cases(overlapping_mixture_1d, 2, 3, NOISE_LEVEL)
+            ],
+            METHODS_1D,
+        ),
+        (
             f"histogram {N_HISTOGRAM_SAMPLES:,}, K = 1..5 (DensityGMM loss='poisson')",
             [set_noisy_tolerance(case) for case in histogram_cases()],
             METHODS_1D,
         ),
+        (
+            "histogram 20,000, K = 1..5 (DensityGMM loss='poisson')",
+            [set_noisy_tolerance(case) for case in histogram_cases(20_000)],
+            METHODS_1D,
+        ),
+        ("unnormalised (x1000), non-uniform grid, K = 1..5", non_uniform_cases(), METHODS_1D),
         ("2-D 64x64 clean, K = 2..4", mixture_2d_cases(), METHODS_2D),
+        ("2-D 64x64 noisy 5%, K = 2..4", mixture_2d_noisy_cases(), METHODS_2D),
     ]
     print("DensityGMM against peers: fits of a Gaussian mixture to a density on a grid")
     print(
@@ -424,6 +554,7 @@ def main():
     start = time.perf_counter()
     for title, cases, methods in families:
         print_family(title, run_family(cases, methods), len(cases))
+    run_scaling(args.quick)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
