@@ -21,6 +21,8 @@ from ._mixture_math import LOG_2PI, ParameterLayout, pack, unpack
 
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
+# A start needs the shape of the density, not digits: EM stops once its objective settles.
+EM_TOL = 1e-4
 N_LLOYD_STEPS = 20
 MAX_INIT_POINTS = 20_000
 MIN_WEIGHT = 1e-4
@@ -139,7 +141,7 @@ def _em_refine(X, features, mass, resp, layout, reg_covar, n_steps):
         objective = mass @ log_norm
         resp = np.exp(log_prob - log_norm[:, None])
         params = _weighted_moments(X, mass, resp, layout.covariance_type, reg_covar)
-        if abs(objective - previous) <= 1e-7 * (abs(objective) + 1e-12):
+        if abs(objective - previous) <= EM_TOL * (abs(objective) + 1e-12):
             break
         previous = objective
     return params

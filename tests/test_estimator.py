@@ -237,3 +237,22 @@ def test_summary_is_json_and_report_shows_standard_errors(writeup):
     report = model.fit_report(grid, noisy)
     assert "[[Fit Statistics]]" in report and report.count("+/-") == 7
     assert "+/-" not in model.fit_report()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scores_equal_sklearn_metrics(seed):
+    from skdensityfit._estimator import score_prediction
+
+    rng = np.random.default_rng(seed)
+    y = rng.poisson(5, 60).astype(float)
+    predicted, weights = rng.uniform(1, 9, 60), rng.uniform(0.1, 1, 60)
+    np.testing.assert_allclose(
+        score_prediction("l2", y, predicted, weights),
+        r2_score(y, predicted, sample_weight=weights),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        score_prediction("poisson", y, predicted, weights),
+        d2_tweedie_score(y, predicted, sample_weight=weights, power=1),
+        rtol=1e-12,
+    )
