@@ -154,6 +154,17 @@ def _spherical(means, raw):
 _COMPONENTS = {"full": _full, "tied": _tied, "diag": _diag, "spherical": _spherical}
 
 
+def _components(layout):
+    """The coefficient function of the layout's covariance type.
+
+    In 1-D a full precision Cholesky factor is its diagonal, packed the same
+    way, so the cheaper diagonal arithmetic gives the same numbers.
+    """
+    if layout.covariance_type == "full" and layout.n_features == 1:
+        return _diag
+    return _COMPONENTS[layout.covariance_type]
+
+
 # Rows per chunk: the per-point temporaries are (chunk, n_components) arrays, so
 # memory stays bounded by the chunk, not by the grid, while chunks stay large
 # enough for numpy's per-call overhead not to matter.
@@ -186,7 +197,7 @@ def value_and_gradient(theta, data):
         log_scale = data.fixed_log_scale
     all_logits = np.append(logits, 0.0)
     log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, backward = _COMPONENTS[layout.covariance_type](means, raw)
+    coef, log_det, backward = _components(layout)(means, raw)
     offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
 
     n_points = len(data.target)
@@ -320,7 +331,7 @@ def value_gradient_and_gauss_newton(theta, data):
         log_scale = data.fixed_log_scale
     all_logits = np.append(logits, 0.0)
     log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, backward = _COMPONENTS[layout.covariance_type](means, raw)
+    coef, log_det, backward = _components(layout)(means, raw)
     offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
     derivatives = _component_derivatives(layout, means, raw, backward)
     weights = np.exp(log_weights)
@@ -358,7 +369,7 @@ def _log_model_chunks(theta, data):
         log_scale = data.fixed_log_scale
     all_logits = np.append(logits, 0.0)
     log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, _ = _COMPONENTS[layout.covariance_type](means, raw)
+    coef, log_det, _ = _components(layout)(means, raw)
     offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
     chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
     for start in range(0, len(data.target), chunk):
@@ -377,7 +388,7 @@ def component_mass_shares(theta, data):
     _, logits, means, raw = layout.split(theta)
     all_logits = np.append(logits, 0.0)
     log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, _ = _COMPONENTS[layout.covariance_type](means, raw)
+    coef, log_det, _ = _components(layout)(means, raw)
     offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
     chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
     masses = np.zeros(layout.n_components)

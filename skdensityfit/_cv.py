@@ -28,7 +28,7 @@ from ._validation import (
 CV_TOL = 1e-5
 # Fold fits stop once a step gains less than this fraction of the loss: the
 # held-out score does not need more digits.
-CV_FTOL = 1e-6
+CV_FTOL = 1e-4
 CV_MAX_ITER = 50
 # Fold fits start from the fit on all points, which is close to their
 # optimum; those that need more iterations are fits of noise by surplus
@@ -63,8 +63,8 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     optimism that favours more components, which the one-standard-error rule
     offsets (the selection tests measure the outcome). The smallest ``K``
     whose mean score is within one standard error of the best is chosen
-    (``selection``), and a :class:`DensityGMM` with it is refitted on all
-    points.
+    (``selection``), and its fit on all points is polished to ``tol`` as
+    ``best_estimator_``.
 
     Folds must be shuffled: contiguous folds of a grid hold out whole regions
     of it, where no fit can predict a component it never saw.
@@ -297,7 +297,13 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_components_ = int(candidates[self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
         self.best_estimator_ = clone(base).set_params(n_components=self.n_components_)
-        self.best_estimator_.fit(X, y, sample_weight=sample_weight)
+        path_fit = path.fits.get(self.n_components_)
+        if path_fit is None:
+            self.best_estimator_.fit(X, y, sample_weight=sample_weight)
+        else:
+            # the path's fit on all points already had both starts: polish it to tol
+            self.best_estimator_._validate_params()
+            self.best_estimator_._fit(X, y, sample_weight, start=path_fit[0])
         self.n_iter_ = self.best_estimator_.n_iter_
         return self
 

@@ -306,6 +306,11 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         self : DensityGMM
             The fitted estimator.
         """
+        return self._fit(X, y, sample_weight)
+
+    def _fit(self, X, y, sample_weight, start=None):
+        """:meth:`fit`, or with ``start`` (a parameter vector in the fit's
+        coordinates, e.g. from :class:`DensityGMMCV`'s path) one run from it."""
         warm = self.warm_start and self._fitted_like_current_settings()
         X, y = check_grid_density(self, X, y, reset=not warm)
         check_density_values(y, self.loss)
@@ -333,10 +338,13 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
 
         best = None
-        n_runs = 1 if warm or self._starts_are_all_alike() else self.n_init
+        given = warm or start is not None
+        n_runs = 1 if given or self._starts_are_all_alike() else self.n_init
         for run in range(n_runs):
             start_time = time.perf_counter()
-            if warm:
+            if start is not None:
+                theta0 = np.clip(start, bounds[:, 0], bounds[:, 1])
+            elif warm:
                 theta0 = self._standardised_parameters(layout, center, spread, log_unit)
             else:
                 starts = dict(
@@ -351,9 +359,9 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                     theta0 = self._initial_parameters(
                         grid, data, center, spread, random_state, width_limits[0], **starts
                     )
-            if len(y) > _MAX_PREFIT_POINTS:
+            if len(y) > _MAX_PREFIT_POINTS and start is None:
                 theta0 = self._prefit_on_subset(theta0, data, bounds, random_state, scale=not warm)
-            elif not warm:
+            elif not given:
                 theta0 = best_scale_within_bounds(theta0, data, bounds)
             result = minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
             if self.verbose:
