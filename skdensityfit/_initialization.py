@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import nnls
-from sklearn.cluster import kmeans_plusplus
 
 from ._analytic_gradient import model_density
 from ._mixture_math import LOG_2PI, ParameterLayout, pack, unpack
@@ -44,6 +43,37 @@ def _nearest_center_responsibilities(X, centers):
     return resp
 
 
+def _weighted_kmeans_plusplus(X, mass, n_centers, random_state):
+    """Greedy k-means++ seeding of mass-weighted points (Arthur & Vassilvitskii, 2007).
+
+    Each new centre is the best of ``2 + log(K)`` candidates drawn with
+    probability proportional to mass times squared distance to the nearest
+    centre. Written here rather than calling
+    ``sklearn.cluster.kmeans_plusplus``: its input checks cost about 0.5 ms a
+    call, a tenth of a small fit's time.
+    """
+    n_trials = 2 + int(np.log(n_centers))
+    first = random_state.choice(len(X), p=mass / mass.sum())
+    centers = [X[first]]
+    closest = ((X - X[first]) ** 2).sum(axis=1)
+    for _ in range(1, n_centers):
+        weights = mass * closest
+        total = weights.sum()
+        if total <= 0:  # every massive point is a centre already: any point will do
+            candidates = random_state.choice(len(X), n_trials)
+        else:
+            candidates = np.searchsorted(
+                np.cumsum(weights), random_state.uniform(size=n_trials) * total
+            )
+            candidates = np.minimum(candidates, len(X) - 1)
+        distances = ((X[None, :, :] - X[candidates][:, None, :]) ** 2).sum(axis=2)
+        options = np.minimum(closest[None, :], distances)
+        best = int(np.argmin(options @ mass))
+        centers.append(X[candidates[best]])
+        closest = options[best]
+    return np.array(centers)
+
+
 def _weighted_lloyd(X, mass, centers, n_steps=N_LLOYD_STEPS):
     """Weighted k-means (Lloyd) iterations from given centres.
 
@@ -70,10 +100,10 @@ def initial_responsibilities(X, mass, n_components, method, random_state):
     """Hard or soft assignment of grid points to components."""
     n_points = X.shape[0]
     if method == "kmeans":
-        centers, _ = kmeans_plusplus(X, n_components, sample_weight=mass, random_state=random_state)
+        centers = _weighted_kmeans_plusplus(X, mass, n_components, random_state)
         return _nearest_center_responsibilities(X, _weighted_lloyd(X, mass, centers))
     if method == "k-means++":
-        centers, _ = kmeans_plusplus(X, n_components, sample_weight=mass, random_state=random_state)
+        centers = _weighted_kmeans_plusplus(X, mass, n_components, random_state)
         return _nearest_center_responsibilities(X, centers)
     if method == "random_from_data":
         n_massive = np.count_nonzero(mass)
