@@ -1,0 +1,126 @@
+"""The optimiser: Gauss-Newton pieces, Levenberg-Marquardt and its fallback."""
+
+import numpy as np
+import pytest
+from autograd import jacobian
+
+from skdensityfit import _optimization as optimization
+from skdensityfit import make_writeup_problem
+from skdensityfit._analytic_gradient import (
+    component_mass_shares,
+    model_density,
+    value_and_gradient,
+    value_gradient_and_gauss_newton,
+)
+from skdensityfit._mixture_math import (
+    FitData,
+    ParameterLayout,
+    log_component_densities,
+    log_model_density,
+    pack,
+    quadratic_features,
+)
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _random_problem(covariance_type, loss, n_features, fit_scale=True, seed=0):
+    rng = np.random.default_rng(seed)
+    layout = ParameterLayout(3, n_features, covariance_type, fit_scale)
+    X = rng.normal(size=(120, n_features))
+    data = FitData(
+        features=quadratic_features(X, covariance_type),
+        target=np.abs(rng.normal(size=120)),
+        weights=rng.dirichlet(np.ones(120)),
+        layout=layout,
+        loss=loss,
+        fixed_log_scale=0.2,
+    )
+    return data, 0.3 * rng.normal(size=layout.n_parameters)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("n_features", [1, 2])
+@pytest.mark.parametrize("fit_scale", [True, False])
+def test_gauss_newton_matrix_is_jacobian_product(covariance_type, loss, n_features, fit_scale):
+    """J^T diag(c) J with J from autograd, c = 2 q f^2 / norm (l2) or q f / norm (poisson)."""
+    data, theta = _random_problem(covariance_type, loss, n_features, fit_scale)
+    value, gradient, matrix = value_gradient_and_gauss_newton(theta, data)
+    reference_value, reference_gradient = value_and_gradient(theta, data)
+    J = jacobian(lambda t: log_model_density(t, data.features, data.layout, 0.2))(theta)
+    f = np.exp(log_model_density(theta, data.features, data.layout, 0.2))
+    q = data.weights / data.normaliser
+    c = 2 * q * f**2 if loss == "l2" else q * f
+    np.testing.assert_allclose(value, reference_value, rtol=1e-12)
+    np.testing.assert_allclose(gradient, reference_gradient, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(matrix, (J * c[:, None]).T @ J, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model_density(theta, data), f, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_mass_shares_sum_to_one_and_match_densities(covariance_type):
+    data, theta = _random_problem(covariance_type, "l2", 2)
+    logits = np.append(theta[1:3], 0.0)
+    log_weights = logits - np.log(np.exp(logits).sum())
+    joint = np.exp(log_component_densities(theta, data.features, data.layout) + log_weights)
+    masses = data.weights @ joint
+    np.testing.assert_allclose(component_mass_shares(theta, data), masses / masses.sum())
+
+
+def _writeup_data():
+    grid, density, truth = make_writeup_problem()
+    x = (grid - grid.mean()) / grid.std()
+    layout = ParameterLayout(2, 1, "full")
+    data = FitData(
+        quadratic_features(x[:, None], "full"),
+        density / density.max(),
+        np.full(len(x), 1 / len(x)),
+        layout,
+        "l2",
+    )
+    return data, truth, grid
+
+
+def _bounds(n_parameters):
+    return np.tile([-50.0, 50.0], (n_parameters, 1))
+
+
+def test_levenberg_marquardt_solves_the_writeup_problem_in_few_iterations():
+    data, truth, grid = _writeup_data()
+    means = (np.array([[14.0], [21.0]]) - grid.mean()) / grid.std()
+    theta0 = pack(data.layout, [0.5, 0.5], means, np.ones((2, 1, 1)), log_scale=0.0)
+    result = optimization.levenberg_marquardt(
+        theta0, data, _bounds(len(theta0)), tol=1e-10, max_iter=100
+    )
+    assert result.converged and result.n_iter <= 20
+    assert result.loss < 1e-20
+    fitted_means = np.sort(result.theta[2:4]) * grid.std() + grid.mean()
+    np.testing.assert_allclose(fitted_means, truth["means"], atol=1e-6)
+
+
+def test_levenberg_marquardt_stays_inside_the_bounds():
+    data, _, _ = _writeup_data()
+    theta0 = pack(data.layout, [0.5, 0.5], np.array([[0.0], [0.5]]), np.ones((2, 1, 1)), 0.0)
+    bounds = _bounds(len(theta0))
+    bounds[4:, 1] = 0.5  # log precision factors: widths at least exp(-0.5) standard units
+    result = optimization.levenberg_marquardt(theta0, data, bounds, tol=1e-10, max_iter=200)
+    assert np.all(result.theta >= bounds[:, 0]) and np.all(result.theta <= bounds[:, 1])
+    assert np.isfinite(result.loss)
+    # the true components are narrower than the bound allows, so the fit presses on it
+    assert np.isclose(result.theta[4:], 0.5).any()
+
+
+def test_quasi_newton_takes_over_when_levenberg_marquardt_stalls(monkeypatch):
+    data, _, grid = _writeup_data()
+    means = (np.array([[14.0], [21.0]]) - grid.mean()) / grid.std()
+    theta0 = pack(data.layout, [0.5, 0.5], means, np.ones((2, 1, 1)), log_scale=0.0)
+
+    def stalls(theta, data, bounds, *, tol, max_iter, ftol):
+        return optimization.OptimizationResult(theta, 1.0, 1, False, "stalled")
+
+    monkeypatch.setattr(optimization, "levenberg_marquardt", stalls)
+    result = optimization.minimize_objective(
+        theta0, data, _bounds(len(theta0)), tol=1e-8, max_iter=500
+    )
+    assert result.converged and result.loss < 1e-12
