@@ -16,10 +16,11 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn import config_context, get_config
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_array
 
 from ._estimator import DensityGMM
@@ -338,8 +339,14 @@ n_not_converged=0)
         (start, min(start + chunk_size, n_densities)) for start in range(0, n_densities, chunk_size)
     ]
 
+    # joblib's own Parallel, not sklearn.utils.parallel's: that one wraps each task in
+    # warnings.catch_warnings, which is not thread-safe (see _recorded_warnings);
+    # the scikit-learn configuration is passed on here instead.
+    config = get_config()
+
     def task(start, stop):
         return delayed(_fit_chunk)(
+            config,
             start,
             estimator,
             grids if not per_density_grids else grids[start:stop],
@@ -560,6 +567,7 @@ def _seeds(random_state, n_densities):
 # the work of one chunk
 # ----------------------------------------------------------------------
 def _fit_chunk(
+    config,
     start,
     estimator,
     grids,
@@ -574,9 +582,38 @@ def _fit_chunk(
 ):
     """Fit the densities of one chunk in order. Returns ``(start, arrays)``.
 
-    ``fallback=False`` keeps every warm fit (for measuring what the fallback
-    to a fresh start buys; see ``benchmarks/bench_batch.py``).
+    ``config`` is the caller's scikit-learn configuration. ``fallback=False``
+    keeps every warm fit (for measuring what the fallback to a fresh start
+    buys; see ``benchmarks/bench_batch.py``).
     """
+    with config_context(**config):
+        return _fit_rows(
+            start,
+            estimator,
+            grids,
+            densities,
+            weights,
+            seeds,
+            shared_grid=shared_grid,
+            warm_start=warm_start,
+            return_estimators=return_estimators,
+            fallback=fallback,
+        )
+
+
+def _fit_rows(
+    start,
+    estimator,
+    grids,
+    densities,
+    weights,
+    seeds,
+    *,
+    shared_grid,
+    warm_start,
+    return_estimators,
+    fallback,
+):
     n_rows = len(densities)
     n_features = (grids if shared_grid else grids[0]).shape[1]
     chunk = _empty_arrays(estimator, n_rows, n_features)
