@@ -44,7 +44,7 @@ _COVARIANCE_SHAPES = {
 }
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)
 class BatchFitResult:
     """Fitted parameters of many densities, one row per density.
 
@@ -696,6 +696,7 @@ def _attempt(model, X, y, sample_weight):
 _RECORDING_LOCK = threading.Lock()
 _RECORDING = threading.local()
 _recording_state = {"depth": 0, "context": None, "showwarning": None}
+_ORIGINAL_SHOWWARNING = warnings.showwarning
 
 
 def _dispatch_warning(message, category, filename, lineno, file=None, line=None):
@@ -703,7 +704,7 @@ def _dispatch_warning(message, category, filename, lineno, file=None, line=None)
     if records is not None:
         records.append(f"{category.__name__}: {message}")
         return
-    show = _recording_state["showwarning"] or warnings._showwarning_orig
+    show = _recording_state["showwarning"] or _ORIGINAL_SHOWWARNING
     show(message, category, filename, lineno, file, line)
 
 
