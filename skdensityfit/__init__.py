@@ -1,9 +1,17 @@
 """Fit Gaussian mixtures to densities known on a grid."""
 
+from ._batch import BatchFitResult, fit_many
 from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
 from ._examples import make_writeup_problem
 from ._plotting import plot_fit
 
-__all__ = ["DensityGMM", "DensityGMMCV", "make_writeup_problem", "plot_fit"]
+__all__ = [
+    "BatchFitResult",
+    "DensityGMM",
+    "DensityGMMCV",
+    "fit_many",
+    "make_writeup_problem",
+    "plot_fit",
+]
 __version__ = "0.1.0"

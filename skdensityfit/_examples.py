@@ -99,3 +99,50 @@ def random_mixture_2d(rng, n_components, *, box=(-10.0, 10.0), min_separation=2.
     weights = rng.dirichlet(np.full(n_components, 3.0))
     weights = np.maximum(weights, 0.05)
     return weights / weights.sum(), np.array(means), np.array(covariances)
+
+
+def drifting_mixture_series_1d(rng, n_steps, n_components, *, drift=0.3):
+    """A time series of 1-D mixtures whose parameters drift slowly and smoothly.
+
+    Starts from :func:`random_separated_mixture_1d` centred at 10; each mean
+    oscillates by up to ``drift`` of its standard deviation, each standard
+    deviation by up to 10% and each weight's logit by up to 0.2, with random
+    periods of 100 to 400 steps and random phases. Neighbouring steps look
+    alike, as neighbouring pixels or time steps of real data do.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_steps, n_components)
+    means : ndarray of shape (n_steps, n_components)
+    stds : ndarray of shape (n_steps, n_components)
+    """
+    weights, means, stds = random_separated_mixture_1d(rng, n_components)
+    means = means - means.mean() + 10.0
+    t = np.arange(n_steps)[:, None]
+
+    def wave():
+        period = rng.uniform(100, 400, n_components)
+        return np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi, n_components))
+
+    series_means = means + drift * stds * wave()
+    series_stds = stds * (1 + 0.1 * wave())
+    logits = np.log(weights) + 0.2 * wave()
+    series_weights = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return series_weights, series_means, series_stds
+
+
+def mixture_densities_1d(grid, weights, means, stds):
+    """Densities of many 1-D mixtures on one grid: row ``i`` is mixture ``i``.
+
+    Parameters
+    ----------
+    grid : ndarray of shape (n_points,)
+    weights, means, stds : ndarray of shape (n_densities, n_components)
+
+    Returns
+    -------
+    densities : ndarray of shape (n_densities, n_points)
+    """
+    z = (np.asarray(grid)[None, None, :] - means[:, :, None]) / stds[:, :, None]
+    pdf = np.exp(-0.5 * z**2) / (np.sqrt(2 * np.pi) * stds[:, :, None])
+    return np.einsum("nk,nkp->np", weights, pdf)

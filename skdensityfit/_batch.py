@@ -1,0 +1,797 @@
+"""Fitting many densities at once: :func:`fit_many` and :class:`BatchFitResult`.
+
+The densities are split into chunks of consecutive rows; each chunk is one
+joblib task, so ``n_jobs`` spreads the chunks over local processes and
+``joblib.parallel_config(backend="dask")`` over a Dask cluster, unchanged.
+Inside a chunk the densities are fitted one after the other, which is what
+lets a density start from its neighbour's fit (``warm_start=True``).
+"""
+
+import math
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from numbers import Integral
+
+import numpy as np
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn import config_context, get_config
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array
+
+from ._estimator import DensityGMM
+
+# A warm fit is kept when its loss is at most this many times the neighbour's
+# loss plus the floor; otherwise the density is also fitted from a fresh start
+# and the lower loss wins. Losses are relative (``loss_``): 1e-10 is a relative
+# L2 error of 1e-5, far below what matters, so exact fits never fall back.
+WARM_LOSS_RATIO = 2.0
+WARM_LOSS_FLOOR = 1e-10
+# The default chunk size depends on the number of densities only (never on
+# n_jobs or the backend), so that warm-started results do not depend on them.
+_TARGET_N_CHUNKS = 64
+_MIN_CHUNK_SIZE = 16
+_MAX_CHUNK_SIZE = 1000
+_COVARIANCE_SHAPES = {
+    "full": lambda k, d: (k, d, d),
+    "tied": lambda k, d: (d, d),
+    "diag": lambda k, d: (k, d),
+    "spherical": lambda k, d: (k,),
+}
+
+
+@dataclass(repr=False, eq=False)
+class BatchFitResult:
+    """Fitted parameters of many densities, one row per density.
+
+    Returned by :func:`fit_many`. Rows that could not be fitted have
+    ``failed[i] = True``, NaN parameters and the error in ``messages[i]``.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (n_densities, n_components)
+        Mixture weights, as ``DensityGMM.weights_``.
+
+    means : ndarray of shape (n_densities, n_components, n_features)
+        Component means in grid units.
+
+    covariances : ndarray
+        ``DensityGMM.covariances_`` of each density, stacked: shape
+        (n_densities, n_components, n_features, n_features) for 'full',
+        (n_densities, n_features, n_features) for 'tied', (n_densities,
+        n_components, n_features) for 'diag', (n_densities, n_components)
+        for 'spherical'.
+
+    precisions_cholesky : ndarray
+        ``DensityGMM.precisions_cholesky_`` of each density, stacked like
+        ``covariances``.
+
+    scale : ndarray of shape (n_densities,)
+        Total mass of each fitted density (``scale_``).
+
+    loss : ndarray of shape (n_densities,)
+        Final scale-free loss of each fit (``loss_``).
+
+    n_iter : ndarray of shape (n_densities,)
+        Optimiser iterations of each fit (0 for failed rows).
+
+    converged : ndarray of bool of shape (n_densities,)
+        Whether each fit converged (False for failed rows).
+
+    failed : ndarray of bool of shape (n_densities,)
+        True where the density could not be fitted (an error was raised).
+
+    warm_started : ndarray of bool of shape (n_densities,)
+        True where the kept fit started from the neighbour's fit, False where
+        it started fresh (first row of a chunk, no successful neighbour, or a
+        warm fit that fell back to a fresh start, or ``warm_start=False``).
+
+    messages : list of str
+        ``''`` for a clean fit; otherwise the text of the error (failed rows)
+        or of the warnings raised while fitting that row (e.g. the
+        ``ConvergenceWarning`` of a row that did not converge), one per line.
+
+    estimators : list of DensityGMM or None
+        The fitted estimators (None for failed rows) when ``fit_many`` was
+        called with ``return_estimators=True``; None otherwise.
+
+    n_components : int
+        Number of components of every fit.
+
+    covariance_type : str
+        The covariance type of every fit.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    scale: np.ndarray
+    loss: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    failed: np.ndarray
+    warm_started: np.ndarray
+    messages: list = field(default_factory=list)
+    estimators: list | None = None
+    n_components: int = 1
+    covariance_type: str = "full"
+
+    def __len__(self):
+        return len(self.scale)
+
+    def __repr__(self):
+        return (
+            f"BatchFitResult(n_densities={len(self)}, n_components={self.n_components}, "
+            f"covariance_type={self.covariance_type!r}, n_failed={int(self.failed.sum())}, "
+            f"n_not_converged={int(np.sum(~self.converged & ~self.failed))})"
+        )
+
+    def predict_density(self, X):
+        """The fitted densities on a grid, one row per density.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            The grid to evaluate every fitted density on.
+
+        Returns
+        -------
+        densities : ndarray of shape (n_densities, n_points)
+            ``scale * sum_k weights[k] * N(X; means[k], covariances[k])`` for
+            each row; NaN rows for failed fits.
+        """
+        X = np.asarray(X, dtype=float)
+        X = X.reshape(-1, 1) if X.ndim == 1 else X
+        n_features = self.means.shape[2]
+        if X.ndim != 2 or X.shape[1] != n_features:
+            raise ValueError(
+                f"X should be a grid of shape (n_points, {n_features}), got shape {X.shape}."
+            )
+        n, k = self.weights.shape
+        chol = _full_cholesky(self.precisions_cholesky, self.covariance_type, n, k, n_features)
+        log_det = np.sum(np.log(np.abs(np.diagonal(chol, axis1=-2, axis2=-1))), axis=-1)
+        out = np.empty((n, X.shape[0]))
+        # bound the (rows x components x points x features) temporaries to ~1e7 values
+        rows_per_batch = max(1, 10_000_000 // max(1, k * X.shape[0] * n_features))
+        for start in range(0, n, rows_per_batch):
+            rows = slice(start, start + rows_per_batch)
+            # z = (x - mean) @ U for every row, component and point (sklearn's convention)
+            z = (
+                np.einsum("pd,nkde->nkpe", X, chol[rows])
+                - np.einsum("nkd,nkde->nke", self.means[rows], chol[rows])[:, :, None, :]
+            )
+            log_pdf = (
+                -0.5 * (n_features * np.log(2 * np.pi) + np.sum(z**2, axis=-1))
+                + log_det[rows][:, :, None]
+            )
+            with np.errstate(under="ignore"):
+                out[rows] = self.scale[rows, None] * np.einsum(
+                    "nk,nkp->np", self.weights[rows], np.exp(log_pdf)
+                )
+        return out
+
+
+def _full_cholesky(prec_chol, covariance_type, n, k, d):
+    """Precision Cholesky factors as (n, k, d, d) matrices."""
+    if covariance_type == "full":
+        return prec_chol
+    if covariance_type == "tied":
+        return np.broadcast_to(prec_chol[:, None], (n, k, d, d))
+    if covariance_type == "diag":
+        return prec_chol[..., None] * np.eye(d)
+    return prec_chol[..., None, None] * np.eye(d)
+
+
+def fit_many(
+    X,
+    Y,
+    estimator,
+    *,
+    sample_weight=None,
+    per_density_grids=False,
+    n_jobs=None,
+    chunk_size=None,
+    warm_start=False,
+    return_estimators=False,
+    progress=False,
+):
+    """Fit one Gaussian mixture to each of many densities.
+
+    Each density (row of ``Y``) is fitted by a clone of ``estimator``, as
+    ``clone(estimator).fit(X, Y[i])`` would. The rows are split into chunks
+    of consecutive densities, and the chunks run through joblib: ``n_jobs``
+    runs them in local processes, and within
+    ``joblib.parallel_config(backend="dask")`` they run on a Dask cluster
+    without any other change. A density that cannot be fitted does not stop
+    the batch: its row is flagged in ``failed`` with the error in
+    ``messages``, and a summary warning is raised at the end.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_points,) or (n_points, n_features), or list
+        The grid shared by all densities. With ``per_density_grids=True``, a
+        sequence of ``n_densities`` grids, each of shape ``(n_points_i,)`` or
+        ``(n_points_i, n_features)``, with the same ``n_features``.
+
+    Y : array-like of shape (n_densities, n_points), or list
+        One density per row, on the grid ``X``. With
+        ``per_density_grids=True``, a sequence of ``n_densities`` 1-D arrays,
+        ``Y[i]`` of shape ``(n_points_i,)``.
+
+    estimator : DensityGMM
+        The settings of every fit (``n_components``, ``covariance_type``,
+        ``loss``, ...); it is cloned, never fitted itself. An int
+        ``random_state`` is used for every density, so each row is exactly
+        what a single fit with that seed gives; a ``RandomState`` instance
+        draws one seed per density in row order, so results do not depend on
+        chunking.
+
+    sample_weight : array-like, default=None
+        Quadrature weights: None uses the cell sizes of the grid; an array of
+        shape ``(n_points,)`` is used for every density, one of shape
+        ``(n_densities, n_points)`` row by row. With
+        ``per_density_grids=True``, None or a sequence of ``n_densities``
+        arrays.
+
+    per_density_grids : bool, default=False
+        Whether ``X`` and ``Y`` are sequences of per-density grids and
+        densities (the grids may differ in their number of points).
+
+    n_jobs : int, default=None
+        Number of chunks fitted at once (``-1``: all cores, or all Dask
+        workers under the Dask backend). None means 1 unless a
+        ``joblib.parallel_config`` context says otherwise.
+
+    chunk_size : int, default=None
+        Densities per joblib task. None uses ``ceil(n_densities / 64)``,
+        clipped to ``[16, 1000]``: it depends on ``n_densities`` only, so
+        results do not depend on ``n_jobs`` or the backend (they do depend
+        on ``chunk_size`` with ``warm_start=True``, since each chunk starts
+        fresh). Use smaller chunks to keep more workers busy.
+
+    warm_start : bool, default=False
+        Start each density from the fit of the previous density in its chunk
+        (the last one that did not fail) instead of from data-driven starts:
+        much cheaper when neighbouring densities look alike (pixels of an
+        image, steps of a time series). A warm fit that did not converge or
+        whose loss is more than ``WARM_LOSS_RATIO`` (2) times the neighbour's
+        loss (plus ``WARM_LOSS_FLOOR``, 1e-10) is fitted again from a fresh
+        start, and the lower loss is kept.
+
+    return_estimators : bool, default=False
+        Also return the fitted estimators (more memory, and more data sent
+        back from the workers).
+
+    progress : bool, default=False
+        Show a progress bar over densities (needs ``tqdm``:
+        ``pip install skdensityfit[progress]``).
+
+    Returns
+    -------
+    result : BatchFitResult
+        Arrays of fitted parameters with one row per density, and per-row
+        ``converged``, ``failed``, ``warm_started`` and ``messages``.
+
+    Warns
+    -----
+    UserWarning
+        Once, when some densities could not be fitted.
+    ConvergenceWarning
+        Once, when some fits did not converge.
+
+    See Also
+    --------
+    DensityGMM : The estimator used for each density.
+
+    Examples
+    --------
+    Three spectra on a shared grid, the peak drifting from 4 to 6:
+
+    >>> import numpy as np
+    >>> from scipy.stats import norm
+    >>> from skdensityfit import DensityGMM, fit_many
+    >>> grid = np.linspace(0, 10, 200)
+    >>> Y = np.array([0.7 * norm.pdf(grid, m, 0.5) + 0.3 * norm.pdf(grid, 8, 0.6)
+    ...               for m in (4, 5, 6)])
+    >>> result = fit_many(grid, Y, DensityGMM(n_components=2, random_state=0))
+    >>> result
+    BatchFitResult(n_densities=3, n_components=2, covariance_type='full', n_failed=0, \
+n_not_converged=0)
+    >>> result.means[:, :, 0].round(4)
+    array([[4., 8.],
+           [5., 8.],
+           [6., 8.]])
+    >>> result.weights.round(4)
+    array([[0.7, 0.3],
+           [0.7, 0.3],
+           [0.7, 0.3]])
+
+    A row that cannot be fitted is reported, not raised:
+
+    >>> import warnings
+    >>> Y[1] = 0.0
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     result = fit_many(grid, Y, DensityGMM(n_components=2, random_state=0))
+    >>> result.failed
+    array([False,  True, False])
+    >>> result.messages[1][:52]
+    'ValueError: The density has no positive value: a Gau'
+    """
+    _check_estimator(estimator)
+    n_jobs = _check_n_jobs(n_jobs)
+    progress_bar = _progress_bar_factory() if progress else None
+    if per_density_grids:
+        grids, densities, weights, n_features = _check_per_density_inputs(X, Y, sample_weight)
+    else:
+        grids, densities, weights, n_features = _check_shared_inputs(X, Y, sample_weight)
+    n_densities = len(densities)
+    chunk_size = _check_chunk_size(chunk_size, n_densities)
+    seeds = _seeds(estimator.random_state, n_densities)
+
+    result = _empty_result(estimator, n_densities, n_features, return_estimators)
+    bounds = [
+        (start, min(start + chunk_size, n_densities)) for start in range(0, n_densities, chunk_size)
+    ]
+
+    # joblib's own Parallel, not sklearn.utils.parallel's: that one wraps each task in
+    # warnings.catch_warnings, which is not thread-safe (see _recorded_warnings);
+    # the scikit-learn configuration is passed on here instead.
+    config = get_config()
+
+    def task(start, stop):
+        return delayed(_fit_chunk)(
+            config,
+            start,
+            estimator,
+            grids if not per_density_grids else grids[start:stop],
+            densities[start:stop],
+            None if weights is None else _rows(weights, start, stop),
+            None if seeds is None else seeds[start:stop],
+            shared_grid=not per_density_grids,
+            warm_start=warm_start,
+            return_estimators=return_estimators,
+        )
+
+    bar = None if progress_bar is None else progress_bar(total=n_densities, unit="density")
+    try:
+        outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            task(start, stop) for start, stop in bounds
+        )
+        for start, chunk in outputs:
+            _store_chunk(result, start, chunk)
+            if bar is not None:
+                bar.update(len(chunk["scale"]))
+    finally:
+        if bar is not None:
+            bar.close()
+    _warn_summary(result)
+    return result
+
+
+# ----------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------
+def _check_estimator(estimator):
+    if not isinstance(estimator, DensityGMM):
+        hint = (
+            " fit_many needs a fixed n_components, since every row of its arrays has the "
+            "same number of components: choose K first (e.g. with DensityGMMCV on a few "
+            "typical densities), then pass DensityGMM(n_components=K)."
+            if type(estimator).__name__ == "DensityGMMCV"
+            else " Pass e.g. DensityGMM(n_components=2)."
+        )
+        raise TypeError(
+            f"estimator should be a DensityGMM instance, got {type(estimator).__name__}." + hint
+        )
+    # bad settings fail once here, not once per density
+    estimator._validate_params()
+
+
+def _check_n_jobs(n_jobs):
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or n_jobs == 0:
+        raise ValueError(
+            f"n_jobs should be None, a positive int (number of parallel tasks) or a "
+            f"negative int (-1: all cores or Dask workers), got {n_jobs!r}."
+        )
+    return int(n_jobs)
+
+
+def _check_chunk_size(chunk_size, n_densities):
+    if chunk_size is None:
+        size = math.ceil(n_densities / _TARGET_N_CHUNKS)
+        return int(min(max(size, _MIN_CHUNK_SIZE), _MAX_CHUNK_SIZE))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
+        raise ValueError(
+            f"chunk_size should be a positive int (densities per task) or None, got {chunk_size!r}."
+        )
+    return int(chunk_size)
+
+
+def _progress_bar_factory():
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError(
+            "progress=True needs tqdm, which is not installed. Install it with "
+            "`pip install skdensityfit[progress]` (or `pip install tqdm`), or pass "
+            "progress=False."
+        ) from exc
+    return tqdm
+
+
+def _as_grid(X, name):
+    """A float grid of shape (n_points, n_features); 1-D input is one feature."""
+    if sp.issparse(X):
+        raise TypeError(f"{name} is a sparse matrix; pass a dense array ({name}.toarray()).")
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} should be a grid of shape (n_points,) or (n_points, n_features), "
+            f"got an array of shape {X.shape}."
+        )
+    return X
+
+
+def _as_float(values, name, what):
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} should hold numbers ({what}): {exc}") from exc
+
+
+def _check_shared_inputs(X, Y, sample_weight):
+    X = check_array(_as_grid(X, "X"), dtype=np.float64, ensure_min_samples=2, input_name="X")
+    n_points = X.shape[0]
+    if sp.issparse(Y):
+        raise TypeError("Y is a sparse matrix; pass a dense array (Y.toarray()).")
+    Y = _as_float(Y, "Y", "one density per row")
+    if Y.ndim != 2:
+        raise ValueError(
+            f"Y should be 2-D, one density per row on the grid X (shape (n_densities, "
+            f"{n_points})), got an array of shape {Y.shape}. For a single density use "
+            "Y.reshape(1, -1) or DensityGMM.fit; for per-density grids pass lists and "
+            "per_density_grids=True."
+        )
+    if Y.shape[0] == 0:
+        raise ValueError("Y has no rows: there is no density to fit.")
+    if Y.shape[1] != n_points:
+        hint = (
+            " It looks transposed: pass Y.T."
+            if Y.shape[0] == n_points
+            else " Each row of Y must hold one density on the shared grid X; for "
+            "densities on different grids pass lists and per_density_grids=True."
+        )
+        raise ValueError(f"Y has {Y.shape[1]} columns but the grid X has {n_points} points." + hint)
+    weights = None
+    if sample_weight is not None:
+        weights = _as_float(sample_weight, "sample_weight", "quadrature weights")
+        if weights.shape not in ((n_points,), Y.shape):
+            raise ValueError(
+                f"sample_weight should have shape ({n_points},) (shared by all densities) "
+                f"or {Y.shape} (one row per density), got {weights.shape}."
+            )
+        if weights.ndim == 1:
+            weights = _Shared(weights)
+    return X, Y, weights, X.shape[1]
+
+
+def _check_per_density_inputs(X, Y, sample_weight):
+    for value, name in ((X, "X"), (Y, "Y")):
+        if isinstance(value, np.ndarray) and value.dtype != object and value.ndim < 2:
+            raise ValueError(
+                f"With per_density_grids=True, {name} should be a sequence with one "
+                f"{'grid' if name == 'X' else 'density'} per density, got an array of shape "
+                f"{value.shape}."
+            )
+    try:
+        n_grids, n_densities = len(X), len(Y)
+    except TypeError as exc:
+        raise TypeError(
+            "With per_density_grids=True, X and Y should be sequences (e.g. lists) of "
+            "arrays: one grid and one density per density."
+        ) from exc
+    if n_grids != n_densities:
+        raise ValueError(
+            f"With per_density_grids=True, X and Y should have one entry per density, "
+            f"got {n_grids} grids for {n_densities} densities."
+        )
+    if n_densities == 0:
+        raise ValueError("Y has no densities: there is nothing to fit.")
+    if sample_weight is not None and len(sample_weight) != n_densities:
+        raise ValueError(
+            f"With per_density_grids=True, sample_weight should be None or hold one array "
+            f"per density, got {len(sample_weight)} for {n_densities} densities."
+        )
+    grids, densities, weights, n_features = [], [], [], None
+    for i in range(n_densities):
+        grid = _as_float(_as_grid(X[i], f"X[{i}]"), f"X[{i}]", "a grid")
+        density = _as_float(Y[i], f"Y[{i}]", "a density")
+        if density.ndim != 1 or density.shape[0] != grid.shape[0]:
+            raise ValueError(
+                f"Y[{i}] should be 1-D with one value per point of X[{i}] "
+                f"({grid.shape[0]} points), got shape {density.shape}."
+            )
+        if n_features is None:
+            n_features = grid.shape[1]
+        elif grid.shape[1] != n_features:
+            raise ValueError(
+                f"Every grid should have the same number of features: X[0] has "
+                f"{n_features}, X[{i}] has {grid.shape[1]}."
+            )
+        if sample_weight is not None:
+            weight = _as_float(sample_weight[i], f"sample_weight[{i}]", "quadrature weights")
+            if weight.shape != density.shape:
+                raise ValueError(
+                    f"sample_weight[{i}] should have shape {density.shape}, like Y[{i}], "
+                    f"got {weight.shape}."
+                )
+            weights.append(weight)
+        grids.append(grid)
+        densities.append(density)
+    return grids, densities, (weights if sample_weight is not None else None), n_features
+
+
+class _Shared:
+    """Quadrature weights shared by every density (sliced as themselves)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __getitem__(self, index):
+        return self.values
+
+
+def _rows(weights, start, stop):
+    return weights if isinstance(weights, _Shared) else weights[start:stop]
+
+
+def _seeds(random_state, n_densities):
+    """One seed per density for a RandomState instance; else None (use it as given)."""
+    if random_state is None or isinstance(random_state, Integral):
+        return None
+    rng = check_random_state(random_state)
+    return rng.randint(np.iinfo(np.int32).max, size=n_densities)
+
+
+# ----------------------------------------------------------------------
+# the work of one chunk
+# ----------------------------------------------------------------------
+def _fit_chunk(
+    config,
+    start,
+    estimator,
+    grids,
+    densities,
+    weights,
+    seeds,
+    *,
+    shared_grid,
+    warm_start,
+    return_estimators,
+    fallback=True,
+):
+    """Fit the densities of one chunk in order. Returns ``(start, arrays)``.
+
+    ``config`` is the caller's scikit-learn configuration. ``fallback=False``
+    keeps every warm fit (for measuring what the fallback to a fresh start
+    buys; see ``benchmarks/bench_batch.py``).
+    """
+    with config_context(**config):
+        return _fit_rows(
+            start,
+            estimator,
+            grids,
+            densities,
+            weights,
+            seeds,
+            shared_grid=shared_grid,
+            warm_start=warm_start,
+            return_estimators=return_estimators,
+            fallback=fallback,
+        )
+
+
+def _fit_rows(
+    start,
+    estimator,
+    grids,
+    densities,
+    weights,
+    seeds,
+    *,
+    shared_grid,
+    warm_start,
+    return_estimators,
+    fallback,
+):
+    n_rows = len(densities)
+    n_features = (grids if shared_grid else grids[0]).shape[1]
+    chunk = _empty_arrays(estimator, n_rows, n_features)
+    chunk["estimators"] = [None] * n_rows if return_estimators else None
+    previous = None
+    for i in range(n_rows):
+        X = grids if shared_grid else grids[i]
+        y = densities[i]
+        w = None if weights is None else weights[i]
+        seed = None if seeds is None else int(seeds[i])
+        fit, messages, warm_used = None, [], False
+        if warm_start and previous is not None:
+            warm = _fresh(estimator, seed).set_params(
+                n_init=1,
+                weights_init=previous.weights_,
+                means_init=previous.means_,
+                precisions_init=previous.precisions_,
+            )
+            fit, messages = _attempt(warm, X, y, w)
+            warm_used = fit is not None
+            if fit is not None and fallback and not _warm_fit_is_good(fit, previous):
+                fresh, fresh_messages = _attempt(_fresh(estimator, seed), X, y, w)
+                if fresh is not None and fresh.loss_ < fit.loss_:
+                    fit, messages, warm_used = fresh, fresh_messages, False
+        if fit is None:
+            fit, messages = _attempt(_fresh(estimator, seed), X, y, w)
+        if fit is None:
+            chunk["messages"][i] = messages[0]
+            chunk["failed"][i] = True
+            continue
+        chunk["weights"][i] = fit.weights_
+        chunk["means"][i] = fit.means_
+        chunk["covariances"][i] = fit.covariances_
+        chunk["precisions_cholesky"][i] = fit.precisions_cholesky_
+        chunk["scale"][i] = fit.scale_
+        chunk["loss"][i] = fit.loss_
+        chunk["n_iter"][i] = fit.n_iter_
+        chunk["converged"][i] = fit.converged_
+        chunk["warm_started"][i] = warm_used
+        if not fit.converged_ and not any("ConvergenceWarning" in m for m in messages):
+            # the warning may have been swallowed (see _recorded_warnings): say it anyway
+            messages.append(
+                f"ConvergenceWarning: DensityGMM did not converge (loss {fit.loss_:.3g} "
+                f"after {fit.n_iter_} iterations)."
+            )
+        chunk["messages"][i] = "\n".join(messages)
+        if return_estimators:
+            chunk["estimators"][i] = fit
+        previous = fit
+    return start, chunk
+
+
+def _fresh(estimator, seed):
+    """An unfitted copy of the user's estimator, with the density's seed if any."""
+    model = clone(estimator)
+    return model if seed is None else model.set_params(random_state=seed)
+
+
+def _warm_fit_is_good(fit, previous):
+    return fit.converged_ and fit.loss_ <= WARM_LOSS_RATIO * previous.loss_ + WARM_LOSS_FLOOR
+
+
+def _attempt(model, X, y, sample_weight):
+    """Fit ``model``; returns ``(model, warning texts)`` or ``(None, [error text])``."""
+    with _recorded_warnings() as records:
+        try:
+            model.fit(X, y, sample_weight=sample_weight)
+        except Exception as exc:  # a failed row is reported, not raised
+            return None, [f"{type(exc).__name__}: {exc}"]
+    return model, list(dict.fromkeys(records))
+
+
+# Python's warning filters and ``warnings.showwarning`` are process-wide, so
+# ``warnings.catch_warnings`` in several threads at once (the threading backend,
+# Dask workers with several threads) can leave another thread's recorder
+# installed after the batch. Instead one hook is installed while any thread
+# records; it appends to the recording thread's own list and passes warnings
+# of other threads on to the original hook, and the last thread to finish
+# restores the original state.
+_RECORDING_LOCK = threading.Lock()
+_RECORDING = threading.local()
+_recording_state = {"depth": 0, "context": None, "showwarning": None}
+_ORIGINAL_SHOWWARNING = warnings.showwarning
+
+
+def _dispatch_warning(message, category, filename, lineno, file=None, line=None):
+    records = getattr(_RECORDING, "records", None)
+    if records is not None:
+        records.append(f"{category.__name__}: {message}")
+        return
+    show = _recording_state["showwarning"] or _ORIGINAL_SHOWWARNING
+    show(message, category, filename, lineno, file, line)
+
+
+@contextmanager
+def _recorded_warnings():
+    """Collect the warnings that this thread raises in the block, as text."""
+    with _RECORDING_LOCK:
+        if _recording_state["depth"] == 0:
+            _recording_state["showwarning"] = warnings.showwarning
+            context = warnings.catch_warnings()
+            context.__enter__()
+            warnings.simplefilter("always")
+            warnings.showwarning = _dispatch_warning
+            _recording_state["context"] = context
+        _recording_state["depth"] += 1
+    outer = getattr(_RECORDING, "records", None)
+    _RECORDING.records = records = []
+    try:
+        yield records
+    finally:
+        _RECORDING.records = outer
+        with _RECORDING_LOCK:
+            _recording_state["depth"] -= 1
+            if _recording_state["depth"] == 0:
+                _recording_state["context"].__exit__(None, None, None)
+                _recording_state["context"] = None
+                _recording_state["showwarning"] = None
+
+
+# ----------------------------------------------------------------------
+# assembling the result
+# ----------------------------------------------------------------------
+def _empty_arrays(estimator, n_rows, n_features):
+    k = estimator.n_components
+    cov_shape = _COVARIANCE_SHAPES[estimator.covariance_type](k, n_features)
+    return {
+        "weights": np.full((n_rows, k), np.nan),
+        "means": np.full((n_rows, k, n_features), np.nan),
+        "covariances": np.full((n_rows, *cov_shape), np.nan),
+        "precisions_cholesky": np.full((n_rows, *cov_shape), np.nan),
+        "scale": np.full(n_rows, np.nan),
+        "loss": np.full(n_rows, np.nan),
+        "n_iter": np.zeros(n_rows, dtype=int),
+        "converged": np.zeros(n_rows, dtype=bool),
+        "failed": np.zeros(n_rows, dtype=bool),
+        "warm_started": np.zeros(n_rows, dtype=bool),
+        "messages": [""] * n_rows,
+    }
+
+
+def _empty_result(estimator, n_densities, n_features, return_estimators):
+    return BatchFitResult(
+        **_empty_arrays(estimator, n_densities, n_features),
+        estimators=[None] * n_densities if return_estimators else None,
+        n_components=estimator.n_components,
+        covariance_type=estimator.covariance_type,
+    )
+
+
+def _store_chunk(result, start, chunk):
+    stop = start + len(chunk["scale"])
+    for name, values in chunk.items():
+        if name in ("messages", "estimators"):
+            if values is not None:
+                getattr(result, name)[start:stop] = values
+        else:
+            getattr(result, name)[start:stop] = values
+
+
+def _warn_summary(result):
+    n = len(result)
+    n_failed = int(result.failed.sum())
+    if n_failed:
+        first = int(np.flatnonzero(result.failed)[0])
+        warnings.warn(
+            f"{n_failed} of {n} densities could not be fitted; their rows are NaN and "
+            f"flagged in result.failed, with the error in result.messages (row {first}: "
+            f"{result.messages[first]})",
+            UserWarning,
+            stacklevel=3,
+        )
+    n_not_converged = int(np.sum(~result.converged & ~result.failed))
+    if n_not_converged:
+        warnings.warn(
+            f"{n_not_converged} of {n} fits did not converge (result.converged is False, "
+            "the warning is in result.messages). Increase max_iter or n_init of the "
+            "estimator, or check the number of components.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
