@@ -1,6 +1,6 @@
 """Batch fitting: fit_many serial and parallel, cold and warm, against single DensityGMM fits.
 
-Run: python benchmarks/bench_batch.py            (10,000 densities: about half an hour)
+Run: python benchmarks/bench_batch.py            (10,000 densities: about five minutes)
      python benchmarks/bench_batch.py --n-densities 400 --single-subset 40   (a quick look)
 
 Data: 1-D densities on a shared 200-point grid, half with K = 2 and half with K = 3

@@ -420,7 +420,7 @@ class _Path:
         previous = self.fits.get(n_components - 1)
         starts = []
         if previous is not None:
-            grown = grow_by_one(previous[0], self.grid, previous[1])
+            grown = grow_by_one(previous[0], previous[1], self.grid)
             if grown is not None:
                 starts.append(grown[0])
         reg_covar = max(self.estimator.reg_covar, self.width_limits[0] ** 2)

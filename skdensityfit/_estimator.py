@@ -22,6 +22,7 @@ from ._initialization import (
     greedy_path,
     initial_parameters,
     random_subset,
+    revive_absent_components,
     user_parameters,
 )
 from ._mixture_math import (
@@ -364,6 +365,10 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             elif not given:
                 theta0 = best_scale_within_bounds(theta0, data, bounds)
             result = minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
+            if not given:
+                result = revive_absent_components(
+                    result, grid, data, self._solver(data, bounds), NEGLIGIBLE_WEIGHT
+                )
             if self.verbose:
                 print(
                     f"DensityGMM run {run + 1}/{n_runs}: loss {result.loss:.6g}, "
@@ -417,6 +422,15 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             fixed_log_scale=fixed_log_scale,
         )
         return grid, data, center, spread, log_unit
+
+    def _solver(self, data, bounds):
+        """``solve(theta0)``: the optimum from a start, its total scale set first."""
+
+        def solve(theta0):
+            theta0 = best_scale_within_bounds(theta0, data, bounds)
+            return minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
+
+        return solve
 
     def _prefit_on_subset(self, theta0, data, bounds, random_state, scale):
         """Converge on a random subset first, so the full grid needs few iterations.

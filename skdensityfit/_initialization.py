@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 from scipy.optimize import nnls
 
-from ._analytic_gradient import model_density
-from ._mixture_math import LOG_2PI, ParameterLayout, pack, unpack
+from ._analytic_gradient import component_mass_shares, model_density
+from ._mixture_math import LOG_2PI, ParameterLayout, log_component_densities, pack, unpack
 
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
@@ -268,7 +268,7 @@ def _log_peak_density(layout, prec_chol):
     return log_det - 0.5 * d * LOG_2PI
 
 
-def grow_by_one(theta, grid, data):
+def grow_by_one(theta, data, grid):
     """Parameters for ``K + 1`` components from a fit with ``K`` (standardised).
 
     The new component goes where the residual ``target - f`` is largest, with
@@ -300,6 +300,98 @@ def grow_by_one(theta, grid, data):
     return theta, grown
 
 
+def without_component(theta, data, index):
+    """Parameters and data for the mixture with component ``index`` removed (standardised)."""
+    layout = data.layout
+    log_scale, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
+    keep = np.arange(layout.n_components) != index
+    if layout.covariance_type != "tied":
+        prec_chol = prec_chol[keep]
+    smaller = replace(data, layout=replace(layout, n_components=layout.n_components - 1))
+    kept = weights[keep]
+    theta = pack(
+        smaller.layout, kept / kept.sum(), means[keep], prec_chol, log_scale + np.log(kept.sum())
+    )
+    return theta, smaller
+
+
+def split_component(theta, data, index):
+    """Parameters for ``K + 1`` components: component ``index`` split in two (standardised).
+
+    The halves sit half a standard deviation either side of the old mean along
+    its widest axis, each with half its weight; a full covariance is narrowed
+    along that axis so that the pair keeps about the old spread.
+    """
+    layout = data.layout
+    d, cov = layout.n_features, layout.covariance_type
+    log_scale, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
+    if cov == "full":
+        factor = prec_chol[index]
+    elif cov == "tied":
+        factor = prec_chol
+    else:
+        factor = np.diag(np.broadcast_to(prec_chol[index], (d,)))
+    covariance = np.linalg.inv(factor @ factor.T)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    step = 0.5 * np.sqrt(eigenvalues[-1]) * eigenvectors[:, -1]
+    means = np.vstack([means, means[index] + step])
+    means[index] = means[index] - step
+    weights = np.append(weights, 0.5 * weights[index])
+    weights[index] *= 0.5
+    if cov == "full":
+        narrowed = covariance - 0.25 * eigenvalues[-1] * np.outer(step, step) / step.dot(step)
+        new_factor = np.linalg.inv(np.linalg.cholesky(narrowed)).T
+        prec_chol = np.concatenate([prec_chol, new_factor[None]])
+        prec_chol[index] = new_factor
+    elif cov != "tied":
+        prec_chol = np.concatenate([prec_chol, prec_chol[index : index + 1]])
+    bigger = replace(data, layout=replace(layout, n_components=layout.n_components + 1))
+    return pack(bigger.layout, weights, means, prec_chol, log_scale), bigger
+
+
+def _worst_fitted_component(theta, data):
+    """The component with the largest responsibility-weighted squared residual."""
+    layout = data.layout
+    _, weights, _, _ = unpack(theta, layout, data.fixed_log_scale)
+    joint = np.exp(log_component_densities(theta, data.features, layout)) * weights
+    total = joint.sum(axis=1)
+    resp = joint / np.maximum(total, TINY)[:, None]
+    scale = np.exp(theta[0]) if layout.fit_scale else np.exp(data.fixed_log_scale)
+    residual = data.target - scale * total
+    return int(np.argmax((data.weights * residual**2) @ resp))
+
+
+@np.errstate(under="ignore")
+def revive_absent_components(result, grid, data, solve, min_share):
+    """Re-place components that hold no mass on the grid, if that lowers the loss.
+
+    A component parked outside the grid (or between its points) fits nothing:
+    a sign of a poor local optimum, where the other components share more
+    structure than they should. Each such component in turn is removed and
+    placed again two ways, where the residual is largest (as by
+    :func:`grow_by_one`) and by splitting the component that fits worst;
+    ``solve(theta)`` re-minimises each, and the best is kept if its loss is
+    lower.
+    """
+    for _ in range(data.layout.n_components):
+        if data.layout.n_components < 2 or not np.isfinite(result.loss):
+            return result
+        absent = np.flatnonzero(component_mass_shares(result.theta, data) < min_share)
+        if len(absent) == 0:
+            return result
+        theta, smaller = without_component(result.theta, data, absent[0])
+        starts = [split_component(theta, smaller, _worst_fitted_component(theta, smaller))[0]]
+        grown = grow_by_one(theta, smaller, grid)
+        if grown is not None:
+            starts.append(grown[0])
+        candidate = min((solve(start) for start in starts), key=lambda r: r.loss)
+        if not candidate.loss < result.loss:
+            return result
+        candidate.n_iter += result.n_iter
+        result = candidate
+    return result
+
+
 def one_component_start(grid, data, reg_covar):
     """Parameters of one component with the density's own mean and covariance."""
     layout = replace(data.layout, n_components=1)
@@ -328,7 +420,7 @@ def greedy_path(grid, data, solve, reg_covar, n_components):
     theta, current = one_component_start(grid, data, reg_covar)
     for k in range(1, n_components + 1):
         if k > 1:
-            grown = grow_by_one(theta, grid, current)
+            grown = grow_by_one(theta, current, grid)
             if grown is None:
                 return
             theta, current = grown
