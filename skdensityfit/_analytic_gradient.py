@@ -287,8 +287,13 @@ def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, d
     layout = data.layout
     log_joint = features @ (-0.5 * coef.T)
     log_joint += offset
-    log_mixture = _logsumexp(log_joint, axis=1)
-    log_model = log_scale + log_mixture
+    # log-sum-exp by hand, keeping the exponentials for the responsibilities
+    # (every log_joint is finite: the Mahalanobis terms are bounded quadratics)
+    peak = log_joint.max(axis=1)
+    resp = np.exp(log_joint - peak[:, None])
+    total = resp.sum(axis=1)
+    resp /= total[:, None]
+    log_model = log_scale + np.log(total) + peak
     model = np.exp(log_model)
     if data.loss == "l2":
         residual = target - model
@@ -299,21 +304,28 @@ def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, d
         value = np.dot(q, model - target * log_model)
         g = (q / data.normaliser) * (model - target)
         curvature = (q / data.normaliser) * model
-    resp = np.exp(log_joint - log_mixture[:, None])
-    n = len(target)
+    n, k = resp.shape
     d_means, d_raw = derivatives
-    blocks = [np.ones((n, 1))] if layout.fit_scale else []
-    blocks.append(resp[:, :-1] - weights[:-1])
-    k = resp.shape[1]
+    n_params = int(layout.fit_scale) + k - 1 + d_means.shape[2] * k + d_raw.shape[2] * (
+        1 if layout.covariance_type == "tied" else k
+    )
+    jacobian = np.empty((n, n_params))  # of log f
+    column = 0
+    if layout.fit_scale:
+        jacobian[:, 0] = 1.0
+        column = 1
+    np.subtract(resp[:, :-1], weights[:-1], out=jacobian[:, column : column + k - 1])
+    column += k - 1
     # (n, m) @ (m, K * r) products go to BLAS; einsum would not
     for derivative in (d_means, d_raw):
         per_point = features @ np.swapaxes(derivative, 0, 1).reshape(features.shape[1], -1)
         per_point = per_point.reshape(n, k, -1) * resp[:, :, None]
         if derivative is d_raw and layout.covariance_type == "tied":
-            blocks.append(per_point.sum(axis=1))
+            per_point = per_point.sum(axis=1)
         else:
-            blocks.append(per_point.reshape(n, -1))
-    jacobian = np.hstack(blocks)  # of log f
+            per_point = per_point.reshape(n, -1)
+        jacobian[:, column : column + per_point.shape[1]] = per_point
+        column += per_point.shape[1]
     return value, jacobian.T @ g, (jacobian * curvature[:, None]).T @ jacobian
 
 

@@ -50,6 +50,7 @@ _MAX_PREFIT_POINTS = 50_000
 # The greedy start's intermediate fits only need to be close: the final fit polishes.
 _GREEDY_TOL = 1e-5
 _GREEDY_MAX_ITER = 30
+_GREEDY_FTOL = 1e-4
 # A relative L2 error of 1e-6: no other start could change the fitted density by more.
 _EXACT_FIT_LOSS = 1e-12
 
@@ -502,6 +503,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 bounds,
                 tol=max(self.tol, _GREEDY_TOL),
                 max_iter=min(self.max_iter, _GREEDY_MAX_ITER),
+                ftol=_GREEDY_FTOL,
             )
             return result.theta if np.isfinite(result.loss) else theta
 

@@ -172,7 +172,7 @@ def test_plateau_warns_that_the_density_is_cut_at_the_grid_edge():
 def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
     import skdensityfit._estimator as estimator
 
-    def broken(theta0, data, bounds, *, tol, max_iter):
+    def broken(theta0, data, bounds, **options):
         from skdensityfit._optimization import OptimizationResult
 
         return OptimizationResult(theta0, np.inf, 0, False, "non-finite objective")
@@ -188,9 +188,9 @@ def test_best_finite_restart_is_kept(monkeypatch):
 
     calls = []
 
-    def first_run_fails(theta0, data, bounds, *, tol, max_iter):
+    def first_run_fails(theta0, data, bounds, **options):
         calls.append(1)
-        result = minimize_objective(theta0, data, bounds, tol=tol, max_iter=max_iter)
+        result = minimize_objective(theta0, data, bounds, **options)
         if len(calls) == 1:
             result.loss, result.theta = np.inf, np.full_like(theta0, np.nan)
         return result
