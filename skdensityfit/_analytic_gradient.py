@@ -306,8 +306,12 @@ def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, d
         curvature = (q / data.normaliser) * model
     n, k = resp.shape
     d_means, d_raw = derivatives
-    n_params = int(layout.fit_scale) + k - 1 + d_means.shape[2] * k + d_raw.shape[2] * (
-        1 if layout.covariance_type == "tied" else k
+    n_params = (
+        int(layout.fit_scale)
+        + k
+        - 1
+        + d_means.shape[2] * k
+        + d_raw.shape[2] * (1 if layout.covariance_type == "tied" else k)
     )
     jacobian = np.empty((n, n_params))  # of log f
     column = 0
