@@ -15,8 +15,19 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
 from ._analytic_gradient import model_density
-from ._estimator import DensityGMM, _parameter_bounds, _width_limits, score_prediction
-from ._initialization import best_scale_within_bounds, grow_by_one, one_component_start
+from ._estimator import (
+    NEGLIGIBLE_WEIGHT,
+    DensityGMM,
+    _parameter_bounds,
+    _width_limits,
+    score_prediction,
+)
+from ._initialization import (
+    best_scale_within_bounds,
+    grow_by_one,
+    one_component_start,
+    revive_absent_components,
+)
 from ._optimization import minimize_objective
 from ._validation import (
     check_density_values,
@@ -445,7 +456,14 @@ class _Path:
         results = [r for r in results if np.isfinite(r.loss)]
         fit = None
         if results:
-            fit = (min(results, key=lambda r: r.loss).theta, data, bounds)
+            best = revive_absent_components(
+                min(results, key=lambda r: r.loss),
+                self.grid,
+                data,
+                lambda theta0: self.minimize(theta0, data, bounds),
+                NEGLIGIBLE_WEIGHT,
+            )
+            fit = (best.theta, data, bounds)
         self.fits[n_components] = fit
         return fit
 
