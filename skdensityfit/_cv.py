@@ -63,9 +63,10 @@ _PASSED_ON = (
 class DensityGMMCV(RegressorMixin, BaseEstimator):
     """:class:`DensityGMM` with the number of components chosen by cross-validation.
 
-    The candidates are fitted to all points along the path ``K = 1, 2, ...``,
-    each from two starts, the data-driven one and the previous fit plus a
-    component placed at the largest residual, keeping whichever ends lower.
+    The candidates are fitted to all points along the path ``K = 1, 2, ...``
+    (through every ``K`` up to the largest candidate), each from ``n_init``
+    starts: the previous fit plus a component placed at the largest residual,
+    and data-driven ones (at least one), keeping whichever ends lowest.
     The grid points are split into shuffled folds; for each fold and
     candidate, the fit on all points is refitted to the fold's training
     points and scored on its held-out points (R^2 for ``loss='l2'``, D^2 for
@@ -111,7 +112,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         Print progress when positive.
 
     covariance_type, loss, tol, reg_covar, max_iter, n_init, init_params, scale
-        Passed on to :class:`DensityGMM`.
+        Passed on to :class:`DensityGMM`. ``n_init`` is the number of starts
+        of each fit on the path; fold fits make at most 30 iterations from the
+        fit on all points, and at most ``max_iter``.
 
     Attributes
     ----------
@@ -119,7 +122,8 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         The chosen number of components.
 
     best_estimator_ : DensityGMM
-        The mixture with ``n_components_`` components refitted on all points.
+        The path's fit with ``n_components_`` components, polished to ``tol``
+        on all points.
 
     best_score_ : float
         Mean cross-validated score of the chosen number of components.
@@ -275,7 +279,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                     scores[:, index] = -np.inf
                     continue
                 results = parallel(
-                    delayed(_fit_and_score_fold)(path_fit, self.loss, y, weights, *split)
+                    delayed(_fit_and_score_fold)(
+                        path_fit, self.loss, self.tol, self.max_iter, y, weights, *split
+                    )
                     for split in splits
                 )
                 scores[:, index] = [r[0] for r in results]
@@ -308,13 +314,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_components_ = int(candidates[self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
         self.best_estimator_ = clone(base).set_params(n_components=self.n_components_)
-        path_fit = path.fits.get(self.n_components_)
-        if path_fit is None:
-            self.best_estimator_.fit(X, y, sample_weight=sample_weight)
-        else:
-            # the path's fit on all points already had both starts: polish it to tol
-            self.best_estimator_._validate_params()
-            self.best_estimator_._fit(X, y, sample_weight, start=path_fit[0])
+        # the path's fit on all points already had n_init starts: polish it to tol
+        # (the chosen K always has one: a K without a finite fit scores -inf)
+        self.best_estimator_._validate_params()
+        self.best_estimator_._fit(X, y, sample_weight, start=path.fits[self.n_components_][0])
         self.n_iter_ = self.best_estimator_.n_iter_
         return self
 
@@ -399,6 +402,7 @@ class _Path:
     """
 
     def __init__(self, base, X, y, weights, random_state):
+        self.n_init = base.n_init
         self.estimator = clone(base).set_params(
             n_components=1,
             n_init=1,
@@ -425,10 +429,11 @@ class _Path:
         """``(theta, data, bounds)`` of the fit on all points, or None if none is finite."""
         if n_components in self.fits:
             return self.fits[n_components]
+        # the path passes through every K below a candidate: each grows from the last
+        previous = self.fit(n_components - 1) if n_components > 1 else None
         layout = replace(self.data.layout, n_components=n_components)
         data = replace(self.data, layout=layout)
         bounds = _parameter_bounds(self.grid, layout, self.width_limits)
-        previous = self.fits.get(n_components - 1)
         starts = []
         if previous is not None:
             grown = grow_by_one(previous[0], previous[1], self.grid)
@@ -439,19 +444,21 @@ class _Path:
             starts.append(one_component_start(self.grid, data, reg_covar)[0])
         else:
             estimator = self.estimator.set_params(n_components=n_components)
-            starts.append(
-                estimator._initial_parameters(
-                    self.grid,
-                    data,
-                    self.center,
-                    self.spread,
-                    self.random_state,
-                    self.width_limits[0],
-                    weights_init=None,
-                    means_init=None,
-                    precisions_init=None,
+            # n_init starts in all, the grown one included (at least one from the data)
+            for _ in range(max(1, self.n_init - len(starts))):
+                starts.append(
+                    estimator._initial_parameters(
+                        self.grid,
+                        data,
+                        self.center,
+                        self.spread,
+                        self.random_state,
+                        self.width_limits[0],
+                        weights_init=None,
+                        means_init=None,
+                        precisions_init=None,
+                    )
                 )
-            )
         results = [self.minimize(theta0, data, bounds) for theta0 in starts]
         results = [r for r in results if np.isfinite(r.loss)]
         fit = None
@@ -468,7 +475,7 @@ class _Path:
         return fit
 
 
-def _fit_and_score_fold(path_fit, loss, y, weights, train, test):
+def _fit_and_score_fold(path_fit, loss, tol, max_iter, y, weights, train, test):
     """Refit the all-points fit on a fold's training points; score the held-out ones.
 
     Returns ``(score, seconds, converged)``.
@@ -492,7 +499,12 @@ def _fit_and_score_fold(path_fit, loss, y, weights, train, test):
         data, features=data.features[train], target=data.target[train], weights=train_weights
     )
     result = minimize_objective(
-        theta, fold, bounds, tol=CV_TOL, max_iter=FOLD_MAX_ITER, ftol=CV_FTOL
+        theta,
+        fold,
+        bounds,
+        tol=max(tol, CV_TOL),
+        max_iter=min(max_iter, FOLD_MAX_ITER),
+        ftol=CV_FTOL,
     )
     if not np.isfinite(result.loss):
         return -np.inf, time.perf_counter() - start, False

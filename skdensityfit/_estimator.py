@@ -70,7 +70,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
     rare case it stalls), from starts computed from the density
     (density-weighted k-means and EM on the grid, and a greedy start grown
     one component at a time), keeping the best of ``n_init`` restarts; an
-    exact fit (relative L2 error at most 1e-6) ends the restarts early.
+    exact fit (relative loss at most 1e-12; for 'l2', a relative L2 error of
+    1e-6) ends the restarts early.
     Weights are a softmax of free logits, covariances use a log-Cholesky
     factor of the precision, and the total mass ``scale_`` is fitted
     through its logarithm. The grid is
@@ -114,11 +115,11 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 
     n_init : int, default=2
         Number of starts; the fit with the lowest loss is kept. Runs stop
-        early once one reproduces the density to a relative L2 error of
-        1e-6 (no other start could change it by more), and with one
-        component or all ``*_init`` given a single run is made (every start
-        would be the same). The second
-        start (for ``n_components > 1`` without user-given initial values)
+        early once one reaches a relative loss of 1e-12 (for 'l2', a
+        relative L2 error of 1e-6: no other start could change it by more),
+        and with one component or all ``*_init`` given a single run is made
+        (every start would be the same). The second start (for
+        ``n_components > 1`` without user-given initial values)
         is greedy: it fits 1, 2, ... components, each from the previous fit
         plus a component at the largest residual, which finds overlapping
         components that clustering the grid points merges. The others use
@@ -185,7 +186,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         divergence divided by the mass ``sum q y``. 0 is a perfect fit.
 
     n_iter_ : int
-        Optimiser iterations of the best run.
+        Optimiser iterations of the best run (with those of re-placing
+        components that held no mass, if that happened).
 
     converged_ : bool
         Whether the best run met ``tol`` within ``max_iter``.
@@ -333,7 +335,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 "the fit is not determined by the data. Use fewer components, a simpler "
                 "covariance_type, or a finer grid.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
         width_limits = _width_limits(grid)
         bounds = _parameter_bounds(grid, layout, width_limits)
@@ -367,9 +369,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 theta0 = best_scale_within_bounds(theta0, data, bounds)
             result = minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
             if not given:
-                result = revive_absent_components(
-                    result, grid, data, self._solver(data, bounds), NEGLIGIBLE_WEIGHT
-                )
+                result = self._revive(result, grid, data, bounds, random_state)
             if self.verbose:
                 print(
                     f"DensityGMM run {run + 1}/{n_runs}: loss {result.loss:.6g}, "
@@ -392,7 +392,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter, "
                 "n_init or tol, or check the number of components.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
         self._set_fitted_parameters(best, data, center, spread, log_unit)
         share = component_mass_shares(best.theta, data)[self._component_order]
@@ -424,14 +424,51 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         )
         return grid, data, center, spread, log_unit
 
-    def _solver(self, data, bounds):
-        """``solve(theta0)``: the optimum from a start, its total scale set first."""
+    def _revive(self, result, grid, data, bounds, random_state):
+        """Re-place components that hold no mass (see ``revive_absent_components``).
+
+        The re-placed starts are compared after a short run (on a subset of a
+        large grid); a winner is then polished on every point and kept if its
+        loss is lower.
+        """
+        if not np.isfinite(result.loss) or self.n_components < 2:
+            return result
+        if np.all(component_mass_shares(result.theta, data) >= NEGLIGIBLE_WEIGHT):
+            return result
+        search, search_grid = data, grid
+        if len(data.target) > _MAX_PREFIT_POINTS:
+            subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
+            weights = data.weights[subset]
+            search = replace(
+                data,
+                features=data.features[subset],
+                target=data.target[subset],
+                weights=weights / weights.sum(),
+            )
+            search_grid = grid[subset]
 
         def solve(theta0):
-            theta0 = best_scale_within_bounds(theta0, data, bounds)
-            return minimize_objective(theta0, data, bounds, tol=self.tol, max_iter=self.max_iter)
+            theta0 = best_scale_within_bounds(theta0, search, bounds)
+            return minimize_objective(
+                theta0,
+                search,
+                bounds,
+                tol=max(self.tol, _GREEDY_TOL),
+                max_iter=min(self.max_iter, _GREEDY_MAX_ITER),
+                ftol=_GREEDY_FTOL,
+            )
 
-        return solve
+        current = replace(result, loss=value_and_gradient(result.theta, search)[0], n_iter=0)
+        revived = revive_absent_components(current, search_grid, search, solve, NEGLIGIBLE_WEIGHT)
+        if revived is current:
+            return result
+        polished = minimize_objective(
+            revived.theta, data, bounds, tol=self.tol, max_iter=self.max_iter
+        )
+        if not polished.loss < result.loss:
+            return result
+        polished.n_iter += result.n_iter + revived.n_iter
+        return polished
 
     def _prefit_on_subset(self, theta0, data, bounds, random_state, scale):
         """Converge on a random subset first, so the full grid needs few iterations.
@@ -454,7 +491,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
 
     def _fitted_like_current_settings(self):
         """Whether the fitted parameters have the shapes the current settings need."""
-        if not hasattr(self, "converged_"):
+        if not hasattr(self, "converged_") or self._fitted_covariance_type != self.covariance_type:
             return False
         k, d = self.n_components, self.n_features_in_
         expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
@@ -598,7 +635,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         self.precisions_ = precisions[order] if per_component else precisions
         self.precisions_cholesky_ = prec_chol[order] if per_component else prec_chol
         self.scale_ = scale
-        self.loss_ = float(result.loss)
+        self._fitted_covariance_type = cov
+        self.loss_ = max(float(result.loss), 0.0)  # rounding can take a perfect fit below 0
         self.n_iter_ = int(max(result.n_iter, 1))
         self.converged_ = bool(result.converged)
 
@@ -1059,6 +1097,8 @@ def score_prediction(loss, y, predicted, weights):
     compare them), computed directly: cross-validation scores many folds,
     and those functions' input checks cost more than the arithmetic.
     """
+    if len(y) < 2:  # as scikit-learn: a score of one point is not defined
+        return float("nan")
     weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
     average = (weights @ y) / weights.sum()
     if loss == "l2":
@@ -1072,8 +1112,11 @@ def score_prediction(loss, y, predicted, weights):
             return 1.0 if np.allclose(predicted, 0.0) else 0.0
         residual = weights @ (xlogy(y, y / predicted) - y + predicted)
         total = weights @ (xlogy(y, y / average) - y + average)
-    if total == 0:  # a constant density: as r2_score's force_finite
-        return 1.0 if residual == 0 else 0.0
+    size = weights @ (y**2 if loss == "l2" else np.abs(y))
+    if total <= 1e-12 * size:
+        # a constant density, up to rounding in its average: as r2_score's
+        # force_finite, a perfect prediction scores 1 and any other 0
+        return 1.0 if np.allclose(predicted, y, rtol=1e-9, atol=0.0) else 0.0
     return float(1.0 - residual / total)
 
 
@@ -1127,7 +1170,7 @@ def _warn_if_components_are_redundant(model, share):
             + "; ".join(described)
             + "). Use fewer components; DensityGMMCV chooses their number.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
 
 
@@ -1140,7 +1183,7 @@ def _warn_if_density_is_cut_at_the_edge(X, y):
             "mixture is extrapolated beyond the grid, so scale_ and the outer components "
             "are poorly determined. Extend the grid if you can.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
 
 

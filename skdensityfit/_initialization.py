@@ -371,7 +371,8 @@ def revive_absent_components(result, grid, data, solve, min_share):
     placed again two ways, where the residual is largest (as by
     :func:`grow_by_one`) and by splitting the component that fits worst;
     ``solve(theta)`` re-minimises each, and the best is kept if its loss is
-    lower.
+    lower. It stops at the first component whose re-placing does not lower
+    the loss (an exact fit that carries an invisible component, for one).
     """
     for _ in range(data.layout.n_components):
         if data.layout.n_components < 2 or not np.isfinite(result.loss):

@@ -174,3 +174,21 @@ def test_fold_with_zero_sample_weight_is_a_clear_error():
     weights[:3] = 1.0
     with pytest.raises(ValueError, match="zero total sample_weight"):
         DensityGMMCV(n_components=2, random_state=0).fit(grid, y, sample_weight=weights)
+
+
+def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
+    import skdensityfit._cv as cv_module
+
+    grown = []
+    original = cv_module.grow_by_one
+
+    def counting(theta, data, grid):
+        grown.append(data.layout.n_components)
+        return original(theta, data, grid)
+
+    monkeypatch.setattr(cv_module, "grow_by_one", counting)
+    _, grid, y, _ = _case("noise1", 2)  # three components
+    search = DensityGMMCV(n_components=[1, 3], random_state=0).fit(grid, y)
+    assert sorted(set(grown)) == [1, 2]  # K = 2 is fitted on the way to K = 3
+    assert list(search.cv_results_["param_n_components"]) == [1, 3]
+    assert search.n_components_ == 3

@@ -256,3 +256,34 @@ def test_scores_equal_sklearn_metrics(seed):
         d2_tweedie_score(y, predicted, sample_weight=weights, power=1),
         rtol=1e-12,
     )
+
+
+def test_scores_of_one_point_and_of_constant_densities():
+    from skdensityfit._estimator import score_prediction
+
+    for loss in ("l2", "poisson"):
+        # one held-out point: undefined, as in scikit-learn (not a huge negative number)
+        assert np.isnan(score_prediction(loss, np.array([0.1]), np.array([0.09]), [0.7]))
+        constant = np.full(5, 0.3)
+        assert score_prediction(loss, constant, constant.copy(), np.ones(5)) == 1.0
+        assert score_prediction(loss, constant, constant + 0.1, np.ones(5)) == 0.0
+
+
+def test_an_exact_fit_ends_the_restarts(monkeypatch, writeup):
+    import skdensityfit._estimator as estimator
+
+    calls = []
+    original = estimator.minimize_objective
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(estimator, "minimize_objective", counting)
+    grid, density = writeup
+    model = DensityGMM(2, n_init=5, random_state=0).fit(grid, density)
+    assert model.loss_ < 1e-12 and len(calls) == 1
+    noisy = density + np.random.default_rng(0).normal(0, 1e-3, density.shape)
+    calls.clear()
+    DensityGMM(2, n_init=3, random_state=0).fit(grid, noisy)
+    assert len(calls) >= 3  # no exact fit: every start runs

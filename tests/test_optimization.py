@@ -1,5 +1,7 @@
 """The optimiser: Gauss-Newton pieces, Levenberg-Marquardt and its fallback."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from autograd import jacobian
@@ -12,6 +14,11 @@ from skdensityfit._analytic_gradient import (
     value_and_gradient,
     value_gradient_and_gauss_newton,
 )
+from skdensityfit._initialization import (
+    revive_absent_components,
+    split_component,
+    without_component,
+)
 from skdensityfit._mixture_math import (
     FitData,
     ParameterLayout,
@@ -19,6 +26,7 @@ from skdensityfit._mixture_math import (
     log_model_density,
     pack,
     quadratic_features,
+    unpack,
 )
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -124,3 +132,76 @@ def test_quasi_newton_takes_over_when_levenberg_marquardt_stalls(monkeypatch):
         theta0, data, _bounds(len(theta0)), tol=1e-8, max_iter=500
     )
     assert result.converged and result.loss < 1e-12
+
+
+# ----------------------------------------------------------------------
+# moves between numbers of components
+# ----------------------------------------------------------------------
+def _mixture_problem(covariance_type, fit_scale=True):
+    """A 2-D grid with a two-component density, in fit coordinates."""
+    axis = np.linspace(-3, 3, 25)
+    grid = np.column_stack([a.ravel() for a in np.meshgrid(axis, axis)])
+    layout = ParameterLayout(2, 2, covariance_type, fit_scale)
+    precisions = {
+        "full": np.array([np.eye(2) * 1.5, [[1.2, 0.3], [0.0, 1.0]]]),
+        "tied": np.eye(2) * 1.3,
+        "diag": np.array([[1.5, 1.0], [1.2, 0.8]]),
+        "spherical": np.array([1.5, 1.1]),
+    }[covariance_type]
+    theta = pack(layout, [0.6, 0.4], np.array([[-1.0, 0.5], [1.2, -0.4]]), precisions, 0.3)
+    data = FitData(
+        quadratic_features(grid, covariance_type),
+        np.zeros(len(grid)),
+        np.full(len(grid), 1 / len(grid)),
+        layout,
+        "l2",
+        fixed_log_scale=0.3,
+    )
+    target = model_density(theta, data)
+    return grid, replace(data, target=target), theta
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("fit_scale", [True, False])
+def test_split_keeps_the_mixture_mean_and_removing_undoes_it(covariance_type, fit_scale):
+    _, data, theta = _mixture_problem(covariance_type, fit_scale)
+    split, bigger = split_component(theta, data, 0)
+    assert bigger.layout.n_components == 3
+    _, weights, means, _ = unpack(theta, data.layout, 0.3)
+    _, new_weights, new_means, _ = unpack(split, bigger.layout, 0.3)
+    np.testing.assert_allclose(new_weights @ new_means, weights @ means, atol=1e-12)
+    np.testing.assert_allclose(new_weights.sum(), 1.0)
+    np.testing.assert_allclose(
+        model_density(split, bigger).sum(), model_density(theta, data).sum(), rtol=0.05
+    )
+    # removing the added component leaves the other two, renormalised
+    smaller_theta, smaller = without_component(split, bigger, 2)
+    assert smaller.layout.n_components == 2
+    _, kept_weights, kept_means, _ = unpack(smaller_theta, smaller.layout, 0.3)
+    np.testing.assert_allclose(kept_means[1], means[1])
+    np.testing.assert_allclose(kept_weights[1] / kept_weights[0], weights[1] / (0.5 * weights[0]))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_component_parked_outside_the_grid_is_revived(covariance_type):
+    grid, data, theta = _mixture_problem(covariance_type)
+    _, _, means, prec_chol = unpack(theta, data.layout)
+    layout = replace(data.layout, n_components=3)
+    if covariance_type != "tied":
+        prec_chol = np.concatenate([prec_chol, prec_chol[:1]])
+    data3 = replace(data, layout=layout)
+    # the target has a third component at (0, 2); the start parks it far outside the grid
+    truth = pack(layout, [0.4, 0.3, 0.3], np.vstack([means, [[0.0, 2.0]]]), prec_chol, 0.3)
+    data3 = replace(data3, target=model_density(truth, data3))
+    parked = pack(layout, [0.4, 0.3, 0.3], np.vstack([means, [[40.0, 40.0]]]), prec_chol, 0.3)
+    bounds = _bounds(layout.n_parameters)
+
+    def solve(theta0):
+        return optimization.minimize_objective(theta0, data3, bounds, tol=1e-10, max_iter=300)
+
+    stuck = solve(parked)
+    assert component_mass_shares(stuck.theta, data3).min() < 1e-4  # still parked
+    assert stuck.loss > 1e-3
+    revived = revive_absent_components(stuck, grid, data3, solve, 1e-4)
+    assert revived.loss < 1e-12
+    assert component_mass_shares(revived.theta, data3).min() >= 1e-4
