@@ -189,8 +189,12 @@ def _chunk_terms(features, target, q, coef, offset, log_scale, data):
     return value, g.sum(), weighted_resp.sum(axis=0), weighted_resp.T @ features
 
 
-def value_and_gradient(theta, data):
-    """The value of :func:`~skdensityfit._mixture_math.objective` and its gradient."""
+def _mixture_terms(theta, data):
+    """``(log_scale, weights, means, raw, coef, backward, offset)`` of a parameter vector.
+
+    ``offset`` is each component's log weight, log-determinant and
+    normalising constant: ``log w_k N_k(x) = Phi(x) @ (-coef_k / 2) + offset_k``.
+    """
     layout = data.layout
     log_scale, logits, means, raw = layout.split(theta)
     if log_scale is None:
@@ -199,6 +203,13 @@ def value_and_gradient(theta, data):
     log_weights = all_logits - _logsumexp(all_logits)
     coef, log_det, backward = _components(layout)(means, raw)
     offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    return log_scale, np.exp(log_weights), means, raw, coef, backward, offset
+
+
+def value_and_gradient(theta, data):
+    """The value of :func:`~skdensityfit._mixture_math.objective` and its gradient."""
+    layout = data.layout
+    log_scale, weights, _, _, coef, backward, offset = _mixture_terms(theta, data)
 
     n_points = len(data.target)
     chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
@@ -223,7 +234,6 @@ def value_and_gradient(theta, data):
     value /= data.normaliser
 
     dmeans, draw = backward(-0.5 * dcoef, dlog_joint)
-    weights = np.exp(log_weights)
     dlogits = dlog_joint[:-1] - weights[:-1] * dlog_joint.sum()
     head = [np.atleast_1d(dlog_scale)] if layout.fit_scale else []
     gradient = np.concatenate([*head, dlogits, dmeans.ravel(), np.ravel(draw)])
@@ -342,15 +352,8 @@ def value_gradient_and_gauss_newton(theta, data):
     positive semi-definite and equals the Hessian at a zero-residual optimum.
     """
     layout = data.layout
-    log_scale, logits, means, raw = layout.split(theta)
-    if log_scale is None:
-        log_scale = data.fixed_log_scale
-    all_logits = np.append(logits, 0.0)
-    log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, backward = _components(layout)(means, raw)
-    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    log_scale, weights, means, raw, coef, backward, offset = _mixture_terms(theta, data)
     derivatives = _component_derivatives(layout, means, raw, backward)
-    weights = np.exp(log_weights)
 
     n_points = len(data.target)
     n_params = len(theta)
@@ -380,13 +383,7 @@ def value_gradient_and_gauss_newton(theta, data):
 def _log_model_chunks(theta, data):
     """``(rows, log f)`` for each chunk of grid points."""
     layout = data.layout
-    log_scale, logits, means, raw = layout.split(theta)
-    if log_scale is None:
-        log_scale = data.fixed_log_scale
-    all_logits = np.append(logits, 0.0)
-    log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, _ = _components(layout)(means, raw)
-    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    log_scale, _, _, _, coef, _, offset = _mixture_terms(theta, data)
     chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
     for start in range(0, len(data.target), chunk):
         rows = slice(start, start + chunk)
@@ -401,11 +398,7 @@ def component_mass_shares(theta, data):
     ``sum_i q_i w_k N_k(x_i) / sum_i q_i f(x_i)`` in the fit's coordinates.
     """
     layout = data.layout
-    _, logits, means, raw = layout.split(theta)
-    all_logits = np.append(logits, 0.0)
-    log_weights = all_logits - _logsumexp(all_logits)
-    coef, log_det, _ = _components(layout)(means, raw)
-    offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
+    _, _, _, _, coef, _, offset = _mixture_terms(theta, data)
     chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
     masses = np.zeros(layout.n_components)
     for start in range(0, len(data.target), chunk):

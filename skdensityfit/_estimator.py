@@ -23,6 +23,7 @@ from ._initialization import (
     initial_parameters,
     random_subset,
     revive_absent_components,
+    subset_data,
     user_parameters,
 )
 from ._mixture_math import (
@@ -438,13 +439,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         search, search_grid = data, grid
         if len(data.target) > _MAX_PREFIT_POINTS:
             subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
-            weights = data.weights[subset]
-            search = replace(
-                data,
-                features=data.features[subset],
-                target=data.target[subset],
-                weights=weights / weights.sum(),
-            )
+            search = subset_data(data, subset)
             search_grid = grid[subset]
 
         def solve(theta0):
@@ -477,13 +472,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         (on the subset: the scale needs no more points than the fit).
         """
         subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
-        weights = data.weights[subset]
-        sub = replace(
-            data,
-            features=data.features[subset],
-            target=data.target[subset],
-            weights=weights / weights.sum(),
-        )
+        sub = subset_data(data, subset)
         if scale:
             theta0 = best_scale_within_bounds(theta0, sub, bounds)
         result = minimize_objective(theta0, sub, bounds, tol=self.tol, max_iter=self.max_iter)
@@ -523,13 +512,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         if len(data.target) > MAX_INIT_POINTS:  # a start needs the density's shape only
             subset = random_subset(len(data.target), MAX_INIT_POINTS, data.target, random_state)
             grid = grid[subset]
-            weights = data.weights[subset]
-            data = replace(
-                data,
-                features=data.features[subset],
-                target=data.target[subset],
-                weights=weights / weights.sum(),
-            )
+            data = subset_data(data, subset)
 
         def solve(theta, current):
             bounds = _parameter_bounds(grid, current.layout, width_limits)

@@ -36,6 +36,17 @@ def random_subset(n_points, size, target, random_state):
     return np.unique(np.append(subset, np.argmax(target)))
 
 
+def subset_data(data, subset):
+    """The fit data of some grid points, their quadrature weights renormalised."""
+    weights = data.weights[subset]
+    return replace(
+        data,
+        features=data.features[subset],
+        target=data.target[subset],
+        weights=weights / weights.sum(),
+    )
+
+
 def _nearest_center_responsibilities(X, centers):
     distances = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
     resp = np.zeros((X.shape[0], centers.shape[0]))
