@@ -192,3 +192,24 @@ def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
     assert sorted(set(grown)) == [1, 2]  # K = 2 is fitted on the way to K = 3
     assert list(search.cv_results_["param_n_components"]) == [1, 3]
     assert search.n_components_ == 3
+
+
+def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch):
+    from skdensityfit._estimator import DensityGMM as Estimator
+
+    calls = []
+    original = Estimator._initial_parameters
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.n_components)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Estimator, "_initial_parameters", counting)
+    _, grid, y, _ = _case("noise1", 1)  # two components
+    counts = {}
+    for n_init in (1, 2, 4):
+        calls.clear()
+        DensityGMMCV(n_components=[1, 2], n_init=n_init, early_stopping=False).fit(grid, y)
+        counts[n_init] = calls.count(2)
+    # K = 2 also starts from K = 1 grown, which counts as one of the n_init starts
+    assert counts == {1: 1, 2: 1, 4: 3}

@@ -287,3 +287,25 @@ def test_an_exact_fit_ends_the_restarts(monkeypatch, writeup):
     calls.clear()
     DensityGMM(2, n_init=3, random_state=0).fit(grid, noisy)
     assert len(calls) >= 3  # no exact fit: every start runs
+
+
+def test_warnings_point_at_the_caller(writeup):
+    grid, density = writeup
+    with pytest.warns(ConvergenceWarning) as record:
+        DensityGMM(3, max_iter=1, random_state=0).fit(grid, density)
+    assert all(w.filename == __file__ for w in record)
+
+
+def test_warm_start_after_a_change_of_covariance_type_starts_afresh(grid_2d):
+    from skdensityfit._examples import mixture_density
+
+    grid = grid_2d
+    means = np.array([[-3.0, 0.0], [3.0, 2.0]])
+    density = mixture_density(grid, [0.6, 0.4], means, np.array([np.eye(2) * 2.0, np.eye(2)]))
+    model = DensityGMM(2, covariance_type="diag", warm_start=True, random_state=0)
+    model.fit(grid, density)
+    model.set_params(covariance_type="tied").fit(grid, density)
+    cold = DensityGMM(2, covariance_type="tied", random_state=0).fit(grid, density)
+    # a fresh fit, not a warm start from the diagonal factors read as a tied one
+    assert model.covariances_.shape == (2, 2) and model.n_iter_ == cold.n_iter_
+    np.testing.assert_allclose(model.means_, cold.means_, rtol=1e-12)
