@@ -551,7 +551,6 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         if not all(user_given):
             theta = initial_parameters(
                 grid,
-                data.features,
                 data.target,
                 data.weights,
                 layout,
@@ -583,7 +582,6 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             )
         return user_parameters(
             grid,
-            data.features,
             data.target,
             data.weights,
             layout,

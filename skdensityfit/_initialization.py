@@ -156,7 +156,7 @@ def _weighted_moments(X, mass, resp, covariance_type, reg_covar):
     return weights, means, prec_chol
 
 
-def _log_densities(X, features, layout, weights, means, prec_chol):
+def _log_densities(X, layout, weights, means, prec_chol):
     """``log N(x_i; mu_k, Sigma_k)`` from precision Cholesky factors, shape ``(n, K)``."""
     diff = X[:, None, :] - means[None, :, :]
     cov = layout.covariance_type
@@ -172,12 +172,12 @@ def _log_densities(X, features, layout, weights, means, prec_chol):
     return log_peak - 0.5 * np.einsum("nkd,nkd->nk", whitened, whitened)
 
 
-def _em_refine(X, features, mass, resp, layout, reg_covar, n_steps):
+def _em_refine(X, mass, resp, layout, reg_covar, n_steps):
     """A few density-weighted EM steps on the grid points."""
     params = _weighted_moments(X, mass, resp, layout.covariance_type, reg_covar)
     previous = -np.inf
     for _ in range(n_steps):
-        log_prob = _log_densities(X, features, layout, *params) + np.log(params[0])
+        log_prob = _log_densities(X, layout, *params) + np.log(params[0])
         log_norm = np.logaddexp.reduce(log_prob, axis=1)
         objective = mass @ log_norm
         resp = np.exp(log_prob - log_norm[:, None])
@@ -188,14 +188,14 @@ def _em_refine(X, features, mass, resp, layout, reg_covar, n_steps):
     return params
 
 
-def _amplitudes(X, features, data_weights, target, layout, params, loss, refit_weights=True):
+def _amplitudes(X, data_weights, target, layout, params, loss, refit_weights=True):
     """Best non-negative amplitude of each component (l2) or of the total.
 
     Returns ``(log_scale, weights)``; the weights change only for the l2
     loss with ``refit_weights``.
     """
     weights, means, prec_chol = params
-    densities = np.exp(_log_densities(X, features, layout, weights, means, prec_chol))
+    densities = np.exp(_log_densities(X, layout, weights, means, prec_chol))
     if loss == "l2" and refit_weights:
         root_q = np.sqrt(data_weights)
         amplitudes, _ = nnls(densities * root_q[:, None], target * root_q)
@@ -215,9 +215,7 @@ def _best_log_scale(shape, target, data_weights, loss):
 
 
 @np.errstate(under="ignore")
-def initial_parameters(
-    X, features, target, data_weights, layout, *, method, loss, reg_covar, random_state
-):
+def initial_parameters(X, target, data_weights, layout, *, method, loss, reg_covar, random_state):
     """A flat parameter vector to start the optimiser from.
 
     On grids larger than ``MAX_INIT_POINTS`` the start is computed on a random
@@ -226,14 +224,14 @@ def initial_parameters(
     """
     if len(target) > MAX_INIT_POINTS:
         subset = random_subset(len(target), MAX_INIT_POINTS, target, random_state)
-        X, features, target = X[subset], features[subset], target[subset]
+        X, target = X[subset], target[subset]
         data_weights = data_weights[subset] / data_weights[subset].sum()
     mass = data_weights * np.maximum(target, 0.0)
     mass = mass / mass.sum()
     resp = initial_responsibilities(X, mass, layout.n_components, method, random_state)
     em_layout = ParameterLayout(layout.n_components, layout.n_features, layout.covariance_type)
-    params = _em_refine(X, features, mass, resp, em_layout, reg_covar, N_EM_STEPS)
-    log_scale, weights = _amplitudes(X, features, data_weights, target, em_layout, params, loss)
+    params = _em_refine(X, mass, resp, em_layout, reg_covar, N_EM_STEPS)
+    log_scale, weights = _amplitudes(X, data_weights, target, em_layout, params, loss)
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
 
 
@@ -256,11 +254,11 @@ def best_scale_within_bounds(theta, data, bounds):
 
 
 @np.errstate(under="ignore")
-def user_parameters(X, features, target, data_weights, layout, params, *, loss):
+def user_parameters(X, target, data_weights, layout, params, *, loss):
     """The flat vector of user-given (standardised) parameters, with the best scale."""
     em_layout = ParameterLayout(layout.n_components, layout.n_features, layout.covariance_type)
     log_scale, weights = _amplitudes(
-        X, features, data_weights, target, em_layout, params, loss, refit_weights=False
+        X, data_weights, target, em_layout, params, loss, refit_weights=False
     )
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
 
@@ -413,9 +411,7 @@ def one_component_start(grid, data, reg_covar):
     params = _weighted_moments(
         grid, mass, np.ones((len(mass), 1)), layout.covariance_type, reg_covar
     )
-    log_scale, weights = _amplitudes(
-        grid, data.features, data.weights, data.target, em_layout, params, data.loss
-    )
+    log_scale, weights = _amplitudes(grid, data.weights, data.target, em_layout, params, data.loss)
     return pack(layout, weights, params[1], params[2], log_scale=log_scale), replace(
         data, layout=layout
     )

@@ -3,6 +3,8 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._estimator import _full_covariances
+
 INSTALL_HINT = 'pip install "skdensityfit[plot]"'
 # 1-D targets with more points than this are drawn as a line instead of markers.
 _MAX_MARKERS = 300
@@ -195,19 +197,6 @@ def _check_data(model, X, y):
             "point of X as a 1-D array."
         )
     return X, y.reshape(-1)
-
-
-def _full_covariances(model):
-    """The fitted covariances as ``(n_components, d, d)`` matrices."""
-    cov = model.covariances_
-    k, d = model.n_components, model.n_features_in_
-    if model.covariance_type == "full":
-        return cov
-    if model.covariance_type == "tied":
-        return np.broadcast_to(cov, (k, d, d))
-    if model.covariance_type == "diag":
-        return cov[:, :, None] * np.eye(d)
-    return cov[:, None, None] * np.eye(d)
 
 
 def _score_label(model, X, y):
