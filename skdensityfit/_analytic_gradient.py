@@ -292,8 +292,18 @@ def _n_coefficients(layout):
     return n_quad[layout.covariance_type] + d + 1
 
 
-def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, derivatives, data):
-    """Loss, gradient and Gauss-Newton matrix of one chunk of grid points."""
+def _point_losses(target, q, model, log_model, loss):
+    if loss == "l2":
+        return q * (target - model) ** 2
+    return q * (model - target * log_model)
+
+
+def _chunk_jacobian(features, target, q, coef, offset, log_scale, weights, derivatives, data):
+    """Per-point pieces of the loss of one chunk of grid points.
+
+    Returns the loss at each point, its derivative ``g`` and Gauss-Newton
+    curvature ``c`` in ``log f``, and the Jacobian of ``log f``.
+    """
     layout = data.layout
     log_joint = features @ (-0.5 * coef.T)
     log_joint += offset
@@ -305,13 +315,11 @@ def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, d
     resp /= total[:, None]
     log_model = log_scale + np.log(total) + peak
     model = np.exp(log_model)
+    losses = _point_losses(target, q, model, log_model, data.loss)
     if data.loss == "l2":
-        residual = target - model
-        value = np.dot(q * residual, residual)
-        g = (-2.0 / data.normaliser) * q * residual * model
+        g = (-2.0 / data.normaliser) * q * (target - model) * model
         curvature = (2.0 / data.normaliser) * q * model**2
     else:
-        value = np.dot(q, model - target * log_model)
         g = (q / data.normaliser) * (model - target)
         curvature = (q / data.normaliser) * model
     n, k = resp.shape
@@ -340,7 +348,32 @@ def _chunk_gauss_newton(features, target, q, coef, offset, log_scale, weights, d
             per_point = per_point.reshape(n, -1)
         jacobian[:, column : column + per_point.shape[1]] = per_point
         column += per_point.shape[1]
-    return value, jacobian.T @ g, (jacobian * curvature[:, None]).T @ jacobian
+    return losses, g, curvature, jacobian
+
+
+def _jacobian_chunks(theta, data):
+    """``(rows, losses, g, c, jacobian)`` of each chunk of grid points (:func:`_chunk_jacobian`)."""
+    layout = data.layout
+    log_scale, weights, means, raw, coef, backward, offset = _mixture_terms(theta, data)
+    derivatives = _component_derivatives(layout, means, raw, backward)
+    n_params = len(theta)
+    chunk = max(1, CHUNK_ELEMENTS // max(n_params, layout.n_components * _n_coefficients(layout)))
+    for start in range(0, len(data.target), chunk):
+        rows = slice(start, start + chunk)
+        yield (
+            rows,
+            *_chunk_jacobian(
+                data.features[rows],
+                data.target[rows],
+                data.weights[rows],
+                coef,
+                offset,
+                log_scale,
+                weights,
+                derivatives,
+                data,
+            ),
+        )
 
 
 def value_gradient_and_gauss_newton(theta, data):
@@ -351,33 +384,47 @@ def value_gradient_and_gauss_newton(theta, data):
     (``2 q f^2`` for l2, ``q f`` for poisson: the Fisher information). It is
     positive semi-definite and equals the Hessian at a zero-residual optimum.
     """
-    layout = data.layout
-    log_scale, weights, means, raw, coef, backward, offset = _mixture_terms(theta, data)
-    derivatives = _component_derivatives(layout, means, raw, backward)
-
-    n_points = len(data.target)
     n_params = len(theta)
-    chunk = max(1, CHUNK_ELEMENTS // max(n_params, layout.n_components * _n_coefficients(layout)))
     value, gradient, matrix = 0.0, np.zeros(n_params), np.zeros((n_params, n_params))
-    for start in range(0, n_points, chunk):
-        rows = slice(start, start + chunk)
-        terms = _chunk_gauss_newton(
-            data.features[rows],
-            data.target[rows],
-            data.weights[rows],
-            coef,
-            offset,
-            log_scale,
-            weights,
-            derivatives,
-            data,
-        )
-        value += terms[0]
-        gradient += terms[1]
-        matrix += terms[2]
+    for _, losses, g, curvature, jacobian in _jacobian_chunks(theta, data):
+        value += losses.sum()
+        gradient += jacobian.T @ g
+        matrix += (jacobian * curvature[:, None]).T @ jacobian
     if data.loss == "poisson":
         value += data.poisson_constant
     return float(value / data.normaliser), gradient, matrix
+
+
+def gauss_newton_by_group(theta, data, groups):
+    """:func:`value_gradient_and_gauss_newton` of the loss on each group of points.
+
+    ``groups`` is a boolean array of shape ``(n_groups, n_points)``; the
+    Jacobian is computed once and shared by the groups. Returns the values
+    ``(n_groups,)``, gradients ``(n_groups, p)`` and matrices ``(n_groups, p, p)``;
+    the values leave out the Poisson loss's constant, as :func:`point_losses` does.
+    """
+    n_params = len(theta)
+    n_groups = len(groups)
+    values = np.zeros(n_groups)
+    gradients = np.zeros((n_groups, n_params))
+    matrices = np.zeros((n_groups, n_params, n_params))
+    for rows, losses, g, curvature, jacobian in _jacobian_chunks(theta, data):
+        members = groups[:, rows]
+        values += members @ losses
+        gradients += (members * g) @ jacobian
+        for group, member in enumerate(members):
+            matrices[group] += (jacobian[member] * curvature[member, None]).T @ jacobian[member]
+    return values / data.normaliser, gradients, matrices
+
+
+def point_losses(theta, data):
+    """The loss at each grid point, on the objective's scale (without its constant)."""
+    losses = np.empty(len(data.target))
+    for rows, log_model in _log_model_chunks(theta, data):
+        losses[rows] = _point_losses(
+            data.target[rows], data.weights[rows], np.exp(log_model), log_model, data.loss
+        )
+    return losses / data.normaliser
 
 
 def _log_model_chunks(theta, data):

@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from ._analytic_gradient import model_density
+from ._analytic_gradient import gauss_newton_by_group, model_density, point_losses
 from ._estimator import (
     NEGLIGIBLE_WEIGHT,
     DensityGMM,
@@ -28,7 +28,7 @@ from ._initialization import (
     one_component_start,
     revive_absent_components,
 )
-from ._optimization import minimize_objective
+from ._optimization import lowering_step, minimize_objective
 from ._validation import (
     check_density_values,
     check_grid_density,
@@ -37,14 +37,10 @@ from ._validation import (
 )
 
 CV_TOL = 1e-5
-# Fold fits stop once a step gains less than this fraction of the loss: the
-# held-out score does not need more digits.
+# Fits on the path stop once a step gains less than this fraction of the
+# loss: the held-out scores do not need more digits.
 CV_FTOL = 1e-4
 CV_MAX_ITER = 50
-# Fold fits start from the fit on all points, which is close to their
-# optimum; those that need more iterations are fits of noise by surplus
-# components, whose slow progress would not change the choice.
-FOLD_MAX_ITER = 30
 # Differences of mean R^2 / D^2 below this are rounding, not evidence.
 SCORE_RESOLUTION = 1e-8
 
@@ -69,11 +65,13 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     and data-driven ones (at least one), keeping whichever ends lowest.
     The grid points are split into shuffled folds; for each fold and
     candidate, the fit on all points is refitted to the fold's training
-    points and scored on its held-out points (R^2 for ``loss='l2'``, D^2 for
-    ``loss='poisson'``). Starting the folds there makes the whole selection
-    cost a few single fits; the start has seen the held-out points, a mild
-    optimism that favours more components, which the one-standard-error rule
-    offsets (the selection tests measure the outcome). The smallest ``K``
+    points by one Levenberg-Marquardt step (the one-step approximation of
+    cross-validation) and scored on its held-out points (R^2 for
+    ``loss='l2'``, D^2 for ``loss='poisson'``). This makes the whole
+    selection cost a few single fits; the fold's fit stays near the fit that
+    has seen its held-out points, a mild optimism that favours more
+    components, which the one-standard-error rule offsets (the selection
+    tests measure the outcome). The smallest ``K``
     whose mean score is within one standard error of the best is chosen
     (``selection``), and its fit on all points is polished to ``tol`` as
     ``best_estimator_``.
@@ -97,13 +95,15 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         at least the best mean minus its standard error across folds; 'best'
         picks the best mean score.
 
-    early_stopping : bool, default=True
-        Stop growing ``K`` once two candidates beyond the current choice have
-        not changed it; the candidates not evaluated get a NaN score in
-        ``cv_results_`` (as GridSearchCV reports failed fits) and rank last.
+    early_stopping : bool or int, default=True
+        Stop growing ``K`` once this many candidates beyond the current choice
+        have not changed it (True is 1; False evaluates every candidate); the
+        candidates not evaluated get a NaN score in ``cv_results_`` (as
+        GridSearchCV reports failed fits) and rank last.
 
     n_jobs : int, default=None
-        Folds run in parallel with joblib (``-1``: all cores).
+        The starts of each fit on the path run in parallel with joblib
+        (``-1``: all cores); worth it on large grids only.
 
     random_state : int, RandomState instance or None, default=None
         Seeds the fold shuffling and the fits.
@@ -113,8 +113,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     covariance_type, loss, tol, reg_covar, max_iter, n_init, init_params, scale
         Passed on to :class:`DensityGMM`. ``n_init`` is the number of starts
-        of each fit on the path; fold fits make at most 30 iterations from the
-        fit on all points, and at most ``max_iter``.
+        of each fit on the path.
 
     Attributes
     ----------
@@ -168,7 +167,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "cv": ["cv_object"],
         "selection": [StrOptions({"one_standard_error", "best"})],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -221,13 +220,19 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             return np.arange(1, 9)
         if isinstance(self.n_components, Integral):
             return np.arange(1, self.n_components + 1)
-        candidates = np.unique(np.asarray(self.n_components))
-        if candidates.ndim != 1 or candidates.size == 0 or candidates.min() < 1:
+        candidates = np.asarray(self.n_components)
+        if (
+            candidates.ndim != 1
+            or candidates.size == 0
+            or not np.issubdtype(candidates.dtype, np.number)
+            or np.any(candidates != np.round(candidates))
+            or candidates.min() < 1
+        ):
             raise ValueError(
                 "n_components should be a positive int or a list of positive ints, "
                 f"got {self.n_components!r}."
             )
-        return candidates.astype(int)
+        return np.unique(candidates).astype(int)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -265,11 +270,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             random_state=rng.randint(np.iinfo(np.int32).max),
             **{name: getattr(self, name) for name in _PASSED_ON},
         )
+        _check_folds_have_weight(splits, weights)
         scores = np.full((len(splits), len(candidates)), np.nan)
         fit_times = np.full_like(scores, np.nan)
-        converged = np.ones_like(scores, dtype=bool)
-        path = _Path(base, X, y, weights, rng.randint(np.iinfo(np.int32).max))
-        parallel = Parallel(n_jobs=self.n_jobs)
+        path = _Path(base, X, y, weights, rng.randint(np.iinfo(np.int32).max), self.n_jobs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", UserWarning)
@@ -278,39 +282,25 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                 if path_fit is None:
                     scores[:, index] = -np.inf
                     continue
-                results = parallel(
-                    delayed(_fit_and_score_fold)(
-                        path_fit, self.loss, self.tol, self.max_iter, y, weights, *split
-                    )
-                    for split in splits
-                )
-                scores[:, index] = [r[0] for r in results]
-                fit_times[:, index] = [r[1] for r in results]
-                converged[:, index] = [r[2] for r in results]
+                start = time.perf_counter()
+                scores[:, index] = _fold_scores(path_fit, self.loss, y, weights, splits)
+                fit_times[:, index] = (time.perf_counter() - start) / len(splits)
                 if self.verbose:
                     print(
                         f"DensityGMMCV: n_components={n_components}, mean score "
                         f"{np.mean(scores[:, index]):.6g}"
                     )
                 if self.early_stopping and _path_has_peaked(
-                    candidates[: index + 1], scores[:, : index + 1], self.selection
+                    candidates[: index + 1],
+                    scores[:, : index + 1],
+                    self.selection,
+                    int(self.early_stopping),
                 ):
                     break
         self.cv_results_ = _cv_results(candidates, scores, fit_times)
         self.best_index_ = _select(
             self.cv_results_["mean_test_score"], _standard_error(scores), self.selection
         )
-        # surplus components fitting noise converge slowly, and a poorer fit of
-        # more components only favours fewer: only fits up to the choice matter
-        n_unconverged = int(np.sum(~converged[:, : self.best_index_ + 1]))
-        if n_unconverged:
-            warnings.warn(
-                f"{n_unconverged} cross-validation fits with at most the chosen number of "
-                f"components did not converge in {FOLD_MAX_ITER} iterations from the fit on "
-                "all points; their scores still count. Check the chosen model's fit.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
         self.n_components_ = int(candidates[self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
         self.best_estimator_ = clone(base).set_params(n_components=self.n_components_)
@@ -395,14 +385,16 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 class _Path:
     """Fits on all points along ``K = 1, 2, ...``, in standardised coordinates.
 
-    Each ``K`` starts twice, from the data (as :class:`DensityGMM` does) and
-    from the fit with ``K - 1`` components plus a component at the largest
-    residual, and keeps the start that ends lower. The problem is set up once,
-    so fits skip the estimator's per-call validation.
+    Each ``K`` has ``n_init`` starts (at least one from the data, as
+    :class:`DensityGMM` makes them, and the fit with ``K - 1`` components plus
+    a component at the largest residual) and keeps the one that ends lowest.
+    The problem is set up once, so fits skip the estimator's per-call
+    validation.
     """
 
-    def __init__(self, base, X, y, weights, random_state):
+    def __init__(self, base, X, y, weights, random_state, n_jobs):
         self.n_init = base.n_init
+        self.n_jobs = n_jobs
         self.estimator = clone(base).set_params(
             n_components=1,
             n_init=1,
@@ -459,7 +451,12 @@ class _Path:
                         precisions_init=None,
                     )
                 )
-        results = [self.minimize(theta0, data, bounds) for theta0 in starts]
+        if self.n_jobs in (None, 1) or len(starts) == 1:
+            results = [self.minimize(theta0, data, bounds) for theta0 in starts]
+        else:
+            results = Parallel(n_jobs=self.n_jobs)(
+                delayed(self.minimize)(theta0, data, bounds) for theta0 in starts
+            )
         results = [r for r in results if np.isfinite(r.loss)]
         fit = None
         if results:
@@ -475,54 +472,66 @@ class _Path:
         return fit
 
 
-def _fit_and_score_fold(path_fit, loss, tol, max_iter, y, weights, train, test):
-    """Refit the all-points fit on a fold's training points; score the held-out ones.
+def _check_folds_have_weight(splits, weights):
+    for train, test in splits:
+        if not np.any(weights[test] > 0) or not np.any(weights[train] > 0):
+            raise ValueError(
+                "A cross-validation fold has zero total sample_weight, so it cannot be "
+                "scored. Use fewer folds, or give weight to more points."
+            )
 
-    Returns ``(score, seconds, converged)``.
+
+def _fold_scores(path_fit, loss, y, weights, splits):
+    """Held-out scores of each fold's refit of the all-points fit.
+
+    A fold's refit is one Levenberg-Marquardt step from the fit on all points
+    on its training points, lowering their loss (the one-step approximation
+    of cross-validation: the all-points fit is near every fold's optimum, so
+    the step lands close to it). The Jacobian is computed once for all folds.
     """
-    start = time.perf_counter()
-    if not np.any(weights[test] > 0) or not np.any(weights[train] > 0):
-        raise ValueError(
-            "A cross-validation fold has zero total sample_weight, so it cannot be "
-            "scored. Use fewer folds, or give weight to more points."
-        )
     theta, data, bounds = path_fit
-    if len(train) < data.layout.n_components:
-        return -np.inf, 0.0, True
-    if not np.any(y[train] > 0):
-        # no mixture fits a density without positive values; the best non-negative
-        # model under either loss is zero everywhere, so that is what gets scored
-        zero = np.zeros(len(test))
-        return score_prediction(loss, y[test], zero, weights[test]), 0.0, True
-    train_weights = weights[train] / weights[train].sum()
-    fold = replace(
-        data, features=data.features[train], target=data.target[train], weights=train_weights
-    )
-    result = minimize_objective(
-        theta,
-        fold,
-        bounds,
-        tol=max(tol, CV_TOL),
-        max_iter=min(max_iter, FOLD_MAX_ITER),
-        ftol=CV_FTOL,
-    )
-    if not np.isfinite(result.loss):
-        return -np.inf, time.perf_counter() - start, False
-    held_out = replace(data, features=data.features[test], target=data.target[test])
-    # R^2 and D^2 do not change when density and model share a unit, so the
-    # standardised ones are scored directly
-    predicted = model_density(result.theta, held_out)
-    score = score_prediction(loss, held_out.target, predicted, weights[test])
-    return score, time.perf_counter() - start, result.converged
+    n_points = len(y)
+    train_masks = np.zeros((len(splits), n_points), dtype=bool)
+    for mask, (train, _) in zip(train_masks, splits, strict=True):
+        mask[train] = True
+    values, gradients, matrices = gauss_newton_by_group(theta, data, train_masks)
+    scores = np.empty(len(splits))
+    for fold, (train, test) in enumerate(splits):
+        if len(train) < data.layout.n_components:
+            scores[fold] = -np.inf
+            continue
+        if not np.any(y[train] > 0):
+            # no mixture fits a density without positive values; the best
+            # non-negative model under either loss is zero everywhere
+            scores[fold] = score_prediction(loss, y[test], np.zeros(len(test)), weights[test])
+            continue
+        fold_theta = theta
+        finite = np.isfinite(values[fold]) and np.all(np.isfinite(matrices[fold]))
+        if finite and np.all(np.isfinite(gradients[fold])):
+            mask = train_masks[fold]
+            fold_theta = lowering_step(
+                theta,
+                values[fold],
+                gradients[fold],
+                matrices[fold],
+                bounds,
+                lambda candidate, mask=mask: mask @ point_losses(candidate, data),
+            )
+        held_out = replace(data, features=data.features[test], target=data.target[test])
+        # R^2 and D^2 do not change when density and model share a unit, so the
+        # standardised ones are scored directly
+        predicted = model_density(fold_theta, held_out)
+        scores[fold] = score_prediction(loss, held_out.target, predicted, weights[test])
+    return scores
 
 
-def _path_has_peaked(candidates, scores, selection):
-    """True once two candidates beyond the current choice have not changed it."""
+def _path_has_peaked(candidates, scores, selection, patience):
+    """True once ``patience`` candidates beyond the current choice have not changed it."""
     mean = scores.mean(axis=0)
     if not np.all(np.isfinite(mean)):
         return False
     chosen = _select(mean, _standard_error(scores), selection)
-    return len(candidates) - 1 - chosen >= 2
+    return len(candidates) - 1 - chosen >= patience
 
 
 def _standard_error(scores):
@@ -530,12 +539,14 @@ def _standard_error(scores):
     n_splits = len(scores)
     if n_splits < 2:
         return np.zeros(scores.shape[1])
-    return scores.std(axis=0, ddof=1) / np.sqrt(n_splits)
+    with np.errstate(invalid="ignore"):  # -inf scores: NaN, which _select treats as 0
+        return scores.std(axis=0, ddof=1) / np.sqrt(n_splits)
 
 
 def _cv_results(candidates, scores, fit_times):
     mean = scores.mean(axis=0)
-    std = scores.std(axis=0)
+    with np.errstate(invalid="ignore"):  # a candidate that could not be fitted scores -inf
+        std = scores.std(axis=0)
     finite_mean = np.where(np.isfinite(mean), mean, -np.inf)  # NaN: not evaluated
     order = np.argsort(-finite_mean, kind="stable")
     rank = np.empty(len(candidates), dtype=np.int32)

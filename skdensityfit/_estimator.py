@@ -650,6 +650,19 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         gmm.n_features_in_ = self.n_features_in_
         return gmm
 
+    def _centred_mixture(self, X):
+        """The mixture and the points, both shifted to the mixture's mean.
+
+        scikit-learn's 'diag' and 'spherical' log-densities expand
+        ``(x - mu)^2`` into ``x^2 - 2 x mu + mu^2``, which cancels
+        catastrophically on grids far from the origin; the shift does not
+        change the pdf.
+        """
+        gmm = self.to_gaussian_mixture()
+        shift = self.weights_ @ self.means_
+        gmm.means_ = gmm.means_ - shift
+        return gmm, X - shift
+
     def score_samples(self, X):
         """Log of the normalised mixture pdf at each grid point.
 
@@ -663,8 +676,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         log_pdf : ndarray of shape (n_points,)
         """
         check_is_fitted(self)
-        X = check_grid(self, X, reset=False)
-        gmm = self.to_gaussian_mixture()
+        gmm, X = self._centred_mixture(check_grid(self, X, reset=False))
         # Far from every component the pdf underflows to 0 by design.
         with np.errstate(under="ignore"):
             return np.concatenate(
@@ -714,9 +726,9 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         resp : ndarray of shape (n_points, n_components)
         """
         check_is_fitted(self)
-        X = check_grid(self, X, reset=False)
+        gmm, X = self._centred_mixture(check_grid(self, X, reset=False))
         with np.errstate(under="ignore"):
-            return self.to_gaussian_mixture().predict_proba(X)
+            return gmm.predict_proba(X)
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted (normalised) mixture.

@@ -22,6 +22,8 @@ MAX_NEWTON_WORK = 5_000_000
 MAX_NEWTON_STEPS = 10
 # Relative loss decrease that counts as "no digit left to gain".
 NO_GAIN = 1e-15
+# Levenberg-Marquardt's first damping, relative to the Gauss-Newton diagonal.
+INITIAL_DAMPING = 1e-3
 
 
 @dataclass
@@ -159,6 +161,39 @@ def _free_variables(theta, gradient, bounds):
     return ~(at_lower | at_upper)
 
 
+def _damped_step(theta, gradient, sub_matrix, free, damping, bounds):
+    """``theta + step`` with ``(H + diag(damping)) step = -gradient`` on the free
+    variables (``sub_matrix`` is ``H`` restricted to them), clipped to the
+    bounds; None if the system is singular."""
+    step = np.zeros_like(theta)
+    try:
+        step[free] = np.linalg.solve(sub_matrix + np.diag(damping[free]), -gradient[free])
+    except np.linalg.LinAlgError:
+        return None
+    return np.clip(theta + step, bounds[:, 0], bounds[:, 1])
+
+
+def lowering_step(theta, value, gradient, matrix, bounds, objective, *, max_tries=8):
+    """One Levenberg-Marquardt step from ``theta`` that lowers ``objective`` below ``value``.
+
+    ``value``, ``gradient`` and ``matrix`` are the objective, its gradient and
+    its Gauss-Newton matrix at ``theta``. The damping starts as in
+    :func:`levenberg_marquardt` and grows fourfold until the step lowers the
+    objective; ``theta`` itself is returned if none of ``max_tries`` does.
+    """
+    bounds = np.asarray(bounds, dtype=float)
+    free = _free_variables(theta, gradient, bounds)
+    sub_matrix = matrix[np.ix_(free, free)]
+    scaling = np.maximum(np.diag(matrix), np.finfo(float).tiny)
+    damping = INITIAL_DAMPING
+    for _ in range(max_tries):
+        candidate = _damped_step(theta, gradient, sub_matrix, free, damping * scaling, bounds)
+        if candidate is not None and objective(candidate) < value:
+            return candidate
+        damping *= 4.0
+    return theta
+
+
 @np.errstate(under="ignore", over="ignore", invalid="ignore")
 def levenberg_marquardt(theta0, data, bounds, *, tol, max_iter, ftol=NO_GAIN):
     """Minimise the objective by damped Gauss-Newton steps inside box bounds.
@@ -179,7 +214,7 @@ def levenberg_marquardt(theta0, data, bounds, *, tol, max_iter, ftol=NO_GAIN):
     if not np.isfinite(value):
         return OptimizationResult(theta, np.inf, 0, False, "non-finite objective at the start")
     scaling = np.maximum(np.diag(matrix), np.finfo(float).tiny)
-    damping = 1e-3
+    damping = INITIAL_DAMPING
     n_iter = 0
     message = "maximum number of iterations reached"
     converged = False
@@ -195,15 +230,10 @@ def levenberg_marquardt(theta0, data, bounds, *, tol, max_iter, ftol=NO_GAIN):
         accepted = False
         predicted = np.inf
         while damping < 1e16:
-            step = np.zeros_like(theta)
-            try:
-                step[free] = np.linalg.solve(
-                    sub_matrix + np.diag(damping * scaling[free]), -gradient[free]
-                )
-            except np.linalg.LinAlgError:
+            candidate = _damped_step(theta, gradient, sub_matrix, free, damping * scaling, bounds)
+            if candidate is None:
                 damping *= 10.0
                 continue
-            candidate = np.clip(theta + step, bounds[:, 0], bounds[:, 1])
             step = candidate - theta
             predicted = -(gradient @ step + 0.5 * step @ matrix @ step)
             # the full evaluation, not the value alone: most steps are accepted

@@ -1,5 +1,7 @@
 """Choosing the number of components: DensityGMMCV, GridSearchCV and Pipeline."""
 
+import warnings
+
 import numpy as np
 import pytest
 from joblib import Parallel, delayed
@@ -85,7 +87,8 @@ def test_one_standard_error_rule_prefers_fewer_components():
     rule = DensityGMMCV(n_components=5, random_state=0).fit(grid, y)
     assert rule.n_components_ <= best.n_components_
     means = rule.cv_results_["mean_test_score"]
-    assert means[rule.best_index_] >= means.max() - rule.cv_results_["std_test_score"].max()
+    spread = np.nanmax(rule.cv_results_["std_test_score"])
+    assert means[rule.best_index_] >= np.nanmax(means) - spread
 
 
 def test_grid_search_over_n_components_with_shuffled_folds():
@@ -127,9 +130,23 @@ def test_parallel_folds_give_the_same_choice():
     )
 
 
-def test_bad_candidates_are_refused():
+@pytest.mark.parametrize("candidates", [[0, 1], [1, 1.9], [], [[1, 2]], ["1", "2"]])
+def test_bad_candidates_are_refused(candidates):
     with pytest.raises(ValueError, match="n_components should be"):
-        DensityGMMCV(n_components=[0, 1]).fit(np.arange(10.0), np.ones(10))
+        DensityGMMCV(n_components=candidates).fit(np.arange(10.0), np.ones(10))
+
+
+def test_a_candidate_that_cannot_be_fitted_scores_minus_infinity_without_warnings():
+    # 12 points in 4 folds: 9 training points cannot hold 10 components
+    grid = np.linspace(-3, 3, 12)
+    y = np.exp(-0.5 * grid**2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        search = DensityGMMCV(n_components=[1, 10], cv=4, early_stopping=False, random_state=0).fit(
+            grid, y
+        )
+    assert search.n_components_ == 1
+    assert search.cv_results_["mean_test_score"][1] == -np.inf
 
 
 def test_bic_of_histograms_picks_the_true_number():
@@ -213,3 +230,16 @@ def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch):
         counts[n_init] = calls.count(2)
     # K = 2 also starts from K = 1 grown, which counts as one of the n_init starts
     assert counts == {1: 1, 2: 1, 4: 3}
+
+
+@pytest.mark.parametrize("early_stopping", [True, 2, 3])
+def test_early_stopping_evaluates_that_many_candidates_past_the_choice(early_stopping):
+    _, grid, y, _ = _case("noise1", 1)
+    search = DensityGMMCV(n_components=8, early_stopping=early_stopping, random_state=0)
+    search.fit(grid, y)
+    evaluated = np.flatnonzero(np.isfinite(search.cv_results_["mean_test_score"]))
+    np.testing.assert_array_equal(evaluated, np.arange(search.best_index_ + 1 + early_stopping))
+    assert search.n_components_ == 2
+    # the candidates not evaluated rank last
+    ranks = search.cv_results_["rank_test_score"]
+    assert ranks[len(evaluated) :].min() > ranks[: len(evaluated)].max()

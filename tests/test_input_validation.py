@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.stats import norm
+from sklearn.base import clone
 
 from skdensityfit import DensityGMM, make_writeup_problem
 
@@ -49,12 +50,14 @@ def test_predict_before_fit_raises():
         DensityGMM().predict(GRID)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize(("scale", "shift"), [(1e-9, 0.0), (1e9, 0.0), (1.0, 1e6), (1e9, 1e6)])
-def test_units_and_offsets_transform_parameters_exactly(scale, shift):
+def test_units_and_offsets_transform_parameters_exactly(scale, shift, covariance_type):
     grid, density, _ = make_writeup_problem()
-    reference = DensityGMM(2, random_state=0).fit(grid, density)
+    model = DensityGMM(2, covariance_type=covariance_type, random_state=0)
+    reference = clone(model).fit(grid, density)
     with np.errstate(all="raise"):
-        moved = DensityGMM(2, random_state=0).fit(grid * scale + shift, density / scale)
+        moved = clone(model).fit(grid * scale + shift, density / scale)
         prediction = moved.predict(grid * scale + shift)
     np.testing.assert_allclose(moved.means_, reference.means_ * scale + shift, rtol=1e-6)
     np.testing.assert_allclose(moved.covariances_, reference.covariances_ * scale**2, rtol=1e-6)

@@ -10,7 +10,9 @@ from skdensityfit import _optimization as optimization
 from skdensityfit import make_writeup_problem
 from skdensityfit._analytic_gradient import (
     component_mass_shares,
+    gauss_newton_by_group,
     model_density,
+    point_losses,
     value_and_gradient,
     value_gradient_and_gauss_newton,
 )
@@ -64,6 +66,55 @@ def test_gauss_newton_matrix_is_jacobian_product(covariance_type, loss, n_featur
     np.testing.assert_allclose(gradient, reference_gradient, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(matrix, (J * c[:, None]).T @ J, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(model_density(theta, data), f, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_gauss_newton_by_group_matches_each_group_alone(covariance_type, loss):
+    """The shared-Jacobian terms of each group equal the full terms on its points."""
+    data, theta = _random_problem(covariance_type, loss, 2)
+    groups = np.random.default_rng(1).random((3, len(data.target))) < 0.6
+    values, gradients, matrices = gauss_newton_by_group(theta, data, groups)
+    for group, value, gradient, matrix in zip(groups, values, gradients, matrices, strict=True):
+        alone = replace(
+            data,
+            features=data.features[group],
+            target=data.target[group],
+            weights=data.weights[group],
+        )
+        # the group's terms keep the whole problem's normaliser and leave out the
+        # Poisson constant
+        reference_value, reference_gradient, reference_matrix = (
+            term * alone.normaliser / data.normaliser
+            for term in value_gradient_and_gauss_newton(theta, alone)
+        )
+        if loss == "poisson":
+            reference_value -= alone.poisson_constant / data.normaliser
+        np.testing.assert_allclose(value, reference_value, rtol=1e-10)
+        np.testing.assert_allclose(value, group @ point_losses(theta, data), rtol=1e-12)
+        np.testing.assert_allclose(gradient, reference_gradient, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(matrix, reference_matrix, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_lowering_step_lowers_the_loss_or_stays(covariance_type):
+    data, theta = _random_problem(covariance_type, "l2", 2)
+    bounds = _bounds(len(theta))
+    value, gradient, matrix = value_gradient_and_gauss_newton(theta, data)
+
+    def objective(candidate):
+        return value_and_gradient(candidate, data)[0]
+
+    step = optimization.lowering_step(theta, value, gradient, matrix, bounds, objective)
+    assert objective(step) < value
+    # the step is a Levenberg-Marquardt step: it agrees with one iteration of the solver
+    one_iteration = optimization.levenberg_marquardt(theta, data, bounds, tol=0.0, max_iter=1).theta
+    np.testing.assert_allclose(step, one_iteration)
+    # at a point the objective cannot be lowered from, it stays put
+    assert (
+        optimization.lowering_step(theta, value, gradient, matrix, bounds, lambda candidate: np.inf)
+        is theta
+    )
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
