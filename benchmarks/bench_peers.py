@@ -20,7 +20,9 @@ fitted density on the grid (against the noise-free truth), the median and 90th-p
 time (fit only, including the method's own initialisation) and DensityGMM's median time divided
 by the method's. Without noise a fit succeeds when its relative error is at most 1e-3; with
 noise (or for a histogram) when its error is at most 1.2 times that of DensityGMM started at
-the true parameters. A fit that raises counts as a failure with an infinite error.
+the true parameters. A fit that raises counts as a failure with an infinite error. DensityGMM's
+noisy misses whose loss is below that of its fit started at the truth are counted apart: there
+the loss's optimum lies away from the truth, so they are not failures of the search.
 
 The scaling cases (1-D K=3 at 1e3..1e6 points, 2-D K=4 at 256x256 and 512x512) report time,
 peak memory (tracemalloc, during the fit) and the log-log slope of time against n, for the
@@ -85,6 +87,8 @@ class Case:
     covariances: np.ndarray  # (K, d, d)
     loss: str = "l2"
     tolerance: float = CLEAN_TOLERANCE  # set from the fit at the truth for noisy cases
+    reference_loss: float = np.nan  # DensityGMM's loss started at the truth (noisy cases)
+    fitted_loss: float = np.nan  # DensityGMM's loss with default settings, set when it runs
 
     @property
     def points(self):
@@ -220,6 +224,7 @@ def set_noisy_tolerance(case):
         warnings.simplefilter("ignore")
         reference.fit(case.grid, case.density)
     case.tolerance = NOISY_FACTOR * relative_error(reference.predict_density(case.grid), case)
+    case.reference_loss = reference.loss_
     return case
 
 
@@ -233,6 +238,7 @@ def relative_error(fitted, case):
 def fit_density_gmm(case):
     gmm = DensityGMM(case.n_components, loss=case.loss, random_state=case.seed)
     gmm.fit(case.grid, case.density)
+    case.fitted_loss = gmm.loss_
     return lambda: gmm.predict_density(case.grid)
 
 
@@ -410,6 +416,14 @@ def run_family(cases, methods):
             "p90_ms": 1e3 * np.percentile(seconds, 90),
             "raised": int(raised.sum()),
         }
+        if name == "DensityGMM":
+            # a noisy miss whose loss is below that of the fit started at the truth:
+            # the objective's optimum is not near the truth (the noise was fitted),
+            # so no optimiser of this loss could have succeeded
+            rows[name]["below_reference"] = sum(
+                error > case.tolerance and case.fitted_loss <= case.reference_loss * (1 + 1e-9)
+                for error, case in zip(errors, cases, strict=True)
+            )
     return rows
 
 
@@ -424,6 +438,12 @@ def print_family(title, rows, n_cases):
         print(
             f"  {name:<16} {row['success']:>9.0f} {row['error']:>11.2e} {row['median_ms']:>9.1f} "
             f"{row['p90_ms']:>9.1f} {ours / row['median_ms']:>9.2f} {row['raised']:>6}"
+        )
+    below = rows["DensityGMM"]["below_reference"]
+    if below:
+        print(
+            f"  DensityGMM misses with a loss below the fit started at the truth "
+            f"(noise fitted, not an optimiser miss): {below}"
         )
 
 

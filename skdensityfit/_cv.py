@@ -3,6 +3,7 @@
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -26,7 +27,8 @@ from ._initialization import (
     best_scale_within_bounds,
     grow_by_one,
     one_component_start,
-    revive_absent_components,
+    parked_components,
+    replace_components,
 )
 from ._optimization import lowering_step, minimize_objective
 from ._validation import (
@@ -460,12 +462,14 @@ class _Path:
         results = [r for r in results if np.isfinite(r.loss)]
         fit = None
         if results:
-            best = revive_absent_components(
+            # Components at the width floor are left alone here: past the true K,
+            # spikes on noise are what the held-out points should judge.
+            best = replace_components(
                 min(results, key=lambda r: r.loss),
                 self.grid,
                 data,
                 lambda theta0: self.minimize(theta0, data, bounds),
-                NEGLIGIBLE_WEIGHT,
+                partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
             )
             fit = (best.theta, data, bounds)
         self.fits[n_components] = fit

@@ -15,7 +15,12 @@ from dataclasses import replace
 import numpy as np
 from scipy.optimize import nnls
 
-from ._analytic_gradient import component_mass_shares, model_density
+from ._analytic_gradient import (
+    _logsumexp,
+    component_mass_shares,
+    model_density,
+    value_and_gradient,
+)
 from ._mixture_math import LOG_2PI, ParameterLayout, log_component_densities, pack, unpack
 
 INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
@@ -26,6 +31,12 @@ N_LLOYD_STEPS = 20
 MAX_INIT_POINTS = 20_000
 MIN_WEIGHT = 1e-4
 TINY = np.finfo(float).tiny
+# Candidate centres of a new component: the points of largest residual and a
+# random spread over the grid; the fit of each is measured on at most
+# MAX_FILTER_POINTS points.
+N_PEAK_CENTRES = 16
+N_SPREAD_CENTRES = 48
+MAX_FILTER_POINTS = 1024
 
 
 def random_subset(n_points, size, target, random_state):
@@ -134,8 +145,9 @@ def _weighted_moments(X, mass, resp, covariance_type, reg_covar):
     n_features = X.shape[1]
     eye = np.eye(n_features)
     if covariance_type in ("full", "tied"):
-        diff = X[None, :, :] - means[:, None, :]
-        covariances = np.einsum("nk,kni,knj->kij", weighted_resp, diff, diff) / nk[:, None, None]
+        diff = X[None, :, :] - means[:, None, :]  # (K, n, d)
+        scatter = np.swapaxes(diff * weighted_resp.T[:, :, None], 1, 2) @ diff
+        covariances = scatter / nk[:, None, None]
         if covariance_type == "tied":
             covariances = np.einsum("k,kij->ij", nk, covariances) / nk.sum()
         covariances = covariances + reg_covar * eye
@@ -158,16 +170,17 @@ def _weighted_moments(X, mass, resp, covariance_type, reg_covar):
 
 def _log_densities(X, layout, weights, means, prec_chol):
     """``log N(x_i; mu_k, Sigma_k)`` from precision Cholesky factors, shape ``(n, K)``."""
-    diff = X[:, None, :] - means[None, :, :]
     cov = layout.covariance_type
-    if cov == "full":
-        whitened = np.einsum("nkd,kde->nke", diff, prec_chol)
-    elif cov == "tied":
-        whitened = diff @ prec_chol
-    elif cov == "diag":
-        whitened = diff * prec_chol
+    n_points, n_features = X.shape
+    if cov in ("full", "tied"):
+        factors = np.broadcast_to(prec_chol, (len(means), n_features, n_features))
+        # (x - mu) @ U for every component in one product: x @ [U_1 ... U_K] - mu_k @ U_k
+        whitened = X @ np.swapaxes(factors, 0, 1).reshape(n_features, -1)
+        whitened = whitened.reshape(n_points, len(means), n_features)
+        whitened -= np.einsum("kd,kde->ke", means, factors)
     else:
-        whitened = diff * prec_chol[:, None]
+        scale = prec_chol if cov == "diag" else prec_chol[:, None]
+        whitened = (X[:, None, :] - means) * scale
     log_peak = _log_peak_density(layout, prec_chol)
     return log_peak - 0.5 * np.einsum("nkd,nkd->nk", whitened, whitened)
 
@@ -178,7 +191,7 @@ def _em_refine(X, mass, resp, layout, reg_covar, n_steps):
     previous = -np.inf
     for _ in range(n_steps):
         log_prob = _log_densities(X, layout, *params) + np.log(params[0])
-        log_norm = np.logaddexp.reduce(log_prob, axis=1)
+        log_norm = _logsumexp(log_prob, axis=1)
         objective = mass @ log_norm
         resp = np.exp(log_prob - log_norm[:, None])
         params = _weighted_moments(X, mass, resp, layout.covariance_type, reg_covar)
@@ -277,26 +290,73 @@ def _log_peak_density(layout, prec_chol):
     return log_det - 0.5 * d * LOG_2PI
 
 
-def grow_by_one(theta, data, grid):
+def _matched_filter_peak(residual, grid, data_weights, layout, prec_chol):
+    """The centre and height of the component shape that best fits the residual.
+
+    The shape has the precision Cholesky factor ``prec_chol`` and peak 1;
+    candidate centres are the points of largest residual and a fixed random
+    spread of points over the grid. The winner removes the most squared
+    residual when scaled by its least-squares height: on a noisy density
+    this finds a broad low peak that no single point's residual stands out
+    for. Returns ``(index of the centre, height)``, or None if no centre
+    gives a positive height.
+    """
+    n_points = len(residual)
+    generator = np.random.default_rng(0)  # a fixed spread: grow_by_one stays deterministic
+    spread = generator.choice(n_points, min(n_points, N_SPREAD_CENTRES), replace=False)
+    largest = np.argpartition(-residual, min(n_points, N_PEAK_CENTRES) - 1)[:N_PEAK_CENTRES]
+    centres = np.unique(np.concatenate([largest, spread]))
+    points = (
+        generator.choice(n_points, MAX_FILTER_POINTS, replace=False)
+        if n_points > MAX_FILTER_POINTS
+        else slice(None)
+    )
+    shape_layout = ParameterLayout(len(centres), layout.n_features, layout.covariance_type)
+    if layout.covariance_type != "tied":
+        prec_chol = np.broadcast_to(prec_chol, (len(centres), *prec_chol.shape))
+    log_shapes = _log_densities(grid[points], shape_layout, None, grid[centres], prec_chol)
+    shapes = np.exp(log_shapes - _log_peak_density(shape_layout, prec_chol))  # 1 at each centre
+    q = data_weights[points]
+    overlap = (q * residual[points]) @ shapes
+    norm = np.maximum(q @ shapes**2, TINY)
+    gain = np.where(overlap > 0, overlap**2 / norm, 0.0)
+    best = int(np.argmax(gain))
+    if gain[best] <= 0:
+        return None
+    return int(centres[best]), overlap[best] / norm[best]
+
+
+def grow_by_one(theta, data, grid, placement="peak"):
     """Parameters for ``K + 1`` components from a fit with ``K`` (standardised).
 
-    The new component goes where the residual ``target - f`` is largest, with
-    the narrowest existing covariance and the amplitude that fills the
-    residual peak; the old components keep their parameters and amplitudes.
-    Returns ``(theta, data)`` for ``K + 1`` components, or None when the
-    residual has no positive peak.
+    The new component takes the covariance of the narrowest existing one and
+    goes to the point of largest residual ``target - f`` with its height
+    (``placement='peak'``), or where that shape fits the residual best, with
+    the height that fits it (``placement='filter'``, a matched filter: see
+    :func:`_matched_filter_peak`); the old components keep their parameters
+    and amplitudes. Returns ``(theta, data)`` for ``K + 1`` components, or
+    None when the residual has no positive peak.
     """
     layout = data.layout
     residual = np.where(data.weights > 0, data.target - model_density(theta, data), 0.0)
-    peak = int(np.argmax(residual))
-    if residual[peak] <= 0:
+    if residual.max() <= 0:
         return None
     log_scale, weights, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
     log_peaks = _log_peak_density(layout, prec_chol)
     narrowest = int(np.argmax(log_peaks))
-    if layout.covariance_type != "tied":
-        prec_chol = np.concatenate([prec_chol, prec_chol[narrowest : narrowest + 1]])
-    amplitudes = np.append(np.exp(log_scale) * weights, residual[peak] / np.exp(log_peaks.max()))
+    tied = layout.covariance_type == "tied"
+    shape = prec_chol if tied else prec_chol[narrowest]
+    if placement == "filter":
+        found = _matched_filter_peak(residual, grid, data.weights, layout, shape)
+        if found is None:
+            return None
+        peak, height = found
+    else:
+        peak = int(np.argmax(residual))
+        height = residual[peak]
+    if not tied:
+        prec_chol = np.concatenate([prec_chol, shape[None]])
+    amplitudes = np.append(np.exp(log_scale) * weights, height / np.exp(log_peaks.max()))
     grown = replace(data, layout=replace(layout, n_components=layout.n_components + 1))
     total = amplitudes.sum()
     theta = pack(
@@ -371,34 +431,85 @@ def _worst_fitted_component(theta, data):
 
 
 @np.errstate(under="ignore")
-def revive_absent_components(result, grid, data, solve, min_share):
-    """Re-place components that hold no mass on the grid, if that lowers the loss.
+def parked_components(theta, data, grid, min_share, min_width):
+    """Components that fit nothing of their own on the grid.
 
-    A component parked outside the grid (or between its points) fits nothing:
-    a sign of a poor local optimum, where the other components share more
-    structure than they should. Each such component in turn is removed and
-    placed again two ways, where the residual is largest (as by
-    :func:`grow_by_one`) and by splitting the component that fits worst;
-    ``solve(theta)`` re-minimises each, and the best is kept if its loss is
-    lower. It stops at the first component whose re-placing does not lower
-    the loss (an exact fit that carries an invisible component, for one).
+    Those holding less than ``min_share`` of the fitted mass on the grid,
+    those whose mean lies outside the grid's bounding box (a component parked
+    off the grid, whose tail stands in for a slope or for noise), and those
+    pressed against the smallest width ``min_width`` (a spike on a point or
+    two, often a fit of noise; 0 leaves them alone).
+    """
+    layout = data.layout
+    shares = component_mass_shares(theta, data)
+    _, _, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
+    outside = np.any((means < grid.min(axis=0)) | (means > grid.max(axis=0)), axis=1)
+    return np.flatnonzero(
+        (shares < min_share) | outside | _at_width_floor(layout, prec_chol, min_width)
+    )
+
+
+def _at_width_floor(layout, prec_chol, min_width):
+    """Components with a precision Cholesky diagonal at ``1 / min_width`` (within 1%)."""
+    cov, k, d = layout.covariance_type, layout.n_components, layout.n_features
+    if cov == "full":
+        diagonal = np.diagonal(prec_chol, axis1=1, axis2=2)
+    elif cov == "tied":
+        diagonal = np.broadcast_to(np.diag(prec_chol), (k, d))
+    elif cov == "diag":
+        diagonal = prec_chol
+    else:
+        diagonal = prec_chol[:, None]
+    return np.any(diagonal * min_width >= 0.99, axis=1)
+
+
+def weakest_component(theta, data, grid):
+    """The component whose removal raises the loss least, as a one-element array.
+
+    In a poor local optimum two components often share one peak while
+    another covers two: the weakest one is then better placed elsewhere.
+    """
+    losses = [
+        value_and_gradient(*without_component(theta, data, k))[0]
+        for k in range(data.layout.n_components)
+    ]
+    return np.array([int(np.argmin(losses))])
+
+
+def replace_components(result, grid, data, solve, choose):
+    """Re-place components chosen by ``choose``, as long as that lowers the loss.
+
+    ``choose(theta, data, grid)`` names the components worth moving: parked
+    ones (a component parked outside the grid, or holding no mass on it, is a
+    sign of a poor local optimum, where the other components share more
+    structure than they should; see :func:`parked_components`) or the
+    weakest one (:func:`weakest_component`). Each in turn is removed and
+    placed again two ways, where the residual is best fitted by a component
+    shape (:func:`grow_by_one` with a matched filter) and by splitting the
+    component that fits worst; ``solve(theta)`` re-minimises each, and the
+    best is kept if its loss is lower. It stops once no chosen component's
+    re-placing lowers the loss (an exact fit that carries an invisible
+    component, for one, or a peak cut off by the grid's edge).
     """
     for _ in range(data.layout.n_components):
         if data.layout.n_components < 2 or not np.isfinite(result.loss):
             return result
-        absent = np.flatnonzero(component_mass_shares(result.theta, data) < min_share)
-        if len(absent) == 0:
+        improved = None
+        for component in choose(result.theta, data, grid):
+            theta, smaller = without_component(result.theta, data, component)
+            starts = [split_component(theta, smaller, _worst_fitted_component(theta, smaller))[0]]
+            # a matched filter: the replacement may be a broad low peak under noise
+            grown = grow_by_one(theta, smaller, grid, placement="filter")
+            if grown is not None:
+                starts.append(grown[0])
+            candidate = min((solve(start) for start in starts), key=lambda r: r.loss)
+            if candidate.loss < result.loss:
+                improved = candidate
+                break
+        if improved is None:
             return result
-        theta, smaller = without_component(result.theta, data, absent[0])
-        starts = [split_component(theta, smaller, _worst_fitted_component(theta, smaller))[0]]
-        grown = grow_by_one(theta, smaller, grid)
-        if grown is not None:
-            starts.append(grown[0])
-        candidate = min((solve(start) for start in starts), key=lambda r: r.loss)
-        if not candidate.loss < result.loss:
-            return result
-        candidate.n_iter += result.n_iter
-        result = candidate
+        improved.n_iter += result.n_iter
+        result = improved
     return result
 
 

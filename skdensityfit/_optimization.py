@@ -22,6 +22,7 @@ MAX_NEWTON_WORK = 5_000_000
 MAX_NEWTON_STEPS = 10
 # Relative loss decrease that counts as "no digit left to gain".
 NO_GAIN = 1e-15
+FTOL_MESSAGE = "relative decrease below ftol"
 # Levenberg-Marquardt's first damping, relative to the Gauss-Newton diagonal.
 INITIAL_DAMPING = 1e-3
 
@@ -259,6 +260,6 @@ def levenberg_marquardt(theta0, data, bounds, *, tol, max_iter, ftol=NO_GAIN):
             converged, message = True, "no decrease left to gain"
             break
         if actual <= ftol * value:
-            converged, message = True, "relative decrease below ftol"
+            converged, message = True, FTOL_MESSAGE
             break
     return OptimizationResult(theta, float(value), n_iter, bool(converged), message)

@@ -114,7 +114,7 @@ def test_pipeline_ending_in_density_gmm():
     )
 
 
-def test_parallel_folds_give_the_same_choice():
+def test_parallel_starts_give_the_same_choice():
     _, grid, y, _ = _case("noise1", 5)
     serial = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
     parallel = DensityGMMCV(n_components=4, random_state=0, n_jobs=2).fit(grid, y)

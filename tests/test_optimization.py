@@ -1,6 +1,7 @@
 """The optimiser: Gauss-Newton pieces, Levenberg-Marquardt and its fallback."""
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -17,8 +18,11 @@ from skdensityfit._analytic_gradient import (
     value_gradient_and_gauss_newton,
 )
 from skdensityfit._initialization import (
-    revive_absent_components,
+    grow_by_one,
+    parked_components,
+    replace_components,
     split_component,
+    weakest_component,
     without_component,
 )
 from skdensityfit._mixture_math import (
@@ -253,6 +257,78 @@ def test_a_component_parked_outside_the_grid_is_revived(covariance_type):
     stuck = solve(parked)
     assert component_mass_shares(stuck.theta, data3).min() < 1e-4  # still parked
     assert stuck.loss > 1e-3
-    revived = revive_absent_components(stuck, grid, data3, solve, 1e-4)
+    parked = partial(parked_components, min_share=1e-4, min_width=0.05)
+    np.testing.assert_array_equal(parked(stuck.theta, data3, grid), [2])
+    revived = replace_components(stuck, grid, data3, solve, parked)
     assert revived.loss < 1e-12
     assert component_mass_shares(revived.theta, data3).min() >= 1e-4
+    assert len(parked(revived.theta, data3, grid)) == 0
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parked_components_are_light_outside_or_at_the_width_floor(covariance_type):
+    grid, data, theta = _mixture_problem(covariance_type)
+    log_scale, weights, means, prec_chol = unpack(theta, data.layout, 0.3)
+    assert len(parked_components(theta, data, grid, 1e-4, 0.05)) == 0
+    shift = np.array([[0.0, 0.0], [3.5, 0.0]])
+    outside = pack(data.layout, weights, means + shift, prec_chol, log_scale)
+    np.testing.assert_array_equal(parked_components(outside, data, grid, 1e-4, 0.05), [1])
+    light = pack(data.layout, [1 - 1e-7, 1e-7], means, prec_chol, log_scale)
+    np.testing.assert_array_equal(parked_components(light, data, grid, 1e-4, 0.05), [1])
+    # the narrowest allowed width is the inverse of the largest precision factor
+    largest_factor = np.max(prec_chol)
+    at_floor = parked_components(theta, data, grid, 1e-4, 1.0 / largest_factor)
+    if covariance_type == "tied":
+        np.testing.assert_array_equal(at_floor, [0, 1])  # the shared factor is at the floor
+    else:
+        assert len(at_floor) >= 1 and 0 in at_floor
+    # min_width=0 leaves narrow components alone
+    assert len(parked_components(theta, data, grid, 1e-4, 0.0)) == 0
+
+
+def test_weakest_component_is_moved_from_a_shared_peak_to_an_uncovered_one():
+    grid, data, theta = _mixture_problem("full")
+    _, _, means, prec_chol = unpack(theta, data.layout)
+    layout = replace(data.layout, n_components=3)
+    data3 = replace(data, layout=layout)
+    precisions = np.concatenate([prec_chol, prec_chol[:1]])
+    truth = pack(layout, [0.4, 0.3, 0.3], np.vstack([means, [[0.0, 2.2]]]), precisions, 0.3)
+    data3 = replace(data3, target=model_density(truth, data3))
+    # components 0 and 2 share the first peak; the peak at (0, 2.2) is left uncovered
+    shared = pack(layout, [0.2, 0.3, 0.2], np.vstack([means, means[:1]]), precisions, 0.3)
+    stuck = optimization.OptimizationResult(
+        shared, value_and_gradient(shared, data3)[0], 0, True, "a local optimum"
+    )
+    assert stuck.loss > 1e-3
+    bounds = _bounds(layout.n_parameters)
+
+    def solve(theta0):
+        return optimization.minimize_objective(theta0, data3, bounds, tol=1e-10, max_iter=300)
+
+    assert weakest_component(stuck.theta, data3, grid)[0] in (0, 2)
+    moved = replace_components(stuck, grid, data3, solve, weakest_component)
+    assert moved.loss < 1e-12
+
+
+def test_matched_filter_finds_a_broad_low_peak_that_a_noise_spike_outshines():
+    grid = np.linspace(-10, 10, 401)[:, None]
+    layout = ParameterLayout(1, 1, "full")
+    data = FitData(
+        quadratic_features(grid, "full"),
+        np.zeros(len(grid)),
+        np.full(len(grid), 1 / len(grid)),
+        layout,
+        "l2",
+    )
+    fitted = pack(layout, [1.0], np.array([[-6.0]]), np.array([[[2.0]]]), 0.0)
+    model = model_density(fitted, data)
+    broad = 0.3 * np.exp(-0.5 * ((grid[:, 0] - 4.0) / 1.0) ** 2)
+    noise = np.random.default_rng(0).normal(0, 0.1, len(grid))
+    noise[100] = 1.0  # a spike taller than the broad peak, at x = -5
+    data = replace(data, target=model + broad + noise)
+    peak_mean = unpack(grow_by_one(fitted, data, grid, "peak")[0], replace(layout, n_components=2))
+    filter_mean = unpack(
+        grow_by_one(fitted, data, grid, "filter")[0], replace(layout, n_components=2)
+    )
+    assert peak_mean[2][1, 0] == pytest.approx(-5.0)
+    assert filter_mean[2][1, 0] == pytest.approx(4.0, abs=0.5)
