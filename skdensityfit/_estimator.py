@@ -49,7 +49,8 @@ from ._validation import (
 )
 
 _PREDICT_BATCH_SIZE = 65536
-# Grids larger than this are first fitted on a random subset of this many points.
+# Grids larger than this are first fitted on a random subset of this many
+# points (or of a quarter of the grid, if fewer).
 _MAX_PREFIT_POINTS = 50_000
 # The greedy start's intermediate fits only need to be close: the final fit polishes.
 _GREEDY_TOL = 1e-5
@@ -465,7 +466,9 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             return result
         search, search_grid = data, grid
         if len(data.target) > _MAX_PREFIT_POINTS:
-            subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
+            subset = random_subset(
+                len(data.target), _prefit_size(len(data.target)), data.target, random_state
+            )
             search = subset_data(data, subset)
             search_grid = grid[subset]
 
@@ -498,7 +501,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         With ``scale``, the start first gets the best total scale for its shape
         (on the subset: the scale needs no more points than the fit).
         """
-        subset = random_subset(len(data.target), _MAX_PREFIT_POINTS, data.target, random_state)
+        size = _prefit_size(len(data.target))
+        subset = random_subset(len(data.target), size, data.target, random_state)
         sub = subset_data(data, subset)
         if scale:
             theta0 = best_scale_within_bounds(theta0, sub, bounds)
@@ -1205,6 +1209,14 @@ def _warn_if_density_is_cut_at_the_edge(X, y):
             UserWarning,
             stacklevel=5,
         )
+
+
+def _prefit_size(n_points):
+    """Points of the subset a large grid is first fitted on.
+
+    A quarter of the grid at most: a prefit on most of it would cost a full fit.
+    """
+    return min(_MAX_PREFIT_POINTS, n_points // 4)
 
 
 def _width_limits(grid):
