@@ -409,10 +409,12 @@ def value_gradient_and_gauss_newton(theta, data):
 def gauss_newton_by_group(theta, data, groups):
     """:func:`value_gradient_and_gauss_newton` of the loss on each group of points.
 
-    ``groups`` is a boolean array of shape ``(n_groups, n_points)``; the
-    Jacobian is computed once and shared by the groups. Returns the values
-    ``(n_groups,)``, gradients ``(n_groups, p)`` and matrices ``(n_groups, p, p)``;
-    the values leave out the Poisson loss's constant, as :func:`point_losses` does.
+    ``groups`` has shape ``(n_groups, n_points)``: how many times each point
+    counts in each group (booleans for plain membership). The Jacobian is
+    computed once and shared by the groups. Returns the values
+    ``(n_groups,)``, gradients ``(n_groups, p)`` and matrices
+    ``(n_groups, p, p)``; the values leave out the Poisson loss's constant, as
+    :func:`point_losses` does.
     """
     n_params = len(theta)
     n_groups = len(groups)
@@ -420,12 +422,13 @@ def gauss_newton_by_group(theta, data, groups):
     gradients = np.zeros((n_groups, n_params))
     matrices = np.zeros((n_groups, n_params, n_params))
     for rows, losses, g, curvature, jacobian_t in _jacobian_chunks(theta, data):
-        members = groups[:, rows]
+        members = np.asarray(groups[:, rows], dtype=float)
         values += members @ losses
         gradients += (members * g) @ jacobian_t.T
         for group, member in enumerate(members):
-            member_t = jacobian_t[:, member]
-            matrices[group] += (member_t * curvature[member]) @ member_t.T
+            inside = np.flatnonzero(member)
+            member_t = jacobian_t[:, inside]
+            matrices[group] += (member_t * (curvature[inside] * member[inside])) @ member_t.T
     return values / data.normaliser, gradients, matrices
 
 

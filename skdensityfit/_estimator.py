@@ -197,11 +197,13 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         divergence divided by the mass ``sum q y``. 0 is a perfect fit.
 
     n_iter_ : int
-        Optimiser iterations of the best run (with those of re-placing
-        components that held no mass, if that happened).
+        Optimiser iterations of the best run, with those of its final polish
+        and of the moves that re-placed components (parked ones, or the
+        weakest one), if they happened.
 
     converged_ : bool
-        Whether the best run met ``tol`` within ``max_iter``.
+        Whether the best run, polished, met ``tol`` (or stopped gaining any
+        digit of the loss) within ``max_iter``.
 
     n_features_in_ : int
         Number of grid dimensions seen during fit.

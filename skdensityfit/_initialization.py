@@ -31,12 +31,14 @@ N_LLOYD_STEPS = 20
 MAX_INIT_POINTS = 20_000
 MIN_WEIGHT = 1e-4
 TINY = np.finfo(float).tiny
-# Candidate centres of a new component: the points of largest residual and a
-# random spread over the grid; the fit of each is measured on at most
-# MAX_FILTER_POINTS points.
-N_PEAK_CENTRES = 16
-N_SPREAD_CENTRES = 48
-MAX_FILTER_POINTS = 1024
+# Candidate centres of a new component (a quarter at the points of largest
+# residual, the rest spread over the grid): as many as keep the matched
+# filter near FILTER_WORK shape values, within these limits.
+FILTER_WORK = 2**20
+# A component moved by replace_components must lower the loss by this fraction.
+MIN_MOVE_GAIN = 1e-6
+MIN_FILTER_CENTRES = 8
+MAX_FILTER_CENTRES = 64
 
 
 def random_subset(n_points, size, target, random_state):
@@ -290,6 +292,7 @@ def _log_peak_density(layout, prec_chol):
     return log_det - 0.5 * d * LOG_2PI
 
 
+@np.errstate(under="ignore")  # shapes far from their centre underflow to 0 by design
 def _matched_filter_peak(residual, grid, data_weights, layout, prec_chol):
     """The centre and height of the component shape that best fits the residual.
 
@@ -302,22 +305,21 @@ def _matched_filter_peak(residual, grid, data_weights, layout, prec_chol):
     gives a positive height.
     """
     n_points = len(residual)
+    # every point counts (a sample of them could miss a narrow shape's support);
+    # the number of centres keeps the work near FILTER_WORK shape values
+    n_centres = int(np.clip(FILTER_WORK // n_points, MIN_FILTER_CENTRES, MAX_FILTER_CENTRES))
+    n_largest = min(n_points, max(1, n_centres // 4))
     generator = np.random.default_rng(0)  # a fixed spread: grow_by_one stays deterministic
-    spread = generator.choice(n_points, min(n_points, N_SPREAD_CENTRES), replace=False)
-    largest = np.argpartition(-residual, min(n_points, N_PEAK_CENTRES) - 1)[:N_PEAK_CENTRES]
+    spread = generator.choice(n_points, min(n_points, n_centres - n_largest), replace=False)
+    largest = np.argpartition(-residual, n_largest - 1)[:n_largest]
     centres = np.unique(np.concatenate([largest, spread]))
-    points = (
-        generator.choice(n_points, MAX_FILTER_POINTS, replace=False)
-        if n_points > MAX_FILTER_POINTS
-        else slice(None)
-    )
     shape_layout = ParameterLayout(len(centres), layout.n_features, layout.covariance_type)
     if layout.covariance_type != "tied":
         prec_chol = np.broadcast_to(prec_chol, (len(centres), *prec_chol.shape))
-    log_shapes = _log_densities(grid[points], shape_layout, None, grid[centres], prec_chol)
+    log_shapes = _log_densities(grid, shape_layout, None, grid[centres], prec_chol)
     shapes = np.exp(log_shapes - _log_peak_density(shape_layout, prec_chol))  # 1 at each centre
-    q = data_weights[points]
-    overlap = (q * residual[points]) @ shapes
+    q = data_weights
+    overlap = (q * residual) @ shapes
     norm = np.maximum(q @ shapes**2, TINY)
     gain = np.where(overlap > 0, overlap**2 / norm, 0.0)
     best = int(np.argmax(gain))
@@ -487,15 +489,20 @@ def replace_components(result, grid, data, solve, choose):
     placed again two ways, where the residual is best fitted by a component
     shape (:func:`grow_by_one` with a matched filter) and by splitting the
     component that fits worst; ``solve(theta)`` re-minimises each, and the
-    best is kept if its loss is lower. It stops once no chosen component's
-    re-placing lowers the loss (an exact fit that carries an invisible
-    component, for one, or a peak cut off by the grid's edge).
+    best is kept if it lowers the loss by more than ``MIN_MOVE_GAIN`` of it.
+    It stops once no chosen component's re-placing does (an exact fit that
+    carries an invisible component, for one, or a peak cut off by the grid's
+    edge); a component whose re-placing failed is not tried again.
     """
+    failed = []  # means of components whose re-placing did not pay
     for _ in range(data.layout.n_components):
         if data.layout.n_components < 2 or not np.isfinite(result.loss):
             return result
         improved = None
+        _, _, means, _ = unpack(result.theta, data.layout, data.fixed_log_scale)
         for component in choose(result.theta, data, grid):
+            if any(np.allclose(means[component], mean) for mean in failed):
+                continue
             theta, smaller = without_component(result.theta, data, component)
             starts = [split_component(theta, smaller, _worst_fitted_component(theta, smaller))[0]]
             # a matched filter: the replacement may be a broad low peak under noise
@@ -503,9 +510,10 @@ def replace_components(result, grid, data, solve, choose):
             if grown is not None:
                 starts.append(grown[0])
             candidate = min((solve(start) for start in starts), key=lambda r: r.loss)
-            if candidate.loss < result.loss:
+            if candidate.loss < (1 - MIN_MOVE_GAIN) * result.loss:
                 improved = candidate
                 break
+            failed.append(means[component])
         if improved is None:
             return result
         improved.n_iter += result.n_iter

@@ -23,8 +23,9 @@ MAX_NEWTON_STEPS = 10
 # Relative loss decrease that counts as "no digit left to gain".
 NO_GAIN = 1e-15
 FTOL_MESSAGE = "relative decrease below ftol"
-# Levenberg-Marquardt's first damping, relative to the Gauss-Newton diagonal.
+# Levenberg-Marquardt's first and largest damping, relative to the Gauss-Newton diagonal.
 INITIAL_DAMPING = 1e-3
+MAX_DAMPING = 1e16
 
 
 @dataclass
@@ -174,20 +175,21 @@ def _damped_step(theta, gradient, sub_matrix, free, damping, bounds):
     return np.clip(theta + step, bounds[:, 0], bounds[:, 1])
 
 
-def lowering_step(theta, value, gradient, matrix, bounds, objective, *, max_tries=8):
+def lowering_step(theta, value, gradient, matrix, bounds, objective):
     """One Levenberg-Marquardt step from ``theta`` that lowers ``objective`` below ``value``.
 
     ``value``, ``gradient`` and ``matrix`` are the objective, its gradient and
     its Gauss-Newton matrix at ``theta``. The damping starts as in
     :func:`levenberg_marquardt` and grows fourfold until the step lowers the
-    objective; ``theta`` itself is returned if none of ``max_tries`` does.
+    objective, up to the solver's own limit; ``theta`` itself is returned if
+    no step does (it is then a stationary point along every direction tried).
     """
     bounds = np.asarray(bounds, dtype=float)
     free = _free_variables(theta, gradient, bounds)
     sub_matrix = matrix[np.ix_(free, free)]
     scaling = np.maximum(np.diag(matrix), np.finfo(float).tiny)
     damping = INITIAL_DAMPING
-    for _ in range(max_tries):
+    while damping < MAX_DAMPING:
         candidate = _damped_step(theta, gradient, sub_matrix, free, damping * scaling, bounds)
         if candidate is not None and objective(candidate) < value:
             return candidate
@@ -230,7 +232,7 @@ def levenberg_marquardt(theta0, data, bounds, *, tol, max_iter, ftol=NO_GAIN):
         no_gain = NO_GAIN * max(value, 1.0)
         accepted = False
         predicted = np.inf
-        while damping < 1e16:
+        while damping < MAX_DAMPING:
             candidate = _damped_step(theta, gradient, sub_matrix, free, damping * scaling, bounds)
             if candidate is None:
                 damping *= 10.0

@@ -130,7 +130,9 @@ def test_parallel_starts_give_the_same_choice():
     )
 
 
-@pytest.mark.parametrize("candidates", [[0, 1], [1, 1.9], [], [[1, 2]], ["1", "2"]])
+@pytest.mark.parametrize(
+    "candidates", [[0, 1], [1, 1.9], [], [[1, 2]], ["1", "2"], [1, np.inf], [1, 1e20]]
+)
 def test_bad_candidates_are_refused(candidates):
     with pytest.raises(ValueError, match="n_components should be"):
         DensityGMMCV(n_components=candidates).fit(np.arange(10.0), np.ones(10))
@@ -243,3 +245,38 @@ def test_early_stopping_evaluates_that_many_candidates_past_the_choice(early_sto
     # the candidates not evaluated rank last
     ranks = search.cv_results_["rank_test_score"]
     assert ranks[len(evaluated) :].min() > ranks[: len(evaluated)].max()
+
+
+def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch):
+    """One step is optimistic for surplus components: a candidate whose one-step
+    score would lead is scored again after real refits; the others are not."""
+    import skdensityfit._cv as cv
+
+    refitted = []
+    original = cv._refit_folds
+
+    def counting(path_fit, *args):
+        refitted.append(path_fit[1].layout.n_components)
+        return original(path_fit, *args)
+
+    monkeypatch.setattr(cv, "_refit_folds", counting)
+    one_step_means = {}
+    original_score = cv._score_folds
+
+    def recording(path_fit, fits, *args):
+        scores = original_score(path_fit, fits, *args)
+        one_step_means.setdefault(path_fit[1].layout.n_components, scores.mean())
+        return scores
+
+    monkeypatch.setattr(cv, "_score_folds", recording)
+    _, grid, y, _ = _case("noise5", 1)
+    search = DensityGMMCV(n_components=5, early_stopping=False, random_state=0).fit(grid, y)
+    leading = [
+        k
+        for k in range(2, 6)
+        if one_step_means[k] > max(search.cv_results_["mean_test_score"][: k - 1])
+    ]
+    assert refitted == leading and 1 not in refitted
+    means = search.cv_results_["mean_test_score"]
+    for k in refitted:  # refits only lower a surplus candidate's optimistic score
+        assert means[k - 1] <= one_step_means[k] + 1e-12

@@ -28,7 +28,7 @@ print(f"chosen K = {search.n_components_}, mean D² = {search.best_score_:.4f}")
 
 # %%
 # The cross-validation curve: mean held-out D² over the folds, with one
-# standard deviation across folds. ``DensityGMMCV`` stops two candidates past
+# standard deviation across folds. ``DensityGMMCV`` stops one candidate past
 # its choice, so larger ``K`` may have no score (NaN, not drawn).
 
 results = search.cv_results_
