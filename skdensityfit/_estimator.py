@@ -406,7 +406,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
                 "The loss was not finite at any start, so no mixture could be fitted. "
                 "Check the density for extreme values, or pass means_init."
             )
-        if len(run_losses) > 1 and max(run_losses) > (1 + _RUNS_AGREE) * best.loss:
+        disagree = len(run_losses) > 1 and max(run_losses) > (1 + _RUNS_AGREE) * best.loss
+        if disagree and best.loss > _EXACT_FIT_LOSS:
             # Starts that end in different optima: the best may still be one where
             # two components share a peak and one covers two.
             best = self._revive(best, grid, data, bounds, random_state, weakest_component)
