@@ -35,10 +35,10 @@ TINY = np.finfo(float).tiny
 # residual, the rest spread over the grid): as many as keep the matched
 # filter near FILTER_WORK shape values, within these limits.
 FILTER_WORK = 2**20
-# A component moved by replace_components must lower the loss by this fraction.
-MIN_MOVE_GAIN = 1e-6
 MIN_FILTER_CENTRES = 8
 MAX_FILTER_CENTRES = 64
+# A component moved by replace_components must lower the loss by this fraction.
+MIN_MOVE_GAIN = 1e-6
 
 
 def random_subset(n_points, size, target, random_state):
