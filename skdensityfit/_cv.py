@@ -43,9 +43,8 @@ CV_TOL = 1e-5
 # loss: the held-out scores do not need more digits.
 CV_FTOL = 1e-4
 CV_MAX_ITER = 50
-# Fold refits start near their optimum (one step from the fit on all points);
-# those that need more iterations are fits of noise by surplus components,
-# whose slow progress would not change the choice.
+# Fold refits start one step from the fit on all points and stop with the
+# path's CV_FTOL (in practice within 1 to 9 iterations); this caps the rest.
 FOLD_MAX_ITER = 30
 # Differences of mean R^2 / D^2 below this are rounding, not evidence.
 SCORE_RESOLUTION = 1e-8
@@ -291,7 +290,14 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", UserWarning)
+            # more components than a fold has training points cannot be fitted
+            # (DensityGMM refuses them): such a candidate scores -inf, and the
+            # path is not grown to it
+            smallest_training_fold = min(len(np.unique(train)) for train, _ in splits)
             for index, n_components in enumerate(candidates):
+                if n_components > smallest_training_fold:
+                    scores[:, index] = -np.inf
+                    continue
                 path_fit = path.fit(n_components)
                 if path_fit is None:
                     scores[:, index] = -np.inf
@@ -450,11 +456,17 @@ class _Path:
         )
 
     def fit(self, n_components):
-        """``(theta, data, bounds)`` of the fit on all points, or None if none is finite."""
-        if n_components in self.fits:
-            return self.fits[n_components]
-        # the path passes through every K below a candidate: each grows from the last
-        previous = self.fit(n_components - 1) if n_components > 1 else None
+        """``(theta, data, bounds)`` of the fit on all points, or None if none is finite.
+
+        The path passes through every ``K`` below ``n_components``: each grows
+        from the last.
+        """
+        for k in range(len(self.fits) + 1, n_components + 1):
+            self.fits[k] = self._fit_next(k, self.fits.get(k - 1))
+        return self.fits[n_components]
+
+    def _fit_next(self, n_components, previous):
+        """The fit with ``n_components``, from ``previous`` (the fit with one fewer)."""
         layout = replace(self.data.layout, n_components=n_components)
         data = replace(self.data, layout=layout)
         bounds = _parameter_bounds(self.grid, layout, self.width_limits)
@@ -502,7 +514,6 @@ class _Path:
                 partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
             )
             fit = (best.theta, data, bounds)
-        self.fits[n_components] = fit
         return fit
 
 

@@ -316,11 +316,16 @@ def _matched_filter_peak(residual, grid, data_weights, layout, prec_chol):
     shape_layout = ParameterLayout(len(centres), layout.n_features, layout.covariance_type)
     if layout.covariance_type != "tied":
         prec_chol = np.broadcast_to(prec_chol, (len(centres), *prec_chol.shape))
-    log_shapes = _log_densities(grid, shape_layout, None, grid[centres], prec_chol)
-    shapes = np.exp(log_shapes - _log_peak_density(shape_layout, prec_chol))  # 1 at each centre
-    q = data_weights
-    overlap = (q * residual) @ shapes
-    norm = np.maximum(q @ shapes**2, TINY)
+    log_peak = _log_peak_density(shape_layout, prec_chol)
+    overlap, norm = np.zeros(len(centres)), np.zeros(len(centres))
+    chunk = max(1, FILTER_WORK // len(centres))  # bounded memory on any grid
+    for start in range(0, n_points, chunk):
+        rows = slice(start, start + chunk)
+        log_shapes = _log_densities(grid[rows], shape_layout, None, grid[centres], prec_chol)
+        shapes = np.exp(log_shapes - log_peak)  # 1 at each centre
+        overlap += (data_weights[rows] * residual[rows]) @ shapes
+        norm += data_weights[rows] @ shapes**2
+    norm = np.maximum(norm, TINY)
     gain = np.where(overlap > 0, overlap**2 / norm, 0.0)
     best = int(np.argmax(gain))
     if gain[best] <= 0:
@@ -492,16 +497,17 @@ def replace_components(result, grid, data, solve, choose):
     best is kept if it lowers the loss by more than ``MIN_MOVE_GAIN`` of it.
     It stops once no chosen component's re-placing does (an exact fit that
     carries an invisible component, for one, or a peak cut off by the grid's
-    edge); a component whose re-placing failed is not tried again.
+    edge); a component whose re-placing failed (recognised by its mean and
+    precision factor) is not tried again.
     """
-    failed = []  # means of components whose re-placing did not pay
+    failed = []  # components whose re-placing did not pay (see _component_vectors)
     for _ in range(data.layout.n_components):
         if data.layout.n_components < 2 or not np.isfinite(result.loss):
             return result
         improved = None
-        _, _, means, _ = unpack(result.theta, data.layout, data.fixed_log_scale)
+        components = _component_vectors(result.theta, data.layout, data.fixed_log_scale)
         for component in choose(result.theta, data, grid):
-            if any(np.allclose(means[component], mean) for mean in failed):
+            if any(np.allclose(components[component], other) for other in failed):
                 continue
             theta, smaller = without_component(result.theta, data, component)
             starts = [split_component(theta, smaller, _worst_fitted_component(theta, smaller))[0]]
@@ -513,12 +519,24 @@ def replace_components(result, grid, data, solve, choose):
             if candidate.loss < (1 - MIN_MOVE_GAIN) * result.loss:
                 improved = candidate
                 break
-            failed.append(means[component])
+            failed.append(components[component])
         if improved is None:
             return result
         improved.n_iter += result.n_iter
         result = improved
     return result
+
+
+def _component_vectors(theta, layout, fixed_log_scale):
+    """Each component's mean and precision factor as one row, to recognise it.
+
+    (Not its weight: the weights of all components change when one moves.)
+    """
+    _, _, means, prec_chol = unpack(theta, layout, fixed_log_scale)
+    k = layout.n_components
+    if layout.covariance_type == "tied":
+        prec_chol = np.broadcast_to(prec_chol, (k, *prec_chol.shape))
+    return np.column_stack([means, np.reshape(prec_chol, (k, -1))])
 
 
 def one_component_start(grid, data, reg_covar):

@@ -269,7 +269,7 @@ def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch):
         return scores
 
     monkeypatch.setattr(cv, "_score_folds", recording)
-    _, grid, y, _ = _case("noise5", 1)
+    n_components, grid, y, _ = _case("noise5", 1)
     search = DensityGMMCV(n_components=5, early_stopping=False, random_state=0).fit(grid, y)
     leading = [
         k
@@ -278,5 +278,25 @@ def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch):
     ]
     assert refitted == leading and 1 not in refitted
     means = search.cv_results_["mean_test_score"]
-    for k in refitted:  # refits only lower a surplus candidate's optimistic score
-        assert means[k - 1] <= one_step_means[k] + 1e-12
+    surplus = [k for k in refitted if k > n_components]
+    assert surplus
+    for k in surplus:  # refits lower a surplus candidate's optimistic one-step score
+        assert means[k - 1] < one_step_means[k]
+
+
+def test_more_components_than_training_points_score_minus_infinity_without_a_path(monkeypatch):
+    import skdensityfit._cv as cv
+
+    grown = []
+    original = cv._Path._fit_next
+
+    def recording(self, n_components, previous):
+        grown.append(n_components)
+        return original(self, n_components, previous)
+
+    monkeypatch.setattr(cv._Path, "_fit_next", recording)
+    grid = np.linspace(-3, 3, 20)
+    search = DensityGMMCV(n_components=[1, 30], random_state=0).fit(grid, np.exp(-0.5 * grid**2))
+    assert search.n_components_ == 1
+    assert search.cv_results_["mean_test_score"][1] == -np.inf
+    assert grown == [1]  # no path through K = 2..30
