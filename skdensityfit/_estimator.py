@@ -52,7 +52,8 @@ _PREDICT_BATCH_SIZE = 65536
 # Grids larger than this are first fitted on a random subset of this many
 # points (or of a quarter of the grid, if fewer).
 _MAX_PREFIT_POINTS = 50_000
-# The greedy start's intermediate fits only need to be close: the final fit polishes.
+# Fits that only need to be close (the greedy start's steps, moves of components): the
+# final fit polishes.
 _GREEDY_TOL = 1e-5
 _GREEDY_MAX_ITER = 30
 _GREEDY_FTOL = 1e-4
@@ -456,6 +457,21 @@ class DensityGMM(RegressorMixin, BaseEstimator):
         )
         return grid, data, center, spread, log_unit
 
+    def _short_fit(self, theta0, data, bounds):
+        """A fit that only needs to be close (moves and the greedy start's steps).
+
+        It starts from ``theta0`` with its best scale; the final fit polishes.
+        """
+        theta0 = best_scale_within_bounds(theta0, data, bounds)
+        return minimize_objective(
+            theta0,
+            data,
+            bounds,
+            tol=max(self.tol, _GREEDY_TOL),
+            max_iter=min(self.max_iter, _GREEDY_MAX_ITER),
+            ftol=_GREEDY_FTOL,
+        )
+
     def _revive(self, result, grid, data, bounds, random_state, choose):
         """Re-place the components ``choose`` names (see ``replace_components``).
 
@@ -476,15 +492,7 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             search_grid = grid[subset]
 
         def solve(theta0):
-            theta0 = best_scale_within_bounds(theta0, search, bounds)
-            return minimize_objective(
-                theta0,
-                search,
-                bounds,
-                tol=max(self.tol, _GREEDY_TOL),
-                max_iter=min(self.max_iter, _GREEDY_MAX_ITER),
-                ftol=_GREEDY_FTOL,
-            )
+            return self._short_fit(theta0, search, bounds)
 
         current = replace(result, loss=value_and_gradient(result.theta, search)[0], n_iter=0)
         revived = replace_components(current, search_grid, search, solve, choose)
@@ -549,15 +557,8 @@ class DensityGMM(RegressorMixin, BaseEstimator):
             data = subset_data(data, subset)
 
         def solve(theta, current):
-            bounds = _parameter_bounds(grid, current.layout, width_limits)
-            theta = best_scale_within_bounds(theta, current, bounds)
-            result = minimize_objective(
-                theta,
-                current,
-                bounds,
-                tol=max(self.tol, _GREEDY_TOL),
-                max_iter=min(self.max_iter, _GREEDY_MAX_ITER),
-                ftol=_GREEDY_FTOL,
+            result = self._short_fit(
+                theta, current, _parameter_bounds(grid, current.layout, width_limits)
             )
             return result.theta if np.isfinite(result.loss) else theta
 
