@@ -16,6 +16,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from ._analytic_gradient import (
+    CHUNK_ELEMENTS,
     _logsumexp,
     component_mass_shares,
     model_density,
@@ -318,7 +319,7 @@ def _matched_filter_peak(residual, grid, data_weights, layout, prec_chol):
         prec_chol = np.broadcast_to(prec_chol, (len(centres), *prec_chol.shape))
     log_peak = _log_peak_density(shape_layout, prec_chol)
     overlap, norm = np.zeros(len(centres)), np.zeros(len(centres))
-    chunk = max(1, FILTER_WORK // len(centres))  # bounded memory on any grid
+    chunk = max(1, CHUNK_ELEMENTS // len(centres))  # bounded memory on any grid
     for start in range(0, n_points, chunk):
         rows = slice(start, start + chunk)
         log_shapes = _log_densities(grid[rows], shape_layout, None, grid[centres], prec_chol)

@@ -353,3 +353,20 @@ def test_matched_filter_finds_a_broad_low_peak_that_a_noise_spike_outshines():
     )
     assert peak_mean[2][1, 0] == pytest.approx(-5.0)
     assert filter_mean[2][1, 0] == pytest.approx(4.0, abs=0.5)
+
+
+def test_matched_filter_gives_the_same_answer_in_chunks_of_points(monkeypatch):
+    import skdensityfit._initialization as initialization
+
+    grid, data, theta = _mixture_problem("full")
+    residual = np.random.default_rng(0).normal(size=len(grid)) + data.target
+    _, _, _, prec_chol = unpack(theta, data.layout)
+    whole = initialization._matched_filter_peak(
+        residual, grid, data.weights, data.layout, prec_chol[0]
+    )
+    monkeypatch.setattr(initialization, "CHUNK_ELEMENTS", 3000)  # chunks of a few dozen points
+    chunked = initialization._matched_filter_peak(
+        residual, grid, data.weights, data.layout, prec_chol[0]
+    )
+    assert chunked[0] == whole[0]
+    assert chunked[1] == pytest.approx(whole[1], rel=1e-12)
