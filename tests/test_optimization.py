@@ -370,3 +370,40 @@ def test_matched_filter_gives_the_same_answer_in_chunks_of_points(monkeypatch):
     )
     assert chunked[0] == whole[0]
     assert chunked[1] == pytest.approx(whole[1], rel=1e-12)
+
+
+def test_a_failed_move_does_not_block_another_component_at_the_same_mean():
+    """Two components parked at one mean (one carries an off-grid tail, one is
+    negligible): when moving the first does not pay, the second is still tried."""
+    from skdensityfit import DensityGMM
+    from skdensityfit._estimator import _parameter_bounds, _width_limits
+    from skdensityfit._initialization import best_scale_within_bounds
+
+    X = np.linspace(-8, 8, 400)[:, None]
+    grid, _, _, _, _ = DensityGMM(n_components=3)._problem(X, np.ones(400), None)
+    g = grid[:, 0]
+    far = g.max() + 2 * np.ptp(g)
+
+    def gaussian(mean, sd):
+        return np.exp(-0.5 * ((g - mean) / sd) ** 2) / np.sqrt(2 * np.pi) / sd
+
+    target = 0.5 * gaussian(0.0, 0.2) + 0.3 * gaussian(-1.0, 0.1) + 200 * gaussian(far, 3.0)
+    grid, data, _, _, _ = DensityGMM(n_components=3)._problem(X, target, None)
+    bounds = _parameter_bounds(grid, data.layout, _width_limits(grid))
+    weights = np.array([0.5, 200, 1e-9])
+    precisions = np.array([[[1 / 0.2]], [[1 / 3.0]], [[1 / 0.3]]])
+    means = np.array([[0.0], [far], [far]])
+    theta = pack(data.layout, weights / weights.sum(), means, precisions, 0.0)
+    theta = best_scale_within_bounds(np.clip(theta, bounds[:, 0], bounds[:, 1]), data, bounds)
+    start = optimization.OptimizationResult(
+        theta, value_and_gradient(theta, data)[0], 0, True, "two parked at one mean"
+    )
+
+    def solve(theta0):
+        return optimization.minimize_objective(theta0, data, bounds, tol=1e-8, max_iter=500)
+
+    def both_parked(theta, data, grid):
+        return np.array([1, 2]) if data.layout.n_components == 3 else np.array([], int)
+
+    moved = replace_components(start, grid, data, solve, both_parked)
+    assert moved.loss < 1e-12
