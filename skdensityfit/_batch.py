@@ -566,8 +566,17 @@ def _seeds(random_state, n_densities):
 # ----------------------------------------------------------------------
 # the work of one chunk
 # ----------------------------------------------------------------------
-def _fit_chunk(
-    config,
+def _fit_chunk(config, *args, **kwargs):
+    """Fit the densities of one chunk in order (see :func:`_fit_rows`) in a worker.
+
+    ``config`` is the caller's scikit-learn configuration, restored in the
+    worker process. Returns ``(start, arrays)``.
+    """
+    with config_context(**config):
+        return _fit_rows(*args, **kwargs)
+
+
+def _fit_rows(
     start,
     estimator,
     grids,
@@ -582,38 +591,9 @@ def _fit_chunk(
 ):
     """Fit the densities of one chunk in order. Returns ``(start, arrays)``.
 
-    ``config`` is the caller's scikit-learn configuration. ``fallback=False``
-    keeps every warm fit (for measuring what the fallback to a fresh start
-    buys; see ``benchmarks/bench_batch.py``).
+    ``fallback=False`` keeps every warm fit (for measuring what the fallback
+    to a fresh start buys; see ``benchmarks/bench_batch.py``).
     """
-    with config_context(**config):
-        return _fit_rows(
-            start,
-            estimator,
-            grids,
-            densities,
-            weights,
-            seeds,
-            shared_grid=shared_grid,
-            warm_start=warm_start,
-            return_estimators=return_estimators,
-            fallback=fallback,
-        )
-
-
-def _fit_rows(
-    start,
-    estimator,
-    grids,
-    densities,
-    weights,
-    seeds,
-    *,
-    shared_grid,
-    warm_start,
-    return_estimators,
-    fallback,
-):
     n_rows = len(densities)
     n_features = (grids if shared_grid else grids[0]).shape[1]
     chunk = _empty_arrays(estimator, n_rows, n_features)
