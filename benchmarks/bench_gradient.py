@@ -9,8 +9,11 @@ import time
 import numpy as np
 from autograd import value_and_grad
 
-from skdensityfit._analytic_gradient import value_and_gradient
-from skdensityfit._mixture_math import FitData, ParameterLayout, objective, quadratic_features
+from skdensityfit._covariance import quadratic_features
+from skdensityfit._model import objective
+from skdensityfit._objective import value_and_gradient
+from skdensityfit._parameters import ParameterLayout
+from skdensityfit._problem import FitData
 
 CASES = [  # (n_points, n_features, n_components, covariance_type)
     (75, 1, 2, "full"),

@@ -2,35 +2,27 @@
 
 import time
 import warnings
-from dataclasses import replace
-from functools import partial
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
-from ._analytic_gradient import gauss_newton_by_group, model_density, point_losses
-from ._estimator import (
-    NEGLIGIBLE_WEIGHT,
-    DensityGMM,
-    _parameter_bounds,
-    _width_limits,
+from ._compat import Interval, StrOptions, fit_context
+from ._engine import FitSettings, MixtureFit, fit_problem, minimize, path_fit
+from ._estimator import DensityGMM
+from ._objective import gauss_newton_by_group, model_density, point_losses
+from ._optimization import lowering_step
+from ._problem import problem_of
+from ._reports import (
     score_prediction,
+    warn_if_components_are_redundant,
+    warn_if_density_is_cut_at_the_edge,
+    warn_if_underdetermined,
 )
-from ._initialization import (
-    best_scale_within_bounds,
-    grow_by_one,
-    one_component_start,
-    parked_components,
-    replace_components,
-)
-from ._optimization import lowering_step, minimize_objective
 from ._validation import (
     check_density_values,
     check_grid_density,
@@ -247,7 +239,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             )
         return np.unique(candidates).astype(int)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Choose the number of components and fit the mixture on all points.
 
@@ -341,11 +333,15 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         )
         self.n_components_ = int(candidates[self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        self.best_estimator_ = clone(base).set_params(n_components=self.n_components_)
         # the path's fit on all points already had n_init starts: polish it to tol
         # (the chosen K always has one: a K without a finite fit scores -inf)
-        self.best_estimator_._validate_params()
-        self.best_estimator_._fit(X, y, sample_weight, start=path.fits[self.n_components_][0])
+        self.best_estimator_ = _polished(
+            clone(base).set_params(n_components=self.n_components_),
+            X,
+            y,
+            sample_weight,
+            path.fits[self.n_components_],
+        )
         self.n_iter_ = self.best_estimator_.n_iter_
         return self
 
@@ -420,101 +416,60 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         return self.best_estimator_.score_samples(X)
 
 
+def _polished(estimator, X, y, sample_weight, start):
+    """``estimator`` fitted by one run from ``start`` (a path's parameter vector)."""
+    X, y = check_grid_density(estimator, X, y)
+    warn_if_density_is_cut_at_the_edge(X, y)
+    problem = problem_of(estimator, X, y, sample_weight)
+    warn_if_underdetermined(problem)
+    settings = FitSettings.of(estimator)
+    result = fit_problem(problem, settings, check_random_state(estimator.random_state), start=start)
+    fit = MixtureFit.from_result(problem, result)
+    warn_if_components_are_redundant(fit.set_on(estimator), fit.mass_shares)
+    return estimator
+
+
 class _Path:
     """Fits on all points along ``K = 1, 2, ...``, in standardised coordinates.
 
-    Each ``K`` has ``n_init`` starts (at least one from the data, as
-    :class:`DensityGMM` makes them, and the fit with ``K - 1`` components plus
-    a component at the largest residual) and keeps the one that ends lowest.
-    The problem is set up once, so fits skip the estimator's per-call
-    validation.
+    Each ``K`` has ``n_init`` starts (at least one from the data, and the fit
+    with ``K - 1`` components plus a component at the largest residual) and
+    keeps the one that ends lowest (:func:`~._engine.path_fit`). The problem
+    is set up once, so fits skip the estimator's per-call validation.
     """
 
     def __init__(self, base, X, y, weights, random_state, n_jobs):
-        self.n_init = base.n_init
-        self.n_jobs = n_jobs
-        self.estimator = clone(base).set_params(
-            n_components=1,
-            n_init=1,
+        self.settings = FitSettings(
             tol=max(base.tol, CV_TOL),
             max_iter=min(base.max_iter, CV_MAX_ITER),
+            n_init=base.n_init,
+            init_params=base.init_params,
+            reg_covar=base.reg_covar,
         )
+        self.n_jobs = n_jobs
         self.random_state = check_random_state(random_state)
-        self.grid, self.data, self.center, self.spread, _ = self.estimator._problem(X, y, weights)
-        self.width_limits = _width_limits(self.grid)
-        self.fits = {}  # n_components -> (theta, data, bounds)
-
-    def minimize(self, theta0, data, bounds):
-        theta0 = best_scale_within_bounds(theta0, data, bounds)
-        return minimize_objective(
-            theta0,
-            data,
-            bounds,
-            tol=self.estimator.tol,
-            max_iter=self.estimator.max_iter,
-            ftol=CV_FTOL,
-        )
+        self.problem = problem_of(base.set_params(n_components=1), X, y, weights)
+        self.fits = {}  # n_components -> parameter vector (None: no finite fit)
+        self.problems = {}  # n_components -> problem
 
     def fit(self, n_components):
-        """``(theta, data, bounds)`` of the fit on all points, or None if none is finite.
+        """``(theta, problem)`` of the fit on all points, or None if none is finite.
 
         The path passes through every ``K`` below ``n_components``: each grows
         from the last.
         """
         for k in range(len(self.fits) + 1, n_components + 1):
-            self.fits[k] = self._fit_next(k, self.fits.get(k - 1))
-        return self.fits[n_components]
-
-    def _fit_next(self, n_components, previous):
-        """The fit with ``n_components``, from ``previous`` (the fit with one fewer)."""
-        layout = replace(self.data.layout, n_components=n_components)
-        data = replace(self.data, layout=layout)
-        bounds = _parameter_bounds(self.grid, layout, self.width_limits)
-        starts = []
-        if previous is not None:
-            grown = grow_by_one(previous[0], previous[1], self.grid)
-            if grown is not None:
-                starts.append(grown[0])
-        reg_covar = max(self.estimator.reg_covar, self.width_limits[0] ** 2)
-        if n_components == 1:
-            starts.append(one_component_start(self.grid, data, reg_covar)[0])
-        else:
-            estimator = self.estimator.set_params(n_components=n_components)
-            # n_init starts in all, the grown one included (at least one from the data)
-            for _ in range(max(1, self.n_init - len(starts))):
-                starts.append(
-                    estimator._initial_parameters(
-                        self.grid,
-                        data,
-                        self.center,
-                        self.spread,
-                        self.random_state,
-                        self.width_limits[0],
-                        weights_init=None,
-                        means_init=None,
-                        precisions_init=None,
-                    )
-                )
-        if self.n_jobs in (None, 1) or len(starts) == 1:
-            results = [self.minimize(theta0, data, bounds) for theta0 in starts]
-        else:
-            results = Parallel(n_jobs=self.n_jobs)(
-                delayed(self.minimize)(theta0, data, bounds) for theta0 in starts
+            self.problems[k] = self.problem.with_components(k)
+            self.fits[k] = path_fit(
+                self.problems[k],
+                self.fits.get(k - 1),
+                self.settings,
+                self.random_state,
+                ftol=CV_FTOL,
+                n_jobs=self.n_jobs,
             )
-        results = [r for r in results if np.isfinite(r.loss)]
-        fit = None
-        if results:
-            # Components at the width floor are left alone here: past the true K,
-            # spikes on noise are what the held-out points should judge.
-            best = replace_components(
-                min(results, key=lambda r: r.loss),
-                self.grid,
-                data,
-                lambda theta0: self.minimize(theta0, data, bounds),
-                partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
-            )
-            fit = (best.theta, data, bounds)
-        return fit
+        theta = self.fits[n_components]
+        return None if theta is None else (theta, self.problems[n_components])
 
 
 def _check_folds_have_weight(splits, weights):
@@ -535,7 +490,8 @@ def _one_step_fold_fits(path_fit, y, splits):
     it). The Jacobian is computed once for all folds. Folds that cannot be
     fitted (see :func:`_scorable`) get None.
     """
-    theta, data, bounds = path_fit
+    theta, problem = path_fit
+    data, bounds = problem.data, problem.bounds
     counts = np.zeros((len(splits), len(y)))  # repeated training indices count repeatedly
     for row, (train, _) in zip(counts, splits, strict=True):
         np.add.at(row, train, 1.0)
@@ -565,23 +521,16 @@ def _refit_folds(path_fit, fits, weights, splits, tol, max_iter, seconds):
 
     Each fold's time is added to ``seconds``.
     """
-    _, data, bounds = path_fit
+    _, problem = path_fit
     refits = []
     for fold, (fit, (train, _)) in enumerate(zip(fits, splits, strict=True)):
         if fit is None:
             refits.append(None)
             continue
         start = time.perf_counter()
-        fold_data = replace(
-            data,
-            features=data.features[train],
-            target=data.target[train],
-            weights=weights[train] / weights[train].sum(),
-        )
-        result = minimize_objective(
+        result = minimize(
+            problem.subset(train),
             fit,
-            fold_data,
-            bounds,
             tol=max(tol, CV_TOL),
             max_iter=min(max_iter, FOLD_MAX_ITER),
             ftol=CV_FTOL,
@@ -598,7 +547,7 @@ def _scorable(data, y, train):
 
 def _score_folds(path_fit, fits, loss, y, weights, splits):
     """Held-out score (R^2 or D^2) of each fold's fit."""
-    _, data, _ = path_fit
+    data = path_fit[1].data
     scores = np.empty(len(splits))
     for fold, (fit, (train, test)) in enumerate(zip(fits, splits, strict=True)):
         if len(train) < data.layout.n_components:
@@ -608,7 +557,7 @@ def _score_folds(path_fit, fits, loss, y, weights, splits):
             # non-negative model under either loss is zero everywhere
             scores[fold] = score_prediction(loss, y[test], np.zeros(len(test)), weights[test])
         else:
-            held_out = replace(data, features=data.features[test], target=data.target[test])
+            held_out = data.subset(test)
             # R^2 and D^2 do not change when density and model share a unit, so
             # the standardised ones are scored directly
             predicted = model_density(fit, held_out)

@@ -5,8 +5,8 @@ The main route is Levenberg-Marquardt on the Gauss-Newton matrix of the loss
 fallback is a bounded quasi-Newton run (L-BFGS-B, with the exact gradient);
 if that stops before its gradient tolerance is met (a failed line search near
 a zero-residual optimum, where the loss is at rounding level), a few damped
-Newton steps finish the job on small problems, with a Hessian from central
-differences of the exact gradient.
+Newton steps finish the job on small problems, with the exact Hessian of the
+reference model from autograd.
 """
 
 from dataclasses import dataclass
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from ._analytic_gradient import value_and_gradient, value_gradient_and_gauss_newton
+from ._model import objective_hessian
+from ._objective import value_and_gradient, value_gradient_and_gauss_newton
 
-# The Newton polish forms a dense Hessian from 2 * n_parameters gradients:
-# only worth it while n_parameters * n_points stays small.
+# The Newton polish forms a dense Hessian (autograd: one reverse pass per
+# parameter): only worth it while n_parameters * n_points stays small.
 MAX_NEWTON_WORK = 5_000_000
 MAX_NEWTON_STEPS = 10
 # Relative loss decrease that counts as "no digit left to gain".
@@ -50,20 +51,6 @@ def _projected_gradient_norm(theta, gradient, bounds):
     return float(np.max(np.abs(step))) if step.size else 0.0
 
 
-def hessian_by_differences(theta, data):
-    """Symmetrised central-difference Jacobian of the exact gradient."""
-    steps = 1e-5 * np.maximum(1.0, np.abs(theta))
-    columns = []
-    for j, step in enumerate(steps):
-        shift = np.zeros_like(theta)
-        shift[j] = step
-        forward = value_and_gradient(theta + shift, data)[1]
-        backward = value_and_gradient(theta - shift, data)[1]
-        columns.append((forward - backward) / (2.0 * step))
-    H = np.column_stack(columns)
-    return 0.5 * (H + H.T)
-
-
 def _newton_polish(theta, value, data, bounds, gtol):
     """Damped Newton steps (Levenberg style) inside the bounds."""
     n_steps = 0
@@ -71,7 +58,7 @@ def _newton_polish(theta, value, data, bounds, gtol):
         _, gradient = _finite_value_and_gradient(theta, data)
         if _projected_gradient_norm(theta, gradient, bounds) <= gtol:
             return theta, value, n_steps - 1
-        H = hessian_by_differences(theta, data)
+        H = objective_hessian(theta, data)
         if not np.all(np.isfinite(H)):
             break
         eigvals, eigvecs = np.linalg.eigh(H)

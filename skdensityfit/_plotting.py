@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimator import _full_covariances
+from ._covariance import as_matrices, log_gaussian_density
 
 INSTALL_HINT = 'pip install "skdensityfit[plot]"'
 # 1-D targets with more points than this are drawn as a line instead of markers.
@@ -227,10 +227,16 @@ def _axes_1d(ax, residuals):
 
 def _component_densities_1d(model, x):
     """``scale_ * weights_[k] * N(x; means_[k], variance_k)``, shape (len(x), n_components)."""
-    means = model.means_[:, 0]
-    variances = _full_covariances(model)[:, 0, 0]
-    z2 = (x[:, None] - means) ** 2 / variances
-    return model.scale_ * model.weights_ * np.exp(-0.5 * z2) / np.sqrt(2 * np.pi * variances)
+    with np.errstate(under="ignore"):
+        log_pdf = log_gaussian_density(
+            x[:, None], model.means_, model.precisions_cholesky_, model.covariance_type
+        )
+    return model.scale_ * model.weights_ * np.exp(log_pdf)
+
+
+def _covariance_matrices(model):
+    k, d = model.n_components, model.n_features_in_
+    return as_matrices(model.covariances_, model.covariance_type, k, d)
 
 
 def _make_room_at_the_top(ax, y, n_rows):
@@ -272,7 +278,7 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
     )
     if components:
         parts = _component_densities_1d(model, curve_x)
-        stds = np.sqrt(_full_covariances(model)[:, 0, 0])
+        stds = np.sqrt(_covariance_matrices(model)[:, 0, 0])
         for k in range(model.n_components):
             label = (
                 f"component {k}: weight {model.weights_[k]:.3g}, mean "
@@ -374,7 +380,7 @@ def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorba
     if colorbar:
         ax.figure.colorbar(filled, ax=ax, label="target density")
     if components:
-        covariances = _full_covariances(model)
+        covariances = _covariance_matrices(model)
         eigenvalues, eigenvectors = np.linalg.eigh(covariances)
         # eigh sorts ascending: the last eigenvector is the major axis.
         angles = np.degrees(np.arctan2(eigenvectors[:, 1, 1], eigenvectors[:, 0, 1]))

@@ -1,7 +1,9 @@
-"""Input checks, quadrature weights and standardisation of grids."""
+"""Input checks: grids, densities, sample weights and user starts; quadrature weights of grids."""
 
 import numpy as np
 from sklearn.utils.validation import validate_data
+
+from ._covariance import MATRIX_TYPES, cholesky_from_precisions, parameter_shape
 
 
 def _as_2d_grid(X, n_features=1):
@@ -129,27 +131,41 @@ def quadrature_weights(X):
     return weights / weights.sum()
 
 
-def standardisation(X, covariance_type):
-    """Centre and per-feature scale that map the grid to order-one values.
+def _check_user_array(value, shape, name):
+    value = np.asarray(value, dtype=float)
+    if value.shape != shape:
+        raise ValueError(f"{name} should have the shape {shape}, but got {value.shape}.")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return value
 
-    'spherical' needs the same scale on every feature to stay spherical.
-    """
-    center = 0.5 * (X.min(axis=0) + X.max(axis=0))
-    spread = X.std(axis=0)
-    if X.shape[1] > 1 and np.any(spread == 0):
+
+def check_user_weights(weights, n_components):
+    """``weights_init``: positive, summing to one."""
+    weights = _check_user_array(weights, (n_components,), "weights_init")
+    if np.any(weights <= 0) or not np.isclose(weights.sum(), 1.0):
         raise ValueError(
-            f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so the "
-            "mixture's extent along them cannot be fitted. Drop those columns."
+            "weights_init should be positive and sum to 1, but got "
+            f"{weights} (sum {weights.sum():.6g})."
         )
-    spread = np.where(spread > 0, spread, 1.0)
-    if X.shape[1] > 1:
-        correlation = np.corrcoef((X - center) / spread, rowvar=False)
-        if np.linalg.eigvalsh(correlation)[0] < 1e-10:
-            raise ValueError(
-                "The grid points lie in a lower-dimensional subspace (e.g. all on one "
-                "line), so a full-dimensional mixture cannot be fitted. Project the grid "
-                "onto that subspace (e.g. with sklearn.decomposition.PCA) and fit there."
-            )
-    if covariance_type == "spherical":
-        spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))
-    return center, spread
+    return weights
+
+
+def check_user_means(means, n_components, n_features):
+    """``means_init``: finite, one row per component."""
+    return _check_user_array(means, (n_components, n_features), "means_init")
+
+
+def check_user_precision_cholesky(precisions, covariance_type, n_components, n_features):
+    """The precision Cholesky factors of ``precisions_init`` (symmetric positive definite)."""
+    shape = parameter_shape(covariance_type, n_components, n_features)
+    precisions = _check_user_array(precisions, shape, "precisions_init")
+    if covariance_type in MATRIX_TYPES:
+        if not np.allclose(precisions, np.swapaxes(precisions, -1, -2)):
+            raise ValueError("precisions_init should be symmetric.")
+    elif np.any(precisions <= 0):
+        raise ValueError("precisions_init should be positive.")
+    try:
+        return cholesky_from_precisions(precisions, covariance_type)
+    except np.linalg.LinAlgError as exc:
+        raise ValueError("precisions_init should be symmetric positive definite.") from exc

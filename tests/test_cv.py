@@ -86,9 +86,22 @@ def test_one_standard_error_rule_prefers_fewer_components():
     best = DensityGMMCV(n_components=5, selection="best", random_state=0).fit(grid, y)
     rule = DensityGMMCV(n_components=5, random_state=0).fit(grid, y)
     assert rule.n_components_ <= best.n_components_
-    means = rule.cv_results_["mean_test_score"]
-    spread = np.nanmax(rule.cv_results_["std_test_score"])
-    assert means[rule.best_index_] >= np.nanmax(means) - spread
+    # recomputed from the per-fold scores: the smallest candidate within one
+    # standard error (ddof=1, over 5 folds) of the best mean
+    results = rule.cv_results_
+    folds = np.array([results[f"split{i}_test_score"] for i in range(5)])
+    evaluated = np.isfinite(folds.mean(axis=0))
+    means = folds.mean(axis=0)
+    top = np.nanargmax(np.where(evaluated, means, np.nan))
+    threshold = means[top] - folds[:, top].std(ddof=1) / np.sqrt(5)
+    assert rule.best_index_ == np.flatnonzero(evaluated & (means >= threshold))[0]
+    assert best.best_index_ == np.nanargmax(
+        np.where(
+            np.isfinite(best.cv_results_["mean_test_score"]),
+            best.cv_results_["mean_test_score"],
+            np.nan,
+        )
+    )
 
 
 def test_grid_search_over_n_components_with_shuffled_folds():
@@ -196,16 +209,16 @@ def test_fold_with_zero_sample_weight_is_a_clear_error():
 
 
 def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
-    import skdensityfit._cv as cv_module
+    import skdensityfit._engine as engine
 
     grown = []
-    original = cv_module.grow_by_one
+    original = engine.grow_by_one
 
     def counting(theta, data, grid):
         grown.append(data.layout.n_components)
         return original(theta, data, grid)
 
-    monkeypatch.setattr(cv_module, "grow_by_one", counting)
+    monkeypatch.setattr(engine, "grow_by_one", counting)
     _, grid, y, _ = _case("noise1", 2)  # three components
     search = DensityGMMCV(n_components=[1, 3], random_state=0).fit(grid, y)
     assert sorted(set(grown)) == [1, 2]  # K = 2 is fitted on the way to K = 3
@@ -214,16 +227,16 @@ def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
 
 
 def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch):
-    from skdensityfit._estimator import DensityGMM as Estimator
+    import skdensityfit._engine as engine
 
     calls = []
-    original = Estimator._initial_parameters
+    original = engine.data_driven_start
 
-    def counting(self, *args, **kwargs):
-        calls.append(self.n_components)
-        return original(self, *args, **kwargs)
+    def counting(problem, *args, **kwargs):
+        calls.append(problem.layout.n_components)
+        return original(problem, *args, **kwargs)
 
-    monkeypatch.setattr(Estimator, "_initial_parameters", counting)
+    monkeypatch.setattr(engine, "data_driven_start", counting)
     _, grid, y, _ = _case("noise1", 1)  # two components
     counts = {}
     for n_init in (1, 2, 4):
@@ -288,13 +301,13 @@ def test_more_components_than_training_points_score_minus_infinity_without_a_pat
     import skdensityfit._cv as cv
 
     grown = []
-    original = cv._Path._fit_next
+    original = cv.path_fit
 
-    def recording(self, n_components, previous):
-        grown.append(n_components)
-        return original(self, n_components, previous)
+    def recording(problem, *args, **kwargs):
+        grown.append(problem.layout.n_components)
+        return original(problem, *args, **kwargs)
 
-    monkeypatch.setattr(cv._Path, "_fit_next", recording)
+    monkeypatch.setattr(cv, "path_fit", recording)
     grid = np.linspace(-3, 3, 20)
     search = DensityGMMCV(n_components=[1, 30], random_state=0).fit(grid, np.exp(-0.5 * grid**2))
     assert search.n_components_ == 1

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from skdensityfit._initialization import _log_densities, _weighted_moments
-from skdensityfit._mixture_math import ParameterLayout
+from skdensityfit._covariance import log_gaussian_density
+from skdensityfit._parameters import ParameterLayout
+from skdensityfit._starts import _weighted_moments
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -33,7 +34,7 @@ def _covariances(covariance_type, prec_chol, n_components, n_features):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("n_features", [1, 2, 3])
 def test_weighted_moments_and_log_densities_match_direct_formulas(covariance_type, n_features):
-    X, mass, resp, layout = _problem(covariance_type, n_features)
+    X, mass, resp, _ = _problem(covariance_type, n_features)
     weights, means, prec_chol = _weighted_moments(X, mass, resp, covariance_type, reg_covar=0.0)
     weighted = resp * mass[:, None]
     np.testing.assert_allclose(weights, weighted.sum(axis=0) / weighted.sum())
@@ -50,7 +51,7 @@ def test_weighted_moments_and_log_densities_match_direct_formulas(covariance_typ
         "spherical": np.einsum("kii->k", full)[:, None, None] / n_features * np.eye(n_features),
     }[covariance_type]
     np.testing.assert_allclose(covariances, expected, rtol=1e-10, atol=1e-12)
-    log_densities = _log_densities(X, layout, weights, means, prec_chol)
+    log_densities = log_gaussian_density(X, means, prec_chol, covariance_type)
     reference = np.column_stack(
         [multivariate_normal(m, c).logpdf(X) for m, c in zip(means, covariances, strict=True)]
     )

@@ -173,7 +173,7 @@ def test_plateau_warns_that_the_density_is_cut_at_the_grid_edge():
 
 
 def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
-    import skdensityfit._estimator as estimator
+    import skdensityfit._engine as estimator
 
     def broken(theta0, data, bounds, **options):
         from skdensityfit._optimization import OptimizationResult
@@ -186,7 +186,7 @@ def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
 
 
 def test_best_finite_restart_is_kept(monkeypatch):
-    import skdensityfit._estimator as estimator
+    import skdensityfit._engine as estimator
     from skdensityfit._optimization import minimize_objective
 
     calls = []

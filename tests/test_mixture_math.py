@@ -6,16 +6,11 @@ from autograd import grad
 from autograd.test_util import check_grads
 from scipy.stats import multivariate_normal
 
-from skdensityfit._analytic_gradient import value_and_gradient
-from skdensityfit._mixture_math import (
-    FitData,
-    ParameterLayout,
-    log_component_densities,
-    objective,
-    pack,
-    quadratic_features,
-    unpack,
-)
+from skdensityfit._covariance import quadratic_features
+from skdensityfit._model import log_component_densities, objective
+from skdensityfit._objective import value_and_gradient
+from skdensityfit._parameters import ParameterLayout, pack, unpack
+from skdensityfit._problem import FitData
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -27,7 +22,7 @@ def _random_problem(covariance_type, loss, fit_scale=True, seed=0, n_features=3)
     data = FitData(
         features=quadratic_features(X, covariance_type),
         target=np.abs(rng.normal(size=150)),
-        weights=rng.dirichlet(np.ones(150)),
+        quadrature=rng.dirichlet(np.ones(150)),
         layout=layout,
         loss=loss,
         fixed_log_scale=0.2,
@@ -87,7 +82,7 @@ def test_softmax_weights_generalise_the_logit_trick():
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_chunked_gradient_equals_one_chunk(covariance_type, monkeypatch):
-    import skdensityfit._analytic_gradient as analytic
+    import skdensityfit._objective as analytic
 
     _, data, theta = _random_problem(covariance_type, "poisson", seed=2)
     whole = value_and_gradient(theta, data)

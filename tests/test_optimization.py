@@ -9,15 +9,9 @@ from autograd import jacobian
 
 from skdensityfit import _optimization as optimization
 from skdensityfit import make_writeup_problem
-from skdensityfit._analytic_gradient import (
-    component_mass_shares,
-    gauss_newton_by_group,
-    model_density,
-    point_losses,
-    value_and_gradient,
-    value_gradient_and_gauss_newton,
-)
-from skdensityfit._initialization import (
+from skdensityfit._covariance import quadratic_features
+from skdensityfit._model import log_component_densities, log_model_density
+from skdensityfit._moves import (
     grow_by_one,
     parked_components,
     replace_components,
@@ -25,15 +19,16 @@ from skdensityfit._initialization import (
     weakest_component,
     without_component,
 )
-from skdensityfit._mixture_math import (
-    FitData,
-    ParameterLayout,
-    log_component_densities,
-    log_model_density,
-    pack,
-    quadratic_features,
-    unpack,
+from skdensityfit._objective import (
+    component_mass_shares,
+    gauss_newton_by_group,
+    model_density,
+    point_losses,
+    value_and_gradient,
+    value_gradient_and_gauss_newton,
 )
+from skdensityfit._parameters import ParameterLayout, pack, unpack
+from skdensityfit._problem import FitData
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -45,7 +40,7 @@ def _random_problem(covariance_type, loss, n_features, fit_scale=True, seed=0):
     data = FitData(
         features=quadratic_features(X, covariance_type),
         target=np.abs(rng.normal(size=120)),
-        weights=rng.dirichlet(np.ones(120)),
+        quadrature=rng.dirichlet(np.ones(120)),
         layout=layout,
         loss=loss,
         fixed_log_scale=0.2,
@@ -64,7 +59,7 @@ def test_gauss_newton_matrix_is_jacobian_product(covariance_type, loss, n_featur
     reference_value, reference_gradient = value_and_gradient(theta, data)
     J = jacobian(lambda t: log_model_density(t, data.features, data.layout, 0.2))(theta)
     f = np.exp(log_model_density(theta, data.features, data.layout, 0.2))
-    q = data.weights / data.normaliser
+    q = data.quadrature / data.normaliser
     c = 2 * q * f**2 if loss == "l2" else q * f
     np.testing.assert_allclose(value, reference_value, rtol=1e-12)
     np.testing.assert_allclose(gradient, reference_gradient, rtol=1e-9, atol=1e-12)
@@ -84,7 +79,7 @@ def test_gauss_newton_by_group_matches_each_group_alone(
     then equals the group with the point repeated. Small chunks check the
     accumulation over chunks.
     """
-    import skdensityfit._analytic_gradient as analytic
+    import skdensityfit._objective as analytic
 
     monkeypatch.setattr(analytic, "CHUNK_ELEMENTS", 500)
     data, theta = _random_problem(covariance_type, loss, n_features, fit_scale)
@@ -97,7 +92,7 @@ def test_gauss_newton_by_group_matches_each_group_alone(
             data,
             features=data.features[rows],
             target=data.target[rows],
-            weights=data.weights[rows],
+            quadrature=data.quadrature[rows],
         )
         # the group's terms keep the whole problem's normaliser and leave out the
         # Poisson constant
@@ -150,7 +145,7 @@ def test_mass_shares_sum_to_one_and_match_densities(covariance_type):
     logits = np.append(theta[1:3], 0.0)
     log_weights = logits - np.log(np.exp(logits).sum())
     joint = np.exp(log_component_densities(theta, data.features, data.layout) + log_weights)
-    masses = data.weights @ joint
+    masses = data.quadrature @ joint
     np.testing.assert_allclose(component_mass_shares(theta, data), masses / masses.sum())
 
 
@@ -356,17 +351,18 @@ def test_matched_filter_finds_a_broad_low_peak_that_a_noise_spike_outshines():
 
 
 def test_matched_filter_gives_the_same_answer_in_chunks_of_points(monkeypatch):
-    import skdensityfit._initialization as initialization
+    import skdensityfit._moves as initialization
+    import skdensityfit._objective as objective_module
 
     grid, data, theta = _mixture_problem("full")
     residual = np.random.default_rng(0).normal(size=len(grid)) + data.target
     _, _, _, prec_chol = unpack(theta, data.layout)
     whole = initialization._matched_filter_peak(
-        residual, grid, data.weights, data.layout, prec_chol[0]
+        residual, grid, data.quadrature, data.layout, prec_chol[0]
     )
-    monkeypatch.setattr(initialization, "CHUNK_ELEMENTS", 3000)  # chunks of a few dozen points
+    monkeypatch.setattr(objective_module, "CHUNK_ELEMENTS", 3000)  # chunks of a few dozen points
     chunked = initialization._matched_filter_peak(
-        residual, grid, data.weights, data.layout, prec_chol[0]
+        residual, grid, data.quadrature, data.layout, prec_chol[0]
     )
     assert chunked[0] == whole[0]
     assert chunked[1] == pytest.approx(whole[1], rel=1e-12)
@@ -376,11 +372,11 @@ def test_a_failed_move_does_not_block_another_component_at_the_same_mean():
     """Two components parked at one mean (one carries an off-grid tail, one is
     negligible): when moving the first does not pay, the second is still tried."""
     from skdensityfit import DensityGMM
-    from skdensityfit._estimator import _parameter_bounds, _width_limits
-    from skdensityfit._initialization import best_scale_within_bounds
+    from skdensityfit._problem import problem_of
+    from skdensityfit._starts import best_scale_within_bounds
 
     X = np.linspace(-8, 8, 400)[:, None]
-    grid, _, _, _, _ = DensityGMM(n_components=3)._problem(X, np.ones(400), None)
+    grid = problem_of(DensityGMM(n_components=3), X, np.ones(400)).grid
     g = grid[:, 0]
     far = g.max() + 2 * np.ptp(g)
 
@@ -388,8 +384,8 @@ def test_a_failed_move_does_not_block_another_component_at_the_same_mean():
         return np.exp(-0.5 * ((g - mean) / sd) ** 2) / np.sqrt(2 * np.pi) / sd
 
     target = 0.5 * gaussian(0.0, 0.2) + 0.3 * gaussian(-1.0, 0.1) + 200 * gaussian(far, 3.0)
-    grid, data, _, _, _ = DensityGMM(n_components=3)._problem(X, target, None)
-    bounds = _parameter_bounds(grid, data.layout, _width_limits(grid))
+    problem = problem_of(DensityGMM(n_components=3), X, target)
+    grid, data, bounds = problem.grid, problem.data, problem.bounds
     weights = np.array([0.5, 200, 1e-9])
     precisions = np.array([[[1 / 0.2]], [[1 / 3.0]], [[1 / 0.3]]])
     means = np.array([[0.0], [far], [far]])

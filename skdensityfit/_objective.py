@@ -1,6 +1,6 @@
 """The objective and its gradient in plain numpy, for the optimiser's inner loop.
 
-:func:`skdensityfit._mixture_math.objective` (autograd) defines the model and
+:func:`skdensityfit._model.objective` (autograd) defines the model and
 is the reference; this module computes the same value with a hand-derived
 reverse pass. Reason: autograd's per-operation overhead made one
 value-and-gradient call cost about 4 ms on a 75-point grid, where the numpy
@@ -14,9 +14,13 @@ responsibilities, ``g`` the derivative of the loss with respect to the log
 model density at each point.
 """
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
-from ._mixture_math import LOG_2PI, _triu_indices
+from ._covariance import LOG_2PI, n_quadratic_coefficients
+from ._parameters import triu_indices
 
 
 def _logsumexp(a, axis=None):
@@ -27,7 +31,7 @@ def _logsumexp(a, axis=None):
 
 
 def _symmetric_from_upper(packed, n_features):
-    rows, cols = _triu_indices(n_features)
+    rows, cols = triu_indices(n_features)
     full = np.zeros((*packed.shape[:-1], n_features, n_features))
     full[..., rows, cols] = packed
     full[..., cols, rows] = packed
@@ -35,7 +39,7 @@ def _symmetric_from_upper(packed, n_features):
 
 
 def _upper_from_raw(raw, n_features):
-    rows, cols = _triu_indices(n_features)
+    rows, cols = triu_indices(n_features)
     values = np.where(rows == cols, np.exp(np.where(rows == cols, raw, 0.0)), raw)
     upper = np.zeros((*raw.shape[:-1], n_features, n_features))
     upper[..., rows, cols] = values
@@ -45,7 +49,7 @@ def _upper_from_raw(raw, n_features):
 def _matrix_forward(means, upper):
     """Coefficients from means (K, d) and precision Cholesky factors (K, d, d)."""
     d = means.shape[1]
-    rows, cols = _triu_indices(d)
+    rows, cols = triu_indices(d)
     precisions = upper @ np.swapaxes(upper, -1, -2)
     prec_means = np.einsum("kij,kj->ki", precisions, means)
     quad = precisions[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)
@@ -78,7 +82,7 @@ def _matrix_backward(dcoef, means, precisions, prec_means):
 def _raw_gradient_from_upper(dprec, upper, dlog_det, raw_shape):
     """Chain ``dL/dPrecision`` through ``Precision = U U^T`` to the packed raw values."""
     d = upper.shape[-1]
-    rows, cols = _triu_indices(d)
+    rows, cols = triu_indices(d)
     dupper = 2.0 * dprec @ upper
     diag = rows == cols
     draw = dupper[..., rows, cols]
@@ -91,7 +95,7 @@ def _full(means, raw):
     raw_rows = raw.reshape(k, -1)
     upper = _upper_from_raw(raw_rows, d)
     coef, precisions, prec_means = _matrix_forward(means, upper)
-    log_det = raw_rows[:, _triu_indices(d)[0] == _triu_indices(d)[1]].sum(axis=1)
+    log_det = raw_rows[:, triu_indices(d)[0] == triu_indices(d)[1]].sum(axis=1)
 
     def backward(dcoef, dlog_det):
         dmeans, dprec = _matrix_backward(dcoef, means, precisions, prec_means)
@@ -105,7 +109,7 @@ def _tied(means, raw):
     upper = _upper_from_raw(raw, d)
     uppers = np.broadcast_to(upper, (k, d, d))
     coef, precisions, prec_means = _matrix_forward(means, uppers)
-    log_det = np.full(k, raw[_triu_indices(d)[0] == _triu_indices(d)[1]].sum())
+    log_det = np.full(k, raw[triu_indices(d)[0] == triu_indices(d)[1]].sum())
 
     def backward(dcoef, dlog_det):
         dmeans, dprec = _matrix_backward(dcoef, means, precisions, prec_means)
@@ -200,12 +204,26 @@ def _chunk_terms(features, target, q, coef, offset, log_scale, data):
     return value, g.sum(), weighted_resp.sum(axis=1), weighted_resp @ features
 
 
-def _mixture_terms(theta, data):
-    """``(log_scale, weights, means, raw, coef, backward, offset)`` of a parameter vector.
+class MixtureTerms(NamedTuple):
+    """The per-component pieces of a parameter vector that every evaluation needs.
 
-    ``offset`` is each component's log weight, log-determinant and
-    normalising constant: ``log w_k N_k(x) = Phi(x) @ (-coef_k / 2) + offset_k``.
+    ``log w_k N_k(x) = Phi(x) @ (-coef_k / 2) + offset_k``: ``offset`` is each
+    component's log weight, log-determinant and normalising constant.
+    ``backward(dcoef, dlog_det)`` chains derivatives with respect to the
+    coefficients and log-determinants to the means and raw Cholesky values.
     """
+
+    log_scale: float
+    weights: np.ndarray
+    means: np.ndarray
+    raw: np.ndarray
+    coef: np.ndarray
+    backward: Callable
+    offset: np.ndarray
+
+
+def mixture_terms(theta, data):
+    """The :class:`MixtureTerms` of a parameter vector."""
     layout = data.layout
     log_scale, logits, means, raw = layout.split(theta)
     if log_scale is None:
@@ -214,23 +232,30 @@ def _mixture_terms(theta, data):
     log_weights = all_logits - _logsumexp(all_logits)
     coef, log_det, backward = _components(layout)(means, raw)
     offset = log_det + log_weights - 0.5 * layout.n_features * LOG_2PI
-    return log_scale, np.exp(log_weights), means, raw, coef, backward, offset
+    return MixtureTerms(log_scale, np.exp(log_weights), means, raw, coef, backward, offset)
+
+
+def point_chunks(n_points, n_columns):
+    """Slices of at most ``CHUNK_ELEMENTS / n_columns`` consecutive points.
+
+    The one chunk iterator: per-point temporaries of ``n_columns`` values stay
+    bounded by :data:`CHUNK_ELEMENTS`, whatever the grid's size.
+    """
+    chunk = max(1, CHUNK_ELEMENTS // max(1, n_columns))
+    for start in range(0, n_points, chunk):
+        yield slice(start, start + chunk)
 
 
 def value_and_gradient(theta, data):
-    """The value of :func:`~skdensityfit._mixture_math.objective` and its gradient."""
+    """The value of :func:`~skdensityfit._model.objective` and its gradient."""
     layout = data.layout
-    log_scale, weights, _, _, coef, backward, offset = _mixture_terms(theta, data)
-
-    n_points = len(data.target)
-    chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
+    log_scale, weights, _, _, coef, backward, offset = mixture_terms(theta, data)
     value, dlog_scale, dlog_joint, dcoef = 0.0, 0.0, 0.0, 0.0
-    for start in range(0, n_points, chunk):
-        rows = slice(start, start + chunk)
+    for rows in point_chunks(len(data.target), layout.n_components):
         terms = _chunk_terms(
             data.features[rows],
             data.target[rows],
-            data.weights[rows],
+            data.quadrature[rows],
             coef,
             offset,
             log_scale,
@@ -266,7 +291,7 @@ def _component_derivatives(layout, means, raw, backward):
     in one call.
     """
     k = means.shape[0]
-    n_coef = _n_coefficients(layout)
+    n_coef = n_quadratic_coefficients(layout.covariance_type, layout.n_features)
     tied = layout.covariance_type == "tied"
     # Batch of unit inputs: one per coefficient, plus one for the log-determinant
     # (which multiplies the constant feature); for "tied", one per component too,
@@ -295,12 +320,6 @@ def _component_derivatives(layout, means, raw, backward):
     d_raw = dr[:, :n_coef].copy()
     d_raw[:, -1] += dr[:, n_coef]
     return d_means, d_raw
-
-
-def _n_coefficients(layout):
-    d = layout.n_features
-    n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}
-    return n_quad[layout.covariance_type] + d + 1
 
 
 def _point_losses(target, q, model, log_model, loss):
@@ -365,18 +384,16 @@ def _chunk_jacobian(features, target, q, coef, offset, log_scale, weights, deriv
 def _jacobian_chunks(theta, data):
     """``(rows, losses, g, c, jacobian_t)`` of each chunk of points (:func:`_chunk_jacobian`)."""
     layout = data.layout
-    log_scale, weights, means, raw, coef, backward, offset = _mixture_terms(theta, data)
+    log_scale, weights, means, raw, coef, backward, offset = mixture_terms(theta, data)
     derivatives = _component_derivatives(layout, means, raw, backward)
-    n_params = len(theta)
-    chunk = max(1, CHUNK_ELEMENTS // max(n_params, layout.n_components * _n_coefficients(layout)))
-    for start in range(0, len(data.target), chunk):
-        rows = slice(start, start + chunk)
+    n_coef = n_quadratic_coefficients(layout.covariance_type, layout.n_features)
+    for rows in point_chunks(len(data.target), max(len(theta), layout.n_components * n_coef)):
         yield (
             rows,
             *_chunk_jacobian(
                 data.features[rows],
                 data.target[rows],
-                data.weights[rows],
+                data.quadrature[rows],
                 coef,
                 offset,
                 log_scale,
@@ -437,7 +454,7 @@ def point_losses(theta, data):
     losses = np.empty(len(data.target))
     for rows, log_model in _log_model_chunks(theta, data):
         losses[rows] = _point_losses(
-            data.target[rows], data.weights[rows], np.exp(log_model), log_model, data.loss
+            data.target[rows], data.quadrature[rows], np.exp(log_model), log_model, data.loss
         )
     return losses / data.normaliser
 
@@ -445,10 +462,8 @@ def point_losses(theta, data):
 def _log_model_chunks(theta, data):
     """``(rows, log f)`` for each chunk of grid points."""
     layout = data.layout
-    log_scale, _, _, _, coef, _, offset = _mixture_terms(theta, data)
-    chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
-    for start in range(0, len(data.target), chunk):
-        rows = slice(start, start + chunk)
+    log_scale, _, _, _, coef, _, offset = mixture_terms(theta, data)
+    for rows in point_chunks(len(data.target), layout.n_components):
         log_joint = _log_joint(data.features[rows], coef, offset)
         yield rows, log_scale + _logsumexp(log_joint, axis=0)
 
@@ -459,12 +474,10 @@ def component_mass_shares(theta, data):
     ``sum_i q_i w_k N_k(x_i) / sum_i q_i f(x_i)`` in the fit's coordinates.
     """
     layout = data.layout
-    _, _, _, _, coef, _, offset = _mixture_terms(theta, data)
-    chunk = max(1, CHUNK_ELEMENTS // layout.n_components)
+    _, _, _, _, coef, _, offset = mixture_terms(theta, data)
     masses = np.zeros(layout.n_components)
-    for start in range(0, len(data.target), chunk):
-        rows = slice(start, start + chunk)
-        masses += np.exp(_log_joint(data.features[rows], coef, offset)) @ data.weights[rows]
+    for rows in point_chunks(len(data.target), layout.n_components):
+        masses += np.exp(_log_joint(data.features[rows], coef, offset)) @ data.quadrature[rows]
     return masses / max(masses.sum(), np.finfo(float).tiny)
 
 

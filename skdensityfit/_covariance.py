@@ -1,0 +1,175 @@
+"""Covariance types: shapes, full matrices, log-determinants and the Gaussian log-density.
+
+Every per-type difference of the package's arithmetic on fitted parameters
+lives here, written once (the differentiated coefficient maps of the
+objective are dictionaries of per-type functions in :mod:`._model` and
+:mod:`._objective`). Parameters follow scikit-learn's conventions: a
+precision Cholesky factor ``U`` is upper-triangular with ``U @ U.T`` the
+precision, shaped
+
+- 'full': ``(K, d, d)``, one factor per component;
+- 'tied': ``(d, d)``, one factor shared by all components;
+- 'diag': ``(K, d)``, the diagonal of each component's factor;
+- 'spherical': ``(K,)``, one value per component.
+
+Functions marked *autograd-safe* use :mod:`autograd.numpy` only, so the
+delta method can differentiate through them.
+"""
+
+import autograd.numpy as anp
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+LOG_2PI = np.log(2.0 * np.pi)
+# 'full' and 'tied' store matrices; 'diag' and 'spherical' store diagonals.
+MATRIX_TYPES = ("full", "tied")
+
+
+def parameter_shape(covariance_type, n_components, n_features):
+    """The shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""
+    k, d = n_components, n_features
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+def n_cholesky_values(covariance_type, n_components, n_features):
+    """Free values of the precision Cholesky factors (the packed upper triangles)."""
+    k, d = n_components, n_features
+    triangle = d * (d + 1) // 2
+    return {"full": k * triangle, "tied": triangle, "diag": k * d, "spherical": k}[covariance_type]
+
+
+def as_matrices(values, covariance_type, n_components, n_features):
+    """Covariances, precisions or their factors as ``(K, d, d)`` matrices (views if possible)."""
+    k, d = n_components, n_features
+    if covariance_type == "full":
+        return values
+    if covariance_type == "tied":
+        return np.broadcast_to(values, (k, d, d))
+    if covariance_type == "diag":
+        return values[..., None] * np.eye(d)
+    return values[..., None, None] * np.eye(d)
+
+
+def cholesky_diagonals(prec_chol, covariance_type, n_components, n_features):
+    """The diagonals of the precision Cholesky factors, shape ``(K, d)``."""
+    k, d = n_components, n_features
+    if covariance_type == "full":
+        return np.diagonal(prec_chol, axis1=-2, axis2=-1)
+    if covariance_type == "tied":
+        return np.broadcast_to(np.diag(prec_chol), (k, d))
+    if covariance_type == "diag":
+        return prec_chol
+    return np.broadcast_to(prec_chol[:, None], (k, d))
+
+
+def log_det_cholesky(prec_chol, covariance_type, n_components, n_features):
+    """``log det U_k`` of each component, shape ``(K,)``."""
+    diagonals = cholesky_diagonals(prec_chol, covariance_type, n_components, n_features)
+    return np.log(diagonals).sum(axis=1)
+
+
+def log_peak_density(prec_chol, covariance_type, n_components, n_features):
+    """Log of each component's pdf at its mean."""
+    log_det = log_det_cholesky(prec_chol, covariance_type, n_components, n_features)
+    return log_det - 0.5 * n_features * LOG_2PI
+
+
+def log_gaussian_density(X, means, prec_chol, covariance_type, center=None):
+    """``log N(x_i; mu_k, Sigma_k)`` from precision Cholesky factors, shape ``(n, K)``.
+
+    The one Gaussian log-density of the package (starts, moves, prediction
+    and plots use it): the whitened residual ``(x - mu_k) @ U_k`` is formed
+    directly, so no expansion of the square cancels. ``center`` (a point
+    near the components, e.g. the mixture's mean) is subtracted from the
+    points and the means first, which keeps every digit on grids far from
+    the origin.
+    """
+    n_points, n_features = X.shape
+    n_components = len(means)
+    if center is not None:
+        X, means = X - center, means - center
+    if covariance_type in MATRIX_TYPES:
+        factors = np.broadcast_to(prec_chol, (n_components, n_features, n_features))
+        # (x - mu) @ U for every component in one product: x @ [U_1 ... U_K] - mu_k @ U_k
+        whitened = X @ np.swapaxes(factors, 0, 1).reshape(n_features, -1)
+        whitened = whitened.reshape(n_points, n_components, n_features)
+        whitened -= np.einsum("kd,kde->ke", means, factors)
+    else:
+        scale = prec_chol if covariance_type == "diag" else prec_chol[:, None]
+        whitened = (X[:, None, :] - means) * scale
+    log_peak = log_peak_density(prec_chol, covariance_type, n_components, n_features)
+    return log_peak - 0.5 * np.einsum("nkd,nkd->nk", whitened, whitened)
+
+
+def upper_cholesky(precisions):
+    """Upper-triangular ``U`` with ``U @ U.T == precisions`` (batched)."""
+    flip = np.arange(precisions.shape[-1])[::-1]
+    reversed_lower = np.linalg.cholesky(precisions[..., flip[:, None], flip])
+    return reversed_lower[..., flip[:, None], flip]
+
+
+def cholesky_from_precisions(precisions, covariance_type):
+    """Precision Cholesky factors from precisions (raises ``LinAlgError`` if not definite)."""
+    if covariance_type in MATRIX_TYPES:
+        return upper_cholesky(precisions)
+    return np.sqrt(precisions)
+
+
+def cholesky_from_covariances(covariances, covariance_type):
+    """Precision Cholesky factors from covariances (raises ``LinAlgError`` if not definite)."""
+    if covariance_type in MATRIX_TYPES:
+        return np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariances)), -1, -2)
+    return 1.0 / np.sqrt(covariances)
+
+
+def precisions_and_covariances(prec_chol, covariance_type):
+    """``(precisions, covariances)`` from precision Cholesky factors (*autograd-safe*)."""
+    if covariance_type in MATRIX_TYPES:
+        precisions = anp.matmul(prec_chol, anp.swapaxes(prec_chol, -1, -2))
+        inverse = anp.linalg.inv(prec_chol)
+        return precisions, anp.matmul(anp.swapaxes(inverse, -1, -2), inverse)
+    precisions = prec_chol**2
+    return precisions, 1.0 / precisions
+
+
+def rescale_cholesky(prec_chol, covariance_type, spread, inverse=False):
+    """The factors of the same components after dividing coordinate ``j`` by ``spread[j]``.
+
+    A precision factor scales with the unit: ``U' = diag(spread) U``;
+    ``inverse`` undoes that change (divides). *autograd-safe*.
+    """
+    if covariance_type == "tied":
+        factor = spread[:, None]
+    elif covariance_type == "full":
+        factor = spread[None, :, None]
+    elif covariance_type == "diag":
+        factor = spread
+    else:
+        factor = spread[0]
+    return prec_chol / factor if inverse else prec_chol * factor
+
+
+def quadratic_features(X, covariance_type):
+    """Fixed design ``Phi(X)`` such that the squared Mahalanobis distance is ``Phi @ C.T``.
+
+    ``C`` holds each component's coefficients (see :mod:`._model`): the
+    upper triangle of the precision (off-diagonal doubled) for 'full' and
+    'tied', its diagonal for 'diag', one value for 'spherical', then
+    ``-2 Lambda mu`` and ``mu^T Lambda mu``.
+    """
+    n_points, n_features = X.shape
+    if covariance_type in MATRIX_TYPES:
+        rows, cols = np.triu_indices(n_features)
+        quad = X[:, rows] * X[:, cols]
+    elif covariance_type == "diag":
+        quad = X**2
+    else:
+        quad = np.sum(X**2, axis=1, keepdims=True)
+    return np.hstack([quad, X, np.ones((n_points, 1))])
+
+
+def n_quadratic_coefficients(covariance_type, n_features):
+    """Columns of :func:`quadratic_features`."""
+    d = n_features
+    n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}
+    return n_quad[covariance_type] + d + 1

@@ -1,0 +1,415 @@
+"""The fitting engine: from a :class:`~._problem.Problem` and settings to a fitted mixture.
+
+:func:`fit_problem` is the one core that :class:`~._estimator.DensityGMM`,
+:class:`~._cv.DensityGMMCV` (its path and its final polish) and
+:func:`~._batch.fit_many` share. A fit is a few *runs*, each from its own
+start (:func:`run_start`): density-weighted k-means and EM on the grid, or
+the greedy start grown one component at a time, or a start given by the
+caller. Each run is minimised (:func:`minimize`), then components that it
+left parked are re-placed (:func:`revive`); the best run is polished.
+:class:`MixtureFit` converts the winning parameter vector back to grid units.
+"""
+
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.parallel import Parallel, delayed
+
+from ._compat import warn_at_caller
+from ._moves import grow_by_one, parked_components, replace_components, weakest_component
+from ._objective import component_mass_shares, value_and_gradient
+from ._optimization import FTOL_MESSAGE, NO_GAIN, minimize_objective
+from ._problem import MAX_PREFIT_POINTS, prefit_size
+from ._starts import (
+    MAX_INIT_POINTS,
+    best_scale_within_bounds,
+    greedy_path,
+    initial_parameters,
+    one_component_start,
+    user_parameters,
+)
+from ._validation import (
+    check_user_means,
+    check_user_precision_cholesky,
+    check_user_weights,
+)
+
+# Fits that only need to be close (the greedy start's steps, moves of components): the
+# final fit polishes.
+SHORT_TOL = 1e-5
+SHORT_MAX_ITER = 30
+SHORT_FTOL = 1e-4
+# A relative L2 error of 1e-6: no other start could change the fitted density by more.
+EXACT_FIT_LOSS = 1e-12
+# Runs from several starts stop once a step lowers the loss by less than this
+# fraction, enough to rank them; the best is then polished to tol. (A fit of
+# noise converges linearly, so its last digits take many iterations.)
+RUN_FTOL = 1e-6
+# Runs whose losses differ by less than this fraction ended in the same optimum.
+RUNS_AGREE = 1e-5
+# A component with less than this share of the fitted mass on the grid is parked.
+NEGLIGIBLE_WEIGHT = 1e-4
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How a fit searches: tolerances, restarts, the kind of start and user starts.
+
+    The user starts are in grid units, as :class:`~._estimator.DensityGMM`
+    takes them.
+    """
+
+    tol: float = 1e-8
+    max_iter: int = 500
+    n_init: int = 2
+    init_params: str = "kmeans"
+    reg_covar: float = 1e-6
+    verbose: int = 0
+    weights_init: object = None
+    means_init: object = None
+    precisions_init: object = None
+
+    @classmethod
+    def of(cls, estimator):
+        """The settings of an estimator's parameters of these names (missing ones: defaults)."""
+        names = [name for name in cls.__dataclass_fields__ if hasattr(estimator, name)]
+        return cls(**{name: getattr(estimator, name) for name in names})
+
+    @property
+    def user_given(self):
+        return tuple(
+            v is not None for v in (self.weights_init, self.means_init, self.precisions_init)
+        )
+
+    def starts_are_all_alike(self, n_components):
+        """One component, or every parameter given: each run would repeat the first."""
+        return n_components == 1 or all(self.user_given)
+
+    def uses_data_driven_starts(self, n_components):
+        return n_components > 1 and not any(self.user_given)
+
+    def short(self):
+        """The settings of a fit that only needs to be close (see ``SHORT_TOL``)."""
+        return replace(
+            self, tol=max(self.tol, SHORT_TOL), max_iter=min(self.max_iter, SHORT_MAX_ITER)
+        )
+
+
+def minimize(problem, theta0, *, tol, max_iter, ftol=NO_GAIN):
+    """Minimise the problem's loss from ``theta0`` within its bounds."""
+    return minimize_objective(
+        theta0, problem.data, problem.bounds, tol=tol, max_iter=max_iter, ftol=ftol
+    )
+
+
+def short_fit(problem, theta0, settings):
+    """A fit that only needs to be close (moves and the greedy start's steps).
+
+    It starts from ``theta0`` with its best scale; the final fit polishes.
+    """
+    theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
+    short = settings.short()
+    return minimize(problem, theta0, tol=short.tol, max_iter=short.max_iter, ftol=SHORT_FTOL)
+
+
+def revive(problem, result, settings, random_state, choose):
+    """Re-place the components ``choose`` names (see :func:`~._moves.replace_components`).
+
+    The re-placed starts are compared after a short run (on a subset of a
+    large grid); a winner is then polished on every point and kept if its
+    loss is lower.
+    """
+    if not np.isfinite(result.loss) or problem.layout.n_components < 2:
+        return result
+    if len(choose(result.theta, problem.data, problem.grid)) == 0:
+        return result
+    search = problem
+    if problem.n_points > MAX_PREFIT_POINTS:
+        search = problem.random_subset(prefit_size(problem.n_points), random_state)
+    current = replace(result, loss=value_and_gradient(result.theta, search.data)[0], n_iter=0)
+    revived = replace_components(
+        current, search.grid, search.data, partial(short_fit, search, settings=settings), choose
+    )
+    if revived is current:
+        return result
+    polished = minimize(problem, revived.theta, tol=settings.tol, max_iter=settings.max_iter)
+    if not polished.loss < result.loss:
+        return result
+    polished.n_iter += result.n_iter + revived.n_iter
+    return polished
+
+
+def prefit_on_subset(problem, theta0, settings, random_state, scale):
+    """Converge on a random subset first, so the full grid needs few iterations.
+
+    With ``scale``, the start first gets the best total scale for its shape
+    (on the subset: the scale needs no more points than the fit).
+    """
+    sub = problem.random_subset(prefit_size(problem.n_points), random_state)
+    if scale:
+        theta0 = best_scale_within_bounds(theta0, sub.data, sub.bounds)
+    result = minimize(sub, theta0, tol=settings.tol, max_iter=settings.max_iter)
+    return result.theta if np.isfinite(result.loss) else theta0
+
+
+def greedy_start(problem, settings, random_state):
+    """Starting parameters for K components grown one at a time from one.
+
+    Fits 1, 2, ..., K - 1 components (on a subset of a large grid), each
+    started from the previous fit plus a component at the largest residual.
+    This start finds overlapping components that clustering the grid points
+    merges. Returns a flat vector, or None.
+    """
+    n_components = problem.layout.n_components
+    if problem.n_points > MAX_INIT_POINTS:  # a start needs the density's shape only
+        problem = problem.random_subset(MAX_INIT_POINTS, random_state)
+
+    def solve(theta, current):
+        result = short_fit(problem.with_components(current.layout.n_components), theta, settings)
+        return result.theta if np.isfinite(result.loss) else theta
+
+    reg_covar = max(settings.reg_covar, problem.width_limits[0] ** 2)
+    for theta, current in greedy_path(problem.grid, problem.data, solve, reg_covar, n_components):
+        if current.layout.n_components == n_components:
+            return theta
+    return None
+
+
+def data_driven_start(problem, settings, random_state):
+    """A start from density-weighted clustering and EM (``settings.init_params``)."""
+    return initial_parameters(
+        problem.grid,
+        problem.data.target,
+        problem.data.quadrature,
+        problem.layout,
+        method=settings.init_params,
+        loss=problem.data.loss,
+        reg_covar=max(settings.reg_covar, problem.width_limits[0] ** 2),
+        random_state=random_state,
+    )
+
+
+def initial_start(problem, settings, random_state):
+    """The data-driven start, with whatever the user gave in place of its values."""
+    layout, standardisation = problem.layout, problem.standardisation
+    k, d, cov = layout.n_components, layout.n_features, layout.covariance_type
+    given = settings.user_given
+    if not all(given):
+        theta = data_driven_start(problem, settings, random_state)
+        if not any(given):
+            return theta
+        _, weights, means, prec_chol = problem.unpack(theta)
+    if settings.weights_init is not None:
+        weights = check_user_weights(settings.weights_init, k)
+    if settings.means_init is not None:
+        means = standardisation.means_to_fit(check_user_means(settings.means_init, k, d))
+    if settings.precisions_init is not None:
+        user = check_user_precision_cholesky(settings.precisions_init, cov, k, d)
+        prec_chol = standardisation.cholesky_to_fit(user)
+    data = problem.data
+    return user_parameters(
+        problem.grid,
+        data.target,
+        data.quadrature,
+        layout,
+        (weights, means, prec_chol),
+        loss=data.loss,
+    )
+
+
+def run_start(problem, settings, random_state, run, *, start=None, warm=None):
+    """The start of run ``run``: given, warm, greedy (the second run) or data-driven.
+
+    Large grids are first fitted on a subset (:func:`prefit_on_subset`); a
+    computed start gets the best scale for its shape.
+    """
+    if start is not None:
+        return np.clip(start, problem.bounds[:, 0], problem.bounds[:, 1])
+    theta0 = warm
+    if (
+        theta0 is None
+        and run == 1
+        and settings.uses_data_driven_starts(problem.layout.n_components)
+    ):
+        theta0 = greedy_start(problem, settings, random_state)
+    if theta0 is None:
+        theta0 = initial_start(problem, settings, random_state)
+    if problem.n_points > MAX_PREFIT_POINTS:
+        return prefit_on_subset(problem, theta0, settings, random_state, scale=warm is None)
+    if warm is None:
+        theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
+    return theta0
+
+
+def fit_problem(problem, settings, random_state, *, start=None, warm=None):
+    """The best of ``settings.n_init`` runs, its parked components re-placed and polished.
+
+    ``start`` (a parameter vector in fit coordinates, e.g. from
+    :class:`~._cv.DensityGMMCV`'s path) or ``warm`` (the previous fit's, for
+    ``warm_start``) makes one run from it, without moves. Runs stop early at
+    an exact fit. Warns (``ConvergenceWarning``) when the best run did not
+    converge; raises ``ValueError`` when no run had a finite loss.
+    """
+    given = start is not None or warm is not None
+    n_runs = (
+        1
+        if given or settings.starts_are_all_alike(problem.layout.n_components)
+        else settings.n_init
+    )
+    # several runs are compared once a step gains little; only the best is polished
+    run_ftol = RUN_FTOL if n_runs > 1 else NO_GAIN
+    parked = partial(
+        parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=problem.width_limits[0]
+    )
+    best, run_losses = None, []
+    for run in range(n_runs):
+        start_time = time.perf_counter()
+        theta0 = run_start(problem, settings, random_state, run, start=start, warm=warm)
+        result = minimize(
+            problem, theta0, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
+        )
+        if not given:
+            result = revive(problem, result, settings, random_state, parked)
+        if settings.verbose:
+            print(
+                f"DensityGMM run {run + 1}/{n_runs}: loss {result.loss:.6g}, "
+                f"{result.n_iter} iterations, converged={result.converged} "
+                f"({result.message}), {time.perf_counter() - start_time:.3f} s"
+            )
+        run_losses.append(result.loss)
+        if np.isfinite(result.loss) and (best is None or result.loss < best.loss):
+            best = result
+        if best is not None and best.converged and best.loss <= EXACT_FIT_LOSS:
+            break  # no start can do better than an exact fit
+    if best is None:
+        raise ValueError(
+            "The loss was not finite at any start, so no mixture could be fitted. "
+            "Check the density for extreme values, or pass means_init."
+        )
+    if (
+        len(run_losses) > 1
+        and max(run_losses) > (1 + RUNS_AGREE) * best.loss
+        and best.loss > EXACT_FIT_LOSS
+    ):
+        # Starts that end in different optima: the best may still be one where
+        # two components share a peak and one covers two.
+        best = revive(problem, best, settings, random_state, weakest_component)
+    if best.message == FTOL_MESSAGE and run_ftol > NO_GAIN:
+        polished = minimize(problem, best.theta, tol=settings.tol, max_iter=settings.max_iter)
+        if polished.loss <= best.loss:
+            polished.n_iter += best.n_iter
+            best = polished
+    if not best.converged:
+        warn_at_caller(
+            f"DensityGMM did not converge in {n_runs} run(s) (best loss "
+            f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter, "
+            "n_init or tol, or check the number of components.",
+            ConvergenceWarning,
+        )
+    return best
+
+
+# ----------------------------------------------------------------------
+# the path of DensityGMMCV: K = 1, 2, ... each grown from the last
+# ----------------------------------------------------------------------
+def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
+    """The fit with ``problem``'s K components on a path grown from ``previous``.
+
+    ``previous`` is the path's parameter vector with one component fewer (or
+    None). The starts are ``previous`` plus a component at the largest
+    residual and data-driven ones, ``settings.n_init`` in all (at least one
+    from the data); each is minimised to ``ftol`` (in parallel with
+    ``n_jobs``), and components parked in the best are re-placed. Returns
+    the best parameter vector, or None when no start has a finite loss.
+    """
+    n_components = problem.layout.n_components
+    starts = []
+    if previous is not None:
+        grown = grow_by_one(previous, problem.data.with_components(n_components - 1), problem.grid)
+        if grown is not None:
+            starts.append(grown[0])
+    reg_covar = max(settings.reg_covar, problem.width_limits[0] ** 2)
+    if n_components == 1:
+        starts.append(one_component_start(problem.grid, problem.data, reg_covar)[0])
+    else:
+        for _ in range(max(1, settings.n_init - len(starts))):
+            starts.append(data_driven_start(problem, settings, random_state))
+
+    def solve(theta0):
+        theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
+        return minimize(problem, theta0, tol=settings.tol, max_iter=settings.max_iter, ftol=ftol)
+
+    if n_jobs in (None, 1) or len(starts) == 1:
+        results = [solve(theta0) for theta0 in starts]
+    else:
+        results = Parallel(n_jobs=n_jobs)(delayed(solve)(theta0) for theta0 in starts)
+    results = [r for r in results if np.isfinite(r.loss)]
+    if not results:
+        return None
+    # Components at the width floor are left alone here: past the true K,
+    # spikes on noise are what the held-out points should judge.
+    best = replace_components(
+        min(results, key=lambda r: r.loss),
+        problem.grid,
+        problem.data,
+        solve,
+        partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
+    )
+    return best.theta
+
+
+# ----------------------------------------------------------------------
+# the result in grid units
+# ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class MixtureFit:
+    """A fitted mixture in grid units, components in canonical order.
+
+    The order sorts by the first coordinate of the mean (then by weight,
+    largest first). ``mass_shares`` is each component's share of the fitted
+    mass on the grid.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions: np.ndarray
+    precisions_cholesky: np.ndarray
+    scale: float
+    loss: float
+    n_iter: int
+    converged: bool
+    mass_shares: np.ndarray
+
+    @classmethod
+    def from_result(cls, problem, result):
+        named = problem.to_grid(result.theta)
+        order = np.lexsort((-named["weights"], named["means"][:, 0]))
+        per_component = problem.layout.covariance_type != "tied"
+        in_order = {
+            name: named[name][order]
+            if per_component or name in ("weights", "means")
+            else named[name]
+            for name in ("weights", "means", "covariances", "precisions", "precisions_cholesky")
+        }
+        return cls(
+            **in_order,
+            scale=float(named["scale"]),
+            loss=max(float(result.loss), 0.0),  # rounding can take a perfect fit below 0
+            n_iter=int(max(result.n_iter, 1)),
+            converged=bool(result.converged),
+            mass_shares=component_mass_shares(result.theta, problem.data)[order],
+        )
+
+    def set_on(self, estimator):
+        """Store the fit as an estimator's fitted attributes (``weights_``, ... ``converged_``)."""
+        for name in ("weights", "means", "covariances", "precisions", "precisions_cholesky"):
+            setattr(estimator, name + "_", getattr(self, name))
+        estimator.scale_ = self.scale
+        estimator.loss_ = self.loss
+        estimator.n_iter_ = self.n_iter
+        estimator.converged_ = self.converged
+        return estimator

@@ -1,0 +1,238 @@
+"""The flat parameter vector of a fit and the change of coordinates around it.
+
+A fit works in *standardised* coordinates: the grid centred and divided by
+its spread per feature, the density divided by its largest absolute value.
+:class:`ParameterLayout` says where each block sits in the flat
+unconstrained vector ``theta``; :func:`pack` and :func:`unpack` convert
+between ``theta`` and named standardised parameters; :class:`Standardisation`
+maps named parameters between grid units and fit coordinates, both ways.
+
+The vector holds, in order: the log of the total scale (when fitted); the
+``K - 1`` free logits of a softmax whose last logit is pinned to 0 (for
+``K = 2`` the logit trick); the means; the precision Cholesky factors as
+packed upper triangles (``np.triu_indices`` order) with the logarithm of
+the diagonal (for 'diag' and 'spherical', the logarithms of the factors).
+"""
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import autograd.numpy as anp
+import numpy as np
+
+from ._covariance import (
+    COVARIANCE_TYPES,
+    MATRIX_TYPES,
+    n_cholesky_values,
+    precisions_and_covariances,
+    rescale_cholesky,
+)
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "ParameterLayout",
+    "Standardisation",
+    "pack",
+    "unpack",
+]
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """Where each parameter block sits in the flat unconstrained vector."""
+
+    n_components: int
+    n_features: int
+    covariance_type: str
+    fit_scale: bool = True
+
+    @property
+    def n_cholesky(self):
+        return n_cholesky_values(self.covariance_type, self.n_components, self.n_features)
+
+    @property
+    def sizes(self):
+        return (
+            int(self.fit_scale),
+            self.n_components - 1,
+            self.n_components * self.n_features,
+            self.n_cholesky,
+        )
+
+    @property
+    def n_parameters(self):
+        return sum(self.sizes)
+
+    @cached_property
+    def offsets(self):
+        return tuple(int(o) for o in np.cumsum((0, *self.sizes)))
+
+    def split(self, theta):
+        """Return ``(log_scale or None, logits, means, cholesky_raw)``."""
+        offsets = self.offsets
+        blocks = [theta[offsets[i] : offsets[i + 1]] for i in range(4)]
+        log_scale = blocks[0][0] if self.fit_scale else None
+        means = anp.reshape(blocks[2], (self.n_components, self.n_features))
+        return log_scale, blocks[1], means, blocks[3]
+
+    def with_components(self, n_components):
+        return ParameterLayout(n_components, self.n_features, self.covariance_type, self.fit_scale)
+
+
+@lru_cache(maxsize=32)
+def triu_indices(n_features):
+    """``np.triu_indices(n_features)``, cached and read-only."""
+    rows, cols = np.triu_indices(n_features)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
+def upper_from_raw(raw, n_features):
+    """Upper-triangular matrices from packed rows, exponentiating the diagonal.
+
+    ``raw`` has shape ``(..., d(d+1)/2)`` in ``np.triu_indices`` order.
+    *autograd-safe*.
+    """
+    rows, cols = triu_indices(n_features)
+    is_diag = (rows == cols).astype(float)
+    values = is_diag * anp.exp(raw * is_diag) + (1.0 - is_diag) * raw
+    basis = np.zeros((rows.size, n_features, n_features))
+    basis[np.arange(rows.size), rows, cols] = 1.0
+    return anp.einsum("...m,mij->...ij", values, basis)
+
+
+def raw_from_upper(upper):
+    """Inverse of :func:`upper_from_raw` (numpy only)."""
+    n_features = upper.shape[-1]
+    rows, cols = triu_indices(n_features)
+    raw = upper[..., rows, cols].copy()
+    diag = rows == cols
+    raw[..., diag] = np.log(raw[..., diag])
+    return raw
+
+
+def cholesky_from_raw(raw, layout):
+    """The precision Cholesky factors stored in ``raw`` (*autograd-safe*)."""
+    k, d = layout.n_components, layout.n_features
+    cov = layout.covariance_type
+    if cov == "full":
+        return upper_from_raw(anp.reshape(raw, (k, -1)), d)
+    if cov == "tied":
+        return upper_from_raw(raw, d)
+    if cov == "diag":
+        return anp.reshape(anp.exp(raw), (k, d))
+    return anp.exp(raw)
+
+
+def raw_from_cholesky(prec_chol, covariance_type):
+    """The packed raw values of precision Cholesky factors (numpy)."""
+    if covariance_type in MATRIX_TYPES:
+        return raw_from_upper(np.asarray(prec_chol)).ravel()
+    return np.log(np.asarray(prec_chol)).ravel()
+
+
+def pack(layout, weights, means, precisions_cholesky, log_scale=None):
+    """Flat unconstrained vector from standardised mixture parameters."""
+    weights = np.asarray(weights, dtype=float)
+    log_w = np.log(weights)
+    logits = log_w[:-1] - log_w[-1]
+    raw = raw_from_cholesky(precisions_cholesky, layout.covariance_type)
+    head = [np.atleast_1d(float(log_scale))] if layout.fit_scale else []
+    return np.concatenate([*head, logits, np.ravel(means), raw])
+
+
+def unpack(theta, layout, fixed_log_scale=0.0):
+    """``(log_scale, weights, means, precisions_cholesky)`` from the vector.
+
+    *autograd-safe*: the delta method differentiates through it.
+    """
+    log_scale, logits, means, raw = layout.split(theta)
+    if log_scale is None:
+        log_scale = fixed_log_scale
+    all_logits = anp.concatenate([logits, anp.zeros(1)])
+    weights = anp.exp(all_logits - anp.max(all_logits))
+    return log_scale, weights / anp.sum(weights), means, cholesky_from_raw(raw, layout)
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """The map between grid units and a fit's standardised coordinates.
+
+    ``x_fit = (x - center) / spread`` per feature and ``y_fit = y /
+    density_unit``; a mixture's total scale changes by ``exp(log_unit)`` with
+    ``log_unit = log(density_unit) + sum(log(spread))``.
+    """
+
+    center: np.ndarray
+    spread: np.ndarray
+    density_unit: float
+    covariance_type: str
+
+    @classmethod
+    def from_data(cls, X, y, covariance_type):
+        """Centre and per-feature scale that map the grid to order-one values.
+
+        'spherical' needs the same scale on every feature to stay spherical.
+        """
+        center = 0.5 * (X.min(axis=0) + X.max(axis=0))
+        spread = X.std(axis=0)
+        if X.shape[1] > 1 and np.any(spread == 0):
+            raise ValueError(
+                f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so "
+                "the mixture's extent along them cannot be fitted. Drop those columns."
+            )
+        spread = np.where(spread > 0, spread, 1.0)
+        if X.shape[1] > 1:
+            correlation = np.corrcoef((X - center) / spread, rowvar=False)
+            if np.linalg.eigvalsh(correlation)[0] < 1e-10:
+                raise ValueError(
+                    "The grid points lie in a lower-dimensional subspace (e.g. all on one "
+                    "line), so a full-dimensional mixture cannot be fitted. Project the grid "
+                    "onto that subspace (e.g. with sklearn.decomposition.PCA) and fit there."
+                )
+        if covariance_type == "spherical":
+            spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))
+        return cls(center, spread, float(np.max(np.abs(y))), covariance_type)
+
+    @property
+    def log_unit(self):
+        return np.log(self.density_unit) + np.sum(np.log(self.spread))
+
+    def grid(self, X):
+        """Grid points in fit coordinates."""
+        return (X - self.center) / self.spread
+
+    def means_to_fit(self, means):
+        return (means - self.center) / self.spread
+
+    def cholesky_to_fit(self, prec_chol):
+        return rescale_cholesky(prec_chol, self.covariance_type, self.spread)
+
+    def log_scale_to_fit(self, scale):
+        return np.log(scale) - self.log_unit
+
+    def to_fit(self, layout, weights, means, prec_chol, scale):
+        """The flat vector in fit coordinates of a mixture given in grid units."""
+        log_scale = self.log_scale_to_fit(scale) if layout.fit_scale else None
+        return pack(
+            layout, weights, self.means_to_fit(means), self.cholesky_to_fit(prec_chol), log_scale
+        )
+
+    def to_grid(self, theta, layout, fixed_log_scale=0.0):
+        """Named parameters in grid units, in the order of ``theta`` (*autograd-safe*).
+
+        Returns a dict with ``weights``, ``means``, ``covariances``,
+        ``precisions``, ``precisions_cholesky`` (shaped as scikit-learn's) and
+        ``scale``.
+        """
+        log_scale, weights, means, prec_chol = unpack(theta, layout, fixed_log_scale)
+        prec_chol = rescale_cholesky(prec_chol, self.covariance_type, self.spread, inverse=True)
+        precisions, covariances = precisions_and_covariances(prec_chol, self.covariance_type)
+        return {
+            "weights": weights,
+            "means": self.center + self.spread * means,
+            "covariances": covariances,
+            "precisions": precisions,
+            "precisions_cholesky": prec_chol,
+            "scale": anp.exp(log_scale + self.log_unit),
+        }

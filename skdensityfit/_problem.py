@@ -1,0 +1,202 @@
+"""The fitting problem: data, quadrature, bounds, width limits and subsets, in fit coordinates.
+
+:func:`build_problem` turns a validated grid and density into a
+:class:`Problem`: the standardised grid, the constant :class:`FitData` the
+objective reads, the :class:`~._parameters.Standardisation` back to grid
+units, the smallest and largest component width, and box bounds on the
+flat parameter vector.
+"""
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+from scipy.special import xlogy
+
+from ._covariance import MATRIX_TYPES, quadratic_features
+from ._parameters import ParameterLayout, Standardisation, unpack
+from ._validation import check_sample_weight, quadrature_weights
+
+# Grids larger than this are first fitted on a random subset of this many
+# points (or of a quarter of the grid, if fewer).
+MAX_PREFIT_POINTS = 50_000
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Constant data of one fit, in standardised coordinates."""
+
+    features: np.ndarray  # (n_points, n_coef) quadratic features of the grid
+    target: np.ndarray  # (n_points,) density divided by its largest |value|
+    quadrature: np.ndarray  # (n_points,) quadrature weights, summing to one
+    layout: ParameterLayout
+    loss: str
+    fixed_log_scale: float = 0.0
+
+    @cached_property
+    def normaliser(self):
+        """The loss of the zero model (l2) or the target mass (poisson)."""
+        if self.loss == "l2":
+            return float(np.sum(self.quadrature * self.target**2))
+        return float(np.sum(self.quadrature * self.target))
+
+    @cached_property
+    def poisson_constant(self):
+        return float(np.sum(self.quadrature * (xlogy(self.target, self.target) - self.target)))
+
+    def with_components(self, n_components):
+        return replace(self, layout=self.layout.with_components(n_components))
+
+    def subset(self, indices, renormalise=True):
+        """The data of some grid points (their quadrature renormalised to sum to one)."""
+        quadrature = self.quadrature[indices]
+        return replace(
+            self,
+            features=self.features[indices],
+            target=self.target[indices],
+            quadrature=quadrature / quadrature.sum() if renormalise else quadrature,
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One fit's standardised grid, data, coordinate change, width limits and bounds."""
+
+    grid: np.ndarray  # (n_points, n_features), standardised
+    data: FitData
+    standardisation: Standardisation
+    width_limits: tuple  # smallest and largest component width
+    bounds: np.ndarray  # (n_parameters, 2)
+
+    @property
+    def layout(self):
+        return self.data.layout
+
+    @property
+    def n_points(self):
+        return len(self.data.target)
+
+    def unpack(self, theta):
+        """``(log_scale, weights, means, precisions_cholesky)`` in fit coordinates."""
+        return unpack(theta, self.layout, self.data.fixed_log_scale)
+
+    def to_grid(self, theta):
+        """Named parameters of ``theta`` in grid units (see ``Standardisation.to_grid``)."""
+        return self.standardisation.to_grid(theta, self.layout, self.data.fixed_log_scale)
+
+    def to_fit(self, weights, means, precisions_cholesky, scale):
+        """The parameter vector of a mixture given in grid units."""
+        return self.standardisation.to_fit(self.layout, weights, means, precisions_cholesky, scale)
+
+    def with_components(self, n_components):
+        """The same data with another number of components (bounds from this grid)."""
+        data = self.data.with_components(n_components)
+        bounds = parameter_bounds(self.grid, data.layout, self.width_limits)
+        return replace(self, data=data, bounds=bounds)
+
+    def subset(self, indices):
+        """The problem on some grid points, with this problem's bounds."""
+        return replace(self, grid=self.grid[indices], data=self.data.subset(indices))
+
+    def random_subset(self, size, random_state):
+        """:meth:`subset` of ``size`` random points (always with the largest value)."""
+        return self.subset(random_subset(self.n_points, size, self.data.target, random_state))
+
+
+def build_problem(X, y, sample_weight, *, n_components, covariance_type, loss, scale):
+    """The :class:`Problem` of fitting ``y`` on the grid ``X`` (both validated).
+
+    ``sample_weight`` None uses the grid's cell sizes as quadrature weights;
+    ``scale`` None fits the total mass, a number fixes it.
+    """
+    if sample_weight is None:
+        quadrature = quadrature_weights(X)
+    else:
+        quadrature = check_sample_weight(sample_weight, len(y))
+        quadrature = quadrature / quadrature.sum()
+    standardisation = Standardisation.from_data(X, y, covariance_type)
+    grid = standardisation.grid(X)
+    layout = ParameterLayout(n_components, X.shape[1], covariance_type, scale is None)
+    data = FitData(
+        features=quadratic_features(grid, covariance_type),
+        target=y / standardisation.density_unit,
+        quadrature=quadrature,
+        layout=layout,
+        loss=loss,
+        fixed_log_scale=0.0 if scale is None else np.log(scale) - standardisation.log_unit,
+    )
+    limits = width_limits(grid)
+    return Problem(grid, data, standardisation, limits, parameter_bounds(grid, layout, limits))
+
+
+def problem_of(estimator, X, y, sample_weight=None):
+    """:func:`build_problem` with an estimator's ``n_components``, ``covariance_type``,
+    ``loss`` and ``scale``."""
+    return build_problem(
+        X,
+        y,
+        sample_weight,
+        n_components=estimator.n_components,
+        covariance_type=estimator.covariance_type,
+        loss=estimator.loss,
+        scale=estimator.scale,
+    )
+
+
+def random_subset(n_points, size, target, random_state):
+    """Sorted indices of ``size`` random points, always with the largest value."""
+    # numpy's Generator draws without replacement in O(size); RandomState permutes all points
+    generator = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    subset = generator.choice(n_points, size, replace=False)
+    return np.unique(np.append(subset, np.argmax(target)))
+
+
+def prefit_size(n_points):
+    """Points of the subset a large grid is first fitted on.
+
+    A quarter of the grid at most: a prefit on most of it would cost a full fit.
+    """
+    return min(MAX_PREFIT_POINTS, n_points // 4)
+
+
+def width_limits(grid):
+    """Smallest and largest component width allowed on a standardised grid."""
+    extent = np.maximum(np.ptp(grid, axis=0), 1e-12)
+    # rows in lexicographic order (np.unique along axis 0 sorts them far more slowly)
+    rows = grid[np.lexsort(grid.T[::-1])]
+    n_distinct = 1 + int(np.count_nonzero(np.any(rows[1:] != rows[:-1], axis=1)))
+    # the side of the cube each distinct point has to itself: robust to jitter and scatter
+    typical = np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1])
+    return 0.5 * typical, 100.0 * extent.max()
+
+
+def parameter_bounds(grid, layout, width_limits):
+    """Box bounds that keep every parameter finite and meaningful.
+
+    Widths range from half the typical grid spacing (the side of the cell each
+    distinct point has in the grid's bounding box), below which a
+    component falls between grid points and is fixed by one or two values
+    only (in cross-validation it would hide between training points), to a
+    hundred times the grid's extent; means stay within two extents of it.
+    """
+    low, high = grid.min(axis=0), grid.max(axis=0)
+    extent = np.maximum(high - low, 1e-12)
+    min_width, max_width = width_limits
+    log_u_low, log_u_high = -np.log(max_width), -np.log(min_width)
+
+    d, k = layout.n_features, layout.n_components
+    cov = layout.covariance_type
+    if cov in MATRIX_TYPES:
+        rows, cols = np.triu_indices(d)
+        one = np.where(rows == cols, log_u_low, -1.0 / min_width)
+        two = np.where(rows == cols, log_u_high, 1.0 / min_width)
+        chol = np.tile(np.column_stack([one, two]), (k if cov == "full" else 1, 1))
+    else:
+        chol = np.tile([log_u_low, log_u_high], (layout.n_cholesky, 1))
+    blocks = []
+    if layout.fit_scale:
+        blocks.append([[-100.0, 100.0]])
+    blocks.append(np.tile([-40.0, 40.0], (k - 1, 1)))
+    blocks.append(np.column_stack([np.tile(low - 2 * extent, k), np.tile(high + 2 * extent, k)]))
+    blocks.append(chol)
+    return np.vstack([np.reshape(b, (-1, 2)) for b in blocks])

@@ -1,0 +1,359 @@
+"""What a fit reports: scores, standard errors, summaries, information criteria, warnings.
+
+:class:`FitReportsMixin` gives :class:`~._estimator.DensityGMM` its
+``standard_errors``, ``summary``, ``fit_report``, ``aic`` and ``bic``; it
+reads only the estimator's parameters and fitted attributes. The warnings
+here flag fits that are probably not what the user wants.
+"""
+
+import numpy as np
+from scipy.special import gammaln, xlogy
+from sklearn.utils.validation import check_is_fitted
+
+from ._compat import warn_at_caller
+from ._covariance import as_matrices
+from ._engine import NEGLIGIBLE_WEIGHT
+from ._parameters import ParameterLayout
+from ._problem import problem_of
+from ._uncertainty import standard_errors, warn_if_cells_differ
+from ._validation import check_density_values, check_grid_density, check_sample_weight
+
+EDGE_WARNING_FRACTION = 0.25
+# Two components closer than this Bhattacharyya distance describe one feature.
+REDUNDANT_DISTANCE = 0.02
+
+
+class FitReportsMixin:
+    """Reports of a fitted :class:`~._estimator.DensityGMM`."""
+
+    # ------------------------------------------------------------------
+    # uncertainties
+    # ------------------------------------------------------------------
+    def standard_errors(self, X, y, sample_weight=None):
+        """Standard errors of the fitted parameters from the curvature of the loss.
+
+        For ``loss='l2'`` the inverse Hessian of the loss is scaled by the
+        residual variance, as :func:`scipy.optimize.curve_fit` scales its
+        ``pcov``: the noise is taken as independent, with a variance
+        proportional to ``1 / quadrature weight`` (equal on a uniform grid).
+        For ``loss='poisson'`` it is the inverse of the observed information
+        of Poisson counts ``y`` per point: the exact Hessian of the binned
+        negative log-likelihood at the fit (pass the bin sizes as
+        ``sample_weight`` when ``y`` is a density, as for :meth:`aic`). Both
+        Hessians are exact (autograd on the reference model). The errors of
+        weights, means, covariances and scale follow by the delta method,
+        with the exact Jacobian of the map to them. They describe noise in
+        ``y``, not a wrong number of components, and are only meaningful
+        when the fit converged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            The grid the model was fitted on.
+        y : array-like of shape (n_points,)
+            The density it was fitted to.
+        sample_weight : array-like of shape (n_points,), default=None
+            As passed to :meth:`fit`.
+
+        Returns
+        -------
+        errors : dict
+            ``weights``, ``means``, ``covariances`` (shaped like the fitted
+            attributes) and ``scale``. All NaN, with a warning, when the
+            curvature does not determine them (e.g. redundant components, or
+            no more points than parameters).
+        """
+        check_is_fitted(self)
+        problem, theta, X, y = self._problem_of_fit(X, y, sample_weight)
+        errors = standard_errors(problem, theta, X, y, sample_weight)
+        return _map_parameter_vector(self, errors)
+
+    def _problem_of_fit(self, X, y, sample_weight):
+        """The problem of the fitted settings on ``(X, y)`` and the fit's parameter vector."""
+        X, y = check_grid_density(self, X, y, reset=False)
+        problem = problem_of(self, X, y, sample_weight)
+        theta = problem.to_fit(self.weights_, self.means_, self.precisions_cholesky_, self.scale_)
+        return problem, theta, X, y
+
+    # ------------------------------------------------------------------
+    # reports
+    # ------------------------------------------------------------------
+    def summary(self):
+        """The fitted mixture as a plain, JSON-serialisable dict.
+
+        Returns
+        -------
+        summary : dict
+            ``n_components``, ``covariance_type``, ``loss``, ``loss_value``,
+            ``converged``, ``n_iter``, ``scale`` and ``components``: one dict
+            per component with ``weight``, ``mean`` and ``covariance`` (as
+            nested lists, full matrices for every covariance type).
+        """
+        check_is_fitted(self)
+        covariances = as_matrices(
+            self.covariances_, self.covariance_type, self.n_components, self.n_features_in_
+        )
+        return {
+            "n_components": int(self.n_components),
+            "n_features": int(self.n_features_in_),
+            "covariance_type": self.covariance_type,
+            "loss": self.loss,
+            "loss_value": float(self.loss_),
+            "converged": bool(self.converged_),
+            "n_iter": int(self.n_iter_),
+            "scale": float(self.scale_),
+            "components": [
+                {
+                    "weight": float(self.weights_[k]),
+                    "mean": self.means_[k].tolist(),
+                    "covariance": covariances[k].tolist(),
+                }
+                for k in range(self.n_components)
+            ],
+        }
+
+    def fit_report(self, X=None, y=None, sample_weight=None):
+        """A readable text report of the fit, in the spirit of lmfit's.
+
+        Parameters
+        ----------
+        X, y, sample_weight : array-like, default=None
+            The data of the fit. When given, each value is followed by its
+            standard error (see :meth:`standard_errors`).
+
+        Returns
+        -------
+        report : str
+        """
+        info = self.summary()
+        errors = None if X is None else self.standard_errors(X, y, sample_weight)
+
+        def value(number, error=None):
+            return f"{number:.8g}" if error is None else f"{number:.8g} +/- {error:.2g}"
+
+        lines = [
+            "[[Fit Statistics]]",
+            f"    loss               = {info['loss']}",
+            f"    final loss         = {info['loss_value']:.6g}",
+            f"    converged          = {info['converged']}",
+            f"    iterations         = {info['n_iter']}",
+            "    scale (total mass) = "
+            + value(info["scale"], None if errors is None else errors["scale"]),
+            f"[[Components]] ({info['n_components']}, covariance_type="
+            f"'{info['covariance_type']}', ordered by the first coordinate of the mean)",
+        ]
+        covariance_errors = (
+            None
+            if errors is None
+            else as_matrices(
+                errors["covariances"], self.covariance_type, self.n_components, self.n_features_in_
+            )
+        )
+        for k, component in enumerate(info["components"]):
+            covariance = np.asarray(component["covariance"])
+            stds = np.sqrt(np.diag(covariance))
+            # the standard deviation's error from the variance's: d sqrt(v) = dv / (2 sqrt(v))
+            std_errors = (
+                [None] * len(stds) if errors is None else np.diag(covariance_errors[k]) / (2 * stds)
+            )
+            mean_errors = [None] * len(stds) if errors is None else errors["means"][k]
+            weight_error = None if errors is None else errors["weights"][k]
+            lines.append(f"    component {k}:")
+            lines.append(f"        weight = {value(component['weight'], weight_error)}")
+            lines.append(
+                "        mean   = "
+                + ", ".join(
+                    value(v, e) for v, e in zip(component["mean"], mean_errors, strict=True)
+                )
+            )
+            lines.append(
+                "        std    = "
+                + ", ".join(value(v, e) for v, e in zip(stds, std_errors, strict=True))
+            )
+            if len(stds) > 1:
+                correlation = covariance / np.outer(stds, stds)
+                rows, cols = np.triu_indices(len(stds), 1)
+                lines.append(
+                    "        corr   = "
+                    + ", ".join(
+                        f"({i},{j}) {correlation[i, j]:.4f}"
+                        for i, j in zip(rows, cols, strict=True)
+                    )
+                )
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------
+    # information criteria (histograms of counts, Poisson loss)
+    # ------------------------------------------------------------------
+    def _n_free_parameters(self):
+        """Number of free parameters: weights, means, covariances, scale."""
+        return ParameterLayout(
+            self.n_components, self.n_features_in_, self.covariance_type, self.scale is None
+        ).n_parameters
+
+    def _poisson_log_likelihood(self, X, y, sample_weight):
+        if self.loss != "poisson":
+            raise ValueError(
+                "aic and bic need a likelihood, which only loss='poisson' fitted to "
+                "histogram counts has; the 'l2' loss has none. Use DensityGMMCV to "
+                "choose n_components for other densities."
+            )
+        check_is_fitted(self)
+        X, y = check_grid_density(self, X, y, reset=False)
+        check_density_values(y, "poisson")
+        if sample_weight is None:
+            warn_if_cells_differ(X)
+        cells = (
+            np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
+        )
+        counts = cells * y
+        expected = np.maximum(cells * self.predict_density(X), np.finfo(float).tiny)
+        log_likelihood = np.sum(xlogy(counts, expected) - expected - gammaln(counts + 1))
+        return log_likelihood, counts.sum()
+
+    def aic(self, X, y, sample_weight=None):
+        """Akaike information criterion of a histogram fit; lower is better.
+
+        Meaningful only for ``loss='poisson'`` fitted to a histogram: ``y``
+        the counts per bin (or a density with ``sample_weight`` the bin
+        sizes, so that ``y * sample_weight`` are the counts). The counts are
+        taken as independent Poisson variables with mean the fitted curve.
+        For densities in other units, and for the 'l2' loss, there is no
+        likelihood: use :class:`DensityGMMCV`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            Bin centres.
+        y : array-like of shape (n_points,)
+            Counts per bin, or the density with ``sample_weight``.
+        sample_weight : array-like of shape (n_points,), default=None
+            Bin sizes when ``y`` is a density; None when ``y`` holds counts.
+
+        Returns
+        -------
+        aic : float
+        """
+        log_likelihood, _ = self._poisson_log_likelihood(X, y, sample_weight)
+        return float(2 * self._n_free_parameters() - 2 * log_likelihood)
+
+    def bic(self, X, y, sample_weight=None):
+        """Bayesian information criterion of a histogram fit; lower is better.
+
+        As :meth:`aic`, with ``log(number of counts)`` per parameter: the
+        number of observations of a histogram is the number of samples in it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            Bin centres.
+        y : array-like of shape (n_points,)
+            Counts per bin, or the density with ``sample_weight``.
+        sample_weight : array-like of shape (n_points,), default=None
+            Bin sizes when ``y`` is a density; None when ``y`` holds counts.
+
+        Returns
+        -------
+        bic : float
+        """
+        log_likelihood, n_counts = self._poisson_log_likelihood(X, y, sample_weight)
+        return float(self._n_free_parameters() * np.log(n_counts) - 2 * log_likelihood)
+
+
+def _map_parameter_vector(model, vector):
+    """Split ``[weights, means, covariances, scale]`` into arrays shaped like the fit."""
+    sizes = np.cumsum([model.weights_.size, model.means_.size, model.covariances_.size])
+    return {
+        "weights": vector[: sizes[0]],
+        "means": vector[sizes[0] : sizes[1]].reshape(model.means_.shape),
+        "covariances": vector[sizes[1] : sizes[2]].reshape(model.covariances_.shape),
+        "scale": float(vector[-1]),
+    }
+
+
+def score_prediction(loss, y, predicted, weights):
+    """R^2 (``loss='l2'``) or D^2 (``loss='poisson'``) of a predicted density.
+
+    The same values as :func:`sklearn.metrics.r2_score` and
+    :func:`sklearn.metrics.d2_tweedie_score` with ``power=1`` (the tests
+    compare them), computed directly: cross-validation scores many folds,
+    and those functions' input checks cost more than the arithmetic.
+    """
+    if len(y) < 2:  # as scikit-learn: a score of one point is not defined
+        return float("nan")
+    weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    average = (weights @ y) / weights.sum()
+    if loss == "l2":
+        residual = weights @ (y - predicted) ** 2
+        total = weights @ (y - average) ** 2
+    else:
+        predicted = np.maximum(predicted, np.finfo(float).tiny)
+        if not np.any(y > 0):
+            # D^2 is 0/0 on a density that is zero everywhere; like r2_score's
+            # force_finite, a perfect prediction scores 1 and any other 0.
+            return 1.0 if np.allclose(predicted, 0.0) else 0.0
+        residual = weights @ (xlogy(y, y / predicted) - y + predicted)
+        total = weights @ (xlogy(y, y / average) - y + average)
+    size = weights @ (y**2 if loss == "l2" else np.abs(y))
+    if total <= 1e-12 * size:
+        # a constant density, up to rounding in its average: as r2_score's
+        # force_finite, a perfect prediction scores 1 and any other 0
+        return 1.0 if np.allclose(predicted, y, rtol=1e-9, atol=0.0) else 0.0
+    return float(1.0 - residual / total)
+
+
+def warn_if_components_are_redundant(model, share):
+    """Warn when the data does not support all components.
+
+    Signs: two components nearly coincide, a weight is negligible, or a
+    component holds a negligible share of the fitted mass on the grid (parked
+    outside it, or narrower than the grid spacing between points).
+    """
+    if model.n_components < 2:
+        return
+    covariances = as_matrices(
+        model.covariances_, model.covariance_type, model.n_components, model.n_features_in_
+    )
+    diff = model.means_[:, None, :] - model.means_[None, :, :]
+    average = 0.5 * (covariances[:, None] + covariances[None, :])
+    maha = np.einsum("ijk,ijk->ij", diff, np.linalg.solve(average, diff[..., None])[..., 0])
+    log_dets = np.linalg.slogdet(covariances)[1]
+    distance = 0.125 * maha + 0.5 * (
+        np.linalg.slogdet(average)[1] - 0.5 * (log_dets[:, None] + log_dets[None, :])
+    )
+    pairs = np.argwhere(np.triu(distance < REDUNDANT_DISTANCE, k=1))
+    light = np.flatnonzero(model.weights_ < NEGLIGIBLE_WEIGHT)
+    absent = np.setdiff1d(np.flatnonzero(share < NEGLIGIBLE_WEIGHT), light)
+    if len(pairs) or len(light) or len(absent):
+        described = [f"components {i} and {j} nearly coincide" for i, j in pairs]
+        described += [f"component {i} has weight {model.weights_[i]:.1e}" for i in light]
+        described += [
+            f"component {i} holds {share[i]:.1e} of the fitted mass on the grid" for i in absent
+        ]
+        warn_at_caller(
+            f"The data does not support {model.n_components} components ("
+            + "; ".join(described)
+            + "). Use fewer components; DensityGMMCV chooses their number.",
+        )
+
+
+def warn_if_underdetermined(problem):
+    """Warn when the grid has fewer points than the fit has free parameters."""
+    n_points, n_parameters = problem.n_points, problem.layout.n_parameters
+    if n_points < n_parameters:
+        warn_at_caller(
+            f"The grid has {n_points} points for {n_parameters} free parameters, so "
+            "the fit is not determined by the data. Use fewer components, a simpler "
+            "covariance_type, or a finer grid."
+        )
+
+
+def warn_if_density_is_cut_at_the_edge(X, y):
+    on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
+    fraction = np.max(y[on_edge]) / np.max(y)
+    if fraction >= EDGE_WARNING_FRACTION:
+        warn_at_caller(
+            f"The density at the edge of the grid reaches {fraction:.0%} of its peak: the "
+            "mixture is extrapolated beyond the grid, so scale_ and the outer components "
+            "are poorly determined. Extend the grid if you can.",
+        )
