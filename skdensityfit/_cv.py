@@ -415,6 +415,77 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.best_estimator_.score_samples(X)
 
+    # the chosen fit's reports, as GridSearchCV delegates to best_estimator_ -----
+    def summary(self):
+        """:meth:`DensityGMM.summary` of the chosen fit, with ``n_components_`` chosen.
+
+        Returns
+        -------
+        summary : dict
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.summary()
+
+    def fit_report(self, X=None, y=None, sample_weight=None):
+        """:meth:`DensityGMM.fit_report` of the chosen fit.
+
+        Parameters
+        ----------
+        X, y, sample_weight : array-like, default=None
+            The data of the fit, for standard errors.
+
+        Returns
+        -------
+        report : str
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.fit_report(X, y, sample_weight)
+
+    def standard_errors(self, X, y, sample_weight=None):
+        """:meth:`DensityGMM.standard_errors` of the chosen fit (for the chosen K).
+
+        Parameters
+        ----------
+        X, y, sample_weight : array-like
+            The data of the fit.
+
+        Returns
+        -------
+        errors : dict
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.standard_errors(X, y, sample_weight)
+
+    def aic(self, X, y, sample_weight=None):
+        """:meth:`DensityGMM.aic` of the chosen fit.
+
+        Parameters
+        ----------
+        X, y, sample_weight : array-like
+            Bin centres, counts (or a density with the bin sizes).
+
+        Returns
+        -------
+        aic : float
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.aic(X, y, sample_weight)
+
+    def bic(self, X, y, sample_weight=None):
+        """:meth:`DensityGMM.bic` of the chosen fit.
+
+        Parameters
+        ----------
+        X, y, sample_weight : array-like
+            Bin centres, counts (or a density with the bin sizes).
+
+        Returns
+        -------
+        bic : float
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.bic(X, y, sample_weight)
+
 
 def _polished(estimator, X, y, sample_weight, start):
     """``estimator`` fitted by one run from ``start`` (a path's parameter vector)."""
@@ -425,7 +496,7 @@ def _polished(estimator, X, y, sample_weight, start):
     settings = FitSettings.of(estimator)
     result = fit_problem(problem, settings, check_random_state(estimator.random_state), start=start)
     fit = MixtureFit.from_result(problem, result)
-    warn_if_components_are_redundant(fit.set_on(estimator), fit.mass_shares)
+    warn_if_components_are_redundant(fit.set_on(estimator), fit)
     return estimator
 
 

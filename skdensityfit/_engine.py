@@ -19,7 +19,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._compat import warn_at_caller
-from ._moves import grow_by_one, parked_components, replace_components, weakest_component
+from ._moves import (
+    at_width_floor,
+    grow_by_one,
+    parked_components,
+    replace_components,
+    weakest_component,
+)
 from ._objective import component_mass_shares, value_and_gradient
 from ._optimization import FTOL_MESSAGE, NO_GAIN, minimize_objective
 from ._problem import MAX_PREFIT_POINTS, prefit_size
@@ -119,8 +125,10 @@ def revive(problem, result, settings, random_state, choose):
     """Re-place the components ``choose`` names (see :func:`~._moves.replace_components`).
 
     The re-placed starts are compared after a short run (on a subset of a
-    large grid); a winner is then polished on every point and kept if its
-    loss is lower.
+    large grid); a winner is then polished on every point, with the
+    iterations the run has left of ``max_iter``, and kept if its loss is
+    lower. Its ``n_iter`` counts the run's and the polish's iterations (the
+    short trial runs are not counted).
     """
     if not np.isfinite(result.loss) or problem.layout.n_components < 2:
         return result
@@ -133,12 +141,13 @@ def revive(problem, result, settings, random_state, choose):
     revived = replace_components(
         current, search.grid, search.data, partial(short_fit, search, settings=settings), choose
     )
-    if revived is current:
+    budget = settings.max_iter - result.n_iter  # the run's iterations left for the polish
+    if revived is current or budget < 1:
         return result
-    polished = minimize(problem, revived.theta, tol=settings.tol, max_iter=settings.max_iter)
+    polished = minimize(problem, revived.theta, tol=settings.tol, max_iter=budget)
     if not polished.loss < result.loss:
         return result
-    polished.n_iter += result.n_iter + revived.n_iter
+    polished.n_iter += result.n_iter
     return polished
 
 
@@ -250,8 +259,11 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
     ``start`` (a parameter vector in fit coordinates, e.g. from
     :class:`~._cv.DensityGMMCV`'s path) or ``warm`` (the previous fit's, for
     ``warm_start``) makes one run from it, without moves. Runs stop early at
-    an exact fit. Warns (``ConvergenceWarning``) when the best run did not
-    converge; raises ``ValueError`` when no run had a finite loss.
+    an exact fit. Each run has ``settings.max_iter`` optimiser iterations in
+    all, shared by its minimisation, the polish of its moves and its final
+    polish, so the result's ``n_iter`` never exceeds ``max_iter``. Warns
+    (``ConvergenceWarning``) when the best run did not converge; raises
+    ``ValueError`` when no run had a finite loss.
     """
     given = start is not None or warm is not None
     n_runs = (
@@ -297,8 +309,9 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
         # Starts that end in different optima: the best may still be one where
         # two components share a peak and one covers two.
         best = revive(problem, best, settings, random_state, weakest_component)
-    if best.message == FTOL_MESSAGE and run_ftol > NO_GAIN:
-        polished = minimize(problem, best.theta, tol=settings.tol, max_iter=settings.max_iter)
+    budget = settings.max_iter - best.n_iter
+    if best.message == FTOL_MESSAGE and run_ftol > NO_GAIN and budget >= 1:
+        polished = minimize(problem, best.theta, tol=settings.tol, max_iter=budget)
         if polished.loss <= best.loss:
             polished.n_iter += best.n_iter
             best = polished
@@ -370,7 +383,8 @@ class MixtureFit:
 
     The order sorts by the first coordinate of the mean (then by weight,
     largest first). ``mass_shares`` is each component's share of the fitted
-    mass on the grid.
+    mass on the grid; ``at_width_floor`` flags components pressed against
+    the smallest width the bounds allow.
     """
 
     weights: np.ndarray
@@ -383,6 +397,7 @@ class MixtureFit:
     n_iter: int
     converged: bool
     mass_shares: np.ndarray
+    at_width_floor: np.ndarray
 
     @classmethod
     def from_result(cls, problem, result):
@@ -402,6 +417,9 @@ class MixtureFit:
             n_iter=int(max(result.n_iter, 1)),
             converged=bool(result.converged),
             mass_shares=component_mass_shares(result.theta, problem.data)[order],
+            at_width_floor=at_width_floor(
+                problem.layout, problem.unpack(result.theta)[3], problem.width_limits[0]
+            )[order],
         )
 
     def set_on(self, estimator):

@@ -88,7 +88,8 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         least the square of the width floor (half the typical grid spacing).
 
     max_iter : int, default=500
-        Maximum number of optimiser iterations of each run.
+        Maximum number of optimiser iterations of each run, its polishes
+        included (see ``n_iter_``).
 
     n_init : int, default=2
         Number of starts; the fit with the lowest loss is kept. Runs stop
@@ -163,9 +164,11 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         divergence divided by the mass ``sum q y``. 0 is a perfect fit.
 
     n_iter_ : int
-        Optimiser iterations of the best run, with those of its final polish
-        and of the moves that re-placed components (parked ones, or the
-        weakest one), if they happened.
+        Optimiser iterations of the best run: its minimisation, the polish
+        after moves that re-placed components (parked ones, or the weakest
+        one) and its final polish, which share that run's ``max_iter``
+        iterations, so ``n_iter_ <= max_iter``. The short trial runs of moves
+        are not counted. At least 1.
 
     converged_ : bool
         Whether the best run, polished, met ``tol`` (or stopped gaining any
@@ -312,7 +315,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         )
         fit = MixtureFit.from_result(problem, result)
         fit.set_on(self)
-        warn_if_components_are_redundant(self, fit.mass_shares)
+        warn_if_components_are_redundant(self, fit)
         return self
 
     def _fitted_like_current_settings(self):

@@ -185,11 +185,11 @@ def parked_components(theta, data, grid, min_share, min_width):
     _, _, means, prec_chol = unpack(theta, layout, data.fixed_log_scale)
     outside = np.any((means < grid.min(axis=0)) | (means > grid.max(axis=0)), axis=1)
     return np.flatnonzero(
-        (shares < min_share) | outside | _at_width_floor(layout, prec_chol, min_width)
+        (shares < min_share) | outside | at_width_floor(layout, prec_chol, min_width)
     )
 
 
-def _at_width_floor(layout, prec_chol, min_width):
+def at_width_floor(layout, prec_chol, min_width):
     """Components with a precision Cholesky diagonal at ``1 / min_width`` (within 1%)."""
     diagonal = cholesky_diagonals(
         prec_chol, layout.covariance_type, layout.n_components, layout.n_features

@@ -277,11 +277,17 @@ def score_prediction(loss, y, predicted, weights):
     The same values as :func:`sklearn.metrics.r2_score` and
     :func:`sklearn.metrics.d2_tweedie_score` with ``power=1`` (the tests
     compare them), computed directly: cross-validation scores many folds,
-    and those functions' input checks cost more than the arithmetic.
+    and those functions' input checks cost more than the arithmetic. Both
+    scores do not change with the density's unit, so they are computed with
+    ``y`` and the prediction divided by the largest ``|y|``: densities of
+    1e-300 or 1e300 score as they would near 1, without under- or overflow.
     """
     if len(y) < 2:  # as scikit-learn: a score of one point is not defined
         return float("nan")
     weights = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    unit = np.max(np.abs(y))
+    if unit > 0:
+        y, predicted = y / unit, np.asarray(predicted) / unit
     average = (weights @ y) / weights.sum()
     if loss == "l2":
         residual = weights @ (y - predicted) ** 2
@@ -302,18 +308,31 @@ def score_prediction(loss, y, predicted, weights):
     return float(1.0 - residual / total)
 
 
-def warn_if_components_are_redundant(model, share):
-    """Warn when the data does not support all components.
+def warn_if_components_are_redundant(model, fit):
+    """Warn when the data does not support all components, or a component sits at the floor.
 
-    Signs: two components nearly coincide, a weight is negligible, or a
-    component holds a negligible share of the fitted mass on the grid (parked
-    outside it, or narrower than the grid spacing between points).
+    Signs of surplus components: two nearly coincide, a weight is
+    negligible, or a component holds a negligible share of the fitted mass
+    on the grid (``fit.mass_shares``: parked outside it, or narrower than the
+    grid spacing between points). A component pressed against the width
+    floor (``fit.at_width_floor``, half the typical grid spacing) describes
+    a point or two: a spike on noise, or a feature narrower than the grid
+    resolves, whose width and mass are then wrong; that is warned of
+    separately, for any number of components.
     """
-    if model.n_components < 2:
+    share, k = fit.mass_shares, model.n_components
+    floor = np.flatnonzero(fit.at_width_floor)
+    if len(floor):
+        warn_at_caller(
+            f"Component(s) {floor.tolist()} are pressed against the width floor (half the "
+            "typical grid spacing): each describes one or two grid points, a spike on noise or "
+            "a feature narrower than the grid resolves, so its width and mass are not reliable. "
+            "Use fewer components (DensityGMMCV chooses their number), or a finer grid (for a "
+            "histogram, narrower bins)."
+        )
+    if k < 2:
         return
-    covariances = as_matrices(
-        model.covariances_, model.covariance_type, model.n_components, model.n_features_in_
-    )
+    covariances = as_matrices(model.covariances_, model.covariance_type, k, model.n_features_in_)
     diff = model.means_[:, None, :] - model.means_[None, :, :]
     average = 0.5 * (covariances[:, None] + covariances[None, :])
     maha = np.einsum("ijk,ijk->ij", diff, np.linalg.solve(average, diff[..., None])[..., 0])
@@ -331,7 +350,7 @@ def warn_if_components_are_redundant(model, share):
             f"component {i} holds {share[i]:.1e} of the fitted mass on the grid" for i in absent
         ]
         warn_at_caller(
-            f"The data does not support {model.n_components} components ("
+            f"The data does not support {k} components ("
             + "; ".join(described)
             + "). Use fewer components; DensityGMMCV chooses their number.",
         )

@@ -313,3 +313,17 @@ def test_more_components_than_training_points_score_minus_infinity_without_a_pat
     assert search.n_components_ == 1
     assert search.cv_results_["mean_test_score"][1] == -np.inf
     assert grown == [1]  # no path through K = 2..30
+
+
+def test_search_delegates_reports_to_the_chosen_fit():
+    _, grid, y, _ = _case("noise1", 1)
+    search = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
+    best = search.best_estimator_
+    assert search.summary() == best.summary()
+    assert search.fit_report() == best.fit_report()
+    errors = search.standard_errors(grid, y)
+    np.testing.assert_array_equal(errors["means"], best.standard_errors(grid, y)["means"])
+    counts = np.round(1000 * np.abs(y) / np.abs(y).max())
+    poisson = DensityGMMCV(n_components=3, loss="poisson", random_state=0).fit(grid, counts)
+    assert poisson.aic(grid, counts) == poisson.best_estimator_.aic(grid, counts)
+    assert poisson.bic(grid, counts) == poisson.best_estimator_.bic(grid, counts)

@@ -312,3 +312,50 @@ def test_warm_start_after_a_change_of_covariance_type_starts_afresh(grid_2d):
     # a fresh fit, not a warm start from the diagonal factors read as a tied one
     assert model.covariances_.shape == (2, 2) and model.n_iter_ == cold.n_iter_
     np.testing.assert_allclose(model.means_, cold.means_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("unit", [1e-300, 1e-160, 1e-150, 1.0, 1e150, 1e160, 1e300])
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_exact_fits_score_one_in_any_unit(unit, loss, writeup):
+    """Scores are computed in normalised units: no under- or overflow at extreme units."""
+    grid, density = writeup
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = DensityGMM(2, loss=loss, random_state=0).fit(grid, unit * density)
+        assert model.score(grid, unit * density) == pytest.approx(1.0, abs=1e-9)
+    np.testing.assert_allclose(model.means_.ravel(), [15.0, 20.0], rtol=1e-6)
+    assert model.scale_ == pytest.approx(unit, rel=1e-6)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 5, 20])
+def test_n_iter_never_exceeds_max_iter(max_iter, writeup):
+    grid, density = writeup
+    noisy = density + np.random.default_rng(0).normal(0, 1e-3, density.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = DensityGMM(3, n_init=3, max_iter=max_iter, random_state=0).fit(grid, noisy)
+    assert 1 <= model.n_iter_ <= max_iter
+
+
+def test_a_spike_narrower_than_the_spacing_warns_of_the_width_floor():
+    grid = np.linspace(0, 10, 51)  # spacing 0.2
+    spike = norm.pdf(grid, 5.0, 0.02)
+    with pytest.warns(UserWarning, match="width floor"):
+        model = DensityGMM(1, random_state=0).fit(grid, spike)
+    assert abs(model.scale_ - 1.0) > 0.5  # the mass is indeed wrong: the warning is deserved
+
+
+def test_surplus_components_at_the_width_floor_warn():
+    grid = np.linspace(0, 25, 300)
+    density = 0.6 * norm.pdf(grid, 10, 1.2) + 0.4 * norm.pdf(grid, 15, 1.5)
+    noisy = density + np.random.default_rng(1).normal(0, 0.02 * density.max(), grid.shape)
+    with pytest.warns(UserWarning, match="width floor"):
+        model = DensityGMM(8, random_state=0).fit(grid, noisy)
+    assert np.sqrt(model.covariances_.min()) < 0.05  # half the spacing of 0.084
+
+
+def test_a_well_resolved_fit_does_not_warn_of_the_width_floor(writeup):
+    grid, density = writeup
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DensityGMM(2, random_state=0).fit(grid, density)
