@@ -384,7 +384,8 @@ class MixtureFit:
     The order sorts by the first coordinate of the mean (then by weight,
     largest first). ``mass_shares`` is each component's share of the fitted
     mass on the grid; ``at_width_floor`` flags components pressed against
-    the smallest width the bounds allow.
+    the smallest width the bounds allow; ``grid_axes`` holds the distinct
+    coordinates of the fitted grid along each feature, in grid units.
     """
 
     weights: np.ndarray
@@ -398,6 +399,7 @@ class MixtureFit:
     converged: bool
     mass_shares: np.ndarray
     at_width_floor: np.ndarray
+    grid_axes: tuple
 
     @classmethod
     def from_result(cls, problem, result):
@@ -420,6 +422,12 @@ class MixtureFit:
             at_width_floor=at_width_floor(
                 problem.layout, problem.unpack(result.theta)[3], problem.width_limits[0]
             )[order],
+            grid_axes=tuple(
+                np.unique(
+                    problem.standardisation.center[j] + problem.standardisation.spread[j] * column
+                )
+                for j, column in enumerate(problem.grid.T)
+            ),
         )
 
     def set_on(self, estimator):
@@ -430,4 +438,5 @@ class MixtureFit:
         estimator.loss_ = self.loss
         estimator.n_iter_ = self.n_iter
         estimator.converged_ = self.converged
+        estimator.grid_axes_ = self.grid_axes
         return estimator

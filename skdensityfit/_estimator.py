@@ -18,6 +18,7 @@ from ._reports import (
     score_prediction,
     warn_if_components_are_redundant,
     warn_if_density_is_cut_at_the_edge,
+    warn_if_scoring_outside_the_fit,
     warn_if_underdetermined,
 )
 from ._starts import INIT_METHODS
@@ -169,6 +170,10 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         one) and its final polish, which share that run's ``max_iter``
         iterations, so ``n_iter_ <= max_iter``. The short trial runs of moves
         are not counted. At least 1.
+
+    grid_axes_ : tuple of ndarray
+        The distinct coordinates of the fitted grid along each feature:
+        :meth:`score` warns when asked to score points far from all of them.
 
     converged_ : bool
         Whether the best run, polished, met ``tol`` (or stopped gaining any
@@ -474,6 +479,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             if sample_weight is None
             else check_sample_weight(sample_weight, len(y))
         )
+        warn_if_scoring_outside_the_fit(self, X)
         return score_prediction(self.loss, y, self.predict_density(X), weights)
 
 

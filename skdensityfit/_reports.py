@@ -356,6 +356,38 @@ def warn_if_components_are_redundant(model, fit):
         )
 
 
+# A point farther than this many grid spacings (along some axis) from every
+# coordinate the model was fitted on lies in a region the fit never saw.
+FAR_FROM_THE_FIT = 3.0
+
+
+def warn_if_scoring_outside_the_fit(model, X):
+    """Warn when points to score lie far from every grid coordinate of the fit.
+
+    Per feature, a point's distance to the nearest fitted coordinate is
+    compared with the median spacing of those coordinates: a held-out block
+    of the grid (e.g. ``KFold`` without shuffling, as ``GridSearchCV`` uses
+    by default) is a region the fit never saw, whose score says nothing
+    about the number of components.
+    """
+    far = np.zeros(len(X), dtype=bool)
+    for axis, column in zip(model.grid_axes_, X.T, strict=True):
+        if len(axis) < 2:
+            continue
+        spacing = np.median(np.diff(axis))
+        right = np.clip(np.searchsorted(axis, column), 1, len(axis) - 1)
+        distance = np.minimum(np.abs(column - axis[right - 1]), np.abs(axis[right] - column))
+        far |= distance > FAR_FROM_THE_FIT * spacing
+    if far.any():
+        warn_at_caller(
+            f"{far.sum()} of the {len(X)} points to score lie more than "
+            f"{FAR_FROM_THE_FIT:g} grid spacings from every grid point the model was fitted "
+            "on: the score measures extrapolation into a region the fit never saw. In "
+            "GridSearchCV or cross_val_score, pass shuffled folds, "
+            "cv=KFold(5, shuffle=True, random_state=0), or use DensityGMMCV."
+        )
+
+
 def warn_if_underdetermined(problem):
     """Warn when the grid has fewer points than the fit has free parameters."""
     n_points, n_parameters = problem.n_points, problem.layout.n_parameters

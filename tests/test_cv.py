@@ -327,3 +327,14 @@ def test_search_delegates_reports_to_the_chosen_fit():
     poisson = DensityGMMCV(n_components=3, loss="poisson", random_state=0).fit(grid, counts)
     assert poisson.aic(grid, counts) == poisson.best_estimator_.aic(grid, counts)
     assert poisson.bic(grid, counts) == poisson.best_estimator_.bic(grid, counts)
+
+
+def test_grid_search_with_contiguous_folds_is_loud_and_with_shuffled_folds_quiet():
+    _, grid, y, _ = _case("noise1", 3)
+    params = {"n_components": [1, 2]}
+    with pytest.warns(UserWarning, match="never saw"):
+        GridSearchCV(DensityGMM(random_state=0), params).fit(grid[:, None], y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        shuffled = KFold(5, shuffle=True, random_state=0)
+        GridSearchCV(DensityGMM(random_state=0), params, cv=shuffled).fit(grid[:, None], y)
