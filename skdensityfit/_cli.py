@@ -117,7 +117,9 @@ _SNIFF_LINES = 20
 def _delimiter(lines):
     """The delimiter of a table, guessed by csv.Sniffer from its first lines."""
     try:
-        return csv.Sniffer().sniff("\n".join(lines[:_SNIFF_LINES]), delimiters=_DELIMITERS).delimiter
+        return (
+            csv.Sniffer().sniff("\n".join(lines[:_SNIFF_LINES]), delimiters=_DELIMITERS).delimiter
+        )
     except csv.Error:
         pass
     # The Sniffer wants the same count of a delimiter on every line: not so with runs of
@@ -303,11 +305,7 @@ def _load_npz(path, x_columns, y_column):
         if y_key not in arrays:
             raise InputError(f"{path} has no array {y_key!r}; it has {list(arrays)}.")
         density = _npz_array(arrays, path, y_key)
-        image = (
-            len(x_columns) == 2
-            if x_columns
-            else density.ndim >= 2 and NPZ_GRID not in arrays
-        )
+        image = len(x_columns) == 2 if x_columns else density.ndim >= 2 and NPZ_GRID not in arrays
         if not image:
             x_key = x_columns[0] if x_columns else NPZ_GRID
             if len(x_columns or ()) > 1:
@@ -407,9 +405,7 @@ def _results(model, data, errors):
     result["density_column"] = data.density_name
     if errors is not None:
         d, n_components = model.n_features_in_, model.n_components
-        covariances = _full_matrices(
-            errors["covariances"], model.covariance_type, n_components, d
-        )
+        covariances = _full_matrices(errors["covariances"], model.covariance_type, n_components, d)
         result["scale_se"] = _json_number(errors["scale"])
         for k, component in enumerate(result["components"]):
             component["weight_se"] = _json_number(errors["weights"][k])
