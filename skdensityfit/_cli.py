@@ -198,14 +198,13 @@ def _column_name(index, header):
 
 
 def _column_values(cells, numbers, index, header):
-    """Column ``index`` of a table of strings as floats; bad cells are named by line."""
+    """Column ``index`` of a table of strings as finite floats.
+
+    The first empty, non-numeric or non-finite cell is an error naming its line
+    in the file and its column.
+    """
     strings = cells[:, index]
     where = "column " + (repr(header[index]) if header else f"{index} (counting from 0)")
-    empty = np.flatnonzero(strings == "")
-    if empty.size:
-        raise InputError(
-            f"Line {numbers[empty[0]]}, {where}: the cell is empty. Fill it in or delete the line."
-        )
     try:
         values = strings.astype(float)
     except ValueError:
@@ -213,11 +212,18 @@ def _column_values(cells, numbers, index, header):
         bad = next((i for i, cell in enumerate(strings) if not _is_number(cell)), None)
         if bad is None:  # numpy refused a cell that Python's float reads
             raise InputError(f"{where.capitalize()} has a non-numeric cell.") from None
+        cell = str(strings[bad])
+        problem = "the cell is empty" if cell == "" else f"{cell!r} is not a number"
         raise InputError(
-            f"Line {numbers[bad]}, {where}: {str(strings[bad])!r} is not a number (a non-numeric "
-            "cell). Fix or delete the line."
+            f"Line {numbers[bad]}, {where}: {problem}. Fill it in or delete the line."
         ) from None
-    return values, where
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise InputError(
+            f"Line {numbers[bad[0]]}, {where}: {str(strings[bad[0]])!r} is not a finite number. "
+            "Fill in the value or delete the line."
+        )
+    return values
 
 
 def _load_text(path, x_columns, y_column):
@@ -230,16 +236,7 @@ def _load_text(path, x_columns, y_column):
         x_indices = [_column_index(spec, header, n_columns) for spec in x_columns]
     else:
         x_indices = [i for i in range(n_columns) if i != y_index]
-    columns = []
-    for index in [*x_indices, y_index]:
-        values, where = _column_values(cells, numbers, index, header)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            raise InputError(
-                f"Line {numbers[bad[0]]}, {where}: {str(cells[bad[0], index])!r} is not a finite "
-                "number. Fill in the value or delete the line."
-            )
-        columns.append(values)
+    columns = [_column_values(cells, numbers, index, header) for index in [*x_indices, y_index]]
     return _Data(
         np.column_stack(columns[:-1]),
         columns[-1],

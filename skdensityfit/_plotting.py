@@ -57,8 +57,9 @@ def plot_fit(
     right.
 
     The grid axes are labelled with the model's ``feature_names_in_`` (set
-    when it was fitted on a DataFrame), the density with the name of ``y``
-    (a named Series); otherwise ``x`` (or ``x[0]``, ``x[1]``) and ``density``.
+    when it was fitted on a DataFrame; for :class:`DensityGMMCV`, its own),
+    the density with the name of ``y`` (a named Series); otherwise ``x`` (or
+    ``x[0]``, ``x[1]``) and ``density``.
 
     Every artist drawn carries a ``gid`` (``'target'``, ``'fit'``,
     ``'component-k'``, ``'mean-k'``, ``'ellipse-k-n'``, ``'residuals'``), so
@@ -139,8 +140,9 @@ def plot_fit(
     2
     >>> ax.figure.savefig("writeup_fit.png")  # doctest: +SKIP
     """
+    names = getattr(model, "feature_names_in_", None)  # a DensityGMMCV's, not its best's
     model = _fitted_mixture(model)
-    labels = _axis_labels(model, X, y)
+    labels = _axis_labels(model, names, X, y)
     X, y = _check_data(model, X, y)
     _require_matplotlib()
     dimension = X.shape[1]
@@ -195,13 +197,12 @@ def _fitted_mixture(model):
 _NO_FEATURE_NAMES = "X does not have valid feature names"
 
 
-def _axis_labels(model, X, y):
-    """Labels of the grid axes and of the density: the model's feature names if it has them.
+def _axis_labels(model, names, X, y):
+    """Labels of the grid axes and of the density: the feature names of the fit if any.
 
     A DataFrame ``X`` must have the columns the model was fitted with; a named
     Series ``y`` names the density.
     """
-    names = getattr(model, "feature_names_in_", None)
     columns = getattr(X, "columns", None)
     if names is not None and columns is not None and list(map(str, columns)) != list(names):
         raise ValueError(

@@ -521,15 +521,15 @@ def test_npz_image_errors(tmp_path, capsys, arrays, args, message):
 # ----------------------------------------------------------------------
 # plot_fit on a model fitted with a DataFrame (the Python side of the labels above)
 # ----------------------------------------------------------------------
-@pytest.mark.parametrize("two_d", [False, True])
-def test_plot_fit_uses_dataframe_column_names_without_warnings(two_d):
+@pytest.mark.parametrize(("two_d", "search"), [(False, False), (True, False), (False, True)])
+def test_plot_fit_uses_dataframe_column_names_without_warnings(two_d, search):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("matplotlib")
     import warnings
 
     import matplotlib.pyplot as plt
 
-    from skdensityfit import DensityGMM, plot_fit
+    from skdensityfit import DensityGMM, DensityGMMCV, plot_fit
 
     if two_d:
         axis = np.linspace(-3, 3, 15)
@@ -539,7 +539,10 @@ def test_plot_fit_uses_dataframe_column_names_without_warnings(two_d):
     else:
         X = pd.DataFrame({"wavelength (nm)": GRID})
         y = pd.Series(DENSITY, name="intensity")
-    model = DensityGMM(n_components=1 if two_d else 2, random_state=0).fit(X, y)
+    if search:  # its best_estimator_ is drawn, with the search's feature names
+        model = DensityGMMCV(n_components=3, random_state=0).fit(X, y)
+    else:
+        model = DensityGMM(n_components=1 if two_d else 2, random_state=0).fit(X, y)
     assert list(model.feature_names_in_) == list(X.columns)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "X does not have valid feature names" would fail
