@@ -4,7 +4,9 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +33,12 @@ def _check_can_plot(args, n_features=1):
         )
 
 
-def _save_plot(model, X, y, path, title):
-    """Write a PNG (or any format matplotlib knows from the suffix) of the fit."""
+def _save_plot(model, X, y, path, title, grid_names=None, density_name=None):
+    """Write a PNG (or any format matplotlib knows from the suffix) of the fit.
+
+    The axes are labelled with ``grid_names`` (one per grid column) and
+    ``density_name`` when given, else with plot_fit's defaults.
+    """
     from matplotlib.figure import Figure
 
     from ._plotting import plot_fit
@@ -44,7 +50,19 @@ def _save_plot(model, X, y, path, title):
         axes = figure.subplots(1, 2)
     else:
         axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    plot_fit(model, X, y, ax=tuple(axes))
+    ax, ax_residuals = plot_fit(model, X, y, ax=tuple(axes))
+    if grid_names is not None and two_d:
+        ax.set_xlabel(grid_names[0])
+        ax.set_ylabel(grid_names[1])
+        ax_residuals.set_xlabel(grid_names[0])
+    elif grid_names is not None:
+        ax_residuals.set_xlabel(grid_names[0])
+    if density_name is not None and two_d:
+        for artist in ax.collections:
+            if artist.get_gid() == "target" and getattr(artist, "colorbar", None) is not None:
+                artist.colorbar.set_label(f"target {density_name}")
+    elif density_name is not None:
+        ax.set_ylabel(density_name)
     figure.suptitle(title)
     try:
         figure.savefig(path, dpi=110)
@@ -80,33 +98,87 @@ def _demo(args):
     return 0
 
 
-def _read_table(path):
-    """Rows of a CSV/TSV file as strings, and the header (or None)."""
-    text = path.read_text(encoding="utf-8-sig")  # -sig: drop the byte-order mark of Excel exports
-    lines = [
-        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not lines:
-        raise InputError(f"{path} holds no data.")
+# ----------------------------------------------------------------------
+# reading files
+# ----------------------------------------------------------------------
+class _Data:
+    """What was read: grid ``X`` (n_points, n_features), density ``y`` and their names."""
+
+    def __init__(self, X, y, grid_names, density_name):
+        self.X, self.y = X, y
+        self.grid_names, self.density_name = list(grid_names), density_name
+
+
+_DELIMITERS = ",\t; "
+# Lines given to csv.Sniffer to guess the delimiter.
+_SNIFF_LINES = 20
+
+
+def _delimiter(lines):
+    """The delimiter of a table, guessed by csv.Sniffer from its first lines."""
     try:
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",\t; ")
+        return (
+            csv.Sniffer().sniff("\n".join(lines[:_SNIFF_LINES]), delimiters=_DELIMITERS).delimiter
+        )
     except csv.Error:
-        dialect = csv.excel
-    rows = [[cell.strip() for cell in row] for row in csv.reader(lines, dialect)]
-    rows = [[cell for cell in row if cell != ""] for row in rows]
+        pass
+    # The Sniffer wants the same count of a delimiter on every line: not so with runs of
+    # spaces of varying length, nor with an empty cell. Then the first of them present.
+    for delimiter in ",\t;":
+        if delimiter in lines[0]:
+            return delimiter
+    return " "
 
-    def numeric(cell):
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return True
 
-    header = rows[0] if not all(numeric(cell) for cell in rows[0]) else None
-    rows = rows[1:] if header else rows
-    if not rows:
-        raise InputError(f"{path} has a header but no data rows.")
-    return rows, header
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_table(path):
+    """Cells of a CSV/TSV file, each row's line number in the file, and the header (or None).
+
+    Blank lines and lines starting with ``#`` are skipped, but the line numbers
+    returned are those of the file (counting from 1, as editors do).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: drop the byte-order mark of Excel
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path} is not a text (CSV/TSV) file: byte {exc.start} is not UTF-8. A NumPy file "
+            "needs the suffix .npy or .npz."
+        ) from exc
+    numbered = [(number, line.strip()) for number, line in enumerate(text.split("\n"), start=1)]
+    numbered = [(number, line) for number, line in numbered if line and line[0] != "#"]
+    if not numbered:
+        raise InputError(f"{path} holds no data.")
+    numbers, lines = zip(*numbered, strict=True)
+    delimiter = _delimiter(lines)
+    # skipinitialspace: a run of spaces is one delimiter in space-separated tables.
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=delimiter == " ")
+    rows = [[cell.strip() for cell in row] for row in reader]
+    header = None if all(_is_number(cell) for cell in rows[0]) else rows[0]
+    if header is not None:
+        rows, numbers = rows[1:], numbers[1:]
+        if not rows:
+            raise InputError(f"{path} has a header but no data rows.")
+    n_columns = len(header) if header else len(rows[0])
+    lengths = np.fromiter(map(len, rows), dtype=int, count=len(rows))
+    wrong = np.flatnonzero(lengths != n_columns)
+    if wrong.size:
+        i = wrong[0]
+        expected = "as the header has" if header else "as the first data line has"
+        raise InputError(
+            f"Line {numbers[i]} has {lengths[i]} cells, expected {n_columns} ({expected}); "
+            f"cells are separated by {_DELIMITER_NAMES[delimiter]}."
+        )
+    return np.array(rows, dtype=str), np.asarray(numbers), header
+
+
+_DELIMITER_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", " ": "spaces"}
 
 
 def _column_index(spec, header, n_columns):
@@ -121,32 +193,42 @@ def _column_index(spec, header, n_columns):
     return header.index(spec)
 
 
-def _load(path, x_columns, y_column):
-    """Grid ``(n_points, n_features)`` and density ``(n_points,)`` from a file."""
-    if not path.exists():
-        raise InputError(f"No such file: {path}")
-    if path.suffix == ".npz":
-        arrays = np.load(path)
-        x_key = x_columns[0] if x_columns else "grid"
-        y_key = y_column or "density"
-        missing = [key for key in (x_key, y_key) if key not in arrays]
-        if missing:
-            raise InputError(f"{path} has no array {missing[0]!r}; it has {list(arrays)}.")
-        return np.asarray(arrays[x_key], dtype=float), np.asarray(arrays[y_key], dtype=float)
-    if path.suffix == ".npy":
-        table = np.asarray(np.load(path), dtype=float)
-        header = None
-        if table.ndim != 2 or table.shape[1] < 2:
-            raise InputError(f"{path} should hold a 2-D array with grid and density columns.")
-        n_columns = table.shape[1]
-        cells = table
-    else:
-        rows, header = _read_table(path)
-        n_columns = len(header) if header else len(rows[0])
-        for number, row in enumerate(rows, start=2 if header else 1):
-            if len(row) != n_columns:
-                raise InputError(f"Line {number} has {len(row)} cells, expected {n_columns}.")
-        cells = np.array(rows, dtype=object)
+def _column_name(index, header):
+    return header[index] if header else f"column {index}"
+
+
+def _column_values(cells, numbers, index, header):
+    """Column ``index`` of a table of strings as finite floats.
+
+    The first empty, non-numeric or non-finite cell is an error naming its line
+    in the file and its column.
+    """
+    strings = cells[:, index]
+    where = "column " + (repr(header[index]) if header else f"{index} (counting from 0)")
+    try:
+        values = strings.astype(float)
+    except ValueError:
+        # Error path only: find the first cell that is not a number.
+        bad = next((i for i, cell in enumerate(strings) if not _is_number(cell)), None)
+        if bad is None:  # numpy refused a cell that Python's float reads
+            raise InputError(f"{where.capitalize()} has a non-numeric cell.") from None
+        cell = str(strings[bad])
+        problem = "the cell is empty" if cell == "" else f"{cell!r} is not a number"
+        raise InputError(
+            f"Line {numbers[bad]}, {where}: {problem}. Fill it in or delete the line."
+        ) from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise InputError(
+            f"Line {numbers[bad[0]]}, {where}: {str(strings[bad[0]])!r} is not a finite number. "
+            "Fill in the value or delete the line."
+        )
+    return values
+
+
+def _load_text(path, x_columns, y_column):
+    cells, numbers, header = _read_table(path)
+    n_columns = cells.shape[1]
     if n_columns < 2:
         raise InputError(f"{path} has one column; it needs at least two: the grid and the density.")
     y_index = _column_index(y_column, header, n_columns) if y_column else n_columns - 1
@@ -154,22 +236,221 @@ def _load(path, x_columns, y_column):
         x_indices = [_column_index(spec, header, n_columns) for spec in x_columns]
     else:
         x_indices = [i for i in range(n_columns) if i != y_index]
+    columns = [_column_values(cells, numbers, index, header) for index in [*x_indices, y_index]]
+    return _Data(
+        np.column_stack(columns[:-1]),
+        columns[-1],
+        [_column_name(i, header) for i in x_indices],
+        _column_name(y_index, header),
+    )
 
-    def as_float(column):
-        try:
-            return cells[:, column].astype(float)
-        except ValueError as exc:
-            raise InputError(f"Column {column} has a non-numeric cell: {exc}.") from exc
 
-    return np.column_stack([as_float(i) for i in x_indices]), as_float(y_index)
+def _load_npy(path, x_columns, y_column):
+    try:
+        # allow_pickle=False: a .npy file is never unpickled (that could run any code).
+        table = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise InputError(
+            f"{path} is not a valid .npy file of numbers (corrupt, truncated, not written by "
+            "numpy.save, or holding Python objects). Save the grid and the density as "
+            "columns of one 2-D float array: numpy.save(path, numpy.column_stack([grid, "
+            "density]))."
+        ) from exc
+    if not isinstance(table, np.ndarray) or table.ndim != 2 or table.shape[1] < 2:
+        raise InputError(f"{path} should hold a 2-D array with grid and density columns.")
+    try:
+        table = table.astype(float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path} holds {table.dtype} values, not numbers.") from exc
+    n_columns = table.shape[1]
+    y_index = _column_index(y_column, None, n_columns) if y_column else n_columns - 1
+    if x_columns:
+        x_indices = [_column_index(spec, None, n_columns) for spec in x_columns]
+    else:
+        x_indices = [i for i in range(n_columns) if i != y_index]
+    return _Data(
+        table[:, x_indices],
+        table[:, y_index],
+        [f"column {i}" for i in x_indices],
+        f"column {y_index}",
+    )
+
+
+# .npz keys: a grid and a density on it, or an image and its pixel coordinates.
+NPZ_GRID, NPZ_DENSITY, NPZ_IMAGE_AXES = "grid", "density", ("x", "y")
+
+
+def _npz_array(arrays, path, key):
+    try:
+        return np.asarray(arrays[key], dtype=float)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: array {key!r} does not hold numbers.") from exc
+
+
+def _load_npz(path, x_columns, y_column):
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"{path} is not a valid .npz file (corrupt, truncated or not written by "
+            "numpy.savez). Write it with numpy.savez(path, grid=..., density=...)."
+        ) from exc
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise InputError(f"{path} is a .npy file, not a .npz archive: rename it to .npy.")
+    with arrays:
+        y_key = y_column or NPZ_DENSITY
+        if y_key not in arrays:
+            raise InputError(f"{path} has no array {y_key!r}; it has {list(arrays)}.")
+        density = _npz_array(arrays, path, y_key)
+        image = len(x_columns) == 2 if x_columns else density.ndim >= 2 and NPZ_GRID not in arrays
+        if not image:
+            x_key = x_columns[0] if x_columns else NPZ_GRID
+            if len(x_columns or ()) > 1:
+                raise InputError(
+                    f"--x takes one array name for a grid, or two for the x and y "
+                    f"coordinates of an image; got {len(x_columns)}."
+                )
+            if x_key not in arrays:
+                hint = (
+                    f" For an image, store the density as a 2-D array {NPZ_DENSITY!r} with 1-D "
+                    "coordinate arrays 'x' (along its columns) and 'y' (along its rows), or "
+                    "none (pixel indices)."
+                )
+                raise InputError(f"{path} has no array {x_key!r}; it has {list(arrays)}.{hint}")
+            grid = _npz_array(arrays, path, x_key)
+            names = (
+                [x_key]
+                if grid.ndim == 1
+                else [f"{x_key}[:, {j}]" for j in range(grid.shape[1] if grid.ndim == 2 else 0)]
+            )
+            return _Data(grid, density, names, y_key)
+        return _image_data(arrays, path, density, y_key, x_columns or NPZ_IMAGE_AXES)
+
+
+def _image_data(arrays, path, image, y_key, axis_keys):
+    """The grid of an image ``(ny, nx)``: coordinates ``x`` along columns, ``y`` along rows."""
+    if image.ndim != 2:
+        raise InputError(
+            f"{path}: the image {y_key!r} has shape {image.shape}; an image should be 2-D "
+            f"(ny, nx). For other dimensions store the grid points as {NPZ_GRID!r} "
+            f"(n_points, n_features) and the density at them as {NPZ_DENSITY!r} (n_points,)."
+        )
+    present = [key in arrays for key in axis_keys]
+    if any(present) and not all(present):
+        have, lack = (axis_keys[0], axis_keys[1]) if present[0] else (axis_keys[1], axis_keys[0])
+        raise InputError(
+            f"{path} has the coordinate array {have!r} but not {lack!r}: store both (1-D, "
+            "one value per image column and per image row) or neither (pixel indices)."
+        )
+    n_y, n_x = image.shape
+    if all(present):
+        axes = []
+        for key, size, along in zip(axis_keys, (n_x, n_y), ("columns", "rows"), strict=True):
+            axis = _npz_array(arrays, path, key)
+            if axis.shape != (size,):
+                raise InputError(
+                    f"{path}: the coordinate array {key!r} has shape {axis.shape}; the image "
+                    f"{y_key!r} has shape {image.shape}, so it should be 1-D with {size} values "
+                    f"(one per image {along})."
+                )
+            axes.append(axis)
+        names = list(axis_keys)
+    else:
+        axes = [np.arange(n_x, dtype=float), np.arange(n_y, dtype=float)]
+        names = ["x (pixel column)", "y (pixel row)"]
+    grid_x, grid_y = np.meshgrid(*axes)  # both of shape (ny, nx), as the image
+    return _Data(np.column_stack([grid_x.ravel(), grid_y.ravel()]), image.ravel(), names, y_key)
+
+
+def _load(path, x_columns, y_column):
+    """Grid, density and their names from a CSV/TSV, .npy or .npz file."""
+    if not path.exists():
+        raise InputError(f"No such file: {path}")
+    if path.suffix == ".npz":
+        return _load_npz(path, x_columns, y_column)
+    if path.suffix == ".npy":
+        return _load_npy(path, x_columns, y_column)
+    return _load_text(path, x_columns, y_column)
+
+
+# ----------------------------------------------------------------------
+# writing results
+# ----------------------------------------------------------------------
+def _full_matrices(values, covariance_type, n_components, n_features):
+    """Per-component full matrices from values shaped like ``covariances_``."""
+    values = np.asarray(values, dtype=float)
+    if covariance_type == "full":
+        return values
+    if covariance_type == "tied":
+        return np.broadcast_to(values, (n_components, n_features, n_features))
+    if covariance_type == "diag":
+        return values[:, :, None] * np.eye(n_features)
+    return values[:, None, None] * np.eye(n_features)
+
+
+def _json_number(value):
+    """A float for JSON: NaN and infinities (not JSON) become null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _results(model, data, errors):
+    """The JSON document: the model's summary, the score, names and standard errors."""
+    result = model.summary()
+    result["score"] = float(model.score(data.X, data.y))
+    result["grid_columns"] = data.grid_names
+    result["density_column"] = data.density_name
+    if errors is not None:
+        d, n_components = model.n_features_in_, model.n_components
+        covariances = _full_matrices(errors["covariances"], model.covariance_type, n_components, d)
+        result["scale_se"] = _json_number(errors["scale"])
+        for k, component in enumerate(result["components"]):
+            component["weight_se"] = _json_number(errors["weights"][k])
+            component["mean_se"] = [_json_number(v) for v in errors["means"][k]]
+            component["covariance_se"] = [[_json_number(v) for v in row] for row in covariances[k]]
+    return result
+
+
+def _csv_text(result, with_errors):
+    """One row per component; the fit's scale, score and convergence repeated on each."""
+    d = result["n_features"]
+
+    def names(base):
+        return [base, f"{base}_se"] if with_errors else [base]
+
+    header = ["component", *names("weight")]
+    header += [name for i in range(d) for name in names(f"mean_{i}")]
+    header += [name for i in range(d) for j in range(d) for name in names(f"cov_{i}_{j}")]
+    header += [*names("scale"), "score", "loss_value", "converged", "n_iter"]
+
+    def cells(value, error):
+        return [value, error] if with_errors else [value]
+
+    lines = [",".join(header)]
+    for k, c in enumerate(result["components"]):
+        mean_se = c.get("mean_se", [None] * d)
+        cov_se = c.get("covariance_se", [[None] * d] * d)
+        values = cells(c["weight"], c.get("weight_se"))
+        values += [v for i in range(d) for v in cells(c["mean"][i], mean_se[i])]
+        values += [
+            v
+            for i in range(d)
+            for j in range(d)
+            for v in cells(c["covariance"][i][j], cov_se[i][j])
+        ]
+        values += [*cells(result["scale"], result.get("scale_se")), result["score"]]
+        values += [result["loss_value"]]
+        text = [repr(float("nan") if v is None else float(v)) for v in values]
+        lines.append(",".join([str(k), *text, str(result["converged"]), str(result["n_iter"])]))
+    return "\n".join(lines) + "\n"
 
 
 def _fit(args):
     from ._cv import DensityGMMCV
     from ._estimator import DensityGMM
 
-    X, y = _load(Path(args.file), args.x, args.y)
-    _check_can_plot(args, 1 if X.ndim == 1 else X.shape[1])
+    data = _load(Path(args.file), args.x, args.y)
+    _check_can_plot(args, 1 if data.X.ndim == 1 else data.X.shape[1])
     settings = {
         "covariance_type": args.covariance_type,
         "loss": args.loss,
@@ -178,28 +459,20 @@ def _fit(args):
     if args.n_components == "auto":
         search = DensityGMMCV(n_components=args.max_components, verbose=1, **settings)
         with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, results on stdout
-            search.fit(X, y)
+            search.fit(data.X, data.y)
         model = search.best_estimator_
     else:
-        model = DensityGMM(n_components=int(args.n_components), **settings).fit(X, y)
-    result = model.summary()
-    result["score"] = model.score(X, y)
+        model = DensityGMM(n_components=int(args.n_components), **settings).fit(data.X, data.y)
+    errors = model.standard_errors(data.X, data.y) if args.errors else None
+    result = _results(model, data, errors)
     if args.plot:
         title = f"{Path(args.file).name}: {model.n_components} component(s)"
-        _save_plot(model, X, y, args.plot, title)
+        _save_plot(model, data.X, data.y, args.plot, title, data.grid_names, data.density_name)
         print(f"Plot written to {args.plot}", file=sys.stderr)
     if args.format == "json":
-        text = json.dumps(result, indent=2) + "\n"
+        text = json.dumps(result, indent=2, allow_nan=False) + "\n"
     else:
-        d = model.n_features_in_
-        names = ["component", "weight"] + [f"mean_{i}" for i in range(d)]
-        names += [f"cov_{i}_{j}" for i in range(d) for j in range(d)]
-        lines = [",".join(names)]
-        for k, component in enumerate(result["components"]):
-            values = [component["weight"], *component["mean"]]
-            values += list(np.ravel(component["covariance"]))
-            lines.append(",".join([str(k)] + [repr(float(v)) for v in values]))
-        text = "\n".join(lines) + "\n"
+        text = _csv_text(result, args.errors)
     if args.output:
         try:
             Path(args.output).write_text(text)
@@ -230,6 +503,35 @@ def _components(value):
     raise argparse.ArgumentTypeError("expected a positive integer or 'auto'")
 
 
+FIT_DESCRIPTION = """\
+Fit a Gaussian mixture to a density in FILE and write the fitted parameters as JSON
+(or CSV).
+
+Input:
+  CSV/TSV table   header detected; delimiter (comma, tab, semicolon, spaces) guessed;
+                  blank lines and lines starting with # skipped. By default the last
+                  column is the density and the others are the grid.
+  .npy            one 2-D float array, columns as in a table.
+  .npz, grid      arrays 'grid' (n_points,) or (n_points, n_features) and 'density'
+                  (n_points,); --x and --y name other arrays.
+  .npz, image     a 2-D array 'density' of shape (ny, nx) and, optionally, 1-D arrays
+                  'x' (nx values, along the image's columns) and 'y' (ny values, along
+                  its rows); without them the grid is the pixel indices. --x XNAME YNAME
+                  names other coordinate arrays, --y another image. The grid's columns
+                  are (x, y).
+
+Output:
+  JSON            the fit's summary (n_components, covariance_type, loss, loss_value,
+                  converged, n_iter, scale, components with weight, mean, covariance),
+                  its score (R^2 for l2, D^2 for poisson), grid_columns and
+                  density_column (the names read); with --errors also scale_se and, per
+                  component, weight_se, mean_se and covariance_se.
+  CSV             one row per component: component, weight, mean_i, cov_i_j (i, j index
+                  grid_columns), scale, score, loss_value, converged, n_iter; with
+                  --errors a _se column after each of weight, mean_i, cov_i_j and scale.
+"""
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="skdensityfit",
@@ -246,21 +548,21 @@ def main(argv=None):
     fit = commands.add_parser(
         "fit",
         help="fit a density read from a file",
-        description=(
-            "Fit a Gaussian mixture to a density in FILE: a CSV/TSV table (header detected), "
-            "a .npy 2-D array, or a .npz archive. By default the last column is the density "
-            "and the others are the grid. Writes the fitted parameters as JSON (or CSV)."
-        ),
+        description=FIT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fit.add_argument("file", help="CSV, TSV, .npy or .npz file")
     fit.add_argument(
         "--x",
         nargs="+",
         metavar="COLUMN",
-        help="grid column names or indices (.npz: the grid array's name; default 'grid')",
+        help="grid column names or indices (.npz: the grid array's name, default 'grid'; "
+        "or an image's two coordinate arrays, default 'x' 'y')",
     )
     fit.add_argument(
-        "--y", metavar="COLUMN", help="density column name or index (default: the last)"
+        "--y",
+        metavar="COLUMN",
+        help="density column name or index (default: the last; .npz: default 'density')",
     )
     fit.add_argument(
         "--n-components",
@@ -280,6 +582,12 @@ def main(argv=None):
     fit.add_argument("--loss", choices=["l2", "poisson"], default="l2")
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--format", choices=["json", "csv"], default="json")
+    fit.add_argument(
+        "--errors",
+        action="store_true",
+        help="also write standard errors of the weights, means, covariances and scale "
+        "(from the curvature of the loss; see DensityGMM.standard_errors)",
+    )
     fit.add_argument("--output", "-o", help="write to this file instead of stdout")
     fit.add_argument("--plot", metavar="FILE", help=PLOT_HELP)
     fit.set_defaults(run=_fit)

@@ -56,6 +56,11 @@ def plot_fit(
     one 86%). With ``residuals=True``, the residuals as a second image on the
     right.
 
+    The grid axes are labelled with the model's ``feature_names_in_`` (set
+    when it was fitted on a DataFrame; for :class:`DensityGMMCV`, its own),
+    the density with the name of ``y`` (a named Series); otherwise ``x`` (or
+    ``x[0]``, ``x[1]``) and ``density``.
+
     Every artist drawn carries a ``gid`` (``'target'``, ``'fit'``,
     ``'component-k'``, ``'mean-k'``, ``'ellipse-k-n'``, ``'residuals'``), so
     it can be found and restyled afterwards.
@@ -68,6 +73,7 @@ def plot_fit(
 
     X : array-like of shape (n_points,) or (n_points, n_features)
         The grid the model was fitted on (or any grid of the same dimension).
+        A DataFrame must have the columns of the fit.
 
     y : array-like of shape (n_points,)
         The target density on ``X``.
@@ -134,7 +140,9 @@ def plot_fit(
     2
     >>> ax.figure.savefig("writeup_fit.png")  # doctest: +SKIP
     """
+    names = getattr(model, "feature_names_in_", None)  # a DensityGMMCV's, not its best's
     model = _fitted_mixture(model)
+    labels = _axis_labels(model, names, X, y)
     X, y = _check_data(model, X, y)
     _require_matplotlib()
     dimension = X.shape[1]
@@ -145,14 +153,19 @@ def plot_fit(
         residuals = dimension == 1 or pair
     if pair:
         ax, ax_residuals = ax[0], ax[1] if residuals else None
-    if dimension == 1:
-        if not pair:
-            ax, ax_residuals = _axes_1d(ax, residuals)
-        _draw_1d(model, X[:, 0], y, ax, ax_residuals, components, legend)
-    else:
-        if not pair:
-            ax, ax_residuals = _axes_2d(ax, residuals)
-        _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorbar)
+    import warnings
+
+    # X is drawn as an array: a model fitted with feature names would warn at each call.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _NO_FEATURE_NAMES, UserWarning)
+        if dimension == 1:
+            if not pair:
+                ax, ax_residuals = _axes_1d(ax, residuals)
+            _draw_1d(model, X[:, 0], y, ax, ax_residuals, components, legend, labels)
+        else:
+            if not pair:
+                ax, ax_residuals = _axes_2d(ax, residuals)
+            _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorbar, labels)
     return ax, ax_residuals
 
 
@@ -178,6 +191,30 @@ def _fitted_mixture(model):
             "1-D or 2-D model to the density summed over the other axes and plot that."
         )
     return model
+
+
+# The start of scikit-learn's warning for an array passed to a model fitted on a DataFrame.
+_NO_FEATURE_NAMES = "X does not have valid feature names"
+
+
+def _axis_labels(model, names, X, y):
+    """Labels of the grid axes and of the density: the feature names of the fit if any.
+
+    A DataFrame ``X`` must have the columns the model was fitted with; a named
+    Series ``y`` names the density.
+    """
+    columns = getattr(X, "columns", None)
+    if names is not None and columns is not None and list(map(str, columns)) != list(names):
+        raise ValueError(
+            f"X has the columns {list(columns)}, but the model was fitted on {list(names)}: "
+            "pass the grid with the columns of the fit."
+        )
+    if names is None:
+        grid = ["x"] if model.n_features_in_ == 1 else ["x[0]", "x[1]"]
+    else:
+        grid = [str(name) for name in names]
+    density = getattr(y, "name", None)
+    return grid, density if isinstance(density, str) and density else "density"
 
 
 def _check_data(model, X, y):
@@ -247,7 +284,7 @@ def _make_room_at_the_top(ax, y, n_rows):
     ax.set_ylim(low - 0.03 * span, high + span * fraction / (1 - fraction))
 
 
-def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
+def _draw_1d(model, x, y, ax, ax_residuals, components, legend, labels):
     order = np.argsort(x, kind="stable")
     # Open markers (above the fit line when they are few, so both stay visible where
     # they agree; smaller and under it when they crowd), or a broad light line under it.
@@ -289,14 +326,14 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
                 curve_x, parts[:, k], "--", color=color, lw=1.3, label=label, gid=f"component-{k}"
             )
             ax.fill_between(curve_x, parts[:, k], color=color, alpha=0.12, lw=0, zorder=1)
-    ax.set_ylabel("density")
+    ax.set_ylabel(labels[1])
     if legend:
         entries = 2 + (model.n_components if components else 0)
         n_columns = 1 if entries <= 6 else 2
         _make_room_at_the_top(ax, y, -(-entries // n_columns))
         ax.legend(fontsize="small", loc="upper right", ncols=n_columns)
     if ax_residuals is None:
-        ax.set_xlabel("x")
+        ax.set_xlabel(labels[0][0])
         return
     ax.tick_params(labelbottom=False)
     residual = y - model.predict_density(x[:, None])
@@ -306,7 +343,7 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend):
     if limit > 0:
         ax_residuals.set_ylim(-1.15 * limit, 1.15 * limit)
     ax_residuals.set_ylabel("target \N{MINUS SIGN} fit")
-    ax_residuals.set_xlabel("x")
+    ax_residuals.set_xlabel(labels[0][0])
 
 
 # ----------------------------------------------------------------------
@@ -357,7 +394,7 @@ def _filled(ax, X, values, grid, **kwargs):
     return ax.contourf(grid[0], grid[1], _image(values, grid), **kwargs)
 
 
-def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorbar):
+def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorbar, labels):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Ellipse
 
@@ -378,7 +415,7 @@ def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorba
         Line2D([], [], color="black", lw=1.0, label=f"fit ({_score_label(model, X, y)})"),
     ]
     if colorbar:
-        ax.figure.colorbar(filled, ax=ax, label="target density")
+        ax.figure.colorbar(filled, ax=ax, label=f"target {labels[1]}")
     if components:
         covariances = _covariance_matrices(model)
         eigenvalues, eigenvectors = np.linalg.eigh(covariances)
@@ -428,8 +465,8 @@ def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorba
             )
     ax.set_xlim(X[:, 0].min(), X[:, 0].max())
     ax.set_ylim(X[:, 1].min(), X[:, 1].max())
-    ax.set_xlabel("x[0]")
-    ax.set_ylabel("x[1]")
+    ax.set_xlabel(labels[0][0])
+    ax.set_ylabel(labels[0][1])
     if legend:
         ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.85)
     if ax_residuals is None:
@@ -443,7 +480,7 @@ def _draw_2d(model, X, y, ax, ax_residuals, components, n_sigma, legend, colorba
     image.set_gid("residuals")
     ax_residuals.set_xlim(X[:, 0].min(), X[:, 0].max())
     ax_residuals.set_ylim(X[:, 1].min(), X[:, 1].max())
-    ax_residuals.set_xlabel("x[0]")
+    ax_residuals.set_xlabel(labels[0][0])
     ax_residuals.set_title("target \N{MINUS SIGN} fit", fontsize="medium")
     if colorbar:
         ax.figure.colorbar(image, ax=ax_residuals, label="residual")

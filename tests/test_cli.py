@@ -31,7 +31,25 @@ def check_parameters(summary):
 def test_demo_prints_true_and_recovered_parameters():
     result = run("demo")
     assert result.returncode == 0, result.stderr
-    assert "mean[0]" in result.stdout and "15.000000" in result.stdout
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = line.split()
+        if len(cells) == 3 and cells[0] != "parameter":
+            rows[cells[0]] = (float(cells[1]), float(cells[2]))
+    expected = {
+        "mean[0]": 15.0,
+        "mean[1]": 20.0,
+        "std[0]": 1.0,
+        "std[1]": 1.0,
+        "weight[0]": 0.8,
+        "weight[1]": 0.2,
+        "scale": 1.0,
+    }
+    assert set(rows) == set(expected)
+    for name, value in expected.items():
+        true, recovered = rows[name]
+        assert true == value
+        assert recovered == pytest.approx(value, rel=1e-6), name  # the recovered column
     assert "converged = True" in result.stdout
 
 
@@ -83,7 +101,7 @@ def test_csv_output_to_a_file(tmp_path):
     [
         (None, [], 1, "No such file"),
         ("x,y\n1,2\n2,3\n", ["--y", "z"], 1, "No column named 'z'"),
-        ("x,y\n1,2\n2,oops\n3,1\n", [], 1, "non-numeric"),
+        ("x,y\n1,2\n2,oops\n3,1\n", [], 1, "Line 3, column 'y': 'oops' is not a number"),
         ("1,2\n2,3\n", ["--y", "5"], 1, "Column 5 does not exist"),
         ("1,2\n2,3,4\n", [], 1, "Line 2 has 3 cells"),
         ("1,2\n2,3\n", ["--n-components", "zero"], 2, "positive integer or 'auto'"),
@@ -165,3 +183,380 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path):
     assert result.returncode == 1
     assert 'pip install "skdensityfit[plot]"' in result.stderr
     assert not out.exists() and result.stdout == ""  # refused before fitting
+
+
+# ----------------------------------------------------------------------
+# In-process runs of main(): the same code path, without a new interpreter per test.
+# ----------------------------------------------------------------------
+def run_main(capsys, *args):
+    from skdensityfit._cli import main
+
+    code = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write_table(path, header, columns, comments=()):
+    lines = [*comments, *([header] if header else [])]
+    lines += [",".join(repr(float(v)) for v in row) for row in zip(*columns, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reference_fit(X, y, n_components):
+    from skdensityfit import DensityGMM
+
+    model = DensityGMM(n_components=n_components, random_state=0).fit(X, y)
+    return model, model.standard_errors(X, y)
+
+
+NOISY = DENSITY + np.random.default_rng(0).normal(0, 0.01 * DENSITY.max(), GRID.size)
+
+
+def test_csv_output_has_scale_score_convergence_and_standard_errors(tmp_path, capsys):
+    path = write_table(tmp_path / "noisy.csv", "x,y", [GRID, NOISY])
+    code, out, err = run_main(capsys, "fit", path, "--n-components", 2, "--format", "csv")
+    assert code == 0, err
+    plain = np.genfromtxt(out.splitlines(), delimiter=",", names=True, dtype=None, encoding=None)
+    assert plain.dtype.names == (
+        "component",
+        "weight",
+        "mean_0",
+        "cov_0_0",
+        "scale",
+        "score",
+        "loss_value",
+        "converged",
+        "n_iter",
+    )
+    model, errors = reference_fit(GRID, NOISY, 2)
+    np.testing.assert_allclose(plain["scale"], model.scale_, rtol=1e-9)
+    np.testing.assert_allclose(plain["score"], model.score(GRID, NOISY), rtol=1e-12)
+    assert 0.99 < plain["score"][0] < 1.0  # noisy: not a perfect fit
+    assert list(plain["converged"]) == [True, True] and np.all(plain["n_iter"] >= 1)
+
+    code, out, err = run_main(
+        capsys, "fit", path, "--n-components", 2, "--format", "csv", "--errors"
+    )
+    assert code == 0, err
+    table = np.genfromtxt(out.splitlines(), delimiter=",", names=True, dtype=None, encoding=None)
+    assert table.dtype.names[:7] == (
+        "component",
+        "weight",
+        "weight_se",
+        "mean_0",
+        "mean_0_se",
+        "cov_0_0",
+        "cov_0_0_se",
+    )
+    assert table.dtype.names[7:9] == ("scale", "scale_se")
+    np.testing.assert_allclose(table["weight_se"], errors["weights"], rtol=1e-9)
+    np.testing.assert_allclose(table["mean_0_se"], errors["means"][:, 0], rtol=1e-9)
+    np.testing.assert_allclose(table["cov_0_0_se"], errors["covariances"][:, 0, 0], rtol=1e-9)
+    np.testing.assert_allclose(table["scale_se"], errors["scale"], rtol=1e-9)
+    assert np.all((table["mean_0_se"] > 1e-4) & (table["mean_0_se"] < 0.05))
+
+
+def test_json_output_has_column_names_and_standard_errors(tmp_path, capsys):
+    axis = np.linspace(-4, 4, 30)
+    u, v = (a.ravel() for a in np.meshgrid(axis, axis))
+    counts = np.exp(-0.5 * (u**2 + (v / 2) ** 2))
+    counts += np.random.default_rng(1).normal(0, 0.01, counts.size)
+    path = write_table(tmp_path / "image.csv", "u (mm),v (mm),counts", [u, v, counts])
+    code, out, err = run_main(capsys, "fit", path, "--n-components", 1, "--covariance-type", "diag")
+    assert code == 0, err
+    plain = json.loads(out)
+    assert plain["grid_columns"] == ["u (mm)", "v (mm)"]
+    assert plain["density_column"] == "counts"
+    assert not any(key.endswith("_se") for key in [*plain, *plain["components"][0]])
+
+    code, out, err = run_main(
+        capsys, "fit", path, "--n-components", 1, "--covariance-type", "diag", "--errors"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    from skdensityfit import DensityGMM
+
+    X = np.column_stack([u, v])
+    model = DensityGMM(n_components=1, covariance_type="diag", random_state=0).fit(X, counts)
+    errors = model.standard_errors(X, counts)
+    component = result["components"][0]
+    np.testing.assert_allclose(component["mean_se"], errors["means"][0], rtol=1e-9)
+    np.testing.assert_allclose(component["weight_se"], errors["weights"][0], atol=1e-12)
+    # diag: the off-diagonal covariances are fixed at 0, so is their error
+    np.testing.assert_allclose(
+        component["covariance_se"], np.diag(errors["covariances"][0]), rtol=1e-9
+    )
+    np.testing.assert_allclose(result["scale_se"], errors["scale"], rtol=1e-9)
+    np.testing.assert_allclose(component["mean"], [0.0, 0.0], atol=0.01)
+
+
+def test_undetermined_standard_errors_are_json_null(tmp_path):
+    from skdensityfit._cli import _csv_text, _Data, _results
+
+    model, _ = reference_fit(GRID, DENSITY, 2)
+    nan = {
+        "weights": np.full(2, np.nan),
+        "means": np.full((2, 1), np.nan),
+        "covariances": np.full((2, 1, 1), np.nan),
+        "scale": np.nan,
+    }
+    result = _results(model, _Data(GRID[:, None], DENSITY, ["x"], "y"), nan)
+    assert result["scale_se"] is None and result["components"][1]["mean_se"] == [None]
+    json.dumps(result, allow_nan=False)  # valid JSON: no NaN literal
+    assert ",nan," in _csv_text(result, with_errors=True)
+
+
+def test_json_output_of_an_npz_names_its_arrays(tmp_path, capsys):
+    np.savez(tmp_path / "b.npz", wl=GRID, flux=DENSITY)
+    code, out, err = run_main(capsys, "fit", tmp_path / "b.npz", "--x", "wl", "--y", "flux")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["grid_columns"] == ["wl"] and result["density_column"] == "flux"
+    check_parameters(result)
+
+
+# ----------------------------------------------------------------------
+# plots labelled with the file's names
+# ----------------------------------------------------------------------
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures the CLI saves, kept instead of written."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: figures.append(figure))
+    return figures
+
+
+def test_plot_axes_are_labelled_with_the_csv_header_1d(tmp_path, capsys, saved_figures):
+    path = write_table(tmp_path / "s.csv", "wavelength (nm),intensity", [GRID, DENSITY])
+    code, _, err = run_main(capsys, "fit", path, "--n-components", 2, "--plot", "fit.png")
+    assert code == 0, err
+    (figure,) = saved_figures
+    ax, ax_residuals = figure.axes[:2]
+    assert ax.get_ylabel() == "intensity"
+    assert ax_residuals.get_xlabel() == "wavelength (nm)"
+
+
+def test_plot_axes_are_labelled_with_the_csv_header_2d(tmp_path, capsys, saved_figures):
+    axis = np.linspace(-4, 4, 20)
+    u, v = (a.ravel() for a in np.meshgrid(axis, axis))
+    path = write_table(
+        tmp_path / "image.csv", "u (mm),v (mm),counts", [u, v, np.exp(-0.5 * (u**2 + v**2))]
+    )
+    code, _, err = run_main(capsys, "fit", path, "--n-components", 1, "--plot", "fit.png")
+    assert code == 0, err
+    (figure,) = saved_figures
+    labels = {(a.get_xlabel(), a.get_ylabel()) for a in figure.axes}
+    assert ("u (mm)", "v (mm)") in labels  # the fit
+    assert ("u (mm)", "") in labels  # the residuals
+    assert ("", "target counts") in labels  # the colour bar of the target
+    assert not any("x[0]" in a.get_xlabel() or "density" in a.get_ylabel() for a in figure.axes)
+
+
+# ----------------------------------------------------------------------
+# errors name the line and column; binary files are never unpickled
+# ----------------------------------------------------------------------
+COMMENTS = ["# exported by the spectrometer", "", "# units: nm, counts"]
+
+
+@pytest.mark.parametrize(
+    ("header", "bad_cell", "message"),
+    [
+        ("x,y", "", "Line {line}, column 'y': the cell is empty"),
+        ("x,y", "nan", "Line {line}, column 'y': 'nan' is not a finite number"),
+        ("x,y", "inf", "Line {line}, column 'y': 'inf' is not a finite number"),
+        ("x,y", "1.2.3", "Line {line}, column 'y': '1.2.3' is not a number"),
+        (None, "oops", "Line {line}, column 1 (counting from 0): 'oops' is not a number"),
+        (None, "", "Line {line}, column 1 (counting from 0): the cell is empty"),
+    ],
+)
+def test_bad_cells_are_named_by_line_and_column(tmp_path, capsys, header, bad_cell, message):
+    lines = [*COMMENTS, *([header] if header else [])]
+    first_data_line = len(lines) + 1
+    lines += [f"{x!r},{y!r}" for x, y in zip(GRID.tolist(), DENSITY.tolist(), strict=True)]
+    row = 40
+    lines[first_data_line - 1 + row] = f"{GRID.tolist()[row]!r},{bad_cell}"
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = run_main(capsys, "fit", path, "--n-components", 2)
+    assert code == 1
+    line = first_data_line + row  # counted in the file, comments and blank lines included
+    assert path.read_text().split("\n")[line - 1].endswith("," + bad_cell)
+    assert message.format(line=line) in err
+
+
+def test_cell_count_is_checked_per_line_of_the_file(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("# header follows\n\nx,y\n1,2\n# a comment\n2,3,4\n")
+    code, _, err = run_main(capsys, "fit", path)
+    assert code == 1
+    assert "Line 6 has 3 cells, expected 2 (as the header has)" in err
+
+
+def test_space_separated_columns_with_runs_of_spaces(tmp_path, capsys):
+    path = tmp_path / "aligned.txt"
+    body = [f"{x:10.6f}   {y:.17g}" for x, y in zip(GRID, DENSITY, strict=True)]
+    path.write_text("  wavelength     intensity\n" + "\n".join(body) + "\n")
+    code, out, err = run_main(capsys, "fit", path, "--n-components", 2)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["grid_columns"] == ["wavelength"]
+    means = [c["mean"][0] for c in result["components"]]
+    np.testing.assert_allclose(means, [6.0, 13.0], rtol=1e-5)  # the grid rounded to 1e-6
+
+
+class _UnpicklingWritesAFile:
+    """An object whose unpickling creates ``path``: proof that a file was unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_payload_is_never_unpickled(tmp_path, capsys):
+    import pickle
+
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(_UnpicklingWritesAFile(control))).close()
+    assert control.exists()  # the payload works when unpickled
+    marker = tmp_path / "unpickled"
+    payload = _UnpicklingWritesAFile(marker)
+    np.save(tmp_path / "objects.npy", np.array([payload, 1.0], dtype=object), allow_pickle=True)
+    (tmp_path / "raw.npy").write_bytes(pickle.dumps(payload))
+    np.savez(tmp_path / "objects.npz", grid=GRID, density=np.array([payload], dtype=object))
+    for name in ("objects.npy", "raw.npy", "objects.npz"):
+        code, _, err = run_main(capsys, "fit", tmp_path / name, "--n-components", 1)
+        assert code == 1
+        assert "allow_pickle" not in err and "pickle.load" not in err
+        assert "not a valid .npy file" in err or "does not hold numbers" in err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("garbage.npy", b"not numpy at all", "not a valid .npy file"),
+        ("empty.npy", b"", "not a valid .npy file"),
+        ("truncated.npy", None, "not a valid .npy file"),
+        ("garbage.npz", b"PK\x03\x04 not a zip", "not a valid .npz file"),
+        ("binary.csv", b"\x93NUMPY\x01\x00\xff\xfe", "is not a text (CSV/TSV) file"),
+    ],
+)
+def test_corrupt_binary_files_get_a_clear_message(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.column_stack([GRID, DENSITY]))
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        path.write_bytes(content)
+    code, _, err = run_main(capsys, "fit", path, "--n-components", 1)
+    assert code == 1
+    assert message in err and "allow_pickle" not in err
+
+
+# ----------------------------------------------------------------------
+# .npz images
+# ----------------------------------------------------------------------
+IMAGE_X = np.linspace(10.0, 16.0, 31)  # along the columns
+IMAGE_Y = np.linspace(-2.0, 2.0, 21)  # along the rows
+IMAGE = np.exp(-0.5 * ((IMAGE_X[None, :] - 12.5) ** 2 / 0.5 + (IMAGE_Y[:, None] - 0.5) ** 2 / 0.2))
+
+
+def fit_json(capsys, path, *args):
+    code, out, err = run_main(capsys, "fit", path, "--n-components", 1, *args)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_npz_image_with_coordinate_arrays(tmp_path, capsys):
+    np.savez(tmp_path / "image.npz", density=IMAGE, x=IMAGE_X, y=IMAGE_Y)
+    result = fit_json(capsys, tmp_path / "image.npz")
+    (component,) = result["components"]
+    np.testing.assert_allclose(component["mean"], [12.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(component["covariance"], [[0.5, 0], [0, 0.2]], atol=1e-6)
+    assert result["grid_columns"] == ["x", "y"] and result["density_column"] == "density"
+    # other names, given with --x (x coordinates first) and --y
+    np.savez(tmp_path / "named.npz", frame=IMAGE, wavelength=IMAGE_X, slit=IMAGE_Y)
+    named = fit_json(capsys, tmp_path / "named.npz", "--x", "wavelength", "slit", "--y", "frame")
+    np.testing.assert_allclose(named["components"][0]["mean"], [12.5, 0.5], rtol=1e-6)
+    assert named["grid_columns"] == ["wavelength", "slit"]
+
+
+def test_npz_image_without_coordinates_uses_pixel_indices(tmp_path, capsys):
+    np.savez(tmp_path / "image.npz", density=IMAGE)
+    result = fit_json(capsys, tmp_path / "image.npz")
+    step_x, step_y = IMAGE_X[1] - IMAGE_X[0], IMAGE_Y[1] - IMAGE_Y[0]
+    expected = [(12.5 - IMAGE_X[0]) / step_x, (0.5 - IMAGE_Y[0]) / step_y]  # column, row
+    np.testing.assert_allclose(result["components"][0]["mean"], expected, rtol=1e-6)
+    assert result["grid_columns"] == ["x (pixel column)", "y (pixel row)"]
+
+
+@pytest.mark.parametrize(
+    ("arrays", "args", "message"),
+    [
+        ({"density": IMAGE, "x": IMAGE_X}, [], "has the coordinate array 'x' but not 'y'"),
+        (
+            {"density": IMAGE, "x": IMAGE_Y, "y": IMAGE_X},
+            [],
+            "'x' has shape (21,); the image 'density' has shape (21, 31), so it should be 1-D "
+            "with 31 values",
+        ),
+        ({"density": IMAGE[None]}, [], "an image should be 2-D"),
+        ({"density": IMAGE}, ["--x", "a", "b", "c"], "--x takes one array name for a grid"),
+        ({"density": DENSITY}, [], "has no array 'grid'"),
+    ],
+)
+def test_npz_image_errors(tmp_path, capsys, arrays, args, message):
+    np.savez(tmp_path / "image.npz", **arrays)
+    code, _, err = run_main(capsys, "fit", tmp_path / "image.npz", "--n-components", 1, *args)
+    assert code == 1
+    assert message in err
+
+
+# ----------------------------------------------------------------------
+# plot_fit on a model fitted with a DataFrame (the Python side of the labels above)
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize(("two_d", "search"), [(False, False), (True, False), (False, True)])
+def test_plot_fit_uses_dataframe_column_names_without_warnings(two_d, search):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from skdensityfit import DensityGMM, DensityGMMCV, plot_fit
+
+    if two_d:
+        axis = np.linspace(-3, 3, 15)
+        u, v = (a.ravel() for a in np.meshgrid(axis, axis))
+        X = pd.DataFrame({"u (mm)": u, "v (mm)": v})
+        y = pd.Series(np.exp(-0.5 * (u**2 + v**2)), name="counts")
+    else:
+        X = pd.DataFrame({"wavelength (nm)": GRID})
+        y = pd.Series(DENSITY, name="intensity")
+    if search:  # its best_estimator_ is drawn, with the search's feature names
+        model = DensityGMMCV(n_components=3, random_state=0).fit(X, y)
+    else:
+        model = DensityGMM(n_components=1 if two_d else 2, random_state=0).fit(X, y)
+    assert list(model.feature_names_in_) == list(X.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X does not have valid feature names" would fail
+        ax, ax_residuals = plot_fit(model, X, y, residuals=True)
+        plot_fit(model, X.to_numpy(), y.to_numpy())  # arrays too: the model knows the names
+    try:
+        if two_d:
+            assert (ax.get_xlabel(), ax.get_ylabel()) == ("u (mm)", "v (mm)")
+            assert ax_residuals.get_xlabel() == "u (mm)"
+            assert "target counts" in [a.get_ylabel() for a in ax.figure.axes]
+        else:
+            assert ax.get_ylabel() == "intensity"
+            assert ax_residuals.get_xlabel() == "wavelength (nm)"
+        with pytest.raises(ValueError, match="but the model was fitted on"):
+            plot_fit(model, X.rename(columns=lambda name: name.upper()), y)
+    finally:
+        plt.close("all")
