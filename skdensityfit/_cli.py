@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._covariance import as_matrices
+
 
 class InputError(Exception):
     """A problem with the user's file or columns (exit code 1)."""
@@ -376,18 +378,6 @@ def _load(path, x_columns, y_column):
 # ----------------------------------------------------------------------
 # writing results
 # ----------------------------------------------------------------------
-def _full_matrices(values, covariance_type, n_components, n_features):
-    """Per-component full matrices from values shaped like ``covariances_``."""
-    values = np.asarray(values, dtype=float)
-    if covariance_type == "full":
-        return values
-    if covariance_type == "tied":
-        return np.broadcast_to(values, (n_components, n_features, n_features))
-    if covariance_type == "diag":
-        return values[:, :, None] * np.eye(n_features)
-    return values[:, None, None] * np.eye(n_features)
-
-
 def _json_number(value):
     """A float for JSON: NaN and infinities (not JSON) become null."""
     value = float(value)
@@ -402,7 +392,7 @@ def _results(model, data, errors):
     result["density_column"] = data.density_name
     if errors is not None:
         d, n_components = model.n_features_in_, model.n_components
-        covariances = _full_matrices(errors["covariances"], model.covariance_type, n_components, d)
+        covariances = as_matrices(errors["covariances"], model.covariance_type, n_components, d)
         result["scale_se"] = _json_number(errors["scale"])
         for k, component in enumerate(result["components"]):
             component["weight_se"] = _json_number(errors["weights"][k])
