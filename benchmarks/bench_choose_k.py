@@ -285,7 +285,9 @@ def _faithful_cases():
         label = f"{name} {bins} bins {'density l2' if density else 'counts poisson'}"
         loss = "l2" if density else "poisson"
         cases.append(
-            Case("faithful", seed, grid, y.astype(float), loss, references[name], not density, label)
+            Case(
+                "faithful", seed, grid, y.astype(float), loss, references[name], not density, label
+            )
         )
     return cases
 
@@ -320,7 +322,9 @@ def all_cases(quick=False, families=None, seed_offset=0):
             family_cases = _faithful_cases()
         else:
             family_cases = [make_case(family, s, seed_offset) for s in range(n_cases)]
-        cases.extend(family_cases[::QUICK_EVERY] if quick and family != "faithful" else family_cases)
+        cases.extend(
+            family_cases[::QUICK_EVERY] if quick and family != "faithful" else family_cases
+        )
     return cases
 
 
@@ -391,9 +395,7 @@ def table(name, cases, outcomes):
     lines = [f"selector: {name}", head, "-" * len(head)]
     totals = np.zeros(6, dtype=int)
     for family in FAMILIES:
-        rows = [
-            (c, o) for c, o in zip(cases, outcomes, strict=True) if c.family == family
-        ]
+        rows = [(c, o) for c, o in zip(cases, outcomes, strict=True) if c.family == family]
         rows = [(c, o) for c, o in rows if o[0] is not None]
         if not rows:
             continue
