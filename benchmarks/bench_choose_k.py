@@ -1,7 +1,10 @@
 """How often a selector of the number of components K gets it right, family by family.
 
-Run:   python benchmarks/bench_choose_k.py           (full: 420 cases, ~25 min on 2 cores)
-       python benchmarks/bench_choose_k.py --quick   (every 6th case of each family, ~2 min)
+Run:   python benchmarks/bench_choose_k.py           (full: 419 cases, 4 min on 2 cores)
+       python benchmarks/bench_choose_k.py --quick   (81 cases: every 6th of each generated
+                                                      family and all of Old Faithful, 1 min)
+(times for the default selectors, today's DensityGMMCV and BIC; a selector costing 20 single
+fits takes about 25 min in full)
 Options: --selector NAME (repeatable; 'cv' = DensityGMMCV with default settings, 'bic' =
 DensityGMM(k, loss='poisson').bic on histograms of counts, or 'path/to/file.py:function' /
 'module:function' for any callable ``f(grid, y, *, loss, max_components, random_state) -> int``,
