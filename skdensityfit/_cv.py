@@ -2,7 +2,7 @@
 
 import time
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
@@ -11,17 +11,24 @@ from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import Interval, StrOptions, fit_context
-from ._engine import FitSettings, MixtureFit, fit_problem, minimize, path_fit
+from ._compat import Interval, StrOptions, fit_context, warn_at_caller
+from ._engine import FitSettings, MixtureFit, fit_problem, path_fit
 from ._estimator import DensityGMM
-from ._objective import gauss_newton_by_group, model_density, point_losses
-from ._optimization import lowering_step
 from ._problem import problem_of
 from ._reports import (
-    score_prediction,
     warn_if_components_are_redundant,
     warn_if_density_is_cut_at_the_edge,
     warn_if_underdetermined,
+)
+from ._selection import (
+    CountFolds,
+    PointFolds,
+    are_counts,
+    contiguous_folds,
+    cv_results,
+    has_peaked,
+    information_criterion,
+    select,
 )
 from ._validation import (
     check_density_values,
@@ -35,11 +42,19 @@ CV_TOL = 1e-5
 # loss: the held-out scores do not need more digits.
 CV_FTOL = 1e-4
 CV_MAX_ITER = 50
-# Fold refits start one step from the fit on all points and stop with the
-# path's CV_FTOL (in practice within 1 to 9 iterations); this caps the rest.
-FOLD_MAX_ITER = 30
-# Differences of mean R^2 / D^2 below this are rounding, not evidence.
-SCORE_RESOLUTION = 1e-8
+# A path fit whose relative loss is at most this fits the density exactly
+# (relative L2 error 1e-5): it ends the search, and wins.
+EXACT_CV_LOSS = 1e-10
+# With early stopping, the path stops once the best mean score is this many
+# candidates behind.
+PATIENCE = 2
+# Grids of at most this many points refit every fold for real (not only a
+# candidate that would lead after one step), in 10 folds rather than 5: five
+# folds of a coarse histogram often hold out most of one peak.
+SMALL_GRID = 1000
+SMALL_GRID_FOLDS = 10
+# A best held-out score below this explains little of the density: warned of.
+LOW_SCORE = 0.5
 
 _PASSED_ON = (
     "covariance_type",
@@ -59,26 +74,37 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     The candidates are fitted to all points along the path ``K = 1, 2, ...``
     (through every ``K`` up to the largest candidate), each from ``n_init``
     starts: the previous fit plus a component placed at the largest residual,
-    and data-driven ones (at least one), keeping whichever ends lowest.
-    The grid points are split into shuffled folds; for each fold and
-    candidate, the fit on all points is refitted to the fold's training
-    points by one Levenberg-Marquardt step (the one-step approximation of
-    cross-validation) and scored on its held-out points (R^2 for
-    ``loss='l2'``, D^2 for ``loss='poisson'``). One step is accurate where
-    the fit is well determined and optimistic for surplus components, along
-    which the loss is flat: a candidate whose one-step mean score would lead
-    is scored again after real refits of its folds (at most 30 iterations
-    from the step). This makes the whole selection cost a few single fits.
-    The fold fits still start from the fit that has seen their held-out
-    points, a mild optimism that favours more components, which the
-    one-standard-error rule offsets (the selection tests measure the
-    outcome). The smallest ``K``
-    whose mean score is within one standard error of the best is chosen
-    (``selection``), and its fit on all points is polished to ``tol`` as
-    ``best_estimator_``.
+    and data-driven ones (at least one), keeping whichever ends lowest. Each
+    candidate is then scored on held-out data (``held_out``):
 
-    Folds must be shuffled: contiguous folds of a grid hold out whole regions
-    of it, where no fit can predict a component it never saw.
+    - histograms of counts (``loss='poisson'``): every bin's count is split
+      at random between the folds (multinomial thinning), so each fold keeps
+      every bin; a fold's fit of its training counts (a short refit from the
+      fit on all counts) predicts its held-out counts, scored by their
+      Poisson deviance. This is K-fold cross-validation of the samples.
+    - other densities: shuffled folds of grid points; a fold's fit of its
+      training points (one Levenberg-Marquardt step from the fit on all
+      points; real refits for a candidate whose one-step score would lead,
+      since one step is optimistic for surplus components) predicts its
+      held-out values, scored by the squared error (``'l2'``) or the
+      Poisson deviance.
+
+    The held-out errors are pooled over the folds: a fold's score is
+    ``1 - n_folds * error / total``, with ``total`` the constant model's
+    error summed over all folds, so the mean score is the pooled R^2 or D^2.
+    The smallest ``K`` whose mean score is within one standard error of the
+    best is chosen (``selection``), the error being that of the paired
+    per-fold differences. A candidate whose fit on all points is exact ends
+    the search and is chosen (a smaller candidate that does not fit never
+    wins); otherwise the path stops once the best score is
+    ``early_stopping`` candidates behind. The chosen fit on all points is
+    polished to ``tol`` as ``best_estimator_``.
+
+    Folds of grid points must be shuffled: contiguous folds of a grid hold
+    out whole regions of it, where no fit can predict a component it never
+    saw (a warning says so). Warnings also flag a choice at the largest
+    candidate and, for held-out points, a best score below 0.5 (held-out
+    counts of a small histogram score low whatever the model: Poisson noise).
 
     Parameters
     ----------
@@ -87,20 +113,40 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         None means ``1..8``.
 
     cv : int, cross-validation generator or iterable, default=None
-        None is 5 shuffled folds; an int is that many shuffled folds (unlike
+        None is 10 shuffled folds on grids of at most 1,000 points and 5 on
+        larger ones (count splitting: 5 folds); an int is that many shuffled folds (unlike
         scikit-learn's default, see above); splitters and iterables of
         ``(train, test)`` indices are used as given.
 
-    selection : {'one_standard_error', 'best'}, default='one_standard_error'
-        'one_standard_error' picks the smallest candidate whose mean score is
-        at least the best mean minus its standard error across folds; 'best'
-        picks the best mean score.
+    selection : {'auto', 'standard_error', 'best', 'bic', 'aic'}, default='auto'
+        How the candidates are compared. 'standard_error' picks the smallest
+        candidate whose mean held-out score is within ``n_standard_errors``
+        standard errors of the best mean, the error being that of the
+        *paired* per-fold differences between the two candidates (the folds
+        are shared); 'best' picks the best mean score; 'bic' and 'aic' pick
+        the lowest information criterion of the binned Poisson likelihood of
+        the fits on all points (histograms of counts only; no folds). 'auto'
+        is 'bic' for histograms of counts (``loss='poisson'``, ``y`` of
+        non-negative integers, no ``sample_weight``, ``scale=None``) and
+        'standard_error' otherwise.
+
+    n_standard_errors : float, default=2.0
+        The margin of the 'standard_error' rule, in paired standard errors.
 
     early_stopping : bool or int, default=True
-        Stop growing ``K`` once this many candidates beyond the current choice
-        have not changed it (True is 1; False evaluates every candidate); the
+        Stop growing ``K`` once the best mean score is this many candidates
+        behind (True is 2; False evaluates every candidate). An exact fit
+        (relative loss at most 1e-10) always ends the search. The
         candidates not evaluated get a NaN score in ``cv_results_`` (as
         GridSearchCV reports failed fits) and rank last.
+
+    held_out : {'auto', 'counts', 'points'}, default='auto'
+        What is held out. 'counts' splits every bin's count between the
+        folds (for histograms of counts with ``loss='poisson'``: the
+        cross-validation of the samples behind the histogram); 'points'
+        holds out grid points (``cv``'s folds). 'auto' is 'counts' when
+        ``loss='poisson'``, ``y`` holds non-negative integers, there is no
+        ``sample_weight`` and ``scale`` is None, and 'points' otherwise.
 
     n_jobs : int, default=None
         The starts of each fit on the path run in parallel with joblib
@@ -123,10 +169,17 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     best_estimator_ : DensityGMM
         The path's fit with ``n_components_`` components, polished to ``tol``
-        on all points.
+        on all points; its ``random_state`` is the search's.
 
     best_score_ : float
-        Mean cross-validated score of the chosen number of components.
+        Mean cross-validated score (pooled R^2 or D^2) of the chosen number
+        of components.
+
+    best_params_ : dict
+        ``{"n_components": n_components_}``, as in GridSearchCV.
+
+    held_out_ : {'counts', 'points'}
+        What was held out.
 
     best_index_ : int
         Index of the chosen candidate in ``cv_results_``.
@@ -169,8 +222,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "cv": ["cv_object"],
-        "selection": [StrOptions({"one_standard_error", "best"})],
+        "selection": [StrOptions({"auto", "standard_error", "best", "bic", "aic"})],
+        "n_standard_errors": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean", Interval(Integral, 1, None, closed="left")],
+        "held_out": [StrOptions({"auto", "counts", "points"})],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -182,8 +237,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         n_components=None,
         *,
         cv=None,
-        selection="one_standard_error",
+        selection="auto",
+        n_standard_errors=2.0,
         early_stopping=True,
+        held_out="auto",
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -199,7 +256,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_components = n_components
         self.cv = cv
         self.selection = selection
+        self.n_standard_errors = n_standard_errors
         self.early_stopping = early_stopping
+        self.held_out = held_out
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -269,85 +328,166 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         )
         candidates = self._candidates()
         rng = check_random_state(self.random_state)
-        folds = self._folds(rng)
-        splits = list(folds.split(X, y))
+        counts = self.loss == "poisson" and sample_weight is None and self.scale is None
+        counts = counts and are_counts(y)
+        selection = self.selection
+        if selection == "auto":
+            selection = "bic" if counts else "standard_error"
+        if selection in ("bic", "aic") and not counts:
+            raise ValueError(
+                f"selection={selection!r} needs the likelihood of a histogram: loss='poisson', "
+                "y of non-negative integer counts, no sample_weight and scale=None. Use "
+                "selection='standard_error' for other densities."
+            )
+        folds = None if selection in ("bic", "aic") else self._held_out_folds(X, y, weights, rng)
         base = DensityGMM(
             random_state=rng.randint(np.iinfo(np.int32).max),
             **{name: getattr(self, name) for name in _PASSED_ON},
         )
-        _check_folds_have_weight(splits, weights)
-        scores = np.full((len(splits), len(candidates)), np.nan)
-        fit_times = np.full_like(scores, np.nan)
         path = _Path(base, X, y, weights, rng.randint(np.iinfo(np.int32).max), self.n_jobs)
+        if folds is None:
+            scores, fit_times, exact = self._scan_criterion(candidates, path, y, selection)
+        else:
+            scores, fit_times, exact = self._scan(candidates, path, folds)
+        self.cv_results_ = cv_results(candidates, scores, fit_times)
+        # an exact fit ends the search and wins: a smaller candidate that does not fit never does
+        if exact is not None:
+            self.best_index_ = exact
+        elif folds is None:
+            self.best_index_ = select(scores, "best")
+        else:
+            self.best_index_ = select(scores, selection, self.n_standard_errors)
+        self.n_components_ = int(candidates[self.best_index_])
+        self.best_params_ = {"n_components": self.n_components_}
+        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
+        self.held_out_ = "none" if folds is None else folds.kind
+        # the path's fit on all points already had n_init starts: polish it to tol
+        # (the chosen K always has one: a K without a finite fit scores -inf)
+        estimator = clone(base).set_params(
+            n_components=self.n_components_, random_state=self.random_state
+        )
+        self.best_estimator_ = _polished(
+            estimator, X, y, sample_weight, path.fits[self.n_components_], base.random_state
+        )
+        self.n_iter_ = self.best_estimator_.n_iter_
+        self._warn_about_the_choice(candidates, folds)
+        return self
+
+    def _scan(self, candidates, path, folds):
+        """Per-fold scores and fit times of the candidates along the path, and an exact fit's index.
+
+        The path stops once the best mean score is ``early_stopping``
+        candidates behind (or at an exact fit); the candidates not evaluated
+        score NaN.
+        """
+        scores = np.full((folds.n_splits, len(candidates)), np.nan)
+        fit_times = np.full_like(scores, np.nan)
+        patience = PATIENCE if self.early_stopping is True else int(self.early_stopping)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", UserWarning)
             # more components than a fold has training points cannot be fitted
             # (DensityGMM refuses them): such a candidate scores -inf, and the
             # path is not grown to it
-            smallest_training_fold = min(len(np.unique(train)) for train, _ in splits)
+            smallest_training_set = folds.smallest_training_set()
             for index, n_components in enumerate(candidates):
-                if n_components > smallest_training_fold:
-                    scores[:, index] = -np.inf
-                    continue
-                path_fit = path.fit(n_components)
+                path_fit = None if n_components > smallest_training_set else path.fit(n_components)
                 if path_fit is None:
                     scores[:, index] = -np.inf
                     continue
+                theta, problem = path_fit
                 start = time.perf_counter()
-                fits = _one_step_fold_fits(path_fit, y, splits)
-                scores[:, index] = _score_folds(path_fit, fits, self.loss, y, weights, splits)
-                # the shared one-step work, split evenly over the folds
-                fit_times[:, index] = (time.perf_counter() - start) / len(splits)
+                fits = folds.fit(theta, problem)
+                scores[:, index] = folds.scores(fits, problem)
+                fit_times[:, index] = (time.perf_counter() - start) / folds.n_splits
                 evaluated = scores[:, :index].mean(axis=0)
                 evaluated = evaluated[np.isfinite(evaluated)]
-                if evaluated.size and scores[:, index].mean() > evaluated.max():
-                    # One step is accurate where the fit is well determined, and
-                    # optimistic for surplus components (the loss is flat along
-                    # them): a candidate that would lead is checked by real refits.
-                    fits = _refit_folds(
-                        path_fit,
-                        fits,
-                        weights,
-                        splits,
-                        self.tol,
-                        self.max_iter,
-                        fit_times[:, index],
-                    )
-                    scores[:, index] = _score_folds(path_fit, fits, self.loss, y, weights, splits)
+                leads = evaluated.size and scores[:, index].mean() > evaluated.max()
+                if folds.kind == "points" and (leads or problem.n_points <= SMALL_GRID):
+                    # a candidate that would lead is checked by real refits (one
+                    # step is optimistic for surplus components); on small grids,
+                    # where one step is least accurate and refits cheap, every one
+                    fits = folds.refit(fits, problem, fit_times[:, index])
+                    scores[:, index] = folds.scores(fits, problem)
                 if self.verbose:
                     print(
                         f"DensityGMMCV: n_components={n_components}, mean score "
                         f"{np.mean(scores[:, index]):.6g}"
                     )
-                if self.early_stopping and _path_has_peaked(
-                    candidates[: index + 1],
-                    scores[:, : index + 1],
-                    self.selection,
-                    int(self.early_stopping),
-                ):
+                if path.losses[n_components] <= EXACT_CV_LOSS:
+                    return scores, fit_times, index
+                if self.early_stopping and has_peaked(scores[:, : index + 1], patience):
                     break
-        self.cv_results_ = _cv_results(candidates, scores, fit_times)
-        self.best_index_ = _select(
-            self.cv_results_["mean_test_score"], _standard_error(scores), self.selection
-        )
-        self.n_components_ = int(candidates[self.best_index_])
-        self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        # the path's fit on all points already had n_init starts: polish it to tol
-        # (the chosen K always has one: a K without a finite fit scores -inf)
-        self.best_estimator_ = _polished(
-            clone(base).set_params(n_components=self.n_components_),
-            X,
-            y,
-            sample_weight,
-            path.fits[self.n_components_],
-        )
-        self.n_iter_ = self.best_estimator_.n_iter_
-        return self
+        return scores, fit_times, None
 
-    def _folds(self, rng):
-        if self.cv is None or isinstance(self.cv, Integral):
+    def _scan_criterion(self, candidates, path, y, criterion):
+        """Minus half the information criterion of each candidate's fit on all points.
+
+        (A "score" of one split, higher is better, in ``cv_results_``'s shape.)
+        The path stops once the best is ``early_stopping`` candidates behind.
+        """
+        scores = np.full((1, len(candidates)), np.nan)
+        fit_times = np.zeros_like(scores)
+        patience = PATIENCE if self.early_stopping is True else int(self.early_stopping)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            for index, n_components in enumerate(candidates):
+                path_fit = None if n_components > len(y) else path.fit(n_components)
+                if path_fit is None:
+                    scores[:, index] = -np.inf
+                    continue
+                scores[0, index] = -0.5 * information_criterion(*path_fit, y, criterion)
+                if self.early_stopping and has_peaked(scores[:, : index + 1], patience):
+                    break
+        return scores, fit_times, None
+
+    def _held_out_folds(self, X, y, weights, rng):
+        """The held-out scheme: count splitting for histogram counts, grid points otherwise."""
+        scheme = self.held_out
+        if scheme == "auto":
+            counts = self.loss == "poisson" and self.scale is None and are_counts(y)
+            scheme = "counts" if counts and np.allclose(weights, weights[0]) else "points"
+        if scheme == "counts":
+            if not are_counts(y) or self.loss != "poisson" or self.scale is not None:
+                raise ValueError(
+                    "held_out='counts' splits the counts of a histogram: it needs "
+                    "loss='poisson', y of non-negative integer counts and scale=None. "
+                    "Use held_out='points' for other densities."
+                )
             n_splits = 5 if self.cv is None else self.cv
+            if not isinstance(n_splits, Integral):
+                raise ValueError(
+                    "held_out='counts' makes its own folds: pass cv as a number of folds."
+                )
+            return CountFolds(y, n_splits, rng)
+        splits = list(self._folds(rng, len(y)).split(X, y))
+        if contiguous_folds(splits):
+            warn_at_caller(
+                "Every cross-validation fold holds out one contiguous block of grid points "
+                "(e.g. KFold without shuffle): whole regions of the grid, where no fit can "
+                "predict a component it never saw. Pass cv=KFold(5, shuffle=True) or an int."
+            )
+        return PointFolds(splits, y, weights, self.loss)
+
+    def _warn_about_the_choice(self, candidates, folds):
+        if len(candidates) > 1 and self.n_components_ == candidates.max():
+            warn_at_caller(
+                f"DensityGMMCV chose n_components={self.n_components_}, the largest "
+                "candidate: the density may hold more components. Pass larger candidates "
+                "(n_components=...)."
+            )
+        if folds is not None and folds.kind == "points" and self.best_score_ < LOW_SCORE:
+            warn_at_caller(
+                f"The best held-out score is {self.best_score_:.3g}: no candidate explains "
+                "the density well (noise dominates, a background, or bins too coarse?). "
+                "Check the data before trusting n_components_."
+            )
+
+    def _folds(self, rng, n_points):
+        if self.cv is None or isinstance(self.cv, Integral):
+            default = SMALL_GRID_FOLDS if n_points <= SMALL_GRID else 5
+            n_splits = default if self.cv is None else self.cv
             return KFold(n_splits, shuffle=True, random_state=rng.randint(np.iinfo(np.int32).max))
         return check_cv(self.cv)
 
@@ -487,14 +627,14 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         return self.best_estimator_.bic(X, y, sample_weight)
 
 
-def _polished(estimator, X, y, sample_weight, start):
+def _polished(estimator, X, y, sample_weight, start, seed):
     """``estimator`` fitted by one run from ``start`` (a path's parameter vector)."""
     X, y = check_grid_density(estimator, X, y)
     warn_if_density_is_cut_at_the_edge(X, y)
     problem = problem_of(estimator, X, y, sample_weight)
     warn_if_underdetermined(problem)
     settings = FitSettings.of(estimator)
-    result = fit_problem(problem, settings, check_random_state(estimator.random_state), start=start)
+    result = fit_problem(problem, settings, check_random_state(seed), start=start)
     fit = MixtureFit.from_result(problem, result)
     warn_if_components_are_redundant(fit.set_on(estimator), fit)
     return estimator
@@ -521,6 +661,7 @@ class _Path:
         self.random_state = check_random_state(random_state)
         self.problem = problem_of(base.set_params(n_components=1), X, y, weights)
         self.fits = {}  # n_components -> parameter vector (None: no finite fit)
+        self.losses = {}  # n_components -> its loss on all points
         self.problems = {}  # n_components -> problem
 
     def fit(self, n_components):
@@ -531,7 +672,7 @@ class _Path:
         """
         for k in range(len(self.fits) + 1, n_components + 1):
             self.problems[k] = self.problem.with_components(k)
-            self.fits[k] = path_fit(
+            result = path_fit(
                 self.problems[k],
                 self.fits.get(k - 1),
                 self.settings,
@@ -539,155 +680,7 @@ class _Path:
                 ftol=CV_FTOL,
                 n_jobs=self.n_jobs,
             )
+            self.fits[k] = None if result is None else result.theta
+            self.losses[k] = np.inf if result is None else result.loss
         theta = self.fits[n_components]
         return None if theta is None else (theta, self.problems[n_components])
-
-
-def _check_folds_have_weight(splits, weights):
-    for train, test in splits:
-        if not np.any(weights[test] > 0) or not np.any(weights[train] > 0):
-            raise ValueError(
-                "A cross-validation fold has zero total sample_weight, so it cannot be "
-                "scored. Use fewer folds, or give weight to more points."
-            )
-
-
-def _one_step_fold_fits(path_fit, y, splits):
-    """Each fold's refit of the all-points fit by one Levenberg-Marquardt step.
-
-    The step lowers the loss of the fold's training points (the one-step
-    approximation of cross-validation: where the all-points fit is well
-    determined it is near every fold's optimum, and the step lands close to
-    it). The Jacobian is computed once for all folds. Folds that cannot be
-    fitted (see :func:`_scorable`) get None.
-    """
-    theta, problem = path_fit
-    data, bounds = problem.data, problem.bounds
-    counts = np.zeros((len(splits), len(y)))  # repeated training indices count repeatedly
-    for row, (train, _) in zip(counts, splits, strict=True):
-        np.add.at(row, train, 1.0)
-    values, gradients, matrices = gauss_newton_by_group(theta, data, counts)
-    fits = []
-    for fold, (train, _) in enumerate(splits):
-        if not _scorable(data, y, train):
-            fits.append(None)
-            continue
-        terms = (values[fold], gradients[fold], matrices[fold])
-        if not all(np.all(np.isfinite(term)) for term in terms):
-            fits.append(theta)
-            continue
-        fits.append(
-            lowering_step(
-                theta,
-                *terms,
-                bounds,
-                lambda candidate, row=counts[fold]: row @ point_losses(candidate, data),
-            )
-        )
-    return fits
-
-
-def _refit_folds(path_fit, fits, weights, splits, tol, max_iter, seconds):
-    """Each fold's fit minimised on its training points, from ``fits``.
-
-    Each fold's time is added to ``seconds``.
-    """
-    _, problem = path_fit
-    refits = []
-    for fold, (fit, (train, _)) in enumerate(zip(fits, splits, strict=True)):
-        if fit is None:
-            refits.append(None)
-            continue
-        start = time.perf_counter()
-        result = minimize(
-            problem.subset(train),
-            fit,
-            tol=max(tol, CV_TOL),
-            max_iter=min(max_iter, FOLD_MAX_ITER),
-            ftol=CV_FTOL,
-        )
-        refits.append(result.theta if np.isfinite(result.loss) else fit)
-        seconds[fold] += time.perf_counter() - start
-    return refits
-
-
-def _scorable(data, y, train):
-    """Whether a fold's training points can be fitted (enough of them, some positive)."""
-    return len(train) >= data.layout.n_components and np.any(y[train] > 0)
-
-
-def _score_folds(path_fit, fits, loss, y, weights, splits):
-    """Held-out score (R^2 or D^2) of each fold's fit."""
-    data = path_fit[1].data
-    scores = np.empty(len(splits))
-    for fold, (fit, (train, test)) in enumerate(zip(fits, splits, strict=True)):
-        if len(train) < data.layout.n_components:
-            scores[fold] = -np.inf
-        elif fit is None:
-            # no mixture fits a density without positive values; the best
-            # non-negative model under either loss is zero everywhere
-            scores[fold] = score_prediction(loss, y[test], np.zeros(len(test)), weights[test])
-        else:
-            held_out = data.subset(test)
-            # R^2 and D^2 do not change when density and model share a unit, so
-            # the standardised ones are scored directly
-            predicted = model_density(fit, held_out)
-            scores[fold] = score_prediction(loss, held_out.target, predicted, weights[test])
-    return scores
-
-
-def _path_has_peaked(candidates, scores, selection, patience):
-    """True once ``patience`` candidates beyond the current choice have not changed it."""
-    mean = scores.mean(axis=0)
-    if not np.all(np.isfinite(mean)):
-        return False
-    chosen = _select(mean, _standard_error(scores), selection)
-    return len(candidates) - 1 - chosen >= patience
-
-
-def _standard_error(scores):
-    """Standard error of the mean score over folds (sample standard deviation)."""
-    n_splits = len(scores)
-    if n_splits < 2:
-        return np.zeros(scores.shape[1])
-    with np.errstate(invalid="ignore"):  # -inf scores: NaN, which _select treats as 0
-        return scores.std(axis=0, ddof=1) / np.sqrt(n_splits)
-
-
-def _cv_results(candidates, scores, fit_times):
-    mean = scores.mean(axis=0)
-    with np.errstate(invalid="ignore"):  # a candidate that could not be fitted scores -inf
-        std = scores.std(axis=0)
-    finite_mean = np.where(np.isfinite(mean), mean, -np.inf)  # NaN: not evaluated
-    order = np.argsort(-finite_mean, kind="stable")
-    rank = np.empty(len(candidates), dtype=np.int32)
-    rank[order] = np.arange(1, len(candidates) + 1)
-    results = {
-        "param_n_components": np.ma.MaskedArray(candidates, mask=False),
-        "params": [{"n_components": int(k)} for k in candidates],
-    }
-    for i, split_scores in enumerate(scores):
-        results[f"split{i}_test_score"] = split_scores
-    results.update(
-        mean_test_score=mean,
-        std_test_score=std,
-        rank_test_score=rank,
-        mean_fit_time=fit_times.mean(axis=0),
-        std_fit_time=fit_times.std(axis=0),
-    )
-    return results
-
-
-def _select(mean, standard_error, selection):
-    finite = np.isfinite(mean)  # NaN: not evaluated (early stopping); -inf: not fittable
-    if not finite.any():
-        raise ValueError(
-            "No candidate number of components could be scored on every fold. "
-            "Use fewer components or fewer folds."
-        )
-    best = int(np.argmax(np.where(finite, mean, -np.inf)))
-    if selection == "best":
-        return best
-    error = standard_error[best] if np.isfinite(standard_error[best]) else 0.0
-    threshold = mean[best] - max(error, SCORE_RESOLUTION)
-    return int(np.flatnonzero(finite & (mean >= threshold))[0])

@@ -336,7 +336,7 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
     residual and data-driven ones, ``settings.n_init`` in all (at least one
     from the data); each is minimised to ``ftol`` (in parallel with
     ``n_jobs``), and components parked in the best are re-placed. Returns
-    the best parameter vector, or None when no start has a finite loss.
+    the best run's result, or None when no start has a finite loss.
     """
     n_components = problem.layout.n_components
     starts = []
@@ -364,14 +364,13 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
         return None
     # Components at the width floor are left alone here: past the true K,
     # spikes on noise are what the held-out points should judge.
-    best = replace_components(
+    return replace_components(
         min(results, key=lambda r: r.loss),
         problem.grid,
         problem.data,
         solve,
         partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
     )
-    return best.theta
 
 
 # ----------------------------------------------------------------------

@@ -44,6 +44,7 @@ LAYERS = [
     "_engine",
     "_uncertainty",
     "_reports",
+    "_selection",
     "_examples",
     "_estimator",
     "_cv",

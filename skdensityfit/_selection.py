@@ -1,0 +1,307 @@
+"""Held-out data and the rule that chooses the number of components.
+
+Two ways to hold data out, by what the density is:
+
+- :class:`CountFolds` (histograms of counts, ``loss='poisson'``): every bin's
+  count is split at random between the folds (multinomial thinning). Each
+  fold keeps every bin, so this is K-fold cross-validation of the *samples*
+  behind the histogram, the data a ``GaussianMixture`` user would split; a
+  fold's fit of the training counts, scaled to the held-out total, predicts
+  the held-out counts, scored by their Poisson deviance.
+- :class:`PointFolds` (any density): the grid points are split into folds
+  (shuffled); a fold's fit of the training points predicts the held-out
+  values, scored by the squared error (``l2``) or the Poisson deviance.
+
+Either way each fold's held-out error is divided by the pooled total of the
+constant model's error over all folds, so a fold's score is
+``1 - n_folds * error / total`` and the mean over folds is the *pooled*
+R^2 or D^2: a fold that happens to hold a peak weighs what its points
+weigh, not as much as a whole fold. :func:`select` compares candidates by
+the standard error of their *paired* per-fold differences (the folds are
+shared), which is far smaller than the spread of the scores themselves.
+"""
+
+import time
+from dataclasses import replace
+
+import numpy as np
+from scipy.special import gammaln, xlogy
+
+from ._engine import minimize
+from ._objective import gauss_newton_by_group, model_density, point_losses
+from ._optimization import lowering_step
+
+# Fold fits stop once a step gains less than this fraction of the loss.
+FOLD_TOL = 1e-5
+FOLD_FTOL = 1e-4
+# Fold refits start one step from the fit on all points (or from it, for
+# count folds); this caps the rest.
+FOLD_MAX_ITER = 30
+# Differences of mean scores below this are rounding, not evidence.
+SCORE_RESOLUTION = 1e-8
+
+
+def _deviance(target, predicted, weights):
+    predicted = np.maximum(predicted, np.finfo(float).tiny)
+    return weights @ (xlogy(target, target / predicted) - target + predicted)
+
+
+class PointFolds:
+    """Held-out grid points: ``splits`` of ``(train, test)`` indices.
+
+    Fold fits are one Levenberg-Marquardt step from the fit on all points
+    (the one-step approximation of cross-validation), refitted for real
+    when a candidate would lead (:meth:`refit`): one step is optimistic for
+    surplus components, along which the loss is flat.
+    """
+
+    kind = "points"
+
+    def __init__(self, splits, y, weights, loss):
+        self.splits = splits
+        self.y, self.weights, self.loss = y, weights, loss
+        check_folds_have_weight(splits, weights)
+        average = (weights @ y) / weights.sum()
+        self.total = sum(self._error(test, np.full(len(test), average)) for _, test in splits)
+
+    @property
+    def n_splits(self):
+        return len(self.splits)
+
+    def smallest_training_set(self):
+        return min(len(np.unique(train)) for train, _ in self.splits)
+
+    def _error(self, test, predicted):
+        y, weights = self.y[test], self.weights[test]
+        if self.loss == "l2":
+            return weights @ (y - predicted) ** 2
+        return _deviance(y, predicted, weights)
+
+    def fit(self, theta, problem):
+        """Each fold's fit: one Levenberg-Marquardt step that lowers its training loss.
+
+        The Jacobian is computed once for all folds. Folds that cannot be
+        fitted (fewer points than components, no positive value) get None.
+        """
+        data, bounds = problem.data, problem.bounds
+        counts = np.zeros((self.n_splits, len(self.y)))  # repeated indices count repeatedly
+        for row, (train, _) in zip(counts, self.splits, strict=True):
+            np.add.at(row, train, 1.0)
+        values, gradients, matrices = gauss_newton_by_group(theta, data, counts)
+        fits = []
+        for fold, (train, _) in enumerate(self.splits):
+            if len(train) < data.layout.n_components or not np.any(self.y[train] > 0):
+                fits.append(None)
+                continue
+            terms = (values[fold], gradients[fold], matrices[fold])
+            if not all(np.all(np.isfinite(term)) for term in terms):
+                fits.append(theta)
+                continue
+            fits.append(
+                lowering_step(
+                    theta,
+                    *terms,
+                    bounds,
+                    lambda candidate, row=counts[fold]: row @ point_losses(candidate, data),
+                )
+            )
+        return fits
+
+    def refit(self, fits, problem, seconds):
+        """Each fold's fit minimised on its training points from ``fits`` (times: ``seconds``)."""
+        refits = []
+        for fold, (fit, (train, _)) in enumerate(zip(fits, self.splits, strict=True)):
+            if fit is None:
+                refits.append(None)
+                continue
+            start = time.perf_counter()
+            result = minimize(
+                problem.subset(train), fit, tol=FOLD_TOL, max_iter=FOLD_MAX_ITER, ftol=FOLD_FTOL
+            )
+            refits.append(result.theta if np.isfinite(result.loss) else fit)
+            seconds[fold] += time.perf_counter() - start
+        return refits
+
+    def scores(self, fits, problem):
+        """Each fold's pooled score ``1 - n_folds * held-out error / total``."""
+        data, unit = problem.data, problem.standardisation.density_unit
+        errors = np.empty(self.n_splits)
+        for fold, (fit, (train, test)) in enumerate(zip(fits, self.splits, strict=True)):
+            if len(train) < data.layout.n_components:
+                errors[fold] = np.inf
+                continue
+            # no mixture fits a density without positive values; the best
+            # non-negative model under either loss is zero everywhere
+            predicted = (
+                np.zeros(len(test)) if fit is None else unit * model_density(fit, data.subset(test))
+            )
+            errors[fold] = self._error(test, predicted)
+        return _pooled_scores(errors, self.total)
+
+
+class CountFolds:
+    """Held-out samples of a histogram: every count split between ``n_splits`` folds.
+
+    ``y`` are counts (non-negative integers). Fold ``f`` holds out
+    ``c_f ~ Multinomial(y, 1 / n_splits)`` of each bin and trains on
+    ``y - c_f``; its fit (started from the fit on all counts, scaled to the
+    training total) predicts ``c_f`` as the fitted training counts times
+    ``sum(c_f) / sum(y - c_f)``.
+    """
+
+    kind = "counts"
+
+    def __init__(self, y, n_splits, random_state):
+        generator = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+        counts = np.rint(y).astype(np.int64)
+        self.held_out = generator.multinomial(counts, np.full(n_splits, 1.0 / n_splits)).T
+        self.y = y
+        totals = self.held_out.sum(axis=1)
+        self.ratio = totals / np.maximum(counts.sum() - totals, 1)
+        self.total = sum(
+            _deviance(c, np.full(len(c), c.mean()), np.ones(len(c))) for c in self.held_out
+        )
+
+    @property
+    def n_splits(self):
+        return len(self.held_out)
+
+    def smallest_training_set(self):
+        return len(self.y)
+
+    def _training(self, problem, fold):
+        train = (self.y - self.held_out[fold]) / problem.standardisation.density_unit
+        return replace(problem, data=replace(problem.data, target=train))
+
+    def fit(self, theta, problem):
+        """Each fold's fit of its training counts (a short refit from the scaled fit)."""
+        fits = []
+        for fold in range(self.n_splits):
+            start = np.array(theta, dtype=float)
+            if problem.layout.fit_scale:  # the training counts hold 1 / (1 + ratio) of all
+                start[0] -= np.log1p(self.ratio[fold])
+            result = minimize(
+                self._training(problem, fold),
+                start,
+                tol=FOLD_TOL,
+                max_iter=FOLD_MAX_ITER,
+                ftol=FOLD_FTOL,
+            )
+            fits.append(result.theta if np.isfinite(result.loss) else start)
+        return fits
+
+    def refit(self, fits, problem, seconds):
+        return fits  # the fold fits are real refits already
+
+    def scores(self, fits, problem):
+        unit = problem.standardisation.density_unit
+        errors = np.empty(self.n_splits)
+        for fold, fit in enumerate(fits):
+            expected = unit * model_density(fit, problem.data) * self.ratio[fold]
+            held_out = self.held_out[fold]
+            errors[fold] = _deviance(held_out, expected, np.ones(len(held_out)))
+        return _pooled_scores(errors, self.total)
+
+
+def _pooled_scores(errors, total):
+    n_splits = len(errors)
+    if not total > 0:  # a constant density: any error is infinitely worse than none
+        return np.where(errors <= 0, 1.0, 0.0)
+    return 1.0 - n_splits * errors / total
+
+
+def are_counts(y):
+    """Whether ``y`` holds counts: non-negative integers, not all zero."""
+    return bool(np.all(y >= 0) and np.all(y == np.rint(y)) and y.sum() > 0)
+
+
+def contiguous_folds(splits):
+    """Whether every fold holds out one contiguous block of indices."""
+    for _, test in splits:
+        test = np.unique(test)
+        if len(test) < 2 or test[-1] - test[0] != len(test) - 1:
+            return False
+    return True
+
+
+def check_folds_have_weight(splits, weights):
+    for train, test in splits:
+        if not np.any(weights[test] > 0) or not np.any(weights[train] > 0):
+            raise ValueError(
+                "A cross-validation fold has zero total sample_weight, so it cannot be "
+                "scored. Use fewer folds, or give weight to more points."
+            )
+
+
+def paired_standard_errors(scores, reference):
+    """Standard error of the mean paired difference between each candidate and ``reference``."""
+    n_splits = len(scores)
+    if n_splits < 2:
+        return np.zeros(scores.shape[1])
+    with np.errstate(invalid="ignore"):  # -inf scores give NaN, which select treats as 0
+        differences = scores[:, [reference]] - scores
+        return differences.std(axis=0, ddof=1) / np.sqrt(n_splits)
+
+
+def information_criterion(theta, problem, counts, criterion):
+    """BIC or AIC of the binned Poisson likelihood of ``counts`` under a fit on all points."""
+    expected = problem.standardisation.density_unit * model_density(theta, problem.data)
+    expected = np.maximum(expected, np.finfo(float).tiny)
+    log_likelihood = np.sum(xlogy(counts, expected) - expected - gammaln(counts + 1))
+    n_parameters = problem.layout.n_parameters
+    penalty = np.log(counts.sum()) if criterion == "bic" else 2.0
+    return penalty * n_parameters - 2.0 * log_likelihood
+
+
+def select(scores, selection, n_standard_errors=1.0):
+    """The chosen candidate's index: the best mean, or the smallest within some paired SEs of it.
+
+    ``scores`` is ``(n_splits, n_candidates)``; NaN marks a candidate not
+    evaluated, -inf one that cannot be fitted.
+    """
+    mean = scores.mean(axis=0)
+    finite = np.isfinite(mean)
+    if not finite.any():
+        raise ValueError(
+            "No candidate number of components could be scored on every fold. "
+            "Use fewer components or fewer folds."
+        )
+    best = int(np.argmax(np.where(finite, mean, -np.inf)))
+    if selection == "best":
+        return best
+    errors = n_standard_errors * np.nan_to_num(paired_standard_errors(scores, best), nan=0.0)
+    within = finite & (mean >= mean[best] - np.maximum(errors, SCORE_RESOLUTION))
+    return int(np.flatnonzero(within)[0])
+
+
+def has_peaked(scores, patience):
+    """True once the best mean score is ``patience`` or more candidates behind the last."""
+    mean = scores.mean(axis=0)
+    if not np.all(np.isfinite(mean)):
+        return False
+    return len(mean) - 1 - int(np.argmax(mean)) >= patience
+
+
+def cv_results(candidates, scores, fit_times):
+    """``cv_results_`` in GridSearchCV's shape."""
+    mean = scores.mean(axis=0)
+    with np.errstate(invalid="ignore"):  # a candidate that could not be fitted scores -inf
+        std = scores.std(axis=0)
+    finite_mean = np.where(np.isfinite(mean), mean, -np.inf)  # NaN: not evaluated
+    order = np.argsort(-finite_mean, kind="stable")
+    rank = np.empty(len(candidates), dtype=np.int32)
+    rank[order] = np.arange(1, len(candidates) + 1)
+    results = {
+        "param_n_components": np.ma.MaskedArray(candidates, mask=False),
+        "params": [{"n_components": int(k)} for k in candidates],
+    }
+    for i, split_scores in enumerate(scores):
+        results[f"split{i}_test_score"] = split_scores
+    results.update(
+        mean_test_score=mean,
+        std_test_score=std,
+        rank_test_score=rank,
+        mean_fit_time=fit_times.mean(axis=0),
+        std_fit_time=fit_times.std(axis=0),
+    )
+    return results
