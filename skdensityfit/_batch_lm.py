@@ -145,9 +145,7 @@ class BatchData:
 
     def take(self, index):
         weights = self.weights if self.weights.ndim == 1 else self.weights[index]
-        return BatchData(
-            self.target[index], weights, self.normaliser[index], self.constant[index]
-        )
+        return BatchData(self.target[index], weights, self.normaliser[index], self.constant[index])
 
 
 def batch_data(problem, Y, sample_weight=None):
@@ -270,8 +268,9 @@ def mixture_terms(problem, theta, derivatives=True):
         [np.zeros((B, k, d, m_quad)), precision, -prec_means[..., None]], axis=-1
     )
     # dP_t mu for every component (the shared factor's dP broadcast for 'tied')
-    dp_mu = np.einsum("bkrij,bkj->bkri", np.broadcast_to(
-        d_precision, (B, k, *d_precision.shape[2:])), means)
+    dp_mu = np.einsum(
+        "bkrij,bkj->bkri", np.broadcast_to(d_precision, (B, k, *d_precision.shape[2:])), means
+    )
     by_raw = np.concatenate(
         [
             -0.5 * _quadratic_part(problem, d_precision) * np.ones((1, k, 1, 1)),
@@ -495,9 +494,7 @@ def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN):
         value[rows] = new_value[accept]
         gradient[rows] = new_gradient[accept]
         matrix[rows] = new_matrix[accept]
-        scaling[rows] = np.maximum(
-            scaling[rows], np.diagonal(new_matrix[accept], axis1=1, axis2=2)
-        )
+        scaling[rows] = np.maximum(scaling[rows], np.diagonal(new_matrix[accept], axis1=1, axis2=2))
         n_iter[rows] += 1
         small = (actual[accept] <= no_gain[accept]) & (
             np.max(np.abs(step[accept]), axis=1) <= NO_GAIN
@@ -525,7 +522,7 @@ def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN):
 def _raw_from_covariances(problem, covariances, mass):
     """Raw Cholesky values ``(B, n_raw per type)`` of covariances ``(B, K, d, d)``."""
     cov, d = problem.covariance_type, problem.n_features
-    B, k = covariances.shape[:2]
+    B = covariances.shape[0]
     if cov == "tied":
         share = mass / np.maximum(mass.sum(axis=1, keepdims=True), np.finfo(float).tiny)
         covariances = np.einsum("bk,bkij->bij", share, covariances)[:, None]
@@ -545,7 +542,7 @@ def _raw_from_covariances(problem, covariances, mass):
 
 
 def _pack(problem, log_weights, means, covariances, mass):
-    B, k = log_weights.shape
+    B = log_weights.shape[0]
     logits = log_weights[:, :-1] - log_weights[:, -1:]
     raw = _raw_from_covariances(problem, covariances, mass)
     theta = np.concatenate([np.zeros((B, 1)), logits, means.reshape(B, -1), raw], axis=1)
@@ -641,7 +638,9 @@ def em_start(problem, data, n_steps=EM_STEPS, seeding="peaks"):
     covariances = np.broadcast_to(broad, (B, k, d, d)) + floor
     log_weights = np.full((B, k), -np.log(k))
     shares = np.full((B, k), 1.0 / k)
-    moment_features = np.hstack([grid, (grid[:, :, None] * grid[:, None, :]).reshape(len(grid), -1)])
+    moment_features = np.hstack(
+        [grid, (grid[:, :, None] * grid[:, None, :]).reshape(len(grid), -1)]
+    )
     for _ in range(n_steps):
         precision = np.linalg.inv(covariances)
         prec_means = np.einsum("bkij,bkj->bki", precision, means)
@@ -668,50 +667,6 @@ def em_start(problem, data, n_steps=EM_STEPS, seeding="peaks"):
         log_weights -= np.log(np.sum(np.exp(log_weights), axis=1, keepdims=True))
     theta = _pack(problem, log_weights, means, covariances, shares)
     return best_log_scale(problem, theta, data)
-
-
-@np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore")
-def moved_weakest(problem, theta, data):
-    """Each row with its weakest component moved to the largest residual peak.
-
-    The weakest component is the one whose removal raises the loss least (in
-    a poor local optimum two components often share a peak while another
-    covers two, or a small peak is left out); it is placed again at the point
-    of largest residual of the others, with its width, as a second opinion on
-    every row (the batched counterpart of the single fit's moves). The
-    weights of the others are kept, the moved one gets the residual's height.
-    """
-    k, d = problem.n_components, problem.n_features
-    terms = mixture_terms(problem, theta, derivatives=False)
-    log_model, model, resp = _model(problem, terms)
-    without = model[:, None, :] * (1.0 - resp)  # (B, K, n) model without each component
-    q = data.weights
-    if problem.loss == "l2":
-        losses = np.sum(q[..., None, :] * (data.target[:, None, :] - without) ** 2, axis=2)
-    else:
-        safe = np.maximum(without, np.finfo(float).tiny)
-        losses = np.sum(q[..., None, :] * (without - data.target[:, None, :] * np.log(safe)), axis=2)
-    weakest = np.argmin(losses, axis=1)  # (B,)
-    rows = np.arange(len(theta))
-    residual = data.target - without[rows, weakest]
-    at = np.argmax(residual, axis=1)
-    height = np.maximum(residual[rows, at], 0.0)
-    moved = theta.copy()
-    means_block = moved[:, k : k + k * d].reshape(-1, k, d)
-    means_block[rows, weakest] = problem.grid[at]
-    moved[:, k : k + k * d] = means_block.reshape(len(theta), -1)
-    # the weight that gives the moved component the residual's height at its mean
-    _, _, _, raw = split(problem, theta)
-    _, log_det, _, _ = precision_terms(problem, raw, derivatives=False)
-    log_det = np.broadcast_to(log_det, (len(theta), k))
-    log_peak = log_det[rows, weakest] - 0.5 * d * LOG_2PI
-    log_w = np.log(np.maximum(height, 1e-300)) - terms["log_scale"] - log_peak
-    log_weights = terms["log_weights"].copy()
-    log_weights[rows, weakest] = np.minimum(log_w, 0.0)
-    logits = log_weights[:, :-1] - log_weights[:, -1:]
-    moved[:, 1:k] = logits
-    moved = np.clip(moved, problem.lower, problem.upper)
-    return best_log_scale(problem, moved, data)
 
 
 # ----------------------------------------------------------------------
