@@ -14,14 +14,17 @@ other, which is what lets a density start from its neighbour's fit
 
 import math
 import threading
+import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from joblib.parallel import get_active_backend
 from sklearn import config_context, get_config
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
@@ -50,6 +53,10 @@ _MIN_VECTORIZED_CHUNK = 256
 _MAX_VECTORIZED_CHUNK = 4096
 # DensityGMMCV's candidates when n_components is None (its documented default).
 _CV_DEFAULT_MAX_COMPONENTS = 8
+# Under the Dask backend: a chunk lost with its worker is submitted again, up to
+# this many times in all; Dask itself also retries a task this many times.
+_MAX_DASK_SUBMISSIONS = 5
+_DASK_RETRIES = 2
 # The single fit's edge warning (see DensityGMM.fit), for rows the batch fits.
 _EDGE_WARNING_FRACTION = 0.25
 _COVARIANCE_SHAPES = {
@@ -675,11 +682,68 @@ def _seeds(random_state, n_densities):
 # running the chunks
 # ----------------------------------------------------------------------
 def _run_tasks(tasks, n_jobs):
-    """Run ``(function, args, kwargs)`` tasks through joblib; yields their results
-    as they complete (each is ``(start, chunk arrays)``)."""
-    yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(function)(*args, **kwargs) for function, args, kwargs in tasks
-    )
+    """Run ``(function, args, kwargs)`` tasks; yields their results as they complete
+    (each is ``(start, chunk arrays)``).
+
+    Under joblib's Dask backend the tasks go to the cluster directly, so that a
+    task lost with a worker (a worker process that dies mid-batch) is submitted
+    again instead of losing the batch; otherwise through joblib.
+    """
+    client = _dask_client()
+    if client is None:
+        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(function)(*args, **kwargs) for function, args, kwargs in tasks
+        )
+    else:
+        yield from _run_on_dask(client, tasks)
+
+
+def _dask_client():
+    """The Dask client of the active joblib backend, or None for any other backend."""
+    backend, _ = get_active_backend()
+    if type(backend).__name__ != "DaskDistributedBackend":
+        return None
+    return getattr(backend, "client", None)
+
+
+def _run_on_dask(client, tasks, max_submissions=_MAX_DASK_SUBMISSIONS):
+    """Submit every task to the cluster; a task whose future fails (its worker died,
+    it was cancelled or lost) is submitted again, up to ``max_submissions`` times."""
+    from distributed import as_completed
+
+    batch = uuid.uuid4().hex
+
+    def submit(index, attempt):
+        function, args, kwargs = tasks[index]
+        future = client.submit(
+            partial(function, **kwargs),
+            *args,
+            key=f"skdensityfit-fit_many-{batch}-{index}-{attempt}",
+            pure=False,
+            retries=_DASK_RETRIES,
+        )
+        owner[future.key] = (index, attempt)
+        return future
+
+    owner = {}
+    futures = [submit(index, 0) for index in range(len(tasks))]
+    pending = as_completed(futures)
+    for future in pending:
+        index, attempt = owner.pop(future.key)
+        if future.status == "finished":
+            try:
+                yield future.result()
+                continue
+            except Exception:  # lost between completion and transfer: submit again
+                pass
+        if attempt + 1 >= max_submissions:
+            future.result()  # raises the task's own error
+            raise RuntimeError(
+                f"fit_many: chunk {index} failed on the Dask cluster {max_submissions} times."
+            )
+        retry = submit(index, attempt + 1)
+        futures.append(retry)  # keep a reference: a released future is forgotten
+        pending.add(retry)
 
 
 # ----------------------------------------------------------------------

@@ -51,6 +51,7 @@ EXACT_FIT_LOSS = 1e-12
 # neighbour's fit, up to NEIGHBOUR_PASSES times.
 NEIGHBOUR_RATIO = 1.05
 NEIGHBOUR_PASSES = 4
+SECOND_START = "inexact"
 
 
 # ----------------------------------------------------------------------
@@ -835,7 +836,12 @@ def fit_block(
     result = _run(problem, data, "peaks", tol=tol, max_iter=max_iter)
     B = len(Y)
     agreeing = np.zeros(B, dtype=bool)
-    retry = np.flatnonzero(result.flagged | (result.loss > EXACT_FIT_LOSS))
+    if SECOND_START == "inexact":
+        retry = np.flatnonzero(result.flagged | (result.loss > EXACT_FIT_LOSS))
+    else:
+        good = ~result.flagged
+        median = np.median(result.loss[good]) if np.any(good) else 0.0
+        retry = np.flatnonzero(result.flagged | (result.loss > loss_ratio * median + loss_floor))
     if retry.size:
         second = _run(problem, data.take(retry), "quantiles", tol=tol, max_iter=max_iter)
         mine, theirs, _ = _keep_lower(result, second, retry)
