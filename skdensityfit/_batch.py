@@ -5,8 +5,9 @@ joblib task, so ``n_jobs`` spreads the chunks over local processes and
 ``joblib.parallel_config(backend="dask")`` over a Dask cluster, unchanged.
 By default (``method="vectorized"``) the densities of a chunk on a shared grid
 are fitted together by the batched Levenberg-Marquardt of
-:mod:`skdensityfit._batch_lm`, and the rows its quality gate doubts are
-fitted again by ``DensityGMM.fit``. ``method="loop"`` (and the cases the
+:mod:`skdensityfit._batch_lm` (starts and gate in :mod:`skdensityfit._batch_fit`),
+and the rows its quality gate doubts are fitted again by ``DensityGMM.fit``.
+``method="loop"`` (and the cases the
 vectorised path does not cover) fits the densities of a chunk one after the
 other, which is what lets a density start from its neighbour's fit
 (``warm_start=True``).
@@ -31,10 +32,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
-from . import _batch_lm
+from . import _batch_fit, _batch_lm
 from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
-from ._validation import check_density_values
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
 # loss plus the floor; otherwise the density is also fitted from a fresh start
@@ -775,7 +775,7 @@ def _fit_rows(
     """Fit the densities of one chunk in order. Returns ``(start, arrays)``.
 
     ``fallback=False`` keeps every warm fit (for measuring what the fallback
-    to a fresh start buys; see ``benchmarks/bench_batch.py``).
+    to a fresh start buys).
     """
     n_rows = len(densities)
     n_features = (grids if shared_grid else grids[0]).shape[1]
@@ -825,7 +825,7 @@ def _fit_rows(
 def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds):
     """Fit the densities of one chunk on the shared grid ``X`` together.
 
-    The rows are fitted in blocks by :func:`skdensityfit._batch_lm.fit_block`;
+    The rows are fitted in blocks by :func:`skdensityfit._batch_fit.fit_block`;
     rows that the single fit would refuse (no positive value, NaN, negative
     values with the Poisson loss, bad weights) and rows the gate doubts go
     through ``DensityGMM.fit`` (the lower loss is kept for the latter).
@@ -836,7 +836,9 @@ def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds
 
 
 def _rows_the_batch_can_fit(densities, weights, loss):
-    """Rows with finite values and weights that ``check_density_values`` accepts."""
+    """Rows with finite values and weights that the single fit's checks accept
+    (``check_density_values`` and the sample weights' rules); the others go to
+    ``DensityGMM.fit``, which raises the error the row's message reports."""
     ok = np.all(np.isfinite(densities), axis=1) & np.any(densities > 0, axis=1)
     if loss == "poisson":
         ok &= ~np.any(densities < 0, axis=1)
@@ -844,8 +846,6 @@ def _rows_the_batch_can_fit(densities, weights, loss):
         w = weights.values if isinstance(weights, _Shared) else weights
         w = np.broadcast_to(w, densities.shape)
         ok &= np.all(np.isfinite(w), axis=1) & np.all(w >= 0, axis=1) & np.any(w > 0, axis=1)
-    for i in np.flatnonzero(ok)[:1]:  # the shared rules, checked on one row
-        check_density_values(densities[i], loss)
     return ok
 
 
@@ -893,9 +893,15 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
         w = None
         if row_weights is not None:
             w = row_weights if row_weights.ndim == 1 else row_weights[index]
-        fit = _batch_lm.fit_block(
-            problem, densities[index], w, tol=estimator.tol, max_iter=estimator.max_iter
-        )
+        try:
+            fit = _batch_fit.fit_block(
+                problem, densities[index], w, tol=estimator.tol, max_iter=estimator.max_iter
+            )
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            # a numerical fault of the batch (never seen in the tests): single fits
+            single.extend(index)
+            chunk["fallback"][index] = True
+            continue
         chunk["weights"][index] = fit.weights
         chunk["means"][index] = fit.means
         chunk["covariances"][index] = fit.covariances
@@ -928,7 +934,11 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
             chunk["failed"][i] = True
             continue
         if batchable[i] and chunk["converged"][i] and not fit.loss_ < chunk["loss"][i]:
-            continue  # the batch's fit was at least as good
+            # the batch's fit was at least as good: it stays, with the single fit's
+            # remarks on the density (e.g. redundant components), not on its convergence
+            remarks = [m for m in messages if not m.startswith("ConvergenceWarning")]
+            chunk["messages"][i] = "\n".join(remarks)
+            continue
         _store_fit(chunk, i, fit)
         if not fit.converged_ and not any("ConvergenceWarning" in m for m in messages):
             messages.append(

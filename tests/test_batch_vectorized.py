@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
+from skdensityfit import _batch_fit as bf
 from skdensityfit import _batch_lm as bl
 from skdensityfit._examples import (
     mixture_densities_1d,
@@ -71,7 +72,7 @@ def test_a_non_finite_row_is_isolated_in_the_evaluation():
 # ----------------------------------------------------------------------
 # the same parameters as single fits
 # ----------------------------------------------------------------------
-def _seeded_batch(n_features, n_densities, seed):
+def _seeded_batch(n_features, n_densities, seed, covariance_type="full"):
     rng = np.random.default_rng(seed)
     if n_features == 1:
         params = [random_separated_mixture_1d(rng, 2) for _ in range(n_densities)]
@@ -81,6 +82,7 @@ def _seeded_batch(n_features, n_densities, seed):
     rows = []
     for _ in range(n_densities):
         weights, means, covariances = random_mixture_2d(rng, 2, box=(-8.0, 8.0))
+        covariances = _of_type(covariance_type, covariances)
         rows.append(mixture_density(GRID_2D, weights, means, covariances))
     return GRID_2D, np.array(rows)
 
@@ -94,10 +96,15 @@ def _single_fits(grid, Y, estimator):
     return fits
 
 
-def _constrained(covariance_type, covariances):
-    """Exact mixtures of the covariance type: diag/spherical/tied versions of the truth."""
+def _of_type(covariance_type, covariances):
+    """Covariances of the type's form, so that the mixture is exactly one of its kind."""
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances[0], covariances.shape)
     if covariance_type == "diag":
         return covariances * np.eye(covariances.shape[-1])
+    if covariance_type == "spherical":
+        variances = np.mean(np.diagonal(covariances, axis1=1, axis2=2), axis=1)
+        return variances[:, None, None] * np.eye(covariances.shape[-1])
     return covariances
 
 
@@ -105,7 +112,7 @@ def _constrained(covariance_type, covariances):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("loss", ["l2", "poisson"])
 def test_vectorized_rows_are_the_single_fits(n_features, covariance_type, loss):
-    grid, Y = _seeded_batch(n_features, 5, seed=10 + n_features)
+    grid, Y = _seeded_batch(n_features, 5, seed=10 + n_features, covariance_type=covariance_type)
     estimator = DensityGMM(2, covariance_type=covariance_type, loss=loss, random_state=0)
     result = fit_many(grid, Y, estimator)
     assert not result.failed.any()
@@ -174,18 +181,18 @@ def test_the_gate_sends_doubtful_rows_to_single_fits():
             assert "The data does not support 3 components" in result.messages[i]
 
 
-@pytest.mark.parametrize("neighbour_passes", [0, bl.NEIGHBOUR_PASSES])
+@pytest.mark.parametrize("neighbour_passes", [0, bf.NEIGHBOUR_PASSES])
 def test_a_row_stuck_far_off_is_rescued_by_its_neighbour_or_flagged(monkeypatch, neighbour_passes):
     grid = GRID_1D
     means = np.array([[6.0, 12.0]]) + np.linspace(0.0, 0.3, 16)[:, None]  # alike neighbours
     Y = mixture_densities_1d(grid, np.full((16, 2), 0.5), means, np.ones((16, 2)))
     target_3 = Y[3] / Y[3].max()
     problem = bl.BatchProblem(grid[:, None], 2, "full", "l2")
-    block = bl.fit_block(problem, Y, tol=1e-8, max_iter=500)
+    block = bf.fit_block(problem, Y, tol=1e-8, max_iter=500)
     assert not block.suspect.any() and np.all(block.loss < 1e-12)
-    original = bl.em_start
+    original = bf.em_start
 
-    def poor_start_for_row_3(problem, data, n_steps=bl.EM_STEPS, seeding="peaks"):
+    def poor_start_for_row_3(problem, data, n_steps=bf.EM_STEPS, seeding="peaks"):
         theta = original(problem, data, n_steps, seeding)
         for row in np.flatnonzero(np.all(data.target == target_3, axis=1)):
             # every start of row 3: both means far left, both narrow
@@ -193,9 +200,9 @@ def test_a_row_stuck_far_off_is_rescued_by_its_neighbour_or_flagged(monkeypatch,
             theta[row, 4:6] = problem.upper[4:6] - 0.1
         return theta
 
-    monkeypatch.setattr(bl, "em_start", poor_start_for_row_3)
-    monkeypatch.setattr(bl, "NEIGHBOUR_PASSES", neighbour_passes)
-    block = bl.fit_block(problem, Y, tol=1e-8, max_iter=20)
+    monkeypatch.setattr(bf, "em_start", poor_start_for_row_3)
+    monkeypatch.setattr(bf, "NEIGHBOUR_PASSES", neighbour_passes)
+    block = bf.fit_block(problem, Y, tol=1e-8, max_iter=20)
     others = np.delete(np.arange(16), 3)
     assert not block.suspect[others].any() and np.all(block.loss[others] < 1e-12)
     if neighbour_passes:
