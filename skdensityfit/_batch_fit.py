@@ -38,11 +38,13 @@ LOSS_RATIO = 3.0
 LOSS_FLOOR = 1e-10
 RUNS_AGREE = 1e-5
 # A loss below this is an exact fit (a relative L2 error of 1e-6): no move. A
-# move is tried where the largest residual stands MOVE_RESIDUAL_SIGMAS robust
-# standard deviations out of the residual, and gets MOVE_MAX_ITER iterations.
+# move gets MOVE_MAX_ITER iterations (enough to show a better optimum; a move
+# that does not converge in them is dropped). On the benchmark's noisy K = 2
+# series, moving only rows whose largest residual stood 5 (3) robust standard
+# deviations out left 10 (6) of 400 rows worse than the single fit; moving
+# every row not fitted exactly, 3.
 EXACT_FIT_LOSS = 1e-12
-MOVE_RESIDUAL_SIGMAS = 5.0
-MOVE_MAX_ITER = 100
+MOVE_MAX_ITER = 40
 # A row whose loss is above this many times its neighbour's starts from the
 # neighbour's fit, up to NEIGHBOUR_PASSES times (on noisy K = 3 series, a ratio
 # of 1.3 left 1 row in 250 in a worse optimum than the single fit, 1.05 none).
@@ -260,17 +262,6 @@ def moved_weakest(problem, theta, data):
     return best_log_scale(problem, moved, data)
 
 
-@np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore")
-def _residual_stands_out(problem, theta, data):
-    """Rows whose largest residual stands out of the residual's own spread (more than
-    ``MOVE_RESIDUAL_SIGMAS`` robust standard deviations): a peak left out, not noise."""
-    _, model, _ = _model(problem, mixture_terms(problem, theta, derivatives=False))
-    residual = data.target - model
-    centre = np.median(residual, axis=1, keepdims=True)
-    sigma = 1.4826 * np.median(np.abs(residual - centre), axis=1)
-    return np.max(residual, axis=1) - centre[:, 0] > MOVE_RESIDUAL_SIGMAS * sigma
-
-
 def _log_peak_terms(problem, theta):
     """``(raw, log-determinants (B, K))`` of the rows' precision Cholesky factors."""
     _, _, _, raw = split(problem, theta)
@@ -446,10 +437,7 @@ def fit_block(
     # rows not fitted exactly: their weakest component moved where the residual
     # peaks (two starts can agree on one poor optimum, and a whole run of
     # neighbours, most of a block, can share it)
-    moved = np.flatnonzero(
-        (result.flagged | (result.loss > EXACT_FIT_LOSS))
-        & _residual_stands_out(problem, result.theta, data)
-    )
+    moved = np.flatnonzero(result.flagged | (result.loss > EXACT_FIT_LOSS))
     if moved.size:
         start = moved_weakest(problem, result.theta[moved], data.take(moved))
         other = levenberg_marquardt(
