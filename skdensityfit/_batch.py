@@ -3,26 +3,37 @@
 The densities are split into chunks of consecutive rows; each chunk is one
 joblib task, so ``n_jobs`` spreads the chunks over local processes and
 ``joblib.parallel_config(backend="dask")`` over a Dask cluster, unchanged.
-Inside a chunk the densities are fitted one after the other, which is what
-lets a density start from its neighbour's fit (``warm_start=True``).
+By default (``method="vectorized"``) the densities of a chunk on a shared grid
+are fitted together by the batched Levenberg-Marquardt of
+:mod:`skdensityfit._batch_lm` (starts and gate in :mod:`skdensityfit._batch_fit`),
+and the rows its quality gate doubts are fitted again by ``DensityGMM.fit``.
+``method="loop"`` (and the cases the
+vectorised path does not cover) fits the densities of a chunk one after the
+other, which is what lets a density start from its neighbour's fit
+(``warm_start=True``).
 """
 
 import math
 import threading
+import uuid
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from joblib.parallel import get_active_backend
 from sklearn import config_context, get_config
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
+from . import _batch_fit, _batch_lm
+from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
@@ -36,6 +47,18 @@ WARM_LOSS_FLOOR = 1e-10
 _TARGET_N_CHUNKS = 64
 _MIN_CHUNK_SIZE = 16
 _MAX_CHUNK_SIZE = 1000
+# The vectorised path: chunks (tasks) of at least this many densities, each
+# fitted in blocks of at most _batch_lm.MAX_BLOCK rows (bounded memory).
+_MIN_VECTORIZED_CHUNK = 256
+_MAX_VECTORIZED_CHUNK = 4096
+# DensityGMMCV's candidates when n_components is None (its documented default).
+_CV_DEFAULT_MAX_COMPONENTS = 8
+# Under the Dask backend: a chunk lost with its worker is submitted again, up to
+# this many times in all; Dask itself also retries a task this many times.
+_MAX_DASK_SUBMISSIONS = 5
+_DASK_RETRIES = 2
+# The single fit's edge warning (see DensityGMM.fit), for rows the batch fits.
+_EDGE_WARNING_FRACTION = 0.25
 _COVARIANCE_SHAPES = {
     "full": lambda k, d: (k, d, d),
     "tied": lambda k, d: (d, d),
@@ -95,12 +118,21 @@ class BatchFitResult:
         or of the warnings raised while fitting that row (e.g. the
         ``ConvergenceWarning`` of a row that did not converge), one per line.
 
+    fallback : ndarray of bool of shape (n_densities,)
+        True where the vectorised path's quality gate doubted the batched fit
+        (not converged, a component parked or two coincident, or a loss well
+        above the other rows' whose two starts disagree) and the row was
+        fitted again by ``DensityGMM.fit``; the lower loss is kept. Always
+        False with ``method="loop"``.
+
     estimators : list of DensityGMM or None
         The fitted estimators (None for failed rows) when ``fit_many`` was
         called with ``return_estimators=True``; None otherwise.
 
-    n_components : int
-        Number of components of every fit.
+    n_components : int or ndarray of int of shape (n_densities,)
+        Number of components of every fit; with a ``DensityGMMCV`` estimator,
+        the number chosen for each density (0 for failed rows), the arrays
+        being padded with NaN up to the largest candidate.
 
     covariance_type : str
         The covariance type of every fit.
@@ -116,17 +148,25 @@ class BatchFitResult:
     converged: np.ndarray
     failed: np.ndarray
     warm_started: np.ndarray
+    fallback: np.ndarray | None = None
     messages: list = field(default_factory=list)
     estimators: list | None = None
     n_components: int = 1
     covariance_type: str = "full"
 
+    def __post_init__(self):
+        if self.fallback is None:
+            self.fallback = np.zeros(len(self.scale), dtype=bool)
+
     def __len__(self):
         return len(self.scale)
 
     def __repr__(self):
+        k = self.n_components
+        if np.ndim(k) > 0:
+            k = f"{int(np.min(k))}..{int(np.max(k))}" if np.size(k) else "0"
         return (
-            f"BatchFitResult(n_densities={len(self)}, n_components={self.n_components}, "
+            f"BatchFitResult(n_densities={len(self)}, n_components={k}, "
             f"covariance_type={self.covariance_type!r}, n_failed={int(self.failed.sum())}, "
             f"n_not_converged={int(np.sum(~self.converged & ~self.failed))})"
         )
@@ -154,6 +194,14 @@ class BatchFitResult:
             )
         n, k = self.weights.shape
         chol = _full_cholesky(self.precisions_cholesky, self.covariance_type, n, k, n_features)
+        weights, means = self.weights, self.means
+        if np.ndim(self.n_components) > 0:
+            # per-density K: components past a row's own K are NaN padding
+            present = np.arange(k)[None, :] < np.asarray(self.n_components)[:, None]
+            weights = np.where(present, weights, 0.0)
+            means = np.where(present[..., None], means, 0.0)
+            eye = np.broadcast_to(np.eye(n_features), chol.shape)
+            chol = np.where(present[..., None, None], chol, eye)
         log_det = np.sum(np.log(np.abs(np.diagonal(chol, axis1=-2, axis2=-1))), axis=-1)
         out = np.empty((n, X.shape[0]))
         # bound the (rows x components x points x features) temporaries to ~1e7 values
@@ -163,7 +211,7 @@ class BatchFitResult:
             # z = (x - mean) @ U for every row, component and point (sklearn's convention)
             z = (
                 np.einsum("pd,nkde->nkpe", X, chol[rows])
-                - np.einsum("nkd,nkde->nke", self.means[rows], chol[rows])[:, :, None, :]
+                - np.einsum("nkd,nkde->nke", means[rows], chol[rows])[:, :, None, :]
             )
             log_pdf = (
                 -0.5 * (n_features * np.log(2 * np.pi) + np.sum(z**2, axis=-1))
@@ -171,7 +219,7 @@ class BatchFitResult:
             )
             with np.errstate(under="ignore"):
                 out[rows] = self.scale[rows, None] * np.einsum(
-                    "nk,nkp->np", self.weights[rows], np.exp(log_pdf)
+                    "nk,nkp->np", weights[rows], np.exp(log_pdf)
                 )
         return out
 
@@ -199,6 +247,7 @@ def fit_many(
     warm_start=False,
     return_estimators=False,
     progress=False,
+    method="vectorized",
 ):
     """Fit one Gaussian mixture to each of many densities.
 
@@ -223,9 +272,12 @@ def fit_many(
         ``per_density_grids=True``, a sequence of ``n_densities`` 1-D arrays,
         ``Y[i]`` of shape ``(n_points_i,)``.
 
-    estimator : DensityGMM
+    estimator : DensityGMM or DensityGMMCV
         The settings of every fit (``n_components``, ``covariance_type``,
-        ``loss``, ...); it is cloned, never fitted itself. An int
+        ``loss``, ...); it is cloned, never fitted itself. A ``DensityGMMCV``
+        chooses K for each density (by its own cross-validation, density by
+        density); the arrays are then padded with NaN to the largest
+        candidate K and ``result.n_components`` holds each density's K. An int
         ``random_state`` is used for every density, so each row is exactly
         what a single fit with that seed gives; a ``RandomState`` instance
         draws one seed per density in row order, so results do not depend on
@@ -270,6 +322,21 @@ def fit_many(
     progress : bool, default=False
         Show a progress bar over densities (needs ``tqdm``:
         ``pip install skdensityfit[progress]``).
+
+    method : {"vectorized", "loop"}, default="vectorized"
+        ``"vectorized"``: the densities of each chunk are fitted together by
+        one batched Levenberg-Marquardt (see ``docs/scaling.md``), and every
+        row its quality gate doubts (not converged, a component parked off the
+        grid, without mass or at the width floor, two coincident components,
+        or a loss well above the other rows' that two starts disagree on) is
+        fitted again by ``DensityGMM.fit``, keeping the lower loss
+        (``result.fallback`` says which). The rows agree with single fits to
+        the optimiser's tolerance, not bit for bit. It needs a shared grid,
+        data-driven starts and a fitted scale: with per-density grids,
+        ``warm_start=True``, ``return_estimators=True``, a ``DensityGMMCV``
+        estimator, or an estimator with ``weights_init``, ``means_init``,
+        ``precisions_init`` or ``scale`` set, the loop runs instead.
+        ``"loop"``: each density is fitted by its own ``DensityGMM.fit`` call.
 
     Returns
     -------
@@ -325,13 +392,23 @@ n_not_converged=0)
     """
     _check_estimator(estimator)
     n_jobs = _check_n_jobs(n_jobs)
+    if method not in ("vectorized", "loop"):
+        raise ValueError(f'method should be "vectorized" or "loop", got {method!r}.')
     progress_bar = _progress_bar_factory() if progress else None
     if per_density_grids:
         grids, densities, weights, n_features = _check_per_density_inputs(X, Y, sample_weight)
     else:
         grids, densities, weights, n_features = _check_shared_inputs(X, Y, sample_weight)
     n_densities = len(densities)
-    chunk_size = _check_chunk_size(chunk_size, n_densities)
+    if warm_start and isinstance(estimator, DensityGMMCV):
+        raise ValueError(
+            "warm_start=True needs a DensityGMM (a fixed number of components); with "
+            "DensityGMMCV each density chooses its own K. Pass warm_start=False."
+        )
+    vectorized = method == "vectorized" and _vectorizable(
+        estimator, per_density_grids, warm_start, return_estimators, grids
+    )
+    chunk_size = _check_chunk_size(chunk_size, n_densities, vectorized)
     seeds = _seeds(estimator.random_state, n_densities)
 
     result = _empty_result(estimator, n_densities, n_features, return_estimators)
@@ -345,25 +422,41 @@ n_not_converged=0)
     config = get_config()
 
     def task(start, stop):
-        return delayed(_fit_chunk)(
-            config,
-            start,
-            estimator,
-            grids if not per_density_grids else grids[start:stop],
-            densities[start:stop],
-            None if weights is None else _rows(weights, start, stop),
-            None if seeds is None else seeds[start:stop],
-            shared_grid=not per_density_grids,
-            warm_start=warm_start,
-            return_estimators=return_estimators,
+        if vectorized:
+            return (
+                _fit_chunk_vectorized,
+                (
+                    config,
+                    start,
+                    estimator,
+                    grids,
+                    densities[start:stop],
+                    None if weights is None else _rows(weights, start, stop),
+                    None if seeds is None else seeds[start:stop],
+                ),
+                {},
+            )
+        return (
+            _fit_chunk,
+            (
+                config,
+                start,
+                estimator,
+                grids if not per_density_grids else grids[start:stop],
+                densities[start:stop],
+                None if weights is None else _rows(weights, start, stop),
+                None if seeds is None else seeds[start:stop],
+            ),
+            dict(
+                shared_grid=not per_density_grids,
+                warm_start=warm_start,
+                return_estimators=return_estimators,
+            ),
         )
 
     bar = None if progress_bar is None else progress_bar(total=n_densities, unit="density")
     try:
-        outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            task(start, stop) for start, stop in bounds
-        )
-        for start, chunk in outputs:
+        for start, chunk in _run_tasks([task(a, b) for a, b in bounds], n_jobs):
             _store_chunk(result, start, chunk)
             if bar is not None:
                 bar.update(len(chunk["scale"]))
@@ -378,19 +471,39 @@ n_not_converged=0)
 # input checks
 # ----------------------------------------------------------------------
 def _check_estimator(estimator):
-    if not isinstance(estimator, DensityGMM):
-        hint = (
-            " fit_many needs a fixed n_components, since every row of its arrays has the "
-            "same number of components: choose K first (e.g. with DensityGMMCV on a few "
-            "typical densities), then pass DensityGMM(n_components=K)."
-            if type(estimator).__name__ == "DensityGMMCV"
-            else " Pass e.g. DensityGMM(n_components=2)."
-        )
+    if not isinstance(estimator, (DensityGMM, DensityGMMCV)):
         raise TypeError(
-            f"estimator should be a DensityGMM instance, got {type(estimator).__name__}." + hint
+            f"estimator should be a DensityGMM or DensityGMMCV instance, got "
+            f"{type(estimator).__name__}. Pass e.g. DensityGMM(n_components=2), or "
+            "DensityGMMCV() to choose the number of components of each density."
         )
     # bad settings fail once here, not once per density
     estimator._validate_params()
+
+
+def _max_components(estimator):
+    """The largest K a fit of ``estimator`` can have (the arrays' width)."""
+    if not isinstance(estimator, DensityGMMCV):
+        return int(estimator.n_components)
+    candidates = estimator.get_params()["n_components"]
+    if candidates is None:
+        return _CV_DEFAULT_MAX_COMPONENTS
+    return int(np.max(candidates))
+
+
+def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, grid):
+    """Whether the batched path covers these settings (else the loop runs)."""
+    if type(estimator) is not DensityGMM or per_density_grids or warm_start:
+        return False
+    if return_estimators or estimator.scale is not None:
+        return False
+    if any(
+        getattr(estimator, name) is not None
+        for name in ("weights_init", "means_init", "precisions_init")
+    ):
+        return False
+    # too few points for the components: every row raises, as the single fit does
+    return grid.shape[0] >= estimator.n_components
 
 
 def _check_n_jobs(n_jobs):
@@ -404,9 +517,11 @@ def _check_n_jobs(n_jobs):
     return int(n_jobs)
 
 
-def _check_chunk_size(chunk_size, n_densities):
+def _check_chunk_size(chunk_size, n_densities, vectorized=False):
     if chunk_size is None:
         size = math.ceil(n_densities / _TARGET_N_CHUNKS)
+        if vectorized:
+            return int(min(max(size, _MIN_VECTORIZED_CHUNK), _MAX_VECTORIZED_CHUNK))
         return int(min(max(size, _MIN_CHUNK_SIZE), _MAX_CHUNK_SIZE))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
         raise ValueError(
@@ -564,6 +679,74 @@ def _seeds(random_state, n_densities):
 
 
 # ----------------------------------------------------------------------
+# running the chunks
+# ----------------------------------------------------------------------
+def _run_tasks(tasks, n_jobs):
+    """Run ``(function, args, kwargs)`` tasks; yields their results as they complete
+    (each is ``(start, chunk arrays)``).
+
+    Under joblib's Dask backend the tasks go to the cluster directly, so that a
+    task lost with a worker (a worker process that dies mid-batch) is submitted
+    again instead of losing the batch; otherwise through joblib.
+    """
+    client = _dask_client()
+    if client is None:
+        yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(function)(*args, **kwargs) for function, args, kwargs in tasks
+        )
+    else:
+        yield from _run_on_dask(client, tasks)
+
+
+def _dask_client():
+    """The Dask client of the active joblib backend, or None for any other backend."""
+    backend, _ = get_active_backend()
+    if type(backend).__name__ != "DaskDistributedBackend":
+        return None
+    return getattr(backend, "client", None)
+
+
+def _run_on_dask(client, tasks, max_submissions=_MAX_DASK_SUBMISSIONS):
+    """Submit every task to the cluster; a task whose future fails (its worker died,
+    it was cancelled or lost) is submitted again, up to ``max_submissions`` times."""
+    from distributed import as_completed
+
+    batch = uuid.uuid4().hex
+
+    def submit(index, attempt):
+        function, args, kwargs = tasks[index]
+        future = client.submit(
+            partial(function, **kwargs),
+            *args,
+            key=f"skdensityfit-fit_many-{batch}-{index}-{attempt}",
+            pure=False,
+            retries=_DASK_RETRIES,
+        )
+        owner[future.key] = (index, attempt)
+        return future
+
+    owner = {}
+    futures = [submit(index, 0) for index in range(len(tasks))]
+    pending = as_completed(futures)
+    for future in pending:
+        index, attempt = owner.pop(future.key)
+        if future.status == "finished":
+            try:
+                yield future.result()
+                continue
+            except Exception:  # lost between completion and transfer: submit again
+                pass
+        if attempt + 1 >= max_submissions:
+            future.result()  # raises the task's own error
+            raise RuntimeError(
+                f"fit_many: chunk {index} failed on the Dask cluster {max_submissions} times."
+            )
+        retry = submit(index, attempt + 1)
+        futures.append(retry)  # keep a reference: a released future is forgotten
+        pending.add(retry)
+
+
+# ----------------------------------------------------------------------
 # the work of one chunk
 # ----------------------------------------------------------------------
 def _fit_chunk(config, *args, **kwargs):
@@ -592,7 +775,7 @@ def _fit_rows(
     """Fit the densities of one chunk in order. Returns ``(start, arrays)``.
 
     ``fallback=False`` keeps every warm fit (for measuring what the fallback
-    to a fresh start buys; see ``benchmarks/bench_batch.py``).
+    to a fresh start buys).
     """
     n_rows = len(densities)
     n_features = (grids if shared_grid else grids[0]).shape[1]
@@ -624,19 +807,12 @@ def _fit_rows(
             chunk["messages"][i] = messages[0]
             chunk["failed"][i] = True
             continue
-        chunk["weights"][i] = fit.weights_
-        chunk["means"][i] = fit.means_
-        chunk["covariances"][i] = fit.covariances_
-        chunk["precisions_cholesky"][i] = fit.precisions_cholesky_
-        chunk["scale"][i] = fit.scale_
-        chunk["loss"][i] = fit.loss_
-        chunk["n_iter"][i] = fit.n_iter_
-        chunk["converged"][i] = fit.converged_
+        _store_fit(chunk, i, fit)
         chunk["warm_started"][i] = warm_used
-        if not fit.converged_ and not any("ConvergenceWarning" in m for m in messages):
+        if not _converged(fit) and not any("ConvergenceWarning" in m for m in messages):
             # the warning may have been swallowed (see _recorded_warnings): say it anyway
             messages.append(
-                f"ConvergenceWarning: DensityGMM did not converge (loss {fit.loss_:.3g} "
+                f"ConvergenceWarning: DensityGMM did not converge (loss {_fitted(fit).loss_:.3g} "
                 f"after {fit.n_iter_} iterations)."
             )
         chunk["messages"][i] = "\n".join(messages)
@@ -646,10 +822,168 @@ def _fit_rows(
     return start, chunk
 
 
+def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds):
+    """Fit the densities of one chunk on the shared grid ``X`` together.
+
+    The rows are fitted in blocks by :func:`skdensityfit._batch_fit.fit_block`;
+    rows that the single fit would refuse (no positive value, NaN, negative
+    values with the Poisson loss, bad weights) and rows the gate doubts go
+    through ``DensityGMM.fit`` (the lower loss is kept for the latter).
+    Returns ``(start, arrays)``.
+    """
+    with config_context(**config):
+        return start, _fit_rows_vectorized(estimator, X, densities, weights, seeds)
+
+
+def _rows_the_batch_can_fit(densities, weights, loss):
+    """Rows with finite values and weights that the single fit's checks accept
+    (``check_density_values`` and the sample weights' rules); the others go to
+    ``DensityGMM.fit``, which raises the error the row's message reports."""
+    ok = np.all(np.isfinite(densities), axis=1) & np.any(densities > 0, axis=1)
+    if loss == "poisson":
+        ok &= ~np.any(densities < 0, axis=1)
+    if weights is not None:
+        w = weights.values if isinstance(weights, _Shared) else weights
+        w = np.broadcast_to(w, densities.shape)
+        ok &= np.all(np.isfinite(w), axis=1) & np.all(w >= 0, axis=1) & np.any(w > 0, axis=1)
+    return ok
+
+
+def _batch_messages(X, densities, n_parameters):
+    """The warnings the single fit would give each row the batch fits, as text."""
+    on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.max(densities[:, on_edge], axis=1) / np.max(densities, axis=1)
+    common = []
+    if X.shape[0] < n_parameters:
+        common.append(
+            f"UserWarning: The grid has {X.shape[0]} points for {n_parameters} free "
+            "parameters, so the fit is not determined by the data. Use fewer components, "
+            "a simpler covariance_type, or a finer grid."
+        )
+    messages = []
+    for value in fraction:  # one string per row (no numerical work)
+        row = list(common)
+        if value >= _EDGE_WARNING_FRACTION:
+            row.insert(
+                0,
+                f"UserWarning: The density at the edge of the grid reaches {value:.0%} of its "
+                "peak: the mixture is extrapolated beyond the grid, so scale_ and the outer "
+                "components are poorly determined. Extend the grid if you can.",
+            )
+        messages.append("\n".join(row))
+    return messages
+
+
+def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
+    n_rows = len(densities)
+    chunk = _empty_arrays(estimator, n_rows, X.shape[1])
+    problem = _batch_lm.BatchProblem(
+        X, estimator.n_components, estimator.covariance_type, estimator.loss
+    )
+    row_weights = None
+    if weights is not None:
+        row_weights = weights.values if isinstance(weights, _Shared) else weights
+    batchable = _rows_the_batch_can_fit(densities, weights, estimator.loss)
+    single = list(np.flatnonzero(~batchable))
+    rows = np.flatnonzero(batchable)
+    block = problem.block_size
+    for first in range(0, len(rows), block):
+        index = rows[first : first + block]
+        w = None
+        if row_weights is not None:
+            w = row_weights if row_weights.ndim == 1 else row_weights[index]
+        try:
+            fit = _batch_fit.fit_block(
+                problem, densities[index], w, tol=estimator.tol, max_iter=estimator.max_iter
+            )
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            # a numerical fault of the batch (never seen in the tests): single fits
+            single.extend(index)
+            chunk["fallback"][index] = True
+            continue
+        chunk["weights"][index] = fit.weights
+        chunk["means"][index] = fit.means
+        chunk["covariances"][index] = fit.covariances
+        chunk["precisions_cholesky"][index] = fit.precisions_cholesky
+        chunk["scale"][index] = fit.scale
+        chunk["loss"][index] = fit.loss
+        chunk["n_iter"][index] = fit.n_iter
+        chunk["converged"][index] = fit.converged
+        messages = _batch_messages(X, densities[index], problem.layout.n_parameters)
+        for i, message in zip(index, messages, strict=True):
+            chunk["messages"][i] = message
+        single.extend(index[fit.suspect])
+        chunk["fallback"][index[fit.suspect]] = True
+    for i in sorted(int(i) for i in single):
+        w = (
+            None
+            if row_weights is None
+            else (row_weights if row_weights.ndim == 1 else row_weights[i])
+        )
+        seed = None if seeds is None else int(seeds[i])
+        fit, messages = _attempt(_fresh(estimator, seed), X, densities[i], w)
+        if fit is None:
+            if batchable[i] and np.isfinite(chunk["loss"][i]):
+                continue  # the single fit raised, the batch's fit stands
+            for name in ("weights", "means", "covariances", "precisions_cholesky"):
+                chunk[name][i] = np.nan
+            chunk["scale"][i] = chunk["loss"][i] = np.nan
+            chunk["n_iter"][i], chunk["converged"][i] = 0, False
+            chunk["messages"][i] = messages[0]
+            chunk["failed"][i] = True
+            continue
+        if batchable[i] and chunk["converged"][i] and not fit.loss_ < chunk["loss"][i]:
+            # the batch's fit was at least as good: it stays, with the single fit's
+            # remarks on the density (e.g. redundant components), not on its convergence
+            remarks = [m for m in messages if not m.startswith("ConvergenceWarning")]
+            chunk["messages"][i] = "\n".join(remarks)
+            continue
+        _store_fit(chunk, i, fit)
+        if not fit.converged_ and not any("ConvergenceWarning" in m for m in messages):
+            messages.append(
+                f"ConvergenceWarning: DensityGMM did not converge (loss {fit.loss_:.3g} "
+                f"after {fit.n_iter_} iterations)."
+            )
+        chunk["messages"][i] = "\n".join(messages)
+    return chunk
+
+
 def _fresh(estimator, seed):
     """An unfitted copy of the user's estimator, with the density's seed if any."""
     model = clone(estimator)
     return model if seed is None else model.set_params(random_state=seed)
+
+
+def _fitted(fit):
+    """The fitted DensityGMM of a fit (a DensityGMMCV's best estimator)."""
+    return fit.best_estimator_ if isinstance(fit, DensityGMMCV) else fit
+
+
+def _converged(fit):
+    return bool(_fitted(fit).converged_)
+
+
+def _store_fit(chunk, i, fit):
+    """Row ``i`` of the chunk's arrays from a fitted estimator (padded with NaN to the
+    arrays' number of components, for a DensityGMMCV's chosen K)."""
+    model = _fitted(fit)
+    k = model.n_components
+    per_component = model.covariance_type != "tied"
+    chunk["weights"][i, :k] = model.weights_
+    chunk["means"][i, :k] = model.means_
+    if per_component:
+        chunk["covariances"][i, :k] = model.covariances_
+        chunk["precisions_cholesky"][i, :k] = model.precisions_cholesky_
+    else:
+        chunk["covariances"][i] = model.covariances_
+        chunk["precisions_cholesky"][i] = model.precisions_cholesky_
+    chunk["scale"][i] = model.scale_
+    chunk["loss"][i] = model.loss_
+    chunk["n_iter"][i] = model.n_iter_
+    chunk["converged"][i] = model.converged_
+    if chunk.get("n_components") is not None:
+        chunk["n_components"][i] = k
 
 
 def _warm_fit_is_good(fit, previous):
@@ -718,9 +1052,9 @@ def _recorded_warnings():
 # assembling the result
 # ----------------------------------------------------------------------
 def _empty_arrays(estimator, n_rows, n_features):
-    k = estimator.n_components
+    k = _max_components(estimator)
     cov_shape = _COVARIANCE_SHAPES[estimator.covariance_type](k, n_features)
-    return {
+    arrays = {
         "weights": np.full((n_rows, k), np.nan),
         "means": np.full((n_rows, k, n_features), np.nan),
         "covariances": np.full((n_rows, *cov_shape), np.nan),
@@ -731,15 +1065,21 @@ def _empty_arrays(estimator, n_rows, n_features):
         "converged": np.zeros(n_rows, dtype=bool),
         "failed": np.zeros(n_rows, dtype=bool),
         "warm_started": np.zeros(n_rows, dtype=bool),
+        "fallback": np.zeros(n_rows, dtype=bool),
         "messages": [""] * n_rows,
     }
+    if isinstance(estimator, DensityGMMCV):
+        arrays["n_components"] = np.zeros(n_rows, dtype=int)
+    return arrays
 
 
 def _empty_result(estimator, n_densities, n_features, return_estimators):
+    arrays = _empty_arrays(estimator, n_densities, n_features)
+    n_components = arrays.pop("n_components", _max_components(estimator))
     return BatchFitResult(
-        **_empty_arrays(estimator, n_densities, n_features),
+        **arrays,
         estimators=[None] * n_densities if return_estimators else None,
-        n_components=estimator.n_components,
+        n_components=n_components,
         covariance_type=estimator.covariance_type,
     )
 

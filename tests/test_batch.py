@@ -29,6 +29,7 @@ ARRAYS = (
     "converged",
     "failed",
     "warm_started",
+    "fallback",
 )
 
 
@@ -94,8 +95,8 @@ def test_chunking_and_n_jobs_do_not_change_the_result():
     estimator = DensityGMM(2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cold_serial = fit_many(GRID, Y, estimator, n_jobs=1, chunk_size=5)
-        cold_parallel = fit_many(GRID, Y, estimator, n_jobs=2, chunk_size=3)
+        cold_serial = fit_many(GRID, Y, estimator, n_jobs=1, chunk_size=5, method="loop")
+        cold_parallel = fit_many(GRID, Y, estimator, n_jobs=2, chunk_size=3, method="loop")
         warm_serial = fit_many(GRID, Y, estimator, n_jobs=1, chunk_size=6, warm_start=True)
         warm_parallel = fit_many(GRID, Y, estimator, n_jobs=2, chunk_size=6, warm_start=True)
     _assert_same_result(cold_serial, cold_parallel)
@@ -108,7 +109,13 @@ def test_chunking_and_n_jobs_do_not_change_the_result():
 def test_random_state_instance_gives_one_seed_per_row_whatever_the_chunks():
     Y, _ = _independent_densities(5, 3, seed=4)
     results = [
-        fit_many(GRID, Y, DensityGMM(3, random_state=np.random.RandomState(7)), chunk_size=c)
+        fit_many(
+            GRID,
+            Y,
+            DensityGMM(3, random_state=np.random.RandomState(7)),
+            chunk_size=c,
+            method="loop",
+        )
         for c in (1, 2, 5)
     ]
     _assert_same_result(results[0], results[1])
@@ -262,13 +269,25 @@ def test_per_density_grids():
 def test_sample_weight_shared_and_per_row():
     Y, _ = _independent_densities(3, 2, seed=13)
     weights = np.linspace(1.0, 2.0, GRID.size)
-    shared = fit_many(GRID, Y, DensityGMM(2, random_state=0), sample_weight=weights)
-    per_row = fit_many(
-        GRID, Y, DensityGMM(2, random_state=0), sample_weight=np.tile(weights, (3, 1))
-    )
-    _assert_same_result(shared, per_row)
-    single = DensityGMM(2, random_state=0).fit(GRID, Y[1], sample_weight=weights)
-    np.testing.assert_array_equal(shared.means[1], single.means_)
+    for method in ("loop", "vectorized"):
+        shared = fit_many(
+            GRID, Y, DensityGMM(2, random_state=0), sample_weight=weights, method=method
+        )
+        per_row = fit_many(
+            GRID,
+            Y,
+            DensityGMM(2, random_state=0),
+            sample_weight=np.tile(weights, (3, 1)),
+            method=method,
+        )
+        single = DensityGMM(2, random_state=0).fit(GRID, Y[1], sample_weight=weights)
+        if method == "loop":
+            _assert_same_result(shared, per_row)
+            np.testing.assert_array_equal(shared.means[1], single.means_)
+        else:  # the same optimum; shared and per-row weights round differently
+            np.testing.assert_allclose(per_row.means, shared.means, rtol=1e-7)
+            np.testing.assert_allclose(shared.means[1], single.means_, rtol=1e-6)
+            np.testing.assert_allclose(shared.weights[1], single.weights_, rtol=1e-6)
 
 
 def test_two_dimensional_grids(grid_2d):
@@ -306,8 +325,9 @@ def test_two_dimensional_grids(grid_2d):
         ({"n_jobs": 0}, ValueError, "n_jobs should be None, a positive int"),
         ({"n_jobs": 1.5}, ValueError, "n_jobs should be None"),
         ({"chunk_size": 0}, ValueError, "chunk_size should be a positive int"),
-        ({"estimator": DensityGMMCV()}, TypeError, "choose K first"),
-        ({"estimator": "gmm"}, TypeError, "estimator should be a DensityGMM instance"),
+        ({"estimator": DensityGMMCV(), "warm_start": True}, ValueError, "each density chooses"),
+        ({"estimator": "gmm"}, TypeError, "estimator should be a DensityGMM or DensityGMMCV"),
+        ({"method": "fast"}, ValueError, 'method should be "vectorized" or "loop"'),
         ({"estimator": DensityGMM(n_components=0)}, ValueError, "n_components"),
         ({"sample_weight": np.ones(10)}, ValueError, r"sample_weight should have shape \(200,\)"),
     ],

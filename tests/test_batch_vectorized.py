@@ -1,0 +1,250 @@
+"""The vectorised batch path: batched derivatives, agreement with single fits, the gate."""
+
+import warnings
+
+import autograd
+import numpy as np
+import pytest
+
+from skdensityfit import DensityGMM, DensityGMMCV, fit_many
+from skdensityfit import _batch_fit as bf
+from skdensityfit import _batch_lm as bl
+from skdensityfit._examples import (
+    mixture_densities_1d,
+    mixture_density,
+    random_mixture_2d,
+    random_separated_mixture_1d,
+)
+from skdensityfit._mixture_math import FitData, log_model_density, objective
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+GRID_1D = np.linspace(-5.0, 25.0, 120)
+_AXIS = np.linspace(-10.0, 10.0, 24)
+GRID_2D = np.stack(np.meshgrid(_AXIS, _AXIS), axis=-1).reshape(-1, 2)
+
+
+def _grid(n_features):
+    return GRID_1D[:, None] if n_features == 1 else GRID_2D
+
+
+# ----------------------------------------------------------------------
+# batched loss, gradient, Jacobian and Gauss-Newton matrix against autograd
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize("n_features", [1, 2])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_batched_derivatives_match_autograd(n_features, covariance_type, loss):
+    rng = np.random.default_rng(0)
+    X = _grid(n_features)[::3] if n_features == 2 else _grid(n_features)[::2]
+    problem = bl.BatchProblem(X, 3, covariance_type, loss)
+    Y = np.abs(rng.normal(size=(4, len(X)))) + 0.1
+    data, _ = bl.batch_data(problem, Y)
+    theta = rng.normal(scale=0.3, size=(4, problem.layout.n_parameters))
+    values, gradients, matrices = bl.evaluate(problem, theta, data)
+    terms = bl.mixture_terms(problem, theta)
+    _, model, resp = bl._model(problem, terms)
+    jacobians = bl.jacobian_t(problem, terms, resp)
+    for b in range(4):
+        fit_data = FitData(problem.features, data.target[b], data.weights, problem.layout, loss)
+        np.testing.assert_allclose(values[b], objective(theta[b], fit_data), rtol=1e-12)
+        np.testing.assert_allclose(
+            gradients[b], autograd.grad(objective)(theta[b], fit_data), rtol=1e-9, atol=1e-13
+        )
+        jacobian = autograd.jacobian(
+            lambda t: log_model_density(t, problem.features, problem.layout)
+        )(theta[b])
+        np.testing.assert_allclose(jacobians[b].T, jacobian, rtol=1e-9, atol=1e-12)
+        curvature = (2.0 * model[b] ** 2 if loss == "l2" else model[b]) * data.weights
+        expected = (jacobian.T * curvature) @ jacobian / data.normaliser[b]
+        np.testing.assert_allclose(matrices[b], expected, rtol=1e-9, atol=1e-14)
+
+
+def test_a_non_finite_row_is_isolated_in_the_evaluation():
+    problem = bl.BatchProblem(GRID_1D[:, None], 2, "full", "l2")
+    data, _ = bl.batch_data(problem, np.abs(np.random.default_rng(1).normal(size=(3, 120))))
+    theta = np.zeros((3, problem.layout.n_parameters))
+    theta[1, 0] = 800.0  # exp overflows
+    values, gradients, matrices = bl.evaluate(problem, theta, data)
+    assert np.isinf(values[1]) and np.all(gradients[1] == 0) and np.all(matrices[1] == 0)
+    assert np.all(np.isfinite(values[[0, 2]]))
+
+
+# ----------------------------------------------------------------------
+# the same parameters as single fits
+# ----------------------------------------------------------------------
+def _seeded_batch(n_features, n_densities, seed, covariance_type="full"):
+    rng = np.random.default_rng(seed)
+    if n_features == 1:
+        params = [random_separated_mixture_1d(rng, 2) for _ in range(n_densities)]
+        weights, means, stds = (np.array(p) for p in zip(*params, strict=True))
+        means = means - means.mean(axis=1, keepdims=True) + 10.0
+        return GRID_1D, mixture_densities_1d(GRID_1D, weights, means, stds)
+    rows = []
+    for _ in range(n_densities):
+        weights, means, covariances = random_mixture_2d(rng, 2, box=(-8.0, 8.0))
+        covariances = _of_type(covariance_type, covariances)
+        rows.append(mixture_density(GRID_2D, weights, means, covariances))
+    return GRID_2D, np.array(rows)
+
+
+def _single_fits(grid, Y, estimator):
+    fits = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for y in Y:
+            fits.append(DensityGMM(**estimator.get_params()).fit(grid, y))
+    return fits
+
+
+def _of_type(covariance_type, covariances):
+    """Covariances of the type's form, so that the mixture is exactly one of its kind."""
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances[0], covariances.shape)
+    if covariance_type == "diag":
+        return covariances * np.eye(covariances.shape[-1])
+    if covariance_type == "spherical":
+        variances = np.mean(np.diagonal(covariances, axis1=1, axis2=2), axis=1)
+        return variances[:, None, None] * np.eye(covariances.shape[-1])
+    return covariances
+
+
+@pytest.mark.parametrize("n_features", [1, 2])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_vectorized_rows_are_the_single_fits(n_features, covariance_type, loss):
+    grid, Y = _seeded_batch(n_features, 5, seed=10 + n_features, covariance_type=covariance_type)
+    estimator = DensityGMM(2, covariance_type=covariance_type, loss=loss, random_state=0)
+    result = fit_many(grid, Y, estimator)
+    assert not result.failed.any()
+    fits = _single_fits(grid, Y, estimator)
+    single_loss = np.array([f.loss_ for f in fits])
+    # never worse than a single fit
+    assert np.all(result.loss <= single_loss + 1e-9)
+    for i, single in enumerate(fits):
+        # the same optimum: parameters to the optimiser's tolerance
+        np.testing.assert_allclose(result.weights[i], single.weights_, rtol=2e-5, atol=1e-7)
+        np.testing.assert_allclose(result.means[i], single.means_, rtol=2e-5, atol=1e-5)
+        np.testing.assert_allclose(result.covariances[i], single.covariances_, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(result.scale[i], single.scale_, rtol=1e-5)
+        assert result.converged[i]
+
+
+def test_vectorized_result_does_not_depend_on_n_jobs():
+    grid, Y = _seeded_batch(1, 12, seed=3)
+    Y[4] = np.nan
+    estimator = DensityGMM(2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        serial = fit_many(grid, Y, estimator, chunk_size=5)
+        parallel = fit_many(grid, Y, estimator, chunk_size=5, n_jobs=2)
+        rechunked = fit_many(grid, Y, estimator, chunk_size=3)
+    for name in ("weights", "means", "covariances", "scale", "loss", "failed", "fallback"):
+        np.testing.assert_array_equal(getattr(serial, name), getattr(parallel, name))
+    assert serial.messages == parallel.messages
+    # other chunks: other blocks, the same optimum up to rounding
+    np.testing.assert_allclose(rechunked.means, serial.means, rtol=1e-7)
+
+
+# ----------------------------------------------------------------------
+# failed rows, messages and the gate
+# ----------------------------------------------------------------------
+def test_vectorized_failed_rows_are_isolated():
+    grid, Y = _seeded_batch(1, 6, seed=5)
+    Y[1] = 0.0
+    Y[3, 10] = np.nan
+    Y[4, 20] = -1.0  # negative: refused by the poisson loss only
+    good = [0, 2, 5]
+    with pytest.warns(UserWarning, match="3 of 6 densities could not be fitted"):
+        result = fit_many(grid, Y, DensityGMM(2, loss="poisson", random_state=0))
+    assert result.failed.tolist() == [False, True, False, True, True, False]
+    assert result.messages[1].startswith("ValueError: The density has no positive value")
+    assert "NaN" in result.messages[3]
+    assert "loss='poisson' needs a non-negative density" in result.messages[4]
+    assert np.all(np.isnan(result.means[[1, 3, 4]])) and np.all(result.n_iter[[1, 3, 4]] == 0)
+    alone = fit_many(grid, Y[good], DensityGMM(2, loss="poisson", random_state=0))
+    np.testing.assert_allclose(result.means[good], alone.means, rtol=1e-7)
+
+
+def test_the_gate_sends_doubtful_rows_to_single_fits():
+    # three components for two peaks: a component without a feature of its own
+    grid, Y = _seeded_batch(1, 4, seed=7)
+    estimator = DensityGMM(3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = fit_many(grid, Y, estimator)
+    assert result.fallback.all()
+    fits = _single_fits(grid, Y, estimator)
+    for i, single in enumerate(fits):
+        assert result.loss[i] <= single.loss_
+        if result.loss[i] == single.loss_:  # the single fit was kept, with its warnings
+            np.testing.assert_array_equal(result.means[i], single.means_)
+            assert "The data does not support 3 components" in result.messages[i]
+
+
+@pytest.mark.parametrize("neighbour_passes", [0, bf.NEIGHBOUR_PASSES])
+def test_a_row_stuck_far_off_is_rescued_by_its_neighbour_or_flagged(monkeypatch, neighbour_passes):
+    grid = GRID_1D
+    means = np.array([[6.0, 12.0]]) + np.linspace(0.0, 0.3, 16)[:, None]  # alike neighbours
+    Y = mixture_densities_1d(grid, np.full((16, 2), 0.5), means, np.ones((16, 2)))
+    target_3 = Y[3] / Y[3].max()
+    problem = bl.BatchProblem(grid[:, None], 2, "full", "l2")
+    block = bf.fit_block(problem, Y, tol=1e-8, max_iter=500)
+    assert not block.suspect.any() and np.all(block.loss < 1e-12)
+    original = bf.em_start
+
+    def poor_start_for_row_3(problem, data, n_steps=bf.EM_STEPS, seeding="peaks"):
+        theta = original(problem, data, n_steps, seeding)
+        for row in np.flatnonzero(np.all(data.target == target_3, axis=1)):
+            # every start of row 3: both means far left, both narrow
+            theta[row, 2:4] = problem.lower[2:4] + 0.1
+            theta[row, 4:6] = problem.upper[4:6] - 0.1
+        return theta
+
+    monkeypatch.setattr(bf, "em_start", poor_start_for_row_3)
+    monkeypatch.setattr(bf, "NEIGHBOUR_PASSES", neighbour_passes)
+    block = bf.fit_block(problem, Y, tol=1e-8, max_iter=20)
+    others = np.delete(np.arange(16), 3)
+    assert not block.suspect[others].any() and np.all(block.loss[others] < 1e-12)
+    if neighbour_passes:
+        assert block.loss[3] < 1e-12 and not block.suspect[3]
+    else:
+        assert block.loss[3] > 1e-6 and block.suspect[3]
+
+
+def test_vectorized_messages_carry_the_single_fits_warnings():
+    grid = np.linspace(0.0, 10.0, 150)
+    Y = mixture_densities_1d(
+        grid, np.array([[0.5, 0.5]] * 2), np.array([[0.5, 6.0]] * 2), np.ones((2, 2))
+    )
+    result = fit_many(grid, Y, DensityGMM(2, random_state=0))
+    single = _single_fits(grid, Y[:1], DensityGMM(2, random_state=0))[0]
+    assert "The density at the edge of the grid reaches" in result.messages[0]
+    np.testing.assert_allclose(result.means[0], single.means_, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------
+# per-density K
+# ----------------------------------------------------------------------
+def test_density_gmm_cv_chooses_k_per_density_and_pads_with_nan():
+    rng = np.random.default_rng(21)
+    rows, true_k = [], [1, 3, 2]
+    for k in true_k:
+        weights, means, stds = random_separated_mixture_1d(rng, k, min_separation=4.0)
+        means = means - means.mean() + 10.0
+        rows.append(mixture_densities_1d(GRID_1D, weights[None], means[None], stds[None])[0])
+    Y = np.array(rows) + rng.normal(0, 0.002, (3, GRID_1D.size))
+    search = DensityGMMCV(n_components=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(GRID_1D, Y, search)
+        alone = [DensityGMMCV(n_components=4, random_state=0).fit(GRID_1D, y) for y in Y]
+    assert result.n_components.tolist() == [a.n_components_ for a in alone] == true_k
+    assert result.weights.shape == (3, 4) and result.means.shape == (3, 4, 1)
+    for i, a in enumerate(alone):
+        k = a.n_components_
+        np.testing.assert_array_equal(result.means[i, :k], a.best_estimator_.means_)
+        assert np.all(np.isnan(result.weights[i, k:]))
+    np.testing.assert_allclose(
+        result.predict_density(GRID_1D), np.array([a.predict_density(GRID_1D) for a in alone])
+    )
+    assert "n_components=1..3" in repr(result)
