@@ -22,7 +22,7 @@ from ._batch_lm import (
     precision_terms,
     split,
 )
-from ._mixture_math import LOG_2PI
+from ._covariance import LOG_2PI, upper_cholesky
 
 # Density-weighted EM steps of the batched start.
 EM_STEPS = 5
@@ -68,10 +68,7 @@ def _raw_from_covariances(problem, covariances, mass):
     positive = np.linalg.eigvalsh(safe)[..., 0] > 0
     covariances = np.where((finite & positive)[..., None, None], safe, np.eye(d))
     if cov in ("full", "tied"):
-        precision = np.linalg.inv(covariances)
-        flip = np.arange(d)[::-1]
-        lower = np.linalg.cholesky(precision[..., flip[:, None], flip])
-        upper = lower[..., flip[:, None], flip]
+        upper = upper_cholesky(np.linalg.inv(covariances))
         raw = upper[..., problem.rows, problem.cols]
         diagonal = problem.rows == problem.cols
         raw[..., diagonal] = np.log(raw[..., diagonal])

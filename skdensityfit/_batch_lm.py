@@ -22,8 +22,10 @@ from functools import cached_property
 
 import numpy as np
 
-from ._mixture_math import LOG_2PI, ParameterLayout, quadratic_features
-from ._validation import quadrature_weights, standardisation
+from ._covariance import LOG_2PI, n_cholesky_values, quadratic_features
+from ._parameters import ParameterLayout, grid_standardisation
+from ._problem import parameter_bounds, width_limits
+from ._validation import quadrature_weights
 
 INITIAL_DAMPING = 1e-3
 MAX_DAMPING = 1e16
@@ -33,40 +35,6 @@ NO_GAIN = 1e-15
 # Jacobian stays in cache (chunks of 256 densities of 200 points measured best).
 MAX_BLOCK = 256
 BLOCK_ELEMENTS = 2**19
-
-
-# ----------------------------------------------------------------------
-# the rules of the single fit, copied (see _estimator._width_limits and
-# _estimator._parameter_bounds; the tests compare them)
-# ----------------------------------------------------------------------
-def width_limits(grid):
-    """Smallest and largest component width allowed on a standardised grid."""
-    extent = np.maximum(np.ptp(grid, axis=0), 1e-12)
-    rows = grid[np.lexsort(grid.T[::-1])]
-    n_distinct = 1 + int(np.count_nonzero(np.any(rows[1:] != rows[:-1], axis=1)))
-    typical = np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1])
-    return 0.5 * typical, 100.0 * extent.max()
-
-
-def parameter_bounds(grid, layout, limits):
-    """Box bounds of every parameter, shape ``(p, 2)``: the single fit's rules."""
-    low, high = grid.min(axis=0), grid.max(axis=0)
-    extent = np.maximum(high - low, 1e-12)
-    min_width, max_width = limits
-    log_u_low, log_u_high = -np.log(max_width), -np.log(min_width)
-    d, k = layout.n_features, layout.n_components
-    cov = layout.covariance_type
-    if cov in ("full", "tied"):
-        rows, cols = np.triu_indices(d)
-        one = np.where(rows == cols, log_u_low, -1.0 / min_width)
-        two = np.where(rows == cols, log_u_high, 1.0 / min_width)
-        chol = np.tile(np.column_stack([one, two]), (k if cov == "full" else 1, 1))
-    else:
-        chol = np.tile([log_u_low, log_u_high], (layout.n_cholesky, 1))
-    blocks = [[[-100.0, 100.0]], np.tile([-40.0, 40.0], (k - 1, 1))]
-    blocks.append(np.column_stack([np.tile(low - 2 * extent, k), np.tile(high + 2 * extent, k)]))
-    blocks.append(chol)
-    return np.vstack([np.reshape(b, (-1, 2)) for b in blocks])
 
 
 # ----------------------------------------------------------------------
@@ -83,7 +51,7 @@ class BatchProblem:
 
     def __post_init__(self):
         cov = self.covariance_type
-        self.center, self.spread = standardisation(self.X, cov)
+        self.center, self.spread = grid_standardisation(self.X, cov)
         self.grid = (self.X - self.center) / self.spread
         self.features = quadratic_features(self.grid, cov)  # (n, m)
         self.features_t = np.ascontiguousarray(self.features.T)
@@ -104,10 +72,7 @@ class BatchProblem:
     @cached_property
     def n_raw(self):
         """Raw Cholesky values per component (for 'tied': of the shared factor)."""
-        d = self.n_features
-        return {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}[
-            self.covariance_type
-        ]
+        return n_cholesky_values(self.covariance_type, 1, self.n_features)
 
     @property
     def block_size(self):

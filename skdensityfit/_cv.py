@@ -28,6 +28,7 @@ from ._selection import (
     cv_results,
     has_peaked,
     information_criterion,
+    noise_variance,
     select,
 )
 from ._validation import (
@@ -53,6 +54,10 @@ PATIENCE = 2
 # folds of a coarse histogram often hold out most of one peak.
 SMALL_GRID = 1000
 SMALL_GRID_FOLDS = 10
+# A path fit whose loss exceeds this many times the loss white noise alone
+# would leave (estimated from second differences) is still underfitting: the
+# path is not stopped early there.
+UNDERFIT = 4.0
 # A best held-out score below this explains little of the density: warned of.
 LOW_SCORE = 0.5
 
@@ -416,7 +421,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                     )
                 if path.losses[n_components] <= EXACT_CV_LOSS:
                     return scores, fit_times, index
-                if self.early_stopping and has_peaked(scores[:, : index + 1], patience):
+                if (
+                    self.early_stopping
+                    and has_peaked(scores[:, : index + 1], patience)
+                    and not path.underfits(n_components)
+                ):
                     break
         return scores, fit_times, None
 
@@ -662,6 +671,11 @@ class _Path:
         self.problem = problem_of(base.set_params(n_components=1), X, y, weights)
         self.fits = {}  # n_components -> parameter vector (None: no finite fit)
         self.losses = {}  # n_components -> its loss on all points
+        noise = noise_variance(X, y) if base.loss == "l2" else None
+        # the relative loss that white noise alone would leave
+        data = self.problem.data
+        unit = self.problem.standardisation.density_unit
+        self.noise_loss = None if noise is None else noise / unit**2 / data.normaliser
         self.problems = {}  # n_components -> problem
 
     def fit(self, n_components):
@@ -684,3 +698,16 @@ class _Path:
             self.losses[k] = np.inf if result is None else result.loss
         theta = self.fits[n_components]
         return None if theta is None else (theta, self.problems[n_components])
+
+    def underfits(self, n_components):
+        """Whether the fit with ``n_components`` leaves far more than the noise unexplained.
+
+        The residual of the fit on all points is compared with the variance of
+        white noise estimated from the density's second differences: a
+        noise-free density (a comb of many peaks, say) is not done while its
+        residual is many times that, however flat the held-out scores were
+        over the first few candidates.
+        """
+        if self.noise_loss is None:
+            return False
+        return self.losses[n_components] > UNDERFIT * max(self.noise_loss, 1e-300)

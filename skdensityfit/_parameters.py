@@ -154,6 +154,32 @@ def unpack(theta, layout, fixed_log_scale=0.0):
     return log_scale, weights / anp.sum(weights), means, cholesky_from_raw(raw, layout)
 
 
+def grid_standardisation(X, covariance_type):
+    """Centre and per-feature scale that map the grid to order-one values.
+
+    'spherical' needs the same scale on every feature to stay spherical.
+    """
+    center = 0.5 * (X.min(axis=0) + X.max(axis=0))
+    spread = X.std(axis=0)
+    if X.shape[1] > 1 and np.any(spread == 0):
+        raise ValueError(
+            f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so "
+            "the mixture's extent along them cannot be fitted. Drop those columns."
+        )
+    spread = np.where(spread > 0, spread, 1.0)
+    if X.shape[1] > 1:
+        correlation = np.corrcoef((X - center) / spread, rowvar=False)
+        if np.linalg.eigvalsh(correlation)[0] < 1e-10:
+            raise ValueError(
+                "The grid points lie in a lower-dimensional subspace (e.g. all on one "
+                "line), so a full-dimensional mixture cannot be fitted. Project the grid "
+                "onto that subspace (e.g. with sklearn.decomposition.PCA) and fit there."
+            )
+    if covariance_type == "spherical":
+        spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))
+    return center, spread
+
+
 @dataclass(frozen=True)
 class Standardisation:
     """The map between grid units and a fit's standardised coordinates.
@@ -170,28 +196,8 @@ class Standardisation:
 
     @classmethod
     def from_data(cls, X, y, covariance_type):
-        """Centre and per-feature scale that map the grid to order-one values.
-
-        'spherical' needs the same scale on every feature to stay spherical.
-        """
-        center = 0.5 * (X.min(axis=0) + X.max(axis=0))
-        spread = X.std(axis=0)
-        if X.shape[1] > 1 and np.any(spread == 0):
-            raise ValueError(
-                f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so "
-                "the mixture's extent along them cannot be fitted. Drop those columns."
-            )
-        spread = np.where(spread > 0, spread, 1.0)
-        if X.shape[1] > 1:
-            correlation = np.corrcoef((X - center) / spread, rowvar=False)
-            if np.linalg.eigvalsh(correlation)[0] < 1e-10:
-                raise ValueError(
-                    "The grid points lie in a lower-dimensional subspace (e.g. all on one "
-                    "line), so a full-dimensional mixture cannot be fitted. Project the grid "
-                    "onto that subspace (e.g. with sklearn.decomposition.PCA) and fit there."
-                )
-        if covariance_type == "spherical":
-            spread = np.full_like(spread, np.exp(np.mean(np.log(spread))))
+        """The standardisation of a grid (:func:`grid_standardisation`) and its density."""
+        center, spread = grid_standardisation(X, covariance_type)
         return cls(center, spread, float(np.max(np.abs(y))), covariance_type)
 
     @property

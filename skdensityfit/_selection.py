@@ -210,6 +210,29 @@ def _pooled_scores(errors, total):
     return 1.0 - n_splits * errors / total
 
 
+def noise_variance(X, y):
+    """An estimate of the variance of white noise on ``y``, from differences of neighbours.
+
+    On a rectilinear grid (1-D, or a full product grid), differences of
+    order 2, 3 and 4 along the first axis of the points in order remove a
+    smooth density (to that order) and keep white noise, whose variance they
+    multiply by 6, 20 and 70; the smallest of the three estimates is taken
+    (the higher the order, the less of a well-resolved density is left, but
+    a coarsely sampled peak leaves more). None for scattered points (no
+    neighbours to difference).
+    """
+    order = np.lexsort(X.T[::-1])
+    shape = tuple(len(np.unique(column)) for column in X.T)
+    if np.prod(shape) != len(y) or shape[0] < 5:
+        return None
+    values = y[order].reshape(shape)
+    estimates = [
+        np.mean(np.diff(values, n=k, axis=0) ** 2) / factor
+        for k, factor in ((2, 6.0), (3, 20.0), (4, 70.0))
+    ]
+    return float(min(estimates))
+
+
 def are_counts(y):
     """Whether ``y`` holds counts: non-negative integers, not all zero."""
     return bool(np.all(y >= 0) and np.all(y == np.rint(y)) and y.sum() > 0)

@@ -15,7 +15,8 @@ from skdensityfit._examples import (
     random_mixture_2d,
     random_separated_mixture_1d,
 )
-from skdensityfit._mixture_math import FitData, log_model_density, objective
+from skdensityfit._model import log_model_density, objective
+from skdensityfit._problem import FitData
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 GRID_1D = np.linspace(-5.0, 25.0, 120)

@@ -48,6 +48,8 @@ LAYERS = [
     "_examples",
     "_estimator",
     "_cv",
+    "_batch_lm",
+    "_batch_fit",
     "_batch",
     "_plotting",
     "_cli",
