@@ -43,15 +43,15 @@ Everything is vectorised over cells, components and dimensions; the cubature
 works through the cells in chunks of bounded memory.
 """
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 import autograd.numpy as anp
 import numpy as np
 from autograd.scipy.special import erf as _anp_erf
 from autograd.scipy.special import logsumexp as _anp_logsumexp
 from autograd.scipy.stats import norm as _anp_norm
-from scipy.special import erf, log_ndtr
+from scipy.special import erfc, log_ndtr
 
 from ._analytic_gradient import CHUNK_ELEMENTS, _logsumexp
 from ._mixture_math import COVARIANCE_TYPES, LOG_2PI, _raw_from_upper, _triu_indices
@@ -65,11 +65,12 @@ __all__ = [
     "log_cell_masses_and_gradients",
     "log_cell_masses_reference",
     "log_ndtr_diff",
+    "make_cells",
     "raw_from_precisions_cholesky",
 ]
 
 #: Gauss-Legendre nodes per dimension of the cubature (see the module docstring).
-DEFAULT_N_NODES = 8
+DEFAULT_N_NODES = 6
 CUBATURE_RULES = ("hybrid", "tensor")
 
 _SQRT_HALF = np.sqrt(0.5)
@@ -81,12 +82,90 @@ _NARROW = 1e-2
 # --------------------------------------------------------------------------
 # Cells of the points
 # --------------------------------------------------------------------------
-class Cells(NamedTuple):
-    """Lower and upper corners ``(n, d)`` of each point's cell and its volume ``(n,)``."""
+@dataclass(frozen=True, eq=False)
+class Cells:
+    """The cell of each point: corners, volume and the per-dimension intervals.
+
+    Attributes
+    ----------
+    lo, hi : ndarray of shape (n_points, d)
+        Lower and upper corners of each point's cell.
+    volume : ndarray of shape (n_points,)
+    intervals : tuple of d pairs ``(lower_edges, upper_edges)``
+        The distinct intervals of each dimension.
+    index : ndarray of shape (n_points, d)
+        ``lo[i, j] == intervals[j][0][index[i, j]]`` (and the same for ``hi``):
+        the exact forms evaluate each interval once and gather.
+    """
 
     lo: np.ndarray
     hi: np.ndarray
     volume: np.ndarray
+    intervals: tuple
+    index: np.ndarray
+
+    @property
+    def n_cells(self):
+        return self.lo.shape[0]
+
+    @property
+    def n_features(self):
+        return self.lo.shape[1]
+
+    def standardised(self, mean, scale):
+        """The same cells in the coordinates ``(x - mean) / scale`` (``scale > 0``)."""
+        mean = np.broadcast_to(np.asarray(mean, dtype=float), (self.n_features,))
+        scale = np.broadcast_to(np.asarray(scale, dtype=float), (self.n_features,))
+        if np.any(~(scale > 0)):
+            raise ValueError(f"scale must be positive; got {scale.tolist()}.")
+        intervals = tuple(
+            ((low - m) / s, (high - m) / s)
+            for (low, high), m, s in zip(self.intervals, mean, scale, strict=True)
+        )
+        return Cells(
+            (self.lo - mean) / scale,
+            (self.hi - mean) / scale,
+            self.volume / np.prod(scale),
+            intervals,
+            self.index,
+        )
+
+
+def _from_intervals(intervals, index):
+    lo = np.column_stack([low[index[:, j]] for j, (low, _) in enumerate(intervals)])
+    hi = np.column_stack([high[index[:, j]] for j, (_, high) in enumerate(intervals)])
+    for arr in (lo, hi, index, *(a for pair in intervals for a in pair)):
+        arr.flags.writeable = False
+    return Cells(lo, hi, np.prod(hi - lo, axis=1), tuple(intervals), index)
+
+
+def make_cells(lo, hi):
+    """:class:`Cells` from arbitrary corners ``lo < hi`` of shape ``(n, d)`` (or ``(n,)``).
+
+    Edges may be infinite (for the exact forms: 1-D, 'diag', 'spherical').
+    """
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    if lo.ndim == 1:
+        lo, hi = lo[:, None], hi[:, None]
+    if lo.ndim != 2 or lo.shape != hi.shape or lo.shape[0] == 0:
+        raise ValueError(
+            f"lo and hi must have the same shape (n_cells, d); got {lo.shape}, {hi.shape}."
+        )
+    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)) or np.any(~(hi > lo)):
+        i = int(np.flatnonzero(~np.all(hi > lo, axis=1))[0])
+        raise ValueError(
+            f"every cell needs lo < hi; cell {i} has lo={lo[i].tolist()}, hi={hi[i].tolist()}."
+        )
+    intervals = []
+    index = np.empty(lo.shape, dtype=np.int64)
+    for j in range(lo.shape[1]):
+        pairs, inverse = np.unique(
+            np.column_stack([lo[:, j], hi[:, j]]), axis=0, return_inverse=True
+        )
+        intervals.append((pairs[:, 0].copy(), pairs[:, 1].copy()))
+        index[:, j] = inverse.ravel()
+    return _from_intervals(intervals, index)
 
 
 def _as_points(X, name="X"):
@@ -143,8 +222,8 @@ def infer_cells(X):
     """
     X = _as_points(X)
     n_points, n_features = X.shape
-    lo = np.empty_like(X)
-    hi = np.empty_like(X)
+    index = np.empty(X.shape, dtype=np.int64)
+    intervals = []
     codes = np.zeros(n_points, dtype=np.int64)
     shape = []
     for j in range(n_features):
@@ -162,8 +241,8 @@ def infer_cells(X):
         values = column[first]
         mids = 0.5 * (values[1:] + values[:-1])
         edges = np.concatenate([[2.0 * values[0] - mids[0]], mids, [2.0 * values[-1] - mids[-1]]])
-        lo[:, j] = edges[inverse]
-        hi[:, j] = edges[inverse + 1]
+        intervals.append((edges[:-1], edges[1:]))
+        index[:, j] = inverse
         shape.append(values.size)
         codes = codes * values.size + inverse
     pair = _first_duplicate(codes)
@@ -181,7 +260,7 @@ def infer_cells(X):
             f"X has only {n_points} points. Fill the missing nodes (with zeros for an empty "
             "bin), or pass the edges explicitly: bins=[edges_0, ..., edges_{d-1}]."
         )
-    return Cells(lo, hi, np.prod(hi - lo, axis=1))
+    return _from_intervals(intervals, index)
 
 
 def _check_edges(edges, n_features):
@@ -268,9 +347,7 @@ def cells_from_edges(X, edges):
             "cell of bins; each cell holds one value. Sum their values into one point, or "
             "use bins=None."
         )
-    lo = np.column_stack([e[index[:, j]] for j, e in enumerate(edges)])
-    hi = np.column_stack([e[index[:, j] + 1] for j, e in enumerate(edges)])
-    return Cells(lo, hi, np.prod(hi - lo, axis=1))
+    return _from_intervals([(e[:-1], e[1:]) for e in edges], index)
 
 
 def histogram_to_grid(counts, edges):
@@ -329,13 +406,15 @@ def _log1mexp(x):
 def log_ndtr_diff(a, b):
     """``log(Phi(b) - Phi(a))`` for ``a <= b``, elementwise, without cancellation.
 
-    Both bounds in one tail use ``log_ndtr`` and ``log(1 - exp(.))`` of the
-    difference of the two logs (the upper tail by symmetry,
-    ``Phi(b) - Phi(a) = Phi(-a) - Phi(-b)``); bounds on either side of zero use
-    ``(erf(b / sqrt 2) - erf(a / sqrt 2)) / 2``, a sum of two positive terms; a
-    narrow interval (``(b - a) (1 + |midpoint|) < 1e-2``) uses the series
-    ``log(b - a) + log phi(m) + log(1 + w^2 He_2(m) / 24 + w^4 He_4(m) / 1920)``
-    (relative error below 1e-17). Infinite bounds are allowed.
+    By symmetry (``Phi(b) - Phi(a) = Phi(-a) - Phi(-b)``) the pair is mirrored
+    so that its lower bound is not positive. Then ``erfc`` of both bounds when
+    both lie in the lower tail (no difference of two numbers near one) and
+    ``erfc(lo) - erfc(hi)`` when they straddle zero (no cancellation but near zero).
+    Where that difference would underflow it is recomputed from
+    ``log_ndtr`` of the bounds and ``log(1 - exp(.))`` of their difference; an
+    interval with ``(b - a) (1 + |midpoint|) < 1e-2`` uses the series
+    ``log(w phi(m)) + log(1 + w^2 He_2(m) / 24 + w^4 He_4(m) / 1920)`` (relative
+    error below 1e-17). Infinite bounds are allowed.
     """
     a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -343,41 +422,48 @@ def log_ndtr_diff(a, b):
         lo = np.where(flip, -b, a)
         hi = np.where(flip, -a, b)
         tail = hi <= 0
-        log_hi = log_ndtr(np.where(tail, hi, -1.0))
-        log_lo = log_ndtr(np.where(tail, lo, -2.0))
-        out = np.where(
-            tail,
-            log_hi + _log1mexp(log_lo - log_hi),
-            np.log(0.5 * (erf(hi * _SQRT_HALF) - erf(lo * _SQRT_HALF))),
-        )
+        # one erfc per bound: 2 Phi(x) = erfc(-x / sqrt 2); straddling zero,
+        # erf(hi) - erf(lo) = erfc(lo) - erfc(hi) (a number in [1, 2] minus one in (0, 1))
+        hi_s = hi * _SQRT_HALF
+        lo_s = lo * _SQRT_HALF
+        mass = erfc(np.where(tail, -hi_s, lo_s)) - erfc(np.where(tail, -lo_s, hi_s))
+        out = np.log(0.5 * mass)
         width = hi - lo
         mid = 0.5 * (hi + lo)
-        narrow = (width * (1.0 + np.abs(mid)) < _NARROW) & np.isfinite(mid) & (width > 0)
-        if np.any(narrow):
-            w, m = width[narrow], mid[narrow]
+        narrow = width * (1.0 + np.abs(mid)) < _NARROW
+        # (the erfc difference has relative error eps * Phi(hi) / D, less than the
+        # log_ndtr form's eps * |log Phi(lo)| * Phi(hi) / D; it fails only by underflow)
+        hard = (mass < 1e-280) | narrow
+        out = np.array(out, copy=True)
+        if np.any(hard):
+            lo_h, hi_h = lo[hard], hi[hard]
+            log_hi = log_ndtr(np.minimum(hi_h, 0.0))
+            value = log_hi + _log1mexp(log_ndtr(lo_h) - log_hi)
+            # a narrow interval straddling zero: the erf sum is accurate
+            value = np.where(hi_h > 0, out[hard], value)
+            w, m = width[hard], mid[hard]
+            series = (w * (1.0 + np.abs(m)) < _NARROW) & np.isfinite(m) & (w > 0)
             m2, w2 = m * m, w * w
             correction = w2 * (m2 - 1.0) / 24.0 + w2 * w2 * (m2 * m2 - 6.0 * m2 + 3.0) / 1920.0
-            out = out.copy()
-            out[narrow] = np.log(w) - 0.5 * m2 - _LOG_2PI_HALF + np.log1p(correction)
-    return out
+            value = np.where(
+                series, np.log(w) - 0.5 * m2 - _LOG_2PI_HALF + np.log1p(correction), value
+            )
+            out[hard] = value
+    return out[()] if out.ndim == 0 else out
 
 
 def _pdf_ratios(a, b, log_mass):
     """``phi(a) / D``, ``phi(b) / D`` and ``(phi(b) - phi(a)) / D`` for ``D = Phi(b) - Phi(a)``.
 
-    The difference is formed as ``phi(c) * expm1(.)`` about the bound ``c``
-    nearer zero, so it keeps its relative accuracy on narrow cells.
+    The difference is formed as ``phi(c) * expm1(-|b^2 - a^2| / 2)`` about the
+    bound ``c`` nearer zero, so it keeps its relative accuracy on narrow cells.
     """
     with np.errstate(invalid="ignore", over="ignore"):
         ga = np.exp(-0.5 * a * a - _LOG_2PI_HALF - log_mass)
         gb = np.exp(-0.5 * b * b - _LOG_2PI_HALF - log_mass)
-        a_nearer = np.abs(a) <= np.abs(b)
-        gdiff = np.where(
-            a_nearer,
-            ga * np.expm1(0.5 * (a - b) * (a + b)),
-            -gb * np.expm1(0.5 * (b - a) * (b + a)),
-        )
-        gdiff = np.where(np.isinf(a) & np.isinf(b), 0.0, gdiff)
+        nearer = np.where(np.abs(a) <= np.abs(b), ga, -gb)
+        gdiff = nearer * np.expm1(-0.5 * np.abs((b - a) * (b + a)))
+        gdiff = np.where(np.isnan(gdiff), 0.0, gdiff)  # both bounds infinite
     return ga, gb, gdiff
 
 
@@ -438,38 +524,47 @@ def _uses_exact_form(covariance_type, d):
     return covariance_type in ("diag", "spherical") or d == 1
 
 
-def _check_cells(lo, hi, means):
-    lo = np.asarray(lo, dtype=float)
-    hi = np.asarray(hi, dtype=float)
-    means = np.asarray(means, dtype=float)
-    if lo.ndim == 1:
-        lo, hi = lo[:, None], hi[:, None]
-    if means.ndim != 2 or lo.shape != hi.shape or lo.ndim != 2 or lo.shape[1] != means.shape[1]:
-        raise ValueError(
-            "lo and hi must have shape (n_cells, d) and means (n_components, d); got "
-            f"{lo.shape}, {hi.shape} and {means.shape}."
+def _check_cells(cells, means):
+    if not isinstance(cells, Cells):
+        raise TypeError(
+            "cells must be a Cells object (from infer_cells, cells_from_edges or make_cells); "
+            f"got {type(cells).__name__}."
         )
-    return lo, hi, means
+    means = np.asarray(means, dtype=float)
+    if means.ndim != 2 or means.shape[1] != cells.n_features:
+        raise ValueError(
+            f"means must have shape (n_components, {cells.n_features}); got {means.shape}."
+        )
+    return means
 
 
 # --------------------------------------------------------------------------
 # Exact forms: 1-D, 'diag', 'spherical'
 # --------------------------------------------------------------------------
-def _exact(lo, hi, means, raw, covariance_type, gradient):
-    d = means.shape[1]
+def _exact(cells, means, raw, covariance_type, gradient):
+    """Products over dimensions, each dimension evaluated once per distinct interval."""
+    n_components, d = means.shape
     u = np.exp(raw)  # (K, n_raw): n_raw is d (diag), 1 (spherical, or 1-D full/tied)
-    a = u[None] * (lo[:, None, :] - means[None])  # (n, K, d)
-    b = u[None] * (hi[:, None, :] - means[None])
-    log_each = log_ndtr_diff(a, b)
-    log_mass = log_each.sum(axis=2)
+    u = np.broadcast_to(u, (n_components, d))
+    log_mass = np.zeros((cells.n_cells, n_components))
+    if gradient:
+        dmeans = np.empty((cells.n_cells, n_components, d))
+        dlog_u = np.empty((cells.n_cells, n_components, d))
+    for j, (low, high) in enumerate(cells.intervals):  # a loop over the d dimensions
+        a = u[None, :, j] * (low[:, None] - means[None, :, j])  # (n_intervals_j, K)
+        b = u[None, :, j] * (high[:, None] - means[None, :, j])
+        log_each = log_ndtr_diff(a, b)
+        rows = cells.index[:, j]
+        log_mass += log_each[rows]
+        if gradient:
+            ga, gb, gdiff = _pdf_ratios(a, b, log_each)
+            dmeans[:, :, j] = (-u[None, :, j] * gdiff)[rows]
+            dlog_u[:, :, j] = _weighted_bound_difference(a, b, ga, gb, gdiff)[rows]
     if not gradient:
         return log_mass, None, None
-    ga, gb, gdiff = _pdf_ratios(a, b, log_each)
-    dmeans = -u[None] * gdiff
-    draw = _weighted_bound_difference(a, b, ga, gb, gdiff)
-    if covariance_type == "spherical" and d > 1:
-        draw = draw.sum(axis=2, keepdims=True)
-    return log_mass, dmeans, draw
+    if raw.shape[1] == 1 and d > 1:  # spherical: one factor for every dimension
+        dlog_u = dlog_u.sum(axis=2, keepdims=True)
+    return log_mass, dmeans, dlog_u
 
 
 # --------------------------------------------------------------------------
@@ -496,56 +591,61 @@ def _upper(raw, d):
 
 
 def _cubature_chunk(lo, hi, means, upper, log_diag, n_nodes, hybrid, gradient):
+    """One chunk of cells; the arrays run (component, cell, node[, dimension])."""
     n_cells, d = lo.shape
+    n_components = means.shape[0]
     q = d - 1 if hybrid else d
     t, log_w = _tensor_rule(n_nodes, q)
+    n_per = t.shape[0]
     half = 0.5 * (hi[:, :q] - lo[:, :q])
     nodes = 0.5 * (hi[:, None, :q] + lo[:, None, :q]) + half[:, None, :] * t[None]  # (n, M, q)
     log_weights = np.log(np.prod(half, axis=1))[:, None] + log_w[None]  # (n, M)
-    delta = nodes[:, :, None, :] - means[None, None, :, :q]  # (n, M, K, q)
+    delta = nodes.reshape(1, -1, q) - means[:, None, :q]  # (K, n M, q)
     lead = upper[:, :q, :q]
-    y = np.einsum("nmki,kij->nmkj", delta, lead)
-    log_f = np.sum(log_diag[:, :q], axis=1) - 0.5 * np.einsum("nmkj,nmkj->nmk", y, y)
-    log_f -= 0.5 * q * LOG_2PI
+    y = delta @ lead  # (K, n M, q): y_j = sum_i U_ij delta_i
+    log_f = np.sum(log_diag[:, :q], axis=1)[:, None] - 0.5 * np.sum(y * y, axis=2)
+    log_f = log_f.reshape(n_components, n_cells, n_per) + (log_weights - 0.5 * q * LOG_2PI)
     if hybrid:
-        u_dd = upper[:, d - 1, d - 1]
-        shift = np.einsum("nmki,ki->nmk", delta, upper[:, :q, d - 1])
-        t_lo = u_dd[None] * (lo[:, None, d - 1] - means[None, :, d - 1])  # (n, K)
-        t_hi = u_dd[None] * (hi[:, None, d - 1] - means[None, :, d - 1])
-        a = t_lo[:, None, :] + shift
-        b = t_hi[:, None, :] + shift
+        u_dd = upper[:, d - 1, d - 1][:, None]  # (K, 1)
+        shift = (delta @ upper[:, :q, d - 1 :]).reshape(n_components, n_cells, n_per)
+        t_lo = u_dd * (lo[None, :, d - 1] - means[:, None, d - 1])  # (K, n)
+        t_hi = u_dd * (hi[None, :, d - 1] - means[:, None, d - 1])
+        a = t_lo[:, :, None] + shift
+        b = t_hi[:, :, None] + shift
         log_window = log_ndtr_diff(a, b)
         log_f += log_window
-    log_terms = log_f + log_weights[:, :, None]
-    log_mass = _logsumexp(log_terms, axis=1)  # (n, K)
+    log_mass = _logsumexp(log_f, axis=2)  # (K, n)
     if not gradient:
-        return log_mass, None, None
-    resp = np.exp(log_terms - log_mass[:, None, :])  # (n, M, K)
-    ry = np.einsum("nmk,nmkj->nkj", resp, y)
-    dmeans = np.empty((n_cells, means.shape[0], d))
-    dmeans[:, :, :q] = np.einsum("kij,nkj->nki", lead, ry)
-    # E_resp[-y_j delta_i] for the leading block of U
-    cross = -np.einsum("nmk,nmki,nmkj->nkij", resp, delta, y)
+        return log_mass.T, None, None
+    resp = np.exp(log_f - log_mass[:, :, None])  # (K, n, M)
+    y4 = y.reshape(n_components, n_cells, n_per, q)
+    delta4 = delta.reshape(n_components, n_cells, n_per, q)
+    ry = (resp[:, :, None, :] @ y4)[:, :, 0, :]  # (K, n, q)
+    dmeans = np.empty((n_components, n_cells, d))
+    dmeans[:, :, :q] = ry @ np.swapaxes(lead, 1, 2)
+    # E_resp[-delta_i y_j]: the derivative in U_ij of the leading block
+    cross = -(np.swapaxes(delta4 * resp[..., None], 2, 3) @ y4)  # (K, n, q, q)
     rows, cols = _triu_indices(d)
-    draw = np.empty((n_cells, means.shape[0], rows.size))
+    draw = np.empty((n_components, n_cells, rows.size))
     in_lead = cols < q
     draw[:, :, in_lead] = cross[:, :, rows[in_lead], cols[in_lead]]
     lead_diag = np.flatnonzero(in_lead & (rows == cols))
-    draw[:, :, lead_diag] = draw[:, :, lead_diag] * np.exp(log_diag[None, :, rows[lead_diag]]) + 1
+    draw[:, :, lead_diag] = draw[:, :, lead_diag] * np.exp(log_diag[:, None, rows[lead_diag]]) + 1
     if hybrid:
         ga, _, gdiff = _pdf_ratios(a, b, log_window)
-        r_gdiff = np.einsum("nmk,nmk->nk", resp, gdiff)
-        dmeans[:, :, :q] -= upper[None, :, :q, d - 1] * r_gdiff[..., None]
-        dmeans[:, :, d - 1] = -u_dd[None] * r_gdiff
+        r_gdiff = np.sum(resp * gdiff, axis=2)  # (K, n)
+        dmeans[:, :, :q] -= upper[:, None, :q, d - 1] * r_gdiff[..., None]
+        dmeans[:, :, d - 1] = -u_dd * r_gdiff
         last = np.flatnonzero(cols == d - 1)  # rows 0 .. d-1 of the last column
-        draw[:, :, last[:-1]] = np.einsum("nmk,nmki->nki", resp, delta * gdiff[..., None])
+        draw[:, :, last[:-1]] = ((resp * gdiff)[:, :, None, :] @ delta4)[:, :, 0, :]
         # d/d log U_dd: t_hi phi(b)/D - t_lo phi(a)/D = t_hi gdiff + (t_hi - t_lo) ga
-        r_ga = np.einsum("nmk,nmk->nk", resp, ga)
+        r_ga = np.sum(resp * ga, axis=2)
         draw[:, :, last[-1]] = t_hi * r_gdiff + (t_hi - t_lo) * r_ga
-    return log_mass, dmeans, draw
+    return log_mass.T, np.swapaxes(dmeans, 0, 1), np.swapaxes(draw, 0, 1)
 
 
-def _cubature(lo, hi, means, raw, n_nodes, rule, gradient):
+def _cubature(cells, means, raw, n_nodes, rule, gradient):
+    lo, hi = cells.lo, cells.hi
     n_cells, d = lo.shape
     n_components = means.shape[0]
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
@@ -579,14 +679,14 @@ def _check_rule(n_nodes, rule):
 
 
 def log_cell_masses_and_gradients(
-    lo, hi, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid", gradient=True
+    cells, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid", gradient=True
 ):
     """``log P_k(cell_i)`` and its derivatives in the layout's raw parameters.
 
     Parameters
     ----------
-    lo, hi : ndarray of shape (n_cells, d)
-        Lower and upper corners of the cells, in the fit's (standardised) coordinates.
+    cells : Cells
+        The cells, in the fit's (standardised) coordinates (see :meth:`Cells.standardised`).
     means : ndarray of shape (K, d)
     raw : ndarray
         The raw precision block of :class:`~skdensityfit._mixture_math.ParameterLayout`:
@@ -594,7 +694,7 @@ def log_cell_masses_and_gradients(
         'full' the packed upper triangles with log diagonal (``K * d(d+1)/2``),
         'tied' one packed triangle (``d(d+1)/2``). Flat or shaped ``(K, n_raw)``.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
-    n_nodes : int, default=8
+    n_nodes : int, default=6
         Gauss-Legendre nodes per integrated dimension of the cubature (used only
         for 'full'/'tied' with ``d >= 2``).
     rule : {'hybrid', 'tensor'}, default='hybrid'
@@ -614,16 +714,16 @@ def log_cell_masses_and_gradients(
     """
     _check_type(covariance_type)
     n_nodes = _check_rule(n_nodes, rule)
-    lo, hi, means = _check_cells(lo, hi, means)
+    means = _check_cells(cells, means)
     n_components, d = means.shape
     raw = _shaped_raw(raw, covariance_type, n_components, d)
     if _uses_exact_form(covariance_type, d):
-        return _exact(lo, hi, means, raw, covariance_type, gradient)
-    return _cubature(lo, hi, means, raw, n_nodes, rule, gradient)
+        return _exact(cells, means, raw, covariance_type, gradient)
+    return _cubature(cells, means, raw, n_nodes, rule, gradient)
 
 
 def log_cell_masses(
-    lo, hi, means, precisions_cholesky, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
+    cells, means, precisions_cholesky, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
 ):
     """``log P_k(cell_i)``, shape ``(n_cells, K)``, from scikit-learn style parameters.
 
@@ -633,7 +733,7 @@ def log_cell_masses(
     """
     raw = raw_from_precisions_cholesky(precisions_cholesky, covariance_type)
     return log_cell_masses_and_gradients(
-        lo, hi, means, raw, covariance_type, n_nodes=n_nodes, rule=rule, gradient=False
+        cells, means, raw, covariance_type, n_nodes=n_nodes, rule=rule, gradient=False
     )[0]
 
 
@@ -669,7 +769,7 @@ def _upper_reference(raw, d):
 
 
 def log_cell_masses_reference(
-    lo, hi, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
+    cells, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
 ):
     """The ``log_mass`` of :func:`log_cell_masses_and_gradients` in ``autograd.numpy``.
 
@@ -677,10 +777,7 @@ def log_cell_masses_reference(
     autograd (the reference for the hand-derived derivatives). ``raw`` must be
     flat (``K * n_raw`` values, ``n_raw`` for 'tied'), ``means`` ``(K, d)``.
     """
-    lo = np.asarray(lo, dtype=float)
-    hi = np.asarray(hi, dtype=float)
-    if lo.ndim == 1:
-        lo, hi = lo[:, None], hi[:, None]
+    lo, hi = cells.lo, cells.hi
     n_components, d = means.shape
     n_raw = _n_raw(covariance_type, d)
     raw = anp.reshape(raw, (-1, n_raw))
