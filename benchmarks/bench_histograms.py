@@ -1,0 +1,285 @@
+"""Histograms: the centre model against the integrated (binned) model (issue #14).
+
+Part A, the cubature of 'full' components in 2-D (skdensityfit._cells): the
+relative error of the cell masses against a 64-node reference as a function of
+the cell width (in component standard deviations), the correlation and the
+nodes per dimension, for the hybrid rule (exact in the last dimension) and the
+tensor Gauss-Legendre rule; and the cost of one value-and-gradient evaluation
+of the cell masses next to one evaluation of the centre model's objective.
+
+Part B, fits of one Gaussian to histograms of samples (1-D, and 2-D with a full
+covariance, correlation 0.5), bin widths of 0.25, 0.5, 1 and 2 standard
+deviations: the relative errors of the fitted standard deviations (signed
+median, its standard error, median absolute) and of the means (in sds) over
+seeds, for
+
+* centre: ``DensityGMM(loss="poisson")`` on (bin centres, counts), today's model;
+* integrated: STAND-IN, a binned Poisson maximum likelihood fitted here with
+  ``scipy.optimize.minimize`` through ``_cells.log_cell_masses_and_gradients``
+  (the estimator has no ``bins=`` yet; this is the model it will fit);
+* sklearn: ``GaussianMixture`` on the raw samples.
+
+The centre model's variance should be inflated by about h^2 / 12 (Sheppard):
+its sd by a factor sqrt(1 + h^2 / 12) (printed as "sheppard").
+
+Run: ``python benchmarks/bench_histograms.py`` (full: about 10 minutes) or
+``--quick`` (a small setting, about a minute). Writes
+``benchmarks/results/histograms.txt``.
+"""
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from skdensityfit import DensityGMM
+from skdensityfit._analytic_gradient import value_and_gradient
+from skdensityfit._cells import (
+    cells_from_edges,
+    histogram_to_grid,
+    infer_cells,
+    log_cell_masses,
+    log_cell_masses_and_gradients,
+    raw_from_precisions_cholesky,
+)
+from skdensityfit._mixture_math import FitData, ParameterLayout, pack, quadratic_features
+
+WIDTHS = (0.25, 0.5, 1.0, 2.0)
+RESULTS = Path(__file__).parent / "results" / "histograms.txt"
+
+
+def _upper_of_precision(precision):
+    return np.linalg.cholesky(precision[::-1, ::-1])[::-1, ::-1]
+
+
+def _best_time(func, repeat=5):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# --------------------------------------------------------------------------
+# Part A: cubature accuracy and cost
+# --------------------------------------------------------------------------
+def cubature_accuracy(out):
+    out("A1. 'full' 2-D cell masses: max relative error over cells with mass >= 1e-3 of the")
+    out("    largest (and, after '/', >= 1e-9 of it), against the hybrid rule with 64 nodes;")
+    out("    component sds 1, cells of width h (sds) on a grid over +-6 sds; nodes = per cell")
+    nodes_list = (2, 3, 4, 6, 8)
+    for rule in ("hybrid", "tensor"):
+        head = "  ".join(
+            f"m={m} ({m if rule == 'hybrid' else m * m} nodes)".ljust(20) for m in nodes_list
+        )
+        out(f"  {rule:7s} rho    h   {head}")
+        for rho in (0.0, 0.9):
+            cov = np.array([[1.0, rho], [rho, 1.0]])
+            upper = _upper_of_precision(np.linalg.inv(cov))[None]
+            mean = np.array([[0.13, -0.27]])
+            for h in WIDTHS:
+                c = np.arange(-6, 6 + 1e-9, h) + 0.37 * h
+                cells = infer_cells(np.stack(np.meshgrid(c, c, indexing="ij"), -1).reshape(-1, 2))
+                ref = np.exp(log_cell_masses(cells, mean, upper, "full", n_nodes=64))[:, 0]
+                big = ref > 1e-3 * ref.max()
+                mid = ref > 1e-9 * ref.max()
+                row = []
+                for m in nodes_list:
+                    v = np.exp(log_cell_masses(cells, mean, upper, "full", n_nodes=m, rule=rule))
+                    rel = np.abs(v[:, 0] / ref - 1)
+                    row.append(f"{rel[big].max():.0e}/{rel[mid].max():.0e}".ljust(20))
+                out(f"  {'':7s} {rho:3.1f} {h:5.2f}   {'  '.join(row)}")
+
+
+def cubature_cost(out):
+    out("")
+    out("A2. Cost of one evaluation with derivatives (best of 5), ratio to the centre model's")
+    out("    value_and_gradient of its whole objective on the same grid (shared machine)")
+    rng = np.random.default_rng(0)
+    for n_side, k in ((40, 2), (100, 3)):
+        c = np.linspace(-2, 2, n_side)
+        X = np.stack(np.meshgrid(c, c, indexing="ij"), -1).reshape(-1, 2)
+        cells = infer_cells(X)
+        for cov in ("full", "diag"):
+            layout = ParameterLayout(k, 2, cov)
+            factors = (
+                np.tile(np.array([[2.0, -1.0], [0.0, 1.5]]), (k, 1, 1))
+                if cov == "full"
+                else np.full((k, 2), 1.5)
+            )
+            theta = pack(layout, np.ones(k) / k, rng.normal(size=(k, 2)) * 0.5, factors, 0.0)
+            data = FitData(
+                quadratic_features(X, cov),
+                rng.uniform(size=len(X)),
+                np.full(len(X), 1.0 / len(X)),
+                layout,
+                "l2",
+            )
+            t_centre = _best_time(lambda: value_and_gradient(theta, data))  # noqa: B023
+            _, _, means, raw = layout.split(theta)
+            parts = [f"  {n_side}x{n_side} K={k} {cov:4s}: centre {t_centre * 1e3:6.2f} ms"]
+            settings = (
+                ((None, "hybrid"),)
+                if cov == "diag"
+                else [(m, r) for r in ("hybrid", "tensor") for m in (4, 6, 8)]
+            )
+            for m, rule in settings:
+                t = _best_time(
+                    lambda m=m, rule=rule, cells=cells, means=means, raw=raw, cov=cov: (
+                        log_cell_masses_and_gradients(
+                            cells, means, raw, cov, n_nodes=m or 6, rule=rule
+                        )
+                    )
+                )
+                label = "exact" if m is None else f"{rule[0]}{m}"
+                parts.append(f"{label} {t / t_centre:5.1f}x")
+            out("  ".join(parts))
+
+
+# --------------------------------------------------------------------------
+# Part B: fits
+# --------------------------------------------------------------------------
+def _histogram(samples, h, d):
+    """Counts on bins of width h over the samples' range, aligned at a random offset."""
+    lo = samples.min(axis=0) - h * 0.5
+    hi = samples.max(axis=0) + h * 0.5
+    edges = [np.arange(lo[j], hi[j] + h, h) for j in range(d)]
+    counts, edges = np.histogramdd(samples, bins=edges)
+    return counts, edges
+
+
+def _integrated_fit(cells, y, mean0, cov0, covariance_type):
+    """STAND-IN for bins=: binned Poisson ML, sum(mu - y log mu), mu = exp(s) * P(cell)."""
+    d = cells.n_features
+    factors = _upper_of_precision(np.linalg.inv(cov0))[None]
+    raw0 = raw_from_precisions_cholesky(factors, covariance_type).ravel()
+    theta0 = np.concatenate([[np.log(y.sum())], mean0, raw0])
+    n_raw = raw0.size
+
+    def nll(theta):
+        means = theta[1 : 1 + d][None]
+        raw = theta[1 + d :]
+        log_mass, dmeans, draw = log_cell_masses_and_gradients(cells, means, raw, covariance_type)
+        log_mu = theta[0] + log_mass[:, 0]
+        mu = np.exp(log_mu)
+        g = mu - y  # d nll / d log mu
+        grad = np.concatenate([[g.sum()], g @ dmeans[:, 0, :], g @ draw[:, 0, :n_raw]])
+        return float(np.sum(mu - y * log_mu)), grad
+
+    result = minimize(nll, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    raw = result.x[1 + d :]
+    upper = np.zeros((d, d))
+    rows, cols = np.triu_indices(d)
+    upper[rows, cols] = np.where(rows == cols, np.exp(raw), raw)
+    precision = upper @ upper.T
+    return result.x[1 : 1 + d], np.linalg.inv(precision)
+
+
+def fit_study(out, dims, sizes, n_seeds):
+    out("")
+    out(f"B. Fits of one Gaussian to histograms of n samples, {n_seeds} seeds per setting.")
+    out("   sd err: relative error of the fitted sds (all dimensions pooled): signed median")
+    out("   +- its standard error (1.2533 sd / sqrt(count)) and median |.|; mean err: median")
+    out("   |error| in sds. 'integrated' is the STAND-IN fit of this script (scipy L-BFGS-B on")
+    out("   the binned Poisson likelihood through skdensityfit._cells), not the estimator.")
+    out("   sheppard: the centre model's expected sd inflation sqrt(1 + h^2/12) - 1.")
+    for d in dims:
+        true_mean = np.zeros(d) + 0.1
+        true_cov = np.eye(d) if d == 1 else np.array([[1.0, 0.5], [0.5, 1.0]])
+        true_sd = np.sqrt(np.diag(true_cov))
+        covariance_type = "full"
+        for n in sizes:
+            out("")
+            out(f"  d={d}  n={n}")
+            out(
+                f"  {'h':>5s} {'method':11s} {'sd err signed':>22s} {'|sd err|':>9s} "
+                f"{'|mean err|':>10s} {'time':>8s}  sheppard"
+            )
+            for h in WIDTHS:
+                errors = {m: ([], [], []) for m in ("centre", "integrated", "sklearn")}
+                for seed in range(n_seeds):
+                    rng = np.random.default_rng(1000 * seed + int(100 * h) + n)
+                    samples = rng.multivariate_normal(true_mean, true_cov, size=n)
+                    offset = rng.uniform(0, h, size=d)
+                    counts, edges = _histogram(samples + offset, h, d)
+                    edges = [e - offset[j] for j, e in enumerate(edges)]
+                    X, y = histogram_to_grid(counts, edges)
+                    mean0 = (X * y[:, None]).sum(0) / y.sum()
+                    cov0 = np.atleast_2d(np.cov(X.T, aweights=y)) + 1e-3 * np.eye(d)
+
+                    start = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        gmm = DensityGMM(
+                            1,
+                            covariance_type=covariance_type,
+                            loss="poisson",
+                            n_init=1,
+                            random_state=seed,
+                        ).fit(X, y)
+                    t_centre = time.perf_counter() - start
+                    fits = {"centre": (gmm.means_[0], np.atleast_2d(gmm.covariances_[0]), t_centre)}
+
+                    start = time.perf_counter()
+                    cells = cells_from_edges(X, edges)
+                    mean_i, cov_i = _integrated_fit(cells, y, mean0, cov0, covariance_type)
+                    fits["integrated"] = (mean_i, cov_i, time.perf_counter() - start)
+
+                    start = time.perf_counter()
+                    sk = GaussianMixture(1, covariance_type="full", random_state=seed).fit(samples)
+                    fits["sklearn"] = (
+                        sk.means_[0],
+                        sk.covariances_[0],
+                        time.perf_counter() - start,
+                    )
+                    for method, (mean, cov, t) in fits.items():
+                        sd = np.sqrt(np.diag(cov))
+                        errors[method][0].extend(sd / true_sd - 1)
+                        errors[method][1].extend(np.abs(mean - true_mean) / true_sd)
+                        errors[method][2].append(t)
+                for method, (sd_err, mean_err, times) in errors.items():
+                    sd_err = np.asarray(sd_err)
+                    se = 1.2533 * sd_err.std(ddof=1) / np.sqrt(sd_err.size)
+                    sheppard = np.sqrt(1 + h * h / 12) - 1 if method == "centre" else np.nan
+                    out(
+                        f"  {h:5.2f} {method:11s} {np.median(sd_err):+10.5f} +- {se:8.5f} "
+                        f"{np.median(np.abs(sd_err)):9.5f} {np.median(mean_err):10.5f} "
+                        f"{np.median(times) * 1e3:6.1f}ms"
+                        + (f"  {sheppard:+.5f}" if method == "centre" else "")
+                    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small setting (about a minute)")
+    args = parser.parse_args()
+    lines = []
+
+    def out(text):
+        print(text, flush=True)
+        lines.append(text)
+
+    setting = "quick" if args.quick else "full"
+    out(
+        f"bench_histograms.py ({setting}; command: python benchmarks/bench_histograms.py"
+        f"{' --quick' if args.quick else ''})"
+    )
+    out("")
+    cubature_accuracy(out)
+    cubature_cost(out)
+    if args.quick:
+        fit_study(out, dims=(1, 2), sizes=(2000, 20000), n_seeds=12)
+    else:
+        fit_study(out, dims=(1, 2), sizes=(2000, 20000, 200000), n_seeds=40)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
