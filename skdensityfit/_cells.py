@@ -12,7 +12,7 @@ integrated ("binned") model as pure functions:
 * ``log P_k(cell_i)``, the log of the mass of Gaussian component ``k`` in the
   cell ``[lo_i, hi_i]``, and its derivatives with respect to the means and the
   raw precision-Cholesky parameters of
-  :class:`~skdensityfit._mixture_math.ParameterLayout`
+  :class:`~skdensityfit._parameters.ParameterLayout`
   (:func:`log_cell_masses_and_gradients`), plus an ``autograd.numpy``
   reference of the same numbers (:func:`log_cell_masses_reference`).
 
@@ -53,8 +53,9 @@ from autograd.scipy.special import logsumexp as _anp_logsumexp
 from autograd.scipy.stats import norm as _anp_norm
 from scipy.special import erfc, log_ndtr
 
-from ._analytic_gradient import CHUNK_ELEMENTS, _logsumexp
-from ._mixture_math import COVARIANCE_TYPES, LOG_2PI, _raw_from_upper, _triu_indices
+from ._covariance import COVARIANCE_TYPES, LOG_2PI
+from ._parameters import raw_from_upper as _raw_from_upper
+from ._parameters import triu_indices as _triu_indices
 
 __all__ = [
     "Cells",
@@ -73,10 +74,22 @@ __all__ = [
 DEFAULT_N_NODES = 6
 CUBATURE_RULES = ("hybrid", "tensor")
 
+# Elements per chunk of per-point temporaries (shared with :mod:`._objective`):
+# memory stays bounded whatever the grid's size, while chunks stay large enough
+# for numpy's per-call overhead not to matter.
+CHUNK_ELEMENTS = 2**20
+
 _SQRT_HALF = np.sqrt(0.5)
 _LOG_2PI_HALF = 0.5 * LOG_2PI
 # a cell narrower than this (in whitened units, times 1 + |midpoint|) uses the series
 _NARROW = 1e-2
+
+
+def _logsumexp(a, axis=None):
+    """``log(sum(exp(a)))`` without overflow (scipy's has more per-call overhead)."""
+    peak = np.max(a, axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return np.log(np.sum(np.exp(a - peak), axis=axis)) + np.squeeze(peak, axis=axis)
 
 
 # --------------------------------------------------------------------------
@@ -111,6 +124,26 @@ class Cells:
     @property
     def n_features(self):
         return self.lo.shape[1]
+
+    @property
+    def edges(self):
+        """The edges of each dimension's cells, when they tile it without gaps (else None)."""
+        out = []
+        for low, high in self.intervals:
+            if low.size > 1 and not np.array_equal(low[1:], high[:-1]):
+                return None
+            out.append(np.append(low, high[-1]))
+        return out
+
+    def subset(self, indices):
+        """The cells of some points (the distinct intervals are kept)."""
+        return Cells(
+            self.lo[indices],
+            self.hi[indices],
+            self.volume[indices],
+            self.intervals,
+            self.index[indices],
+        )
 
     def standardised(self, mean, scale):
         """The same cells in the coordinates ``(x - mean) / scale`` (``scale > 0``)."""
@@ -294,7 +327,7 @@ def _check_edges(edges, n_features):
     return checked
 
 
-def cells_from_edges(X, edges):
+def cells_from_edges(X, edges, *, shared=False):
     """Cells given by explicit edges (``bins=[edges_0, ..., edges_{d-1}]``).
 
     Each point belongs to the cell that contains it; as in ``np.histogram``
@@ -309,6 +342,8 @@ def cells_from_edges(X, edges):
     edges : array-like or list of array-like
         Strictly increasing, finite edges: one array for 1-D, or a list of
         ``n_features`` arrays (as ``np.histogramdd`` returns them).
+    shared : bool, default=False
+        Whether points may share a cell (predictions; a fit needs one value per cell).
 
     Returns
     -------
@@ -339,7 +374,7 @@ def cells_from_edges(X, edges):
             "every point must lie in one of the cells."
         )
     codes = np.ravel_multi_index(index.T, [e.size - 1 for e in edges])
-    pair = _first_duplicate(codes)
+    pair = None if shared else _first_duplicate(codes)
     if pair is not None:
         i, k = pair
         raise ValueError(
@@ -689,7 +724,7 @@ def log_cell_masses_and_gradients(
         The cells, in the fit's (standardised) coordinates (see :meth:`Cells.standardised`).
     means : ndarray of shape (K, d)
     raw : ndarray
-        The raw precision block of :class:`~skdensityfit._mixture_math.ParameterLayout`:
+        The raw precision block of :class:`~skdensityfit._parameters.ParameterLayout`:
         'diag' ``log U_kj`` (``K * d`` values), 'spherical' ``log u_k`` (``K``),
         'full' the packed upper triangles with log diagonal (``K * d(d+1)/2``),
         'tied' one packed triangle (``d(d+1)/2``). Flat or shaped ``(K, n_raw)``.

@@ -5,6 +5,11 @@
 objective reads, the :class:`~._parameters.Standardisation` back to grid
 units, the smallest and largest component width, and box bounds on the
 flat parameter vector.
+
+With ``bins`` (``"infer"`` or the edges of each dimension) the data also
+holds the standardised :class:`~._cells.Cells` of the points: each value is
+then modelled as the mixture's average over its cell (its mass in the cell
+divided by the cell's volume) instead of its value at the point.
 """
 
 from dataclasses import dataclass, replace
@@ -13,6 +18,7 @@ from functools import cached_property
 import numpy as np
 from scipy.special import xlogy
 
+from ._cells import cells_from_edges, infer_cells
 from ._covariance import MATRIX_TYPES, quadratic_features
 from ._parameters import ParameterLayout, Standardisation, unpack
 from ._validation import check_sample_weight, quadrature_weights
@@ -20,6 +26,11 @@ from ._validation import check_sample_weight, quadrature_weights
 # Grids larger than this are first fitted on a random subset of this many
 # points (or of a quarter of the grid, if fewer).
 MAX_PREFIT_POINTS = 50_000
+# The smallest width of a component fitted to cell averages, as a fraction of the
+# centre model's floor (half the typical spacing): a component narrower than its
+# cell still has a well-defined mass in it and its neighbours, down to about a
+# tenth of a cell, where all of its mass falls in one cell.
+BINNED_WIDTH_FLOOR = 0.2
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,7 @@ class FitData:
     layout: ParameterLayout
     loss: str
     fixed_log_scale: float = 0.0
+    cells: object = None  # standardised Cells of the points, or None (the centre model)
 
     @cached_property
     def normaliser(self):
@@ -55,7 +67,12 @@ class FitData:
             features=self.features[indices],
             target=self.target[indices],
             quadrature=quadrature / quadrature.sum() if renormalise else quadrature,
+            cells=None if self.cells is None else self.cells.subset(indices),
         )
+
+    def without_cells(self):
+        """The same data under the centre model (values at the points)."""
+        return replace(self, cells=None)
 
 
 @dataclass(frozen=True)
@@ -98,19 +115,47 @@ class Problem:
         """The problem on some grid points, with this problem's bounds."""
         return replace(self, grid=self.grid[indices], data=self.data.subset(indices))
 
+    @property
+    def binned(self):
+        return self.data.cells is not None
+
+    def without_cells(self):
+        """The same problem under the centre model, with the centre model's width floor."""
+        limits = width_limits(self.grid)
+        return replace(
+            self,
+            data=self.data.without_cells(),
+            width_limits=limits,
+            bounds=parameter_bounds(self.grid, self.layout, limits),
+        )
+
     def random_subset(self, size, random_state):
         """:meth:`subset` of ``size`` random points (always with the largest value)."""
         return self.subset(random_subset(self.n_points, size, self.data.target, random_state))
 
 
-def build_problem(X, y, sample_weight, *, n_components, covariance_type, loss, scale):
+def cells_of(X, bins):
+    """The :class:`~._cells.Cells` of the points ``X`` under ``bins`` (None: no cells)."""
+    if bins is None:
+        return None
+    if isinstance(bins, str):
+        if bins != "infer":
+            raise ValueError(f"bins must be None, 'infer' or a list of edges; got {bins!r}.")
+        return infer_cells(X)
+    return cells_from_edges(X, bins)
+
+
+def build_problem(X, y, sample_weight, *, n_components, covariance_type, loss, scale, bins=None):
     """The :class:`Problem` of fitting ``y`` on the grid ``X`` (both validated).
 
-    ``sample_weight`` None uses the grid's cell sizes as quadrature weights;
-    ``scale`` None fits the total mass, a number fixes it.
+    ``sample_weight`` None uses the grid's cell sizes as quadrature weights
+    (with ``bins``, the volumes of the bins); ``scale`` None fits the total
+    mass, a number fixes it; ``bins`` (see :func:`cells_of`) models each value
+    as the mixture's average over its bin.
     """
+    cells = cells_of(X, bins)
     if sample_weight is None:
-        quadrature = quadrature_weights(X)
+        quadrature = quadrature_weights(X) if cells is None else cells.volume / cells.volume.sum()
     else:
         quadrature = check_sample_weight(sample_weight, len(y))
         quadrature = quadrature / quadrature.sum()
@@ -124,14 +169,19 @@ def build_problem(X, y, sample_weight, *, n_components, covariance_type, loss, s
         layout=layout,
         loss=loss,
         fixed_log_scale=0.0 if scale is None else np.log(scale) - standardisation.log_unit,
+        cells=None
+        if cells is None
+        else cells.standardised(standardisation.center, standardisation.spread),
     )
     limits = width_limits(grid)
+    if cells is not None:
+        limits = (BINNED_WIDTH_FLOOR * limits[0], limits[1])
     return Problem(grid, data, standardisation, limits, parameter_bounds(grid, layout, limits))
 
 
 def problem_of(estimator, X, y, sample_weight=None):
     """:func:`build_problem` with an estimator's ``n_components``, ``covariance_type``,
-    ``loss`` and ``scale``."""
+    ``loss``, ``scale`` and ``bins`` (None for estimators without it)."""
     return build_problem(
         X,
         y,
@@ -140,6 +190,7 @@ def problem_of(estimator, X, y, sample_weight=None):
         covariance_type=estimator.covariance_type,
         loss=estimator.loss,
         scale=estimator.scale,
+        bins=getattr(estimator, "bins", None),
     )
 
 

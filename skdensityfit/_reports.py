@@ -65,6 +65,8 @@ class FitReportsMixin:
         """
         check_is_fitted(self)
         problem, theta, X, y = self._problem_of_fit(X, y, sample_weight)
+        if self.loss == "poisson" and sample_weight is None:
+            warn_if_not_counts(y)
         errors = standard_errors(problem, theta, X, y, sample_weight)
         return _map_parameter_vector(self, errors)
 
@@ -202,6 +204,7 @@ class FitReportsMixin:
         X, y = check_grid_density(self, X, y, reset=False)
         check_density_values(y, "poisson")
         if sample_weight is None:
+            warn_if_not_counts(y)
             warn_if_cells_differ(X)
         cells = (
             np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
@@ -353,6 +356,18 @@ def warn_if_components_are_redundant(model, fit):
             f"The data does not support {k} components ("
             + "; ".join(described)
             + "). Use fewer components; DensityGMMCV chooses their number.",
+        )
+
+
+def warn_if_not_counts(y):
+    """Warn when ``loss='poisson'`` reads values that are not counts as counts per bin."""
+    if np.any(y != np.round(y)):
+        warn_at_caller(
+            "loss='poisson' reads y as counts per bin (its standard errors, aic and bic "
+            "assume Poisson counts), but y has non-integer values, e.g. a histogram with "
+            "density=True or a pdf. Pass the counts themselves (np.histogram(..., "
+            "density=False)), or the density with the bin sizes as sample_weight, so that "
+            "y * sample_weight are the counts."
         )
 
 
