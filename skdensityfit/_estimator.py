@@ -222,7 +222,8 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
     and for 'diag' and 'spherical' components (products of normal cdf
     differences, computed stably in the tails), a Gauss-Legendre cubature
     exact in the last dimension for 'full' and 'tied' ones in N-D (relative
-    error below 1e-7 for bins up to one standard deviation wide). For counts
+    error below 1e-7 on bins up to one standard deviation wide that hold at
+    least 1e-3 of the largest bin's mass). For counts
     on equal bins ``f_i`` is the expected count (``scale_`` is then the
     number of counts times the bin volume) and ``loss='poisson'`` is the
     binned maximum likelihood; on unequal bins pass ``y = counts / volume``.
