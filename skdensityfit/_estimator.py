@@ -146,6 +146,13 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         ``np.histogramdd`` into ``(X, y)``. Use explicit edges in
         cross-validation: the training points of a fold are no full grid.
 
+    background : {None, 'constant', 'linear'}, default=None
+        A polynomial of degree 0 or 1 in the grid coordinates under the
+        mixture (a baseline, a sky), fitted jointly with it:
+        ``f(x) = mixture(x) + c_0 + c . x``. Its coefficients are
+        ``background_``. With ``loss='poisson'`` it is kept non-negative over
+        the box of the grid (see Notes).
+
     random_state : int, RandomState instance or None, default=None
         Controls the initialisations. Pass an int for reproducible fits.
 
@@ -196,6 +203,11 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         Whether the best run, polished, met ``tol`` (or stopped gaining any
         digit of the loss) within ``max_iter``.
 
+    background_ : ndarray of shape (1,) or (1 + n_features,), or None
+        With ``background``, its coefficients ``[c_0]`` or ``[c_0, c_1, ...,
+        c_d]`` of ``c_0 + sum_j c_j x_j``, in grid units and the units of
+        ``y``.
+
     bin_edges_ : list of ndarray or None
         With ``bins``, the edges of the bins of each dimension (given or
         inferred); ``predict`` and ``score`` average the model over them.
@@ -233,6 +245,19 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
     ``predict_density`` return the model of ``y`` (bin averages) for the bins
     of ``bin_edges_`` that contain the points of ``X``, and ``score`` compares
     them with ``y``.
+
+    With ``background`` the model is ``f + b``, ``b(x) = c_0 + c . x``; with
+    bins, ``b`` is averaged over each bin (its value at the bin's centre).
+    The mixture is first fitted to ``y`` minus a least-squares polynomial
+    through the values on the grid's rim (its outer 5% along each
+    dimension), then mixture and background are fitted jointly. For
+    ``loss='poisson'`` the background is ``beta_0 (1 + w . v)`` with ``v`` the
+    grid coordinates scaled to ``[-1, 1]`` over the grid's box, ``beta_0 >=
+    0`` and ``sum |w_j| <= 1``, so it is non-negative over the box; in three
+    or more dimensions its slopes are limited further, to ``|w_j| <= 1 /
+    d``. ``predict_density`` includes the background and
+    ``predict_background`` gives it alone, so the mixture alone is their
+    difference (or ``scale_ * exp(score_samples(X))`` at points).
 
     See Also
     --------
@@ -274,6 +299,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         "precisions_init": ["array-like", None],
         "scale": [Interval(Real, 0.0, None, closed="neither"), None],
         "bins": [None, StrOptions({"infer"}), "array-like"],
+        "background": [None, StrOptions({"constant", "linear"})],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -295,6 +321,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         precisions_init=None,
         scale=None,
         bins=None,
+        background=None,
         random_state=None,
         warm_start=False,
         verbose=0,
@@ -312,6 +339,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         self.precisions_init = precisions_init
         self.scale = scale
         self.bins = bins
+        self.background = background
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -359,7 +387,8 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
                 f"n_components = {self.n_components}, n_samples = {len(y)}. "
                 "Use fewer components or a finer grid."
             )
-        warn_if_density_is_cut_at_the_edge(X, y)
+        if self.background is None:
+            warn_if_density_is_cut_at_the_edge(X, y)
         problem = problem_of(self, X, y, sample_weight)
         warn_if_underdetermined(problem)
         previous = None
@@ -371,20 +400,46 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             warn_if_not_counts(y)
         settings = FitSettings.of(self)
         random_state = check_random_state(self.random_state)
-        if problem.binned and previous is None:
-            # the centre model's search costs a fraction of the integrated one's;
-            # one run on the integrated model polishes its result
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                centre = fit_problem(problem.without_cells(), settings, random_state)
-            result = fit_problem(problem, settings, random_state, start=centre.theta)
+        if problem.data.background is None:
+            result = _fit_mixture(problem, settings, random_state, previous)
         else:
-            result = fit_problem(problem, settings, random_state, warm=previous)
+            result = self._fit_with_background(problem, settings, random_state, previous)
         fit = MixtureFit.from_result(problem, result)
         fit.set_on(self)
         self.bin_edges_ = None if self.bins is None else cells_of(X, self.bins).edges
+        self.background_ = None
+        if problem.data.background is not None:
+            self.background_ = np.asarray(problem.background_to_grid(result.theta), dtype=float)
+            warn_if_density_is_cut_at_the_edge(X, y - self.predict_background(X))
         warn_if_components_are_redundant(self, fit)
         return self
+
+    def _fit_with_background(self, problem, settings, random_state, previous):
+        """The mixture fitted under a first background estimate, then both jointly.
+
+        The first estimate is a least-squares polynomial through the values on
+        the grid's rim (the outer 5% of each dimension's range), or the
+        previous fit's background for a warm start.
+        """
+        background = problem.data.background
+        data = problem.data
+        fitted = getattr(self, "background_", None)
+        if previous is not None and fitted is not None and fitted.size == background.n_parameters:
+            start = np.concatenate([previous, problem.background_to_fit(fitted)])
+            return fit_problem(problem, settings, random_state, start=start)
+        a0, slopes = _rim_background(data.target, background)
+        residual = data.target - (a0 + background.basis @ slopes)
+        if data.loss == "poisson":
+            residual = np.maximum(residual, 0.0)
+        if not np.any(residual > 0):
+            residual, a0, slopes = data.target, 0.0, np.zeros_like(slopes)
+        mixture_problem = problem.mixture_only(residual)
+        if previous is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                previous = _fit_mixture(mixture_problem, settings, random_state).theta
+        start = np.concatenate([previous, background.parameters_from(a0, slopes)])
+        return fit_problem(problem, settings, random_state, start=start)
 
     def _fitted_like_current_settings(self):
         """Whether the fitted parameters have the shapes the current settings need.
@@ -454,8 +509,9 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
 
         With ``bins=None`` the fitted density ``scale_ * pdf(X)``; with
         ``bins``, the average of the fitted density over the bin of
-        ``bin_edges_`` that contains each point (what ``y`` holds). The pdf at
-        points is always ``scale_ * exp(score_samples(X))``.
+        ``bin_edges_`` that contains each point (what ``y`` holds); both plus
+        the fitted background, if any (:meth:`predict_background`). The
+        mixture's pdf at points is always ``scale_ * exp(score_samples(X))``.
 
         Parameters
         ----------
@@ -467,11 +523,52 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         density : ndarray of shape (n_points,)
         """
         check_is_fitted(self)
+        X = check_grid(self, X, reset=False)
+        return self._model_of_y(X)[0]
+
+    def predict_background(self, X):
+        """The fitted background at ``X`` (with bins, its average over each point's bin).
+
+        Zero without ``background``. ``predict_density(X) - predict_background(X)``
+        is the mixture's part of the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points,) or (n_points, n_features)
+            Points to evaluate.
+
+        Returns
+        -------
+        background : ndarray of shape (n_points,)
+        """
+        check_is_fitted(self)
+        X = check_grid(self, X, reset=False)
+        if getattr(self, "background_", None) is None:
+            return np.zeros(len(X))
         if getattr(self, "bin_edges_", None) is not None:
-            X = check_grid(self, X, reset=False)
-            return self._bin_averages(self._cells_of(X))
+            cells = self._cells_of(X)
+            X = 0.5 * (cells.lo + cells.hi)  # a linear function's average over a box
+        return self._background_at(X)
+
+    def _background_at(self, points):
+        coefficients = self.background_
+        if coefficients.size == 1:
+            return np.full(len(points), coefficients[0])
+        return coefficients[0] + points @ coefficients[1:]
+
+    def _model_of_y(self, X):
+        """The model of ``y`` at validated points ``X`` and the default quadrature weights."""
+        if getattr(self, "bin_edges_", None) is not None:
+            cells = self._cells_of(X)
+            predicted = self._bin_averages(cells)
+            if getattr(self, "background_", None) is not None:
+                predicted += self._background_at(0.5 * (cells.lo + cells.hi))
+            return predicted, cells.volume
         with np.errstate(under="ignore"):
-            return self.scale_ * np.exp(self.score_samples(X))
+            predicted = self.scale_ * np.exp(self.score_samples(X))
+        if getattr(self, "background_", None) is not None:
+            predicted += self._background_at(X)
+        return predicted, None
 
     def _cells_of(self, X):
         """The fitted bins that contain the points of ``X`` (validated)."""
@@ -572,16 +669,51 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, y = check_grid_density(self, X, y, reset=False)
-        if getattr(self, "bin_edges_", None) is not None:
-            cells = self._cells_of(X)
-            weights = cells.volume if sample_weight is None else None
-            predicted = self._bin_averages(cells)
-        else:
-            weights = quadrature_weights(X) if sample_weight is None else None
-            predicted = self.predict_density(X)
+        predicted, volumes = self._model_of_y(X)
         if sample_weight is not None:
             weights = check_sample_weight(sample_weight, len(y))
+        else:
+            weights = quadrature_weights(X) if volumes is None else volumes
         return score_prediction(self.loss, y, predicted, weights)
+
+
+def _fit_mixture(problem, settings, random_state, previous=None):
+    """:func:`~._engine.fit_problem`; a binned problem is started from the centre model's fit.
+
+    The centre model's search (starts, restarts, moves) costs a fraction of
+    the integrated one's; one run on the integrated model polishes its result.
+    """
+    if problem.binned and previous is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            centre = fit_problem(problem.without_cells(), settings, random_state)
+        return fit_problem(problem, settings, random_state, start=centre.theta)
+    return fit_problem(problem, settings, random_state, warm=previous)
+
+
+# the rim: points in the outer 5% of the grid's range along some dimension
+_RIM = 0.9
+
+
+def _rim_background(target, background):
+    """``(a_0, a)`` of the least-squares polynomial through the values on the grid's rim.
+
+    For a non-negative background a polynomial that goes negative over the
+    grid's box is replaced by the rim's mean value (at least 0).
+    """
+    scaled = (background.basis - background.centre) / background.half
+    rim = np.any(np.abs(scaled) >= _RIM, axis=1)
+    points, values = background.basis[rim], target[rim]
+    d = background.n_features
+    if background.degree == 0 or len(values) <= d:
+        return float(values.mean()), np.zeros(d)
+    design = np.column_stack([np.ones(len(values)), points])
+    coefficients = np.linalg.lstsq(design, values, rcond=None)[0]
+    a0, slopes = float(coefficients[0]), coefficients[1:]
+    lowest = a0 + slopes @ background.centre - np.sum(np.abs(slopes * background.half))
+    if background.nonnegative and lowest < 0:
+        return max(float(values.mean()), 0.0), np.zeros(d)
+    return a0, slopes
 
 
 def _log_joint(model, X):

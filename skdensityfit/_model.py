@@ -17,6 +17,10 @@ per component: ``maha = Phi(x) @ C.T``. That keeps the work at one
 n_features)`` temporaries; the expansion is accurate because the grid is
 standardised (coordinates of order one).
 
+A background (``data.background``) adds a polynomial ``b`` to the model:
+``f = m + b``, the loss then taken of ``f`` itself (see
+:func:`model_with_background`).
+
 Binned data (``data.cells`` set) model each value as the mixture's average
 over its cell: ``f_i = exp(log_scale) * sum_k w_k P_k(cell_i) / volume_i``
 with ``P_k`` the mass of component ``k`` in the cell
@@ -156,8 +160,22 @@ def poisson_loss(log_model, data):
 LOSSES = {"l2": l2_loss, "poisson": poisson_loss}
 
 
+def model_with_background(theta, data):
+    """``f = m + b``: the mixture's model of each value plus the background under it."""
+    background = data.background
+    values = background.values(theta[data.layout.n_parameters :])
+    return anp.exp(log_model_of(theta, data)) + values
+
+
 def objective(theta, data):
     """The loss minimised by the fit, a pure function of ``(theta, data)``."""
+    if data.background is not None:
+        model = model_with_background(theta, data)
+        if data.loss == "l2":
+            residual = data.target - model
+            return anp.sum(data.quadrature * residual**2) / data.normaliser
+        value = anp.sum(data.quadrature * (model - data.target * anp.log(model)))
+        return (value + data.poisson_constant) / data.normaliser
     return LOSSES[data.loss](log_model_of(theta, data), data)
 
 

@@ -256,6 +256,14 @@ def point_chunks(n_points, n_columns):
 
 def value_and_gradient(theta, data):
     """The value of :func:`~skdensityfit._model.objective` and its gradient."""
+    if data.background is not None:
+        value, gradient = 0.0, np.zeros(len(theta))
+        for _, losses, g, _, jacobian_t in _background_jacobian_chunks(theta, data):
+            value += losses.sum()
+            gradient += jacobian_t @ g
+        if data.loss == "poisson":
+            value += data.poisson_constant
+        return float(value / data.normaliser), gradient
     if data.cells is not None:
         return _binned_value_and_gradient(theta, data)
     layout = data.layout
@@ -388,11 +396,26 @@ def _chunk_jacobian(features, target, q, coef, offset, log_scale, weights, deriv
             per_point = per_point.reshape(-1, n)
         jacobian_t[row : row + len(per_point)] = per_point
         row += len(per_point)
-    return losses, g, curvature, jacobian_t
+    return model, losses, g, curvature, jacobian_t
 
 
 def _jacobian_chunks(theta, data):
-    """``(rows, losses, g, c, jacobian_t)`` of each chunk of points (:func:`_chunk_jacobian`)."""
+    """``(rows, losses, g, c, jacobian_t)`` of each chunk of points (:func:`_chunk_jacobian`).
+
+    With a background, ``g`` and ``c`` are the loss's derivative and curvature
+    in ``f`` itself and ``jacobian_t`` is the Jacobian of ``f`` (the
+    Gauss-Newton matrix ``J^T diag(c) J`` takes the same form).
+    """
+    if data.background is not None:
+        yield from _background_jacobian_chunks(theta, data)
+        return
+    for rows, _, losses, g, curvature, jacobian_t in _mixture_jacobian_chunks(theta, data):
+        yield rows, losses, g, curvature, jacobian_t
+
+
+def _mixture_jacobian_chunks(theta, data):
+    """``(rows, mixture, losses, g, c, jacobian_t)``: :func:`_jacobian_chunks` of the mixture
+    alone, with its values (``g``, ``c`` and the Jacobian in ``log f``)."""
     if data.cells is not None:
         yield from _binned_jacobian_chunks(theta, data)
         return
@@ -464,6 +487,12 @@ def gauss_newton_by_group(theta, data, groups):
 
 def point_losses(theta, data):
     """The loss at each grid point, on the objective's scale (without its constant)."""
+    if data.background is not None:
+        model = model_density(theta, data)
+        log_model = np.log(np.maximum(model, np.finfo(float).tiny))
+        return _point_losses(data.target, data.quadrature, model, log_model, data.loss) / (
+            data.normaliser
+        )
     losses = np.empty(len(data.target))
     for rows, log_model in _log_model_chunks(theta, data):
         losses[rows] = _point_losses(
@@ -505,10 +534,12 @@ def component_mass_shares(theta, data):
 
 
 def model_density(theta, data):
-    """The model ``f`` at every grid point of ``data``."""
+    """The model ``f`` at every grid point of ``data`` (with its background, if any)."""
     model = np.empty(len(data.target))
     for rows, log_model in _log_model_chunks(theta, data):
         model[rows] = np.exp(log_model)
+    if data.background is not None:
+        model += data.background.values(theta[data.layout.n_parameters :])
     return model
 
 
@@ -608,7 +639,7 @@ def _binned_jacobian_chunks(theta, data):
             (resp_t * d_means).reshape(n, -1).T,
             raw_part.T,
         ]
-        yield rows, losses, g, curvature, np.concatenate(blocks, axis=0)
+        yield rows, model, losses, g, curvature, np.concatenate(blocks, axis=0)
 
 
 def _binned_log_model_chunks(theta, data):
@@ -616,3 +647,32 @@ def _binned_log_model_chunks(theta, data):
     for rows in point_chunks(len(data.target), _binned_columns(data, 0)):
         log_joint, _, _ = _cell_log_joint(terms, data, rows, False)
         yield rows, log_joint, terms.log_scale + _logsumexp(log_joint, axis=0)
+
+
+# --------------------------------------------------------------------------
+# A background under the mixture: f = mixture + b, in model space
+# --------------------------------------------------------------------------
+def _background_jacobian_chunks(theta, data):
+    """:func:`_jacobian_chunks` of ``f = m + b``: the loss's pieces in ``f`` and the
+    Jacobian of ``f`` (``m`` times that of ``log m``, then the background's rows)."""
+    background = data.background
+    n_mixture = data.layout.n_parameters
+    theta_b = theta[n_mixture:]
+    a0, a = background.coefficients(theta_b)
+    for rows, mixture, _, _, _, jacobian_t in _mixture_jacobian_chunks(theta, data):
+        model = mixture + (a0 + background.basis[rows] @ a)
+        target, q = data.target[rows], data.quadrature[rows]
+        if data.loss == "l2":
+            residual = target - model
+            losses = q * residual**2
+            g = (-2.0 / data.normaliser) * q * residual
+            curvature = np.broadcast_to(2.0 / data.normaliser, q.shape) * q
+        else:
+            model = np.maximum(model, np.finfo(float).tiny)
+            losses = q * (model - target * np.log(model))
+            g = (q / data.normaliser) * (1.0 - target / model)
+            curvature = (q / data.normaliser) / model
+        jacobian_f = np.concatenate(
+            [jacobian_t * mixture, background.jacobian_t(theta_b, rows)], axis=0
+        )
+        yield rows, losses, g, curvature, jacobian_f

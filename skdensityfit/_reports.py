@@ -59,9 +59,9 @@ class FitReportsMixin:
         -------
         errors : dict
             ``weights``, ``means``, ``covariances`` (shaped like the fitted
-            attributes) and ``scale``. All NaN, with a warning, when the
-            curvature does not determine them (e.g. redundant components, or
-            no more points than parameters).
+            attributes) and ``scale`` (and ``background`` with one). All NaN,
+            with a warning, when the curvature does not determine them (e.g.
+            redundant components, or no more points than parameters).
         """
         check_is_fitted(self)
         problem, theta, X, y = self._problem_of_fit(X, y, sample_weight)
@@ -75,6 +75,8 @@ class FitReportsMixin:
         X, y = check_grid_density(self, X, y, reset=False)
         problem = problem_of(self, X, y, sample_weight)
         theta = problem.to_fit(self.weights_, self.means_, self.precisions_cholesky_, self.scale_)
+        if problem.data.background is not None:
+            theta = np.concatenate([theta, problem.background_to_fit(self.background_)])
         return problem, theta, X, y
 
     # ------------------------------------------------------------------
@@ -89,7 +91,8 @@ class FitReportsMixin:
             ``n_components``, ``covariance_type``, ``loss``, ``loss_value``,
             ``converged``, ``n_iter``, ``scale`` and ``components``: one dict
             per component with ``weight``, ``mean`` and ``covariance`` (as
-            nested lists, full matrices for every covariance type).
+            nested lists, full matrices for every covariance type); with a
+            background, ``background``: its coefficients (``background_``).
         """
         check_is_fitted(self)
         covariances = as_matrices(
@@ -112,6 +115,11 @@ class FitReportsMixin:
                 }
                 for k in range(self.n_components)
             ],
+            **(
+                {"background": self.background_.tolist()}
+                if getattr(self, "background_", None) is not None
+                else {}
+            ),
         }
 
     def fit_report(self, X=None, y=None, sample_weight=None):
@@ -182,16 +190,27 @@ class FitReportsMixin:
                         for i, j in zip(rows, cols, strict=True)
                     )
                 )
+        if "background" in info:
+            background_errors = [None] * len(info["background"])
+            if errors is not None:
+                background_errors = errors["background"]
+            names = ["1"] + [f"x{j}" for j in range(len(info["background"]) - 1)]
+            lines.append("[[Background]] (coefficients, in the units of y)")
+            lines.extend(
+                f"    {name:4s} = {value(v, e)}"
+                for name, v, e in zip(names, info["background"], background_errors, strict=True)
+            )
         return "\n".join(lines)
 
     # ------------------------------------------------------------------
     # information criteria (histograms of counts, Poisson loss)
     # ------------------------------------------------------------------
     def _n_free_parameters(self):
-        """Number of free parameters: weights, means, covariances, scale."""
+        """Number of free parameters: weights, means, covariances, scale, background."""
+        background = getattr(self, "background_", None)
         return ParameterLayout(
             self.n_components, self.n_features_in_, self.covariance_type, self.scale is None
-        ).n_parameters
+        ).n_parameters + (0 if background is None else background.size)
 
     def _poisson_log_likelihood(self, X, y, sample_weight):
         if self.loss != "poisson":
@@ -266,12 +285,15 @@ class FitReportsMixin:
 def _map_parameter_vector(model, vector):
     """Split ``[weights, means, covariances, scale]`` into arrays shaped like the fit."""
     sizes = np.cumsum([model.weights_.size, model.means_.size, model.covariances_.size])
-    return {
+    mapped = {
         "weights": vector[: sizes[0]],
         "means": vector[sizes[0] : sizes[1]].reshape(model.means_.shape),
         "covariances": vector[sizes[1] : sizes[2]].reshape(model.covariances_.shape),
-        "scale": float(vector[-1]),
+        "scale": float(vector[sizes[2]]),
     }
+    if getattr(model, "background_", None) is not None:
+        mapped["background"] = vector[sizes[2] + 1 :]
+    return mapped
 
 
 def score_prediction(loss, y, predicted, weights):
