@@ -197,7 +197,9 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         after moves that re-placed components (parked ones, or the weakest
         one) and its final polish, which share that run's ``max_iter``
         iterations, so ``n_iter_ <= max_iter``. The short trial runs of moves
-        are not counted. At least 1.
+        are not counted. At least 1. With ``bins`` or ``background``, the
+        iterations of the final joint run (the fit it starts from is not
+        counted).
 
     converged_ : bool
         Whether the best run, polished, met ``tol`` (or stopped gaining any
