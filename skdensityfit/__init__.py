@@ -1,6 +1,7 @@
 """Fit Gaussian mixtures to densities known on a grid."""
 
 from ._batch import BatchFitResult, fit_many
+from ._cells import histogram_to_grid
 from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
 from ._examples import make_writeup_problem
@@ -11,6 +12,7 @@ __all__ = [
     "DensityGMM",
     "DensityGMMCV",
     "fit_many",
+    "histogram_to_grid",
     "make_writeup_problem",
     "plot_fit",
 ]

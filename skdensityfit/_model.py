@@ -16,6 +16,15 @@ per component: ``maha = Phi(x) @ C.T``. That keeps the work at one
 ``(n_points, n_coef) @ (n_coef, K)`` product and no ``(n_points, K,
 n_features)`` temporaries; the expansion is accurate because the grid is
 standardised (coordinates of order one).
+
+A background (``data.background``) adds a polynomial ``b`` to the model:
+``f = m + b``, the loss then taken of ``f`` itself (see
+:func:`model_with_background`).
+
+Binned data (``data.cells`` set) model each value as the mixture's average
+over its cell: ``f_i = exp(log_scale) * sum_k w_k P_k(cell_i) / volume_i``
+with ``P_k`` the mass of component ``k`` in the cell
+(:func:`~._cells.log_cell_masses_reference`).
 """
 
 import autograd.numpy as anp
@@ -23,6 +32,7 @@ import numpy as np
 from autograd import hessian
 from autograd.scipy.special import logsumexp
 
+from ._cells import log_cell_masses_reference
 from ._covariance import LOG_2PI
 from ._parameters import triu_indices, upper_from_raw
 
@@ -115,6 +125,23 @@ def log_model_density(theta, features, layout, fixed_log_scale=0.0):
     return log_scale + logsumexp(weighted, axis=1)
 
 
+def log_binned_model(theta, cells, layout, fixed_log_scale=0.0):
+    """Log of the scaled mixture's average over each cell (*autograd-safe*)."""
+    log_scale, logits, means, raw = layout.split(theta)
+    if log_scale is None:
+        log_scale = fixed_log_scale
+    log_mass = log_cell_masses_reference(cells, means, raw, layout.covariance_type)
+    weighted = log_mass + log_weights_from_logits(logits)
+    return log_scale + logsumexp(weighted, axis=1) - np.log(cells.volume)
+
+
+def log_model_of(theta, data):
+    """Log of the model of every value of ``data``: at its point, or averaged over its cell."""
+    if data.cells is not None:
+        return log_binned_model(theta, data.cells, data.layout, data.fixed_log_scale)
+    return log_model_density(theta, data.features, data.layout, data.fixed_log_scale)
+
+
 def l2_loss(log_model, data):
     """Relative squared L2 error ``sum q (t - f)^2 / sum q t^2``."""
     residual = data.target - anp.exp(log_model)
@@ -133,10 +160,23 @@ def poisson_loss(log_model, data):
 LOSSES = {"l2": l2_loss, "poisson": poisson_loss}
 
 
+def model_with_background(theta, data):
+    """``f = m + b``: the mixture's model of each value plus the background under it."""
+    background = data.background
+    values = background.values(theta[data.layout.n_parameters :])
+    return anp.exp(log_model_of(theta, data)) + values
+
+
 def objective(theta, data):
     """The loss minimised by the fit, a pure function of ``(theta, data)``."""
-    log_model = log_model_density(theta, data.features, data.layout, data.fixed_log_scale)
-    return LOSSES[data.loss](log_model, data)
+    if data.background is not None:
+        model = model_with_background(theta, data)
+        if data.loss == "l2":
+            residual = data.target - model
+            return anp.sum(data.quadrature * residual**2) / data.normaliser
+        value = anp.sum(data.quadrature * (model - data.target * anp.log(model)))
+        return (value + data.poisson_constant) / data.normaliser
+    return LOSSES[data.loss](log_model_of(theta, data), data)
 
 
 _objective_hessian = hessian(objective)

@@ -12,6 +12,14 @@ component's squared Mahalanobis distance (``maha = Phi @ C.T``), ``ld`` the
 log-determinants of the precision Cholesky factors, ``R`` the
 responsibilities, ``g`` the derivative of the loss with respect to the log
 model density at each point.
+
+Binned data (``data.cells`` set, see :mod:`._problem`): ``log w_k N_k(x_i)``
+becomes ``log w_k P_k(cell_i) - log volume_i`` with the cell masses ``P``
+and their derivatives from :func:`~._cells.log_cell_masses_and_gradients`;
+the responsibilities, the loss's derivatives in ``log f`` and the
+Gauss-Newton matrix are the same, and the Jacobian of ``log f`` is the
+responsibility-weighted derivative of ``log P``. The centre model's code
+paths are untouched by it.
 """
 
 from collections.abc import Callable
@@ -19,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._cells import CHUNK_ELEMENTS, log_cell_masses_and_gradients
 from ._covariance import LOG_2PI, n_quadratic_coefficients
 from ._parameters import triu_indices
 
@@ -169,10 +178,9 @@ def _components(layout):
     return _COMPONENTS[layout.covariance_type]
 
 
-# Rows per chunk: the per-point temporaries are (n_components, chunk) arrays, so
-# memory stays bounded by the chunk, not by the grid, while chunks stay large
-# enough for numpy's per-call overhead not to matter.
-CHUNK_ELEMENTS = 2**20
+# Rows per chunk (CHUNK_ELEMENTS, from ._cells): the per-point temporaries are
+# (n_components, chunk) arrays, so memory stays bounded by the chunk, not by the
+# grid, while chunks stay large enough for numpy's per-call overhead not to matter.
 
 
 def _log_joint(features, coef, offset):
@@ -248,6 +256,16 @@ def point_chunks(n_points, n_columns):
 
 def value_and_gradient(theta, data):
     """The value of :func:`~skdensityfit._model.objective` and its gradient."""
+    if data.background is not None:
+        value, gradient = 0.0, np.zeros(len(theta))
+        for _, losses, g, _, jacobian_t in _background_jacobian_chunks(theta, data):
+            value += losses.sum()
+            gradient += jacobian_t @ g
+        if data.loss == "poisson":
+            value += data.poisson_constant
+        return float(value / data.normaliser), gradient
+    if data.cells is not None:
+        return _binned_value_and_gradient(theta, data)
     layout = data.layout
     log_scale, weights, _, _, coef, backward, offset = mixture_terms(theta, data)
     value, dlog_scale, dlog_joint, dcoef = 0.0, 0.0, 0.0, 0.0
@@ -378,11 +396,29 @@ def _chunk_jacobian(features, target, q, coef, offset, log_scale, weights, deriv
             per_point = per_point.reshape(-1, n)
         jacobian_t[row : row + len(per_point)] = per_point
         row += len(per_point)
-    return losses, g, curvature, jacobian_t
+    return model, losses, g, curvature, jacobian_t
 
 
 def _jacobian_chunks(theta, data):
-    """``(rows, losses, g, c, jacobian_t)`` of each chunk of points (:func:`_chunk_jacobian`)."""
+    """``(rows, losses, g, c, jacobian_t)`` of each chunk of points (:func:`_chunk_jacobian`).
+
+    With a background, ``g`` and ``c`` are the loss's derivative and curvature
+    in ``f`` itself and ``jacobian_t`` is the Jacobian of ``f`` (the
+    Gauss-Newton matrix ``J^T diag(c) J`` takes the same form).
+    """
+    if data.background is not None:
+        yield from _background_jacobian_chunks(theta, data)
+        return
+    for rows, _, losses, g, curvature, jacobian_t in _mixture_jacobian_chunks(theta, data):
+        yield rows, losses, g, curvature, jacobian_t
+
+
+def _mixture_jacobian_chunks(theta, data):
+    """``(rows, mixture, losses, g, c, jacobian_t)``: :func:`_jacobian_chunks` of the mixture
+    alone, with its values (``g``, ``c`` and the Jacobian in ``log f``)."""
+    if data.cells is not None:
+        yield from _binned_jacobian_chunks(theta, data)
+        return
     layout = data.layout
     log_scale, weights, means, raw, coef, backward, offset = mixture_terms(theta, data)
     derivatives = _component_derivatives(layout, means, raw, backward)
@@ -451,6 +487,12 @@ def gauss_newton_by_group(theta, data, groups):
 
 def point_losses(theta, data):
     """The loss at each grid point, on the objective's scale (without its constant)."""
+    if data.background is not None:
+        model = model_density(theta, data)
+        log_model = np.log(np.maximum(model, np.finfo(float).tiny))
+        return _point_losses(data.target, data.quadrature, model, log_model, data.loss) / (
+            data.normaliser
+        )
     losses = np.empty(len(data.target))
     for rows, log_model in _log_model_chunks(theta, data):
         losses[rows] = _point_losses(
@@ -461,6 +503,10 @@ def point_losses(theta, data):
 
 def _log_model_chunks(theta, data):
     """``(rows, log f)`` for each chunk of grid points."""
+    if data.cells is not None:
+        for rows, _, log_model in _binned_log_model_chunks(theta, data):
+            yield rows, log_model
+        return
     layout = data.layout
     log_scale, _, _, _, coef, _, offset = mixture_terms(theta, data)
     for rows in point_chunks(len(data.target), layout.n_components):
@@ -471,9 +517,15 @@ def _log_model_chunks(theta, data):
 def component_mass_shares(theta, data):
     """Each component's share of the fitted mass on the grid.
 
-    ``sum_i q_i w_k N_k(x_i) / sum_i q_i f(x_i)`` in the fit's coordinates.
+    ``sum_i q_i w_k N_k(x_i) / sum_i q_i f(x_i)`` in the fit's coordinates
+    (for binned data, the average of ``w_k N_k`` over each cell).
     """
     layout = data.layout
+    if data.cells is not None:
+        masses = np.zeros(layout.n_components)
+        for rows, log_joint, _ in _binned_log_model_chunks(theta, data):
+            masses += np.exp(log_joint) @ data.quadrature[rows]
+        return masses / max(masses.sum(), np.finfo(float).tiny)
     _, _, _, _, coef, _, offset = mixture_terms(theta, data)
     masses = np.zeros(layout.n_components)
     for rows in point_chunks(len(data.target), layout.n_components):
@@ -482,8 +534,145 @@ def component_mass_shares(theta, data):
 
 
 def model_density(theta, data):
-    """The model ``f`` at every grid point of ``data``."""
+    """The model ``f`` at every grid point of ``data`` (with its background, if any)."""
     model = np.empty(len(data.target))
     for rows, log_model in _log_model_chunks(theta, data):
         model[rows] = np.exp(log_model)
+    if data.background is not None:
+        model += data.background.values(theta[data.layout.n_parameters :])
     return model
+
+
+# --------------------------------------------------------------------------
+# Binned data: the mixture's average over each cell
+# --------------------------------------------------------------------------
+def _binned_columns(data, n_params):
+    """Values per point of the binned temporaries (the chunk size's divisor)."""
+    layout = data.layout
+    k = layout.n_components
+    per_component = layout.n_cholesky // (1 if layout.covariance_type == "tied" else k)
+    return max(n_params, k * (layout.n_features + per_component + 2))
+
+
+def _cell_log_joint(terms, data, rows, gradient):
+    """``log w_k P_k(cell_i) - log volume_i``, shape ``(K, n)``, and the derivatives of
+    ``log P`` in the means ``(n, K, d)`` and the raw values ``(n, K, r)`` (None without
+    ``gradient``)."""
+    cells = data.cells.subset(rows)
+    log_mass, dmeans, draw = log_cell_masses_and_gradients(
+        cells, terms.means, terms.raw, data.layout.covariance_type, gradient=gradient
+    )
+    log_joint = log_mass.T + (np.log(terms.weights)[:, None] - np.log(cells.volume))
+    return log_joint, dmeans, draw
+
+
+def _loss_pieces(target, q, model, data):
+    """The loss's value on some points, its derivative ``g`` and its Gauss-Newton curvature
+    ``c`` in ``log f`` (as in :func:`_chunk_terms` and :func:`_chunk_jacobian`)."""
+    if data.loss == "l2":
+        residual = target - model
+        value = np.dot(q * residual, residual)
+        g = (-2.0 / data.normaliser) * q * residual * model
+        curvature = (2.0 / data.normaliser) * q * model**2
+    else:
+        value = None  # needs log f: the caller forms it
+        g = (q / data.normaliser) * (model - target)
+        curvature = (q / data.normaliser) * model
+    return value, g, curvature
+
+
+def _binned_value_and_gradient(theta, data):
+    layout = data.layout
+    terms = mixture_terms(theta, data)
+    k, d = layout.n_components, layout.n_features
+    value, dlog_scale = 0.0, 0.0
+    dlog_joint, dmeans, draw = np.zeros(k), np.zeros((k, d)), 0.0
+    for rows in point_chunks(len(data.target), _binned_columns(data, len(theta))):
+        log_joint, d_means, d_raw = _cell_log_joint(terms, data, rows, True)
+        log_mixture = _logsumexp(log_joint, axis=0)
+        log_model = terms.log_scale + log_mixture
+        model = np.exp(log_model)
+        target, q = data.target[rows], data.quadrature[rows]
+        chunk_value, g, _ = _loss_pieces(target, q, model, data)
+        if chunk_value is None:
+            chunk_value = np.dot(q, model - target * log_model)
+        value += chunk_value
+        weighted_resp = np.exp(log_joint - log_mixture) * g  # (K, n)
+        dlog_scale += g.sum()
+        dlog_joint += weighted_resp.sum(axis=1)
+        dmeans += np.einsum("kn,nkd->kd", weighted_resp, d_means)
+        draw = draw + np.einsum("kn,nkr->kr", weighted_resp, d_raw)
+    if data.loss == "poisson":
+        value += data.poisson_constant
+    value /= data.normaliser
+    if layout.covariance_type == "tied":
+        draw = draw.sum(axis=0)
+    dlogits = dlog_joint[:-1] - terms.weights[:-1] * dlog_joint.sum()
+    head = [np.atleast_1d(dlog_scale)] if layout.fit_scale else []
+    gradient = np.concatenate([*head, dlogits, dmeans.ravel(), np.ravel(draw)])
+    return float(value), gradient
+
+
+def _binned_jacobian_chunks(theta, data):
+    """:func:`_jacobian_chunks` of binned data."""
+    layout = data.layout
+    terms = mixture_terms(theta, data)
+    tied = layout.covariance_type == "tied"
+    for rows in point_chunks(len(data.target), _binned_columns(data, len(theta))):
+        log_joint, d_means, d_raw = _cell_log_joint(terms, data, rows, True)
+        peak = log_joint.max(axis=0)
+        resp = np.exp(log_joint - peak)
+        total = resp.sum(axis=0)
+        resp /= total
+        log_model = terms.log_scale + np.log(total) + peak
+        model = np.exp(log_model)
+        target, q = data.target[rows], data.quadrature[rows]
+        losses = _point_losses(target, q, model, log_model, data.loss)
+        _, g, curvature = _loss_pieces(target, q, model, data)
+        n = resp.shape[1]
+        resp_t = resp.T[:, :, None]  # (n, K, 1)
+        raw_part = resp_t * d_raw
+        raw_part = raw_part.sum(axis=1) if tied else raw_part.reshape(n, -1)
+        blocks = [np.ones((1, n))] if layout.fit_scale else []
+        blocks += [
+            resp[:-1] - terms.weights[:-1, None],
+            (resp_t * d_means).reshape(n, -1).T,
+            raw_part.T,
+        ]
+        yield rows, model, losses, g, curvature, np.concatenate(blocks, axis=0)
+
+
+def _binned_log_model_chunks(theta, data):
+    terms = mixture_terms(theta, data)
+    for rows in point_chunks(len(data.target), _binned_columns(data, 0)):
+        log_joint, _, _ = _cell_log_joint(terms, data, rows, False)
+        yield rows, log_joint, terms.log_scale + _logsumexp(log_joint, axis=0)
+
+
+# --------------------------------------------------------------------------
+# A background under the mixture: f = mixture + b, in model space
+# --------------------------------------------------------------------------
+def _background_jacobian_chunks(theta, data):
+    """:func:`_jacobian_chunks` of ``f = m + b``: the loss's pieces in ``f`` and the
+    Jacobian of ``f`` (``m`` times that of ``log m``, then the background's rows)."""
+    background = data.background
+    n_mixture = data.layout.n_parameters
+    theta_b = theta[n_mixture:]
+    a0, a = background.coefficients(theta_b)
+    for rows, mixture, _, _, _, jacobian_t in _mixture_jacobian_chunks(theta, data):
+        model = mixture + (a0 + background.basis[rows] @ a)
+        target, q = data.target[rows], data.quadrature[rows]
+        if data.loss == "l2":
+            residual = target - model
+            losses = q * residual**2
+            g = (-2.0 / data.normaliser) * q * residual
+            curvature = np.broadcast_to(2.0 / data.normaliser, q.shape) * q
+        else:
+            model = np.maximum(model, np.finfo(float).tiny)
+            losses = q * (model - target * np.log(model))
+            g = (q / data.normaliser) * (1.0 - target / model)
+            curvature = (q / data.normaliser) / model
+        jacobian_f = np.concatenate(
+            [jacobian_t * mixture, background.jacobian_t(theta_b, rows)], axis=0
+        )
+        yield rows, losses, g, curvature, jacobian_f

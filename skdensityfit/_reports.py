@@ -59,12 +59,14 @@ class FitReportsMixin:
         -------
         errors : dict
             ``weights``, ``means``, ``covariances`` (shaped like the fitted
-            attributes) and ``scale``. All NaN, with a warning, when the
-            curvature does not determine them (e.g. redundant components, or
-            no more points than parameters).
+            attributes) and ``scale`` (and ``background`` with one). All NaN,
+            with a warning, when the curvature does not determine them (e.g.
+            redundant components, or no more points than parameters).
         """
         check_is_fitted(self)
         problem, theta, X, y = self._problem_of_fit(X, y, sample_weight)
+        if self.loss == "poisson" and sample_weight is None:
+            warn_if_not_counts(y)
         errors = standard_errors(problem, theta, X, y, sample_weight)
         return _map_parameter_vector(self, errors)
 
@@ -73,6 +75,8 @@ class FitReportsMixin:
         X, y = check_grid_density(self, X, y, reset=False)
         problem = problem_of(self, X, y, sample_weight)
         theta = problem.to_fit(self.weights_, self.means_, self.precisions_cholesky_, self.scale_)
+        if problem.data.background is not None:
+            theta = np.concatenate([theta, problem.background_to_fit(self.background_)])
         return problem, theta, X, y
 
     # ------------------------------------------------------------------
@@ -87,7 +91,8 @@ class FitReportsMixin:
             ``n_components``, ``covariance_type``, ``loss``, ``loss_value``,
             ``converged``, ``n_iter``, ``scale`` and ``components``: one dict
             per component with ``weight``, ``mean`` and ``covariance`` (as
-            nested lists, full matrices for every covariance type).
+            nested lists, full matrices for every covariance type); with a
+            background, ``background``: its coefficients (``background_``).
         """
         check_is_fitted(self)
         covariances = as_matrices(
@@ -110,6 +115,11 @@ class FitReportsMixin:
                 }
                 for k in range(self.n_components)
             ],
+            **(
+                {"background": self.background_.tolist()}
+                if getattr(self, "background_", None) is not None
+                else {}
+            ),
         }
 
     def fit_report(self, X=None, y=None, sample_weight=None):
@@ -180,16 +190,27 @@ class FitReportsMixin:
                         for i, j in zip(rows, cols, strict=True)
                     )
                 )
+        if "background" in info:
+            background_errors = [None] * len(info["background"])
+            if errors is not None:
+                background_errors = errors["background"]
+            names = ["1"] + [f"x{j}" for j in range(len(info["background"]) - 1)]
+            lines.append("[[Background]] (coefficients, in the units of y)")
+            lines.extend(
+                f"    {name:4s} = {value(v, e)}"
+                for name, v, e in zip(names, info["background"], background_errors, strict=True)
+            )
         return "\n".join(lines)
 
     # ------------------------------------------------------------------
     # information criteria (histograms of counts, Poisson loss)
     # ------------------------------------------------------------------
     def _n_free_parameters(self):
-        """Number of free parameters: weights, means, covariances, scale."""
+        """Number of free parameters: weights, means, covariances, scale, background."""
+        background = getattr(self, "background_", None)
         return ParameterLayout(
             self.n_components, self.n_features_in_, self.covariance_type, self.scale is None
-        ).n_parameters
+        ).n_parameters + (0 if background is None else background.size)
 
     def _poisson_log_likelihood(self, X, y, sample_weight):
         if self.loss != "poisson":
@@ -202,6 +223,7 @@ class FitReportsMixin:
         X, y = check_grid_density(self, X, y, reset=False)
         check_density_values(y, "poisson")
         if sample_weight is None:
+            warn_if_not_counts(y)
             warn_if_cells_differ(X)
         cells = (
             np.ones(len(y)) if sample_weight is None else check_sample_weight(sample_weight, len(y))
@@ -263,12 +285,15 @@ class FitReportsMixin:
 def _map_parameter_vector(model, vector):
     """Split ``[weights, means, covariances, scale]`` into arrays shaped like the fit."""
     sizes = np.cumsum([model.weights_.size, model.means_.size, model.covariances_.size])
-    return {
+    mapped = {
         "weights": vector[: sizes[0]],
         "means": vector[sizes[0] : sizes[1]].reshape(model.means_.shape),
         "covariances": vector[sizes[1] : sizes[2]].reshape(model.covariances_.shape),
-        "scale": float(vector[-1]),
+        "scale": float(vector[sizes[2]]),
     }
+    if getattr(model, "background_", None) is not None:
+        mapped["background"] = vector[sizes[2] + 1 :]
+    return mapped
 
 
 def score_prediction(loss, y, predicted, weights):
@@ -385,6 +410,18 @@ def warn_if_scoring_outside_the_fit(model, X):
             "on: the score measures extrapolation into a region the fit never saw. In "
             "GridSearchCV or cross_val_score, pass shuffled folds, "
             "cv=KFold(5, shuffle=True, random_state=0), or use DensityGMMCV."
+        )
+
+
+def warn_if_not_counts(y):
+    """Warn when ``loss='poisson'`` reads values that are not counts as counts per bin."""
+    if np.any(y != np.round(y)):
+        warn_at_caller(
+            "loss='poisson' reads y as counts per bin (its standard errors, aic and bic "
+            "assume Poisson counts), but y has non-integer values, e.g. a histogram with "
+            "density=True or a pdf. Pass the counts themselves (np.histogram(..., "
+            "density=False)), or the density with the bin sizes as sample_weight, so that "
+            "y * sample_weight are the counts."
         )
 
 

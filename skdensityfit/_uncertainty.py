@@ -61,16 +61,18 @@ def parameter_covariance(problem, theta, X, y, sample_weight):
 
 
 def reported_vector(problem, theta):
-    """``[weights, means, covariances, scale]`` in grid units, flat (*autograd-safe*)."""
+    """``[weights, means, covariances, scale]`` in grid units, flat (*autograd-safe*);
+    then the background's coefficients, if any."""
     named = problem.to_grid(theta)
-    return anp.concatenate(
-        [
-            named["weights"],
-            anp.ravel(named["means"]),
-            anp.ravel(named["covariances"]),
-            anp.reshape(named["scale"], (1,)),
-        ]
-    )
+    parts = [
+        named["weights"],
+        anp.ravel(named["means"]),
+        anp.ravel(named["covariances"]),
+        anp.reshape(named["scale"], (1,)),
+    ]
+    if problem.data.background is not None:
+        parts.append(problem.background_to_grid(theta))
+    return anp.concatenate(parts)
 
 
 def reported_errors(problem, theta, covariance):

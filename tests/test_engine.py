@@ -35,6 +35,7 @@ LAYERS = [
     "_covariance",
     "_validation",
     "_parameters",
+    "_cells",
     "_problem",
     "_model",
     "_objective",

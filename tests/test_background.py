@@ -1,0 +1,213 @@
+"""A background under the peaks (``DensityGMM(background=...)``, issue #14).
+
+- the model-space value, gradient and Gauss-Newton matrix of ``f = mixture +
+  b`` equal autograd's on the reference model: every covariance type, 1-D
+  and 2-D, both losses, both kinds, with and without bins;
+- constant and linear backgrounds are recovered with the mixture, 1-D and
+  2-D, l2 and poisson, with and without noise; the issue's 11% offset case;
+- the Poisson background stays non-negative over the grid; reports, errors
+  and predictions carry it.
+"""
+
+import autograd
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skdensityfit import DensityGMM
+from skdensityfit._cells import cells_from_edges, log_cell_masses
+from skdensityfit._covariance import log_gaussian_density
+from skdensityfit._model import model_with_background, objective
+from skdensityfit._objective import (
+    gauss_newton_by_group,
+    model_density,
+    point_losses,
+    value_and_gradient,
+    value_gradient_and_gauss_newton,
+)
+from skdensityfit._problem import build_problem
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+pytestmark = pytest.mark.filterwarnings("ignore:loss='poisson' reads y as counts")
+
+
+@pytest.mark.parametrize("bins", [None, "infer"])
+@pytest.mark.parametrize("kind", ["constant", "linear"])
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("d", [1, 2])
+def test_derivatives_match_autograd(d, covariance_type, loss, kind, bins):
+    rng = np.random.default_rng(0)
+    c = np.linspace(-3, 3, 9)
+    X = c[:, None] if d == 1 else np.stack(np.meshgrid(c, c[:7], indexing="ij"), -1).reshape(-1, 2)
+    y = rng.uniform(0.1, 1.0, len(X))
+    problem = build_problem(
+        X,
+        y,
+        None,
+        n_components=2,
+        covariance_type=covariance_type,
+        loss=loss,
+        scale=None,
+        bins=bins,
+        background=kind,
+    )
+    data = problem.data
+    theta = rng.uniform(-0.5, 0.5, len(problem.bounds))
+    theta[problem.n_mixture_parameters] = 0.3  # a positive background for poisson
+    value, gradient = value_and_gradient(theta, data)
+    assert value == pytest.approx(objective(theta, data), rel=1e-12)
+    reference = autograd.grad(objective)(theta, data)
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(gradient, reference, rtol=1e-9, atol=1e-12 * scale)
+    value2, gradient2, matrix = value_gradient_and_gauss_newton(theta, data)
+    assert value2 == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(gradient2, reference, rtol=1e-9, atol=1e-12 * scale)
+    jac = autograd.jacobian(lambda t: model_with_background(t, data))(theta)
+    model = model_with_background(theta, data)
+    if loss == "l2":
+        curvature = 2.0 / data.normaliser * data.quadrature
+    else:
+        curvature = data.quadrature / data.normaliser / model
+    expected = jac.T @ (curvature[:, None] * jac)
+    np.testing.assert_allclose(matrix, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(model_density(theta, data), model, rtol=1e-12)
+    constant = data.poisson_constant / data.normaliser if loss == "poisson" else 0.0
+    assert point_losses(theta, data).sum() + constant == pytest.approx(value, rel=1e-10)
+    groups = np.ones((1, len(X)), dtype=bool)
+    values, gradients, matrices = gauss_newton_by_group(theta, data, groups)
+    assert values[0] + constant == pytest.approx(value, rel=1e-10)
+    np.testing.assert_allclose(gradients[0], gradient, rtol=1e-8, atol=1e-12 * scale)
+    np.testing.assert_allclose(matrices[0], matrix, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------
+# recovery
+# --------------------------------------------------------------------------
+def _peaks_1d(x):
+    weights, means, sds = np.array([0.6, 0.4]), np.array([10.0, 16.0]), np.array([1.0, 2.5])
+    return weights @ norm.pdf(x[None], means[:, None], sds[:, None]), (weights, means, sds)
+
+
+def _peaks_2d(X, edges=None):
+    """The mixture's density at ``X``, or with ``edges`` its average over each bin."""
+    means = np.array([[0.0, 0.0], [4.0, 1.0]])
+    weights = np.array([0.55, 0.45])
+    covariances = np.array([[[1.0, 0.4], [0.4, 0.8]], [[1.2, -0.3], [-0.3, 1.0]]])
+    prec_chol = np.linalg.cholesky(np.linalg.inv(covariances[:, ::-1, ::-1]))[:, ::-1, ::-1]
+    if edges is None:
+        density = np.exp(log_gaussian_density(X, means, prec_chol, "full")) @ weights
+    else:
+        cells = cells_from_edges(X, edges)
+        masses = np.exp(log_cell_masses(cells, means, prec_chol, "full"))
+        density = masses @ weights / cells.volume
+    return density, (weights, means, covariances)
+
+
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("kind", ["constant", "linear"])
+def test_recovery_1d(kind, loss):
+    x = np.linspace(0, 25, 150)
+    peaks, (weights, means, sds) = _peaks_1d(x)
+    coefficients = np.array([0.05, 0.004])[: 1 if kind == "constant" else 2] * peaks.max()
+    background = coefficients[0] + (x * coefficients[1] if kind == "linear" else 0.0)
+    gmm = DensityGMM(2, loss=loss, background=kind, random_state=0).fit(x, peaks + background)
+    np.testing.assert_allclose(np.sqrt(gmm.covariances_.ravel()), sds, rtol=1e-6)
+    np.testing.assert_allclose(gmm.means_.ravel(), means, atol=1e-6)
+    np.testing.assert_allclose(gmm.weights_, weights, atol=1e-6)
+    np.testing.assert_allclose(gmm.background_, coefficients, atol=1e-8 * peaks.max())
+    assert gmm.background_.shape == ((1,) if kind == "constant" else (2,))
+    np.testing.assert_allclose(gmm.predict_background(x), background, atol=1e-8 * peaks.max())
+    mixture = gmm.predict_density(x) - gmm.predict_background(x)
+    pdf = gmm.scale_ * np.exp(gmm.score_samples(x))
+    np.testing.assert_allclose(mixture, pdf, rtol=1e-9, atol=1e-12 * peaks.max())
+
+
+@pytest.mark.parametrize("bins", [False, True])
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("kind", ["constant", "linear"])
+def test_recovery_2d(kind, loss, bins):
+    ex, ey = np.arange(-6, 10.01, 0.5), np.arange(-5, 7.01, 0.5)
+    centres = [0.5 * (e[1:] + e[:-1]) for e in (ex, ey)]
+    X = np.stack(np.meshgrid(*centres, indexing="ij"), -1).reshape(-1, 2)
+    peaks, (weights, means, covariances) = _peaks_2d(X, [ex, ey] if bins else None)
+    coefficients = np.array([0.05, 0.004, -0.003])[: 1 if kind == "constant" else 3] * peaks.max()
+    background = coefficients[0] + (X @ coefficients[1:] if kind == "linear" else 0.0)
+    # with bins the background's bin averages are its values at the bin centres X
+    options = {"loss": loss, "bins": [ex, ey] if bins else None, "random_state": 0}
+    gmm = DensityGMM(2, background=kind, **options).fit(X, peaks + background)
+    np.testing.assert_allclose(gmm.means_, means, atol=1e-6)
+    np.testing.assert_allclose(gmm.covariances_, covariances, atol=1e-6)
+    np.testing.assert_allclose(gmm.weights_, weights, atol=1e-6)
+    np.testing.assert_allclose(gmm.background_, coefficients, atol=1e-7 * peaks.max())
+
+
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_noisy_recovery_as_accurate_as_without_background(loss):
+    """Counts (poisson) or Gaussian noise (l2), one seed: the same draws with and without
+    a sloped background give the widths and means to within a little of each other."""
+    x = np.linspace(0, 25, 150)
+    peaks, (_, means, sds) = _peaks_1d(x)
+    peaks = 2000 * peaks
+    background = 0.05 * peaks.max() + 0.004 * peaks.max() * x
+    rng = np.random.default_rng(1)
+    if loss == "poisson":
+        with_background = rng.poisson(peaks + background).astype(float)
+        without = rng.poisson(peaks).astype(float)
+    else:
+        noise = rng.normal(0, 0.01 * peaks.max(), len(x))
+        with_background, without = peaks + background + noise, peaks + noise
+    fitted = DensityGMM(2, loss=loss, background="linear", random_state=0).fit(x, with_background)
+    plain = DensityGMM(2, loss=loss, random_state=0).fit(x, without)
+    error = np.abs(np.sqrt(fitted.covariances_.ravel()) / sds - 1)
+    plain_error = np.abs(np.sqrt(plain.covariances_.ravel()) / sds - 1)
+    assert np.all(error < 0.1)
+    assert np.all(error < 3 * plain_error + 0.05)
+    errors = fitted.standard_errors(x, with_background)
+    assert np.all(np.isfinite(errors["background"]))
+    # the fitted widths within three of their standard errors of the truth
+    sd_errors = errors["covariances"].ravel() / (2 * np.sqrt(fitted.covariances_.ravel()))
+    assert np.all(np.abs(np.sqrt(fitted.covariances_.ravel()) - sds) < 3 * sd_errors)
+    np.testing.assert_allclose(fitted.means_.ravel(), means, atol=0.1)
+
+
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_the_issues_eleven_percent_offset(loss):
+    x = np.linspace(0, 25, 150)
+    peaks, (_, _, sds) = _peaks_1d(x)
+    y = peaks + 0.11 * peaks.max()
+    plain = DensityGMM(2, loss=loss, random_state=0).fit(x, y)
+    assert np.sqrt(plain.covariances_.ravel())[1] > 2 * sds[1]  # the broad width doubled
+    gmm = DensityGMM(2, loss=loss, background="constant", random_state=0).fit(x, y)
+    np.testing.assert_allclose(np.sqrt(gmm.covariances_.ravel()), sds, rtol=0.01)
+    assert gmm.background_[0] == pytest.approx(0.11 * peaks.max(), rel=0.01)
+
+
+def test_poisson_background_is_non_negative_over_the_grid():
+    """No background in the data: the fitted linear one is ~0, never negative at a corner."""
+    c = np.linspace(-4, 4, 25)
+    X = np.stack(np.meshgrid(c, c, indexing="ij"), -1).reshape(-1, 2)
+    rng = np.random.default_rng(0)
+    y = rng.poisson(500 * np.exp(-0.5 * np.sum((X - 0.5) ** 2, axis=1))).astype(float)
+    gmm = DensityGMM(loss="poisson", background="linear", random_state=0).fit(X, y)
+    corners = np.array([[-4.0, -4.0], [-4.0, 4.0], [4.0, -4.0], [4.0, 4.0]])
+    assert np.all(gmm.predict_background(corners) >= -1e-12)
+    assert np.all(gmm.predict_background(X) < 0.05)
+    assert np.isfinite(gmm.bic(X, y)) and gmm.bic(X, y) > gmm.aic(X, y)
+
+
+def test_reports_and_parameters():
+    x = np.linspace(0, 25, 150)
+    peaks, _ = _peaks_1d(x)
+    y = peaks + 0.05 * peaks.max()
+    gmm = DensityGMM(2, background="constant", random_state=0).fit(x, y)
+    assert gmm.summary()["background"] == pytest.approx(gmm.background_.tolist())
+    assert "[[Background]]" in gmm.fit_report(x, y)
+    assert "background" not in DensityGMM(2, random_state=0).fit(x, y).summary()
+    assert gmm.score(x, y) > 1 - 1e-9
+    refit = gmm.set_params(warm_start=True).fit(x, 2 * y)
+    np.testing.assert_allclose(refit.background_, 2 * 0.05 * peaks.max(), rtol=1e-6)
+    assert np.all(DensityGMM(random_state=0).fit(x, y).predict_background(x) == 0)
+    with pytest.raises(InvalidParameterError):
+        DensityGMM(background="quadratic").fit(x, y)
