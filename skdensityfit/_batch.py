@@ -499,9 +499,9 @@ def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, g
         return False
     if any(
         getattr(estimator, name) is not None
-        for name in ("weights_init", "means_init", "precisions_init")
+        for name in ("weights_init", "means_init", "precisions_init", "bins", "background")
     ):
-        return False
+        return False  # user starts, integrated bins and backgrounds: the single fit's path
     # too few points for the components: every row raises, as the single fit does
     return grid.shape[0] >= estimator.n_components
 

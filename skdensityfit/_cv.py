@@ -70,6 +70,7 @@ _PASSED_ON = (
     "n_init",
     "init_params",
     "scale",
+    "bins",
 )
 
 
@@ -163,8 +164,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     verbose : int, default=0
         Print progress when positive.
 
-    covariance_type, loss, tol, reg_covar, max_iter, n_init, init_params, scale
-        Passed on to :class:`DensityGMM`. ``n_init`` is the number of starts
+    covariance_type, loss, tol, reg_covar, max_iter, n_init, init_params, scale, bins
+        Passed on to :class:`DensityGMM` (``bins``: histograms fitted with
+        their bins integrated; every fit on the path is then integrated,
+        which costs more). ``n_init`` is the number of starts
         of each fit on the path.
 
     Attributes
@@ -257,6 +260,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         n_init=2,
         init_params="kmeans",
         scale=None,
+        bins=None,
     ):
         self.n_components = n_components
         self.cv = cv
@@ -275,6 +279,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_init = n_init
         self.init_params = init_params
         self.scale = scale
+        self.bins = bins
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

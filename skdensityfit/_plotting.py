@@ -271,6 +271,18 @@ def _component_densities_1d(model, x):
     return model.scale_ * model.weights_ * np.exp(log_pdf)
 
 
+def _curve(model, X):
+    """The fitted density at points: with bins, the pdf (not the bins' averages) plus background."""
+    if getattr(model, "bin_edges_", None) is None:
+        return model.predict_density(X)
+    curve = model.scale_ * np.exp(model.score_samples(X))
+    background = getattr(model, "background_", None)
+    if background is not None:
+        slopes = background[1:] if len(background) > 1 else np.zeros(X.shape[1])
+        curve = curve + background[0] + X @ slopes
+    return curve
+
+
 def _covariance_matrices(model):
     k, d = model.n_components, model.n_features_in_
     return as_matrices(model.covariances_, model.covariance_type, k, d)
@@ -306,7 +318,7 @@ def _draw_1d(model, x, y, ax, ax_residuals, components, legend, labels):
     fit_label = f"fit, K = {model.n_components} ({_score_label(model, x[:, None], y)})"
     ax.plot(
         curve_x,
-        model.predict_density(curve_x[:, None]),
+        _curve(model, curve_x[:, None]),
         color="black",
         lw=1.5,
         label=fit_label,

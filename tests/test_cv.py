@@ -449,3 +449,17 @@ def test_information_criteria_selection_needs_counts():
         DensityGMMCV(n_components=3, selection="bic").fit(grid, y)
     with pytest.raises(ValueError, match="held_out='counts'"):
         DensityGMMCV(n_components=3, held_out="counts").fit(grid, y)
+
+
+@pytest.mark.parametrize("as_counts", [True, False], ids=["counts-poisson", "density-l2"])
+def test_the_search_fits_integrated_bins(as_counts):
+    values, edges = np.histogram(FAITHFUL[:, 1], bins=20, density=not as_counts)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    loss = "poisson" if as_counts else "l2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        search = DensityGMMCV(n_components=5, loss=loss, bins=[edges], random_state=0)
+        search.fit(centres, values.astype(float))
+    assert search.n_components_ == 2
+    assert search.best_estimator_.bins is not None
+    np.testing.assert_allclose(search.best_estimator_.means_.ravel(), [54.5, 80.2], atol=1.0)
