@@ -56,6 +56,7 @@ from scipy.special import erfc, log_ndtr
 from ._covariance import COVARIANCE_TYPES, LOG_2PI
 from ._parameters import raw_from_upper as _raw_from_upper
 from ._parameters import triu_indices as _triu_indices
+from ._parameters import upper_from_raw
 
 __all__ = [
     "Cells",
@@ -794,15 +795,6 @@ def _log_ndtr_diff_reference(a, b):
     return anp.where(tail, in_tail, middle)
 
 
-def _upper_reference(raw, d):
-    rows, cols = _triu_indices(d)
-    is_diag = (rows == cols).astype(float)
-    values = is_diag * anp.exp(raw * is_diag) + (1.0 - is_diag) * raw
-    basis = np.zeros((rows.size, d, d))
-    basis[np.arange(rows.size), rows, cols] = 1.0
-    return anp.einsum("km,mij->kij", values, basis)
-
-
 def log_cell_masses_reference(
     cells, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
 ):
@@ -829,7 +821,7 @@ def log_cell_masses_reference(
     half = 0.5 * (hi[:, :q] - lo[:, :q])
     nodes = 0.5 * (hi[:, None, :q] + lo[:, None, :q]) + half[:, None, :] * t[None]
     log_weights = np.log(np.prod(half, axis=1))[:, None] + log_w[None]
-    upper = _upper_reference(raw, d)
+    upper = upper_from_raw(raw, d)
     rows, cols = _triu_indices(d)
     log_diag = raw[:, rows == cols]
     delta = nodes[:, :, None, :] - means[None, None, :, :q]
