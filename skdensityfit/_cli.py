@@ -398,6 +398,8 @@ def _results(model, data, errors):
             component["weight_se"] = _json_number(errors["weights"][k])
             component["mean_se"] = [_json_number(v) for v in errors["means"][k]]
             component["covariance_se"] = [[_json_number(v) for v in row] for row in covariances[k]]
+        if "background" in errors:
+            result["background_se"] = [_json_number(v) for v in errors["background"]]
     return result
 
 
@@ -411,7 +413,10 @@ def _csv_text(result, with_errors):
     header = ["component", *names("weight")]
     header += [name for i in range(d) for name in names(f"mean_{i}")]
     header += [name for i in range(d) for j in range(d) for name in names(f"cov_{i}_{j}")]
-    header += [*names("scale"), "score", "loss_value", "converged", "n_iter"]
+    background = result.get("background", [])
+    header += [*names("scale")]
+    header += [name for i in range(len(background)) for name in names(f"background_{i}")]
+    header += ["score", "loss_value", "converged", "n_iter"]
 
     def cells(value, error):
         return [value, error] if with_errors else [value]
@@ -428,7 +433,10 @@ def _csv_text(result, with_errors):
             for j in range(d)
             for v in cells(c["covariance"][i][j], cov_se[i][j])
         ]
-        values += [*cells(result["scale"], result.get("scale_se")), result["score"]]
+        background_se = result.get("background_se", [None] * len(background))
+        values += [*cells(result["scale"], result.get("scale_se"))]
+        values += [v for i, b in enumerate(background) for v in cells(b, background_se[i])]
+        values += [result["score"]]
         values += [result["loss_value"]]
         text = [repr(float("nan") if v is None else float(v)) for v in values]
         lines.append(",".join([str(k), *text, str(result["converged"]), str(result["n_iter"])]))
@@ -445,7 +453,15 @@ def _fit(args):
         "covariance_type": args.covariance_type,
         "loss": args.loss,
         "random_state": args.random_state,
+        "bins": None if args.bins == "none" else args.bins,
     }
+    if args.background != "none":
+        if args.n_components == "auto":
+            raise InputError(
+                "--background needs a fixed number of components (--n-components N): "
+                "choosing K under a background is not supported yet."
+            )
+        settings["background"] = args.background
     if args.n_components == "auto":
         search = DensityGMMCV(n_components=args.max_components, verbose=1, **settings)
         with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, results on stdout
@@ -570,6 +586,19 @@ def main(argv=None):
         "--covariance-type", choices=["full", "tied", "diag", "spherical"], default="full"
     )
     fit.add_argument("--loss", choices=["l2", "poisson"], default="l2")
+    fit.add_argument(
+        "--bins",
+        choices=["none", "infer"],
+        default="none",
+        help="'infer': y are bin contents of a histogram whose bin centres are the grid "
+        "(the mixture is integrated over each bin; default: none, pdf values at points)",
+    )
+    fit.add_argument(
+        "--background",
+        choices=["none", "constant", "linear"],
+        default="none",
+        help="fit a constant or linear baseline under the peaks (needs --n-components N)",
+    )
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--format", choices=["json", "csv"], default="json")
     fit.add_argument(

@@ -1,5 +1,7 @@
 """The command line, run as a real subprocess on files the tests write."""
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -560,3 +562,36 @@ def test_plot_fit_uses_dataframe_column_names_without_warnings(two_d, search):
             plot_fit(model, X.rename(columns=lambda name: name.upper()), y)
     finally:
         plt.close("all")
+
+
+def test_fit_with_a_background_reports_its_coefficients(tmp_path, capsys):
+    x = np.linspace(0, 20, 300)
+    y = 0.6 * norm.pdf(x, 7, 1) + 0.4 * norm.pdf(x, 12, 2) + 0.02
+    path = tmp_path / "spectrum.csv"
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="x,y", comments="")
+    code, out, _ = run_main(
+        capsys, "fit", path, "--n-components", 2, "--background", "constant", "--format", "csv"
+    )
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert float(rows[0]["background_0"]) == pytest.approx(0.02, rel=1e-6)
+    assert [float(r["mean_0"]) for r in rows] == pytest.approx([7.0, 12.0], rel=1e-6)
+    code, _, err = run_main(capsys, "fit", path, "--background", "linear")
+    assert code != 0 and "--n-components" in err
+
+
+def test_fit_with_inferred_bins_integrates_a_coarse_histogram(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    counts, edges = np.histogram(rng.normal(0, 1, 20_000), bins=np.arange(-5, 5.5, 1.0))
+    path = tmp_path / "histogram.csv"
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    np.savetxt(path, np.column_stack([centres, counts]), delimiter=",", header="x,n", comments="")
+    args = ("fit", path, "--n-components", 1, "--loss", "poisson")
+    _, centre_out, _ = run_main(capsys, *args)
+    code, binned_out, _ = run_main(capsys, *args, "--bins", "infer")
+    assert code == 0
+    centre_variance = json.loads(centre_out)["components"][0]["covariance"][0][0]
+    binned_variance = json.loads(binned_out)["components"][0]["covariance"][0][0]
+    # bins one sd wide inflate the centre model's variance by h^2/12; the integrated one is not
+    assert centre_variance == pytest.approx(1 + 1 / 12, abs=0.03)
+    assert binned_variance == pytest.approx(1.0, abs=0.03)
