@@ -11,6 +11,7 @@ left parked are re-placed (:func:`revive`); the best run is polished.
 """
 
 import time
+import warnings
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -371,6 +372,81 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
         solve,
         partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
     )
+
+
+# ----------------------------------------------------------------------
+# measurements: histograms integrated over their bins, backgrounds
+# ----------------------------------------------------------------------
+def fit_measurement(problem, settings, random_state, *, warm=None, warm_background=None):
+    """:func:`fit_problem` for any problem: binned ones and ones with a background too.
+
+    A binned problem is first fitted under the centre model (its search
+    costs a fraction of the integrated one's), then polished by one
+    integrated run. With a background the mixture is first fitted under a
+    first estimate of it (a least-squares polynomial through the values on
+    the grid's rim, the outer 5% of each dimension's range; or the previous
+    fit's background, ``warm_background`` in grid units, for a warm start),
+    then both jointly. ``warm`` is a previous fit's mixture vector.
+    """
+    background = problem.data.background
+    if background is None:
+        return _fit_mixture(problem, settings, random_state, warm)
+    data = problem.data
+    if warm is not None and warm_background is not None:
+        if warm_background.size == background.n_parameters:
+            start = np.concatenate([warm, problem.background_to_fit(warm_background)])
+            return fit_problem(problem, settings, random_state, start=start)
+    a0, slopes = _rim_background(data.target, background)
+    residual = data.target - (a0 + background.basis @ slopes)
+    if data.loss == "poisson":
+        residual = np.maximum(residual, 0.0)
+    if not np.any(residual > 0):
+        residual, a0, slopes = data.target, 0.0, np.zeros_like(slopes)
+    if warm is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warm = _fit_mixture(problem.mixture_only(residual), settings, random_state).theta
+    start = np.concatenate([warm, background.parameters_from(a0, slopes)])
+    return fit_problem(problem, settings, random_state, start=start)
+
+
+def _fit_mixture(problem, settings, random_state, previous=None):
+    """:func:`fit_problem`; a binned problem is started from the centre model's fit.
+
+    The centre model's search (starts, restarts, moves) costs a fraction of
+    the integrated one's; one run on the integrated model polishes its result.
+    """
+    if problem.binned and previous is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            centre = fit_problem(problem.without_cells(), settings, random_state)
+        return fit_problem(problem, settings, random_state, start=centre.theta)
+    return fit_problem(problem, settings, random_state, warm=previous)
+
+
+# the rim: points in the outer 5% of the grid's range along some dimension
+_RIM = 0.9
+
+
+def _rim_background(target, background):
+    """``(a_0, a)`` of the least-squares polynomial through the values on the grid's rim.
+
+    For a non-negative background a polynomial that goes negative over the
+    grid's box is replaced by the rim's mean value (at least 0).
+    """
+    scaled = (background.basis - background.centre) / background.half
+    rim = np.any(np.abs(scaled) >= _RIM, axis=1)
+    points, values = background.basis[rim], target[rim]
+    d = background.n_features
+    if background.degree == 0 or len(values) <= d:
+        return float(values.mean()), np.zeros(d)
+    design = np.column_stack([np.ones(len(values)), points])
+    coefficients = np.linalg.lstsq(design, values, rcond=None)[0]
+    a0, slopes = float(coefficients[0]), coefficients[1:]
+    lowest = a0 + slopes @ background.centre - np.sum(np.abs(slopes * background.half))
+    if background.nonnegative and lowest < 0:
+        return max(float(values.mean()), 0.0), np.zeros(d)
+    return a0, slopes
 
 
 # ----------------------------------------------------------------------

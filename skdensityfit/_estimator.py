@@ -1,20 +1,25 @@
 """The :class:`DensityGMM` estimator: the scikit-learn front end of the fitting engine."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted
 
-from ._cells import cells_from_edges, log_cell_masses
 from ._compat import Interval, StrOptions, fit_context
-from ._covariance import COVARIANCE_TYPES, log_gaussian_density, parameter_shape
-from ._engine import FitSettings, MixtureFit, fit_problem
+from ._covariance import COVARIANCE_TYPES, parameter_shape
+from ._engine import FitSettings, MixtureFit, fit_measurement
 from ._model import LOSSES
+from ._prediction import (
+    PREDICT_BATCH_SIZE,
+    background_at,
+    fitted_cells,
+    log_joint_of,
+    log_mixture_pdf,
+    model_of_y,
+)
 from ._problem import cells_of, problem_of
 from ._reports import (
     FitReportsMixin,
@@ -33,8 +38,6 @@ from ._validation import (
     check_sample_weight,
     quadrature_weights,
 )
-
-_PREDICT_BATCH_SIZE = 65536
 
 
 class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
@@ -407,10 +410,13 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             warn_if_not_counts(y)
         settings = FitSettings.of(self)
         random_state = check_random_state(self.random_state)
-        if problem.data.background is None:
-            result = _fit_mixture(problem, settings, random_state, previous)
-        else:
-            result = self._fit_with_background(problem, settings, random_state, previous)
+        result = fit_measurement(
+            problem,
+            settings,
+            random_state,
+            warm=previous,
+            warm_background=getattr(self, "background_", None) if warm else None,
+        )
         fit = MixtureFit.from_result(problem, result)
         fit.set_on(self)
         self.bin_edges_ = None if self.bins is None else cells_of(X, self.bins).edges
@@ -420,33 +426,6 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             warn_if_density_is_cut_at_the_edge(X, y - self.predict_background(X))
         warn_if_components_are_redundant(self, fit)
         return self
-
-    def _fit_with_background(self, problem, settings, random_state, previous):
-        """The mixture fitted under a first background estimate, then both jointly.
-
-        The first estimate is a least-squares polynomial through the values on
-        the grid's rim (the outer 5% of each dimension's range), or the
-        previous fit's background for a warm start.
-        """
-        background = problem.data.background
-        data = problem.data
-        fitted = getattr(self, "background_", None)
-        if previous is not None and fitted is not None and fitted.size == background.n_parameters:
-            start = np.concatenate([previous, problem.background_to_fit(fitted)])
-            return fit_problem(problem, settings, random_state, start=start)
-        a0, slopes = _rim_background(data.target, background)
-        residual = data.target - (a0 + background.basis @ slopes)
-        if data.loss == "poisson":
-            residual = np.maximum(residual, 0.0)
-        if not np.any(residual > 0):
-            residual, a0, slopes = data.target, 0.0, np.zeros_like(slopes)
-        mixture_problem = problem.mixture_only(residual)
-        if previous is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                previous = _fit_mixture(mixture_problem, settings, random_state).theta
-        start = np.concatenate([previous, background.parameters_from(a0, slopes)])
-        return fit_problem(problem, settings, random_state, start=start)
 
     def _fitted_like_current_settings(self):
         """Whether the fitted parameters have the shapes the current settings need.
@@ -508,7 +487,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_grid(self, X, reset=False)
         return np.concatenate(
-            [_log_mixture_pdf(self, X[batch]) for batch in gen_batches(len(X), _PREDICT_BATCH_SIZE)]
+            [log_mixture_pdf(self, X[batch]) for batch in gen_batches(len(X), PREDICT_BATCH_SIZE)]
         )
 
     def predict_density(self, X):
@@ -531,7 +510,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = check_grid(self, X, reset=False)
-        return self._model_of_y(X)[0]
+        return model_of_y(self, X)[0]
 
     def predict_background(self, X):
         """The fitted background at ``X`` (with bins, its average over each point's bin).
@@ -553,55 +532,9 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         if getattr(self, "background_", None) is None:
             return np.zeros(len(X))
         if getattr(self, "bin_edges_", None) is not None:
-            cells = self._cells_of(X)
+            cells = fitted_cells(self, X)
             X = 0.5 * (cells.lo + cells.hi)  # a linear function's average over a box
-        return self._background_at(X)
-
-    def _background_at(self, points):
-        coefficients = self.background_
-        if coefficients.size == 1:
-            return np.full(len(points), coefficients[0])
-        return coefficients[0] + points @ coefficients[1:]
-
-    def _model_of_y(self, X):
-        """The model of ``y`` at validated points ``X`` and the default quadrature weights."""
-        if getattr(self, "bin_edges_", None) is not None:
-            cells = self._cells_of(X)
-            predicted = self._bin_averages(cells)
-            if getattr(self, "background_", None) is not None:
-                predicted += self._background_at(0.5 * (cells.lo + cells.hi))
-            return predicted, cells.volume
-        with np.errstate(under="ignore"):
-            predicted = self.scale_ * np.exp(self.score_samples(X))
-        if getattr(self, "background_", None) is not None:
-            predicted += self._background_at(X)
-        return predicted, None
-
-    def _cells_of(self, X):
-        """The fitted bins that contain the points of ``X`` (validated)."""
-        try:
-            return cells_from_edges(X, self.bin_edges_, shared=True)
-        except ValueError as error:
-            raise ValueError(
-                f"{error} With bins, predict and score give bin averages over the fitted "
-                "bins (bin_edges_); for the density at any point use "
-                "scale_ * exp(score_samples(X))."
-            ) from None
-
-    def _bin_averages(self, cells):
-        """``scale_ * sum_k w_k P_k(cell) / volume`` of each cell."""
-        out = np.empty(cells.n_cells)
-        for batch in gen_batches(cells.n_cells, _PREDICT_BATCH_SIZE):
-            part = cells.subset(batch)
-            log_mass = log_cell_masses(
-                part, self.means_, self.precisions_cholesky_, self.covariance_type
-            )
-            log_joint = log_mass + np.log(self.weights_)
-            peak = log_joint.max(axis=1, keepdims=True)
-            log_average = np.log(np.exp(log_joint - peak).sum(axis=1)) + peak[:, 0]
-            with np.errstate(under="ignore"):
-                out[batch] = self.scale_ * np.exp(log_average - np.log(part.volume))
-        return out
+        return background_at(self, X)
 
     def predict(self, X):
         """Alias of :meth:`predict_density` (the regressor interface).
@@ -631,7 +564,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = check_grid(self, X, reset=False)
-        log_joint = _log_joint(self, X)
+        log_joint = log_joint_of(self, X)
         return np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1, keepdims=True))
 
     def sample(self, n_samples=1):
@@ -676,65 +609,10 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X, y = check_grid_density(self, X, y, reset=False)
-        predicted, volumes = self._model_of_y(X)
+        predicted, volumes = model_of_y(self, X)
         if sample_weight is not None:
             weights = check_sample_weight(sample_weight, len(y))
         else:
             weights = quadrature_weights(X) if volumes is None else volumes
         warn_if_scoring_outside_the_fit(self, X)
         return score_prediction(self.loss, y, predicted, weights)
-
-
-def _fit_mixture(problem, settings, random_state, previous=None):
-    """:func:`~._engine.fit_problem`; a binned problem is started from the centre model's fit.
-
-    The centre model's search (starts, restarts, moves) costs a fraction of
-    the integrated one's; one run on the integrated model polishes its result.
-    """
-    if problem.binned and previous is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            centre = fit_problem(problem.without_cells(), settings, random_state)
-        return fit_problem(problem, settings, random_state, start=centre.theta)
-    return fit_problem(problem, settings, random_state, warm=previous)
-
-
-# the rim: points in the outer 5% of the grid's range along some dimension
-_RIM = 0.9
-
-
-def _rim_background(target, background):
-    """``(a_0, a)`` of the least-squares polynomial through the values on the grid's rim.
-
-    For a non-negative background a polynomial that goes negative over the
-    grid's box is replaced by the rim's mean value (at least 0).
-    """
-    scaled = (background.basis - background.centre) / background.half
-    rim = np.any(np.abs(scaled) >= _RIM, axis=1)
-    points, values = background.basis[rim], target[rim]
-    d = background.n_features
-    if background.degree == 0 or len(values) <= d:
-        return float(values.mean()), np.zeros(d)
-    design = np.column_stack([np.ones(len(values)), points])
-    coefficients = np.linalg.lstsq(design, values, rcond=None)[0]
-    a0, slopes = float(coefficients[0]), coefficients[1:]
-    lowest = a0 + slopes @ background.centre - np.sum(np.abs(slopes * background.half))
-    if background.nonnegative and lowest < 0:
-        return max(float(values.mean()), 0.0), np.zeros(d)
-    return a0, slopes
-
-
-def _log_joint(model, X):
-    """``log w_k N_k(x_i)`` of a fitted model, shape ``(n, K)``, exact at any offset."""
-    center = model.weights_ @ model.means_
-    with np.errstate(under="ignore"):  # far from every component the pdf underflows by design
-        log_pdf = log_gaussian_density(
-            X, model.means_, model.precisions_cholesky_, model.covariance_type, center=center
-        )
-    return log_pdf + np.log(model.weights_)
-
-
-def _log_mixture_pdf(model, X):
-    log_joint = _log_joint(model, X)
-    peak = log_joint.max(axis=1, keepdims=True)
-    return np.log(np.exp(log_joint - peak).sum(axis=1)) + peak[:, 0]

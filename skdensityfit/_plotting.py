@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._covariance import as_matrices, log_gaussian_density
+from ._prediction import background_at
 
 INSTALL_HINT = 'pip install "skdensityfit[plot]"'
 # 1-D targets with more points than this are drawn as a line instead of markers.
@@ -276,10 +277,8 @@ def _curve(model, X):
     if getattr(model, "bin_edges_", None) is None:
         return model.predict_density(X)
     curve = model.scale_ * np.exp(model.score_samples(X))
-    background = getattr(model, "background_", None)
-    if background is not None:
-        slopes = background[1:] if len(background) > 1 else np.zeros(X.shape[1])
-        curve = curve + background[0] + X @ slopes
+    if getattr(model, "background_", None) is not None:
+        curve = curve + background_at(model, X)
     return curve
 
 

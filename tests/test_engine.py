@@ -46,6 +46,7 @@ LAYERS = [
     "_uncertainty",
     "_reports",
     "_selection",
+    "_prediction",
     "_examples",
     "_estimator",
     "_cv",

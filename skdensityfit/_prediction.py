@@ -1,0 +1,85 @@
+"""Predictions of a fitted mixture: the pdf, the model of y (bin averages), the background.
+
+Pure functions of a fitted :class:`~._estimator.DensityGMM`'s public
+attributes and the points, so the estimator's prediction methods, the
+plots and the command line share them.
+"""
+
+import numpy as np
+from sklearn.utils import gen_batches
+
+from ._cells import cells_from_edges, log_cell_masses
+from ._covariance import log_gaussian_density
+
+PREDICT_BATCH_SIZE = 65536
+
+
+def background_at(model, points):
+    coefficients = model.background_
+    if coefficients.size == 1:
+        return np.full(len(points), coefficients[0])
+    return coefficients[0] + points @ coefficients[1:]
+
+
+def model_of_y(model, X):
+    """The model of ``y`` at validated points ``X`` and the default quadrature weights.
+
+    With bins, the averages over the fitted bins that hold the points (and their
+    volumes); otherwise the density at the points (and None). Both include the
+    background.
+    """
+    if getattr(model, "bin_edges_", None) is not None:
+        cells = fitted_cells(model, X)
+        predicted = bin_averages(model, cells)
+        if getattr(model, "background_", None) is not None:
+            predicted += background_at(model, 0.5 * (cells.lo + cells.hi))
+        return predicted, cells.volume
+    with np.errstate(under="ignore"):
+        predicted = model.scale_ * np.exp(model.score_samples(X))
+    if getattr(model, "background_", None) is not None:
+        predicted += background_at(model, X)
+    return predicted, None
+
+
+def fitted_cells(model, X):
+    """The fitted bins that contain the points of ``X`` (validated)."""
+    try:
+        return cells_from_edges(X, model.bin_edges_, shared=True)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} With bins, predict and score give bin averages over the fitted "
+            "bins (bin_edges_); for the density at any point use "
+            "scale_ * exp(score_samples(X))."
+        ) from None
+
+
+def bin_averages(model, cells):
+    """``scale_ * sum_k w_k P_k(cell) / volume`` of each cell."""
+    out = np.empty(cells.n_cells)
+    for batch in gen_batches(cells.n_cells, PREDICT_BATCH_SIZE):
+        part = cells.subset(batch)
+        log_mass = log_cell_masses(
+            part, model.means_, model.precisions_cholesky_, model.covariance_type
+        )
+        log_joint = log_mass + np.log(model.weights_)
+        peak = log_joint.max(axis=1, keepdims=True)
+        log_average = np.log(np.exp(log_joint - peak).sum(axis=1)) + peak[:, 0]
+        with np.errstate(under="ignore"):
+            out[batch] = model.scale_ * np.exp(log_average - np.log(part.volume))
+    return out
+
+
+def log_joint_of(model, X):
+    """``log w_k N_k(x_i)`` of a fitted model, shape ``(n, K)``, exact at any offset."""
+    center = model.weights_ @ model.means_
+    with np.errstate(under="ignore"):  # far from every component the pdf underflows by design
+        log_pdf = log_gaussian_density(
+            X, model.means_, model.precisions_cholesky_, model.covariance_type, center=center
+        )
+    return log_pdf + np.log(model.weights_)
+
+
+def log_mixture_pdf(model, X):
+    log_joint = log_joint_of(model, X)
+    peak = log_joint.max(axis=1, keepdims=True)
+    return np.log(np.exp(log_joint - peak).sum(axis=1)) + peak[:, 0]
