@@ -374,22 +374,6 @@ def test_progress_without_tqdm_says_what_to_install(monkeypatch):
 # ----------------------------------------------------------------------
 # a real Dask cluster (loopback only), and the CV paths with n_jobs
 # ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    )
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
 
 
 def test_fit_many_on_a_dask_cluster_matches_serial(dask_client):

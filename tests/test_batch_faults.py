@@ -16,24 +16,6 @@ from skdensityfit._examples import drifting_mixture_series_1d, mixture_densities
 GRID = np.linspace(-5.0, 25.0, 200)
 
 
-@pytest.fixture
-def cluster_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    )
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-
-
 def _densities(n):
     rng = np.random.default_rng(30)
     weights, means, stds = drifting_mixture_series_1d(rng, n, 2)
