@@ -35,6 +35,12 @@ NO_GAIN = 1e-15
 # Jacobian stays in cache (chunks of 256 densities of 200 points measured best).
 MAX_BLOCK = 256
 BLOCK_ELEMENTS = 2**19
+# The residual search of the batched moves: Gaussian bumps of PEAK_WIDTHS
+# widths, geometric from 1.5 grid spacings to an eighth of the grid's extent,
+# centred on at most PEAK_CENTRES grid points (every point of a grid that small,
+# else an evenly spaced subset).
+PEAK_WIDTHS = 5
+PEAK_CENTRES = 256
 
 
 # ----------------------------------------------------------------------
@@ -73,6 +79,30 @@ class BatchProblem:
     def n_raw(self):
         """Raw Cholesky values per component (for 'tied': of the shared factor)."""
         return n_cholesky_values(self.covariance_type, 1, self.n_features)
+
+    @cached_property
+    def peak_kernels(self):
+        """``(centres (c,), widths (w,), kernels (w, c, n))``: isotropic Gaussian
+        bumps ``exp(-|x - x_c|^2 / (2 s^2))`` of height one for the residual search."""
+        n = self.grid.shape[0]
+        centres = np.unique(np.linspace(0, n - 1, min(n, PEAK_CENTRES)).astype(int))
+        spacing = 2.0 * self.limits[0]
+        extent = np.max(np.ptp(self.grid, axis=0))
+        widths = np.geomspace(1.5 * spacing, max(extent / 8.0, 3.0 * spacing), PEAK_WIDTHS)
+        distance = np.sum((self.grid[centres][:, None, :] - self.grid[None]) ** 2, axis=2)
+        kernels = np.exp(-0.5 * distance[None] / widths[:, None, None] ** 2)
+        return centres, widths, kernels
+
+    def with_components(self, n_components):
+        """The same grid and settings with ``n_components`` components (cached)."""
+        if n_components == self.n_components:
+            return self
+        cache = self.__dict__.setdefault("_sizes", {})
+        if n_components not in cache:
+            cache[n_components] = BatchProblem(
+                self.X, n_components, self.covariance_type, self.loss
+            )
+        return cache[n_components]
 
     @property
     def block_size(self):
