@@ -32,8 +32,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
-from . import _batch_fit, _batch_lm
-from ._cv import DensityGMMCV
+from . import _batch_cv, _batch_fit, _batch_lm
+from ._cv import DensityGMMCV, choice_warnings
 from ._estimator import DensityGMM
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
@@ -493,7 +493,11 @@ def _max_components(estimator):
 
 def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, grid):
     """Whether the batched path covers these settings (else the loop runs)."""
-    if type(estimator) is not DensityGMM or per_density_grids or warm_start:
+    if per_density_grids or warm_start or return_estimators:
+        return False
+    if isinstance(estimator, DensityGMMCV):
+        return _batch_cv.covers(estimator, grid)
+    if type(estimator) is not DensityGMM:
         return False
     if return_estimators or estimator.scale is not None:
         return False
@@ -832,6 +836,8 @@ def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds
     Returns ``(start, arrays)``.
     """
     with config_context(**config):
+        if isinstance(estimator, DensityGMMCV):
+            return start, _choose_rows_vectorized(estimator, X, densities, weights, seeds)
         return start, _fit_rows_vectorized(estimator, X, densities, weights, seeds)
 
 
@@ -945,6 +951,73 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
                 f"ConvergenceWarning: DensityGMM did not converge (loss {fit.loss_:.3g} "
                 f"after {fit.n_iter_} iterations)."
             )
+        chunk["messages"][i] = "\n".join(messages)
+    return chunk
+
+
+def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
+    """Choose K for the densities of one chunk together (:mod:`._batch_cv`); rows the
+    batch cannot fit or score go through ``DensityGMMCV.fit``."""
+    n_rows = len(densities)
+    chunk = _empty_arrays(estimator, n_rows, X.shape[1])
+    row_weights = None
+    if weights is not None:
+        row_weights = weights.values if isinstance(weights, _Shared) else weights
+    batchable = _rows_the_batch_can_fit(densities, weights, estimator.loss)
+    single = list(np.flatnonzero(~batchable))
+    rows = np.flatnonzero(batchable)
+    per_component = estimator.covariance_type != "tied"
+    for first in range(0, len(rows), _batch_lm.MAX_BLOCK):
+        index = rows[first : first + _batch_lm.MAX_BLOCK]
+        w = None
+        if row_weights is not None:
+            w = row_weights if row_weights.ndim == 1 else row_weights[index]
+        choice = _batch_cv.choose_block(
+            estimator, X, densities[index], w, None if seeds is None else seeds[index]
+        )
+        single.extend(index[choice.n_components == 0])
+        for group_rows, *arrays in choice.groups:
+            i = index[group_rows]
+            fitted_weights, means, covariances, prec_chol, scale, loss, n_iter, converged = arrays
+            k = fitted_weights.shape[1]
+            chunk["weights"][i, :k] = fitted_weights
+            chunk["means"][i, :k] = means
+            if per_component:
+                chunk["covariances"][i, :k] = covariances
+                chunk["precisions_cholesky"][i, :k] = prec_chol
+            else:
+                chunk["covariances"][i] = covariances
+                chunk["precisions_cholesky"][i] = prec_chol
+            chunk["scale"][i], chunk["loss"][i] = scale, loss
+            chunk["n_iter"][i], chunk["converged"][i] = n_iter, converged
+            chunk["n_components"][i] = k
+            n_parameters = _batch_lm.BatchProblem(
+                X, k, estimator.covariance_type, estimator.loss
+            ).layout.n_parameters
+            messages = _batch_messages(X, densities[i], n_parameters)
+            for row, message, score in zip(i, messages, choice.best_score[group_rows], strict=True):
+                remarks = choice_warnings(choice.candidates, k, score, "points")
+                chunk["messages"][row] = "\n".join(
+                    [*(f"UserWarning: {m}" for m in remarks), *filter(None, [message])]
+                )
+    for i in sorted(int(i) for i in single):
+        w = (
+            None
+            if row_weights is None
+            else (row_weights if row_weights.ndim == 1 else row_weights[i])
+        )
+        seed = None if seeds is None else int(seeds[i])
+        fit, messages = _attempt(_fresh(estimator, seed), X, densities[i], w)
+        chunk["fallback"][i] = bool(batchable[i])
+        if fit is None:
+            for name in ("weights", "means", "covariances", "precisions_cholesky"):
+                chunk[name][i] = np.nan
+            chunk["scale"][i] = chunk["loss"][i] = np.nan
+            chunk["n_iter"][i], chunk["converged"][i] = 0, False
+            chunk["messages"][i] = messages[0]
+            chunk["failed"][i] = True
+            continue
+        _store_fit(chunk, i, fit)
         chunk["messages"][i] = "\n".join(messages)
     return chunk
 

@@ -409,7 +409,7 @@ def _solve(matrices, rhs):
 
 
 @np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore")
-def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN):
+def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN, min_iter=0):
     """Minimise the loss of every row of ``theta0`` ``(B, p)`` within the box bounds.
 
     The rules of the single fit's Levenberg-Marquardt, per row: damping
@@ -418,7 +418,10 @@ def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN):
     rejected step), variables held at a bound by an outward gradient left out
     of the solve, convergence at a projected gradient of ``tol``. A rejected
     step costs one batched evaluation, like an accepted one; rows leave the
-    active set once converged, stalled or at ``max_iter`` iterations.
+    active set once converged, stalled or at ``max_iter`` iterations. The
+    gradient test is skipped for the first ``min_iter`` iterations of a row (a
+    fold's refit from the fit on all points takes at least one step, like the
+    single fit's cross-validation).
     """
     lower, upper = problem.lower, problem.upper
     theta = np.clip(theta0, lower, upper)
@@ -436,7 +439,7 @@ def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN):
             break
         th, gr = theta[index], gradient[index]
         projected = np.max(np.abs(np.clip(th - gr, lower, upper) - th), axis=1)
-        done = projected <= tol
+        done = (projected <= tol) & (n_iter[index] >= min_iter)
         converged[index[done]] = True
         stop = done | (n_iter[index] >= max_iter)
         if np.any(stop):

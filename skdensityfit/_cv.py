@@ -288,25 +288,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         return tags
 
     def _candidates(self):
-        if self.n_components is None:
-            return np.arange(1, 9)
-        if isinstance(self.n_components, Integral):
-            return np.arange(1, self.n_components + 1)
-        candidates = np.asarray(self.n_components)
-        if (
-            candidates.ndim != 1
-            or candidates.size == 0
-            or not np.issubdtype(candidates.dtype, np.number)
-            or not np.all(np.isfinite(candidates))
-            or np.any(candidates != np.round(candidates))
-            or candidates.max() > np.iinfo(np.int32).max
-            or candidates.min() < 1
-        ):
-            raise ValueError(
-                "n_components should be a positive int or a list of positive ints, "
-                f"got {self.n_components!r}."
-            )
-        return np.unique(candidates).astype(int)
+        return candidates_of(self.n_components)
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -485,18 +467,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         return PointFolds(splits, y, weights, self.loss)
 
     def _warn_about_the_choice(self, candidates, folds):
-        if len(candidates) > 1 and self.n_components_ == candidates.max():
-            warn_at_caller(
-                f"DensityGMMCV chose n_components={self.n_components_}, the largest "
-                "candidate: the density may hold more components. Pass larger candidates "
-                "(n_components=...)."
-            )
-        if folds is not None and folds.kind == "points" and self.best_score_ < LOW_SCORE:
-            warn_at_caller(
-                f"The best held-out score is {self.best_score_:.3g}: no candidate explains "
-                "the density well (noise dominates, a background, or bins too coarse?). "
-                "Check the data before trusting n_components_."
-            )
+        kind = None if folds is None else folds.kind
+        for message in choice_warnings(candidates, self.n_components_, self.best_score_, kind):
+            warn_at_caller(message)
 
     def _folds(self, rng, n_points):
         if self.cv is None or isinstance(self.cv, Integral):
@@ -639,6 +612,51 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.best_estimator_.bic(X, y, sample_weight)
+
+
+def candidates_of(n_components):
+    """The candidate numbers of components of DensityGMMCV's ``n_components``, sorted."""
+    if n_components is None:
+        return np.arange(1, 9)
+    if isinstance(n_components, Integral):
+        return np.arange(1, n_components + 1)
+    candidates = np.asarray(n_components)
+    if (
+        candidates.ndim != 1
+        or candidates.size == 0
+        or not np.issubdtype(candidates.dtype, np.number)
+        or not np.all(np.isfinite(candidates))
+        or np.any(candidates != np.round(candidates))
+        or candidates.max() > np.iinfo(np.int32).max
+        or candidates.min() < 1
+    ):
+        raise ValueError(
+            "n_components should be a positive int or a list of positive ints, "
+            f"got {n_components!r}."
+        )
+    return np.unique(candidates).astype(int)
+
+
+def choice_warnings(candidates, n_components, best_score, held_out):
+    """The warnings a choice of ``n_components`` among ``candidates`` deserves, as text.
+
+    The largest candidate (the density may hold more), and, with held-out
+    grid points (``held_out="points"``), a best score below ``LOW_SCORE``.
+    """
+    messages = []
+    if len(candidates) > 1 and n_components == np.max(candidates):
+        messages.append(
+            f"DensityGMMCV chose n_components={n_components}, the largest "
+            "candidate: the density may hold more components. Pass larger candidates "
+            "(n_components=...)."
+        )
+    if held_out == "points" and best_score < LOW_SCORE:
+        messages.append(
+            f"The best held-out score is {best_score:.3g}: no candidate explains "
+            "the density well (noise dominates, a background, or bins too coarse?). "
+            "Check the data before trusting n_components_."
+        )
+    return messages
 
 
 def _polished(estimator, X, y, sample_weight, start, seed):

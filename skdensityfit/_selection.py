@@ -219,18 +219,23 @@ def noise_variance(X, y):
     multiply by 6, 20 and 70; the smallest of the three estimates is taken
     (the higher the order, the less of a well-resolved density is left, but
     a coarsely sampled peak leaves more). None for scattered points (no
-    neighbours to difference).
+    neighbours to difference). ``y`` of shape ``(B, n_points)`` gives one
+    estimate a row, ``(B,)``.
     """
     order = np.lexsort(X.T[::-1])
     shape = tuple(len(np.unique(column)) for column in X.T)
-    if np.prod(shape) != len(y) or shape[0] < 5:
+    y = np.asarray(y)
+    if np.prod(shape) != y.shape[-1] or shape[0] < 5:
         return None
-    values = y[order].reshape(shape)
+    values = y[..., order].reshape(*y.shape[:-1], *shape)
+    axis = y.ndim - 1
+    grid_axes = tuple(range(axis, values.ndim))
     estimates = [
-        np.mean(np.diff(values, n=k, axis=0) ** 2) / factor
+        np.mean(np.diff(values, n=k, axis=axis) ** 2, axis=grid_axes) / factor
         for k, factor in ((2, 6.0), (3, 20.0), (4, 70.0))
     ]
-    return float(min(estimates))
+    smallest = np.min(estimates, axis=0)
+    return float(smallest) if y.ndim == 1 else smallest
 
 
 def are_counts(y):

@@ -463,3 +463,15 @@ def test_the_search_fits_integrated_bins(as_counts):
     assert search.n_components_ == 2
     assert search.best_estimator_.bins is not None
     np.testing.assert_allclose(search.best_estimator_.means_.ravel(), [54.5, 80.2], atol=1.0)
+
+
+def test_noise_variance_of_many_rows_is_that_of_each():
+    from skdensityfit._selection import noise_variance
+
+    rng = np.random.default_rng(0)
+    line = np.linspace(0, 1, 40)[:, None]
+    square = np.stack(np.meshgrid(np.arange(7.0), np.arange(5.0), indexing="ij"), -1).reshape(-1, 2)
+    for grid in (line, square):
+        Y = rng.normal(size=(3, len(grid)))
+        np.testing.assert_allclose(noise_variance(grid, Y), [noise_variance(grid, y) for y in Y])
+    assert noise_variance(rng.uniform(size=(30, 2)), rng.normal(size=(2, 30))) is None

@@ -52,6 +52,7 @@ LAYERS = [
     "_cv",
     "_batch_lm",
     "_batch_fit",
+    "_batch_cv",
     "_batch",
     "_plotting",
     "_cli",
