@@ -34,6 +34,7 @@ from ._cv import (
     CV_MAX_ITER,
     CV_TOL,
     EXACT_CV_LOSS,
+    PATH_GROWN_GAIN,
     PATIENCE,
     SMALL_GRID,
     SMALL_GRID_FOLDS,
@@ -42,14 +43,6 @@ from ._cv import (
     candidates_of,
 )
 from ._selection import FOLD_FTOL, FOLD_MAX_ITER, FOLD_TOL, noise_variance, select
-
-# The path's fit grown from the previous one replaces the data-driven start's
-# only when its loss is below this fraction of it. On 768 spectra of
-# bench_batch_cv (rows 0-767, seed 0), keeping the lower of the two always gave
-# the same K as DensityGMMCV alone in 92.6% of the first 256 and the true K in
-# 92.6%; the data-driven start alone, 97.3% and 97.7%; this rule (0.9),
-# 98.4% and 98.8% (and 97.1% and 98.8% on the other 512; 0.8 gave the same).
-GROWN_GAIN = 0.9
 
 
 def covers(cv, grid):
@@ -136,10 +129,11 @@ def _path_fits(problem, smaller, previous, Y, weights, *, tol, max_iter):
     component fewer (of ``smaller``) plus a component where the residual asks
     for it (:func:`~._batch_fit.grown_by_one`), each minimised to the path's
     ``CV_FTOL``. The grown fit is kept only where it lowers the loss by more
-    than a factor ``GROWN_GAIN``: it finds a peak the data-driven start
-    missed, but past the true K it also finds the strongest bump of noise,
-    whose fit is a little lower and, started from, leaks the held-out
-    points' noise into the folds' refits.
+    than the factor ``PATH_GROWN_GAIN``, DensityGMMCV's rule (see there). On
+    768 spectra of bench_batch_cv (seed 0), before DensityGMMCV had the rule:
+    keeping the lower of the two always gave the same K as DensityGMMCV alone
+    in 92.6% of the first 256 and the true K in 92.6%; the data-driven start
+    alone, 97.3% and 97.7%; the rule, 98.4% and 98.8%.
     """
     data, _ = batch_data(problem, Y, weights)
     settings = dict(tol=tol, max_iter=max_iter, ftol=CV_FTOL)
@@ -148,7 +142,7 @@ def _path_fits(problem, smaller, previous, Y, weights, *, tol, max_iter):
         grown = _in_blocks(
             problem, grown_by_one(problem, smaller, previous, data), data, **settings
         )
-        take = grown.loss < GROWN_GAIN * best.loss
+        take = grown.loss < PATH_GROWN_GAIN * best.loss
         best.theta[take], best.loss[take] = grown.theta[take], grown.loss[take]
     return best.theta, np.where(np.isfinite(best.loss), np.maximum(best.loss, 0.0), np.inf)
 

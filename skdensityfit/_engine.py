@@ -329,7 +329,7 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
 # ----------------------------------------------------------------------
 # the path of DensityGMMCV: K = 1, 2, ... each grown from the last
 # ----------------------------------------------------------------------
-def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
+def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None, grown_gain=None):
     """The fit with ``problem``'s K components on a path grown from ``previous``.
 
     ``previous`` is the path's parameter vector with one component fewer (or
@@ -337,10 +337,13 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
     residual and data-driven ones, ``settings.n_init`` in all (at least one
     from the data); each is minimised to ``ftol`` (in parallel with
     ``n_jobs``), and components parked in the best are re-placed. Returns
-    the best run's result, or None when no start has a finite loss.
+    the best run's result, or None when no start has a finite loss. With
+    ``grown_gain``, the fit from the grown start is kept only if its loss is
+    below ``grown_gain`` times the data-driven starts' best.
     """
     n_components = problem.layout.n_components
     starts = []
+    grown = None
     if previous is not None:
         grown = grow_by_one(previous, problem.data.with_components(n_components - 1), problem.grid)
         if grown is not None:
@@ -360,6 +363,11 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None):
         results = [solve(theta0) for theta0 in starts]
     else:
         results = Parallel(n_jobs=n_jobs)(delayed(solve)(theta0) for theta0 in starts)
+    if grown is not None and grown_gain is not None and len(results) > 1:
+        # the grown start's fit must beat the data-driven ones clearly (see DensityGMMCV)
+        others = [r for r in results[1:] if np.isfinite(r.loss)]
+        if others and not results[0].loss < grown_gain * min(r.loss for r in others):
+            results = others
     results = [r for r in results if np.isfinite(r.loss)]
     if not results:
         return None
