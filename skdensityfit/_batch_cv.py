@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
 
-from ._batch_fit import em_start, grown_by_one
+from ._batch_fit import REDUNDANT_DISTANCE, coincident_pairs, em_start, grown_by_one, parked
 from ._batch_lm import (
     BatchProblem,
     _model,
@@ -51,7 +51,8 @@ def covers(cv, grid):
     in ``cv`` folds (None or an int), ``selection`` "auto", "standard_error" or
     "best", no fixed scale, bins or user starts, and at most ``SMALL_GRID`` points
     (DensityGMMCV refits every fold there; on larger grids it refits only the
-    candidates that would lead after one step, which this search does not copy)."""
+    candidates that would lead after one step, which this search does not copy), and
+    at least twice as many points as folds and as the largest candidate K."""
     return (
         type(cv) is DensityGMMCV
         and cv.loss == "l2"
@@ -62,6 +63,7 @@ def covers(cv, grid):
         and (cv.cv is None or isinstance(cv.cv, Integral))
         and grid.shape[0] <= SMALL_GRID
         and grid.shape[0] >= 2 * np.max(candidates_of(cv.n_components))
+        and grid.shape[0] >= 2 * (SMALL_GRID_FOLDS if cv.cv is None else cv.cv)
     )
 
 
@@ -93,7 +95,7 @@ def held_out_masks(cv, n_points, seeds, n_rows):
 class BlockChoice:
     """The choice of K for a block's densities and their fits at it (grid units)."""
 
-    n_components: np.ndarray  # (B,) chosen K; 0 where the search failed
+    n_components: np.ndarray  # (B,) chosen K; 0 for rows left to DensityGMMCV.fit
     # per chosen K: (rows, weights, means, covariances, precisions_cholesky, scale,
     # loss, n_iter, converged)
     groups: list
@@ -185,17 +187,23 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     q = np.broadcast_to(q, (B, n))
     test = held_out_masks(cv, n, seeds, B)
     F = test.shape[1]
-    mean = np.sum(q * Y, axis=1) / np.sum(q, axis=1)
-    total = np.sum(q * (Y - mean[:, None]) ** 2, axis=1)  # the constant model's, over all folds
-    noise = noise_variance(X, Y)
-    noise_loss = None if noise is None else noise / np.sum(q * Y**2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        mean = np.sum(q * Y, axis=1) / np.sum(q, axis=1)
+        total = np.sum(q * (Y - mean[:, None]) ** 2, axis=1)  # the constant model's
+        noise = noise_variance(X, Y)
+        noise_loss = None if noise is None else noise / np.sum(q * Y**2, axis=1)
+    # rows the search cannot score (a fold without held-out or training weight, a
+    # constant density) are left to DensityGMMCV.fit, which says why
+    held_out = np.einsum("bn,bfn->bf", q, np.broadcast_to(test, (B, F, n)))
+    scorable = np.all(held_out > 0, axis=1) & np.all(held_out < np.sum(q, axis=1)[:, None], axis=1)
+    scorable &= np.isfinite(total) & (total > 0)
     patience = PATIENCE if cv.early_stopping is True else int(cv.early_stopping)
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 
     scores = np.full((B, F, len(candidates)), np.nan)
     thetas = {}
     exact = np.full(B, -1)
-    active = np.ones(B, dtype=bool)
+    active = scorable.copy()
     for index, k in enumerate(candidates):
         rows = np.flatnonzero(active)
         if rows.size == 0:
@@ -220,7 +228,8 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         )
         thetas[index] = (rows, theta)
         errors = _held_out_errors(larger, theta, Y[rows], w, test if len(test) == 1 else test[rows])
-        fold_scores = 1.0 - F * errors / total[rows, None]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            fold_scores = 1.0 - F * errors / total[rows, None]
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
         done = loss <= EXACT_CV_LOSS
         exact[rows[done]] = index
@@ -238,6 +247,9 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     selection = "standard_error" if cv.selection == "auto" else cv.selection
     chosen = np.empty(B, dtype=int)
     for row in range(B):  # bookkeeping of a few numbers a density
+        if not scorable[row]:
+            chosen[row] = -1
+            continue
         chosen[row] = exact[row] if exact[row] >= 0 else _select(scores[row], selection, cv)
     best_score = np.take_along_axis(scores.mean(axis=1), chosen[:, None], axis=1)[:, 0]
     n_components = np.where(chosen >= 0, candidates[np.maximum(chosen, 0)], 0)
@@ -250,17 +262,24 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         larger = problem.with_components(int(candidates[index]))
         data, log_unit = batch_data(larger, Y[rows], q[rows])
         polished = _in_blocks(larger, theta, data, tol=cv.tol, max_iter=cv.max_iter)
-        better = np.isfinite(polished.loss)
-        final = np.where(better[:, None], polished.theta, theta)
-        groups.append(
-            (
-                rows,
-                *grid_unit_parameters(larger, final, log_unit),
-                np.maximum(polished.loss, 0.0),
-                np.maximum(polished.n_iter, 1),
-                polished.converged & better,
+        # the gate of the fixed-K batch: a fit that did not converge, or with a
+        # component parked or two coincident, is left to DensityGMMCV.fit
+        fitted = grid_unit_parameters(larger, polished.theta, log_unit)
+        doubtful = ~polished.converged | ~np.isfinite(polished.loss)
+        doubtful |= parked(larger, polished.theta, data)
+        doubtful |= coincident_pairs(*fitted[:3], larger.covariance_type, REDUNDANT_DISTANCE)
+        n_components[rows[doubtful]] = 0
+        keep = ~doubtful
+        if np.any(keep):
+            groups.append(
+                (
+                    rows[keep],
+                    *(values[keep] for values in fitted),
+                    np.maximum(polished.loss[keep], 0.0),
+                    np.maximum(polished.n_iter[keep], 1),
+                    polished.converged[keep],
+                )
             )
-        )
     return BlockChoice(n_components, groups, best_score, scores, candidates)
 
 

@@ -383,3 +383,36 @@ def test_batched_search_isolates_bad_rows_and_leaves_other_settings_to_the_loop(
     assert not covers(DensityGMMCV(loss="poisson"), GRID_1D[:, None])
     assert not covers(DensityGMMCV(cv=KFold(5)), GRID_1D[:, None])
     assert not covers(DensityGMMCV(), np.linspace(0, 1, 2000)[:, None])  # refits only leaders
+
+
+def test_batched_search_leaves_what_it_cannot_do_to_density_gmm_cv():
+    grid = np.linspace(0, 30, 200)
+    Y = np.exp(-((grid - 12.0) ** 2) / 4.0)[None] + np.exp(-((grid - 20.0) ** 2) / 2.0)[None]
+    Y = np.vstack([Y, Y * 0.5, np.ones((1, 200))])  # the last row: constant
+    search = DensityGMMCV(n_components=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # nothing numerical leaks out
+        warnings.simplefilter("ignore", UserWarning)
+        result = fit_many(grid, Y, search)
+    assert result.n_components[:2].tolist() == [2, 2] and not result.fallback[:2].any()
+    assert result.fallback[2]  # no held-out score for a constant: DensityGMMCV.fit's answer
+    # folds without weight: DensityGMMCV.fit's error, on every row
+    sparse = np.zeros(200)
+    sparse[::25] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(grid, Y[:2], search, sample_weight=sparse)
+    assert result.failed.all() and all("zero total sample_weight" in m for m in result.messages)
+    # fewer points than the folds need: the loop, whose rows fail with KFold's error
+    coarse = np.linspace(0, 30, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(coarse, np.exp(-((coarse - 15) ** 2) / 20)[None].repeat(2, 0), search)
+    assert result.failed.all()
+    # a fit that did not converge at the chosen K: DensityGMMCV.fit, with its warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(grid, Y[:2], DensityGMMCV(n_components=3, max_iter=2, random_state=0))
+    assert result.fallback.all() or result.converged.all()
+    for message, converged in zip(result.messages, result.converged, strict=True):
+        assert converged or "ConvergenceWarning" in message
