@@ -1,6 +1,7 @@
 """Many densities: fit_many's vectorised path against its single-fit loop and a curve_fit loop.
 
-Run: python benchmarks/bench_batch.py            (about ten minutes on 2 cores)
+Run: python benchmarks/bench_batch.py            (a minute to ten on 2 cores, by the load)
+     python benchmarks/bench_batch.py --seed-offset 7   (other data: every seed plus 7)
      python benchmarks/bench_batch.py --quick    (a minute: fewer densities, smaller subsets)
 
 Side by side in one run, every peer with ``--n-jobs`` processes (2), densities per second:
@@ -191,6 +192,9 @@ def main():
     parser.add_argument("--curve-fit-subset", type=int, default=2_000, help="rows per data set")
     parser.add_argument("--peer-chunk", type=int, default=50)
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument(
+        "--seed-offset", type=int, default=0, help="added to every data set's seed (0, 1, 5)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.n_1d, args.n_2d, args.loop_subset, args.curve_fit_subset = 2000, 400, 100, 400
@@ -214,9 +218,9 @@ def main():
     sets = []
     for noise in (0.0, NOISE):
         for k, seed in ((2, 0), (3, 1)):
-            truth, y = densities_1d(args.n_1d // 2, k, seed, noise)
+            truth, y = densities_1d(args.n_1d // 2, k, seed + args.seed_offset, noise)
             sets.append((f"1-D K={k} {'noise 2%' if noise else 'noise-free'}", k, truth, y, noise))
-    truth_2d = densities_2d(args.n_2d, 5)
+    truth_2d = densities_2d(args.n_2d, 5 + args.seed_offset)
     print(
         f"data: 1-D {args.n_1d} noise-free + {args.n_1d} noisy (K=2 and K=3 halves), "
         f"{GRID.size} points; 2-D {args.n_2d} on 32x32, K=2 full; loop subset "

@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_array
 from . import _batch_cv, _batch_fit, _batch_lm
 from ._cv import DensityGMMCV, choice_warnings
 from ._estimator import DensityGMM
+from ._parameters import ParameterLayout
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
 # loss plus the floor; otherwise the density is also fitted from a fresh start
@@ -508,7 +509,7 @@ def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, g
         return _batch_cv.covers(estimator, grid)
     if type(estimator) is not DensityGMM:
         return False
-    if return_estimators or estimator.scale is not None:
+    if estimator.scale is not None:
         return False
     if any(
         getattr(estimator, name) is not None
@@ -905,9 +906,7 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
     block = problem.block_size
     for first in range(0, len(rows), block):
         index = rows[first : first + block]
-        w = None
-        if row_weights is not None:
-            w = row_weights if row_weights.ndim == 1 else row_weights[index]
+        w = _weights_of(row_weights, index)
         try:
             fit = _batch_fit.fit_block(
                 problem, densities[index], w, tol=estimator.tol, max_iter=estimator.max_iter
@@ -931,22 +930,14 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
         single.extend(index[fit.suspect])
         chunk["fallback"][index[fit.suspect]] = True
     for i in sorted(int(i) for i in single):
-        w = (
-            None
-            if row_weights is None
-            else (row_weights if row_weights.ndim == 1 else row_weights[i])
-        )
         seed = None if seeds is None else int(seeds[i])
-        fit, messages = _attempt(_fresh(estimator, seed), X, densities[i], w)
+        fit, messages = _attempt(
+            _fresh(estimator, seed), X, densities[i], _weights_of(row_weights, i)
+        )
         if fit is None:
             if batchable[i] and np.isfinite(chunk["loss"][i]):
                 continue  # the single fit raised, the batch's fit stands
-            for name in ("weights", "means", "covariances", "precisions_cholesky"):
-                chunk[name][i] = np.nan
-            chunk["scale"][i] = chunk["loss"][i] = np.nan
-            chunk["n_iter"][i], chunk["converged"][i] = 0, False
-            chunk["messages"][i] = messages[0]
-            chunk["failed"][i] = True
+            _store_failure(chunk, i, messages[0])
             continue
         if batchable[i] and chunk["converged"][i] and not fit.loss_ < chunk["loss"][i]:
             # the batch's fit was at least as good: it stays, with the single fit's
@@ -978,9 +969,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
     per_component = estimator.covariance_type != "tied"
     for first in range(0, len(rows), _batch_lm.MAX_BLOCK):
         index = rows[first : first + _batch_lm.MAX_BLOCK]
-        w = None
-        if row_weights is not None:
-            w = row_weights if row_weights.ndim == 1 else row_weights[index]
+        w = _weights_of(row_weights, index)
         try:
             choice = _batch_cv.choose_block(
                 estimator, X, densities[index], w, None if seeds is None else seeds[index]
@@ -992,22 +981,11 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
         single.extend(index[choice.n_components == 0])
         for group_rows, *arrays in choice.groups:
             i = index[group_rows]
-            fitted_weights, means, covariances, prec_chol, scale, loss, n_iter, converged = arrays
-            k = fitted_weights.shape[1]
-            chunk["weights"][i, :k] = fitted_weights
-            chunk["means"][i, :k] = means
-            if per_component:
-                chunk["covariances"][i, :k] = covariances
-                chunk["precisions_cholesky"][i, :k] = prec_chol
-            else:
-                chunk["covariances"][i] = covariances
-                chunk["precisions_cholesky"][i] = prec_chol
-            chunk["scale"][i], chunk["loss"][i] = scale, loss
-            chunk["n_iter"][i], chunk["converged"][i] = n_iter, converged
-            chunk["n_components"][i] = k
-            n_parameters = _batch_lm.BatchProblem(
-                X, k, estimator.covariance_type, estimator.loss
-            ).layout.n_parameters
+            _store_rows(chunk, i, *arrays, per_component=per_component)
+            k = arrays[0].shape[1]
+            n_parameters = ParameterLayout(
+                k, X.shape[1], estimator.covariance_type, True
+            ).n_parameters
             messages = _batch_messages(X, densities[i], n_parameters)
             for row, message, score in zip(i, messages, choice.best_score[group_rows], strict=True):
                 remarks = choice_warnings(choice.candidates, k, score, "points")
@@ -1016,25 +994,34 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
                     [*filter(None, [message]), *(f"UserWarning: {m}" for m in remarks)]
                 )
     for i in sorted(int(i) for i in single):
-        w = (
-            None
-            if row_weights is None
-            else (row_weights if row_weights.ndim == 1 else row_weights[i])
-        )
         seed = None if seeds is None else int(seeds[i])
-        fit, messages = _attempt(_fresh(estimator, seed), X, densities[i], w)
+        fit, messages = _attempt(
+            _fresh(estimator, seed), X, densities[i], _weights_of(row_weights, i)
+        )
         chunk["fallback"][i] = bool(batchable[i])
         if fit is None:
-            for name in ("weights", "means", "covariances", "precisions_cholesky"):
-                chunk[name][i] = np.nan
-            chunk["scale"][i] = chunk["loss"][i] = np.nan
-            chunk["n_iter"][i], chunk["converged"][i] = 0, False
-            chunk["messages"][i] = messages[0]
-            chunk["failed"][i] = True
+            _store_failure(chunk, i, messages[0])
             continue
         _store_fit(chunk, i, fit)
         chunk["messages"][i] = "\n".join(messages)
     return chunk
+
+
+def _weights_of(row_weights, rows):
+    """The sample weights of some rows: shared ``(n,)``, per row ``(B, n)``, or None."""
+    if row_weights is None or row_weights.ndim == 1:
+        return row_weights
+    return row_weights[rows]
+
+
+def _store_failure(chunk, i, message):
+    """Row ``i`` of the chunk's arrays for a density that could not be fitted."""
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        chunk[name][i] = np.nan
+    chunk["scale"][i] = chunk["loss"][i] = np.nan
+    chunk["n_iter"][i], chunk["converged"][i] = 0, False
+    chunk["messages"][i] = message
+    chunk["failed"][i] = True
 
 
 def _fresh(estimator, seed):
@@ -1056,22 +1043,50 @@ def _store_fit(chunk, i, fit):
     """Row ``i`` of the chunk's arrays from a fitted estimator (padded with NaN to the
     arrays' number of components, for a DensityGMMCV's chosen K)."""
     model = _fitted(fit)
-    k = model.n_components
-    per_component = model.covariance_type != "tied"
-    chunk["weights"][i, :k] = model.weights_
-    chunk["means"][i, :k] = model.means_
+    _store_rows(
+        chunk,
+        i,
+        model.weights_,
+        model.means_,
+        model.covariances_,
+        model.precisions_cholesky_,
+        model.scale_,
+        model.loss_,
+        model.n_iter_,
+        model.converged_,
+        per_component=model.covariance_type != "tied",
+    )
+
+
+def _store_rows(
+    chunk,
+    rows,
+    weights,
+    means,
+    covariances,
+    prec_chol,
+    scale,
+    loss,
+    n_iter,
+    converged,
+    *,
+    per_component,
+):
+    """Rows ``rows`` (an index or an array of them) of the chunk's arrays, the
+    parameters' components padded with NaN to the arrays' number of components."""
+    k = np.shape(weights)[-1]
+    chunk["weights"][rows, :k] = weights
+    chunk["means"][rows, :k] = means
     if per_component:
-        chunk["covariances"][i, :k] = model.covariances_
-        chunk["precisions_cholesky"][i, :k] = model.precisions_cholesky_
+        chunk["covariances"][rows, :k] = covariances
+        chunk["precisions_cholesky"][rows, :k] = prec_chol
     else:
-        chunk["covariances"][i] = model.covariances_
-        chunk["precisions_cholesky"][i] = model.precisions_cholesky_
-    chunk["scale"][i] = model.scale_
-    chunk["loss"][i] = model.loss_
-    chunk["n_iter"][i] = model.n_iter_
-    chunk["converged"][i] = model.converged_
+        chunk["covariances"][rows] = covariances
+        chunk["precisions_cholesky"][rows] = prec_chol
+    chunk["scale"][rows], chunk["loss"][rows] = scale, loss
+    chunk["n_iter"][rows], chunk["converged"][rows] = n_iter, converged
     if chunk.get("n_components") is not None:
-        chunk["n_components"][i] = k
+        chunk["n_components"][rows] = k
 
 
 def _warm_fit_is_good(fit, previous):
