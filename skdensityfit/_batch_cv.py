@@ -1,18 +1,23 @@
-"""DensityGMMCV's choice of K for every density of a block at once.
+"""The choice of K by held-out grid points for every density of a block at once.
 
-The batched counterpart of :meth:`DensityGMMCV.fit <skdensityfit.DensityGMMCV.fit>`
-for the settings :func:`covers` names (the l2 loss, held-out grid points, grids
-of at most ``SMALL_GRID`` points): the same folds (``KFold`` shuffled with the
-seed DensityGMMCV would draw for the density), the same pooled scores, the same
-rules to stop the path (an exact fit, a peaked score unless the fit still leaves
-far more than the noise) and the same choice (:func:`~._selection.select`).
-What is batched: every density's fit at each candidate K (:func:`~._batch_fit.fit_block`,
-with its starts and gate), every fold's refit of every density from that fit
-(one batched Levenberg-Marquardt run over densities x folds, each row's
-quadrature weights zero on its held-out points), the held-out errors, and the
-final fit at each density's chosen K. Densities leave the search as they stop.
+What :meth:`DensityGMMCV.fit <skdensityfit.DensityGMMCV.fit>` runs, on one
+density, and ``fit_many`` on a block of densities, for the settings
+:func:`covers` names (the l2 loss, held-out grid points, the default starts,
+grids of at most ``SMALL_GRID`` points); other settings, and densities this
+search cannot score or whose fit at the chosen K fails the gate, take
+DensityGMMCV's path of single fits. The folds are ``KFold`` shuffled with the
+seed DensityGMMCV draws first from the density's random state; the scores are
+pooled; the path stops at an exact fit, or at a peaked score unless the fit
+still leaves far more than the noise; the choice is
+:func:`~._selection.select`'s. What is batched: every density's fit at each
+candidate K (the grown fit and a data-driven start), every fold's refit of
+every density from that fit (one batched Levenberg-Marquardt run over
+densities x folds, each row's quadrature weights zero on its held-out points),
+the held-out errors, and the final fit at each density's chosen K. Densities
+leave the search as they stop.
 """
 
+import time
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -29,40 +34,53 @@ from ._batch_lm import (
     levenberg_marquardt,
     mixture_terms,
 )
-from ._cv import (
+from ._selection import (
     CV_FTOL,
     CV_MAX_ITER,
     CV_TOL,
     EXACT_CV_LOSS,
+    FOLD_FTOL,
+    FOLD_MAX_ITER,
+    FOLD_TOL,
     PATH_GROWN_GAIN,
     PATIENCE,
     SMALL_GRID,
     SMALL_GRID_FOLDS,
     UNDERFIT,
-    DensityGMMCV,
     candidates_of,
+    noise_variance,
+    select,
 )
-from ._selection import FOLD_FTOL, FOLD_MAX_ITER, FOLD_TOL, noise_variance, select
+
+# DensityGMM's default reg_covar (the floor of the starts' variances)
+DEFAULT_REG_COVAR = 1e-6
 
 
 def covers(cv, grid):
     """Whether the batched search covers ``cv``'s settings on ``grid`` (else each
     density goes through ``DensityGMMCV.fit``): the l2 loss, held-out grid points
     in ``cv`` folds (None or an int), ``selection`` "auto", "standard_error" or
-    "best", no fixed scale, bins or user starts, and at most ``SMALL_GRID`` points
+    "best", no fixed scale or bins, the default starts (``n_init=2``,
+    ``init_params="kmeans"``, ``reg_covar`` at most its default: the path's step
+    here is the grown fit and one data-driven start), the candidates ``1..m``
+    (the path grows through each), at most ``SMALL_GRID`` points
     (DensityGMMCV refits every fold there; on larger grids it refits only the
     candidates that would lead after one step, which this search does not copy), and
     at least twice as many points as folds and as the largest candidate K."""
+    candidates = candidates_of(cv.n_components)
     return (
-        type(cv) is DensityGMMCV
-        and cv.loss == "l2"
+        cv.loss == "l2"
+        and cv.n_init == 2
+        and cv.init_params == "kmeans"
+        and cv.reg_covar <= DEFAULT_REG_COVAR
         and cv.scale is None
         and cv.bins is None
         and cv.held_out in ("auto", "points")
         and cv.selection in ("auto", "standard_error", "best")
         and (cv.cv is None or isinstance(cv.cv, Integral))
         and grid.shape[0] <= SMALL_GRID
-        and grid.shape[0] >= 2 * np.max(candidates_of(cv.n_components))
+        and np.array_equal(candidates, np.arange(1, len(candidates) + 1))
+        and grid.shape[0] >= 2 * candidates[-1]
         and grid.shape[0] >= 2 * (SMALL_GRID_FOLDS if cv.cv is None else cv.cv)
     )
 
@@ -102,6 +120,8 @@ class BlockChoice:
     best_score: np.ndarray  # (B,) pooled held-out score of the chosen K
     scores: np.ndarray  # (B, n_folds, n_candidates): NaN not evaluated, -inf not fitted
     candidates: np.ndarray
+    # (n_candidates,) seconds of the fold refits per row and fold (NaN: not evaluated)
+    fit_times: np.ndarray
 
 
 def _in_blocks(problem, theta, data, **settings):
@@ -201,6 +221,7 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 
     scores = np.full((B, F, len(candidates)), np.nan)
+    fit_times = np.full(len(candidates), np.nan)
     thetas = {}
     exact = np.full(B, -1)
     active = scorable.copy()
@@ -227,7 +248,9 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
             max_iter=min(cv.max_iter, CV_MAX_ITER),
         )
         thetas[index] = (rows, theta)
+        started = time.perf_counter()
         errors = _held_out_errors(larger, theta, Y[rows], w, test if len(test) == 1 else test[rows])
+        fit_times[index] = (time.perf_counter() - started) / (rows.size * F)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             fold_scores = 1.0 - F * errors / total[rows, None]
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
@@ -280,7 +303,7 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
                     polished.converged[keep],
                 )
             )
-    return BlockChoice(n_components, groups, best_score, scores, candidates)
+    return BlockChoice(n_components, groups, best_score, scores, candidates, fit_times)
 
 
 def _select(row_scores, selection, cv):

@@ -11,6 +11,7 @@ from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from . import _batch_cv
 from ._compat import Interval, StrOptions, fit_context, warn_at_caller
 from ._engine import FitSettings, MixtureFit, fit_problem, path_fit
 from ._estimator import DensityGMM
@@ -21,9 +22,19 @@ from ._reports import (
     warn_if_underdetermined,
 )
 from ._selection import (
+    CV_FTOL,
+    CV_MAX_ITER,
+    CV_TOL,
+    EXACT_CV_LOSS,
+    PATH_GROWN_GAIN,
+    PATIENCE,
+    SMALL_GRID,
+    SMALL_GRID_FOLDS,
+    UNDERFIT,
     CountFolds,
     PointFolds,
     are_counts,
+    candidates_of,
     contiguous_folds,
     cv_results,
     has_peaked,
@@ -38,38 +49,6 @@ from ._validation import (
     quadrature_weights,
 )
 
-CV_TOL = 1e-5
-# Fits on the path stop once a step gains less than this fraction of the
-# loss: the held-out scores do not need more digits.
-CV_FTOL = 1e-4
-CV_MAX_ITER = 50
-# A path fit whose relative loss is at most this fits the density exactly
-# (relative L2 error 1e-5): it ends the search, and wins.
-EXACT_CV_LOSS = 1e-10
-# With early stopping, the path stops once the best mean score is this many
-# candidates behind.
-PATIENCE = 2
-# Grids of at most this many points refit every fold for real (not only a
-# candidate that would lead after one step), in 10 folds rather than 5: five
-# folds of a coarse histogram often hold out most of one peak.
-SMALL_GRID = 1000
-SMALL_GRID_FOLDS = 10
-# A path fit whose loss exceeds this many times the loss white noise alone
-# would leave (estimated from second differences) is still underfitting: the
-# path is not stopped early there.
-UNDERFIT = 4.0
-# On the path, the fit grown from the previous one (plus a component at the
-# largest residual) is kept only when its loss is below this fraction of the
-# data-driven starts' best: it finds a peak they missed, but past the true K it
-# also finds the strongest bump of noise, whose fit is a little lower and,
-# refitted from in the folds, leaks the held-out points' noise into their fits
-# (the held-out scores then creep up with K). bench_choose_k (419 cases,
-# --selector cv): keeping the lower always, 409 right (noisy1 47/50, noisy2d
-# 38/40); with 0.9, 413 (50/50, 39/40), and 408 against 407 on the
-# confirmation draw (--seed-offset 10000). On 220 spectra of bench_batch_cv
-# (seed 0) the rule made 14 of the 20 rows DensityGMMCV got wrong right, and one
-# of the 200 others wrong; rows more than one off fell from 8 to 2.
-PATH_GROWN_GAIN = 0.9
 # A best held-out score below this explains little of the density: warned of.
 LOW_SCORE = 0.5
 
@@ -110,9 +89,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     The held-out errors are pooled over the folds: a fold's score is
     ``1 - n_folds * error / total``, with ``total`` the constant model's
     error summed over all folds, so the mean score is the pooled R^2 or D^2.
-    The smallest ``K`` whose mean score is within one standard error of the
-    best is chosen (``selection``), the error being that of the paired
-    per-fold differences. A candidate whose fit on all points is exact ends
+    The smallest ``K`` whose mean score is within ``n_standard_errors``
+    standard errors of the best is chosen (``selection``), the error being
+    that of the paired per-fold differences. A candidate whose fit on all points is exact ends
     the search and is chosen (a smaller candidate that does not fit never
     wins); otherwise the path stops once the best score is
     ``early_stopping`` candidates behind. The chosen fit on all points is
@@ -222,6 +201,25 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     See Also
     --------
     DensityGMM : The mixture fitted for a given number of components.
+
+    Notes
+    -----
+    Two engines run the search above. On grids of at most 1,000 points with
+    ``loss='l2'``, held-out grid points in ``cv`` shuffled folds (None or an
+    int), the candidates ``1..m``, no ``scale`` or ``bins`` and the default
+    starts (``n_init=2``, ``init_params='kmeans'``), the batched engine of
+    :func:`fit_many` runs it on this one density: each step of the path is
+    the grown fit and one start from density-weighted EM, every fold is
+    refitted for real by Levenberg-Marquardt (all folds in one batched run),
+    and the chosen fit is polished by :class:`DensityGMM`'s engine. This is
+    the search ``fit_many`` runs for a batch of densities, so a density gets
+    the same ``K`` alone and in a batch. A density it cannot score, or whose
+    fit at the chosen ``K`` did not converge or has a parked or duplicated
+    component, goes to the path of single fits with the same folds. All
+    other settings use the path of single fits: ``n_init`` starts per step
+    (in parallel with ``n_jobs``), and on grids of over 1,000 points real
+    fold refits only for a candidate whose one-step score would lead.
+    ``docs/choosing_k.md`` gives the measured accuracy of both.
 
     Examples
     --------
@@ -343,6 +341,8 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                 "y of non-negative integer counts, no sample_weight and scale=None. Use "
                 "selection='standard_error' for other densities."
             )
+        if _batch_cv.covers(self, X) and self._fit_batched(X, y, sample_weight, weights, rng):
+            return self
         folds = None if selection in ("bic", "aic") else self._held_out_folds(X, y, weights, rng)
         base = DensityGMM(
             random_state=rng.randint(np.iinfo(np.int32).max),
@@ -376,6 +376,53 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_iter_ = self.best_estimator_.n_iter_
         self._warn_about_the_choice(candidates, folds)
         return self
+
+    def _fit_batched(self, X, y, sample_weight, weights, rng):
+        """The search of :func:`~._batch_cv.choose_block` on this one density.
+
+        Returns False, with ``rng`` as it was, when that search leaves the
+        density to the path (it cannot score it, or the fit at the chosen K
+        did not pass the gate).
+        """
+        state = rng.get_state()
+        try:
+            choice = _batch_cv.choose_block(
+                self, X, y[None], None if sample_weight is None else weights[None], seeds=[rng]
+            )
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            choice = None  # a numerical fault of the batched search: fit_many's rule
+        if choice is None or choice.n_components[0] == 0:
+            rng.set_state(state)
+            return False
+        candidates, scores = choice.candidates, choice.scores[0]
+        fit_times = np.where(np.isnan(scores), np.nan, choice.fit_times)
+        self.cv_results_ = cv_results(candidates, scores, fit_times)
+        ((_, weights_, means, _, precisions_cholesky, scale, *_),) = choice.groups
+        self.n_components_ = int(weights_.shape[1])
+        self.best_index_ = int(np.flatnonzero(candidates == self.n_components_)[0])
+        self.best_params_ = {"n_components": self.n_components_}
+        self.best_score_ = float(choice.best_score[0])
+        self.held_out_ = "points"
+        if self.verbose:
+            for k, mean in zip(candidates, scores.mean(axis=0), strict=True):
+                if not np.isnan(mean):
+                    print(f"DensityGMMCV: n_components={k}, mean score {mean:.6g}")
+        # the search's fit at the chosen K, polished by the single fit's engine
+        # (its checks and warnings are DensityGMM's)
+        estimator = DensityGMM(
+            n_components=self.n_components_,
+            random_state=self.random_state,
+            **{name: getattr(self, name) for name in _PASSED_ON},
+        )
+        problem = problem_of(estimator, *check_grid_density(estimator, X, y), sample_weight)
+        start = problem.to_fit(weights_[0], means[0], precisions_cholesky[0], scale[0])
+        self.best_estimator_ = _polished(
+            estimator, X, y, sample_weight, start, rng.randint(np.iinfo(np.int32).max)
+        )
+        self.n_iter_ = self.best_estimator_.n_iter_
+        for message in choice_warnings(candidates, self.n_components_, self.best_score_, "points"):
+            warn_at_caller(message)
+        return True
 
     def _scan(self, candidates, path, folds):
         """Per-fold scores and fit times of the candidates along the path, and an exact fit's index.
@@ -624,29 +671,6 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.best_estimator_.bic(X, y, sample_weight)
-
-
-def candidates_of(n_components):
-    """The candidate numbers of components of DensityGMMCV's ``n_components``, sorted."""
-    if n_components is None:
-        return np.arange(1, 9)
-    if isinstance(n_components, Integral):
-        return np.arange(1, n_components + 1)
-    candidates = np.asarray(n_components)
-    if (
-        candidates.ndim != 1
-        or candidates.size == 0
-        or not np.issubdtype(candidates.dtype, np.number)
-        or not np.all(np.isfinite(candidates))
-        or np.any(candidates != np.round(candidates))
-        or candidates.max() > np.iinfo(np.int32).max
-        or candidates.min() < 1
-    ):
-        raise ValueError(
-            "n_components should be a positive int or a list of positive ints, "
-            f"got {n_components!r}."
-        )
-    return np.unique(candidates).astype(int)
 
 
 def choice_warnings(candidates, n_components, best_score, held_out):

@@ -251,14 +251,7 @@ def test_density_gmm_cv_chooses_k_per_density_and_pads_with_nan(method):
         alone = [DensityGMMCV(n_components=4, random_state=0).fit(GRID_1D, y) for y in Y]
     assert not result.fallback.any()
     chosen = [a.n_components_ for a in alone]
-    if method == "loop":  # DensityGMMCV on each density
-        assert result.n_components.tolist() == chosen
-    else:  # the batched search: the true K here
-        assert result.n_components.tolist() == true_k
-    # DensityGMMCV alone gets 3 for the third density (K = 2, 0.5% noise) since its path
-    # keeps the grown start only when clearly better (PATH_GROWN_GAIN): a known miss,
-    # outweighed on bench_choose_k and bench_batch_cv (see the constant's comment)
-    assert chosen[:2] == true_k[:2]
+    assert result.n_components.tolist() == chosen == true_k
     assert result.weights.shape == (3, 4) and result.means.shape == (3, 4, 1)
     for i, a in enumerate(alone):
         k = result.n_components[i]
@@ -267,7 +260,7 @@ def test_density_gmm_cv_chooses_k_per_density_and_pads_with_nan(method):
             continue
         if method == "loop":  # the same fits
             np.testing.assert_array_equal(result.means[i, :k], a.best_estimator_.means_)
-        else:  # the same optimum, by another optimiser
+        else:  # the same search; DensityGMMCV polishes its fit with the single fit's engine
             np.testing.assert_allclose(result.means[i, :k], a.best_estimator_.means_, rtol=1e-6)
         np.testing.assert_allclose(
             result.predict_density(GRID_1D)[i],
@@ -329,9 +322,10 @@ def _noisy_spectra(seed, n, max_k, noise):
     return Y + noise * Y.max(axis=1, keepdims=True) * rng.normal(size=Y.shape), ks
 
 
-def test_batched_search_scores_one_component_like_density_gmm_cv():
-    # the same folds (the density's seed draws them) and the same pooled scores: with
-    # one component the optimum is unique, so the per-fold scores agree to rounding
+def test_batched_search_scores_one_component_like_density_gmm_cv_s_path(path_engine):
+    # the same folds (the density's seed draws them) and the same pooled scores as the
+    # path of single fits: with one component the optimum is unique, so the per-fold
+    # scores agree to rounding
     from skdensityfit._batch_cv import choose_block
 
     Y, _ = _noisy_spectra(5, 4, 1, 0.02)
@@ -349,22 +343,29 @@ def test_batched_search_scores_one_component_like_density_gmm_cv():
         np.testing.assert_allclose(choice.scores[row, :, 0], expected, rtol=1e-6, atol=1e-8)
 
 
-def test_batched_search_chooses_the_k_of_density_gmm_cv_alone():
+def test_batched_search_chooses_the_k_of_density_gmm_cv_alone_and_of_its_path(monkeypatch):
+    import skdensityfit._batch_cv as batch_cv
+
     Y, ks = _noisy_spectra(8, 16, 4, 0.02)
     search = DensityGMMCV(n_components=6, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = fit_many(GRID_1D, Y, search)
         alone = [DensityGMMCV(n_components=6, random_state=0).fit(GRID_1D, y) for y in Y]
+        with monkeypatch.context() as patch:  # DensityGMMCV's path of single fits
+            patch.setattr(batch_cv, "covers", lambda cv, grid: False)
+            path = [DensityGMMCV(n_components=6, random_state=0).fit(GRID_1D, y) for y in Y]
     assert not result.fallback.any() and not result.failed.any()
     np.testing.assert_array_equal(result.n_components, [a.n_components_ for a in alone])
     np.testing.assert_array_equal(result.n_components, ks)
-    np.testing.assert_allclose(
-        result.predict_density(GRID_1D),
-        np.array([a.predict_density(GRID_1D) for a in alone]),
-        rtol=1e-4,
-        atol=1e-6 * Y.max(),
-    )
+    np.testing.assert_array_equal([p.n_components_ for p in path], ks)
+    for fits in (alone, path):
+        np.testing.assert_allclose(
+            result.predict_density(GRID_1D),
+            np.array([a.predict_density(GRID_1D) for a in fits]),
+            rtol=1e-4,
+            atol=1e-6 * Y.max(),
+        )
 
 
 def test_batched_search_isolates_bad_rows_and_leaves_other_settings_to_the_loop():

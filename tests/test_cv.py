@@ -61,8 +61,19 @@ def test_chosen_number_of_components_is_right_in_90_percent():
     assert np.all(np.abs(off) <= 1), results[off != 0]
 
 
+@pytest.fixture(params=["batched", "path"])
+def engine(request, monkeypatch):
+    """DensityGMMCV.fit as it runs (the batched search where it covers the
+    settings), and on its path of single fits alone: both must choose right."""
+    if request.param == "path":
+        import skdensityfit._batch_cv as batch_cv
+
+        monkeypatch.setattr(batch_cv, "covers", lambda cv, grid: False)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(8))
-def test_noise_free_density_never_gets_fewer_components(seed):
+def test_noise_free_density_never_gets_fewer_components(seed, engine):
     n_components, chosen = _chosen("clean", seed)
     assert chosen >= n_components
 
@@ -232,7 +243,7 @@ def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
     assert search.n_components_ == 3
 
 
-def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch):
+def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch, path_engine):
     import skdensityfit._engine as engine
 
     calls = []
@@ -269,7 +280,7 @@ def test_early_stopping_evaluates_that_many_candidates_past_the_best(early_stopp
     assert ranks[len(evaluated) :].min() > ranks[: len(evaluated)].max()
 
 
-def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch):
+def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch, path_engine):
     """On large grids one step is optimistic for surplus components: a candidate
     whose one-step score would lead is scored again after real refits; the
     others are not."""
@@ -400,7 +411,7 @@ def test_count_splitting_chooses_two_for_old_faithful():
     assert sum(key.startswith("split") for key in search.cv_results_) == 5
 
 
-def test_a_comb_of_nine_peaks_has_nine_components():
+def test_a_comb_of_nine_peaks_has_nine_components(engine):
     x = np.linspace(0, 100, 600)
     y = sum(
         np.exp(-0.5 * ((x - c) / 1.5) ** 2) / (1.5 * np.sqrt(2 * np.pi)) for c in range(10, 91, 10)
@@ -411,7 +422,7 @@ def test_a_comb_of_nine_peaks_has_nine_components():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_clean_mixtures_on_coarse_grids_get_at_least_their_components(seed):
+def test_clean_mixtures_on_coarse_grids_get_at_least_their_components(seed, engine):
     """100 points, the narrowest component a few points wide: an exact fit ends the search."""
     rng = np.random.default_rng(seed)
     n_components = 3 + seed % 3
@@ -475,3 +486,79 @@ def test_noise_variance_of_many_rows_is_that_of_each():
         Y = rng.normal(size=(3, len(grid)))
         np.testing.assert_allclose(noise_variance(grid, Y), [noise_variance(grid, y) for y in Y])
     assert noise_variance(rng.uniform(size=(30, 2)), rng.normal(size=(2, 30))) is None
+
+
+def test_the_batched_search_runs_where_it_covers_the_settings_and_the_path_elsewhere(monkeypatch):
+    import skdensityfit._batch_cv as batch_cv
+    import skdensityfit._cv as cv
+
+    calls = []
+    original_block, original_path = batch_cv.choose_block, cv.path_fit
+
+    def block(*args, **kwargs):
+        calls.append("batched")
+        return original_block(*args, **kwargs)
+
+    def path(*args, **kwargs):
+        calls.append("path")
+        return original_path(*args, **kwargs)
+
+    monkeypatch.setattr(batch_cv, "choose_block", block)
+    monkeypatch.setattr(cv, "path_fit", path)
+    _, grid, y, _ = _case("noise1", 1)  # two components
+    for settings, expected in [
+        ({}, {"batched"}),
+        ({"n_init": 4}, {"path"}),
+        ({"init_params": "random"}, {"path"}),
+        ({"n_components": [1, 3]}, {"path"}),
+        ({"cv": KFold(5, shuffle=True, random_state=0)}, {"path"}),
+        ({"loss": "poisson"}, {"path"}),
+    ]:
+        calls.clear()
+        search = DensityGMMCV(**{"n_components": 4, "random_state": 0, **settings})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            search.fit(grid, np.abs(y) if "loss" in settings else y)
+        assert set(calls) == expected, settings
+        if not {"loss", "n_components"} & set(settings):
+            assert search.n_components_ == 2, settings
+
+
+def test_a_density_the_batched_search_leaves_gets_the_path_with_the_same_folds(monkeypatch, capsys):
+    """When the batched search leaves the density (its gate), the path runs with
+    the random state as it was: the same folds and fits as the path alone."""
+    import dataclasses
+
+    import skdensityfit._batch_cv as batch_cv
+
+    _, grid, y, _ = _case("noise5", 2)
+    original = batch_cv.choose_block
+    with monkeypatch.context() as patch:
+        patch.setattr(batch_cv, "covers", lambda cv, grid: False)
+        path = DensityGMMCV(n_components=5, random_state=np.random.RandomState(3)).fit(grid, y)
+
+    def leaving(*args, **kwargs):
+        choice = original(*args, **kwargs)
+        return dataclasses.replace(choice, n_components=np.zeros_like(choice.n_components))
+
+    monkeypatch.setattr(batch_cv, "choose_block", leaving)
+    left = DensityGMMCV(n_components=5, random_state=np.random.RandomState(3)).fit(grid, y)
+    assert left.n_components_ == path.n_components_
+    for key in ("split0_test_score", "split9_test_score", "mean_test_score"):
+        np.testing.assert_array_equal(left.cv_results_[key], path.cv_results_[key])
+    np.testing.assert_array_equal(left.best_estimator_.means_, path.best_estimator_.means_)
+
+
+def test_the_batched_search_fills_cv_results_and_prints_its_scores(capsys):
+    _, grid, y, _ = _case("noise1", 2)  # three components
+    search = DensityGMMCV(n_components=6, random_state=0, verbose=1).fit(grid, y)
+    results = search.cv_results_
+    evaluated = np.isfinite(results["mean_test_score"])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == evaluated.sum() >= search.n_components_ + 2
+    assert printed[0].startswith("DensityGMMCV: n_components=1, mean score")
+    assert np.all(results["mean_fit_time"][evaluated] > 0)
+    assert np.all(np.isnan(results["mean_fit_time"][~evaluated]))
+    assert search.best_score_ == results["mean_test_score"][search.best_index_]
+    assert search.held_out_ == "points" and search.n_components_ == 3
+    assert search.best_estimator_.score(grid, y) > 0.99
