@@ -8,6 +8,8 @@ Issue #15's check, side by side in one run with ``--n-jobs`` processes (2):
 - ``fit_many(grid, Y, DensityGMMCV(random_state=0))``, the vectorised path (default): every
   density's path of candidates, folds and choice advanced together;
 - ``fit_many(..., method="loop")``: ``DensityGMMCV.fit`` on each density alone (the reference K);
+- DensityGMMCV's path of single fits on each density (what ``DensityGMMCV.fit`` runs for
+  settings the batched search does not cover; here forced, to compare the two engines);
 - the fixed-K batch: ``fit_many(grid, Y_k, DensityGMM(k, random_state=0))`` on the rows of each
   true K (the cost the target is measured against).
 
@@ -32,6 +34,7 @@ import time
 import warnings
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
 from skdensityfit._examples import mixture_densities_1d
@@ -59,6 +62,20 @@ def spectra(n, seed):
     truth = mixture_densities_1d(GRID, weights, means, stds)
     noisy = truth + NOISE * truth.max(axis=1, keepdims=True) * rng.normal(size=truth.shape)
     return noisy, ks
+
+
+def _path_choices(Y):
+    """DensityGMMCV(random_state=0)'s K on its path of single fits, for each row of ``Y``."""
+    from skdensityfit import _batch_cv
+
+    warnings.simplefilter("ignore")
+    _batch_cv.covers = lambda cv, grid: False  # this worker process only
+    return [DensityGMMCV(random_state=0).fit(GRID, y).n_components_ for y in Y]
+
+
+def path_choices(Y, n_jobs):
+    parts = Parallel(n_jobs=n_jobs)(delayed(_path_choices)(part) for part in np.array_split(Y, 20))
+    return np.concatenate(parts)
 
 
 def timed(function, *args, **kwargs):
@@ -93,6 +110,7 @@ def main():
     cv = DensityGMMCV(random_state=0)
     vec, vec_seconds = timed(fit_many, GRID, Y, cv, n_jobs=n_jobs)
     loop, loop_seconds = timed(fit_many, GRID, Y, cv, n_jobs=n_jobs, method="loop")
+    path, path_seconds = timed(path_choices, Y, n_jobs)
 
     n = args.n
     print()
@@ -101,6 +119,7 @@ def main():
         ("fixed-K batch (true K)", fixed_seconds),
         ("DensityGMMCV vectorized", vec_seconds),
         ("DensityGMMCV loop (alone)", loop_seconds),
+        ("DensityGMMCV path (single fits)", path_seconds),
     ):
         print(f"{name:<34} {seconds:>8.2f} {n / seconds:>9.1f} {seconds / fixed_seconds:>14.1f}x")
     same = vec.n_components == loop.n_components
@@ -110,6 +129,15 @@ def main():
         f"vectorized right: {np.mean(vec.n_components == ks):.1%}, "
         f"alone right: {np.mean(loop.n_components == ks):.1%}; "
         f"fallback to DensityGMMCV alone: {vec.fallback.mean():.1%}"
+    )
+    far = {
+        name: int(np.sum(np.abs(k - ks) >= 2))
+        for name, k in (("path", path), ("vec", vec.n_components))
+    }
+    print(
+        f"path of single fits: right {np.mean(path == ks):.1%}, same K as alone "
+        f"{np.mean(path == loop.n_components):.1%}; two or more off: path {far['path']}, "
+        f"vectorized {far['vec']}"
     )
     diff = np.flatnonzero(~same)
     if diff.size:

@@ -80,10 +80,17 @@ class BatchProblem:
         """Raw Cholesky values per component (for 'tied': of the shared factor)."""
         return n_cholesky_values(self.covariance_type, 1, self.n_features)
 
-    @cached_property
+    @property
     def peak_kernels(self):
         """``(centres (c,), widths (w,), kernels (w, c, n))``: isotropic Gaussian
-        bumps ``exp(-|x - x_c|^2 / (2 s^2))`` of height one for the residual search."""
+        bumps ``exp(-|x - x_c|^2 / (2 s^2))`` of height one for the residual search
+        (computed once per grid: shared with :meth:`with_components`'s problems)."""
+        shared = self.__dict__.setdefault("_grid_cache", {})
+        if "peak_kernels" not in shared:
+            shared["peak_kernels"] = self._peak_kernels()
+        return shared["peak_kernels"]
+
+    def _peak_kernels(self):
         n = self.grid.shape[0]
         centres = np.unique(np.linspace(0, n - 1, min(n, PEAK_CENTRES)).astype(int))
         spacing = 2.0 * self.limits[0]
@@ -99,9 +106,9 @@ class BatchProblem:
             return self
         cache = self.__dict__.setdefault("_sizes", {})
         if n_components not in cache:
-            cache[n_components] = BatchProblem(
-                self.X, n_components, self.covariance_type, self.loss
-            )
+            sized = BatchProblem(self.X, n_components, self.covariance_type, self.loss)
+            sized.__dict__["_grid_cache"] = self.__dict__.setdefault("_grid_cache", {})
+            cache[n_components] = sized
         return cache[n_components]
 
     @property
