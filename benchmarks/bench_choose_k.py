@@ -1,6 +1,6 @@
 """How often a selector of the number of components K gets it right, family by family.
 
-Run:   python benchmarks/bench_choose_k.py           (full: 419 cases, 4 min on 2 cores)
+Run:   python benchmarks/bench_choose_k.py           (full: 419 cases, under a minute a selector)
        python benchmarks/bench_choose_k.py --quick   (81 cases: every 6th of each generated
                                                       family and all of Old Faithful, 1 min)
 (times for the default selectors, today's DensityGMMCV and BIC; a selector costing 20 single
