@@ -25,7 +25,13 @@ import numpy as np
 from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
 
-from ._batch_fit import REDUNDANT_DISTANCE, coincident_pairs, em_start, grown_by_one, parked
+from ._batch_fit import (
+    REDUNDANT_DISTANCE,
+    coincident_pairs,
+    em_start,
+    grown_by_one,
+    parked,
+)
 from ._batch_lm import (
     BatchProblem,
     _model,
@@ -48,6 +54,7 @@ from ._selection import (
     SMALL_GRID_FOLDS,
     UNDERFIT,
     candidates_of,
+    least_components,
     noise_variance,
     select,
 )
@@ -142,31 +149,50 @@ def _in_blocks(problem, theta, data, **settings):
     return result
 
 
-def _path_fits(problem, smaller, previous, Y, weights, *, tol, max_iter):
+def _em_fits(problem, Y, weights, *, tol, max_iter):
+    """``(theta (B, p), loss (B,))`` of every row's fit from the batched
+    data-driven start (:func:`~._batch_fit.em_start`), to the path's ``CV_FTOL``."""
+    data, _ = batch_data(problem, Y, weights)
+    fit = _in_blocks(
+        problem, em_start(problem, data), data, tol=tol, max_iter=max_iter, ftol=CV_FTOL
+    )
+    return fit.theta, fit.loss
+
+
+def _path_fits(problem, smaller, previous, grown, Y, weights, em, *, tol, max_iter):
     """``(theta (B, p), loss (B,))`` of every row's fit with ``problem``'s K
     (``weights`` ``(B, n)``); a loss that is not finite is inf.
 
-    The path's step: from the batched data-driven start
-    (:func:`~._batch_fit.em_start`) and from the fit ``previous`` with one
-    component fewer (of ``smaller``) plus a component where the residual asks
-    for it (:func:`~._batch_fit.grown_by_one`), each minimised to the path's
-    ``CV_FTOL``. The grown fit is kept only where it lowers the loss by more
-    than the factor ``PATH_GROWN_GAIN``, DensityGMMCV's rule (see there). On
-    768 spectra of bench_batch_cv (seed 0), before DensityGMMCV had the rule:
-    keeping the lower of the two always gave the same K as DensityGMMCV alone
-    in 92.6% of the first 256 and the true K in 92.6%; the data-driven start
-    alone, 97.3% and 97.7%; the rule, 98.4% and 98.8%.
+    The path's step: the fit from the data-driven start (``em``, the
+    ``(theta, loss)`` of :func:`_em_fits`) and, for the rows ``grown`` (a
+    boolean ``(B,)``) it does not fit exactly, the fit from the row's fit
+    ``previous`` with one component fewer (of ``smaller``) plus a component
+    where the residual asks for it (:func:`~._batch_fit.grown_by_one`),
+    minimised to the path's ``CV_FTOL``. The grown fit is kept only where it
+    lowers the loss by more than the factor ``PATH_GROWN_GAIN``,
+    DensityGMMCV's rule (see there). On 768 spectra of bench_batch_cv (seed
+    0), before DensityGMMCV had the rule: keeping the lower of the two always
+    gave the same K as DensityGMMCV alone in 92.6% of the first 256 and the
+    true K in 92.6%; the data-driven start alone, 97.3% and 97.7%; the rule,
+    98.4% and 98.8%.
     """
-    data, _ = batch_data(problem, Y, weights)
-    settings = dict(tol=tol, max_iter=max_iter, ftol=CV_FTOL)
-    best = _in_blocks(problem, em_start(problem, data), data, **settings)
-    if previous is not None:
-        grown = _in_blocks(
-            problem, grown_by_one(problem, smaller, previous, data), data, **settings
-        )
-        take = grown.loss < PATH_GROWN_GAIN * best.loss
-        best.theta[take], best.loss[take] = grown.theta[take], grown.loss[take]
-    return best.theta, np.where(np.isfinite(best.loss), np.maximum(best.loss, 0.0), np.inf)
+    theta, loss = (values.copy() for values in em)
+    if previous is None:
+        return theta, _finite_loss(loss)
+    rows = np.flatnonzero(grown)
+    inexact = loss[rows] > EXACT_CV_LOSS  # an exact fit needs no second start
+    rows, previous = rows[inexact], previous[inexact]
+    if rows.size:
+        data, _ = batch_data(problem, Y[rows], weights[rows])
+        start = grown_by_one(problem, smaller, previous, data)
+        other = _in_blocks(problem, start, data, tol=tol, max_iter=max_iter, ftol=CV_FTOL)
+        take = other.loss < PATH_GROWN_GAIN * loss[rows]
+        theta[rows[take]], loss[rows[take]] = other.theta[take], other.loss[take]
+    return theta, _finite_loss(loss)
+
+
+def _finite_loss(loss):
+    return np.where(np.isfinite(loss), np.maximum(loss, 0.0), np.inf)
 
 
 def _held_out_errors(problem, theta, Y, weights, test):
@@ -222,49 +248,88 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
 
     scores = np.full((B, F, len(candidates)), np.nan)
     fit_times = np.full(len(candidates), np.nan)
+    settings = dict(tol=max(cv.tol, CV_TOL), max_iter=min(cv.max_iter, CV_MAX_ITER))
+    # A 1-D density needs at least as many components as it has clear peaks
+    # (least_components): its candidates below that are not scored (NaN). The
+    # path still grows through them (its fits are starts), unless the data-driven
+    # start at the first scored candidate already fits the density exactly.
+    first = np.minimum(least_components(X, Y, noise), candidates[-1]) - 1
+    path_from = np.zeros(B, dtype=int)
+    em_fits = {}  # index -> (rows, theta, loss) of fits from the data-driven start
+    for index in np.unique(first[scorable & (first > 0)]):  # a batch per count of peaks
+        if candidates[index] > smallest_training:
+            continue
+        rows = np.flatnonzero(scorable & (first == index))
+        larger = problem.with_components(int(candidates[index]))
+        em_fits[index] = (rows, *_em_fits(larger, Y[rows], q[rows], **settings))
+        path_from[rows[em_fits[index][2] <= EXACT_CV_LOSS]] = index
     thetas = {}
     exact = np.full(B, -1)
     active = scorable.copy()
     for index, k in enumerate(candidates):
-        rows = np.flatnonzero(active)
+        rows = np.flatnonzero(active & (path_from <= index))
         if rows.size == 0:
-            break
+            if not np.any(active):
+                break
+            continue
         if k > smallest_training:
             scores[rows, :, index] = -np.inf
             continue
         larger = problem.with_components(int(k))
         w = q[rows]
+        em_theta = np.empty((rows.size, larger.layout.n_parameters))
+        em_loss = np.empty(rows.size)
+        known = np.zeros(rows.size, dtype=bool)
+        if index in em_fits:
+            em_rows, theta, loss = em_fits.pop(index)
+            known = np.isin(rows, em_rows)
+            at = np.searchsorted(em_rows, rows[known])
+            em_theta[known], em_loss[known] = theta[at], loss[at]
+        if not np.all(known):
+            em_theta[~known], em_loss[~known] = _em_fits(
+                larger, Y[rows[~known]], w[~known], **settings
+            )
+        grown = np.zeros(rows.size, dtype=bool)
         previous = None
         if index > 0 and index - 1 in thetas and candidates[index - 1] == k - 1:
             path_rows, path_theta = thetas[index - 1]
-            previous = path_theta[np.searchsorted(path_rows, rows)]
+            grown = np.isin(rows, path_rows)
+            previous = path_theta[np.searchsorted(path_rows, rows[grown])]
         theta, loss = _path_fits(
             larger,
             problem.with_components(int(k) - 1) if k > 1 else None,
             previous,
+            grown,
             Y[rows],
             w,
-            tol=max(cv.tol, CV_TOL),
-            max_iter=min(cv.max_iter, CV_MAX_ITER),
+            (em_theta, em_loss),
+            **settings,
         )
         thetas[index] = (rows, theta)
-        started = time.perf_counter()
-        errors = _held_out_errors(larger, theta, Y[rows], w, test if len(test) == 1 else test[rows])
-        fit_times[index] = (time.perf_counter() - started) / (rows.size * F)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            fold_scores = 1.0 - F * errors / total[rows, None]
-        scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
         done = loss <= EXACT_CV_LOSS
         exact[rows[done]] = index
-        if cv.early_stopping:
-            means = scores[rows, :, : index + 1].mean(axis=1)
-            finite = np.all(np.isfinite(means), axis=1)
-            peaked = finite & (
-                index - np.argmax(np.where(finite[:, None], means, 0), axis=1) >= patience
+        scored = (first[rows] <= index) | done
+        if np.any(scored):
+            part = rows[scored]
+            started = time.perf_counter()
+            errors = _held_out_errors(
+                larger, theta[scored], Y[part], w[scored], test if len(test) == 1 else test[part]
             )
+            fit_times[index] = (time.perf_counter() - started) / (part.size * F)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                fold_scores = 1.0 - F * errors / total[part, None]
+            scores[part, :, index] = np.where(
+                np.isfinite(loss[scored])[:, None], fold_scores, -np.inf
+            )
+        if cv.early_stopping and np.any(scored):
+            means = scores[part, :, : index + 1].mean(axis=1)
+            evaluated = ~np.isnan(means)  # NaN: candidates below the row's first
+            finite = np.all(np.isfinite(means) | ~evaluated, axis=1)
+            best = np.argmax(np.where(evaluated & finite[:, None], means, -np.inf), axis=1)
+            peaked = finite & (index - best >= patience)
             if noise_loss is not None:
-                peaked &= ~(loss > UNDERFIT * np.maximum(noise_loss[rows], 1e-300))
-            done |= peaked
+                peaked &= ~(loss[scored] > UNDERFIT * np.maximum(noise_loss[part], 1e-300))
+            done[scored] |= peaked
         active[rows[done]] = False
 
     selection = "standard_error" if cv.selection == "auto" else cv.selection

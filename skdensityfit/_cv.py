@@ -39,6 +39,7 @@ from ._selection import (
     cv_results,
     has_peaked,
     information_criterion,
+    least_components,
     noise_variance,
     select,
 )
@@ -441,7 +442,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             # (DensityGMM refuses them): such a candidate scores -inf, and the
             # path is not grown to it
             smallest_training_set = folds.smallest_training_set()
+            path.first = min(path.first, int(candidates[-1]))
             for index, n_components in enumerate(candidates):
+                if n_components < path.first:
+                    continue  # fewer components than clear peaks: not evaluated (NaN)
                 path_fit = None if n_components > smallest_training_set else path.fit(n_components)
                 if path_fit is None:
                     scores[:, index] = -np.inf
@@ -736,14 +740,24 @@ class _Path:
         unit = self.problem.standardisation.density_unit
         self.noise_loss = None if noise is None else noise / unit**2 / data.normaliser
         self.problems = {}  # n_components -> problem
+        # the density's clear peaks: fewer components cannot fit it (see _scan)
+        self.first = int(least_components(X, y, noise)[0])
 
     def fit(self, n_components):
         """``(theta, problem)`` of the fit on all points, or None if none is finite.
 
         The path passes through every ``K`` below ``n_components``: each grows
-        from the last.
+        from the last. When white noise would leave no more than an exact
+        fit's loss, the path first tries ``first`` components from the data
+        alone: an exact fit there makes the smaller K unnecessary.
         """
-        for k in range(len(self.fits) + 1, n_components + 1):
+        if not self.fits and 1 < self.first <= n_components and self._may_be_exact():
+            problem = self.problem.with_components(self.first)
+            result = path_fit(problem, None, self.settings, self.random_state, ftol=CV_FTOL)
+            if result is not None and result.loss <= EXACT_CV_LOSS:
+                self.problems[self.first] = problem
+                self.fits[self.first], self.losses[self.first] = result.theta, result.loss
+        for k in range(max(self.fits, default=0) + 1, n_components + 1):
             self.problems[k] = self.problem.with_components(k)
             result = path_fit(
                 self.problems[k],
@@ -758,6 +772,9 @@ class _Path:
             self.losses[k] = np.inf if result is None else result.loss
         theta = self.fits[n_components]
         return None if theta is None else (theta, self.problems[n_components])
+
+    def _may_be_exact(self):
+        return self.noise_loss is not None and self.noise_loss <= EXACT_CV_LOSS
 
     def underfits(self, n_components):
         """Whether the fit with ``n_components`` leaves far more than the noise unexplained.

@@ -26,6 +26,7 @@ from dataclasses import replace
 from numbers import Integral
 
 import numpy as np
+from scipy.signal import find_peaks
 from scipy.special import gammaln, xlogy
 
 from ._engine import minimize
@@ -73,6 +74,12 @@ FOLD_FTOL = 1e-4
 FOLD_MAX_ITER = 30
 # Differences of mean scores below this are rounding, not evidence.
 SCORE_RESOLUTION = 1e-8
+# The path starts at the number of peaks of a 1-D density that stand out of
+# its noise (see least_components): a peak counts when its prominence is at
+# least this many noise standard deviations, and at least this fraction of
+# the density's largest absolute value.
+PEAK_PROMINENCE_NOISE = 20.0
+PEAK_PROMINENCE_FLOOR = 1e-3
 
 
 def _deviance(target, predicted, weights):
@@ -272,6 +279,37 @@ def noise_variance(X, y):
     return float(smallest) if y.ndim == 1 else smallest
 
 
+def least_components(X, y, noise):
+    """A lower bound on the number of components of a 1-D density: its clear peaks.
+
+    A mixture of K Gaussians in one dimension has at most K modes (whatever
+    the variances; Carreira-Perpinan & Williams 2003), and two peaks of the
+    sampled values separated by a lower value are two modes of the sampled
+    function, so a noise-free density sampled on a grid needs at least as
+    many components as it has peaks. Under noise only the peaks whose
+    prominence (scipy's ``find_peaks``) is at least ``PEAK_PROMINENCE_NOISE``
+    standard deviations of the white noise (``noise``, the variance of
+    :func:`noise_variance`) count: noise of at most half that in absolute
+    value cannot make or hide such a peak. Peaks below ``PEAK_PROMINENCE_FLOOR``
+    of the largest absolute value never count (rounding in the tails). Returns
+    ``(B,)`` counts (at least 1) for ``y`` of shape ``(B, n_points)``; 1 for
+    every row when the grid is not 1-D or the noise is unknown (None).
+    """
+    y = np.atleast_2d(y)
+    least = np.ones(len(y), dtype=int)
+    if X.shape[1] != 1 or noise is None:
+        return least
+    values = y[:, np.argsort(X[:, 0], kind="stable")]
+    threshold = np.maximum(
+        PEAK_PROMINENCE_NOISE * np.sqrt(np.broadcast_to(noise, least.shape)),
+        PEAK_PROMINENCE_FLOOR * np.max(np.abs(values), axis=1),
+    )
+    for row, (row_values, row_threshold) in enumerate(zip(values, threshold, strict=True)):
+        # set-up, once a density: find_peaks' prominences are computed in C
+        least[row] = max(1, len(find_peaks(row_values, prominence=row_threshold)[0]))
+    return least
+
+
 def are_counts(y):
     """Whether ``y`` holds counts: non-negative integers, not all zero."""
     return bool(np.all(y >= 0) and np.all(y == np.rint(y)) and y.sum() > 0)
@@ -339,9 +377,10 @@ def select(scores, selection, n_standard_errors=1.0):
 def has_peaked(scores, patience):
     """True once the best mean score is ``patience`` or more candidates behind the last."""
     mean = scores.mean(axis=0)
-    if not np.all(np.isfinite(mean)):
+    evaluated = ~np.isnan(mean)  # NaN: a candidate the path skipped
+    if not np.any(evaluated) or not np.all(np.isfinite(mean[evaluated])):
         return False
-    return len(mean) - 1 - int(np.argmax(mean)) >= patience
+    return len(mean) - 1 - int(np.argmax(np.where(evaluated, mean, -np.inf))) >= patience
 
 
 def cv_results(candidates, scores, fit_times):

@@ -5,12 +5,14 @@ import warnings
 import numpy as np
 import pytest
 from joblib import Parallel, delayed
+from scipy.signal import find_peaks
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV
 from skdensityfit._examples import mixture_density, random_separated_mixture_1d
+from skdensityfit._selection import has_peaked, least_components, noise_variance
 
 KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
 CV_RESULT_KEYS = {
@@ -419,6 +421,58 @@ def test_a_comb_of_nine_peaks_has_nine_components(engine):
     search = DensityGMMCV(n_components=12, random_state=0).fit(x, y)
     assert search.n_components_ == 9
     assert search.best_estimator_.score(x, y) > 1 - 1e-8
+    # nine clear peaks: fewer components are never scored, and nine fit exactly at once
+    means = search.cv_results_["mean_test_score"]
+    assert np.all(np.isnan(means[:8])) and means[8] > 1 - 1e-8 and np.all(np.isnan(means[9:]))
+
+
+def _mixture_on_a_line(rng, n_components, n_points=400):
+    weights = rng.dirichlet(np.ones(n_components))
+    means = rng.uniform(0, 100, n_components)
+    stds = rng.uniform(0.5, 10, n_components)
+    x = np.linspace(-30, 130, n_points)
+    return x[:, None], mixture_density(x, weights, means[:, None], stds[:, None, None] ** 2)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_clear_peaks_never_outnumber_the_components(seed):
+    """A 1-D mixture of K Gaussians has at most K modes: with or without white noise
+    (1% and 5% of the maximum, the noise estimated from the values), the count of
+    clear peaks is a lower bound on K."""
+    rng = np.random.default_rng(seed)
+    n_components = 1 + seed % 6
+    X, clean = _mixture_on_a_line(rng, n_components)
+    modes = len(find_peaks(clean)[0])  # every local maximum of the sampled density
+    assert 1 <= least_components(X, clean, noise_variance(X, clean))[0] <= max(1, modes)
+    assert modes <= n_components
+    for level in (0.01, 0.05):
+        noisy = clean + level * clean.max() * rng.normal(size=clean.shape)
+        assert 1 <= least_components(X, noisy, noise_variance(X, noisy))[0] <= n_components
+
+
+def test_clear_peaks_of_a_comb_under_noise_rows_and_dimensions():
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 100, 600)
+    comb = sum(np.exp(-0.5 * ((x - c) / 1.5) ** 2) for c in range(10, 91, 10))
+    rows = np.stack([comb, comb + 0.01 * rng.normal(size=x.size), 0.2 * comb + 0.05])
+    X = x[:, None]
+    counts = least_components(X, rows, noise_variance(X, rows))
+    np.testing.assert_array_equal(counts, [9, 9, 9])  # noise 1% of the peaks: still clear
+    # a row's count is the same alone as in a block, and whatever the order of the grid
+    order = rng.permutation(x.size)
+    assert least_components(X[order], rows[1, order], noise_variance(X, rows[1]))[0] == 9
+    # unknown noise, or more than one dimension: no bound
+    assert least_components(X, comb, None)[0] == 1
+    square = np.stack(np.meshgrid(x[:20], x[:20], indexing="ij"), -1).reshape(-1, 2)
+    assert least_components(square, rng.random(400), 0.0)[0] == 1
+
+
+def test_has_peaked_skips_candidates_not_scored():
+    scores = np.array([[np.nan, 0.5, 0.9, 0.8, 0.7]])
+    assert has_peaked(scores, 2)
+    assert not has_peaked(scores[:, :4], 2)
+    assert not has_peaked(np.array([[np.nan, 0.5, -np.inf, 0.4, 0.3]]), 2)  # not fitted: no stop
+    assert not has_peaked(np.full((1, 3), np.nan), 1)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -477,8 +531,6 @@ def test_the_search_fits_integrated_bins(as_counts):
 
 
 def test_noise_variance_of_many_rows_is_that_of_each():
-    from skdensityfit._selection import noise_variance
-
     rng = np.random.default_rng(0)
     line = np.linspace(0, 1, 40)[:, None]
     square = np.stack(np.meshgrid(np.arange(7.0), np.arange(5.0), indexing="ij"), -1).reshape(-1, 2)
@@ -555,8 +607,11 @@ def test_the_batched_search_fills_cv_results_and_prints_its_scores(capsys):
     results = search.cv_results_
     evaluated = np.isfinite(results["mean_test_score"])
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == evaluated.sum() >= search.n_components_ + 2
-    assert printed[0].startswith("DensityGMMCV: n_components=1, mean score")
+    # scored from the density's two clear peaks up to two candidates past the choice
+    assert least_components(grid.reshape(-1, 1), y, noise_variance(grid.reshape(-1, 1), y)) == 2
+    np.testing.assert_array_equal(np.flatnonzero(evaluated), [1, 2, 3, 4])
+    assert len(printed) == evaluated.sum()
+    assert printed[0].startswith("DensityGMMCV: n_components=2, mean score")
     assert np.all(results["mean_fit_time"][evaluated] > 0)
     assert np.all(np.isnan(results["mean_fit_time"][~evaluated]))
     assert search.best_score_ == results["mean_test_score"][search.best_index_]
