@@ -237,11 +237,13 @@ def residual_peak(problem, residual, data):
     positive height count, and a noise spike explains little of any bump.
     Returns ``(centre index (B,), width (B,), height (B,))`` of the best.
     """
-    centres, widths, kernels = problem.peak_kernels
-    flat = kernels.reshape(len(widths) * len(centres), -1)
+    centres, widths, flat, squares = problem.peak_kernels
     q = data.weights
-    projection = (q * residual) @ flat.T  # (B, widths x centres)
-    norm = (flat**2 @ q)[None] if q.ndim == 1 else q @ (flat**2).T
+    projection = ((q * residual).astype(np.float32) @ flat.T).astype(float)  # (B, w x c)
+    if q.ndim == 1:
+        norm = (squares @ q.astype(np.float32)).astype(float)[None]
+    else:
+        norm = (q.astype(np.float32) @ squares.T).astype(float)
     gain = np.where(projection > 0, projection**2 / norm, 0.0)
     best = np.argmax(gain, axis=1)
     rows = np.arange(len(residual))
