@@ -8,6 +8,7 @@ components, losses far above the block's), combined in :func:`fit_block`.
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -426,6 +427,19 @@ def coincident_pairs(weights, means, covariances, covariance_type, threshold):
     return found
 
 
+def hopeless(problem, theta, data):
+    """Rows whose fit the gate would reject however long it ran on: a parked
+    component (:func:`parked`) or two coincident ones (:func:`coincident_pairs`);
+    levenberg_marquardt's ``give_up`` hook, so that they stop early and take
+    the other starts (a component creeping off the grid, or two sharing one
+    peak, gains a little at every one of hundreds of iterations)."""
+    weights, means, covariances, _, _ = grid_unit_parameters(problem, theta, np.zeros(len(theta)))
+    coincident = coincident_pairs(
+        weights, means, covariances, problem.covariance_type, REDUNDANT_DISTANCE
+    )
+    return parked(problem, theta, data) | coincident
+
+
 # ----------------------------------------------------------------------
 # one block, end to end
 # ----------------------------------------------------------------------
@@ -447,7 +461,9 @@ class BlockFit:
 
 def _run(problem, data, seeding, *, tol, max_iter):
     theta0 = em_start(problem, data, seeding=seeding)
-    result = levenberg_marquardt(problem, theta0, data, tol=tol, max_iter=max_iter)
+    result = levenberg_marquardt(
+        problem, theta0, data, tol=tol, max_iter=max_iter, give_up=partial(hopeless, problem)
+    )
     result.loss = np.maximum(result.loss, 0.0)
     result.flagged = ~result.converged | ~np.isfinite(result.loss)
     result.flagged |= parked(problem, result.theta, data)
@@ -528,7 +544,14 @@ def fit_block(
             break
         tried_from[rows] = source[rows]
         start = best_log_scale(problem, result.theta[source[rows]], data.take(rows))
-        other = levenberg_marquardt(problem, start, data.take(rows), tol=tol, max_iter=max_iter)
+        other = levenberg_marquardt(
+            problem,
+            start,
+            data.take(rows),
+            tol=tol,
+            max_iter=max_iter,
+            give_up=partial(hopeless, problem),
+        )
         other.loss = np.maximum(other.loss, 0.0)
         other.flagged = ~other.converged | ~np.isfinite(other.loss)
         other.flagged |= parked(problem, other.theta, data.take(rows))

@@ -34,6 +34,8 @@ NO_GAIN = 1e-15
 # overhead is shared by many densities, small enough that the (B, p, n)
 # Jacobian stays in cache (chunks of 256 densities of 200 points measured best).
 MAX_BLOCK = 256
+# levenberg_marquardt asks its give_up hook about rows at these iteration counts.
+GIVE_UP_AT = 20 * 2 ** np.arange(10)
 BLOCK_ELEMENTS = 2**19
 # The residual search of the batched moves: Gaussian bumps of PEAK_WIDTHS
 # widths, geometric from 1.5 grid spacings to an eighth of the grid's extent,
@@ -422,7 +424,9 @@ def _solve(matrices, rhs):
 
 
 @np.errstate(under="ignore", over="ignore", invalid="ignore", divide="ignore")
-def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN, min_iter=0):
+def levenberg_marquardt(
+    problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN, min_iter=0, give_up=None
+):
     """Minimise the loss of every row of ``theta0`` ``(B, p)`` within the box bounds.
 
     The rules of the single fit's Levenberg-Marquardt, per row: damping
@@ -434,7 +438,11 @@ def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN, m
     active set once converged, stalled or at ``max_iter`` iterations. The
     gradient test is skipped for the first ``min_iter`` iterations of a row (a
     fold's refit from the fit on all points takes at least one step, like the
-    single fit's cross-validation).
+    single fit's cross-validation). ``give_up(theta, data)``, if given, is
+    asked about the rows still running after ``GIVE_UP_AT`` iterations (20,
+    40, 80, ...): the rows it marks stop there, not converged (a component
+    leaving the grid creeps on for hundreds of iterations, each gaining a
+    little, while the rest of the block waits).
     """
     lower, upper = problem.lower, problem.upper
     theta = np.clip(theta0, lower, upper)
@@ -461,6 +469,18 @@ def levenberg_marquardt(problem, theta0, data, *, tol, max_iter, ftol=NO_GAIN, m
             index, th, gr = index[keep], th[keep], gr[keep]
             if index.size == 0:
                 break
+        if give_up is not None:
+            due = np.isin(n_iter[index], GIVE_UP_AT)
+            if np.any(due):
+                ask = np.flatnonzero(due)
+                stop = np.zeros(index.size, dtype=bool)
+                stop[ask] = give_up(th[ask], data.take(index[ask]))
+                if np.any(stop):
+                    active[index[stop]] = False
+                    keep = ~stop
+                    index, th, gr = index[keep], th[keep], gr[keep]
+                    if index.size == 0:
+                        break
         H = matrix[index]
         free = ~(((th <= lower) & (gr > 0)) | ((th >= upper) & (gr < 0)))
         both = free[:, :, None] & free[:, None, :]
