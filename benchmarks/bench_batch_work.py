@@ -1,0 +1,64 @@
+"""The vectorised batch path's work, counted rather than timed: batched evaluations and rows.
+
+Run: python benchmarks/bench_batch_work.py      (about half a minute, one process)
+     (on another checkout: PYTHONPATH=that/checkout python benchmarks/bench_batch_work.py)
+
+Timings on this shared machine move by tens of percent from run to run; these counts do not.
+For bench_batch's 1-D data sets (2,000 rows each, the same generators and seeds), it runs
+``fit_many(grid, Y, DensityGMM(K, random_state=0), n_jobs=1)`` and counts the calls of the
+batched evaluation (``_batch_lm.evaluate``: model, Jacobian and Gauss-Newton matrix of the
+rows still iterating), the rows they evaluated (``row-evals``, the arithmetic), and the rows
+that levenberg_marquardt's ``give_up`` hook was asked about. Every call has a fixed cost of
+numpy calls whatever its number of rows, so calls on few rows (a block waiting for its slowest
+rows) are the overhead; row-evals are the work.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import warnings
+
+import numpy as np
+from bench_batch import GRID, densities_1d
+
+import skdensityfit._batch_fit as batch_fit
+import skdensityfit._batch_lm as batch_lm
+from skdensityfit import DensityGMM, fit_many
+
+SETS = ((2, 0, 0.0), (3, 1, 0.0), (2, 0, 0.02), (3, 1, 0.02))  # (K, seed, noise) as bench_batch
+
+
+def main():
+    warnings.simplefilter("ignore")
+    counts = {"calls": 0, "rows": 0, "asked": 0}
+    evaluate = batch_lm.evaluate
+    hopeless = getattr(batch_fit, "hopeless", None)  # (older checkouts have no hook)
+
+    def counted_evaluate(problem, theta, data):
+        counts["calls"] += 1
+        counts["rows"] += len(theta)
+        return evaluate(problem, theta, data)
+
+    def counted_hopeless(problem, theta, data):
+        counts["asked"] += len(theta)
+        return hopeless(problem, theta, data)
+
+    batch_lm.evaluate = counted_evaluate
+    if hopeless is not None:
+        batch_fit.hopeless = counted_hopeless
+    print(f"{'data':<22} {'rows':>6} {'calls':>7} {'row-evals':>10} {'per row':>8} {'asked':>6}")
+    for k, seed, noise in SETS:
+        truth, noisy = densities_1d(2000, k, seed, noise)
+        counts.update(calls=0, rows=0, asked=0)
+        result = fit_many(GRID, noisy if noise else truth, DensityGMM(k, random_state=0), n_jobs=1)
+        name = f"1-D K={k} {'noise 2%' if noise else 'noise-free'}"
+        print(
+            f"{name:<22} {len(truth):>6} {counts['calls']:>7} {counts['rows']:>10} "
+            f"{counts['rows'] / len(truth):>8.1f} {counts['asked']:>6}   "
+            f"(fallback {result.fallback.mean():.2%}, summed loss {np.sum(result.loss):.6e})"
+        )
+
+
+if __name__ == "__main__":
+    main()
