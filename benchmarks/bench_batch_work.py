@@ -10,13 +10,16 @@ batched evaluation (``_batch_lm.evaluate``: model, Jacobian and Gauss-Newton mat
 rows still iterating), the rows they evaluated (``row-evals``, the arithmetic), and the rows
 that levenberg_marquardt's ``give_up`` hook was asked about. Every call has a fixed cost of
 numpy calls whatever its number of rows, so calls on few rows (a block waiting for its slowest
-rows) are the overhead; row-evals are the work.
+rows) are the overhead; row-evals are the work. Then, timed (the best of five), one batched
+evaluation of the noisy K = 2 rows at their fit, per row, by the number of rows evaluated
+together: what a call costs when few rows are left, and when many fall out of cache.
 """
 
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import time
 import warnings
 
 import numpy as np
@@ -58,6 +61,24 @@ def main():
             f"{counts['rows'] / len(truth):>8.1f} {counts['asked']:>6}   "
             f"(fallback {result.fallback.mean():.2%}, summed loss {np.sum(result.loss):.6e})"
         )
+
+    batch_lm.evaluate = evaluate
+    _, noisy = densities_1d(1024, 2, 0, 0.02)
+    problem = batch_lm.BatchProblem(GRID[:, None], 2, "full", "l2")
+    data, _ = batch_lm.batch_data(problem, noisy)
+    start = batch_fit.em_start(problem, data)
+    theta = batch_lm.levenberg_marquardt(problem, start, data, tol=1e-8, max_iter=50).theta
+    print()
+    print("one batched evaluation (noisy K=2, 200 points), microseconds per row:")
+    for size in (16, 64, 256, 1024):
+        best = np.inf
+        for _ in range(5):
+            begin = time.perf_counter()
+            for first in range(0, 1024, size):
+                rows = np.arange(first, first + size)
+                evaluate(problem, theta[rows], data.take(rows))
+            best = min(best, (time.perf_counter() - begin) / 1024 * 1e6)
+        print(f"  {size:>5} rows together: {best:6.1f}")
 
 
 if __name__ == "__main__":
