@@ -105,8 +105,11 @@ class BatchProblem:
         widths = np.geomspace(1.5 * spacing, max(extent / 8.0, 3.0 * spacing), PEAK_WIDTHS)
         distance = np.sum((self.grid[centres][:, None, :] - self.grid[None]) ** 2, axis=2)
         exponent = (-0.5 * distance[None] / widths[:, None, None] ** 2).astype(np.float32)
-        kernels = np.exp(exponent, out=exponent).reshape(len(widths) * len(centres), n)
-        kernels[kernels < np.exp(np.float32(-80.0))] = 0.0
+        negligible = exponent < -80.0
+        np.maximum(exponent, -80.0, out=exponent)
+        kernels = np.exp(exponent, out=exponent)
+        kernels[negligible] = 0.0
+        kernels = kernels.reshape(len(widths) * len(centres), n)
         return centres, widths, kernels, kernels**2
 
     def with_components(self, n_components):
