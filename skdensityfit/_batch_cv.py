@@ -249,11 +249,11 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     scores = np.full((B, F, len(candidates)), np.nan)
     fit_times = np.full(len(candidates), np.nan)
     settings = dict(tol=max(cv.tol, CV_TOL), max_iter=min(cv.max_iter, CV_MAX_ITER))
-    # A 1-D density needs at least as many components as it has clear peaks
-    # (least_components): its candidates below that are not scored (NaN). The
-    # path still grows through them (its fits are starts), unless the data-driven
-    # start at the first scored candidate already fits the density exactly.
-    first = np.minimum(least_components(X, Y, noise), candidates[-1]) - 1
+    # A 1-D density has at least as many components as clear peaks (least_components):
+    # where the data-driven fit at that count is exact, the search ends there (a
+    # smaller candidate cannot fit exactly, and only an exact fit would win); the
+    # other rows take the whole path, every candidate scored.
+    first = np.minimum(least_components(X, Y, noise, q), candidates[-1]) - 1
     path_from = np.zeros(B, dtype=int)
     em_fits = {}  # index -> (rows, theta, loss) of fits from the data-driven start
     for index in np.unique(first[scorable & (first > 0)]):  # a batch per count of peaks
@@ -308,28 +308,21 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         thetas[index] = (rows, theta)
         done = loss <= EXACT_CV_LOSS
         exact[rows[done]] = index
-        scored = (first[rows] <= index) | done
-        if np.any(scored):
-            part = rows[scored]
-            started = time.perf_counter()
-            errors = _held_out_errors(
-                larger, theta[scored], Y[part], w[scored], test if len(test) == 1 else test[part]
-            )
-            fit_times[index] = (time.perf_counter() - started) / (part.size * F)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                fold_scores = 1.0 - F * errors / total[part, None]
-            scores[part, :, index] = np.where(
-                np.isfinite(loss[scored])[:, None], fold_scores, -np.inf
-            )
-        if cv.early_stopping and np.any(scored):
-            means = scores[part, :, : index + 1].mean(axis=1)
-            evaluated = ~np.isnan(means)  # NaN: candidates below the row's first
+        started = time.perf_counter()
+        errors = _held_out_errors(larger, theta, Y[rows], w, test if len(test) == 1 else test[rows])
+        fit_times[index] = (time.perf_counter() - started) / (rows.size * F)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            fold_scores = 1.0 - F * errors / total[rows, None]
+        scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
+        if cv.early_stopping:
+            means = scores[rows, :, : index + 1].mean(axis=1)
+            evaluated = ~np.isnan(means)  # NaN: below a row that started at an exact fit
             finite = np.all(np.isfinite(means) | ~evaluated, axis=1)
             best = np.argmax(np.where(evaluated & finite[:, None], means, -np.inf), axis=1)
             peaked = finite & (index - best >= patience)
             if noise_loss is not None:
-                peaked &= ~(loss[scored] > UNDERFIT * np.maximum(noise_loss[part], 1e-300))
-            done[scored] |= peaked
+                peaked &= ~(loss > UNDERFIT * np.maximum(noise_loss[rows], 1e-300))
+            done |= peaked
         active[rows[done]] = False
 
     selection = "standard_error" if cv.selection == "auto" else cv.selection

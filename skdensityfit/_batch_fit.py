@@ -245,7 +245,8 @@ def residual_peak(problem, residual, data):
         norm = (squares @ q.astype(np.float32)).astype(float)[None]
     else:
         norm = (q.astype(np.float32) @ squares.T).astype(float)
-    gain = np.where(projection > 0, projection**2 / norm, 0.0)
+    # a bump with no weight on the grid (inside a gap of zero weights) explains nothing
+    gain = np.where((projection > 0) & (norm > 0), projection**2 / norm, 0.0)
     best = np.argmax(gain, axis=1)
     rows = np.arange(len(residual))
     height = projection[rows, best] / norm[0 if q.ndim == 1 else rows, best]

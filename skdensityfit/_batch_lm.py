@@ -89,8 +89,8 @@ class BatchProblem:
         isotropic Gaussian bumps ``exp(-|x - x_c|^2 / (2 s^2))`` of height one for
         the residual search, and their squares, in single precision (the search
         only ranks bumps and takes a start's height from the best; ``exp`` in
-        single precision is several times faster, and values below ``exp(-80)``
-        are set to zero, where ``exp`` would slow down on underflow). Computed
+        single precision is several times faster; values below ``exp(-40)`` are
+        set to zero, so that neither they nor their squares underflow). Computed
         once per grid: shared with :meth:`with_components`'s problems."""
         shared = self.__dict__.setdefault("_grid_cache", {})
         if "peak_kernels" not in shared:
@@ -105,8 +105,8 @@ class BatchProblem:
         widths = np.geomspace(1.5 * spacing, max(extent / 8.0, 3.0 * spacing), PEAK_WIDTHS)
         distance = np.sum((self.grid[centres][:, None, :] - self.grid[None]) ** 2, axis=2)
         exponent = (-0.5 * distance[None] / widths[:, None, None] ** 2).astype(np.float32)
-        negligible = exponent < -80.0
-        np.maximum(exponent, -80.0, out=exponent)
+        negligible = exponent < -40.0  # squares above exp(-80): normal in single precision
+        np.maximum(exponent, -40.0, out=exponent)
         kernels = np.exp(exponent, out=exponent)
         kernels[negligible] = 0.0
         kernels = kernels.reshape(len(widths) * len(centres), n)

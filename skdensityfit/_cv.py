@@ -26,6 +26,7 @@ from ._selection import (
     CV_MAX_ITER,
     CV_TOL,
     EXACT_CV_LOSS,
+    EXACT_TRIAL_NOISE_LOSS,
     PATH_GROWN_GAIN,
     PATIENCE,
     SMALL_GRID,
@@ -450,10 +451,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             # (DensityGMM refuses them): such a candidate scores -inf, and the
             # path is not grown to it
             smallest_training_set = folds.smallest_training_set()
-            path.first = min(path.first, int(candidates[-1]))
+            first = path.exact_start(int(candidates[-1]))
             for index, n_components in enumerate(candidates):
-                if n_components < path.first:
-                    continue  # fewer components than clear peaks: not evaluated (NaN)
+                if n_components < first:
+                    continue  # below an exact fit at the count of clear peaks: NaN
                 path_fit = None if n_components > smallest_training_set else path.fit(n_components)
                 if path_fit is None:
                     scores[:, index] = -np.inf
@@ -748,23 +749,34 @@ class _Path:
         unit = self.problem.standardisation.density_unit
         self.noise_loss = None if noise is None else noise / unit**2 / data.normaliser
         self.problems = {}  # n_components -> problem
-        # the density's clear peaks: fewer components cannot fit it (see _scan)
-        self.first = int(least_components(X, y, noise)[0])
+        # the density's clear peaks: fewer components cannot fit it exactly
+        self.first = int(least_components(X, y, noise, weights)[0])
+
+    def exact_start(self, largest):
+        """The smallest K the search must score: the count of the density's clear
+        peaks (at most ``largest``) when a fit from the data alone with that many
+        components is exact (then no smaller K fits exactly, and only an exact
+        fit would win), else 1. Tried only when the noise estimate allows an
+        exact fit (``EXACT_TRIAL_NOISE_LOSS``)."""
+        first = min(self.first, largest)
+        if self.fits or first < 2 or self.noise_loss is None:
+            return 1
+        if self.noise_loss > EXACT_TRIAL_NOISE_LOSS:
+            return 1
+        problem = self.problem.with_components(first)
+        result = path_fit(problem, None, self.settings, self.random_state, ftol=CV_FTOL)
+        if result is None or result.loss > EXACT_CV_LOSS:
+            return 1
+        self.problems[first] = problem
+        self.fits[first], self.losses[first] = result.theta, result.loss
+        return first
 
     def fit(self, n_components):
         """``(theta, problem)`` of the fit on all points, or None if none is finite.
 
-        The path passes through every ``K`` below ``n_components``: each grows
-        from the last. When white noise would leave no more than an exact
-        fit's loss, the path first tries ``first`` components from the data
-        alone: an exact fit there makes the smaller K unnecessary.
+        The path passes through every ``K`` below ``n_components`` (from an
+        exact :meth:`exact_start` on): each grows from the last.
         """
-        if not self.fits and 1 < self.first <= n_components and self._may_be_exact():
-            problem = self.problem.with_components(self.first)
-            result = path_fit(problem, None, self.settings, self.random_state, ftol=CV_FTOL)
-            if result is not None and result.loss <= EXACT_CV_LOSS:
-                self.problems[self.first] = problem
-                self.fits[self.first], self.losses[self.first] = result.theta, result.loss
         for k in range(max(self.fits, default=0) + 1, n_components + 1):
             self.problems[k] = self.problem.with_components(k)
             result = path_fit(
@@ -780,9 +792,6 @@ class _Path:
             self.losses[k] = np.inf if result is None else result.loss
         theta = self.fits[n_components]
         return None if theta is None else (theta, self.problems[n_components])
-
-    def _may_be_exact(self):
-        return self.noise_loss is not None and self.noise_loss <= EXACT_CV_LOSS
 
     def underfits(self, n_components):
         """Whether the fit with ``n_components`` leaves far more than the noise unexplained.

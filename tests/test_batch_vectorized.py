@@ -454,3 +454,19 @@ def test_rows_the_gate_would_reject_stop_early_and_the_others_are_unchanged():
     assert np.all(bf.hopeless(problem, hooked.theta[stopped], data.take(np.flatnonzero(stopped))))
     np.testing.assert_array_equal(hooked.theta[~stopped], plain.theta[~stopped])
     np.testing.assert_array_equal(hooked.converged[~stopped], plain.converged[~stopped])
+
+
+def test_the_matched_filter_ignores_bumps_inside_a_gap_of_zero_weights():
+    """Single-precision bumps whose squares would underflow inside a gap of zero
+    quadrature weights must not get an infinite gain or height."""
+    x = np.linspace(0, 100, 400)
+    problem = bl.BatchProblem(x[:, None], 2, "full", "l2")
+    centres = problem.peak_kernels[0]
+    centre = centres[len(centres) // 2]
+    weights = np.ones(x.size)
+    weights[centre - 16 : centre + 17] = 0.0
+    y = np.exp(-0.5 * ((x - 50) / 8) ** 2)
+    data, _ = bl.batch_data(problem, y[None], weights[None])
+    at, _, height = bf.residual_peak(problem, data.target.copy(), data)
+    assert np.all(np.isfinite(height)) and 0.5 < height[0] < 1.0
+    assert abs(x[at[0]] - 50) < 1.0
