@@ -4,11 +4,12 @@ Run: python benchmarks/bench_clear_peaks.py     (seconds: no fits, only the coun
 
 ``least_components`` (skdensityfit/_selection.py) counts the peaks of a 1-D density whose
 prominence is at least 20 standard deviations of the white noise estimated from the values;
-DensityGMMCV scores no candidate below that count. It must never exceed the true number of
-components (a 1-D mixture of K Gaussians has at most K modes): this counts, on both draws of
-bench_choose_k's 1-D families of densities (seed offsets 0 and 10000), the cases where the
-bound equals the true K, is below it, or is above it (a wrong bound), and how often it is
-above 1 (where it saves work).
+DensityGMMCV first tries an exact fit with that many components. On noise-free densities it
+cannot exceed the true number of components (a 1-D mixture of K Gaussians has at most K modes);
+under noise that is not white it can (a histogram's noise is larger at its peaks). This counts,
+on both draws of bench_choose_k's 1-D families of densities (seed offsets 0 and 10000), the
+cases where the count equals the true K, is below it, or is above it, and how often it is
+above 1.
 """
 
 import collections

@@ -99,13 +99,14 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     ``early_stopping`` candidates behind. The chosen fit on all points is
     polished to ``tol`` as ``best_estimator_``.
 
-    A 1-D density with ``loss='l2'`` needs at least as many components as it
-    has clear peaks (a mixture of K Gaussians on a line has at most K modes;
-    a peak is clear when its prominence is at least 20 standard deviations
-    of the white noise estimated from differences of neighbouring values):
-    candidates below that count are not scored (NaN in ``cv_results_``), and
-    when a fit from the data alone at that count is exact the search ends
-    there without the path below it.
+    A 1-D density with ``loss='l2'`` that ``K`` components fit exactly has at
+    most ``K`` peaks (a mixture of K Gaussians on a line has at most K modes).
+    The search first fits, from the data alone, as many components as the
+    density has clear peaks (prominence of at least 20 standard deviations of
+    the white noise estimated from differences of neighbouring values); when
+    that fit is exact the search ends there, the smaller candidates NaN in
+    ``cv_results_``. Otherwise every candidate is scored (noise that is not
+    white can fake clear peaks).
 
     Folds of grid points must be shuffled: contiguous folds of a grid hold
     out whole regions of it, where no fit can predict a component it never
