@@ -467,24 +467,16 @@ def levenberg_marquardt(
         done = (projected <= tol) & (n_iter[index] >= min_iter)
         converged[index[done]] = True
         stop = done | (n_iter[index] >= max_iter)
+        if give_up is not None:
+            ask = np.flatnonzero(~stop & np.isin(n_iter[index], GIVE_UP_AT))
+            if ask.size:
+                stop[ask] = give_up(th[ask], data.take(index[ask]))
         if np.any(stop):
             active[index[stop]] = False
             keep = ~stop
             index, th, gr = index[keep], th[keep], gr[keep]
             if index.size == 0:
                 break
-        if give_up is not None:
-            due = np.isin(n_iter[index], GIVE_UP_AT)
-            if np.any(due):
-                ask = np.flatnonzero(due)
-                stop = np.zeros(index.size, dtype=bool)
-                stop[ask] = give_up(th[ask], data.take(index[ask]))
-                if np.any(stop):
-                    active[index[stop]] = False
-                    keep = ~stop
-                    index, th, gr = index[keep], th[keep], gr[keep]
-                    if index.size == 0:
-                        break
         H = matrix[index]
         free = ~(((th <= lower) & (gr > 0)) | ((th >= upper) & (gr < 0)))
         both = free[:, :, None] & free[:, None, :]
