@@ -7,7 +7,8 @@ grids of at most ``SMALL_GRID`` points); other settings, and densities this
 search cannot score or whose fit at the chosen K fails the gate, take
 DensityGMMCV's path of single fits. The folds are ``KFold`` shuffled with the
 seed DensityGMMCV draws first from the density's random state; the scores are
-pooled; the path stops at an exact fit, or at a peaked score unless the fit
+pooled; the path stops at an exact fit (tried first, from the data alone, at the
+count of a 1-D density's clear peaks), or at a peaked score unless the fit
 still leaves far more than the noise; the choice is
 :func:`~._selection.select`'s. What is batched: every density's fit at each
 candidate K (the grown fit and a data-driven start), every fold's refit of
