@@ -26,13 +26,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
 
-from ._batch_fit import (
-    REDUNDANT_DISTANCE,
-    coincident_pairs,
-    em_start,
-    grown_by_one,
-    parked,
-)
+from ._batch_fit import REDUNDANT_DISTANCE, coincident_pairs, em_start, grown_by_one, parked
 from ._batch_lm import (
     BatchProblem,
     _model,
@@ -317,10 +311,10 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
         if cv.early_stopping:
             means = scores[rows, :, : index + 1].mean(axis=1)
-            evaluated = ~np.isnan(means)  # NaN: below a row that started at an exact fit
-            finite = np.all(np.isfinite(means) | ~evaluated, axis=1)
-            best = np.argmax(np.where(evaluated & finite[:, None], means, -np.inf), axis=1)
-            peaked = finite & (index - best >= patience)
+            finite = np.all(np.isfinite(means), axis=1)
+            peaked = finite & (
+                index - np.argmax(np.where(finite[:, None], means, 0), axis=1) >= patience
+            )
             if noise_loss is not None:
                 peaked &= ~(loss > UNDERFIT * np.maximum(noise_loss[rows], 1e-300))
             done |= peaked

@@ -760,9 +760,7 @@ class _Path:
         fit would win), else 1. Tried only when the noise estimate allows an
         exact fit (``EXACT_TRIAL_NOISE_LOSS``)."""
         first = min(self.first, largest)
-        if self.fits or first < 2 or self.noise_loss is None:
-            return 1
-        if self.noise_loss > EXACT_TRIAL_NOISE_LOSS:
+        if self.fits or first < 2 or not self._may_be_exact():
             return 1
         problem = self.problem.with_components(first)
         result = path_fit(problem, None, self.settings, self.random_state, ftol=CV_FTOL)
@@ -771,6 +769,9 @@ class _Path:
         self.problems[first] = problem
         self.fits[first], self.losses[first] = result.theta, result.loss
         return first
+
+    def _may_be_exact(self):
+        return self.noise_loss is not None and self.noise_loss <= EXACT_TRIAL_NOISE_LOSS
 
     def fit(self, n_components):
         """``(theta, problem)`` of the fit on all points, or None if none is finite.

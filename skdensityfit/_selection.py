@@ -389,10 +389,9 @@ def select(scores, selection, n_standard_errors=1.0):
 def has_peaked(scores, patience):
     """True once the best mean score is ``patience`` or more candidates behind the last."""
     mean = scores.mean(axis=0)
-    evaluated = ~np.isnan(mean)  # NaN: a candidate the path skipped
-    if not np.any(evaluated) or not np.all(np.isfinite(mean[evaluated])):
+    if not np.all(np.isfinite(mean)):
         return False
-    return len(mean) - 1 - int(np.argmax(np.where(evaluated, mean, -np.inf))) >= patience
+    return len(mean) - 1 - int(np.argmax(mean)) >= patience
 
 
 def cv_results(candidates, scores, fit_times):

@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV
 from skdensityfit._examples import mixture_density, random_separated_mixture_1d
-from skdensityfit._selection import has_peaked, least_components, noise_variance
+from skdensityfit._selection import least_components, noise_variance
 
 KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
 CV_RESULT_KEYS = {
@@ -535,14 +535,6 @@ def test_clear_peaks_of_a_comb_under_noise_rows_and_dimensions():
     assert least_components(X, comb, None)[0] == 1
     square = np.stack(np.meshgrid(x[:20], x[:20], indexing="ij"), -1).reshape(-1, 2)
     assert least_components(square, rng.random(400), 0.0)[0] == 1
-
-
-def test_has_peaked_skips_candidates_not_scored():
-    scores = np.array([[np.nan, 0.5, 0.9, 0.8, 0.7]])
-    assert has_peaked(scores, 2)
-    assert not has_peaked(scores[:, :4], 2)
-    assert not has_peaked(np.array([[np.nan, 0.5, -np.inf, 0.4, 0.3]]), 2)  # not fitted: no stop
-    assert not has_peaked(np.full((1, 3), np.nan), 1)
 
 
 @pytest.mark.parametrize("seed", range(4))
