@@ -36,6 +36,7 @@ from ._batch_lm import (
     mixture_terms,
 )
 from ._selection import (
+    CONSTANT_DENSITY,
     CV_FTOL,
     CV_MAX_ITER,
     CV_TOL,
@@ -50,6 +51,7 @@ from ._selection import (
     UNDERFIT,
     candidates_of,
     least_components,
+    n_point_folds,
     noise_variance,
     select,
 )
@@ -94,7 +96,7 @@ def held_out_masks(cv, n_points, seeds, n_rows):
     draw is made here from the density's seed (``seeds[i]``, or ``cv.random_state``
     for every density when ``seeds`` is None: one set of folds if that is an int).
     """
-    n_splits = SMALL_GRID_FOLDS if cv.cv is None else int(cv.cv)
+    n_splits = n_point_folds(cv.cv, n_points)
     if seeds is not None:
         states = list(seeds)
     elif isinstance(cv.random_state, Integral):
@@ -223,6 +225,12 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     """
     B, n = Y.shape
     candidates = candidates_of(cv.n_components)
+    # the scores do not change with a row's unit: the search works on each row
+    # divided by its largest |value| (densities of 1e-300 or 1e300 neither under-
+    # nor overflow); the chosen fits are polished on the rows as given
+    given = Y
+    unit = np.max(np.abs(Y), axis=1)
+    Y = Y / np.where(unit > 0, unit, 1.0)[:, None]
     problem = BatchProblem(X, 1, cv.covariance_type, "l2")
     q = batch_data(problem, Y, weights)[0].weights
     q = np.broadcast_to(q, (B, n))
@@ -237,7 +245,7 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     # constant density) are left to DensityGMMCV.fit, which says why
     held_out = np.einsum("bn,bfn->bf", q, np.broadcast_to(test, (B, F, n)))
     scorable = np.all(held_out > 0, axis=1) & np.all(held_out < np.sum(q, axis=1)[:, None], axis=1)
-    scorable &= np.isfinite(total) & (total > 0)
+    scorable &= np.isfinite(total) & (total > CONSTANT_DENSITY * np.sum(q * Y**2, axis=1))
     patience = PATIENCE if cv.early_stopping is True else int(cv.early_stopping)
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 
@@ -336,7 +344,7 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         rows = np.flatnonzero(chosen == index)
         theta = theta[np.searchsorted(path_rows, rows)]
         larger = problem.with_components(int(candidates[index]))
-        data, log_unit = batch_data(larger, Y[rows], q[rows])
+        data, log_unit = batch_data(larger, given[rows], q[rows])
         polished = _in_blocks(larger, theta, data, tol=cv.tol, max_iter=cv.max_iter)
         # the gate of the fixed-K batch: a fit that did not converge, or with a
         # component parked or two coincident, is left to DensityGMMCV.fit

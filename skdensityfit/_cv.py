@@ -30,7 +30,6 @@ from ._selection import (
     PATH_GROWN_GAIN,
     PATIENCE,
     SMALL_GRID,
-    SMALL_GRID_FOLDS,
     UNDERFIT,
     CountFolds,
     PointFolds,
@@ -41,6 +40,7 @@ from ._selection import (
     has_peaked,
     information_criterion,
     least_components,
+    n_point_folds,
     noise_variance,
     select,
 )
@@ -122,9 +122,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     cv : int, cross-validation generator or iterable, default=None
         None is 10 shuffled folds on grids of at most 1,000 points and 5 on
-        larger ones (count splitting: 5 folds); an int is that many shuffled folds (unlike
-        scikit-learn's default, see above); splitters and iterables of
-        ``(train, test)`` indices are used as given.
+        larger ones, never more folds than points (count splitting: 5 folds);
+        an int is that many shuffled folds (unlike scikit-learn's default, see
+        above; more than the grid's points is an error); splitters and
+        iterables of ``(train, test)`` indices are used as given.
 
     selection : {'auto', 'standard_error', 'best', 'bic', 'aic'}, default='auto'
         How the candidates are compared. 'standard_error' picks the smallest
@@ -546,8 +547,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     def _folds(self, rng, n_points):
         if self.cv is None or isinstance(self.cv, Integral):
-            default = SMALL_GRID_FOLDS if n_points <= SMALL_GRID else 5
-            n_splits = default if self.cv is None else self.cv
+            n_splits = n_point_folds(self.cv, n_points)
             return KFold(n_splits, shuffle=True, random_state=rng.randint(np.iinfo(np.int32).max))
         return check_cv(self.cv)
 
@@ -744,14 +744,14 @@ class _Path:
         self.problem = problem_of(base.set_params(n_components=1), X, y, weights)
         self.fits = {}  # n_components -> parameter vector (None: no finite fit)
         self.losses = {}  # n_components -> its loss on all points
-        noise = noise_variance(X, y) if base.loss == "l2" else None
-        # the relative loss that white noise alone would leave
-        data = self.problem.data
+        # in the density's unit (densities of 1e-300 or 1e300 neither under- nor overflow)
         unit = self.problem.standardisation.density_unit
-        self.noise_loss = None if noise is None else noise / unit**2 / data.normaliser
+        noise = noise_variance(X, y / unit) if base.loss == "l2" else None
+        # the relative loss that white noise alone would leave
+        self.noise_loss = None if noise is None else noise / self.problem.data.normaliser
         self.problems = {}  # n_components -> problem
         # the density's clear peaks: fewer components cannot fit it exactly
-        self.first = int(least_components(X, y, noise, weights)[0])
+        self.first = int(least_components(X, y / unit, noise, weights)[0])
 
     def exact_start(self, largest):
         """The smallest K the search must score: the count of the density's clear

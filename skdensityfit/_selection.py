@@ -85,6 +85,10 @@ PEAK_PROMINENCE_FLOOR = 1e-3
 # smooth density, so it is not zero on noise-free data: 2e-9 for a comb of nine
 # peaks on 600 points; 1% noise leaves about 1e-4).
 EXACT_TRIAL_NOISE_LOSS = 1e-6
+# A density whose held-out error about its average is below this fraction of
+# its size (the zero model's error) is constant up to rounding: R^2 and D^2 are
+# 0 / 0 there (as score_prediction's threshold).
+CONSTANT_DENSITY = 1e-12
 
 
 def _deviance(target, predicted, weights):
@@ -105,10 +109,16 @@ class PointFolds:
 
     def __init__(self, splits, y, weights, loss):
         self.splits = splits
-        self.y, self.weights, self.loss = y, weights, loss
+        # errors in the unit of the largest |y| (scores do not change with it;
+        # densities of 1e-300 or 1e300 neither under- nor overflow)
+        largest = np.max(np.abs(y))
+        self.unit = largest if largest > 0 else 1.0
+        self.y, self.weights, self.loss = y / self.unit, weights, loss
         check_folds_have_weight(splits, weights)
-        average = (weights @ y) / weights.sum()
+        average = (weights @ self.y) / weights.sum()
         self.total = sum(self._error(test, np.full(len(test), average)) for _, test in splits)
+        zero = np.zeros(len(y))
+        self.size = sum(self._error(test, zero[test]) for _, test in splits)
 
     @property
     def n_splits(self):
@@ -179,10 +189,12 @@ class PointFolds:
             # no mixture fits a density without positive values; the best
             # non-negative model under either loss is zero everywhere
             predicted = (
-                np.zeros(len(test)) if fit is None else unit * model_density(fit, data.subset(test))
+                np.zeros(len(test))
+                if fit is None
+                else (unit / self.unit) * model_density(fit, data.subset(test))
             )
             errors[fold] = self._error(test, predicted)
-        return _pooled_scores(errors, self.total)
+        return _pooled_scores(errors, self.total, self.size)
 
 
 class CountFolds:
@@ -207,6 +219,7 @@ class CountFolds:
         self.total = sum(
             _deviance(c, np.full(len(c), c.mean()), np.ones(len(c))) for c in self.held_out
         )
+        self.size = float(self.held_out.sum())
 
     @property
     def n_splits(self):
@@ -246,13 +259,16 @@ class CountFolds:
             expected = unit * model_density(fit, problem.data) * self.ratio[fold]
             held_out = self.held_out[fold]
             errors[fold] = _deviance(held_out, expected, np.ones(len(held_out)))
-        return _pooled_scores(errors, self.total)
+        return _pooled_scores(errors, self.total, self.size)
 
 
-def _pooled_scores(errors, total):
+def _pooled_scores(errors, total, size):
+    """``1 - n_folds * errors / total``; for a constant density (``total`` at the
+    level of rounding against ``size``, the zero model's error), as
+    :func:`~._reports.score_prediction`: 1 for no error, else 0."""
     n_splits = len(errors)
-    if not total > 0:  # a constant density: any error is infinitely worse than none
-        return np.where(errors <= 0, 1.0, 0.0)
+    if not total > CONSTANT_DENSITY * size:
+        return np.where(errors <= CONSTANT_DENSITY * size, 1.0, 0.0)
     return 1.0 - n_splits * errors / total
 
 
@@ -320,6 +336,20 @@ def least_components(X, y, noise, weights=None):
         peaks = find_peaks(values[row, kept[row]], prominence=threshold[row])[0]
         least[row] = max(1, len(peaks))
     return least
+
+
+def n_point_folds(cv, n_points):
+    """The number of shuffled folds of grid points for ``cv`` None or an int:
+    None is ``SMALL_GRID_FOLDS`` on grids of at most ``SMALL_GRID`` points and 5
+    on larger ones, never more than the grid's points."""
+    if cv is None:
+        return min(SMALL_GRID_FOLDS if n_points <= SMALL_GRID else 5, n_points)
+    if cv > n_points:
+        raise ValueError(
+            f"cv={cv} folds of grid points need at least {cv} points; the grid has "
+            f"{n_points}. Pass cv={n_points} or fewer folds, or a finer grid."
+        )
+    return int(cv)
 
 
 def are_counts(y):

@@ -406,12 +406,18 @@ def test_batched_search_leaves_what_it_cannot_do_to_density_gmm_cv():
         warnings.simplefilter("ignore")
         result = fit_many(grid, Y[:2], search, sample_weight=sparse)
     assert result.failed.all() and all("zero total sample_weight" in m for m in result.messages)
-    # fewer points than the folds need: the loop, whose rows fail with KFold's error
+    # fewer points than the batched search's folds need: the loop, on as many
+    # folds as points; more folds than points asked for: every row fails, saying why
     coarse = np.linspace(0, 30, 9)
+    bump = np.exp(-((coarse - 15) ** 2) / 20)[None].repeat(2, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit_many(coarse, np.exp(-((coarse - 15) ** 2) / 20)[None].repeat(2, 0), search)
-    assert result.failed.all()
+        result = fit_many(coarse, bump, search)
+    assert not result.failed.any() and result.n_components.tolist() == [1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(coarse, bump, DensityGMMCV(n_components=3, cv=10))
+    assert result.failed.all() and all("cv=10 folds of grid points" in m for m in result.messages)
     # a fit that did not converge at the chosen K (2 iterations on noisy data):
     # DensityGMMCV.fit, with its warning
     noisy = Y[:2] + 0.02 * np.random.default_rng(0).normal(size=Y[:2].shape)

@@ -676,3 +676,40 @@ def test_the_batched_search_fills_cv_results_and_prints_its_scores(capsys):
     assert search.best_score_ == results["mean_test_score"][search.best_index_]
     assert search.held_out_ == "points" and search.n_components_ == 3
     assert search.best_estimator_.score(grid, y) > 0.99
+
+
+@pytest.mark.parametrize("factor", [1e-300, 1e-200, 1e200, 1e300])
+def test_the_search_does_not_depend_on_the_unit_of_the_density(factor, engine):
+    grid = np.linspace(-5, 5, 200)
+    y = mixture_density(grid, [0.6, 0.4], np.array([[-1.5], [2.0]]), np.array([[[0.5]], [[1.0]]]))
+    y = y + np.random.default_rng(0).normal(0, 0.01 * y.max(), y.shape)
+    reference = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
+    scaled = DensityGMMCV(n_components=4, random_state=0).fit(grid, factor * y)
+    assert scaled.n_components_ == reference.n_components_ == 2
+    np.testing.assert_allclose(
+        scaled.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        scaled.best_estimator_.scale_, factor * reference.best_estimator_.scale_, rtol=1e-6
+    )
+
+
+def test_a_constant_density_scores_zero_with_a_warning_not_minus_infinity(engine):
+    grid = np.linspace(-5, 5, 200)
+    with pytest.warns(UserWarning, match="no candidate explains the density well"):
+        search = DensityGMMCV(n_components=4, random_state=0).fit(grid, np.full(200, 0.1))
+    assert search.n_components_ == 1
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(scores[np.isfinite(scores)] == 0.0)
+
+
+def test_default_folds_are_at_most_the_grid_points_and_too_many_is_a_clear_error():
+    grid = np.linspace(-5, 5, 8)
+    y = np.exp(-0.5 * grid**2 / 4)
+    search = DensityGMMCV(n_components=2, random_state=0).fit(grid, y)
+    assert len(search.cv_results_["split0_test_score"]) == 2
+    assert (
+        "split7_test_score" in search.cv_results_ and "split8_test_score" not in search.cv_results_
+    )
+    with pytest.raises(ValueError, match="cv=9 folds of grid points need at least 9 points"):
+        DensityGMMCV(n_components=2, cv=9).fit(grid, y)
