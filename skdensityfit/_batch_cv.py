@@ -50,6 +50,7 @@ from ._selection import (
     SMALL_GRID_FOLDS,
     UNDERFIT,
     candidates_of,
+    has_peaked,
     least_components,
     n_point_folds,
     noise_variance,
@@ -247,6 +248,8 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     scorable = np.all(held_out > 0, axis=1) & np.all(held_out < np.sum(q, axis=1)[:, None], axis=1)
     scorable &= np.isfinite(total) & (total > CONSTANT_DENSITY * np.sum(q * Y**2, axis=1))
     patience = PATIENCE if cv.early_stopping is True else int(cv.early_stopping)
+    selection = "standard_error" if cv.selection == "auto" else cv.selection
+    n_se = cv.n_standard_errors
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 
     scores = np.full((B, F, len(candidates)), np.nan)
@@ -318,17 +321,12 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
             fold_scores = 1.0 - F * errors / total[rows, None]
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
         if cv.early_stopping:
-            means = scores[rows, :, : index + 1].mean(axis=1)
-            finite = np.all(np.isfinite(means), axis=1)
-            peaked = finite & (
-                index - np.argmax(np.where(finite[:, None], means, 0), axis=1) >= patience
-            )
+            peaked = has_peaked(scores[rows, :, : index + 1], patience, selection, n_se)
             if noise_loss is not None:
                 peaked &= ~(loss > UNDERFIT * np.maximum(noise_loss[rows], 1e-300))
             done |= peaked
         active[rows[done]] = False
 
-    selection = "standard_error" if cv.selection == "auto" else cv.selection
     chosen = np.empty(B, dtype=int)
     for row in range(B):  # bookkeeping of a few numbers a density
         if not scorable[row]:

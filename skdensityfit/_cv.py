@@ -95,9 +95,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     standard errors of the best is chosen (``selection``), the error being
     that of the paired per-fold differences. A candidate whose fit on all points is exact ends
     the search and is chosen (a smaller candidate that does not fit never
-    wins); otherwise the path stops once the best score is
-    ``early_stopping`` candidates behind. The chosen fit on all points is
-    polished to ``tol`` as ``best_estimator_``.
+    wins); otherwise the path stops once the candidate the rule would choose
+    from the scores so far is ``early_stopping`` candidates behind and no later
+    one scores more than 0.001 above it, or once the best score is that far
+    behind. The chosen fit on all points is polished to ``tol`` as
+    ``best_estimator_``.
 
     A 1-D density with ``loss='l2'`` that ``K`` components fit exactly has at
     most ``K`` peaks (a mixture of K Gaussians on a line has at most K modes).
@@ -143,8 +145,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         The margin of the 'standard_error' rule, in paired standard errors.
 
     early_stopping : bool or int, default=True
-        Stop growing ``K`` once the best mean score is this many candidates
-        behind (True is 2; False evaluates every candidate). An exact fit
+        Stop growing ``K`` once the choice (or the best mean score) is this
+        many candidates behind, see above (True is 2; False evaluates every
+        candidate). An exact fit
         (relative loss at most 1e-10) always ends the search. The
         candidates not evaluated get a NaN score in ``cv_results_`` (as
         GridSearchCV reports failed fits) and rank last.
@@ -364,7 +367,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         if folds is None:
             scores, fit_times, exact = self._scan_criterion(candidates, path, y, selection)
         else:
-            scores, fit_times, exact = self._scan(candidates, path, folds)
+            scores, fit_times, exact = self._scan(candidates, path, folds, selection)
         self.cv_results_ = cv_results(candidates, scores, fit_times)
         # an exact fit ends the search and wins: a smaller candidate that does not fit never does
         if exact is not None:
@@ -436,12 +439,12 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             warn_at_caller(message)
         return True
 
-    def _scan(self, candidates, path, folds):
+    def _scan(self, candidates, path, folds, selection):
         """Per-fold scores and fit times of the candidates along the path, and an exact fit's index.
 
-        The path stops once the best mean score is ``early_stopping``
-        candidates behind (or at an exact fit); the candidates not evaluated
-        score NaN.
+        The path stops once the candidate ``selection`` would choose from the
+        scores so far is ``early_stopping`` candidates behind (or at an exact
+        fit); the candidates not evaluated score NaN.
         """
         scores = np.full((folds.n_splits, len(candidates)), np.nan)
         fit_times = np.full_like(scores, np.nan)
@@ -484,7 +487,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                     return scores, fit_times, index
                 if (
                     self.early_stopping
-                    and has_peaked(scores[:, : index + 1], patience)
+                    and has_peaked(
+                        scores[:, : index + 1], patience, selection, self.n_standard_errors
+                    )
                     and not path.underfits(n_components)
                 ):
                     break

@@ -72,6 +72,10 @@ FOLD_FTOL = 1e-4
 # Fold refits start one step from the fit on all points (or from it, for
 # count folds); this caps the rest.
 FOLD_MAX_ITER = 30
+# With early stopping, the path also stops once the candidate the rule would
+# choose is that many candidates behind and no later one scores more than this
+# above it (a gain in R^2 or D^2 of 0.1%: surplus components fitting noise).
+SETTLED_GAIN = 1e-3
 # Differences of mean scores below this are rounding, not evidence.
 SCORE_RESOLUTION = 1e-8
 # DensityGMMCV tries an exact fit at the number of peaks of a 1-D density that
@@ -408,20 +412,51 @@ def select(scores, selection, n_standard_errors=1.0):
             "No candidate number of components could be scored on every fold. "
             "Use fewer components or fewer folds."
         )
-    best = int(np.argmax(np.where(finite, mean, -np.inf)))
+    return int(choices(scores[None], selection, n_standard_errors)[0])
+
+
+def choices(scores, selection, n_standard_errors=1.0):
+    """:func:`select` for many densities at once: ``scores`` ``(B, n_splits,
+    n_candidates)``, each row with at least one finite mean; ``(B,)`` indices."""
+    mean = scores.mean(axis=1)
+    finite = np.isfinite(mean)
+    best = np.argmax(np.where(finite, mean, -np.inf), axis=1)
     if selection == "best":
         return best
-    errors = n_standard_errors * np.nan_to_num(paired_standard_errors(scores, best), nan=0.0)
-    within = finite & (mean >= mean[best] - np.maximum(errors, SCORE_RESOLUTION))
-    return int(np.flatnonzero(within)[0])
+    n_splits = scores.shape[1]
+    errors = np.zeros(mean.shape)
+    if n_splits >= 2:
+        leader = np.take_along_axis(scores, best[:, None, None], axis=2)
+        with np.errstate(invalid="ignore"):  # -inf scores give NaN, taken as 0
+            differences = leader - scores
+            errors = differences.std(axis=1, ddof=1) / np.sqrt(n_splits)
+        errors = n_standard_errors * np.nan_to_num(errors, nan=0.0)
+    best_mean = np.take_along_axis(mean, best[:, None], axis=1)
+    within = finite & (mean >= best_mean - np.maximum(errors, SCORE_RESOLUTION))
+    return np.argmax(within, axis=1)
 
 
-def has_peaked(scores, patience):
-    """True once the best mean score is ``patience`` or more candidates behind the last."""
-    mean = scores.mean(axis=0)
-    if not np.all(np.isfinite(mean)):
-        return False
-    return len(mean) - 1 - int(np.argmax(mean)) >= patience
+def has_peaked(scores, patience, selection="best", n_standard_errors=1.0):
+    """True once the best mean score is ``patience`` or more candidates behind
+    the last, or the candidate :func:`select` would choose from the scores so
+    far is, and no later candidate's mean score is more than ``SETTLED_GAIN``
+    above its own. Scores ``(n_splits, n_candidates)``, or ``(B, n_splits,
+    n_candidates)`` for one answer a density."""
+    many = scores.ndim == 3
+    scores = scores if many else scores[None]
+    mean = scores.mean(axis=1)
+    finite = np.all(np.isfinite(mean), axis=1)
+    mean = np.where(finite[:, None], mean, 0.0)
+    last = scores.shape[2] - 1
+    peaked = last - np.argmax(mean, axis=1) >= patience
+    if selection != "best":
+        chosen = choices(np.where(finite[:, None, None], scores, 0.0), selection, n_standard_errors)
+        later = np.arange(scores.shape[2]) > chosen[:, None]
+        gain = np.max(np.where(later, mean, -np.inf), axis=1)
+        gain -= np.take_along_axis(mean, chosen[:, None], axis=1)[:, 0]
+        peaked |= (last - chosen >= patience) & (gain <= SETTLED_GAIN)
+    peaked &= finite
+    return peaked if many else bool(peaked[0])
 
 
 def cv_results(candidates, scores, fit_times):

@@ -267,15 +267,27 @@ def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch, path_engine):
 
 
 @pytest.mark.parametrize("early_stopping", [True, 1, 3])
-def test_early_stopping_evaluates_that_many_candidates_past_the_best(early_stopping):
+def test_early_stopping_evaluates_that_many_candidates_past_the_choice(early_stopping):
+    from skdensityfit._selection import has_peaked
+
     _, grid, y, _ = _case("noise1", 1)
     search = DensityGMMCV(n_components=8, early_stopping=early_stopping, random_state=0)
     search.fit(grid, y)
-    means = search.cv_results_["mean_test_score"]
+    results = search.cv_results_
+    means = results["mean_test_score"]
     evaluated = np.flatnonzero(np.isfinite(means))
     patience = 2 if early_stopping is True else early_stopping
-    best = int(np.nanargmax(means))
-    np.testing.assert_array_equal(evaluated, np.arange(best + 1 + patience))
+    scores = np.array([results[f"split{i}_test_score"] for i in range(10)])
+    # the path stops at the first candidate where the rule holds, never later than
+    # patience candidates past the best
+    stops = [
+        has_peaked(scores[:, : i + 1], patience, "standard_error", search.n_standard_errors)
+        for i in evaluated
+    ]
+    assert stops[-1] and not any(stops[:-1])
+    assert evaluated[-1] == search.best_index_ + patience
+    assert evaluated[-1] <= int(np.nanargmax(means)) + patience
+    np.testing.assert_array_equal(evaluated, np.arange(len(evaluated)))
     assert search.n_components_ == 2
     # the candidates not evaluated rank last
     ranks = search.cv_results_["rank_test_score"]
@@ -713,3 +725,19 @@ def test_default_folds_are_at_most_the_grid_points_and_too_many_is_a_clear_error
     )
     with pytest.raises(ValueError, match="cv=9 folds of grid points need at least 9 points"):
         DensityGMMCV(n_components=2, cv=9).fit(grid, y)
+
+
+def test_the_path_stops_when_the_choice_has_not_moved_for_patience_candidates():
+    from skdensityfit._selection import has_peaked, select
+
+    # K = 2 leads clearly; K = 3 and 4 are within noise of it, 4 the best by a hair
+    rng = np.random.default_rng(0)
+    scores = np.array([0.2, 0.93, 0.9299, 0.9301]) + rng.normal(0, 1e-3, (10, 4))
+    assert select(scores, "standard_error") == 1 and select(scores, "best") == 3
+    # the choice (K = 2) is two candidates behind the last: stop; the best mean is not
+    assert has_peaked(scores, 2, "standard_error")
+    assert not has_peaked(scores, 2, "best") and not has_peaked(scores, 2)
+    assert not has_peaked(scores[:, :3], 2, "standard_error")
+    # many densities at once: the same answers
+    many = np.stack([scores, scores[:, [0, 1, 3, 2]], np.where(np.arange(4) == 2, -np.inf, scores)])
+    assert has_peaked(many, 2, "standard_error").tolist() == [True, True, False]
