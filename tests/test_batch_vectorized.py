@@ -63,6 +63,20 @@ def test_batched_derivatives_match_autograd(n_features, covariance_type, loss):
         np.testing.assert_allclose(matrices[b], expected, rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("n_components", [1, 2, 4])
+def test_the_one_dimensional_terms_equal_the_general_ones(covariance_type, n_components):
+    problem = bl.BatchProblem(GRID_1D[:, None], n_components, covariance_type, "l2")
+    theta = np.random.default_rng(3).normal(size=(5, problem.layout.n_parameters))
+    for derivatives in (True, False):
+        fast = bl._mixture_terms_1d(problem, theta, derivatives)
+        general = bl._mixture_terms_general(problem, theta, derivatives)
+        assert fast.keys() == general.keys()
+        for name, value in general.items():
+            assert np.shape(fast[name]) == np.shape(value), name
+            np.testing.assert_allclose(fast[name], value, rtol=1e-14, atol=1e-15)
+
+
 def test_a_non_finite_row_is_isolated_in_the_evaluation():
     problem = bl.BatchProblem(GRID_1D[:, None], 2, "full", "l2")
     data, _ = bl.batch_data(problem, np.abs(np.random.default_rng(1).normal(size=(3, 120))))
