@@ -30,7 +30,6 @@ from ._selection import (
     PATH_GROWN_GAIN,
     PATIENCE,
     SMALL_GRID,
-    SURPLUS_NOISE,
     UNDERFIT,
     CountFolds,
     PointFolds,
@@ -795,21 +794,11 @@ class _Path:
                 ftol=CV_FTOL,
                 n_jobs=self.n_jobs,
                 grown_gain=PATH_GROWN_GAIN,
-                moves=not self._explains_all_but_noise(k - 1),
             )
             self.fits[k] = None if result is None else result.theta
             self.losses[k] = np.inf if result is None else result.loss
         theta = self.fits[n_components]
         return None if theta is None else (theta, self.problems[n_components])
-
-    def _explains_all_but_noise(self, n_components):
-        """Whether the fit with ``n_components`` (if any) leaves at most
-        ``SURPLUS_NOISE`` times the loss of white noise: a component added to it
-        is surplus, and moving it where it is parked would fit noise."""
-        loss = self.losses.get(n_components)
-        if self.noise_loss is None or loss is None:
-            return False
-        return loss <= SURPLUS_NOISE * self.noise_loss
 
     def underfits(self, n_components):
         """Whether the fit with ``n_components`` leaves far more than the noise unexplained.

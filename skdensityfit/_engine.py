@@ -329,9 +329,7 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
 # ----------------------------------------------------------------------
 # the path of DensityGMMCV: K = 1, 2, ... each grown from the last
 # ----------------------------------------------------------------------
-def path_fit(
-    problem, previous, settings, random_state, *, ftol, n_jobs=None, grown_gain=None, moves=True
-):
+def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None, grown_gain=None):
     """The fit with ``problem``'s K components on a path grown from ``previous``.
 
     ``previous`` is the path's parameter vector with one component fewer (or
@@ -341,8 +339,7 @@ def path_fit(
     ``n_jobs``), and components parked in the best are re-placed. Returns
     the best run's result, or None when no start has a finite loss. With
     ``grown_gain``, the fit from the grown start is kept only if its loss is
-    below ``grown_gain`` times the data-driven starts' best. ``moves=False``
-    leaves parked components where they are.
+    below ``grown_gain`` times the data-driven starts' best.
     """
     n_components = problem.layout.n_components
     starts = []
@@ -374,8 +371,6 @@ def path_fit(
     results = [r for r in results if np.isfinite(r.loss)]
     if not results:
         return None
-    if not moves:
-        return min(results, key=lambda r: r.loss)
     # Components at the width floor are left alone here: past the true K,
     # spikes on noise are what the held-out points should judge.
     return replace_components(

@@ -54,9 +54,6 @@ SMALL_GRID_FOLDS = 10
 # would leave (estimated from second differences) is still underfitting: the
 # path is not stopped early there.
 UNDERFIT = 4.0
-# A path fit whose loss is at most this many times that of white noise explains
-# all but the noise: the next candidates' parked components are not moved.
-SURPLUS_NOISE = 1.15
 # On the path, the fit grown from the previous one (plus a component at the
 # largest residual) is kept only when its loss is below this fraction of the
 # data-driven starts' best: it finds a peak they missed, but past the true K it

@@ -741,36 +741,3 @@ def test_the_path_stops_when_the_choice_has_not_moved_for_patience_candidates():
     # many densities at once: the same answers
     many = np.stack([scores, scores[:, [0, 1, 3, 2]], np.where(np.arange(4) == 2, -np.inf, scores)])
     assert has_peaked(many, 2, "standard_error").tolist() == [True, True, False]
-
-
-def test_the_path_moves_no_parked_component_once_the_fit_explains_all_but_noise(
-    monkeypatch, path_engine
-):
-    import skdensityfit._engine as engine
-
-    moved = []
-    original = engine.replace_components
-
-    def counting(best, *args, **kwargs):
-        moved.append(len(best.theta))
-        return original(best, *args, **kwargs)
-
-    monkeypatch.setattr(engine, "replace_components", counting)
-    grid = np.linspace(-6, 6, 400)
-    y = mixture_density(grid, [0.5, 0.5], np.array([[-2.0], [2.0]]), np.array([[[0.6]], [[0.8]]]))
-    y = y + np.random.default_rng(4).normal(0, 0.02 * y.max(), y.shape)
-    path = {}
-    fit = engine.path_fit
-
-    def recording(problem, previous, *args, moves=True, **kwargs):
-        path[problem.layout.n_components] = moves
-        return fit(problem, previous, *args, moves=moves, **kwargs)
-
-    import skdensityfit._cv as cv
-
-    monkeypatch.setattr(cv, "path_fit", recording)
-    search = DensityGMMCV(n_components=5, random_state=0, early_stopping=False).fit(grid, y)
-    assert search.n_components_ == 2
-    # K = 1 and 2 may move components; from K = 3 on the fit before explains all but noise
-    assert path == {1: True, 2: True, 3: False, 4: False, 5: False}
-    assert len(moved) == 2
