@@ -380,13 +380,15 @@ def check_folds_have_weight(splits, weights):
 
 
 def paired_standard_errors(scores, reference):
-    """Standard error of the mean paired difference between each candidate and ``reference``."""
-    n_splits = len(scores)
+    """Standard errors of the mean paired differences between each candidate and
+    the candidate ``reference`` ``(B,)``, for scores ``(B, n_splits, n_candidates)``:
+    ``(B, n_candidates)`` (NaN where a score is -inf)."""
+    n_splits = scores.shape[1]
     if n_splits < 2:
-        return np.zeros(scores.shape[1])
-    with np.errstate(invalid="ignore"):  # -inf scores give NaN, which select treats as 0
-        differences = scores[:, [reference]] - scores
-        return differences.std(axis=0, ddof=1) / np.sqrt(n_splits)
+        return np.zeros((scores.shape[0], scores.shape[2]))
+    leader = np.take_along_axis(scores, reference[:, None, None], axis=2)
+    with np.errstate(invalid="ignore"):  # -inf scores give NaN
+        return (leader - scores).std(axis=1, ddof=1) / np.sqrt(n_splits)
 
 
 def information_criterion(theta, problem, counts, criterion):
@@ -423,14 +425,8 @@ def choices(scores, selection, n_standard_errors=1.0):
     best = np.argmax(np.where(finite, mean, -np.inf), axis=1)
     if selection == "best":
         return best
-    n_splits = scores.shape[1]
-    errors = np.zeros(mean.shape)
-    if n_splits >= 2:
-        leader = np.take_along_axis(scores, best[:, None, None], axis=2)
-        with np.errstate(invalid="ignore"):  # -inf scores give NaN, taken as 0
-            differences = leader - scores
-            errors = differences.std(axis=1, ddof=1) / np.sqrt(n_splits)
-        errors = n_standard_errors * np.nan_to_num(errors, nan=0.0)
+    # NaN (a -inf score) is taken as 0
+    errors = n_standard_errors * np.nan_to_num(paired_standard_errors(scores, best), nan=0.0)
     best_mean = np.take_along_axis(mean, best[:, None], axis=1)
     within = finite & (mean >= best_mean - np.maximum(errors, SCORE_RESOLUTION))
     return np.argmax(within, axis=1)
