@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV
 from skdensityfit._examples import mixture_density, random_separated_mixture_1d
-from skdensityfit._selection import least_components, noise_variance
+from skdensityfit._selection import has_peaked, least_components, noise_variance, select
 
 KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
 CV_RESULT_KEYS = {
@@ -268,8 +268,6 @@ def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch, path_engine):
 
 @pytest.mark.parametrize("early_stopping", [True, 1, 3])
 def test_early_stopping_evaluates_that_many_candidates_past_the_choice(early_stopping):
-    from skdensityfit._selection import has_peaked
-
     _, grid, y, _ = _case("noise1", 1)
     search = DensityGMMCV(n_components=8, early_stopping=early_stopping, random_state=0)
     search.fit(grid, y)
@@ -728,8 +726,6 @@ def test_default_folds_are_at_most_the_grid_points_and_too_many_is_a_clear_error
 
 
 def test_the_path_stops_when_the_choice_has_not_moved_for_patience_candidates():
-    from skdensityfit._selection import has_peaked, select
-
     # K = 2 leads clearly; K = 3 and 4 are within noise of it, 4 the best by a hair
     rng = np.random.default_rng(0)
     scores = np.array([0.2, 0.93, 0.9299, 0.9301]) + rng.normal(0, 1e-3, (10, 4))
