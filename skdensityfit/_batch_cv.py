@@ -52,6 +52,7 @@ from ._selection import (
     candidates_of,
     has_peaked,
     least_components,
+    leaves_noise,
     n_point_folds,
     noise_variance,
     select,
@@ -253,6 +254,7 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 
     scores = np.full((B, F, len(candidates)), np.nan)
+    path_losses = np.full((B, len(candidates)), np.nan)  # the fits on all points
     fit_times = np.full(len(candidates), np.nan)
     settings = dict(tol=max(cv.tol, CV_TOL), max_iter=min(cv.max_iter, CV_MAX_ITER))
     # A 1-D density has at least as many components as clear peaks (least_components):
@@ -320,8 +322,12 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             fold_scores = 1.0 - F * errors / total[rows, None]
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
+        path_losses[rows, index] = loss
         if cv.early_stopping:
-            peaked = has_peaked(scores[rows, :, : index + 1], patience, selection, n_se)
+            quiet = None  # the default stops a choice that leaves only noise one candidate later
+            if cv.early_stopping is True and noise_loss is not None:
+                quiet = leaves_noise(path_losses[rows, : index + 1], noise_loss[rows, None], n)
+            peaked = has_peaked(scores[rows, :, : index + 1], patience, selection, n_se, quiet)
             if noise_loss is not None:
                 peaked &= ~(loss > UNDERFIT * np.maximum(noise_loss[rows], 1e-300))
             done |= peaked

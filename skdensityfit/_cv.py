@@ -40,6 +40,7 @@ from ._selection import (
     has_peaked,
     information_criterion,
     least_components,
+    leaves_noise,
     n_point_folds,
     noise_variance,
     select,
@@ -98,7 +99,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     wins); otherwise the path stops once the candidate the rule would choose
     from the scores so far is ``early_stopping`` candidates behind and no later
     one scores more than 0.001 above it, or once the best score is that far
-    behind. The chosen fit on all points is polished to ``tol`` as
+    behind; by default one candidate suffices when the choice's fit on all
+    points leaves a residual within three standard deviations of the white
+    noise estimated from differences of neighbouring values (nothing is left
+    for a larger K to find). The chosen fit on all points is polished to ``tol`` as
     ``best_estimator_``.
 
     A 1-D density with ``loss='l2'`` that ``K`` components fit exactly has at
@@ -146,8 +150,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     early_stopping : bool or int, default=True
         Stop growing ``K`` once the choice (or the best mean score) is this
-        many candidates behind, see above (True is 2; False evaluates every
-        candidate). An exact fit
+        many candidates behind, see above (True is 2, or 1 once the choice's
+        fit on all points leaves no more than the estimated white noise;
+        False evaluates every candidate). An exact fit
         (relative loss at most 1e-10) always ends the search. The
         candidates not evaluated get a NaN score in ``cv_results_`` (as
         GridSearchCV reports failed fits) and rank last.
@@ -485,10 +490,14 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                     )
                 if path.losses[n_components] <= EXACT_CV_LOSS:
                     return scores, fit_times, index
+                # the default stops a choice that leaves only noise one candidate later
+                quiet = None
+                if self.early_stopping is True:
+                    quiet = [path.leaves_noise(k) for k in candidates[: index + 1]]
                 if (
                     self.early_stopping
                     and has_peaked(
-                        scores[:, : index + 1], patience, selection, self.n_standard_errors
+                        scores[:, : index + 1], patience, selection, self.n_standard_errors, quiet
                     )
                     and not path.underfits(n_components)
                 ):
@@ -799,6 +808,13 @@ class _Path:
             self.losses[k] = np.inf if result is None else result.loss
         theta = self.fits[n_components]
         return None if theta is None else (theta, self.problems[n_components])
+
+    def leaves_noise(self, n_components):
+        """Whether the path's fit with ``n_components`` (if any) leaves only
+        white noise (:func:`~._selection.leaves_noise`)."""
+        if self.noise_loss is None or n_components not in self.losses:
+            return False
+        return bool(leaves_noise(self.losses[n_components], self.noise_loss, self.problem.n_points))
 
     def underfits(self, n_components):
         """Whether the fit with ``n_components`` leaves far more than the noise unexplained.
