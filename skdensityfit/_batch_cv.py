@@ -51,6 +51,7 @@ from ._selection import (
     UNDERFIT,
     candidates_of,
     has_peaked,
+    largest_bump,
     least_components,
     leaves_noise,
     n_point_folds,
@@ -254,7 +255,10 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 
     scores = np.full((B, F, len(candidates)), np.nan)
-    path_losses = np.full((B, len(candidates)), np.nan)  # the fits on all points
+    # which fits on all points leave only white noise (never with sample weights:
+    # the noise estimate weighs every point alike)
+    noise_tests = cv.early_stopping is True and noise_loss is not None and weights is None
+    path_quiet = np.zeros((B, len(candidates)), dtype=bool)
     fit_times = np.full(len(candidates), np.nan)
     settings = dict(tol=max(cv.tol, CV_TOL), max_iter=min(cv.max_iter, CV_MAX_ITER))
     # A 1-D density has at least as many components as clear peaks (least_components):
@@ -322,11 +326,19 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             fold_scores = 1.0 - F * errors / total[rows, None]
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
-        path_losses[rows, index] = loss
+        if noise_tests:
+            # leaves_noise's two tests; the matched filter only where the mean square passes
+            quiet = leaves_noise(loss, noise_loss[rows], 0.0, n)
+            bumps = np.full(rows.size, np.nan)
+            if np.any(quiet):
+                with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+                    fits = theta[quiet]
+                    _, model, _ = _model(larger, mixture_terms(larger, fits, derivatives=False))
+                bumps[quiet] = largest_bump(X, Y[rows[quiet]] - model, noise[rows[quiet]])
+            path_quiet[rows, index] = leaves_noise(loss, noise_loss[rows], bumps, n)
         if cv.early_stopping:
-            quiet = None  # the default stops a choice that leaves only noise one candidate later
-            if cv.early_stopping is True and noise_loss is not None:
-                quiet = leaves_noise(path_losses[rows, : index + 1], noise_loss[rows, None], n)
+            # the default stops a choice that leaves only noise one candidate later
+            quiet = path_quiet[rows, : index + 1] if cv.early_stopping is True else None
             peaked = has_peaked(scores[rows, :, : index + 1], patience, selection, n_se, quiet)
             if noise_loss is not None:
                 peaked &= ~(loss > UNDERFIT * np.maximum(noise_loss[rows], 1e-300))

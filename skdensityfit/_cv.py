@@ -15,6 +15,7 @@ from . import _batch_cv
 from ._compat import Interval, StrOptions, fit_context, warn_at_caller
 from ._engine import FitSettings, MixtureFit, fit_problem, path_fit
 from ._estimator import DensityGMM
+from ._objective import model_density
 from ._problem import problem_of
 from ._reports import (
     warn_if_components_are_redundant,
@@ -39,6 +40,7 @@ from ._selection import (
     cv_results,
     has_peaked,
     information_criterion,
+    largest_bump,
     least_components,
     leaves_noise,
     n_point_folds,
@@ -99,10 +101,14 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     wins); otherwise the path stops once the candidate the rule would choose
     from the scores so far is ``early_stopping`` candidates behind and no later
     one scores more than 0.001 above it, or once the best score is that far
-    behind; by default one candidate suffices when the choice's fit on all
-    points leaves a residual within three standard deviations of the white
-    noise estimated from differences of neighbouring values (nothing is left
-    for a larger K to find). The chosen fit on all points is polished to ``tol`` as
+    behind. By default (``early_stopping=True``, ``loss='l2'``, a rectilinear
+    grid, no ``sample_weight`` or ``bins``) one candidate suffices when the
+    choice's fit on all points leaves a residual that looks like white noise:
+    its mean square within two standard deviations of the noise variance
+    estimated from differences of neighbouring values, and no Gaussian bump in
+    it that a matched filter scores above what white noise reaches in about
+    99% of draws (a larger K would find nothing there that the next candidate
+    does not show). The chosen fit on all points is polished to ``tol`` as
     ``best_estimator_``.
 
     A 1-D density with ``loss='l2'`` that ``K`` components fit exactly has at
@@ -151,8 +157,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     early_stopping : bool or int, default=True
         Stop growing ``K`` once the choice (or the best mean score) is this
         many candidates behind, see above (True is 2, or 1 once the choice's
-        fit on all points leaves no more than the estimated white noise;
-        False evaluates every candidate). An exact fit
+        fit on all points leaves only white noise, see above: l2 loss on a
+        rectilinear grid without sample weights or bins only, never with
+        'bic' or 'aic'; False evaluates every candidate). An exact fit
         (relative loss at most 1e-10) always ends the search. The
         candidates not evaluated get a NaN score in ``cv_results_`` (as
         GridSearchCV reports failed fits) and rank last.
@@ -368,7 +375,16 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             random_state=rng.randint(np.iinfo(np.int32).max),
             **{name: getattr(self, name) for name in _PASSED_ON},
         )
-        path = _Path(base, X, y, weights, rng.randint(np.iinfo(np.int32).max), self.n_jobs)
+        path = _Path(
+            base,
+            X,
+            y,
+            weights,
+            rng.randint(np.iinfo(np.int32).max),
+            self.n_jobs,
+            # the noise tests compare with white noise on the points as given
+            noise_tests=sample_weight is None and self.bins is None,
+        )
         if folds is None:
             scores, fit_times, exact = self._scan_criterion(candidates, path, y, selection)
         else:
@@ -745,7 +761,7 @@ class _Path:
     is set up once, so fits skip the estimator's per-call validation.
     """
 
-    def __init__(self, base, X, y, weights, random_state, n_jobs):
+    def __init__(self, base, X, y, weights, random_state, n_jobs, noise_tests=True):
         self.settings = FitSettings(
             tol=max(base.tol, CV_TOL),
             max_iter=min(base.max_iter, CV_MAX_ITER),
@@ -763,6 +779,10 @@ class _Path:
         noise = noise_variance(X, y / unit) if base.loss == "l2" else None
         # the relative loss that white noise alone would leave
         self.noise_loss = None if noise is None else noise / self.problem.data.normaliser
+        # for leaves_noise: the grid, the noise variance in the targets' unit, the
+        # fits' largest residual bumps (none without sample weights' or bins' tests)
+        self.X, self.noise, self.noise_tests = X, noise, noise_tests
+        self.bumps = {}
         self.problems = {}  # n_components -> problem
         # the density's clear peaks: fewer components cannot fit it exactly
         self.first = int(least_components(X, y / unit, noise, weights)[0])
@@ -811,10 +831,19 @@ class _Path:
 
     def leaves_noise(self, n_components):
         """Whether the path's fit with ``n_components`` (if any) leaves only
-        white noise (:func:`~._selection.leaves_noise`)."""
-        if self.noise_loss is None or n_components not in self.losses:
+        white noise (:func:`~._selection.leaves_noise`). Never with sample
+        weights or bins (the noise estimate weighs every point alike)."""
+        theta = self.fits.get(n_components)
+        if self.noise_loss is None or theta is None or not self.noise_tests:
             return False
-        return bool(leaves_noise(self.losses[n_components], self.noise_loss, self.problem.n_points))
+        loss, n_points = self.losses[n_components], self.problem.n_points
+        if not leaves_noise(loss, self.noise_loss, 0.0, n_points):
+            return False  # the mean square already speaks
+        if n_components not in self.bumps:
+            data = self.problems[n_components].data
+            residual = data.target - model_density(theta, data)
+            self.bumps[n_components] = largest_bump(self.X, residual, self.noise)
+        return bool(leaves_noise(loss, self.noise_loss, self.bumps[n_components], n_points))
 
     def underfits(self, n_components):
         """Whether the fit with ``n_components`` leaves far more than the noise unexplained.
