@@ -12,7 +12,11 @@ that levenberg_marquardt's ``give_up`` hook was asked about. Every call has a fi
 numpy calls whatever its number of rows, so calls on few rows (a block waiting for its slowest
 rows) are the overhead; row-evals are the work. Then, timed (the best of five), one batched
 evaluation of the noisy K = 2 rows at their fit, per row, by the number of rows evaluated
-together: what a call costs when few rows are left, and when many fall out of cache.
+together: what a call costs when few rows are left, and when many fall out of cache. Last, the
+ceiling those two measurements put on bench_batch's throughput: densities per second on two
+processes if the evaluations were the only cost, each at the fastest per-row cost measured,
+for each data set, for all 1-D rows in equal parts, and for them if the noise-free half cost
+nothing at all.
 """
 
 import os
@@ -30,6 +34,7 @@ import skdensityfit._batch_lm as batch_lm
 from skdensityfit import DensityGMM, fit_many
 
 SETS = ((2, 0, 0.0), (3, 1, 0.0), (2, 0, 0.02), (3, 1, 0.02))  # (K, seed, noise) as bench_batch
+N_CORES = 2  # bench_batch's n_jobs
 
 
 def main():
@@ -51,6 +56,7 @@ def main():
     if hopeless is not None:
         batch_fit.hopeless = counted_hopeless
     print(f"{'data':<22} {'rows':>6} {'calls':>7} {'row-evals':>10} {'per row':>8} {'asked':>6}")
+    per_row = {}
     for k, seed, noise in SETS:
         truth, noisy = densities_1d(2000, k, seed, noise)
         counts.update(calls=0, rows=0, asked=0)
@@ -61,6 +67,7 @@ def main():
             f"{counts['rows'] / len(truth):>8.1f} {counts['asked']:>6}   "
             f"(fallback {result.fallback.mean():.2%}, summed loss {np.sum(result.loss):.6e})"
         )
+        per_row[name] = counts["rows"] / len(truth)
 
     batch_lm.evaluate = evaluate
     _, noisy = densities_1d(1024, 2, 0, 0.02)
@@ -70,6 +77,7 @@ def main():
     theta = batch_lm.levenberg_marquardt(problem, start, data, tol=1e-8, max_iter=50).theta
     print()
     print("one batched evaluation (noisy K=2, 200 points), microseconds per row:")
+    cost = {}
     for size in (16, 64, 256, 1024):
         best = np.inf
         for _ in range(5):
@@ -78,7 +86,27 @@ def main():
                 rows = np.arange(first, first + size)
                 evaluate(problem, theta[rows], data.take(rows))
             best = min(best, (time.perf_counter() - begin) / 1024 * 1e6)
+        cost[size] = best
         print(f"  {size:>5} rows together: {best:6.1f}")
+    # An upper bound on throughput: if the batched evaluations were the only cost, each at
+    # the fastest per-row cost measured above (K = 2; K = 3 evaluations cost more), on
+    # N_CORES processes that scale perfectly.
+    fastest = min(cost.values())
+    print()
+    print(
+        f"ceiling if evaluations were the only cost ({fastest:.1f} us a row-evaluation, "
+        f"{N_CORES} processes, perfect scaling), densities/s:"
+    )
+    bounds = {name: N_CORES * 1e6 / (evals * fastest) for name, evals in per_row.items()}
+    for name, bound in bounds.items():
+        print(f"  {name:<22} {bound:>9.0f}")
+    mixed = len(bounds) / sum(1.0 / bound for bound in bounds.values())
+    noisy = [bound for name, bound in bounds.items() if "noise 2%" in name]
+    half = 2.0 / sum(1.0 / bound for bound in noisy)
+    print(
+        f"  all 1-D rows (equal parts) {mixed:>5.0f}; with the noise-free half free of cost: "
+        f"{2.0 * half:.0f} (issue #15's target: 10,000)"
+    )
 
 
 if __name__ == "__main__":
