@@ -302,13 +302,15 @@ def _pooled_scores(errors, total, size):
 
 def _on_the_grid(X, y):
     """``y`` ``(..., n_points)`` as an array ``(..., *shape)`` of the rectilinear
-    grid ``X`` (points in lexicographic order), or None for scattered points
-    or fewer than 5 along the first axis."""
-    order = np.lexsort(X.T[::-1])
-    shape = tuple(len(np.unique(column)) for column in X.T)
-    if np.prod(shape) != y.shape[-1] or shape[0] < 5:
+    grid ``X``, its longest axis first (the points in lexicographic order of
+    the columns so arranged), or None for scattered points or fewer than 5
+    points along every axis."""
+    shape = [len(np.unique(column)) for column in X.T]
+    if np.prod(shape) != y.shape[-1] or max(shape) < 5:
         return None
-    return y[..., order].reshape(*y.shape[:-1], *shape)
+    columns = np.roll(np.arange(X.shape[1]), -int(np.argmax(shape)))  # first longest first
+    order = np.lexsort(X[:, columns].T[::-1])
+    return y[..., order].reshape(*y.shape[:-1], *np.take(shape, columns))
 
 
 def largest_bump(X, residual, noise):
@@ -348,7 +350,7 @@ def noise_variance(X, y):
     """An estimate of the variance of white noise on ``y``, from differences of neighbours.
 
     On a rectilinear grid (1-D, or a full product grid), differences of
-    order 2, 3 and 4 along the first axis of the points in order remove a
+    order 2, 3 and 4 along its longest axis (the first of the longest) remove a
     smooth density (to that order) and keep white noise, whose variance they
     multiply by 6, 20 and 70; the smallest of the three estimates is taken
     (the higher the order, the less of a well-resolved density is left, but

@@ -373,6 +373,12 @@ def test_leaves_noise_tells_white_noise_from_a_missing_component(shape):
         bumps = largest_bump(X, residual, variance)
         assert leaves_noise(missed, noise_loss, bumps, n).mean() <= 0.01
     narrow = noise + _bump(X, shape, 2.0)
+    if len(shape) == 2:  # 4 noise sd, 1.5 steps wide: only the matched filter sees it
+        faint = noise + _bump(X, shape, 1.5, height=4 * 0.02)
+        faint_loss = np.mean(faint**2, axis=1) / normaliser
+        assert leaves_noise(faint_loss, noise_loss, 0.0, n).mean() >= 0.5
+        bumps = largest_bump(X, faint, variance)
+        assert leaves_noise(faint_loss, noise_loss, bumps, n).mean() <= 0.01
     if shape == (2000,):  # the mean square alone mostly does not see it
         ratio_only = leaves_noise(np.mean(narrow**2, axis=1) / normaliser, noise_loss, 0.0, n)
         assert ratio_only.mean() >= 0.5
@@ -445,6 +451,68 @@ def test_sample_weights_keep_the_full_patience(engine_name, request):
     evaluated = np.flatnonzero(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.n_components_ == 2
     assert evaluated[-1] == search.best_index_ + 2
+
+
+def test_the_noise_estimate_takes_the_longest_axis_in_any_column_order():
+    """A 4 x 400 grid has too few points along its first axis to difference, but its
+    second has plenty: the estimate (and so the search's noise tests) does not
+    depend on which column comes first."""
+    rng = np.random.default_rng(0)
+    short, long_axis = np.arange(4.0), np.linspace(0, 1, 400)
+    noise = rng.normal(0, 0.01, 1600)
+    estimates = []
+    for columns in ((short, long_axis), (long_axis, short)):
+        X = np.column_stack([g.ravel() for g in np.meshgrid(*columns, indexing="ij")])
+        along = X[:, 1] if columns[0] is short else X[:, 0]
+        y = np.exp(-0.5 * ((along - 0.5) / 0.1) ** 2) + noise
+        estimates.append(noise_variance(X, y))
+    assert estimates[0] == pytest.approx(1e-4, rel=0.15)
+    assert estimates[1] == pytest.approx(1e-4, rel=0.15)
+    assert noise_variance(np.column_stack([short, short]), np.zeros(4)) is None
+
+
+def test_bins_keep_the_full_patience():
+    """Integrated bins: the residual of cell averages is not tested against the
+    noise, so the search waits two candidates past its choice (with the tests on
+    it would stop after one here)."""
+    x = np.linspace(-5, 5, 300)
+    y = np.exp(-0.5 * ((x + 1.5) / 0.7) ** 2) + 0.6 * np.exp(-0.5 * ((x - 2) / 0.5) ** 2)
+    y = y + np.random.default_rng(0).normal(0, 0.01, x.size)
+    search = DensityGMMCV(n_components=8, random_state=0, bins="infer").fit(x, y)
+    evaluated = np.flatnonzero(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.n_components_ == 2
+    assert evaluated[-1] == search.best_index_ + 2
+
+
+def test_the_batched_search_tests_each_row_for_noise_as_alone():
+    """choose_block on a block of rows (some whose choice leaves only noise, some
+    with a faint narrow component, some noise-free) evaluates the same candidates
+    and chooses the same K for each row as on that row alone: the noise tests'
+    results land in their own rows."""
+    from skdensityfit import _batch_cv
+
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 1, 300)
+    rows = []
+    for i in range(6):
+        k = 1 + i % 3
+        means, sds = rng.uniform(0.15, 0.85, k), rng.uniform(0.03, 0.08, k)
+        y = sum(np.exp(-0.5 * ((x - m) / s) ** 2) for m, s in zip(means, sds, strict=True))
+        if i % 3 == 1:
+            y = y + 0.25 * np.exp(-0.5 * ((x - rng.uniform(0.1, 0.9)) / 0.008) ** 2)
+        rows.append(y + (rng.normal(0, 0.03, x.size) if i < 5 else 0.0))
+    Y, seeds = np.array(rows), np.arange(6)
+    search = DensityGMMCV(n_components=6, random_state=0)
+    together = _batch_cv.choose_block(search, x[:, None], Y, seeds=seeds)
+    stops = set()
+    for i in range(6):
+        alone = _batch_cv.choose_block(search, x[:, None], Y[i : i + 1], seeds=seeds[i : i + 1])
+        evaluated = np.isfinite(alone.scores[0].mean(axis=0))
+        np.testing.assert_array_equal(np.isfinite(together.scores[i].mean(axis=0)), evaluated)
+        assert together.n_components[i] == alone.n_components[0]
+        chosen = int(np.flatnonzero(search._candidates() == alone.n_components[0])[0])
+        stops.add(int(np.flatnonzero(evaluated)[-1]) - chosen)
+    assert {1, 2} <= stops  # both kinds of stop are in the block
 
 
 def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch, path_engine):
