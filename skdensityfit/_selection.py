@@ -341,8 +341,9 @@ def largest_bump(X, residual, noise):
         impulse[len(impulse) // 2] = 1.0
         kernel = gaussian_filter1d(impulse, width, mode="constant")
         variance = noise * np.sum(kernel**2) ** len(shape)
-        scores = smoothed.reshape(*residual.shape[:-1], -1) ** 2
-        best = np.maximum(best, scores.max(axis=-1) / variance)
+        with np.errstate(over="ignore"):  # a vanishing noise: an infinite score
+            scores = smoothed.reshape(*residual.shape[:-1], -1) ** 2
+            best = np.maximum(best, scores.max(axis=-1) / variance)
     return float(best) if batch == 0 else best
 
 

@@ -401,6 +401,9 @@ def test_largest_bump_is_none_off_a_rectilinear_grid_and_scores_a_bump_where_it_
     np.testing.assert_allclose(largest_bump(x[order, None], rows, np.array([1.0, 4.0])), score)
     scattered = np.random.default_rng(0).uniform(size=(50, 2))
     assert largest_bump(scattered, np.zeros(50), 1.0) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning: a huge or infinite score
+        assert largest_bump(x[:, None], residual, 0.0) > 1e300
 
 
 def _faint_narrow_case(seed):
