@@ -56,6 +56,7 @@ from ._selection import (
     leaves_noise,
     n_point_folds,
     noise_variance,
+    residual_is_noise_level,
     select,
 )
 
@@ -328,13 +329,13 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
         scores[rows, :, index] = np.where(np.isfinite(loss)[:, None], fold_scores, -np.inf)
         if noise_tests:
             # leaves_noise's two tests; the matched filter only where the mean square passes
-            quiet = leaves_noise(loss, noise_loss[rows], 0.0, n)
+            level = residual_is_noise_level(loss, noise_loss[rows], n)
             bumps = np.full(rows.size, np.nan)
-            if np.any(quiet):
+            if np.any(level):
                 with np.errstate(under="ignore", over="ignore", invalid="ignore"):
-                    fits = theta[quiet]
+                    fits = theta[level]
                     _, model, _ = _model(larger, mixture_terms(larger, fits, derivatives=False))
-                bumps[quiet] = largest_bump(X, Y[rows[quiet]] - model, noise[rows[quiet]])
+                bumps[level] = largest_bump(X, Y[rows[level]] - model, noise[rows[level]])
             path_quiet[rows, index] = leaves_noise(loss, noise_loss[rows], bumps, n)
         if cv.early_stopping:
             # the default stops a choice that leaves only noise one candidate later

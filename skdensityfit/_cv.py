@@ -45,6 +45,7 @@ from ._selection import (
     leaves_noise,
     n_point_folds,
     noise_variance,
+    residual_is_noise_level,
     select,
 )
 from ._validation import (
@@ -837,7 +838,7 @@ class _Path:
         if self.noise_loss is None or theta is None or not self.noise_tests:
             return False
         loss, n_points = self.losses[n_components], self.problem.n_points
-        if not leaves_noise(loss, self.noise_loss, 0.0, n_points):
+        if not residual_is_noise_level(loss, self.noise_loss, n_points):
             return False  # the mean square already speaks
         if n_components not in self.bumps:
             data = self.problems[n_components].data
