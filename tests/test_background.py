@@ -79,7 +79,7 @@ def test_derivatives_match_autograd(d, covariance_type, loss, kind, bins):
     values, gradients, matrices = gauss_newton_by_group(theta, data, groups)
     assert values[0] + constant == pytest.approx(value, rel=1e-10)
     np.testing.assert_allclose(gradients[0], gradient, rtol=1e-8, atol=1e-12 * scale)
-    np.testing.assert_allclose(matrices[0], matrix, rtol=1e-10)
+    np.testing.assert_allclose(matrices[0], matrix, rtol=1e-10, atol=1e-12 * np.abs(matrix).max())
 
 
 # --------------------------------------------------------------------------
