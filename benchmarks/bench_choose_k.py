@@ -5,13 +5,42 @@ Run:   python benchmarks/bench_choose_k.py           (full: 419 cases, under a m
                                                       family and all of Old Faithful, 1 min)
 (times for the default selectors, today's DensityGMMCV and BIC; a selector costing 20 single
 fits takes about 25 min in full)
+       python benchmarks/bench_choose_k.py --family new --selector cv --selector bicfit
+              --output benchmarks/results/choose_k_new_families.txt
+              (the harder families below, 280 cases, 2 min; --quick: 49 cases, 15 s; not part
+               of the default run, whose 419 cases and results file stay as they were;
+               --family all runs both sets)
 Options: --selector NAME (repeatable; 'cv' = DensityGMMCV with default settings, 'bic' =
-DensityGMM(k, loss='poisson').bic on histograms of counts, or 'path/to/file.py:function' /
-'module:function' for any callable ``f(grid, y, *, loss, max_components, random_state) -> int``,
-which may return None for cases it does not apply to); --jobs N (processes, at most 2 here);
---seed-offset S (draw every generated family from seeds S, S+1, ... instead of 0, 1, ...: a
-confirmation range for rules tuned on the default seeds); --output FILE.
-The full run writes benchmarks/results/choose_k.txt.
+DensityGMM(k, loss='poisson').bic on histograms of counts, 'bicfit' = the reference below, or
+'path/to/file.py:function' / 'module:function' for any callable
+``f(grid, y, *, loss, max_components, random_state) -> int``, which may return None for cases it
+does not apply to); --family NAME (repeatable; 'new' = the new families, 'all' = every family);
+--jobs N (processes, at most 2 here); --seed-offset S (draw every generated family from seeds
+S, S+1, ... instead of 0, 1, ...: a confirmation range for rules tuned on the default seeds);
+--describe (print one line per case: K, widths, weights, noise, baseline, bins; no fits);
+--output FILE. The full default run writes benchmarks/results/choose_k.txt.
+
+What a user would pass besides the grid and y: cases of the new families may carry a
+``background`` (the true kind of baseline), ``bins`` (edges) and ``sample_weight`` (bin
+widths). A selector then also gets the keywords ``background=`` (what a user would ask for:
+'linear' for constant and sloped baselines, the true kind, e.g. 'quadratic', for curved ones),
+``bins=`` and ``sample_weight=``, each only when it is not None, so the selectors of the old
+families keep working unchanged. A selector whose signature does not take such a keyword (the
+call would raise TypeError) counts as not applicable (None) for that case, as does one that
+returns None: e.g. 'cv' when DensityGMMCV has no ``background`` parameter or rejects its value,
+'bicfit' when DensityGMM rejects a curved ``background``. Each table ends, for the new families,
+with how many cases a selector did not apply to.
+
+The reference selector 'bicfit' is no part of the library's rule: fixed-K
+``DensityGMM(k, loss=..., background=..., bins=..., random_state=...)`` fitted on all points
+for K = 1..max_components, the lowest BIC wins. For loss='poisson' BIC is
+``DensityGMM.bic(grid, y, sample_weight=...)`` (binned Poisson likelihood, ln of the number of
+counts per parameter); for loss='l2' BIC = chi^2 + p ln n, chi^2 = sum((y - predict)^2) /
+sigma^2 with sigma = 1.4826 median(|second differences of y along the grid|) / sqrt(6) (white
+noise only: on AR(1) noise of lag-1 correlation rho the second differences have variance
+(6 - 8 rho + 2 rho^2) sigma^2, so sigma comes out low by a factor 0.79 at rho = 0.3 and chi^2
+is inflated), p = K (1 + d + d (d + 1) / 2) plus the background's coefficients (3K in 1-D), n
+the number of points.
 
 For every case the table counts right, one off (too few / too many), more than one off (too
 few / too many) against the reference K, and the median cost in single fits: the selection's
@@ -55,11 +84,77 @@ Identifiability rules of the generated mixtures (a draw that breaks one is redra
   maximum (noisy families), and at least 2% of the maximum in noise-free ones;
 - the 1-D grids span the means +- 4.5 standard deviations of each component (histograms: +-
   4); 2-D means lie at least 3.5 standard deviations inside the 64 x 64 image.
+
+New families (tags 111-116; their draws share no code or rule with the families above, only
+the Gaussian pdf; run only when named, e.g. ``--family new``). They go where the families above
+seldom do: components 0.5 to 2.5 grid spacings wide, weights down to 0.05, baselines,
+correlated noise, unequal bins. Values are the density at the grid points (channel centres),
+not channel averages, so the model with ``bins=None`` holds exactly; K cycles with the seed.
+
+- ``narrow`` (50 cases, K = 1..5): a spectrograph's detector row of n = 120..400 pixels (uniform)
+  at a spacing log-uniform in [0.2, 5] (the grid is in those units, from a random origin); the
+  narrowest sd log-uniform in [0.5, 2.5] pixels, the others that times log-uniform [1, 6];
+  weights: amplitudes log-uniform in [1, 20], normalised, the draw rejected if one is below
+  0.05; means uniform at least 4 sd + 2 pixels inside the row; white Gaussian noise of sd
+  ``level x max(clean)``, level uniform in [0.01, 0.03]; loss='l2'.
+- ``narrowclean`` (40 cases, K = 1..5): as ``narrow`` on n = 100..200 pixels without noise.
+  Its K is exact, so a choice below it is unambiguous (noise-free: a selector should never
+  fall below the true K; one above it may be a harmless split of nothing).
+- ``corr`` (50 cases, K = 1..5): a radio spectrum of 256, 384 or 512 channels, velocity axis at
+  0.25 to 2 km/s per channel; line FWHMs log-uniform in [3, 20] channels (sd 1.3 to 8.5);
+  weights as ``narrow`` but amplitudes log-uniform in [1, 15]; line centres uniform in the
+  central 80% of the band and at least 5 sd from its edges; at most half of the channels lie
+  within 3 sd of a line (mostly line-free, as real spectra); correlated Gaussian noise of lag-1
+  autocorrelation rho uniform in [0.2, 0.5]: AR(1) or white noise smoothed by a 3-tap kernel
+  ``[a, 1, a]`` (a from rho = 2a / (1 + 2a^2)) in alternate blocks of 5 seeds, unit marginal
+  variance times sigma; sigma set so that the faintest line's own peak on the grid is log-uniform in
+  [5, 15] sigma (so every line is at least 5 sigma); loss='l2'.
+- ``baseline`` (60 cases, K = 1..5, 15 per kind): lines as ``corr`` on 256 or 512 channels, on
+  a baseline of kind constant, linear, quadratic or exponential ((seed // 5) % 4), recorded as
+  ``Case.background``; noise white (seeds 0-19, 40-59) or AR(1) with rho in [0.2, 0.4] (20-39),
+  sigma as ``corr``. Baseline in units of the clean spectrum's maximum P, over u = 0..1 across
+  the band: constant c, c uniform [0.02, 0.10]; linear from b(0) to b(1), both uniform [0.02,
+  0.10] and at least 0.03 apart; quadratic through b(0), b(1/2), b(1) uniform [0.02, 0.10] with
+  curvature |b(0) + b(1) - 2 b(1/2)| >= 0.04; exponential f + a exp(-u / tau) (or mirrored),
+  f uniform [0, 0.03], a uniform [0.02, 0.07], tau uniform [0.15, 0.5]. Selectors are told
+  background='linear' for the constant and linear kinds, the true kind for curved ones.
+- ``unequal`` (50 cases, K = 1..5): histograms of 1,000-20,000 samples (log-uniform) of a 1-D
+  mixture, sds log-uniform in [1, 5], weights Dirichlet(1.5, ..., 1.5) rejected below
+  max(0.05, 100 / n_samples) (so every component has at least 100 expected samples), means
+  uniform over a span of 3 to 5 times the sum of the sds, every pair with Ashman's
+  D = sqrt(2) |mu_i - mu_j| / sqrt(s_i^2 + s_j^2) >= 3. 20 to 100 bins (log-uniform) of unequal
+  width covering all samples, by scheme ((seed // 5) % 3): quantiles of a pilot sample of 300
+  (equal-probability bins), geometric widths growing 5 to 30 times across the range (either
+  direction), or random widths (Gamma(1.5) shares of the range). Resolution: the bin holding
+  each mean is at most one sd of its component wide (else the bins are redrawn, 25% more of
+  them, up to 400). Passed as docs/histograms.md tells users: ``y = counts / width``,
+  ``sample_weight = width``, ``bins = edges``, loss='poisson'.
+- ``wide2d`` (30 cases, K = 1..5): a 48 x 48 or 64 x 64 pixel image cut-out: one point source
+  (minor sd log-uniform in [1, 2] pixels, the major up to 1.3 times it) among extended sources
+  (each sd log-uniform in [1.5, 6] pixels); random orientations; weights as ``narrow``; means
+  uniform at least 4 major sds + 1 pixel inside the image; white noise of 1-3% of the clean
+  maximum (uniform); loss='l2', full covariances.
+
+Identifiability of the new families (a draw that breaks a rule is redrawn):
+
+- ``narrow``/``narrowclean``: every pair of means at least 1.5 (max(s_i, h) + max(s_j, h))
+  apart (h the spacing: two one-pixel spikes at least 3 pixels apart, equal widths s >= h at
+  least 3 s); each component's own peak on the grid, max_i w_k N(x_i; mu_k, s_k), at least 5
+  noise sds (``narrow``) or 2.5% of the clean maximum (``narrowclean``);
+- ``corr``/``baseline``: every pair of centres at least 1.2 times their mean FWHM apart (a
+  spectroscopist's resolved pair: 1.2 x the Rayleigh-like criterion of one FWHM); each line's
+  own peak on the grid at least 5 (marginal) noise sds; lines at least 10% of the band and 5
+  sd from its edges (the baseline is seen on line-free channels at both ends);
+- ``wide2d``: every pair of means at least 1.5 (max(major sd_i, 1) + max(major sd_j, 1))
+  pixels apart (Euclidean); each component's own peak on the grid at least 5 noise sds;
+- ``unequal``: Ashman's D >= 3 for every pair, at least 100 expected samples and weight 0.05 a
+  component, a bin no wider than one sd at each mean.
 """
 
 import argparse
 import importlib
 import importlib.util
+import inspect
 import os
 import statistics
 import sys
@@ -75,6 +170,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.mixture import GaussianMixture
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skdensityfit import DensityGMM, DensityGMMCV
 
@@ -96,7 +192,19 @@ FAMILIES = {
     "noisy2d": (110, 40),
     "faithful": (None, 10),
 }
+NEW_FAMILIES = {
+    # harder families, run only when named (--family NAME, or --family new / all)
+    "narrow": (111, 50),
+    "narrowclean": (112, 40),
+    "corr": (113, 50),
+    "baseline": (114, 60),
+    "unequal": (115, 50),
+    "wide2d": (116, 30),
+}
+DEFAULT_FAMILIES = tuple(FAMILIES)
+FAMILIES.update(NEW_FAMILIES)
 QUICK_EVERY = 6
+CURVED_BASELINES = ("quadratic", "exponential")
 
 
 @dataclass
@@ -109,10 +217,29 @@ class Case:
     true_k: int
     counts: bool  # y holds counts of a histogram (BIC applies)
     label: str = ""
+    background: str | None = None  # true baseline: 'constant', 'linear', 'quadratic', ...
+    bins: np.ndarray | None = None  # bin edges (1-D) when y is a histogram on them
+    sample_weight: np.ndarray | None = None  # bin widths when y = counts / width
 
     @property
     def max_components(self):
         return max(6, self.true_k + 2)
+
+    @property
+    def requested_background(self):
+        """What a user would ask for: 'linear' for constant and sloped baselines, else the kind."""
+        if self.background in ("constant", "linear"):
+            return "linear"
+        return self.background
+
+    def selector_keywords(self):
+        """The keywords a user would pass besides the grid and y, those that are not None."""
+        keywords = {
+            "background": self.requested_background,
+            "bins": self.bins,
+            "sample_weight": self.sample_weight,
+        }
+        return {name: value for name, value in keywords.items() if value is not None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,10 +422,318 @@ def _faithful_cases():
     return cases
 
 
+# --------------------------------------------------------------------------------------------
+# new families (own draws and rules; see the module docstring)
+# --------------------------------------------------------------------------------------------
+FWHM_PER_SD = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def _log_uniform(rng, low, high, size=None):
+    return np.exp(rng.uniform(np.log(low), np.log(high), size))
+
+
+def _amplitude_weights(rng, k, ratio, min_weight=0.05):
+    """Weights from amplitudes log-uniform in [1, ratio], or None if one is below min_weight."""
+    weights = _log_uniform(rng, 1.0, ratio, k)
+    weights /= weights.sum()
+    return weights if weights.min() >= min_weight else None
+
+
+def _place_means(rng, low, high, min_gap, tries=200):
+    """Means uniform in [low_k, high_k], every pair at least min_gap[i, j] apart, or None."""
+    if np.any(high <= low):
+        return None
+    for _ in range(tries):
+        means = rng.uniform(low, high)
+        apart = np.abs(means[:, None] - means[None, :]) >= min_gap
+        if np.all(apart | np.eye(len(means), dtype=bool)):
+            return means
+    return None
+
+
+def _components(channels, weights, means, sds):
+    """Weighted unit-area Gaussians at the channels: shape (n_channels, K)."""
+    return _gauss(channels[:, None], means, sds) * weights
+
+
+def _fmt(values, digits=2):
+    return "[" + " ".join(f"{v:.{digits}f}" for v in values) + "]"
+
+
+def _narrow(rng, family, seed, noisy):
+    """A detector row with a component 0.5 to 2.5 pixels wide, white noise of 1-3% or none."""
+    k = 1 + seed % 5
+    while True:
+        n = int(rng.integers(120, 401)) if noisy else int(rng.integers(100, 201))
+        narrowest = _log_uniform(rng, 0.5, 2.5)
+        sds = narrowest * np.concatenate([[1.0], _log_uniform(rng, 1.0, 6.0, k - 1)])
+        weights = _amplitude_weights(rng, k, 20.0)
+        if weights is None:
+            continue
+        resolved = np.maximum(sds, 1.0)
+        min_gap = 1.5 * (resolved[:, None] + resolved[None, :])
+        margin = 4 * sds + 2
+        means = _place_means(rng, margin, n - 1 - margin, min_gap)
+        if means is None:
+            continue
+        channels = np.arange(n, dtype=float)
+        parts = _components(channels, weights, means, sds)
+        clean = parts.sum(axis=1)
+        own_peaks = parts.max(axis=0)
+        if noisy:
+            level = rng.uniform(0.01, 0.03)
+            if np.all(own_peaks >= 5 * level * clean.max()):
+                break
+        elif np.all(own_peaks >= 0.025 * clean.max()):
+            level = 0.0
+            break
+    spacing = _log_uniform(rng, 0.2, 5.0)
+    grid = spacing * (channels + rng.uniform(-n, n))
+    y = clean / spacing
+    if noisy:
+        y = y + rng.normal(0, level * y.max(), n)
+        own = own_peaks / (level * clean.max())
+        noise = f"noise {level:.3f} of max, own peaks/sigma {_fmt(own, 1)}"
+    else:
+        noise = f"noise-free, own peaks/max {_fmt(own_peaks / clean.max(), 3)}"
+    label = f"n={n} sd/h {_fmt(sds)} w {_fmt(weights)} {noise}"
+    return Case(family, seed, grid, y, "l2", k, False, label)
+
+
+def _spectral_lines(rng, k, n, amplitude_ratio=15.0):
+    """Channel positions, sds and weights of K lines on n channels, mostly line-free."""
+    channels = np.arange(n, dtype=float)
+    while True:
+        fwhm = _log_uniform(rng, 3.0, 20.0, k)
+        sds = fwhm / FWHM_PER_SD
+        weights = _amplitude_weights(rng, k, amplitude_ratio)
+        if weights is None:
+            continue
+        min_gap = 1.2 * 0.5 * (fwhm[:, None] + fwhm[None, :])
+        margin = np.maximum(0.1 * n, 5 * sds)
+        means = _place_means(rng, margin, n - 1 - margin, min_gap)
+        if means is None:
+            continue
+        near_line = np.any(np.abs(channels[:, None] - means) <= 3 * sds, axis=1)
+        if near_line.mean() <= 0.5:
+            return channels, _components(channels, weights, means, sds), sds, weights
+
+
+def _correlated_noise(rng, n, rho, kind):
+    """Unit-variance Gaussian noise of lag-1 autocorrelation rho: 'ar1' or 'kernel' [a, 1, a]."""
+    if kind == "ar1":
+        z = rng.normal(size=n)
+        noise = np.empty(n)
+        noise[0] = z[0]
+        innovation = np.sqrt(1 - rho**2)
+        for i in range(1, n):
+            noise[i] = rho * noise[i - 1] + innovation * z[i]
+        return noise
+    a = (1 - np.sqrt(1 - 2 * rho**2)) / (2 * rho)
+    return np.convolve(rng.normal(size=n + 2), [a, 1.0, a], mode="valid") / np.sqrt(1 + 2 * a**2)
+
+
+def _velocity_axis(rng, n):
+    width = rng.choice([0.25, 0.5, 1.0, 2.0])  # km/s per channel
+    return rng.uniform(-100, 100) + width * (np.arange(n) - n / 2)
+
+
+def _corr(rng, family, seed):
+    """A radio spectrum: a few lines, mostly line-free channels, correlated noise."""
+    k = 1 + seed % 5
+    n = int(rng.choice([256, 384, 512]))
+    _, parts, sds, weights = _spectral_lines(rng, k, n)
+    sigma = parts.max(axis=0).min() / _log_uniform(rng, 5.0, 15.0)
+    rho = rng.uniform(0.2, 0.5)
+    kind = ("ar1", "kernel")[(seed // 5) % 2]
+    y = parts.sum(axis=1) + sigma * _correlated_noise(rng, n, rho, kind)
+    grid = _velocity_axis(rng, n)
+    label = (
+        f"n={n} sd/h {_fmt(sds)} w {_fmt(weights)} {kind} rho={rho:.2f} "
+        f"own peaks/sigma {_fmt(parts.max(axis=0) / sigma, 1)}"
+    )
+    return Case(family, seed, grid, y, "l2", k, False, label)
+
+
+def _baseline_shape(rng, kind, n):
+    """A baseline over n channels in units of the clean maximum (2-10% of it)."""
+    u = np.linspace(0.0, 1.0, n)
+    if kind == "constant":
+        return np.full(n, rng.uniform(0.02, 0.10))
+    if kind == "linear":
+        while True:
+            start, end = rng.uniform(0.02, 0.10, 2)
+            if abs(end - start) >= 0.03:
+                return start + (end - start) * u
+    if kind == "quadratic":
+        while True:
+            values = rng.uniform(0.02, 0.10, 3)
+            if abs(values[0] + values[2] - 2 * values[1]) >= 0.04:
+                return np.polyval(np.polyfit([0.0, 0.5, 1.0], values, 2), u)
+    floor, height, tau = rng.uniform(0, 0.03), rng.uniform(0.02, 0.07), rng.uniform(0.15, 0.5)
+    shape = floor + height * np.exp(-u / tau)
+    return shape[::-1] if rng.random() < 0.5 else shape
+
+
+def _baseline(rng, family, seed):
+    """A spectrum as ``corr`` (white or AR(1) noise) on a constant, sloped or curved baseline."""
+    k = 1 + seed % 5
+    kind = ("constant", "linear", *CURVED_BASELINES)[(seed // 5) % 4]
+    n = int(rng.choice([256, 512]))
+    _, parts, sds, weights = _spectral_lines(rng, k, n)
+    sigma = parts.max(axis=0).min() / _log_uniform(rng, 5.0, 15.0)
+    clean = parts.sum(axis=1)
+    base = clean.max() * _baseline_shape(rng, kind, n)
+    if (seed // 20) % 2 == 1:
+        rho = rng.uniform(0.2, 0.4)
+        noise = f"ar1 rho={rho:.2f}"
+        y = clean + base + sigma * _correlated_noise(rng, n, rho, "ar1")
+    else:
+        noise = "white"
+        y = clean + base + rng.normal(0, sigma, n)
+    grid = _velocity_axis(rng, n)
+    label = (
+        f"n={n} sd/h {_fmt(sds)} w {_fmt(weights)} {noise} own peaks/sigma "
+        f"{_fmt(parts.max(axis=0) / sigma, 1)} {kind} baseline {base[0] / clean.max():.3f}.."
+        f"{base[n // 2] / clean.max():.3f}..{base[-1] / clean.max():.3f} of max, "
+        f"{base.max() / sigma:.1f} sigma at most"
+    )
+    return Case(family, seed, grid, y, "l2", k, False, label, background=kind)
+
+
+def _mixture_samples(rng, weights, means, sds, n):
+    component = rng.choice(len(weights), size=n, p=weights)
+    return means[component] + sds[component] * rng.normal(size=n)
+
+
+def _unequal_edges(rng, scheme, n_bins, low, high, pilot):
+    if scheme == "quantile":
+        edges = np.quantile(pilot, np.linspace(0, 1, n_bins + 1))
+        edges[0], edges[-1] = min(edges[0], low), max(edges[-1], high)
+        return edges
+    if scheme == "geometric":
+        growth = _log_uniform(rng, 5.0, 30.0) ** (1 / max(n_bins - 1, 1))
+        widths = growth ** np.arange(n_bins)
+        widths = widths if rng.random() < 0.5 else widths[::-1]
+    else:
+        widths = rng.gamma(1.5, size=n_bins)
+    return low + (high - low) * np.concatenate([[0.0], np.cumsum(widths) / widths.sum()])
+
+
+def _unequal(rng, family, seed):
+    """A histogram of a 1-D mixture in bins of unequal width, as y = counts / width."""
+    k = 1 + seed % 5
+    n_samples = int(_log_uniform(rng, 1000, 20000))
+    scheme = ("quantile", "geometric", "random")[(seed // 5) % 3]
+    while True:
+        sds = _log_uniform(rng, 1.0, 5.0, k)
+        weights = rng.dirichlet(np.full(k, 1.5))
+        if weights.min() < max(0.05, 100 / n_samples):
+            continue
+        span = rng.uniform(3, 5) * sds.sum()
+        means = rng.uniform(0, span, k)
+        distance = np.abs(means[:, None] - means[None, :])
+        ashman = np.sqrt(2) * distance / np.sqrt(sds[:, None] ** 2 + sds[None, :] ** 2)
+        if np.all((ashman >= 3) | np.eye(k, dtype=bool)):
+            break
+    samples = _mixture_samples(rng, weights, means, sds, n_samples)
+    pilot = _mixture_samples(rng, weights, means, sds, 300)
+    low, high = samples.min(), samples.max()
+    n_bins = int(_log_uniform(rng, 20, 100))
+    while True:
+        edges = _unequal_edges(rng, scheme, n_bins, low, high, pilot)
+        widths = np.diff(edges)
+        at_means = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, len(widths) - 1)
+        if np.all(widths[at_means] <= sds):
+            break
+        n_bins = int(np.ceil(1.25 * n_bins))
+        if n_bins > 400:
+            n_bins = int(_log_uniform(rng, 20, 100))
+    counts, _ = np.histogram(samples, bins=edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    label = (
+        f"{n_samples} samples sd {_fmt(sds)} w {_fmt(weights)} {scheme} {len(widths)} bins, "
+        f"widths {widths.min():.3g}..{widths.max():.3g}, bin/sd at means "
+        f"{_fmt(widths[at_means] / sds)}"
+    )
+    return Case(
+        family,
+        seed,
+        centres,
+        counts / widths,
+        "poisson",
+        k,
+        True,
+        label,
+        bins=edges,
+        sample_weight=widths,
+    )
+
+
+def _wide2d(rng, family, seed):
+    """An image cut-out: a point source 1-2 pixels wide among extended sources, white noise."""
+    k = 1 + seed % 5
+    size = int(rng.choice([48, 64]))
+    axis = np.arange(size, dtype=float)
+    grid = np.column_stack([g.ravel() for g in np.meshgrid(axis, axis, indexing="ij")])
+    while True:
+        point = _log_uniform(rng, 1.0, 2.0) * np.array([1.0, _log_uniform(rng, 1.0, 1.3)])
+        sds = [point] + [_log_uniform(rng, 1.5, 6.0, 2) for _ in range(k - 1)]
+        angles = rng.uniform(0, np.pi, k)
+        weights = _amplitude_weights(rng, k, 20.0)
+        if weights is None:
+            continue
+        major = np.array([s.max() for s in sds])
+        resolved = np.maximum(major, 1.0)
+        margin = np.repeat((4 * major + 1)[:, None], 2, axis=1)
+        if np.any(2 * margin >= size - 1):
+            continue
+        means = None
+        for _ in range(200):
+            candidate = rng.uniform(margin, size - 1 - margin)
+            distance = np.linalg.norm(candidate[:, None] - candidate[None, :], axis=2)
+            min_gap = 1.5 * (resolved[:, None] + resolved[None, :])
+            if np.all((distance >= min_gap) | np.eye(k, dtype=bool)):
+                means = candidate
+                break
+        if means is None:
+            continue
+        covs = []
+        for sd, angle in zip(sds, angles, strict=True):
+            rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+            covs.append(rot @ np.diag(sd**2) @ rot.T)
+        parts = np.column_stack(
+            [w * _gauss_2d(grid, m, c) for w, m, c in zip(weights, means, covs, strict=True)]
+        )
+        clean = parts.sum(axis=1)
+        level = rng.uniform(0.01, 0.03)
+        own = parts.max(axis=0) / (level * clean.max())
+        if np.all(own >= 5):
+            break
+    y = clean + rng.normal(0, level * clean.max(), clean.shape)
+    label = (
+        f"{size}x{size} sds/px {' '.join(_fmt(s) for s in sds)} w {_fmt(weights)} noise "
+        f"{level:.3f} of max, own peaks/sigma {_fmt(own, 1)}"
+    )
+    return Case(family, seed, grid, y, "l2", k, False, label)
+
+
+NEW_GENERATORS = {
+    "narrow": lambda rng, family, seed: _narrow(rng, family, seed, noisy=True),
+    "narrowclean": lambda rng, family, seed: _narrow(rng, family, seed, noisy=False),
+    "corr": _corr,
+    "baseline": _baseline,
+    "unequal": _unequal,
+    "wide2d": _wide2d,
+}
+
+
 def make_case(family, seed, seed_offset=0):
     """The case ``seed`` of a generated family (``seed_offset`` shifts the random stream)."""
     tag = FAMILIES[family][0]
     rng = np.random.default_rng((tag, seed + seed_offset))
+    if family in NEW_GENERATORS:
+        return NEW_GENERATORS[family](rng, family, seed)
     draw = {
         "clean100": lambda: _clean(rng, seed, 100),
         "clean400": lambda: _clean(rng, seed, 400),
@@ -316,10 +751,11 @@ def make_case(family, seed, seed_offset=0):
 
 
 def all_cases(quick=False, families=None, seed_offset=0):
-    """Every case of the benchmark (or of ``families``), quick: every 6th of each family."""
+    """Every case of the default families (or of ``families``), quick: every 6th of each."""
+    families = families or DEFAULT_FAMILIES
     cases = []
     for family, (_, n_cases) in FAMILIES.items():
-        if families and family not in families:
+        if family not in families:
             continue
         if family == "faithful":
             family_cases = _faithful_cases()
@@ -334,24 +770,129 @@ def all_cases(quick=False, families=None, seed_offset=0):
 # --------------------------------------------------------------------------------------------
 # selectors
 # --------------------------------------------------------------------------------------------
-def select_cv(grid, y, *, loss, max_components, random_state):
-    """Today's DensityGMMCV with its default settings."""
-    search = DensityGMMCV(n_components=max_components, loss=loss, random_state=random_state)
-    return search.fit(grid, y).n_components_
+def select_cv(
+    grid,
+    y,
+    *,
+    loss,
+    max_components,
+    random_state,
+    background=None,
+    bins=None,
+    sample_weight=None,
+):
+    """Today's DensityGMMCV with its default settings (and what the user passes, if anything).
+
+    None (not applicable) when DensityGMMCV takes no ``background`` or rejects a setting.
+    """
+    settings = {"bins": bins, "background": background}
+    settings = {name: value for name, value in settings.items() if value is not None}
+    try:
+        search = DensityGMMCV(
+            n_components=max_components, loss=loss, random_state=random_state, **settings
+        )
+    except TypeError:  # no such parameter (background, today)
+        return None
+    try:
+        if sample_weight is None:
+            search.fit(grid, y)
+        else:
+            search.fit(grid, y, sample_weight=sample_weight)
+    except InvalidParameterError:  # e.g. a background kind it does not know
+        return None
+    return search.n_components_
 
 
-def select_bic(grid, y, *, loss, max_components, random_state, counts=True):
-    """Lowest binned-Poisson BIC of DensityGMM(k, loss='poisson'); histograms of counts only."""
+def select_bic(
+    grid, y, *, loss, max_components, random_state, counts=True, bins=None, sample_weight=None
+):
+    """Lowest binned-Poisson BIC of DensityGMM(k, loss='poisson'); histograms of counts only.
+
+    With ``bins`` / ``sample_weight`` (unequal bins: y = counts / width) both are passed on.
+    """
     if loss != "poisson" or not counts:
         return None
+    settings = {} if bins is None else {"bins": bins}
+    weights = {} if sample_weight is None else {"sample_weight": sample_weight}
     bics = [
-        DensityGMM(k, loss="poisson", random_state=random_state).fit(grid, y).bic(grid, y)
+        DensityGMM(k, loss="poisson", random_state=random_state, **settings)
+        .fit(grid, y, **weights)
+        .bic(grid, y, **weights)
         for k in range(1, max_components + 1)
     ]
     return 1 + int(np.argmin(bics))
 
 
-BUILTIN = {"cv": select_cv, "bic": select_bic}
+def robust_noise_sd(grid, y):
+    """1.4826 median(|second differences of y|) / sqrt(6): white noise's sd, robust to peaks.
+
+    Differences are taken along the sorted grid in 1-D and along each axis of a full
+    rectilinear N-D grid (pooled); on other N-D points along their order.
+    """
+    grid = np.asarray(grid, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if grid.ndim == 1 or grid.shape[1] == 1:
+        second = np.diff(y[np.argsort(grid.ravel(), kind="stable")], 2)
+    else:
+        axes = [np.unique(grid[:, j], return_inverse=True) for j in range(grid.shape[1])]
+        shape = tuple(len(values) for values, _ in axes)
+        if np.prod(shape) == len(y):
+            image = np.full(shape, np.nan)
+            image[tuple(inverse.ravel() for _, inverse in axes)] = y
+            second = np.concatenate(
+                [np.diff(image, 2, axis=j).ravel() for j in range(len(shape)) if shape[j] > 2]
+            )
+            second = second[np.isfinite(second)]
+        else:
+            second = np.diff(y, 2)
+    sigma = 1.4826 * np.median(np.abs(second)) / np.sqrt(6)
+    if not sigma > 0:  # a plateau or mostly empty bins: fall back to the root mean square
+        sigma = np.sqrt(np.mean(second**2) / 6)
+    return max(sigma, 1e-12 * np.abs(y).max(), np.finfo(float).tiny)
+
+
+def select_bicfit(
+    grid,
+    y,
+    *,
+    loss,
+    max_components,
+    random_state,
+    background=None,
+    bins=None,
+    sample_weight=None,
+):
+    """Reference (not the library's rule): lowest BIC of fixed-K DensityGMM fits, K = 1..max.
+
+    loss='poisson': ``DensityGMM.bic(grid, y, sample_weight=...)``; loss='l2': chi^2 + p ln n
+    with chi^2 against the robust noise sd of :func:`robust_noise_sd`, p = K (1 + d +
+    d (d + 1) / 2) plus the background's coefficients, n the number of points. None when
+    DensityGMM rejects a setting (a curved ``background``, today).
+    """
+    grid = np.asarray(grid, dtype=float)
+    y = np.asarray(y, dtype=float)
+    d = 1 if grid.ndim == 1 else grid.shape[1]
+    sigma = robust_noise_sd(grid, y) if loss == "l2" else None
+    bics = []
+    for k in range(1, max_components + 1):
+        model = DensityGMM(
+            k, loss=loss, background=background, bins=bins, random_state=random_state
+        )
+        try:
+            model.fit(grid, y, sample_weight=sample_weight)
+        except InvalidParameterError:
+            return None
+        if loss == "poisson":
+            bics.append(model.bic(grid, y, sample_weight=sample_weight))
+            continue
+        chi2 = np.sum((y - model.predict(grid)) ** 2) / sigma**2
+        background_size = 0 if model.background_ is None else model.background_.size
+        n_parameters = k * (1 + d + d * (d + 1) // 2) + background_size
+        bics.append(chi2 + n_parameters * np.log(len(y)))
+    return 1 + int(np.argmin(bics))
+
+
+BUILTIN = {"cv": select_cv, "bic": select_bic, "bicfit": select_bicfit}
 
 
 def load_selector(spec):
@@ -371,11 +912,47 @@ def load_selector(spec):
 # --------------------------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------------------------
+def _single_fit(case, extra):
+    """One DensityGMM fit at the true K with what the user passes (no background it rejects)."""
+    settings = {name: extra[name] for name in ("background", "bins") if name in extra}
+    weights = {"sample_weight": extra["sample_weight"]} if "sample_weight" in extra else {}
+    try:
+        DensityGMM(case.true_k, loss=case.loss, random_state=case.seed, **settings).fit(
+            case.grid, case.y, **weights
+        )
+    except InvalidParameterError:
+        settings.pop("background", None)
+        DensityGMM(case.true_k, loss=case.loss, random_state=case.seed, **settings).fit(
+            case.grid, case.y, **weights
+        )
+
+
+def _select_with_keywords(selector, case, kwargs):
+    """The selector's choice, or None if it does not take a keyword (a TypeError on call).
+
+    The signature is checked first, so a TypeError raised inside a selector stays an error.
+    """
+    try:
+        inspect.signature(selector).bind(case.grid, case.y, **kwargs)
+    except TypeError:
+        return None
+    except ValueError:  # no signature to read: the call tells
+        try:
+            return selector(case.grid, case.y, **kwargs)
+        except TypeError:
+            return None
+    return selector(case.grid, case.y, **kwargs)
+
+
 def run_case(case, specs):
     """``[(chosen K, seconds)]`` per selector and the seconds of one fit at the true K."""
     warnings.simplefilter("ignore")
+    extra = case.selector_keywords()
     start = time.perf_counter()
-    DensityGMM(case.true_k, loss=case.loss, random_state=case.seed).fit(case.grid, case.y)
+    if extra:
+        _single_fit(case, extra)
+    else:
+        DensityGMM(case.true_k, loss=case.loss, random_state=case.seed).fit(case.grid, case.y)
     single = time.perf_counter() - start
     outcomes = []
     for spec in specs:
@@ -384,15 +961,20 @@ def run_case(case, specs):
         kwargs = dict(loss=case.loss, max_components=case.max_components, random_state=case.seed)
         if selector is select_bic:
             kwargs["counts"] = case.counts
-        chosen = selector(case.grid, case.y, **kwargs)
+        kwargs.update(extra)
+        if extra:
+            chosen = _select_with_keywords(selector, case, kwargs)
+        else:
+            chosen = selector(case.grid, case.y, **kwargs)
         outcomes.append((chosen, time.perf_counter() - start))
     return outcomes, single
 
 
 def table(name, cases, outcomes):
-    """Lines of the per-family table of one selector."""
+    """Lines of the per-family table of one selector (and its not-applicable new cases)."""
+    width = max([10] + [len(c.family) for c in cases])
     head = (
-        f"{'family':<10} {'n':>4} {'right':>6} {'1 off':>6} {'(few/many)':>10} "
+        f"{'family':<{width}} {'n':>4} {'right':>6} {'1 off':>6} {'(few/many)':>10} "
         f"{'>1 off':>6} {'(few/many)':>10} {'cost':>6}   misses (seed: true->chosen)"
     )
     lines = [f"selector: {name}", head, "-" * len(head)]
@@ -415,16 +997,59 @@ def table(name, cases, outcomes):
         totals += counts
         misses = " ".join(f"{c.seed}:{c.true_k}->{o[0]}" for c, o in rows if o[0] != c.true_k)
         lines.append(
-            f"{family:<10} {counts[0]:>4} {counts[1]:>6} {counts[2] + counts[3]:>6} "
+            f"{family:<{width}} {counts[0]:>4} {counts[1]:>6} {counts[2] + counts[3]:>6} "
             f"{f'{counts[2]}/{counts[3]}':>10} {counts[4] + counts[5]:>6} "
             f"{f'{counts[4]}/{counts[5]}':>10} {cost:>6.1f}   {misses}"
         )
     lines.append(
-        f"{'all':<10} {totals[0]:>4} {totals[1]:>6} {totals[2] + totals[3]:>6} "
+        f"{'all':<{width}} {totals[0]:>4} {totals[1]:>6} {totals[2] + totals[3]:>6} "
         f"{f'{totals[2]}/{totals[3]}':>10} {totals[4] + totals[5]:>6} "
         f"{f'{totals[4]}/{totals[5]}':>10}"
     )
+    skipped = {
+        family: sum(
+            c.family == family and o[0] is None for c, o in zip(cases, outcomes, strict=True)
+        )
+        for family in NEW_FAMILIES
+    }
+    if any(c.family in NEW_FAMILIES for c in cases):
+        lines.append(
+            "not applicable (None): "
+            + ", ".join(
+                f"{family} {number}"
+                for family, number in skipped.items()
+                if any(c.family == family for c in cases)
+            )
+        )
     return lines
+
+
+def describe(case):
+    """One line: family, seed, true K, what the user passes, the draw's parameters."""
+    extra = case.selector_keywords()
+    passed = ", ".join(
+        f"{name}={value!r}" if isinstance(value, str) else f"{name}=<{len(value)}>"
+        for name, value in extra.items()
+    )
+    return (
+        f"{case.family} {case.seed}: K={case.true_k} n={len(case.y)} loss={case.loss}"
+        f"{' ' + passed if passed else ''} | {case.label}"
+    )
+
+
+def expand_families(names):
+    """Family names, with 'new' for the new families and 'all' for every one."""
+    if not names:
+        return None
+    expanded = []
+    for name in names:
+        group = {"new": list(NEW_FAMILIES), "all": list(FAMILIES)}.get(name, [name])
+        for family in group:
+            if family not in FAMILIES:
+                raise SystemExit(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+            if family not in expanded:
+                expanded.append(family)
+    return expanded
 
 
 def main(argv=None):
@@ -435,10 +1060,15 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed-offset", type=int, default=0)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--describe", action="store_true")
     args = parser.parse_args(argv)
     specs = args.selectors or ["cv", "bic"]
     wall = time.perf_counter()
-    cases = all_cases(args.quick, args.families, args.seed_offset)
+    families = expand_families(args.families)
+    cases = all_cases(args.quick, families, args.seed_offset)
+    if args.describe:
+        print("\n".join(describe(case) for case in cases))
+        return
     results = Parallel(n_jobs=min(args.jobs, 2), verbose=0)(
         delayed(run_case)(case, specs) for case in cases
     )
@@ -453,6 +1083,16 @@ def main(argv=None):
     for index, spec in enumerate(specs):
         outcomes = [(o[index][0], o[index][1], single) for o, single in results]
         lines += [*table(spec, cases, outcomes), ""]
+    new_cases = [i for i, c in enumerate(cases) if c.family in NEW_FAMILIES]
+    if new_cases:
+        lines.append("new-family cases (true K; chosen per selector, '-' = not applicable):")
+        for i in new_cases:
+            chosen = " ".join(
+                f"{spec}={'-' if o is None else o}"
+                for spec, (o, _) in zip(specs, results[i][0], strict=True)
+            )
+            lines.append(f"  {describe(cases[i])} || {chosen}")
+        lines.append("")
     lines.append(f"wall time {time.perf_counter() - wall:.0f} s")
     text = "\n".join(lines)
     print(text)

@@ -1197,8 +1197,31 @@ def _store_chunk(result, start, chunk):
             getattr(result, name)[start:stop] = values
 
 
+# The warnings of a fit that flag a probably wrong result, by a phrase of their
+# text: fit_many summarises each once (the rows' own texts are in result.messages).
+_FLAGGED = {
+    "the largest candidate": "K chosen at the largest candidate (pass larger n_components)",
+    "still holds a Gaussian bump": "a bump left in the residual of the chosen fit",
+    "hold no line of their own": (
+        "components centred outside the grid or wider than it (a baseline: pass background=)"
+    ),
+    "pressed against the width floor": "components pressed against the width floor",
+    "does not support": "more components than the data supports",
+}
+
+
 def _warn_summary(result):
     n = len(result)
+    for phrase, what in _FLAGGED.items():
+        rows = [i for i, message in enumerate(result.messages) if phrase in message]
+        if rows:
+            shown = ", ".join(str(i) for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
+            warnings.warn(
+                f"fit_many: {what}, in {len(rows)} of {n} densities (rows {shown}; the "
+                "warning of each row is in result.messages).",
+                UserWarning,
+                stacklevel=3,
+            )
     n_failed = int(result.failed.sum())
     if n_failed:
         first = int(np.flatnonzero(result.failed)[0])

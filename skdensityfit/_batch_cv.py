@@ -67,8 +67,8 @@ DEFAULT_REG_COVAR = 1e-6
 def covers(cv, grid):
     """Whether the batched search covers ``cv``'s settings on ``grid`` (else each
     density goes through ``DensityGMMCV.fit``): the l2 loss, held-out grid points
-    in ``cv`` folds (None or an int), ``selection`` "auto", "standard_error" or
-    "best", no fixed scale or bins, the default starts (``n_init=2``,
+    in ``cv`` folds (None or an int), ``selection`` "standard_error" or "best", no fixed
+    scale or bins, the default starts (``n_init=2``,
     ``init_params="kmeans"``, ``reg_covar`` at most its default: the path's step
     here is the grown fit and one data-driven start), the candidates ``1..m``
     (the path grows through each), at most ``SMALL_GRID`` points
@@ -84,7 +84,7 @@ def covers(cv, grid):
         and cv.scale is None
         and cv.bins is None
         and cv.held_out in ("auto", "points")
-        and cv.selection in ("auto", "standard_error", "best")
+        and cv.selection in ("standard_error", "best")
         and (cv.cv is None or isinstance(cv.cv, Integral))
         and grid.shape[0] <= SMALL_GRID
         and np.array_equal(candidates, np.arange(1, len(candidates) + 1))
@@ -251,7 +251,7 @@ def choose_block(cv, X, Y, weights=None, seeds=None):
     scorable = np.all(held_out > 0, axis=1) & np.all(held_out < np.sum(q, axis=1)[:, None], axis=1)
     scorable &= np.isfinite(total) & (total > CONSTANT_DENSITY * np.sum(q * Y**2, axis=1))
     patience = PATIENCE if cv.early_stopping is True else int(cv.early_stopping)
-    selection = "standard_error" if cv.selection == "auto" else cv.selection
+    selection = cv.selection
     n_se = cv.n_standard_errors
     smallest_training = n - int(np.max(np.sum(test, axis=2)))
 

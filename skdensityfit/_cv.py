@@ -13,25 +13,22 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _batch_cv
 from ._compat import Interval, StrOptions, fit_context, warn_at_caller
-from ._engine import FitSettings, MixtureFit, fit_problem, path_fit
 from ._estimator import DensityGMM
-from ._objective import model_density
+from ._noise import NOISE_KINDS, check_noise
 from ._problem import problem_of
-from ._reports import (
-    warn_if_components_are_redundant,
-    warn_if_density_is_cut_at_the_edge,
-    warn_if_underdetermined,
+from ._search import (
+    LINE_LEFT,
+    Path,
+    criterion_search,
+    initial_noise,
+    largest_residual_bump,
+    path_for_criterion,
 )
 from ._selection import (
-    CV_FTOL,
-    CV_MAX_ITER,
-    CV_TOL,
     EXACT_CV_LOSS,
-    EXACT_TRIAL_NOISE_LOSS,
     PATH_GROWN_GAIN,
     PATIENCE,
     SMALL_GRID,
-    UNDERFIT,
     CountFolds,
     PointFolds,
     are_counts,
@@ -39,13 +36,7 @@ from ._selection import (
     contiguous_folds,
     cv_results,
     has_peaked,
-    information_criterion,
-    largest_bump,
-    least_components,
-    leaves_noise,
     n_point_folds,
-    noise_variance,
-    residual_is_noise_level,
     select,
 )
 from ._validation import (
@@ -68,64 +59,62 @@ _PASSED_ON = (
     "init_params",
     "scale",
     "bins",
+    "background",
 )
 
 
 class DensityGMMCV(RegressorMixin, BaseEstimator):
-    """:class:`DensityGMM` with the number of components chosen by cross-validation.
+    """:class:`DensityGMM` with the number of components chosen from the data.
 
     The candidates are fitted to all points along the path ``K = 1, 2, ...``
     (through every ``K`` up to the largest candidate), each from ``n_init``
     starts: the previous fit plus a component placed at the largest residual,
-    and data-driven ones (at least one), keeping whichever ends lowest. Each
-    candidate is then scored on held-out data (``held_out``):
+    and data-driven ones (at least one), keeping whichever ends lowest. By
+    default (``selection='auto'``, i.e. ``'bic'``) each fit is scored by the
+    Bayesian information criterion ``-2 log L + p log n`` under a model of the
+    density's noise (``noise``), ``p`` the fit's free parameters:
 
-    - histograms of counts (``loss='poisson'``): every bin's count is split
-      at random between the folds (multinomial thinning), so each fold keeps
-      every bin; a fold's fit of its training counts (a short refit from the
-      fit on all counts) predicts its held-out counts, scored by their
-      Poisson deviance. This is K-fold cross-validation of the samples.
-    - other densities: shuffled folds of grid points; a fold's fit of its
-      training points (one Levenberg-Marquardt step from the fit on all
-      points; real refits for a candidate whose one-step score would lead,
-      since one step is optimistic for surplus components) predicts its
-      held-out values, scored by the squared error (``'l2'``) or the
-      Poisson deviance.
+    - white Gaussian noise, its standard deviation estimated from second
+      differences of neighbouring values (robustly: a few sharp peaks do not
+      move it); ``n`` the number of points;
+    - correlated Gaussian noise, when the residual of the best fit is
+      correlated between neighbouring points (real spectra: channels share
+      noise): the residual is whitened by the banded Cholesky factor of its
+      autocorrelation along each grid axis;
+    - Poisson counts, for a histogram of counts (``loss='poisson'`` with
+      ``y``, or ``y * sample_weight``, integer) or values that are counts
+      times one quantum (``np.histogram(..., density=True)``): the binned
+      Poisson likelihood, ``n`` the number of samples; the path is then
+      fitted with the Poisson loss, the maximum-likelihood fits for counts;
+    - standard deviations you know (``noise`` a float or an array).
 
-    The held-out errors are pooled over the folds: a fold's score is
-    ``1 - n_folds * error / total``, with ``total`` the constant model's
-    error summed over all folds, so the mean score is the pooled R^2 or D^2.
-    The smallest ``K`` whose mean score is within ``n_standard_errors``
-    standard errors of the best is chosen (``selection``), the error being
-    that of the paired per-fold differences. A candidate whose fit on all points is exact ends
-    the search and is chosen (a smaller candidate that does not fit never
-    wins); otherwise the path stops once the candidate the rule would choose
-    from the scores so far is ``early_stopping`` candidates behind and no later
-    one scores more than 0.001 above it, or once the best score is that far
-    behind. By default (``early_stopping=True``, ``loss='l2'``, a rectilinear
-    grid, no ``sample_weight`` or ``bins``) one candidate suffices when the
-    choice's fit on all points leaves a residual that looks like white noise:
-    its mean square within two standard deviations of the noise variance
-    estimated from differences of neighbouring values, and no Gaussian bump in
-    it that a matched filter scores above what white noise reaches in about
-    99% of draws (a larger K would find nothing there that the next candidate
-    does not show). The chosen fit on all points is polished to ``tol`` as
-    ``best_estimator_``.
+    The lowest criterion wins; the path stops once it is ``early_stopping``
+    candidates behind, or at a fit that is exact (relative loss at most
+    1e-10, which ends the search and wins). A 1-D density with ``loss='l2'``
+    whose noise allows an exact fit is first fitted, from the data alone,
+    with as many components as it has clear peaks (prominence of at least 20
+    noise standard deviations; a mixture of K Gaussians on a line has at most
+    K modes); when that fit is exact the search ends there.
 
-    A 1-D density with ``loss='l2'`` that ``K`` components fit exactly has at
-    most ``K`` peaks (a mixture of K Gaussians on a line has at most K modes).
-    The search first fits, from the data alone, as many components as the
-    density has clear peaks (prominence of at least 20 standard deviations of
-    the white noise estimated from differences of neighbouring values); when
-    that fit is exact the search ends there, the smaller candidates NaN in
-    ``cv_results_``. Otherwise every candidate is scored (noise that is not
-    white can fake clear peaks).
+    Held-out data instead (``selection='standard_error'`` or ``'best'``):
+    each candidate is scored on held-out data (``held_out``): histograms of
+    counts (``loss='poisson'``) split every bin's count at random between the
+    folds (multinomial thinning; K-fold cross-validation of the samples);
+    other densities hold out shuffled folds of grid points, whose fits
+    (refits from the fit on all points) predict the held-out values. The
+    held-out errors are pooled over the folds (the mean score is the pooled
+    R^2 or D^2), and the smallest ``K`` within ``n_standard_errors`` paired
+    standard errors of the best is chosen. Folds of grid points must be
+    shuffled: contiguous folds hold out whole regions of the grid, where no
+    fit can predict a component it never saw (a warning says so).
 
-    Folds of grid points must be shuffled: contiguous folds of a grid hold
-    out whole regions of it, where no fit can predict a component it never
-    saw (a warning says so). Warnings also flag a choice at the largest
-    candidate and, for held-out points, a best score below 0.5 (held-out
-    counts of a small histogram score low whatever the model: Poisson noise).
+    The chosen fit on all points is polished to ``tol`` as
+    ``best_estimator_``. Warnings flag a choice at the largest candidate, a
+    residual of the chosen fit that still holds a Gaussian bump white noise
+    would not make (the search's larger fits did not find it: look at it),
+    components of the chosen fit centred outside the grid or wider than it
+    (a baseline: pass ``background``) and, for held-out points, a best score
+    below 0.5.
 
     Parameters
     ----------
@@ -140,27 +129,38 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         above; more than the grid's points is an error); splitters and
         iterables of ``(train, test)`` indices are used as given.
 
-    selection : {'auto', 'standard_error', 'best', 'bic', 'aic'}, default='auto'
-        How the candidates are compared. 'standard_error' picks the smallest
-        candidate whose mean held-out score is within ``n_standard_errors``
-        standard errors of the best mean, the error being that of the
-        *paired* per-fold differences between the two candidates (the folds
-        are shared); 'best' picks the best mean score; 'bic' and 'aic' pick
-        the lowest information criterion of the binned Poisson likelihood of
-        the fits on all points (histograms of counts only; no folds). 'auto'
-        is 'bic' for histograms of counts (``loss='poisson'``, ``y`` of
-        non-negative integers, no ``sample_weight``, ``scale=None``) and
-        'standard_error' otherwise.
+    selection : {'auto', 'bic', 'aic', 'standard_error', 'best'}, default='auto'
+        How the candidates are compared. 'bic' and 'aic' pick the lowest
+        information criterion of the fits on all points under the noise model
+        (``noise``; no folds). 'standard_error' picks the smallest candidate
+        whose mean held-out score is within ``n_standard_errors`` standard
+        errors of the best mean, the error being that of the *paired* per-fold
+        differences between the two candidates (the folds are shared); 'best'
+        picks the best mean held-out score. 'auto' is 'bic'.
+
+    noise : {'auto', 'white', 'correlated', 'poisson'}, float or array-like \
+            of shape (n_points,), default='auto'
+        The noise of the density, for 'bic' and 'aic' (see above). 'auto'
+        takes counts (and values that are counts times one quantum) as
+        Poisson, and other densities as white noise, or correlated noise when
+        the best fit's residual is correlated between neighbouring points
+        (lag-1 autocorrelation above 3 / sqrt(number of neighbouring pairs)).
+        'white', 'correlated' and 'poisson' force that kind ('poisson' on
+        values that are not counts estimates their unit from differences of
+        their square roots). A float or an array gives the standard deviation
+        of independent Gaussian noise (one for all points, or one per point),
+        in the units of ``y``. The model used is ``noise_``.
 
     n_standard_errors : float, default=2.0
         The margin of the 'standard_error' rule, in paired standard errors.
 
     early_stopping : bool or int, default=True
-        Stop growing ``K`` once the choice (or the best mean score) is this
-        many candidates behind, see above (True is 2, or 1 once the choice's
-        fit on all points leaves only white noise, see above: l2 loss on a
-        rectilinear grid without sample weights or bins only, never with
-        'bic' or 'aic'; False evaluates every candidate). An exact fit
+        Stop growing ``K`` once the choice is this many candidates behind
+        (True is 2; False evaluates every candidate). With held-out scores the
+        path also stops once the best mean score is that far behind, and by
+        default one candidate suffices when the choice's fit on all points
+        leaves a residual that looks like white noise (l2 loss on a
+        rectilinear grid without sample weights or bins only). An exact fit
         (relative loss at most 1e-10) always ends the search. The
         candidates not evaluated get a NaN score in ``cv_results_`` (as
         GridSearchCV reports failed fits) and rank last.
@@ -183,11 +183,13 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     verbose : int, default=0
         Print progress when positive.
 
-    covariance_type, loss, tol, reg_covar, max_iter, n_init, init_params, scale, bins
+    covariance_type, loss, tol, reg_covar, max_iter, n_init, init_params, scale, bins, \
+            background
         Passed on to :class:`DensityGMM` (``bins``: histograms fitted with
         their bins integrated; every fit on the path is then integrated,
-        which costs more). ``n_init`` is the number of starts
-        of each fit on the path.
+        which costs more; ``background``: a baseline under the mixture of
+        every candidate, whose parameters count in the criterion). ``n_init``
+        is the number of starts of each fit on the path.
 
     Attributes
     ----------
@@ -199,14 +201,22 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         on all points; its ``random_state`` is the search's.
 
     best_score_ : float
-        Mean cross-validated score (pooled R^2 or D^2) of the chosen number
-        of components.
+        With 'bic' or 'aic', minus half the chosen candidate's criterion (its
+        log-likelihood less the penalty; higher is better); otherwise its mean
+        held-out score (pooled R^2 or D^2).
 
     best_params_ : dict
         ``{"n_components": n_components_}``, as in GridSearchCV.
 
-    held_out_ : {'counts', 'points'}
-        What was held out.
+    held_out_ : {'counts', 'points', 'none'}
+        What was held out ('none' for 'bic' and 'aic').
+
+    noise_ : dict or None
+        With 'bic' or 'aic', the noise model the criterion used: its ``kind``
+        ('white', 'correlated', 'poisson' or 'given'), and ``sd`` (the
+        marginal standard deviation, in the units of ``y``), ``correlation``
+        (autocorrelations at lags 1, 2, ...) or ``n_counts`` as it applies.
+        None with held-out scores.
 
     best_index_ : int
         Index of the chosen candidate in ``cv_results_``.
@@ -218,7 +228,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         mean score; the selection rule may choose another), ``mean_fit_time``
         and ``std_fit_time`` (of the fold refits: the shared one-step work
         split evenly over the folds, plus each fold's own refit where one was
-        made; the path's fits on all points are not included).
+        made; the path's fits on all points are not included). With 'bic' or
+        'aic' there is one split whose score is minus half the criterion, and
+        the fit times are zero.
 
     n_iter_ : int
         Optimiser iterations of the refitted best model.
@@ -232,22 +244,13 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     Notes
     -----
-    Two engines run the search above. On grids of at most 1,000 points with
-    ``loss='l2'``, held-out grid points in ``cv`` shuffled folds (None or an
-    int), the candidates ``1..m``, no ``scale`` or ``bins`` and the default
-    starts (``n_init=2``, ``init_params='kmeans'``), the batched engine of
-    :func:`fit_many` runs it on this one density: each step of the path is
-    the grown fit and one start from density-weighted EM, every fold is
-    refitted for real by Levenberg-Marquardt (all folds in one batched run),
-    and the chosen fit is polished by :class:`DensityGMM`'s engine. This is
-    the search ``fit_many`` runs for a batch of densities, so a density gets
-    the same ``K`` alone and in a batch. A density it cannot score, or whose
-    fit at the chosen ``K`` did not converge or has a parked or duplicated
-    component, goes to the path of single fits with the same folds. All
-    other settings use the path of single fits: ``n_init`` starts per step
-    (in parallel with ``n_jobs``), and on grids of over 1,000 points real
-    fold refits only for a candidate whose one-step score would lead.
-    ``docs/choosing_k.md`` gives the measured accuracy of both.
+    With held-out grid points, on grids of at most 1,000 points with
+    ``loss='l2'``, ``cv`` shuffled folds (None or an int), the candidates
+    ``1..m``, no ``scale``, ``bins`` or ``background`` and the default starts,
+    the batched engine of :func:`fit_many` runs the search (every fold refitted
+    for real by one batched Levenberg-Marquardt run); a density it cannot
+    score goes to the path of single fits with the same folds.
+    ``docs/choosing_k.md`` gives the measured accuracy of each selection.
 
     Examples
     --------
@@ -269,6 +272,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "cv": ["cv_object"],
         "selection": [StrOptions({"auto", "standard_error", "best", "bic", "aic"})],
+        "noise": [
+            StrOptions(set(NOISE_KINDS)),
+            Interval(Real, 0, None, closed="neither"),
+            "array-like",
+        ],
         "n_standard_errors": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean", Interval(Integral, 1, None, closed="left")],
         "held_out": [StrOptions({"auto", "counts", "points"})],
@@ -284,6 +292,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         *,
         cv=None,
         selection="auto",
+        noise="auto",
         n_standard_errors=2.0,
         early_stopping=True,
         held_out="auto",
@@ -299,10 +308,12 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         init_params="kmeans",
         scale=None,
         bins=None,
+        background=None,
     ):
         self.n_components = n_components
         self.cv = cv
         self.selection = selection
+        self.noise = noise
         self.n_standard_errors = n_standard_errors
         self.early_stopping = early_stopping
         self.held_out = held_out
@@ -318,6 +329,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.init_params = init_params
         self.scale = scale
         self.bins = bins
+        self.background = background
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -358,25 +370,16 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         )
         candidates = self._candidates()
         rng = check_random_state(self.random_state)
-        counts = self.loss == "poisson" and sample_weight is None and self.scale is None
-        counts = counts and are_counts(y)
-        selection = self.selection
-        if selection == "auto":
-            selection = "bic" if counts else "standard_error"
-        if selection in ("bic", "aic") and not counts:
-            raise ValueError(
-                f"selection={selection!r} needs the likelihood of a histogram: loss='poisson', "
-                "y of non-negative integer counts, no sample_weight and scale=None. Use "
-                "selection='standard_error' for other densities."
-            )
+        selection = "bic" if self.selection == "auto" else self.selection
+        self.noise_ = None
+        if selection in ("bic", "aic"):
+            self._fit_criterion(X, y, sample_weight, weights, candidates, rng, selection)
+            return self
         if _batch_cv.covers(self, X) and self._fit_batched(X, y, sample_weight, weights, rng):
             return self
-        folds = None if selection in ("bic", "aic") else self._held_out_folds(X, y, weights, rng)
-        base = DensityGMM(
-            random_state=rng.randint(np.iinfo(np.int32).max),
-            **{name: getattr(self, name) for name in _PASSED_ON},
-        )
-        path = _Path(
+        folds = self._held_out_folds(X, y, weights, rng)
+        base = self._base(rng)
+        path = Path(
             base,
             X,
             y,
@@ -385,34 +388,99 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             self.n_jobs,
             # the noise tests compare with white noise on the points as given
             noise_tests=sample_weight is None and self.bins is None,
+            grown_gain=PATH_GROWN_GAIN,
         )
-        if folds is None:
-            scores, fit_times, exact = self._scan_criterion(candidates, path, y, selection)
-        else:
-            scores, fit_times, exact = self._scan(candidates, path, folds, selection)
+        scores, fit_times, exact = self._scan(candidates, path, folds, selection)
         self.cv_results_ = cv_results(candidates, scores, fit_times)
         # an exact fit ends the search and wins: a smaller candidate that does not fit never does
         if exact is not None:
             self.best_index_ = exact
-        elif folds is None:
-            self.best_index_ = select(scores, "best")
         else:
             self.best_index_ = select(scores, selection, self.n_standard_errors)
+        self._set_choice(candidates, folds.kind)
+        self._polish(base, X, y, sample_weight, path.fits[self.n_components_])
+        best_mean = float(np.nanmax(np.where(np.isfinite(scores), scores, np.nan).mean(axis=0)))
+        for message in choice_warnings(candidates, self.n_components_, best_mean, folds.kind):
+            warn_at_caller(message)
+        return self
+
+    def _base(self, rng):
+        """The DensityGMM every fit of the search is made with (its own seed from ``rng``)."""
+        return DensityGMM(
+            random_state=rng.randint(np.iinfo(np.int32).max),
+            **{name: getattr(self, name) for name in _PASSED_ON},
+        )
+
+    def _set_choice(self, candidates, held_out):
         self.n_components_ = int(candidates[self.best_index_])
         self.best_params_ = {"n_components": self.n_components_}
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        self.held_out_ = "none" if folds is None else folds.kind
-        # the path's fit on all points already had n_init starts: polish it to tol
-        # (the chosen K always has one: a K without a finite fit scores -inf)
+        self.held_out_ = held_out
+
+    def _polish(self, base, X, y, sample_weight, start):
+        """``best_estimator_``: the path's fit on all points (which already had
+        ``n_init`` starts) polished to ``tol`` (the chosen K always has one: a K
+        without a finite fit is never chosen)."""
         estimator = clone(base).set_params(
             n_components=self.n_components_, random_state=self.random_state
         )
-        self.best_estimator_ = _polished(
-            estimator, X, y, sample_weight, path.fits[self.n_components_], base.random_state
-        )
+        self.best_estimator_ = _polished(estimator, X, y, sample_weight, start, base.random_state)
         self.n_iter_ = self.best_estimator_.n_iter_
-        self._warn_about_the_choice(candidates, folds)
-        return self
+
+    def _fit_criterion(self, X, y, sample_weight, weights, candidates, rng, criterion):
+        """The choice by BIC or AIC along the path of fits on all points (:mod:`._search`)."""
+        requested = check_noise(self.noise, len(y))
+        # points of zero weight are not observed: the likelihood leaves them out
+        observed = weights > 0
+        noise_model, grid = initial_noise(
+            X[observed],
+            y[observed],
+            loss=self.loss,
+            noise=requested if np.ndim(requested) == 0 else requested[observed],
+            sample_weight=None if sample_weight is None else weights[observed],
+        )
+        base = self._base(rng)
+        path = path_for_criterion(
+            base, X, y, weights, rng.randint(np.iinfo(np.int32).max), self.n_jobs, noise_model
+        )
+        patience = 0
+        if self.early_stopping:
+            patience = PATIENCE if self.early_stopping is True else int(self.early_stopping)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            choice = criterion_search(
+                path,
+                candidates,
+                y[observed],
+                noise_model,
+                grid,
+                criterion=criterion,
+                patience=patience,
+                requested=requested,
+                observed=observed,
+            )
+        with np.errstate(invalid="ignore"):
+            scores = -0.5 * choice.values[None, :]
+        self.cv_results_ = cv_results(candidates, scores, np.zeros_like(scores))
+        self.best_index_ = choice.index
+        self._set_choice(candidates, "none")
+        self.noise_ = choice.noise.describe()
+        if self.verbose:
+            for k, value in zip(candidates, choice.values, strict=True):
+                if not np.isnan(value):
+                    print(f"DensityGMMCV: n_components={k}, {criterion} {value:.6g}")
+            print(f"DensityGMMCV: noise {self.noise_}")
+        self._polish(base, X, y, sample_weight, path.fits[self.n_components_])
+        messages = choice_warnings(candidates, self.n_components_, None, "none")
+        if not choice.exact:
+            model = self.best_estimator_.predict_density(X[observed])
+            bump = largest_residual_bump(choice, y[observed], model)
+            if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
+                largest = self.n_components_ == np.max(candidates)
+                messages.append(line_left_message(bump, self.n_components_, largest))
+        for message in messages:
+            warn_at_caller(message)
 
     def _fit_batched(self, X, y, sample_weight, weights, rng):
         """The search of :func:`~._batch_cv.choose_block` on this one density.
@@ -521,28 +589,6 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                     break
         return scores, fit_times, None
 
-    def _scan_criterion(self, candidates, path, y, criterion):
-        """Minus half the information criterion of each candidate's fit on all points.
-
-        (A "score" of one split, higher is better, in ``cv_results_``'s shape.)
-        The path stops once the best is ``early_stopping`` candidates behind.
-        """
-        scores = np.full((1, len(candidates)), np.nan)
-        fit_times = np.zeros_like(scores)
-        patience = PATIENCE if self.early_stopping is True else int(self.early_stopping)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            for index, n_components in enumerate(candidates):
-                path_fit = None if n_components > len(y) else path.fit(n_components)
-                if path_fit is None:
-                    scores[:, index] = -np.inf
-                    continue
-                scores[0, index] = -0.5 * information_criterion(*path_fit, y, criterion)
-                if self.early_stopping and has_peaked(scores[:, : index + 1], patience):
-                    break
-        return scores, fit_times, None
-
     def _held_out_folds(self, X, y, weights, rng):
         """The held-out scheme: count splitting for histogram counts, grid points otherwise."""
         scheme = self.held_out
@@ -570,11 +616,6 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                 "predict a component it never saw. Pass cv=KFold(5, shuffle=True) or an int."
             )
         return PointFolds(splits, y, weights, self.loss)
-
-    def _warn_about_the_choice(self, candidates, folds):
-        kind = None if folds is None else folds.kind
-        for message in choice_warnings(candidates, self.n_components_, self.best_score_, kind):
-            warn_at_caller(message)
 
     def _folds(self, rng, n_points):
         if self.cv is None or isinstance(self.cv, Integral):
@@ -722,7 +763,8 @@ def choice_warnings(candidates, n_components, best_score, held_out):
     """The warnings a choice of ``n_components`` among ``candidates`` deserves, as text.
 
     The largest candidate (the density may hold more), and, with held-out
-    grid points (``held_out="points"``), a best score below ``LOW_SCORE``.
+    grid points (``held_out="points"``), a best mean score ``best_score``
+    below ``LOW_SCORE``.
     """
     messages = []
     if len(candidates) > 1 and n_components == np.max(candidates):
@@ -740,121 +782,28 @@ def choice_warnings(candidates, n_components, best_score, held_out):
     return messages
 
 
+def line_left_message(bump, n_components, largest):
+    """The warning of a chosen fit whose residual still holds a bump (``(score,
+    coordinates, width)`` of :func:`~._search.largest_residual_bump`); ``largest``:
+    whether ``n_components`` is the largest candidate."""
+    score, coordinates, width = bump
+    where = ", ".join(f"{c:.6g}" for c in coordinates)
+    why = (
+        "no larger candidate was tried: pass larger n_components"
+        if largest
+        else "yet the fits with more components did not take it: pass n_init=4 or more, or "
+        "check the noise model (noise_)"
+    )
+    return (
+        f"The residual of the chosen fit (n_components={n_components}) still holds a "
+        f"Gaussian bump near x = ({where}), about {width:g} grid steps wide, that a matched "
+        f"filter scores at {np.sqrt(score):.1f} noise standard deviations, more than the "
+        f"noise model makes; {why}. Look at the residual (plot_fit)."
+    )
+
+
 def _polished(estimator, X, y, sample_weight, start, seed):
-    """``estimator`` fitted by one run from ``start`` (a path's parameter vector)."""
+    """``estimator`` fitted by one run from ``start`` (a path's parameter vector, the
+    background's parameters last), with the random state ``seed`` for that run."""
     X, y = check_grid_density(estimator, X, y)
-    warn_if_density_is_cut_at_the_edge(X, y)
-    problem = problem_of(estimator, X, y, sample_weight)
-    warn_if_underdetermined(problem)
-    settings = FitSettings.of(estimator)
-    result = fit_problem(problem, settings, check_random_state(seed), start=start)
-    fit = MixtureFit.from_result(problem, result)
-    warn_if_components_are_redundant(fit.set_on(estimator), fit)
-    return estimator
-
-
-class _Path:
-    """Fits on all points along ``K = 1, 2, ...``, in standardised coordinates.
-
-    Each ``K`` has ``n_init`` starts (at least one from the data, and the fit
-    with ``K - 1`` components plus a component at the largest residual) and
-    keeps the one that ends lowest (:func:`~._engine.path_fit`). The problem
-    is set up once, so fits skip the estimator's per-call validation.
-    """
-
-    def __init__(self, base, X, y, weights, random_state, n_jobs, noise_tests=True):
-        self.settings = FitSettings(
-            tol=max(base.tol, CV_TOL),
-            max_iter=min(base.max_iter, CV_MAX_ITER),
-            n_init=base.n_init,
-            init_params=base.init_params,
-            reg_covar=base.reg_covar,
-        )
-        self.n_jobs = n_jobs
-        self.random_state = check_random_state(random_state)
-        self.problem = problem_of(base.set_params(n_components=1), X, y, weights)
-        self.fits = {}  # n_components -> parameter vector (None: no finite fit)
-        self.losses = {}  # n_components -> its loss on all points
-        # in the density's unit (densities of 1e-300 or 1e300 neither under- nor overflow)
-        unit = self.problem.standardisation.density_unit
-        noise = noise_variance(X, y / unit) if base.loss == "l2" else None
-        # the relative loss that white noise alone would leave
-        self.noise_loss = None if noise is None else noise / self.problem.data.normaliser
-        # for leaves_noise: the grid, the noise variance in the targets' unit, the
-        # fits' largest residual bumps (none without sample weights' or bins' tests)
-        self.X, self.noise, self.noise_tests = X, noise, noise_tests
-        self.bumps = {}
-        self.problems = {}  # n_components -> problem
-        # the density's clear peaks: fewer components cannot fit it exactly
-        self.first = int(least_components(X, y / unit, noise, weights)[0])
-
-    def exact_start(self, largest):
-        """The smallest K the search must score: the count of the density's clear
-        peaks (at most ``largest``) when a fit from the data alone with that many
-        components is exact (then no smaller K fits exactly, and only an exact
-        fit would win), else 1. Tried only when the noise estimate allows an
-        exact fit (``EXACT_TRIAL_NOISE_LOSS``)."""
-        first = min(self.first, largest)
-        if self.fits or first < 2 or not self._may_be_exact():
-            return 1
-        problem = self.problem.with_components(first)
-        result = path_fit(problem, None, self.settings, self.random_state, ftol=CV_FTOL)
-        if result is None or result.loss > EXACT_CV_LOSS:
-            return 1
-        self.problems[first] = problem
-        self.fits[first], self.losses[first] = result.theta, result.loss
-        return first
-
-    def _may_be_exact(self):
-        return self.noise_loss is not None and self.noise_loss <= EXACT_TRIAL_NOISE_LOSS
-
-    def fit(self, n_components):
-        """``(theta, problem)`` of the fit on all points, or None if none is finite.
-
-        The path passes through every ``K`` below ``n_components`` (from an
-        exact :meth:`exact_start` on): each grows from the last.
-        """
-        for k in range(max(self.fits, default=0) + 1, n_components + 1):
-            self.problems[k] = self.problem.with_components(k)
-            result = path_fit(
-                self.problems[k],
-                self.fits.get(k - 1),
-                self.settings,
-                self.random_state,
-                ftol=CV_FTOL,
-                n_jobs=self.n_jobs,
-                grown_gain=PATH_GROWN_GAIN,
-            )
-            self.fits[k] = None if result is None else result.theta
-            self.losses[k] = np.inf if result is None else result.loss
-        theta = self.fits[n_components]
-        return None if theta is None else (theta, self.problems[n_components])
-
-    def leaves_noise(self, n_components):
-        """Whether the path's fit with ``n_components`` (if any) leaves only
-        white noise (:func:`~._selection.leaves_noise`). Never with sample
-        weights or bins (the noise estimate weighs every point alike)."""
-        theta = self.fits.get(n_components)
-        if self.noise_loss is None or theta is None or not self.noise_tests:
-            return False
-        loss, n_points = self.losses[n_components], self.problem.n_points
-        if not residual_is_noise_level(loss, self.noise_loss, n_points):
-            return False  # the mean square already speaks
-        if n_components not in self.bumps:
-            data = self.problems[n_components].data
-            residual = data.target - model_density(theta, data)
-            self.bumps[n_components] = largest_bump(self.X, residual, self.noise)
-        return bool(leaves_noise(loss, self.noise_loss, self.bumps[n_components], n_points))
-
-    def underfits(self, n_components):
-        """Whether the fit with ``n_components`` leaves far more than the noise unexplained.
-
-        The residual of the fit on all points is compared with the variance of
-        white noise estimated from the density's second differences: a
-        noise-free density (a comb of many peaks, say) is not done while its
-        residual is many times that, however flat the held-out scores were
-        over the first few candidates.
-        """
-        if self.noise_loss is None:
-            return False
-        return self.losses[n_components] > UNDERFIT * max(self.noise_loss, 1e-300)
+    return estimator._fit_checked(X, y, sample_weight, start=start, seed=seed)

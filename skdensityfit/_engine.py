@@ -25,10 +25,12 @@ from ._moves import (
     grow_by_one,
     parked_components,
     replace_components,
+    split_component,
     weakest_component,
+    worst_fitted_component,
 )
 from ._objective import component_mass_shares, value_and_gradient
-from ._optimization import FTOL_MESSAGE, NO_GAIN, minimize_objective
+from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
 from ._problem import MAX_PREFIT_POINTS, prefit_size
 from ._starts import (
     MAX_INIT_POINTS,
@@ -329,7 +331,9 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
 # ----------------------------------------------------------------------
 # the path of DensityGMMCV: K = 1, 2, ... each grown from the last
 # ----------------------------------------------------------------------
-def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None, grown_gain=None):
+def path_fit(
+    problem, previous, settings, random_state, *, ftol, n_jobs=None, grown_gain=None, split=False
+):
     """The fit with ``problem``'s K components on a path grown from ``previous``.
 
     ``previous`` is the path's parameter vector with one component fewer (or
@@ -339,15 +343,22 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None, gr
     ``n_jobs``), and components parked in the best are re-placed. Returns
     the best run's result, or None when no start has a finite loss. With
     ``grown_gain``, the fit from the grown start is kept only if its loss is
-    below ``grown_gain`` times the data-driven starts' best.
+    below ``grown_gain`` times the data-driven starts' best. With ``split``,
+    ``previous`` with its worst-fitted component split in two is one more
+    start (a broad component that covers two peaks).
     """
     n_components = problem.layout.n_components
     starts = []
     grown = None
     if previous is not None:
-        grown = grow_by_one(previous, problem.data.with_components(n_components - 1), problem.grid)
+        smaller = problem.data.with_components(n_components - 1)
+        grown = grow_by_one(previous, smaller, problem.grid)
         if grown is not None:
             starts.append(grown[0])
+        if split:
+            starts.append(
+                split_component(previous, smaller, worst_fitted_component(previous, smaller))[0]
+            )
     reg_covar = max(settings.reg_covar, problem.width_limits[0] ** 2)
     if n_components == 1:
         starts.append(one_component_start(problem.grid, problem.data, reg_covar)[0])
@@ -382,6 +393,19 @@ def path_fit(problem, previous, settings, random_state, *, ftol, n_jobs=None, gr
     )
 
 
+def moved_weakest(problem, theta, settings, *, ftol):
+    """The fit ``theta`` of ``problem`` with its weakest component re-placed, when that
+    lowers the loss (:func:`~._moves.replace_components`), else None."""
+    start = OptimizationResult(theta, value_and_gradient(theta, problem.data)[0], 0, True, "")
+
+    def solve(theta0):
+        theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
+        return minimize(problem, theta0, tol=settings.tol, max_iter=settings.max_iter, ftol=ftol)
+
+    moved = replace_components(start, problem.grid, problem.data, solve, weakest_component)
+    return None if moved is start else moved
+
+
 # ----------------------------------------------------------------------
 # measurements: histograms integrated over their bins, backgrounds
 # ----------------------------------------------------------------------
@@ -404,7 +428,7 @@ def fit_measurement(problem, settings, random_state, *, warm=None, warm_backgrou
         if warm_background.size == background.n_parameters:
             start = np.concatenate([warm, problem.background_to_fit(warm_background)])
             return fit_problem(problem, settings, random_state, start=start)
-    a0, slopes = _rim_background(data.target, background)
+    a0, slopes = rim_background(data.target, background)
     residual = data.target - (a0 + background.basis @ slopes)
     if data.loss == "poisson":
         residual = np.maximum(residual, 0.0)
@@ -436,7 +460,7 @@ def _fit_mixture(problem, settings, random_state, previous=None):
 _RIM = 0.9
 
 
-def _rim_background(target, background):
+def rim_background(target, background):
     """``(a_0, a)`` of the least-squares polynomial through the values on the grid's rim.
 
     For a non-negative background a polynomial that goes negative over the

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context
 from ._covariance import COVARIANCE_TYPES, parameter_shape
-from ._engine import FitSettings, MixtureFit, fit_measurement
+from ._engine import FitSettings, MixtureFit, fit_measurement, fit_problem
 from ._model import LOSSES
 from ._prediction import (
     PREDICT_BATCH_SIZE,
@@ -25,6 +25,7 @@ from ._reports import (
     FitReportsMixin,
     score_prediction,
     warn_if_components_are_redundant,
+    warn_if_components_hold_no_line,
     warn_if_density_is_cut_at_the_edge,
     warn_if_not_counts,
     warn_if_scoring_outside_the_fit,
@@ -390,6 +391,14 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         """
         warm = self.warm_start and self._fitted_like_current_settings()
         X, y = check_grid_density(self, X, y, reset=not warm)
+        return self._fit_checked(X, y, sample_weight, warm=warm)
+
+    def _fit_checked(self, X, y, sample_weight, *, warm=False, start=None, seed=None):
+        """:meth:`fit` on a validated grid and density: from the previous fit
+        (``warm``), from ``start`` (a parameter vector in fit coordinates, the
+        background's parameters last: one run from it, as DensityGMMCV polishes
+        its choice), or from the engine's own starts; ``seed`` in place of
+        ``random_state`` (DensityGMMCV's path's seed)."""
         check_density_values(y, self.loss)
         if len(y) < self.n_components:
             raise ValueError(
@@ -401,22 +410,25 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             warn_if_density_is_cut_at_the_edge(X, y)
         problem = problem_of(self, X, y, sample_weight)
         warn_if_underdetermined(problem)
-        previous = None
-        if warm:
-            previous = problem.to_fit(
-                self.weights_, self.means_, self.precisions_cholesky_, self.scale_
-            )
         if problem.binned and self.loss == "poisson" and sample_weight is None:
             warn_if_not_counts(y)
         settings = FitSettings.of(self)
-        random_state = check_random_state(self.random_state)
-        result = fit_measurement(
-            problem,
-            settings,
-            random_state,
-            warm=previous,
-            warm_background=getattr(self, "background_", None) if warm else None,
-        )
+        random_state = check_random_state(self.random_state if seed is None else seed)
+        if start is not None:
+            result = fit_problem(problem, settings, random_state, start=start)
+        else:
+            previous = None
+            if warm:
+                previous = problem.to_fit(
+                    self.weights_, self.means_, self.precisions_cholesky_, self.scale_
+                )
+            result = fit_measurement(
+                problem,
+                settings,
+                random_state,
+                warm=previous,
+                warm_background=getattr(self, "background_", None) if warm else None,
+            )
         fit = MixtureFit.from_result(problem, result)
         fit.set_on(self)
         self.bin_edges_ = None if self.bins is None else cells_of(X, self.bins).edges
@@ -425,6 +437,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             self.background_ = np.asarray(problem.background_to_grid(result.theta), dtype=float)
             warn_if_density_is_cut_at_the_edge(X, y - self.predict_background(X))
         warn_if_components_are_redundant(self, fit)
+        warn_if_components_hold_no_line(self)
         return self
 
     def _fitted_like_current_settings(self):

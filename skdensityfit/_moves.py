@@ -158,7 +158,7 @@ def split_component(theta, data, index):
     return pack(bigger.layout, weights, means, prec_chol, log_scale), bigger
 
 
-def _worst_fitted_component(theta, data):
+def worst_fitted_component(theta, data):
     """The component with the largest responsibility-weighted squared residual."""
     layout = data.layout
     _, weights, _, _ = unpack(theta, layout, data.fixed_log_scale)
@@ -237,7 +237,7 @@ def replace_components(result, grid, data, solve, choose):
             if any(np.allclose(components[component], other) for other in failed):
                 continue
             theta, smaller = without_component(result.theta, data, component)
-            starts = [split_component(theta, smaller, _worst_fitted_component(theta, smaller))[0]]
+            starts = [split_component(theta, smaller, worst_fitted_component(theta, smaller))[0]]
             # a matched filter: the replacement may be a broad low peak under noise
             grown = grow_by_one(theta, smaller, grid, placement="filter")
             if grown is not None:

@@ -381,6 +381,39 @@ def warn_if_components_are_redundant(model, fit):
         )
 
 
+def warn_if_components_hold_no_line(model):
+    """Warn of components centred outside the grid's box or wider than the grid.
+
+    Such a component fits no feature of its own: its tail or its flat top
+    stands in for a baseline, a slope or an edge, and it is counted in
+    ``n_components`` all the same. Centred outside the box: beyond the grid's
+    range along some axis by more than one of its standard deviations (only a
+    tail on the grid), or at all with a standard deviation above a quarter of
+    the grid's extent (a broad slope); a narrower peak just beyond the edge is
+    a line cut by it, warned of as such.
+    """
+    axes = model.grid_axes_
+    low = np.array([axis[0] for axis in axes])
+    high = np.array([axis[-1] for axis in axes])
+    extent = high - low
+    k, d = model.n_components, model.n_features_in_
+    covariances = as_matrices(model.covariances_, model.covariance_type, k, d)
+    sds = np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
+    beyond = np.maximum(low - model.means_, model.means_ - high)
+    outside = np.any((beyond > sds) | ((beyond > 0) & (sds > 0.25 * extent)), axis=1)
+    wide = np.any((sds > extent) & (extent > 0), axis=1)
+    described = [f"component {i} is centred outside the grid" for i in np.flatnonzero(outside)]
+    described += [f"component {i} is wider than the grid" for i in np.flatnonzero(wide & ~outside)]
+    if described:
+        warn_at_caller(
+            f"{len(described)} of the {k} components hold no line of their own ("
+            + "; ".join(described)
+            + "): they stand in for a baseline, a slope or a feature cut by the grid's edge. "
+            "Pass background='constant' or 'linear' (a baseline under the mixture), or extend "
+            "the grid."
+        )
+
+
 # A point farther than this many grid spacings (along some axis) from every
 # coordinate the model was fitted on lies in a region the fit never saw.
 FAR_FROM_THE_FIT = 3.0

@@ -9,6 +9,8 @@
   and predictions carry it.
 """
 
+import warnings
+
 import autograd
 import numpy as np
 import pytest
@@ -211,3 +213,22 @@ def test_reports_and_parameters():
     assert np.all(DensityGMM(random_state=0).fit(x, y).predict_background(x) == 0)
     with pytest.raises(InvalidParameterError):
         DensityGMM(background="quadratic").fit(x, y)
+
+
+def test_components_standing_in_for_a_baseline_are_warned_of_and_a_cut_peak_is_not():
+    """A component centred outside the grid with only its tail or a broad slope on it
+    holds no line; a narrow peak just beyond the edge is a cut line (the edge warning)."""
+    x = np.linspace(0.0, 100.0, 300)
+    lines = 5 * np.exp(-0.5 * ((x - 30) / 3) ** 2) + 3 * np.exp(-0.5 * ((x - 60) / 2) ** 2)
+    with pytest.warns(UserWarning, match="hold no line of their own"):
+        DensityGMM(3, random_state=0).fit(x, lines + 0.5 + 0.02 * x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DensityGMM(2, background="linear", random_state=0).fit(x, lines + 0.5 + 0.02 * x)
+    cut = lines + 4 * np.exp(-0.5 * ((x - 100.5) / 2) ** 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DensityGMM(3, random_state=0).fit(x, cut)
+    messages = [str(w.message) for w in caught]
+    assert any("edge of the grid" in m for m in messages)
+    assert not any("hold no line" in m for m in messages)

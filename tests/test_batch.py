@@ -182,6 +182,30 @@ def test_other_warnings_are_reported_on_their_own_row():
     assert not result.failed.any() and result.converged.all()
 
 
+def test_density_gmm_cv_rows_carry_its_warnings_and_fit_many_summarises_each_kind_once():
+    """A choice at the largest candidate and a line left in the residual: each row
+    records what DensityGMMCV alone warns of; fit_many says each kind once."""
+    x = np.arange(300.0)
+    rng = np.random.default_rng(0)
+    lines = 6 * np.exp(-0.5 * ((x - 100) / 5) ** 2) + 5 * np.exp(-0.5 * ((x - 200) / 2) ** 2)
+    Y = lines + rng.normal(size=(3, x.size))
+    search = DensityGMMCV(n_components=1, random_state=0)
+    with pytest.warns(UserWarning) as record:
+        result = fit_many(x, Y, search)
+    summaries = [str(w.message) for w in record]
+    assert len(summaries) == 1 and "a bump left in the residual" in summaries[0]
+    assert "in 3 of 3 densities (rows 0, 1, 2;" in summaries[0]
+    for y, message in zip(Y, result.messages, strict=True):
+        with warnings.catch_warnings(record=True) as alone:
+            warnings.simplefilter("always")
+            DensityGMMCV(n_components=1, random_state=0).fit(x, y)
+        expected = [f"{w.category.__name__}: {w.message}" for w in alone]
+        assert message.split("\n") == expected
+    with pytest.warns(UserWarning) as record:
+        fit_many(x, Y, DensityGMMCV(n_components=[1, 2], random_state=0))
+    assert any("K chosen at the largest candidate" in str(w.message) for w in record)
+
+
 def test_warning_state_is_restored_after_threaded_batches():
     Y, _ = _independent_densities(8, 2, seed=9)
     before_filters, before_show = list(warnings.filters), warnings.showwarning

@@ -6,6 +6,7 @@ from functools import partial
 import autograd
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.model_selection import KFold
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
@@ -345,16 +346,16 @@ def test_batched_search_scores_one_component_like_density_gmm_cv_s_path(path_eng
     from skdensityfit._batch_cv import choose_block
 
     Y, _ = _noisy_spectra(5, 4, 1, 0.02)
-    search = DensityGMMCV(n_components=[1], random_state=3)
+    search = DensityGMMCV(n_components=[1], selection="standard_error", random_state=3)
     choice = choose_block(search, GRID_1D[:, None], Y)
     for row, y in enumerate(Y):
-        alone = DensityGMMCV(n_components=[1], random_state=3).fit(GRID_1D, y).cv_results_
+        alone = clone(search).fit(GRID_1D, y).cv_results_
         expected = [alone[f"split{f}_test_score"][0] for f in range(10)]
         np.testing.assert_allclose(choice.scores[row, :, 0], expected, rtol=1e-6, atol=1e-8)
     seeds = np.array([11, 12, 13, 14])
     choice = choose_block(search, GRID_1D[:, None], Y, seeds=seeds)
     for row, y in enumerate(Y):  # per-density seeds (a RandomState passed to fit_many)
-        alone = DensityGMMCV(n_components=[1], random_state=int(seeds[row])).fit(GRID_1D, y)
+        alone = clone(search).set_params(random_state=int(seeds[row])).fit(GRID_1D, y)
         expected = [alone.cv_results_[f"split{f}_test_score"][0] for f in range(10)]
         np.testing.assert_allclose(choice.scores[row, :, 0], expected, rtol=1e-6, atol=1e-8)
 
@@ -389,24 +390,30 @@ def test_batched_search_isolates_bad_rows_and_leaves_other_settings_to_the_loop(
     Y[1, 5] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit_many(GRID_1D, Y, DensityGMMCV(n_components=3, random_state=0))
+        result = fit_many(
+            GRID_1D,
+            Y,
+            DensityGMMCV(n_components=3, selection="standard_error", random_state=0),
+        )
     assert result.failed.tolist() == [False, True, False, False]
     assert "NaN" in result.messages[1] or "nan" in result.messages[1].lower()
     assert np.all(result.n_components[[0, 2, 3]] >= 1)
     # the Poisson loss (counts, BIC) is DensityGMMCV's own search, row by row
     from skdensityfit._batch_cv import covers
 
-    assert covers(DensityGMMCV(), GRID_1D[:, None])
-    assert not covers(DensityGMMCV(loss="poisson"), GRID_1D[:, None])
-    assert not covers(DensityGMMCV(cv=KFold(5)), GRID_1D[:, None])
-    assert not covers(DensityGMMCV(), np.linspace(0, 1, 2000)[:, None])  # refits only leaders
+    held_out = DensityGMMCV(selection="standard_error")
+    assert covers(held_out, GRID_1D[:, None])
+    assert not covers(DensityGMMCV(), GRID_1D[:, None])  # the criterion: DensityGMMCV.fit
+    assert not covers(clone(held_out).set_params(loss="poisson"), GRID_1D[:, None])
+    assert not covers(clone(held_out).set_params(cv=KFold(5)), GRID_1D[:, None])
+    assert not covers(held_out, np.linspace(0, 1, 2000)[:, None])  # refits only leaders
 
 
 def test_batched_search_leaves_what_it_cannot_do_to_density_gmm_cv():
     grid = np.linspace(0, 30, 200)
     Y = np.exp(-((grid - 12.0) ** 2) / 4.0)[None] + np.exp(-((grid - 20.0) ** 2) / 2.0)[None]
     Y = np.vstack([Y, Y * 0.5, np.ones((1, 200))])  # the last row: constant
-    search = DensityGMMCV(n_components=3, random_state=0)
+    search = DensityGMMCV(n_components=3, selection="standard_error", random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # nothing numerical leaks out
         warnings.simplefilter("ignore", UserWarning)
@@ -430,14 +437,14 @@ def test_batched_search_leaves_what_it_cannot_do_to_density_gmm_cv():
     assert not result.failed.any() and result.n_components.tolist() == [1, 1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit_many(coarse, bump, DensityGMMCV(n_components=3, cv=10))
+        result = fit_many(coarse, bump, clone(search).set_params(cv=10))
     assert result.failed.all() and all("cv=10 folds of grid points" in m for m in result.messages)
     # a fit that did not converge at the chosen K (2 iterations on noisy data):
     # DensityGMMCV.fit, with its warning
     noisy = Y[:2] + 0.02 * np.random.default_rng(0).normal(size=Y[:2].shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit_many(grid, noisy, DensityGMMCV(n_components=3, max_iter=2, random_state=0))
+        result = fit_many(grid, noisy, clone(search).set_params(max_iter=2))
     assert result.fallback.all() and not result.converged.any()
     assert all(
         m.startswith("ConvergenceWarning: DensityGMM did not converge") for m in result.messages

@@ -1,0 +1,406 @@
+"""Noise models of a density: what its values scatter by, for information criteria.
+
+:class:`NoiseModel` turns the residual of a fit into ``-2 log L`` (up to a
+constant that is the same for every fit of the density), so that fits with
+different numbers of components can be compared by BIC or AIC. The kinds:
+
+- ``'white'``: independent Gaussian noise of one standard deviation,
+  estimated from the density itself (:func:`white_noise_sd`);
+- ``'correlated'``: stationary Gaussian noise whose autocorrelation along
+  each grid axis reaches a few lags (real spectra: neighbouring channels
+  share noise), the residual whitened by the banded Cholesky factor of that
+  autocorrelation;
+- ``'poisson'``: counts (a histogram's, or values that are counts times a
+  constant quantum such as ``np.histogram(..., density=True)``'s): the
+  binned Poisson likelihood, by its deviance;
+- ``'given'``: the user's standard deviation, one for all points or one per
+  point.
+
+The white and correlated standard deviations come from second differences of
+neighbouring values, which remove a smooth density and keep the noise; a
+robust scale of them (the median absolute deviation, then the mean square of
+the differences within three of it) is not moved by the few points of a
+sharp peak. On grids that are not rectilinear, differences to the nearest
+neighbour take their place.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.linalg import LinAlgError, cholesky_banded, solve_banded
+from scipy.special import xlogy
+from scipy.stats import norm
+
+NOISE_KINDS = ("auto", "white", "correlated", "poisson")
+# The median absolute deviation of a standard normal variable is 1 / MAD_TO_SD.
+MAD_TO_SD = 1.482602218505602
+# The robust scale keeps the differences within TRIM of its current value and
+# corrects the mean square of a normal variable truncated there.
+TRIM = 3.0
+TRIM_STEPS = 2
+_TRUNCATED_VARIANCE = 1.0 - 2.0 * TRIM * norm.pdf(TRIM) / (2.0 * norm.cdf(TRIM) - 1.0)
+# The standard deviation is never taken below this fraction of the density's
+# root mean square: the precision to which fits are compared.
+SD_FLOOR = 1e-6
+# With noise='auto' the residual's noise is taken as correlated when its lag-1
+# autocorrelation exceeds CORRELATION_GATE / sqrt(number of neighbouring pairs):
+# an over-fit of white noise leaves a slightly negative one.
+CORRELATION_GATE = 3.0
+# Lags of the correlated model: kept while their autocorrelation exceeds
+# LAG_SIGNIFICANCE / sqrt(pairs), at most MAX_LAG.
+MAX_LAG = 3
+LAG_SIGNIFICANCE = 2.0
+# Values that are integer multiples of a quantum within this relative error are counts.
+QUANTUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid's neighbourhood structure: rectilinear (``axes``) or scattered (``neighbour``)."""
+
+    n_points: int
+    axes: tuple | None  # distinct coordinates per feature, for a full rectilinear grid
+    order: np.ndarray | None  # points in C order of the axes
+    neighbour: np.ndarray | None  # each point's nearest other point, for scattered points
+
+    @classmethod
+    def of(cls, X):
+        X = np.asarray(X, dtype=float)
+        axes = tuple(np.unique(column) for column in X.T)
+        shape = tuple(len(a) for a in axes)
+        if np.prod(shape, dtype=float) == len(X) and len(np.unique(X, axis=0)) == len(X):
+            return cls(len(X), axes, np.lexsort(X.T[::-1]), None)
+        from scipy.spatial import cKDTree  # only scattered points need it
+
+        scale = np.where(np.ptp(X, axis=0) > 0, np.ptp(X, axis=0), 1.0)
+        _, index = cKDTree(X / scale).query(X / scale, k=2)
+        return cls(len(X), None, None, index[:, 1])
+
+    @property
+    def shape(self):
+        return tuple(len(a) for a in self.axes)
+
+    def as_array(self, values):
+        """``values`` ``(..., n)`` on the grid: ``(..., *shape)``."""
+        return values[..., self.order].reshape(*values.shape[:-1], *self.shape)
+
+    def as_points(self, array, lead):
+        out = np.empty((*array.shape[:lead], self.n_points))
+        out[..., self.order] = array.reshape(*array.shape[:lead], -1)
+        return out
+
+    def n_pairs(self):
+        """Neighbouring pairs along the axes (lag 1)."""
+        if self.axes is None:
+            return self.n_points
+        total = 0
+        for size in self.shape:
+            total += (size - 1) * self.n_points // max(size, 1)
+        return max(total, 1)
+
+
+def _second_difference_weights(coordinates):
+    """``(m - 2, 3)`` weights of each normalised second divided difference on the axis:
+    zero on linear functions, unit norm, so white noise keeps its variance."""
+    gaps = np.diff(coordinates)
+    left, right = gaps[:-1], gaps[1:]
+    weights = np.column_stack(
+        [1.0 / (left * (left + right)), -1.0 / (left * right), 1.0 / (right * (left + right))]
+    )
+    return weights / np.linalg.norm(weights, axis=1, keepdims=True)
+
+
+def differences(grid, values):
+    """Differences of neighbouring values that keep white noise's variance, ``(..., m)``.
+
+    On a rectilinear grid, the normalised second divided differences along
+    every axis of at least three points, pooled; on scattered points, the
+    difference to the nearest neighbour divided by ``sqrt(2)``.
+    """
+    values = np.asarray(values, dtype=float)
+    if grid.axes is None:
+        return (values - values[..., grid.neighbour]) / np.sqrt(2.0)
+    array = grid.as_array(values)
+    lead = values.ndim - 1
+    parts = []
+    for j, coordinates in enumerate(grid.axes):
+        if len(coordinates) < 3:
+            continue
+        w = _second_difference_weights(coordinates)
+        along = np.moveaxis(array, lead + j, -1)
+        d = w[:, 0] * along[..., :-2] + w[:, 1] * along[..., 1:-1] + w[:, 2] * along[..., 2:]
+        parts.append(d.reshape(*values.shape[:-1], -1))
+    if not parts:
+        return np.zeros((*values.shape[:-1], 0))
+    return np.concatenate(parts, axis=-1)
+
+
+def robust_scale(values):
+    """The standard deviation of normal values, ``(..., m) -> (...)``, robust to outliers.
+
+    The median absolute deviation about zero, then twice the root mean
+    square of the values within ``TRIM`` of the current scale, corrected for
+    the truncation: as robust as the median, with most of the mean square's
+    efficiency (white noise on 150 points: a relative spread of 8% against
+    11% for the median alone).
+    """
+    values = np.abs(np.asarray(values, dtype=float))
+    if values.shape[-1] == 0:
+        return np.zeros(values.shape[:-1])
+    scale = MAD_TO_SD * np.median(values, axis=-1)
+    for _ in range(TRIM_STEPS):
+        kept = values <= TRIM * scale[..., None]
+        count = np.maximum(np.sum(kept, axis=-1), 1)
+        mean_square = np.sum(np.where(kept, values**2, 0.0), axis=-1) / count
+        scale = np.where(scale > 0, np.sqrt(mean_square / _TRUNCATED_VARIANCE), scale)
+    return scale
+
+
+def white_noise_sd(grid, values):
+    """The standard deviation of white noise on ``values`` ``(..., n)``, from differences
+    (computed in the unit of the largest ``|value|``: values of 1e-300 do not underflow)."""
+    values = np.asarray(values, dtype=float)
+    unit = np.max(np.abs(values), axis=-1, keepdims=True)
+    unit = np.where(unit > 0, unit, 1.0)
+    return robust_scale(differences(grid, values / unit)) * unit[..., 0]
+
+
+def autocorrelation(grid, residual, max_lag=MAX_LAG):
+    """Autocorrelations of ``residual`` ``(n,)`` at lags ``1..max_lag`` along the grid's
+    axes, pooled over the axes (zeros on scattered points)."""
+    result = np.zeros(max_lag)
+    residual = np.asarray(residual, dtype=float)
+    unit = np.max(np.abs(residual))
+    if grid.axes is None or not unit > 0:
+        return result
+    array = grid.as_array(residual / unit)
+    total = 0.0
+    for j, size in enumerate(grid.shape):
+        if size <= max_lag + 1:
+            continue
+        along = np.moveaxis(array, j, -1)
+        total += np.sum(along**2)
+        for lag in range(1, max_lag + 1):
+            products = np.sum(along[..., lag:] * along[..., :-lag])
+            result[lag - 1] += products * size / (size - lag)
+    return result / total if total > 0 else result
+
+
+def _banded_factor(correlation, size):
+    """The lower banded Cholesky factor of the Toeplitz correlation matrix ``(1, rho...)``."""
+    bands = np.zeros((len(correlation) + 1, size))
+    bands[0] = 1.0
+    for lag, rho in enumerate(correlation, start=1):
+        bands[lag, : size - lag] = rho
+    return cholesky_banded(bands, lower=True)
+
+
+def admissible_correlation(correlation, size=256):
+    """``correlation`` shrunk towards zero until its Toeplitz matrix is positive definite."""
+    correlation = np.asarray(correlation, dtype=float)
+    for _ in range(200):
+        try:
+            _banded_factor(correlation, size)
+            return correlation
+        except LinAlgError:
+            correlation = 0.9 * correlation
+    return np.zeros_like(correlation)
+
+
+def whiten(grid, residuals, correlation):
+    """``residuals`` ``(m, n)`` whitened along every grid axis by the banded Cholesky
+    factor of the Toeplitz ``correlation`` (separable over the axes)."""
+    residuals = np.atleast_2d(residuals)
+    if len(correlation) == 0 or grid.axes is None:
+        return residuals
+    array = grid.as_array(residuals)
+    for j, size in enumerate(grid.shape):
+        if size <= len(correlation) + 1:
+            continue
+        factor = _banded_factor(correlation, size)
+        along = np.moveaxis(array, 1 + j, -1)
+        columns = along.reshape(-1, size).T
+        solved = solve_banded((len(correlation), 0), factor, columns, check_finite=False)
+        array = np.moveaxis(solved.T.reshape(along.shape), -1, 1 + j)
+    return grid.as_points(array, 1)
+
+
+def counting_quantum(y):
+    """The quantum ``q`` of non-negative values that are all integer multiples of it
+    (a histogram's ``count / (n h)``), or None."""
+    if np.any(y < 0):
+        return None
+    positive = y[y > 0]
+    if positive.size < 3:
+        return None
+    quantum = positive.min()
+    ratio = y / quantum
+    if np.all(np.abs(ratio - np.rint(ratio)) <= QUANTUM_TOLERANCE * np.maximum(ratio, 1.0)):
+        return float(quantum)
+    return None
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """How the values of one density scatter about their expectation.
+
+    ``sd``: the marginal standard deviation (a float, or one per point for
+    ``'given'``); ``correlation``: autocorrelations at lags 1, 2, ... along
+    each grid axis (``'correlated'``); ``counts_unit``: for ``'poisson'``,
+    what the values are multiplied by to be counts (a float or one per point);
+    ``n_observations``: the ``n`` of BIC's ``log n``, the number of points or,
+    for counts, of samples; ``loss``: the loss whose fits are the maximum
+    likelihood fits under this noise (the search fits the path with it).
+    """
+
+    kind: str
+    sd: object = None
+    correlation: tuple = ()
+    counts_unit: object = None
+    n_observations: float = 1.0
+    loss: str = "l2"
+
+    def minus_two_log_likelihood(self, grid, y, models):
+        """``-2 log L`` of each model row ``(m, n)`` of ``y``, up to a shared constant."""
+        models = np.atleast_2d(models)
+        if self.kind == "poisson":
+            counts = y * self.counts_unit
+            expected = np.maximum(models * self.counts_unit, np.finfo(float).tiny)
+            return 2.0 * np.sum(xlogy(counts, counts / expected) - counts + expected, axis=1)
+        residual = (y - models) / self.sd
+        if self.kind == "correlated":
+            residual = whiten(grid, residual, np.asarray(self.correlation))
+        return np.sum(residual**2, axis=1)
+
+    def describe(self):
+        """A plain dict of the model (DensityGMMCV's ``noise_``)."""
+        info = {"kind": self.kind}
+        if self.kind in ("white", "correlated") or (self.kind == "given" and np.ndim(self.sd) == 0):
+            info["sd"] = float(self.sd)
+        if self.kind == "correlated":
+            info["correlation"] = [float(c) for c in self.correlation]
+        if self.kind == "poisson":
+            info["n_counts"] = float(self.n_observations)
+        return info
+
+
+def check_noise(noise, n_points):
+    """``noise`` as DensityGMMCV takes it: a kind, a float or an array of standard deviations."""
+    if isinstance(noise, str):
+        if noise not in NOISE_KINDS:
+            raise ValueError(
+                f"noise must be one of {NOISE_KINDS}, a float or an array; got {noise!r}."
+            )
+        return noise
+    sd = np.asarray(noise, dtype=float)
+    if sd.ndim > 1 or (sd.ndim == 1 and sd.shape != (n_points,)):
+        raise ValueError(
+            f"noise as standard deviations must be a float or an array of shape ({n_points},) "
+            f"(one per grid point), got shape {sd.shape}."
+        )
+    if not np.all(np.isfinite(sd)) or np.any(sd <= 0):
+        raise ValueError(
+            "noise as standard deviations must be positive and finite; pass noise='auto' to "
+            "estimate it from the density."
+        )
+    return sd
+
+
+def initial_noise(X, y, *, loss, noise="auto", sample_weight=None):
+    """The noise model of ``y`` on ``X`` before any fit: ``(NoiseModel, Grid)``.
+
+    ``noise`` is ``'auto'``, a kind of :data:`NOISE_KINDS`, or standard
+    deviations (a float, or an array with one per point). ``'auto'`` reads
+    counts as Poisson (``loss='poisson'`` with ``y`` times ``sample_weight``
+    integers, or non-negative values that are integer multiples of one
+    quantum), and anything else as white noise, which
+    :func:`refined_noise` may find correlated after a fit.
+    """
+    grid = Grid.of(X)
+    n = len(y)
+    if not isinstance(noise, str):
+        return NoiseModel("given", sd=noise, n_observations=n, loss=loss), grid
+    counts_unit = None
+    if noise in ("auto", "poisson"):
+        counts_unit = _counts_unit(y, loss, sample_weight)
+    if counts_unit is None and noise == "poisson":
+        counts_unit = _poisson_unit_from_differences(grid, y)
+    if counts_unit is not None:
+        total = float(np.sum(y * counts_unit))
+        return (
+            NoiseModel("poisson", counts_unit=counts_unit, n_observations=total, loss="poisson"),
+            grid,
+        )
+    sd = max(float(white_noise_sd(grid, y)), _sd_floor(y))
+    kind = "correlated" if noise == "correlated" else "white"
+    return NoiseModel(kind, sd=sd, n_observations=n, loss="l2" if loss == "l2" else loss), grid
+
+
+def _sd_floor(y):
+    """``SD_FLOOR`` times the root mean square of ``y`` (without underflow)."""
+    unit = float(np.max(np.abs(y)))
+    if not unit > 0:
+        return np.finfo(float).tiny
+    return max(SD_FLOOR * unit * float(np.sqrt(np.mean((y / unit) ** 2))), np.finfo(float).tiny)
+
+
+def _counts_unit(y, loss, sample_weight):
+    """What ``y`` is multiplied by to give counts, when it holds counts; else None."""
+    if np.any(y < 0):
+        return None
+    if loss == "poisson":
+        unit = 1.0 if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        counts = y * unit
+        if np.all(np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)):
+            return unit
+    quantum = counting_quantum(y)
+    return None if quantum is None else 1.0 / quantum
+
+
+def _poisson_unit_from_differences(grid, y):
+    """``1 / c`` for values whose variance is ``c`` times their mean: the square root
+    of Poisson counts times ``c`` has variance ``c / 4``."""
+    sd = float(white_noise_sd(grid, np.sqrt(np.maximum(y, 0.0))))
+    if not sd > 0:
+        raise ValueError(
+            "noise='poisson' could not estimate the counts' unit from the density (its square "
+            "root has no noise): pass counts with loss='poisson', or noise='white'."
+        )
+    return 1.0 / (4.0 * sd**2)
+
+
+def refined_noise(model, grid, y, residual, requested, n_parameters):
+    """The noise model after a fit with ``n_parameters`` free parameters whose
+    residual is ``residual``; other kinds than white and correlated are kept.
+
+    The standard deviation becomes at least the residual's root mean square
+    (with ``n - n_parameters`` degrees of freedom): second differences
+    underestimate noise that is correlated between neighbours, which the
+    residual's own spread does not. White noise becomes correlated when the
+    residual's lag-1 autocorrelation says so (``requested`` 'auto'), or
+    always (``'correlated'``).
+    """
+    if model.kind not in ("white", "correlated"):
+        return model
+    n = len(residual)
+    spread = model.sd * float(
+        np.sqrt(np.sum((residual / model.sd) ** 2) / max(n - n_parameters, 1))
+    )
+    if grid.axes is None or not isinstance(requested, str) or requested == "white":
+        return replace(model, sd=max(model.sd, spread))
+    correlation = autocorrelation(grid, residual)
+    pairs = grid.n_pairs()
+    if requested == "auto" and not correlation[0] > CORRELATION_GATE / np.sqrt(pairs):
+        return replace(model, kind="white", correlation=(), sd=max(model.sd, spread))
+    significant = np.abs(correlation) > LAG_SIGNIFICANCE / np.sqrt(pairs)
+    n_lags = max(1, len(correlation) if significant.all() else int(np.argmin(significant)))
+    correlation = admissible_correlation(correlation[:n_lags])
+    # the normalised second differences of noise with these autocorrelations have
+    # variance (6 - 8 rho_1 + 2 rho_2) / 6 of the noise's
+    rho1 = correlation[0]
+    rho2 = correlation[1] if len(correlation) > 1 else 0.0
+    factor = max((6.0 - 8.0 * rho1 + 2.0 * rho2) / 6.0, 1e-3)
+    sd = max(float(white_noise_sd(grid, y)) / np.sqrt(factor), spread, model.sd, _sd_floor(y))
+    return replace(
+        model, kind="correlated", sd=sd, correlation=tuple(float(c) for c in correlation)
+    )
