@@ -987,7 +987,9 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
                 k, X.shape[1], estimator.covariance_type, True
             ).n_parameters
             messages = _batch_messages(X, densities[i], n_parameters)
-            for row, message, score in zip(i, messages, choice.best_score[group_rows], strict=True):
+            means = choice.scores[group_rows].mean(axis=1)
+            best = np.max(np.where(np.isfinite(means), means, -np.inf), axis=1)
+            for row, message, score in zip(i, messages, best, strict=True):
                 remarks = choice_warnings(choice.candidates, k, score, "points")
                 # in DensityGMMCV.fit's order: the fit's warnings, then the choice's
                 chunk["messages"][row] = "\n".join(

@@ -456,11 +456,6 @@ def _fit(args):
         "bins": None if args.bins == "none" else args.bins,
     }
     if args.background != "none":
-        if args.n_components == "auto":
-            raise InputError(
-                "--background needs a fixed number of components (--n-components N): "
-                "choosing K under a background is not supported yet."
-            )
         settings["background"] = args.background
     if args.n_components == "auto":
         search = DensityGMMCV(n_components=args.max_components, verbose=1, **settings)
@@ -574,7 +569,7 @@ def main(argv=None):
         "--n-components",
         type=_components,
         default="auto",
-        help="number of components, or 'auto' to choose it by cross-validation (default)",
+        help="number of components, or 'auto' to choose it by BIC (DensityGMMCV; default)",
     )
     fit.add_argument(
         "--max-components",
@@ -597,7 +592,8 @@ def main(argv=None):
         "--background",
         choices=["none", "constant", "linear"],
         default="none",
-        help="fit a constant or linear baseline under the peaks (needs --n-components N)",
+        help="fit a constant or linear baseline under the peaks (with 'auto', under every "
+        "candidate)",
     )
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--format", choices=["json", "csv"], default="json")

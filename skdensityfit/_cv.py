@@ -399,8 +399,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             self.best_index_ = select(scores, selection, self.n_standard_errors)
         self._set_choice(candidates, folds.kind)
         self._polish(base, X, y, sample_weight, path.fits[self.n_components_])
-        best_mean = float(np.nanmax(np.where(np.isfinite(scores), scores, np.nan).mean(axis=0)))
-        for message in choice_warnings(candidates, self.n_components_, best_mean, folds.kind):
+        for message in choice_warnings(
+            candidates, self.n_components_, _best_mean(scores), folds.kind
+        ):
             warn_at_caller(message)
         return self
 
@@ -525,7 +526,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             estimator, X, y, sample_weight, start, rng.randint(np.iinfo(np.int32).max)
         )
         self.n_iter_ = self.best_estimator_.n_iter_
-        for message in choice_warnings(candidates, self.n_components_, self.best_score_, "points"):
+        for message in choice_warnings(
+            candidates, self.n_components_, _best_mean(scores), "points"
+        ):
             warn_at_caller(message)
         return True
 
@@ -780,6 +783,14 @@ def choice_warnings(candidates, n_components, best_score, held_out):
             "Check the data before trusting n_components_."
         )
     return messages
+
+
+def _best_mean(scores):
+    """The best mean score over the folds ``(n_splits, n_candidates)`` of the candidates
+    evaluated (-inf where none was)."""
+    means = scores.mean(axis=0)
+    finite = np.isfinite(means)
+    return float(means[finite].max()) if finite.any() else -np.inf
 
 
 def line_left_message(bump, n_components, largest):

@@ -576,8 +576,12 @@ def test_fit_with_a_background_reports_its_coefficients(tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert float(rows[0]["background_0"]) == pytest.approx(0.02, rel=1e-6)
     assert [float(r["mean_0"]) for r in rows] == pytest.approx([7.0, 12.0], rel=1e-6)
-    code, _, err = run_main(capsys, "fit", path, "--background", "linear")
-    assert code != 0 and "--n-components" in err
+    # K chosen under the background: the baseline takes no component of its own
+    code, out, err = run_main(capsys, "fit", path, "--background", "linear")
+    assert code == 0 and "bic" in err
+    summary = json.loads(out)
+    assert summary["n_components"] == 2
+    assert summary["background"][0] == pytest.approx(0.02, rel=1e-4)
 
 
 def test_fit_with_inferred_bins_integrates_a_coarse_histogram(tmp_path, capsys):

@@ -1188,3 +1188,18 @@ def test_the_residual_line_warning_names_where_the_bump_is(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         DensityGMMCV(n_components=4, random_state=0).fit(x, y)
+
+
+def test_the_low_score_warning_reports_the_best_held_out_score():
+    """Noise dominates: the warning quotes the best mean held-out score, whichever
+    candidate the rule chose."""
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 10, 120)
+    y = 0.3 * np.exp(-0.5 * (x - 5) ** 2) + rng.normal(0, 1.0, x.size)
+    search = DensityGMMCV(n_components=4, selection="standard_error", random_state=0)
+    with pytest.warns(UserWarning, match="The best held-out score is") as record:
+        search.fit(x, y)
+    means = search.cv_results_["mean_test_score"]
+    best = np.nanmax(np.where(np.isfinite(means), means, np.nan))
+    quoted = [str(w.message) for w in record if "best held-out score" in str(w.message)][0]
+    assert f"The best held-out score is {best:.3g}:" in quoted
