@@ -1201,5 +1201,5 @@ def test_the_low_score_warning_reports_the_best_held_out_score():
         search.fit(x, y)
     means = search.cv_results_["mean_test_score"]
     best = np.nanmax(np.where(np.isfinite(means), means, np.nan))
-    quoted = [str(w.message) for w in record if "best held-out score" in str(w.message)][0]
+    quoted = next(str(w.message) for w in record if "best held-out score" in str(w.message))
     assert f"The best held-out score is {best:.3g}:" in quoted
