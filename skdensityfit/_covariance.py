@@ -173,3 +173,32 @@ def n_quadratic_coefficients(covariance_type, n_features):
     d = n_features
     n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}
     return n_quad[covariance_type] + d + 1
+
+
+def cholesky_parameter_map(covariance_type, n_components, n_features):
+    """Where each precision Cholesky factor comes from in the packed raw values.
+
+    Returns ``(index, log)``, both ``(K, d, d)``: entry ``(k, i, j)`` of component
+    ``k``'s upper-triangular factor is ``raw[index]`` (``exp(raw[index])`` where
+    ``log``), or zero where ``index`` is -1. The raw values are laid out as
+    :mod:`._parameters` packs them: 'full' the upper triangle of each component in
+    ``np.triu_indices`` order, 'tied' one shared triangle, 'diag' ``d`` diagonal
+    values a component, 'spherical' one a component; diagonals as logarithms.
+    This table is the one description of the covariance types that the compiled
+    kernel reads.
+    """
+    k, d = n_components, n_features
+    index = np.full((k, d, d), -1, dtype=np.int64)
+    log = np.zeros((k, d, d), dtype=np.bool_)
+    rows, cols = np.triu_indices(d)
+    diagonal = np.arange(d)
+    if covariance_type in MATRIX_TYPES:
+        per_component = len(rows) if covariance_type == "full" else 0
+        for component in range(k):
+            index[component, rows, cols] = component * per_component + np.arange(len(rows))
+    elif covariance_type == "diag":
+        index[:, diagonal, diagonal] = np.arange(k * d).reshape(k, d)
+    else:
+        index[:, diagonal, diagonal] = np.arange(k)[:, None]
+    log[:, diagonal, diagonal] = True
+    return index, log

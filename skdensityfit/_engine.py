@@ -428,18 +428,24 @@ def fit_measurement(problem, settings, random_state, *, warm=None, warm_backgrou
         if warm_background.size == background.n_parameters:
             start = np.concatenate([warm, problem.background_to_fit(warm_background)])
             return fit_problem(problem, settings, random_state, start=start)
-    a0, slopes = rim_background(data.target, background)
-    residual = data.target - (a0 + background.basis @ slopes)
+    under = background.fitted_to(data.target, problem.grid)
+    residual = data.target - background.values(under)
     if data.loss == "poisson":
         residual = np.maximum(residual, 0.0)
     if not np.any(residual > 0):
-        residual, a0, slopes = data.target, 0.0, np.zeros_like(slopes)
-    if warm is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        residual, under = data.target, np.zeros_like(under)
+    zero = np.zeros_like(under)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if warm is None:
             warm = _fit_mixture(problem.mixture_only(residual), settings, random_state).theta
-    start = np.concatenate([warm, background.parameters_from(a0, slopes)])
-    return fit_problem(problem, settings, random_state, start=start)
+        # the fit without the background is a start too: a background never makes it worse
+        alone = _fit_mixture(problem.mixture_only(), settings, random_state).theta
+    results = [
+        fit_problem(problem, settings, random_state, start=np.concatenate([theta, below]))
+        for theta, below in ((warm, under), (alone, zero))
+    ]
+    return min(results, key=lambda result: result.loss)
 
 
 def _fit_mixture(problem, settings, random_state, previous=None):
@@ -454,31 +460,6 @@ def _fit_mixture(problem, settings, random_state, previous=None):
             centre = fit_problem(problem.without_cells(), settings, random_state)
         return fit_problem(problem, settings, random_state, start=centre.theta)
     return fit_problem(problem, settings, random_state, warm=previous)
-
-
-# the rim: points in the outer 5% of the grid's range along some dimension
-_RIM = 0.9
-
-
-def rim_background(target, background):
-    """``(a_0, a)`` of the least-squares polynomial through the values on the grid's rim.
-
-    For a non-negative background a polynomial that goes negative over the
-    grid's box is replaced by the rim's mean value (at least 0).
-    """
-    scaled = (background.basis - background.centre) / background.half
-    rim = np.any(np.abs(scaled) >= _RIM, axis=1)
-    points, values = background.basis[rim], target[rim]
-    d = background.n_features
-    if background.degree == 0 or len(values) <= d:
-        return float(values.mean()), np.zeros(d)
-    design = np.column_stack([np.ones(len(values)), points])
-    coefficients = np.linalg.lstsq(design, values, rcond=None)[0]
-    a0, slopes = float(coefficients[0]), coefficients[1:]
-    lowest = a0 + slopes @ background.centre - np.sum(np.abs(slopes * background.half))
-    if background.nonnegative and lowest < 0:
-        return max(float(values.mean()), 0.0), np.zeros(d)
-    return a0, slopes
 
 
 # ----------------------------------------------------------------------

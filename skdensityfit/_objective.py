@@ -658,9 +658,8 @@ def _background_jacobian_chunks(theta, data):
     background = data.background
     n_mixture = data.layout.n_parameters
     theta_b = theta[n_mixture:]
-    a0, a = background.coefficients(theta_b)
     for rows, mixture, _, _, _, jacobian_t in _mixture_jacobian_chunks(theta, data):
-        model = mixture + (a0 + background.basis[rows] @ a)
+        model = mixture + background.basis[rows] @ theta_b
         target, q = data.target[rows], data.quadrature[rows]
         if data.loss == "l2":
             residual = target - model
@@ -668,11 +667,11 @@ def _background_jacobian_chunks(theta, data):
             g = (-2.0 / data.normaliser) * q * residual
             curvature = np.broadcast_to(2.0 / data.normaliser, q.shape) * q
         else:
-            model = np.maximum(model, np.finfo(float).tiny)
-            losses = q * (model - target * np.log(model))
+            # the Poisson likelihood needs a positive model at every point: infinite else
+            positive = model > 0
+            model = np.where(positive, model, 1.0)
+            losses = np.where(positive, q * (model - target * np.log(model)), np.inf)
             g = (q / data.normaliser) * (1.0 - target / model)
             curvature = (q / data.normaliser) / model
-        jacobian_f = np.concatenate(
-            [jacobian_t * mixture, background.jacobian_t(theta_b, rows)], axis=0
-        )
+        jacobian_f = np.concatenate([jacobian_t * mixture, background.basis[rows].T], axis=0)
         yield rows, losses, g, curvature, jacobian_f

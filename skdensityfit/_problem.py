@@ -12,11 +12,14 @@ then modelled as the mixture's average over its cell (its mass in the cell
 divided by the cell's volume) instead of its value at the point.
 """
 
+import itertools
 from dataclasses import dataclass, replace
 from functools import cached_property
+from math import comb
 
 import autograd.numpy as anp
 import numpy as np
+from numpy.polynomial import legendre
 from scipy.special import xlogy
 
 from ._cells import cells_from_edges, infer_cells
@@ -32,116 +35,156 @@ MAX_PREFIT_POINTS = 50_000
 # cell still has a well-defined mass in it and its neighbours, down to about a
 # tenth of a cell, where all of its mass falls in one cell.
 BINNED_WIDTH_FLOOR = 0.2
-BACKGROUNDS = ("constant", "linear")
+BACKGROUND_DEGREES = {"constant": 0, "linear": 1}
+BACKGROUNDS = tuple(BACKGROUND_DEGREES)
 # Background coefficients stay within this many times the largest |value| of the density.
 MAX_BACKGROUND = 100.0
 
 
+def polynomial_powers(degree, n_features):
+    """The exponents ``(J, d)`` of the polynomial terms of total degree at most ``degree``:
+    the constant first, then by degree, and within a degree the first axis's highest
+    power first (for degree 1: ``1, x_1, ..., x_d``)."""
+    powers = [
+        exponents
+        for total in range(degree + 1)
+        for exponents in itertools.product(range(total, -1, -1), repeat=n_features)
+        if sum(exponents) == total
+    ]
+    return np.array(powers, dtype=int).reshape(-1, n_features)
+
+
+def _legendre_values(v, powers):
+    """``prod_i P_{powers[j, i]}(v_i)`` for every point (rows of ``v``) and term ``j``."""
+    degree = int(powers.max(initial=0))
+    per_axis = np.stack([legendre.legvander(v[:, i], degree) for i in range(v.shape[1])], 1)
+    return np.prod(np.take_along_axis(per_axis, powers.T[None], axis=2), axis=1)
+
+
+def _legendre_averages(v_lo, v_hi, powers):
+    """The averages over the boxes ``[v_lo, v_hi]`` of the same terms (exact)."""
+    degree = int(powers.max(initial=0))
+    per_axis = []
+    for i in range(v_lo.shape[1]):
+        # the antiderivative of P_m is (P_{m+1} - P_{m-1}) / (2m + 1); of P_0, P_1
+        vander_hi = legendre.legvander(v_hi[:, i], degree + 1)
+        vander_lo = legendre.legvander(v_lo[:, i], degree + 1)
+        integrals = np.empty((len(v_lo), degree + 1))
+        integrals[:, 0] = vander_hi[:, 1] - vander_lo[:, 1]
+        for m in range(1, degree + 1):
+            upper = vander_hi[:, m + 1] - vander_hi[:, m - 1]
+            lower = vander_lo[:, m + 1] - vander_lo[:, m - 1]
+            integrals[:, m] = (upper - lower) / (2 * m + 1)
+        per_axis.append(integrals / (v_hi[:, i] - v_lo[:, i])[:, None])
+    per_axis = np.stack(per_axis, 1)
+    return np.prod(np.take_along_axis(per_axis, powers.T[None], axis=2), axis=1)
+
+
 @dataclass(frozen=True, eq=False)
 class Background:
-    """A polynomial of degree 0 or 1 under the mixture, in fit coordinates.
+    """A polynomial under the mixture, linear in its coefficients, in fit coordinates.
 
-    ``b(u) = beta_0 + s . v`` with ``v = (u - centre) / half`` the point's
+    ``b(u) = sum_j c_j L_j(v)`` with ``v = (u - centre) / half`` the point's
     coordinates scaled to ``[-1, 1]`` over the box of the points (``u`` the
-    standardised point, or the centre of its cell: the average of a linear
-    function over a box is its value at the centre). Its parameters, after
-    the mixture's in the flat vector:
-
-    - free (``l2``): ``[beta_0]`` or ``[beta_0, s_1, ..., s_d]``;
-    - non-negative (``poisson``): ``[beta_0 >= 0]`` or ``[beta_0, rho_1, ...,
-      rho_d]`` with ``s = beta_0 A rho``, ``rho`` in ``[-1, 1]^d``; ``A`` maps
-      that cube into ``sum |w_j| <= 1`` (onto it in 1-D and 2-D), so ``b >= 0``
-      over the box.
+    standardised point) and ``L_j`` products of Legendre polynomials, of total
+    degree at most ``degree`` (``powers``): orthogonal over the box, so the
+    coefficients are well conditioned at any degree. ``basis`` holds the
+    terms' values at the points, or with bins their averages over the cells
+    (exact). With the Poisson loss the model must stay positive at the
+    points: the loss is infinite elsewhere, so the fit never goes there, and
+    the constant term is non-negative.
     """
 
-    basis: np.ndarray  # (n_points, d): the points u the background is evaluated at
-    degree: int
+    basis: np.ndarray  # (n_points, J): the terms at the points (or their cell averages)
+    powers: np.ndarray  # (J, d): the Legendre degree of each term along each axis
     nonnegative: bool
     centre: np.ndarray  # (d,)
     half: np.ndarray  # (d,)
 
     @classmethod
-    def of(cls, kind, points, nonnegative):
+    def of(cls, kind, points, nonnegative, cells=None):
+        """The background ``kind`` ('constant', 'linear') over ``points`` (standardised;
+        with ``cells``, averaged over them)."""
         low, high = points.min(axis=0), points.max(axis=0)
+        if cells is not None:
+            low, high = (
+                np.minimum(low, cells.lo.min(axis=0)),
+                np.maximum(high, cells.hi.max(axis=0)),
+            )
         half = np.maximum(0.5 * (high - low), 1e-12)
-        return cls(points, BACKGROUNDS.index(kind), nonnegative, 0.5 * (low + high), half)
-
-    @property
-    def n_features(self):
-        return self.basis.shape[1]
+        centre = 0.5 * (low + high)
+        powers = polynomial_powers(BACKGROUND_DEGREES[kind], points.shape[1])
+        if cells is None:
+            basis = _legendre_values((points - centre) / half, powers)
+        else:
+            basis = _legendre_averages(
+                (cells.lo - centre) / half, (cells.hi - centre) / half, powers
+            )
+        return cls(np.ascontiguousarray(basis), powers, nonnegative, centre, half)
 
     @property
     def n_parameters(self):
-        return 1 + self.degree * self.n_features
-
-    @cached_property
-    def mixing(self):
-        """``A``: the slopes in ``v`` per ``beta_0`` of the non-negative form."""
-        d = self.n_features
-        if d == 2:
-            return np.array([[0.5, 0.5], [0.5, -0.5]])
-        return np.eye(d) / d
+        return len(self.powers)
 
     def subset(self, indices):
         return replace(self, basis=self.basis[indices])
 
     def bounds(self):
-        low = 0.0 if self.nonnegative else -MAX_BACKGROUND
-        rows = [[low, MAX_BACKGROUND]]
-        slope = [-1.0, 1.0] if self.nonnegative else [-MAX_BACKGROUND, MAX_BACKGROUND]
-        return np.array(rows + [slope] * (self.n_parameters - 1))
-
-    def _slopes(self, theta):
-        """``s``, the slopes in ``v`` (*autograd-safe*)."""
-        if self.degree == 0:
-            return anp.zeros(self.n_features)
+        bounds = np.tile([-MAX_BACKGROUND, MAX_BACKGROUND], (self.n_parameters, 1))
         if self.nonnegative:
-            return theta[0] * anp.dot(self.mixing, theta[1:])
-        return theta[1:]
-
-    def coefficients(self, theta):
-        """``(a_0, a)`` of ``b(u) = a_0 + a . u`` (*autograd-safe*)."""
-        slopes = self._slopes(theta)
-        return theta[0] - anp.sum(slopes * self.centre / self.half), slopes / self.half
-
-    def coefficient_jacobian(self, theta):
-        """``d [a_0, a] / d theta``, shape ``(1 + d, n_parameters)`` (numpy)."""
-        d = self.n_features
-        dslopes = np.zeros((d, self.n_parameters))
-        if self.degree == 1 and self.nonnegative:
-            dslopes[:, 0] = self.mixing @ theta[1:]
-            dslopes[:, 1:] = theta[0] * self.mixing
-        elif self.degree == 1:
-            dslopes[:, 1:] = np.eye(d)
-        first = np.zeros(self.n_parameters)
-        first[0] = 1.0
-        constant = first - (self.centre / self.half) @ dslopes
-        return np.vstack([constant, dslopes / self.half[:, None]])
+            bounds[0, 0] = 0.0
+        return bounds
 
     def values(self, theta, basis=None):
         """``b`` at the points (*autograd-safe*)."""
-        a0, a = self.coefficients(theta)
-        return a0 + anp.dot(self.basis if basis is None else basis, a)
+        return anp.dot(self.basis if basis is None else basis, theta)
 
-    def jacobian_t(self, theta, rows):
-        """``d b / d theta`` at the points ``rows``, transposed: ``(n_parameters, n)``."""
-        jac = self.coefficient_jacobian(theta)
-        return (jac[0][:, None] + jac[1:].T @ self.basis[rows].T).reshape(self.n_parameters, -1)
-
-    def parameters_from(self, a0, a):
-        """The parameters of ``b(u) = a_0 + a . u``, clipped into the bounds (numpy)."""
-        slopes = np.asarray(a, dtype=float) * self.half
-        beta0 = float(a0 + np.sum(slopes * self.centre / self.half))
-        if self.degree == 0:
-            theta = np.array([beta0])
-        elif self.nonnegative:
-            beta0 = max(beta0, 1e-6)
-            rho = np.linalg.solve(self.mixing, slopes / beta0)
-            theta = np.concatenate([[beta0], rho])
-        else:
-            theta = np.concatenate([[beta0], slopes])
+    def fitted_to(self, target, points):
+        """The coefficients of the least-squares polynomial through the values on the rim
+        of the points (the outer 5% of their range along some axis; clipped into the
+        bounds). For a non-negative background one that is not positive at every point
+        is replaced by the rim's mean value (at least 0)."""
+        scaled = (points - self.centre) / self.half
+        rim = np.any(np.abs(scaled) >= _RIM, axis=1)
+        values, design = target[rim], self.basis[rim]
+        theta = np.zeros(self.n_parameters)
+        theta[0] = float(values.mean())
+        if len(values) > self.n_parameters:
+            theta = np.linalg.lstsq(design, values, rcond=None)[0]
+        if self.nonnegative and np.min(self.basis @ theta) <= 0:
+            theta = np.zeros(self.n_parameters)
+            theta[0] = max(float(values.mean()), 0.0)
         bounds = self.bounds()
         return np.clip(theta, bounds[:, 0], bounds[:, 1])
+
+    def monomial_map(self, center, spread):
+        """``M`` with ``monomial coefficients = M @ c``: the same polynomial in the grid's
+        units, ``sum_j m_j prod_i x_i^{powers[j, i]}``, the grid coordinates being
+        ``x = center + spread * u``."""
+        origin = center + spread * self.centre  # x where v = 0
+        width = spread * self.half  # dx per unit of v
+        index = {tuple(power): j for j, power in enumerate(self.powers)}
+        matrix = np.zeros((self.n_parameters, self.n_parameters))
+        for j, power in enumerate(self.powers):
+            # prod_i P_{a_i}(v_i), v_i = (x_i - origin_i) / width_i, expanded in x
+            terms = {(): 1.0}
+            for axis, degree in enumerate(power):
+                coefficients = legendre.leg2poly(np.eye(degree + 1)[degree])
+                expanded = {}
+                for k, a_k in enumerate(coefficients):
+                    for m in range(k + 1):
+                        shift = comb(k, m) * (-origin[axis]) ** (k - m) / width[axis] ** k
+                        for key, value in terms.items():
+                            new = (*key, m)
+                            expanded[new] = expanded.get(new, 0.0) + value * a_k * shift
+                terms = expanded
+            for key, value in terms.items():
+                matrix[index[key], j] += value
+        return matrix
+
+
+# the rim: points in the outer 5% of the grid's range along some dimension
+_RIM = 0.9
 
 
 @dataclass(frozen=True)
@@ -228,27 +271,23 @@ class Problem:
         return self.layout.n_parameters
 
     def background_to_grid(self, theta):
-        """``[c_0, c_1, ..., c_d]`` of the background ``c_0 + c . x`` in grid units and the
-        units of ``y`` (``[c_0]`` for a constant); *autograd-safe*."""
+        """The background's monomial coefficients in grid units and the units of ``y``
+        (``[c_0, c_1, ..., c_d]`` of ``c_0 + c . x`` for a linear one), in the order of
+        its ``powers``; *autograd-safe*."""
         background = self.data.background
-        a0, a = background.coefficients(theta[self.n_mixture_parameters :])
         st = self.standardisation
-        unit = st.density_unit
-        constant = unit * (a0 - anp.sum(a * st.center / st.spread))
-        if background.degree == 0:
-            return anp.reshape(constant, (1,))
-        return anp.concatenate([anp.reshape(constant, (1,)), unit * a / st.spread])
+        matrix = background.monomial_map(st.center, st.spread)
+        return st.density_unit * anp.dot(matrix, theta[self.n_mixture_parameters :])
 
     def background_to_fit(self, coefficients):
-        """The background's parameters from ``[c_0, c_1, ...]`` in grid units (inverse of
-        :meth:`background_to_grid`, clipped into the bounds)."""
+        """The background's parameters from its monomial coefficients in grid units
+        (inverse of :meth:`background_to_grid`, clipped into the bounds)."""
+        background = self.data.background
         st = self.standardisation
-        coefficients = np.asarray(coefficients, dtype=float)
-        slopes = np.zeros(self.layout.n_features)
-        if coefficients.size > 1:
-            slopes = coefficients[1:] * st.spread / st.density_unit
-        a0 = coefficients[0] / st.density_unit + np.sum(slopes * st.center / st.spread)
-        return self.data.background.parameters_from(a0, slopes)
+        matrix = background.monomial_map(st.center, st.spread)
+        theta = np.linalg.solve(matrix, np.asarray(coefficients, dtype=float) / st.density_unit)
+        bounds = background.bounds()
+        return np.clip(theta, bounds[:, 0], bounds[:, 1])
 
     def mixture_only(self, target=None):
         """The problem of the mixture alone (no background), on ``target`` if given."""
@@ -328,8 +367,7 @@ def build_problem(
             raise ValueError(
                 f"background must be None, 'constant' or 'linear'; got {background!r}."
             )
-        points = grid if fit_cells is None else 0.5 * (fit_cells.lo + fit_cells.hi)
-        floor = Background.of(background, points, nonnegative=loss == "poisson")
+        floor = Background.of(background, grid, nonnegative=loss == "poisson", cells=fit_cells)
     data = FitData(
         features=quadratic_features(grid, covariance_type),
         target=y / standardisation.density_unit,

@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from ._engine import FitSettings, minimize, moved_weakest, path_fit, rim_background
+from ._engine import FitSettings, minimize, moved_weakest, path_fit
 from ._noise import initial_noise, refined_noise, whiten
 from ._objective import model_density
 from ._problem import problem_of
@@ -115,8 +115,8 @@ class Path:
             self.first = int(least_components(X, y / unit, noise, weights)[0])
         self.background = None  # the background's parameters of the last fit
         if self.problem.data.background is not None:
-            a0, slopes = rim_background(self.problem.data.target, self.problem.data.background)
-            self.background = self.problem.data.background.parameters_from(a0, slopes)
+            background = self.problem.data.background
+            self.background = background.fitted_to(self.problem.data.target, self.problem.grid)
 
     def exact_start(self, largest):
         """The smallest K the search must score: the count of the density's clear

@@ -35,6 +35,7 @@ LAYERS = [
     "_covariance",
     "_validation",
     "_noise",
+    "_kernel",
     "_parameters",
     "_cells",
     "_problem",

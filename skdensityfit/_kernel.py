@@ -1,0 +1,615 @@
+"""The compiled kernel: the mixture's model, its derivatives and Levenberg-Marquardt, per row.
+
+A *row* is one density fitted from one start. :func:`fit_rows` runs
+Levenberg-Marquardt on many rows at once (numba's ``prange`` over rows, each
+to its own convergence); :func:`evaluate_rows` gives the loss (and, on
+request, the model) of many parameter vectors. Every evaluation makes one
+pass over the grid points, accumulating the loss, its gradient and the
+Gauss-Newton matrix (for the Poisson loss, the Fisher information) point by
+point: no temporary grows with the grid.
+
+The problem is data (:class:`~._problem.KernelSpec` builds it):
+
+- ``layout``: ``[K, d, fit_scale, n_parameters, n_background, loss, binned]``
+  (loss 0 is 'l2', 1 is 'poisson');
+- ``chol_index`` ``(K, d, d)``: the parameter that entry ``(i, j)`` of
+  component ``k``'s precision Cholesky factor ``U`` comes from (-1: zero),
+  and ``chol_log`` whether the parameter is the entry's logarithm. This is
+  how the four covariance types differ (see :mod:`._covariance`);
+- per point: the standardised coordinates ``X``, the background's basis
+  values ``basis`` (``(n, J)``; the background is ``basis @ c``), and with
+  bins the cell bounds ``lo``, ``hi`` (the model is then the mixture's mass
+  in the cell over its volume; only for one dimension or axis-aligned
+  components, whose masses are products of normal cdf differences).
+
+The parameter vector: ``[log scale (when fitted), K - 1 logits (the last
+pinned at 0), means (K d), Cholesky parameters, background coefficients]``,
+as :mod:`._parameters` lays it out. Every function here takes its work
+arrays from the caller and allocates nothing per point or per iteration, so
+that the per-row functions can later be compiled for a GPU unchanged.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+LOG_2PI = math.log(2.0 * math.pi)
+SQRT_HALF = math.sqrt(0.5)
+TINY = 2.2250738585072014e-308
+
+# layout slots
+_K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED = range(7)
+# Levenberg-Marquardt
+INITIAL_DAMPING = 1e-3
+MAX_DAMPING = 1e16
+NO_GAIN = 1e-15
+# statuses of a row
+CONVERGED, FTOL, NO_DECREASE, MAX_ITER, LOST, NOT_FINITE = range(6)
+STATUS_MESSAGES = (
+    "projected gradient below tol",
+    "relative decrease below ftol",
+    "no decrease left to gain",
+    "maximum number of iterations reached",
+    "line of descent lost",
+    "non-finite objective at the start",
+)
+
+
+# --------------------------------------------------------------------------
+# parameters
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, logdet):
+    """Fill the log weights, means, Cholesky factors and their log-determinants; return
+    the log scale."""
+    K, d = layout[_K], layout[_D]
+    fit_scale = layout[_FIT_SCALE]
+    log_scale = theta[0] if fit_scale else fixed_log_scale
+    off = fit_scale
+    peak = 0.0
+    for k in range(K - 1):
+        peak = max(peak, theta[off + k])
+    total = math.exp(-peak)  # the pinned logit 0
+    for k in range(K - 1):
+        total += math.exp(theta[off + k] - peak)
+    log_total = peak + math.log(total)
+    for k in range(K - 1):
+        logw[k] = theta[off + k] - log_total
+    logw[K - 1] = -log_total
+    off += K - 1
+    for k in range(K):
+        for i in range(d):
+            means[k, i] = theta[off + k * d + i]
+        logdet[k] = 0.0
+        for i in range(d):
+            for j in range(d):
+                index = chol_index[k, i, j]
+                if index < 0:
+                    U[k, i, j] = 0.0
+                elif chol_log[k, i, j]:
+                    U[k, i, j] = math.exp(theta[index])
+                else:
+                    U[k, i, j] = theta[index]
+            logdet[k] += math.log(U[k, i, i])
+    return log_scale
+
+
+# --------------------------------------------------------------------------
+# one point
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _log_ndtr(x):
+    """log Phi(x), accurate in both tails."""
+    if x > -30.0:
+        return math.log(0.5 * math.erfc(-x * SQRT_HALF))
+    # asymptotic series of the Mills ratio (relative error below 2e-12 from -30 down)
+    z = x * x
+    series = 1.0 - 1.0 / z + 3.0 / (z * z) - 15.0 / (z * z * z) + 105.0 / (z * z * z * z)
+    return -0.5 * z - math.log(-x) - 0.5 * LOG_2PI + math.log(series)
+
+
+@njit(cache=True)
+def _log_interval(a, b):
+    """``log(Phi(b) - Phi(a))`` for ``a < b``, without cancellation in either tail."""
+    if a > 0.0:  # both in the upper tail: use the symmetry
+        a, b = -b, -a
+    log_b = _log_ndtr(b)
+    log_a = _log_ndtr(a)
+    if log_a >= log_b:
+        # a and b so close that the difference is lost: the density times the width
+        mid = 0.5 * (a + b)
+        return -0.5 * mid * mid - 0.5 * LOG_2PI + math.log(max(b - a, TINY))
+    return log_b + math.log1p(-math.exp(log_a - log_b))
+
+
+@njit(cache=True)
+def _component_log_densities(x, lo, hi, layout, logw, means, U, logdet, a, diff, z, binned):
+    """Fill ``a[k] = log w_k + log N_k(x)`` (or ``log w_k + log P_k(cell) - log vol``)
+    and the per-component work: ``diff`` (x - mu), ``z`` (U^T diff) for points; for
+    cells the per-axis standardised bounds in ``diff`` (lower) and ``z`` (upper)."""
+    K, d = layout[_K], layout[_D]
+    for k in range(K):
+        if binned:
+            value = logw[k]
+            for i in range(d):
+                scale = U[k, i, i]  # axis-aligned: 1 / sd along axis i
+                lower = (lo[i] - means[k, i]) * scale
+                upper = (hi[i] - means[k, i]) * scale
+                diff[k, i] = lower
+                z[k, i] = upper
+                value += _log_interval(lower, upper) - math.log(hi[i] - lo[i])
+            a[k] = value
+        else:
+            q = 0.0
+            for i in range(d):
+                diff[k, i] = x[i] - means[k, i]
+            for j in range(d):
+                s = 0.0
+                for i in range(j + 1):
+                    s += U[k, i, j] * diff[k, i]
+                z[k, j] = s
+                q += s * s
+            a[k] = logw[k] + logdet[k] - 0.5 * d * LOG_2PI - 0.5 * q
+
+
+@njit(cache=True)
+def _point_jacobian(
+    f, rho, layout, chol_index, chol_log, logw, means, U, a, diff, z, basis_row, jv, binned
+):
+    """``jv = d model / d theta`` at one point, the mixture's value being ``f`` and its
+    responsibilities ``rho``."""
+    K, d = layout[_K], layout[_D]
+    p = layout[_P]
+    for m in range(p):
+        jv[m] = 0.0
+    off = 0
+    if layout[_FIT_SCALE]:
+        jv[0] = f
+        off = 1
+    for k in range(K - 1):
+        jv[off + k] = f * (rho[k] - math.exp(logw[k]))
+    off += K - 1
+    for k in range(K):
+        fr = f * rho[k]
+        if fr == 0.0:
+            continue
+        if binned:
+            # log P = sum_i log(Phi(b_i) - Phi(a_i)), a_i = (lo_i - mu_i) s_i, s_i = U_ii
+            for i in range(d):
+                lower, upper = diff[k, i], z[k, i]
+                log_mass = _log_interval(lower, upper)
+                pdf_lower = math.exp(-0.5 * lower * lower - 0.5 * LOG_2PI - log_mass)
+                pdf_upper = math.exp(-0.5 * upper * upper - 0.5 * LOG_2PI - log_mass)
+                scale = U[k, i, i]
+                # d log P / d mu_i and d log P / d s_i
+                jv[off + k * d + i] += fr * (pdf_lower - pdf_upper) * scale
+                dscale = (upper * pdf_upper - lower * pdf_lower) / scale
+                index = chol_index[k, i, i]
+                jv[index] += fr * dscale * (scale if chol_log[k, i, i] else 1.0)
+        else:
+            for i in range(d):
+                s = 0.0
+                for j in range(i, d):
+                    s += U[k, i, j] * z[k, j]
+                jv[off + k * d + i] += fr * s
+            for i in range(d):
+                for j in range(i, d):
+                    index = chol_index[k, i, j]
+                    if index < 0:
+                        continue
+                    value = -z[k, j] * diff[k, i]
+                    if i == j:
+                        value += 1.0 / U[k, i, i]
+                    if chol_log[k, i, j]:
+                        value *= U[k, i, j]
+                    jv[index] += fr * value
+    for j in range(layout[_J]):
+        jv[layout[_P] - layout[_J] + j] = basis_row[j]
+
+
+# --------------------------------------------------------------------------
+# one evaluation of one row
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def evaluate(
+    theta,
+    X,
+    lo,
+    hi,
+    y,
+    q,
+    basis,
+    layout,
+    chol_index,
+    chol_log,
+    fixed_log_scale,
+    normaliser,
+    constant,
+    derivatives,
+    grad,
+    H,
+    model,
+    work_k,
+    work_kd,
+    U,
+    jv,
+):
+    """The loss of ``theta`` (inf if not finite), and with ``derivatives`` its gradient
+    ``grad`` and Gauss-Newton matrix ``H``; ``model`` (length n or 0) receives the
+    model of every value. Work arrays: ``work_k`` (4, K), ``work_kd`` (3, K, d), ``U``
+    (K, d, d), ``jv`` (p,)."""
+    K, p, J = layout[_K], layout[_P], layout[_J]
+    loss_kind, binned = layout[_LOSS], layout[_BINNED]
+    logw, a, rho, logdet = work_k[0], work_k[1], work_k[2], work_k[3]
+    means, diff, z = work_kd[0], work_kd[1], work_kd[2]
+    log_scale = _unpack(
+        theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, logdet
+    )
+    if derivatives:
+        for m in range(p):
+            grad[m] = 0.0
+            for c in range(p):
+                H[m, c] = 0.0
+    n = y.shape[0]
+    total = 0.0
+    for point in range(n):
+        _component_log_densities(
+            X[point], lo[point], hi[point], layout, logw, means, U, logdet, a, diff, z, binned
+        )
+        peak = a[0]
+        for k in range(1, K):
+            peak = max(peak, a[k])
+        s = 0.0
+        for k in range(K):
+            rho[k] = math.exp(a[k] - peak)
+            s += rho[k]
+        log_f = log_scale + peak + math.log(s)
+        f = math.exp(log_f)
+        background = 0.0
+        for j in range(J):
+            background += theta[p - J + j] * basis[point, j]
+        value = f + background
+        if model.shape[0] > 0:
+            model[point] = value
+        weight = q[point]
+        if loss_kind == 0:
+            residual = y[point] - value
+            total += weight * residual * residual
+        else:
+            if J == 0:
+                log_value = log_f
+            elif value > 0.0:
+                log_value = math.log(value)
+            else:
+                return math.inf
+            total += weight * (value - y[point] * log_value)
+        if not derivatives or weight == 0.0:
+            continue
+        for k in range(K):
+            rho[k] /= s
+        # the Poisson loss of a mixture alone in log space (the model may underflow):
+        # jv holds d log f / d theta and the loss's factors take f's place
+        log_space = loss_kind == 1 and J == 0
+        factor = 1.0 if log_space else f
+        _point_jacobian(
+            factor, rho, layout, chol_index, chol_log, logw, means, U, a, diff, z,
+            basis[point], jv, binned,
+        )  # fmt: skip
+        if loss_kind == 0:
+            g = -2.0 * weight * residual
+            curvature = 2.0 * weight
+        elif log_space:
+            g = weight * (f - y[point])
+            curvature = weight * f
+        else:
+            g = weight * (1.0 - y[point] / value)
+            curvature = weight / value
+        for m in range(p):
+            if jv[m] == 0.0:
+                continue
+            grad[m] += g * jv[m]
+            cm = curvature * jv[m]
+            for c in range(m + 1):
+                H[m, c] += cm * jv[c]
+    total = (total + constant) / normaliser
+    if not math.isfinite(total):
+        return math.inf
+    if derivatives:
+        for m in range(p):
+            grad[m] /= normaliser
+            if not math.isfinite(grad[m]):
+                return math.inf
+            for c in range(m + 1):
+                H[m, c] /= normaliser
+                H[c, m] = H[m, c]
+    return total
+
+
+# --------------------------------------------------------------------------
+# Levenberg-Marquardt on one row
+# --------------------------------------------------------------------------
+@njit(cache=True)
+def _projected_gradient(theta, grad, lower, upper):
+    largest = 0.0
+    for m in range(theta.shape[0]):
+        moved = min(max(theta[m] - grad[m], lower[m]), upper[m]) - theta[m]
+        largest = max(largest, abs(moved))
+    return largest
+
+
+@njit(cache=True)
+def _damped_step(theta, grad, H, scaling, damping, lower, upper, free, L, step, candidate):
+    """``candidate = clip(theta + step)``, ``(H + damping diag(scaling)) step = -grad``
+    on the free variables; False if that system is not positive definite."""
+    p = theta.shape[0]
+    for m in range(p):
+        for c in range(m + 1):
+            if free[m] and free[c]:
+                L[m, c] = H[m, c] + (damping * scaling[m] if m == c else 0.0)
+            else:
+                L[m, c] = 1.0 if m == c else 0.0
+    # Cholesky, in place in the lower triangle
+    for m in range(p):
+        s = L[m, m]
+        for c in range(m):
+            s -= L[m, c] * L[m, c]
+        if not s > 0.0:
+            return False
+        L[m, m] = math.sqrt(s)
+        for r in range(m + 1, p):
+            t = L[r, m]
+            for c in range(m):
+                t -= L[r, c] * L[m, c]
+            L[r, m] = t / L[m, m]
+    for m in range(p):  # forward
+        t = -grad[m] if free[m] else 0.0
+        for c in range(m):
+            t -= L[m, c] * step[c]
+        step[m] = t / L[m, m]
+    for m in range(p - 1, -1, -1):  # backward
+        t = step[m]
+        for c in range(m + 1, p):
+            t -= L[c, m] * step[c]
+        step[m] = t / L[m, m]
+    for m in range(p):
+        if not free[m]:
+            step[m] = 0.0
+        candidate[m] = min(max(theta[m] + step[m], lower[m]), upper[m])
+        step[m] = candidate[m] - theta[m]
+    return True
+
+
+@njit(cache=True)
+def lm_row(
+    theta,
+    X,
+    lo,
+    hi,
+    y,
+    q,
+    basis,
+    layout,
+    chol_index,
+    chol_log,
+    fixed_log_scale,
+    normaliser,
+    constant,
+    lower,
+    upper,
+    tol,
+    ftol,
+    max_iter,
+    grad,
+    H,
+    candidate,
+    grad_new,
+    H_new,
+    step,
+    scaling,
+    free,
+    L,
+    work_k,
+    work_kd,
+    U,
+    jv,
+    no_model,
+):
+    """Levenberg-Marquardt from ``theta`` (modified in place) within ``[lower, upper]``.
+
+    Each iteration solves ``(H + lambda D) step = -grad`` on the variables no
+    bound holds, ``D`` the largest diagonal of ``H`` seen so far (More's
+    scaling), and adapts ``lambda`` to how well the quadratic model predicted
+    the decrease. Stops at a projected gradient of at most ``tol``, a
+    relative decrease below ``ftol``, no decrease left, or ``max_iter``.
+    Returns ``(loss, n_iter, status)``.
+    """
+    p = theta.shape[0]
+    for m in range(p):
+        theta[m] = min(max(theta[m], lower[m]), upper[m])
+    value = evaluate(
+        theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
+        normaliser, constant, True, grad, H, no_model, work_k, work_kd, U, jv,
+    )  # fmt: skip
+    if not math.isfinite(value):
+        return math.inf, 0, NOT_FINITE
+    for m in range(p):
+        scaling[m] = max(H[m, m], TINY)
+    damping = INITIAL_DAMPING
+    n_iter = 0
+    while True:
+        if _projected_gradient(theta, grad, lower, upper) <= tol:
+            return value, n_iter, CONVERGED
+        if n_iter >= max_iter:
+            return value, n_iter, MAX_ITER
+        for m in range(p):
+            free[m] = not (
+                (theta[m] <= lower[m] and grad[m] > 0.0) or (theta[m] >= upper[m] and grad[m] < 0.0)
+            )
+        no_gain = NO_GAIN * max(value, 1.0)
+        accepted = False
+        predicted = math.inf
+        new_value = math.inf
+        while damping < MAX_DAMPING:
+            if not _damped_step(
+                theta, grad, H, scaling, damping, lower, upper, free, L, step, candidate
+            ):
+                damping *= 10.0
+                continue
+            predicted = 0.0
+            for m in range(p):
+                hs = 0.0
+                for c in range(p):
+                    hs += H[m, c] * step[c]
+                predicted -= grad[m] * step[m] + 0.5 * step[m] * hs
+            new_value = evaluate(
+                candidate, X, lo, hi, y, q, basis, layout, chol_index, chol_log,
+                fixed_log_scale, normaliser, constant, True, grad_new, H_new, no_model,
+                work_k, work_kd, U, jv,
+            )  # fmt: skip
+            actual = value - new_value
+            if predicted > 0.0 and actual > 0.0:
+                ratio = actual / predicted
+                damping *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
+                accepted = True
+                break
+            if predicted <= no_gain and abs(actual) <= no_gain:
+                break
+            damping *= 4.0
+        n_iter += 1
+        if not accepted:
+            return value, n_iter, NO_DECREASE if predicted <= no_gain else LOST
+        largest_step = 0.0
+        for m in range(p):
+            largest_step = max(largest_step, abs(step[m]))
+            theta[m] = candidate[m]
+            grad[m] = grad_new[m]
+            for c in range(p):
+                H[m, c] = H_new[m, c]
+            scaling[m] = max(scaling[m], H[m, m])
+        actual = value - new_value
+        value = new_value
+        if actual <= no_gain and largest_step <= NO_GAIN:
+            return value, n_iter, NO_DECREASE
+        if actual <= ftol * value:
+            return value, n_iter, FTOL
+
+
+# --------------------------------------------------------------------------
+# many rows
+# --------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def fit_rows(
+    thetas,
+    density,
+    X,
+    lo,
+    hi,
+    Y,
+    Q,
+    basis,
+    layout,
+    chol_index,
+    chol_log,
+    fixed_log_scale,
+    normaliser,
+    constant,
+    lower,
+    upper,
+    tol,
+    ftol,
+    max_iter,
+    losses,
+    n_iters,
+    statuses,
+):
+    """Levenberg-Marquardt on every row of ``thetas`` (modified in place): row ``r``
+    fits density ``density[r]`` (row ``density[r]`` of ``Y``, of ``Q`` if it has more
+    than one row, and of the per-density ``fixed_log_scale``, ``normaliser`` and
+    ``constant``). Fills ``losses``, ``n_iters`` and ``statuses``."""
+    R, p = thetas.shape
+    K, d = layout[_K], layout[_D]
+    shared_q = Q.shape[0] == 1
+    no_model = np.empty(0)
+    for r in prange(R):
+        grad = np.empty(p)
+        H = np.empty((p, p))
+        candidate = np.empty(p)
+        grad_new = np.empty(p)
+        H_new = np.empty((p, p))
+        step = np.empty(p)
+        scaling = np.empty(p)
+        free = np.empty(p, dtype=np.bool_)
+        L = np.empty((p, p))
+        work_k = np.empty((4, K))
+        work_kd = np.empty((3, K, d))
+        U = np.empty((K, d, d))
+        jv = np.empty(p)
+        i = density[r]
+        q = Q[0] if shared_q else Q[i]
+        losses[r], n_iters[r], statuses[r] = lm_row(
+            thetas[r], X, lo, hi, Y[i], q, basis, layout,
+            chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], lower,
+            upper, tol, ftol, max_iter, grad, H, candidate, grad_new, H_new, step, scaling,
+            free, L, work_k, work_kd, U, jv, no_model,
+        )  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def evaluate_rows(
+    thetas,
+    density,
+    X,
+    lo,
+    hi,
+    Y,
+    Q,
+    basis,
+    layout,
+    chol_index,
+    chol_log,
+    fixed_log_scale,
+    normaliser,
+    constant,
+    losses,
+    models,
+):
+    """The loss of every row (``losses``) and, if ``models`` has a row per row, the model
+    of every value of its density."""
+    R, p = thetas.shape
+    K, d = layout[_K], layout[_D]
+    shared_q = Q.shape[0] == 1
+    want_model = models.shape[0] == R
+    for r in prange(R):
+        grad = np.empty(0)
+        H = np.empty((0, 0))
+        work_k = np.empty((4, K))
+        work_kd = np.empty((3, K, d))
+        U = np.empty((K, d, d))
+        jv = np.empty(p)
+        model = models[r] if want_model else np.empty(0)
+        i = density[r]
+        q = Q[0] if shared_q else Q[i]
+        losses[r] = evaluate(
+            thetas[r], X, lo, hi, Y[i], q, basis, layout,
+            chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], False,
+            grad, H, model, work_k, work_kd, U, jv,
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def derivatives_of(
+    theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
+    normaliser, constant,
+):  # fmt: skip
+    """``(loss, gradient, Gauss-Newton matrix)`` of one row (for tests and moves)."""
+    p = theta.shape[0]
+    K, d = layout[_K], layout[_D]
+    grad = np.empty(p)
+    H = np.empty((p, p))
+    loss = evaluate(
+        theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
+        normaliser, constant, True, grad, H, np.empty(0), np.empty((4, K)),
+        np.empty((3, K, d)), np.empty((K, d, d)), np.empty(p),
+    )  # fmt: skip
+    return loss, grad, H
