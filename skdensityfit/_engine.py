@@ -32,6 +32,7 @@ from ._moves import (
 from ._objective import component_mass_shares, value_and_gradient
 from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
 from ._problem import MAX_PREFIT_POINTS, prefit_size
+from ._rows import minimize_rows
 from ._starts import (
     MAX_INIT_POINTS,
     best_scale_within_bounds,
@@ -108,10 +109,33 @@ class FitSettings:
 
 
 def minimize(problem, theta0, *, tol, max_iter, ftol=NO_GAIN):
-    """Minimise the problem's loss from ``theta0`` within its bounds."""
-    return minimize_objective(
-        theta0, problem.data, problem.bounds, tol=tol, max_iter=max_iter, ftol=ftol
-    )
+    """Minimise the problem's loss from ``theta0`` within its bounds (the kernel's
+    Levenberg-Marquardt; see :func:`minimize_starts`)."""
+    return minimize_starts(problem, np.atleast_2d(theta0), tol=tol, max_iter=max_iter, ftol=ftol)[0]
+
+
+def minimize_starts(problem, starts, *, tol, max_iter, ftol=NO_GAIN):
+    """One :class:`~._optimization.OptimizationResult` per row of ``starts``, each
+    minimised by the kernel's Levenberg-Marquardt (all at once)."""
+    inputs = problem.kernel
+    if inputs is None:  # not yet in the kernel: full covariances on N-D bins
+        return [
+            minimize_objective(
+                theta0, problem.data, problem.bounds, tol=tol, max_iter=max_iter, ftol=ftol
+            )
+            for theta0 in starts
+        ]
+    rows = minimize_rows(inputs, starts, tol=tol, max_iter=max_iter, ftol=ftol)
+    return [
+        OptimizationResult(
+            rows.theta[r],
+            float(rows.loss[r]),
+            int(rows.n_iter[r]),
+            bool(rows.converged[r]),
+            rows.message(r),
+        )
+        for r in range(len(starts))
+    ]
 
 
 def short_fit(problem, theta0, settings):

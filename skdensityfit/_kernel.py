@@ -37,6 +37,10 @@ from numba import njit, prange
 LOG_2PI = math.log(2.0 * math.pi)
 SQRT_HALF = math.sqrt(0.5)
 TINY = 2.2250738585072014e-308
+# Floating-point liberties that keep infinities and NaNs (the loss is infinite where
+# a Poisson model is not positive): contraction into fused multiply-adds,
+# reassociation of sums, reciprocals, approximate transcendental functions.
+FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 # layout slots
 _K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED = range(7)
@@ -123,53 +127,63 @@ def _log_interval(a, b):
     return log_b + math.log1p(-math.exp(log_a - log_b))
 
 
-@njit(cache=True)
-def _component_log_densities(x, lo, hi, layout, logw, means, U, logdet, a, diff, z, binned):
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned):
     """Fill ``a[k] = log w_k + log N_k(x)`` (or ``log w_k + log P_k(cell) - log vol``)
-    and the per-component work: ``diff`` (x - mu), ``z`` (U^T diff) for points; for
-    cells the per-axis standardised bounds in ``diff`` (lower) and ``z`` (upper)."""
-    K, d = layout[_K], layout[_D]
-    for k in range(K):
-        if binned:
-            value = logw[k]
+    for the point ``point``, ``const[k]`` being ``log w_k + log det U_k - d log(2 pi) / 2``
+    (points) or ``log w_k`` (cells), and the per-component work: ``diff`` (x - mu) and
+    ``z`` (U^T diff) for points; for cells the per-axis standardised bounds in ``diff``
+    (lower) and ``z`` (upper), and the log of each axis's mass in ``mass``."""
+    if binned:
+        for k in range(K):
+            value = const[k]
             for i in range(d):
                 scale = U[k, i, i]  # axis-aligned: 1 / sd along axis i
-                lower = (lo[i] - means[k, i]) * scale
-                upper = (hi[i] - means[k, i]) * scale
+                lower = (lo[point, i] - means[k, i]) * scale
+                upper = (hi[point, i] - means[k, i]) * scale
                 diff[k, i] = lower
                 z[k, i] = upper
-                value += _log_interval(lower, upper) - math.log(hi[i] - lo[i])
+                mass[k, i] = _log_interval(lower, upper)
+                value += mass[k, i] - math.log(hi[point, i] - lo[point, i])
             a[k] = value
-        else:
+    elif d == 1:
+        x = X[point, 0]
+        for k in range(K):
+            t = x - means[k, 0]
+            diff[k, 0] = t
+            t *= U[k, 0, 0]
+            z[k, 0] = t
+            a[k] = const[k] - 0.5 * t * t
+    else:
+        for k in range(K):
             q = 0.0
             for i in range(d):
-                diff[k, i] = x[i] - means[k, i]
+                diff[k, i] = X[point, i] - means[k, i]
             for j in range(d):
                 s = 0.0
                 for i in range(j + 1):
                     s += U[k, i, j] * diff[k, i]
                 z[k, j] = s
                 q += s * s
-            a[k] = logw[k] + logdet[k] - 0.5 * d * LOG_2PI - 0.5 * q
+            a[k] = const[k] - 0.5 * q
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _point_jacobian(
-    f, rho, layout, chol_index, chol_log, logw, means, U, a, diff, z, basis_row, jv, binned
-):
-    """``jv = d model / d theta`` at one point, the mixture's value being ``f`` and its
-    responsibilities ``rho``."""
-    K, d = layout[_K], layout[_D]
-    p = layout[_P]
-    for m in range(p):
-        jv[m] = 0.0
+    f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z, mass, jv,
+    binned,
+):  # fmt: skip
+    """``jv = d model / d theta`` at the point ``point``, the mixture's value being ``f``,
+    its weights ``w`` and responsibilities ``rho``."""
     off = 0
-    if layout[_FIT_SCALE]:
+    if fit_scale:
         jv[0] = f
         off = 1
     for k in range(K - 1):
-        jv[off + k] = f * (rho[k] - math.exp(logw[k]))
+        jv[off + k] = f * (rho[k] - w[k])
     off += K - 1
+    for m in range(off, p - J):
+        jv[m] = 0.0
     for k in range(K):
         fr = f * rho[k]
         if fr == 0.0:
@@ -178,7 +192,7 @@ def _point_jacobian(
             # log P = sum_i log(Phi(b_i) - Phi(a_i)), a_i = (lo_i - mu_i) s_i, s_i = U_ii
             for i in range(d):
                 lower, upper = diff[k, i], z[k, i]
-                log_mass = _log_interval(lower, upper)
+                log_mass = mass[k, i]
                 pdf_lower = math.exp(-0.5 * lower * lower - 0.5 * LOG_2PI - log_mass)
                 pdf_upper = math.exp(-0.5 * upper * upper - 0.5 * LOG_2PI - log_mass)
                 scale = U[k, i, i]
@@ -187,6 +201,14 @@ def _point_jacobian(
                 dscale = (upper * pdf_upper - lower * pdf_lower) / scale
                 index = chol_index[k, i, i]
                 jv[index] += fr * dscale * (scale if chol_log[k, i, i] else 1.0)
+        elif d == 1:
+            t = z[k, 0]
+            jv[off + k] += fr * U[k, 0, 0] * t
+            index = chol_index[k, 0, 0]
+            if chol_log[k, 0, 0]:  # (1 / U - t diff) U
+                jv[index] += fr * (1.0 - t * t)
+            else:
+                jv[index] += fr * (1.0 / U[k, 0, 0] - t * diff[k, 0])
         else:
             for i in range(d):
                 s = 0.0
@@ -204,14 +226,14 @@ def _point_jacobian(
                     if chol_log[k, i, j]:
                         value *= U[k, i, j]
                     jv[index] += fr * value
-    for j in range(layout[_J]):
-        jv[layout[_P] - layout[_J] + j] = basis_row[j]
+    for j in range(J):
+        jv[p - J + j] = basis[point, j]
 
 
 # --------------------------------------------------------------------------
 # one evaluation of one row
 # --------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)
 def evaluate(
     theta,
     X,
@@ -237,26 +259,33 @@ def evaluate(
 ):
     """The loss of ``theta`` (inf if not finite), and with ``derivatives`` its gradient
     ``grad`` and Gauss-Newton matrix ``H``; ``model`` (length n or 0) receives the
-    model of every value. Work arrays: ``work_k`` (4, K), ``work_kd`` (3, K, d), ``U``
+    model of every value. Work arrays: ``work_k`` (5, K), ``work_kd`` (4, K, d), ``U``
     (K, d, d), ``jv`` (p,)."""
-    K, p, J = layout[_K], layout[_P], layout[_J]
-    loss_kind, binned = layout[_LOSS], layout[_BINNED]
-    logw, a, rho, logdet = work_k[0], work_k[1], work_k[2], work_k[3]
-    means, diff, z = work_kd[0], work_kd[1], work_kd[2]
-    log_scale = _unpack(
-        theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, logdet
-    )
+    K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
+    loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
+    logw, a, rho, const, w = work_k[0], work_k[1], work_k[2], work_k[3], work_k[4]
+    means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+    log_scale = _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, const)
+    for k in range(K):
+        w[k] = math.exp(logw[k])
+        # const held log det U_k: the per-point terms that do not change
+        const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
     if derivatives:
         for m in range(p):
             grad[m] = 0.0
             for c in range(p):
                 H[m, c] = 0.0
+    if d == 1 and not binned:
+        total = _points_1d(
+            theta, X, y, q, basis, K, p, J, fit_scale, loss_kind, chol_index, log_scale, const,
+            w, means, U, a, rho, z, derivatives, grad, H, model, jv,
+        )  # fmt: skip
+        return _finish(total, constant, normaliser, derivatives, grad, H, p)
     n = y.shape[0]
+    with_model = model.shape[0] > 0
     total = 0.0
     for point in range(n):
-        _component_log_densities(
-            X[point], lo[point], hi[point], layout, logw, means, U, logdet, a, diff, z, binned
-        )
+        _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned)
         peak = a[0]
         for k in range(1, K):
             peak = max(peak, a[k])
@@ -264,13 +293,13 @@ def evaluate(
         for k in range(K):
             rho[k] = math.exp(a[k] - peak)
             s += rho[k]
-        log_f = log_scale + peak + math.log(s)
-        f = math.exp(log_f)
+        f = math.exp(log_scale + peak) * s
+        log_f = log_scale + peak + math.log(s) if loss_kind == 1 else 0.0
         background = 0.0
         for j in range(J):
             background += theta[p - J + j] * basis[point, j]
         value = f + background
-        if model.shape[0] > 0:
+        if with_model:
             model[point] = value
         weight = q[point]
         if loss_kind == 0:
@@ -293,8 +322,8 @@ def evaluate(
         log_space = loss_kind == 1 and J == 0
         factor = 1.0 if log_space else f
         _point_jacobian(
-            factor, rho, layout, chol_index, chol_log, logw, means, U, a, diff, z,
-            basis[point], jv, binned,
+            factor, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff,
+            z, mass, jv, binned,
         )  # fmt: skip
         if loss_kind == 0:
             g = -2.0 * weight * residual
@@ -306,12 +335,16 @@ def evaluate(
             g = weight * (1.0 - y[point] / value)
             curvature = weight / value
         for m in range(p):
-            if jv[m] == 0.0:
-                continue
             grad[m] += g * jv[m]
             cm = curvature * jv[m]
             for c in range(m + 1):
                 H[m, c] += cm * jv[c]
+    return _finish(total, constant, normaliser, derivatives, grad, H, p)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _finish(total, constant, normaliser, derivatives, grad, H, p):
+    """The sums of the points over the normaliser; the matrix made symmetric."""
     total = (total + constant) / normaliser
     if not math.isfinite(total):
         return math.inf
@@ -323,6 +356,82 @@ def evaluate(
             for c in range(m + 1):
                 H[m, c] /= normaliser
                 H[c, m] = H[m, c]
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _points_1d(
+    theta, X, y, q, basis, K, p, J, fit_scale, loss_kind, chol_index, log_scale, const, w,
+    means, U, a, rho, t, derivatives, grad, H, model, jv,
+):  # fmt: skip
+    """:func:`evaluate`'s sums over the points of a 1-D grid (every covariance type has
+    one precision a component there): the same arithmetic without the loops over axes.
+    Returns the loss's sum; fills the gradient's and the matrix's lower triangle."""
+    n = y.shape[0]
+    with_model = model.shape[0] > 0
+    log_space = loss_kind == 1 and J == 0
+    first_mean = fit_scale + K - 1
+    total = 0.0
+    for point in range(n):
+        x = X[point, 0]
+        peak = -math.inf
+        for k in range(K):
+            tk = (x - means[k, 0]) * U[k, 0, 0]
+            t[k, 0] = tk
+            ak = const[k] - 0.5 * tk * tk
+            a[k] = ak
+            peak = max(peak, ak)
+        s = 0.0
+        for k in range(K):
+            r = math.exp(a[k] - peak)
+            rho[k] = r
+            s += r
+        f = math.exp(log_scale + peak) * s
+        value = f
+        for j in range(J):
+            value += theta[p - J + j] * basis[point, j]
+        if with_model:
+            model[point] = value
+        weight = q[point]
+        if loss_kind == 0:
+            residual = y[point] - value
+            total += weight * residual * residual
+        elif log_space:
+            total += weight * (value - y[point] * (log_scale + peak + math.log(s)))
+        elif value > 0.0:
+            total += weight * (value - y[point] * math.log(value))
+        else:
+            return math.inf
+        if not derivatives or weight == 0.0:
+            continue
+        factor = (1.0 if log_space else f) / s
+        if fit_scale:
+            jv[0] = factor * s
+        for k in range(K - 1):
+            jv[fit_scale + k] = factor * s * (rho[k] / s - w[k])
+        for m in range(first_mean + K, p - J):
+            jv[m] = 0.0
+        for k in range(K):
+            fr = factor * rho[k]
+            tk = t[k, 0]
+            jv[first_mean + k] = fr * U[k, 0, 0] * tk
+            jv[chol_index[k, 0, 0]] += fr * (1.0 - tk * tk)  # the log of U
+        for j in range(J):
+            jv[p - J + j] = basis[point, j]
+        if loss_kind == 0:
+            g = -2.0 * weight * residual
+            curvature = 2.0 * weight
+        elif log_space:
+            g = weight * (f - y[point])
+            curvature = weight * f
+        else:
+            g = weight * (1.0 - y[point] / value)
+            curvature = weight / value
+        for m in range(p):
+            grad[m] += g * jv[m]
+            cm = curvature * jv[m]
+            for c in range(m + 1):
+                H[m, c] += cm * jv[c]
     return total
 
 
@@ -498,8 +607,7 @@ def lm_row(
 # --------------------------------------------------------------------------
 # many rows
 # --------------------------------------------------------------------------
-@njit(cache=True, parallel=True)
-def fit_rows(
+def _fit_rows(
     thetas,
     density,
     X,
@@ -541,8 +649,8 @@ def fit_rows(
         scaling = np.empty(p)
         free = np.empty(p, dtype=np.bool_)
         L = np.empty((p, p))
-        work_k = np.empty((4, K))
-        work_kd = np.empty((3, K, d))
+        work_k = np.empty((5, K))
+        work_kd = np.empty((4, K, d))
         U = np.empty((K, d, d))
         jv = np.empty(p)
         i = density[r]
@@ -555,8 +663,7 @@ def fit_rows(
         )  # fmt: skip
 
 
-@njit(cache=True, parallel=True)
-def evaluate_rows(
+def _evaluate_rows(
     thetas,
     density,
     X,
@@ -583,8 +690,8 @@ def evaluate_rows(
     for r in prange(R):
         grad = np.empty(0)
         H = np.empty((0, 0))
-        work_k = np.empty((4, K))
-        work_kd = np.empty((3, K, d))
+        work_k = np.empty((5, K))
+        work_kd = np.empty((4, K, d))
         U = np.empty((K, d, d))
         jv = np.empty(p)
         model = models[r] if want_model else np.empty(0)
@@ -595,6 +702,13 @@ def evaluate_rows(
             chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], False,
             grad, H, model, work_k, work_kd, U, jv,
         )  # fmt: skip
+
+
+# the rows in numba's threads, and (for a few rows) in the calling one
+fit_rows = njit(cache=True, parallel=True)(_fit_rows)
+fit_rows_serial = njit(cache=True)(_fit_rows)
+evaluate_rows = njit(cache=True, parallel=True)(_evaluate_rows)
+evaluate_rows_serial = njit(cache=True)(_evaluate_rows)
 
 
 @njit(cache=True)
@@ -609,7 +723,7 @@ def derivatives_of(
     H = np.empty((p, p))
     loss = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-        normaliser, constant, True, grad, H, np.empty(0), np.empty((4, K)),
-        np.empty((3, K, d)), np.empty((K, d, d)), np.empty(p),
+        normaliser, constant, True, grad, H, np.empty(0), np.empty((5, K)),
+        np.empty((4, K, d)), np.empty((K, d, d)), np.empty(p),
     )  # fmt: skip
     return loss, grad, H

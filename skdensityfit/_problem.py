@@ -25,6 +25,7 @@ from scipy.special import xlogy
 from ._cells import cells_from_edges, infer_cells
 from ._covariance import MATRIX_TYPES, quadratic_features
 from ._parameters import ParameterLayout, Standardisation, unpack
+from ._rows import KernelInputs
 from ._validation import check_sample_weight, quadrature_weights
 
 # Grids larger than this are first fitted on a random subset of this many
@@ -244,6 +245,15 @@ class Problem:
     @property
     def layout(self):
         return self.data.layout
+
+    @cached_property
+    def kernel(self):
+        """The compiled kernel's inputs (:class:`~._rows.KernelInputs`), or None for
+        full or tied covariances on bins in several dimensions (not in the kernel)."""
+        layout = self.layout
+        if self.binned and layout.n_features > 1 and layout.covariance_type in MATRIX_TYPES:
+            return None
+        return KernelInputs.of(self)
 
     @property
     def n_points(self):

@@ -36,6 +36,7 @@ LAYERS = [
     "_validation",
     "_noise",
     "_kernel",
+    "_rows",
     "_parameters",
     "_cells",
     "_problem",

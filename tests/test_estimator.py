@@ -276,13 +276,13 @@ def test_an_exact_fit_ends_the_restarts(monkeypatch, writeup):
     import skdensityfit._engine as estimator
 
     calls = []
-    original = estimator.minimize_objective
+    original = estimator.minimize_rows
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(estimator, "minimize_objective", counting)
+    monkeypatch.setattr(estimator, "minimize_rows", counting)
     grid, density = writeup
     model = DensityGMM(2, n_init=5, random_state=0).fit(grid, density)
     assert model.loss_ < 1e-12 and len(calls) == 1

@@ -175,30 +175,33 @@ def test_plateau_warns_that_the_density_is_cut_at_the_grid_edge():
 def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
     import skdensityfit._engine as estimator
 
-    def broken(theta0, data, bounds, **options):
+    def broken(problem, starts, **options):
         from skdensityfit._optimization import OptimizationResult
 
-        return OptimizationResult(theta0, np.inf, 0, False, "non-finite objective")
+        return [
+            OptimizationResult(theta0, np.inf, 0, False, "non-finite objective")
+            for theta0 in starts
+        ]
 
-    monkeypatch.setattr(estimator, "minimize_objective", broken)
+    monkeypatch.setattr(estimator, "minimize_starts", broken)
     with pytest.raises(ValueError, match="not finite at any start"):
         DensityGMM(1).fit(GRID, DENSITY)
 
 
 def test_best_finite_restart_is_kept(monkeypatch):
     import skdensityfit._engine as estimator
-    from skdensityfit._optimization import minimize_objective
 
     calls = []
+    original = estimator.minimize_starts
 
-    def first_run_fails(theta0, data, bounds, **options):
+    def first_run_fails(problem, starts, **options):
         calls.append(1)
-        result = minimize_objective(theta0, data, bounds, **options)
+        results = original(problem, starts, **options)
         if len(calls) == 1:
-            result.loss, result.theta = np.inf, np.full_like(theta0, np.nan)
-        return result
+            results[0].loss, results[0].theta = np.inf, np.full_like(starts[0], np.nan)
+        return results
 
-    monkeypatch.setattr(estimator, "minimize_objective", first_run_fails)
+    monkeypatch.setattr(estimator, "minimize_starts", first_run_fails)
     grid, density, _ = make_writeup_problem()
     model = DensityGMM(2, n_init=2, random_state=0).fit(grid, density)
     assert len(calls) >= 2  # the greedy second start also fits one component on its way

@@ -1,0 +1,237 @@
+"""The kernel's inputs from a :class:`~._problem.Problem`, and rows run through it.
+
+:class:`KernelInputs` holds what the compiled kernel (:mod:`._kernel`) reads:
+the grid-level arrays (points, cells, background basis, the covariance
+type's parameter map, bounds) and the per-density arrays (targets,
+quadrature weights, fixed log scales, the losses' normalisers). A single
+fit is one density; ``fit_many`` stacks many on one grid
+(:meth:`KernelInputs.with_densities`). :func:`minimize_rows` runs
+Levenberg-Marquardt on many parameter vectors at once (each a *row*: a
+density and a start), :func:`losses_of` and :func:`models_of` evaluate them.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.special import xlogy
+
+from . import _kernel
+from ._covariance import cholesky_parameter_map
+
+# Rows at most this many run in the calling thread (numba's threads cost more than
+# they save on a few rows).
+SERIAL_ROWS = 8
+
+
+@dataclass(frozen=True, eq=False)
+class KernelInputs:
+    """Arrays of the kernel for one grid, one number of components and some densities."""
+
+    X: np.ndarray  # (n, d) standardised points
+    lo: np.ndarray  # (n, d) cells' lower bounds (zeros without bins)
+    hi: np.ndarray  # (n, d)
+    basis: np.ndarray  # (n, J) background basis
+    layout: np.ndarray  # (7,) int64
+    chol_index: np.ndarray  # (K, d, d) int64, absolute indices into theta
+    chol_log: np.ndarray  # (K, d, d) bool
+    lower: np.ndarray  # (p,)
+    upper: np.ndarray  # (p,)
+    Y: np.ndarray  # (D, n) targets
+    Q: np.ndarray  # (D or 1, n) quadrature weights
+    fixed_log_scale: np.ndarray  # (D,)
+    normaliser: np.ndarray  # (D,)
+    constant: np.ndarray  # (D,)
+
+    @classmethod
+    def of(cls, problem):
+        """The inputs of a single-density problem."""
+        data, layout = problem.data, problem.data.layout
+        k, d = layout.n_components, layout.n_features
+        index, log = cholesky_parameter_map(layout.covariance_type, k, d)
+        index = np.where(index >= 0, index + layout.offsets[3], -1)
+        n = len(data.target)
+        background = data.background
+        basis = np.zeros((n, 0)) if background is None else background.basis
+        cells = data.cells
+        if cells is None:
+            lo = hi = np.zeros((n, d))
+        else:
+            lo, hi = cells.lo, cells.hi
+        kind = np.array(
+            [
+                k,
+                d,
+                int(layout.fit_scale),
+                problem.bounds.shape[0],
+                basis.shape[1],
+                0 if data.loss == "l2" else 1,
+                int(cells is not None),
+            ],
+            dtype=np.int64,
+        )
+        return cls(
+            X=np.ascontiguousarray(problem.grid, dtype=float),
+            lo=np.ascontiguousarray(lo, dtype=float),
+            hi=np.ascontiguousarray(hi, dtype=float),
+            basis=np.ascontiguousarray(basis, dtype=float),
+            layout=kind,
+            chol_index=np.ascontiguousarray(index),
+            chol_log=np.ascontiguousarray(log),
+            lower=np.ascontiguousarray(problem.bounds[:, 0], dtype=float),
+            upper=np.ascontiguousarray(problem.bounds[:, 1], dtype=float),
+            Y=np.ascontiguousarray(data.target[None], dtype=float),
+            Q=np.ascontiguousarray(data.quadrature[None], dtype=float),
+            fixed_log_scale=np.array([data.fixed_log_scale], dtype=float),
+            normaliser=np.array([data.normaliser], dtype=float),
+            constant=np.array([poisson_constant(data.target, data.quadrature, data.loss)]),
+        )
+
+    @property
+    def n_parameters(self):
+        return int(self.layout[3])
+
+    @property
+    def poisson(self):
+        return bool(self.layout[5])
+
+    def with_densities(self, Y, Q=None, fixed_log_scale=None):
+        """The same grid with the targets ``Y`` ``(D, n)`` (standardised: each divided by
+        its unit), quadrature weights ``Q`` (``(D, n)``, or None: this one's), and
+        per-density fixed log scales."""
+        Y = np.ascontiguousarray(Y, dtype=float)
+        Q = self.Q if Q is None else np.ascontiguousarray(np.atleast_2d(Q), dtype=float)
+        loss = "poisson" if self.poisson else "l2"
+        normaliser = np.sum(Q * (np.abs(Y) if self.poisson else Y**2), axis=1)
+        if fixed_log_scale is None:
+            fixed_log_scale = np.full(len(Y), self.fixed_log_scale[0])
+        return replace(
+            self,
+            Y=Y,
+            Q=Q,
+            fixed_log_scale=np.ascontiguousarray(fixed_log_scale, dtype=float),
+            normaliser=np.maximum(normaliser, np.finfo(float).tiny),
+            constant=poisson_constant(Y, Q, loss),
+        )
+
+
+def poisson_constant(Y, Q, loss):
+    """``sum q (y log y - y)`` per density (the Poisson loss's part that no fit moves)."""
+    if loss != "poisson":
+        return np.zeros(np.shape(Y)[:-1]) if np.ndim(Y) > 1 else 0.0
+    values = np.sum(Q * (xlogy(Y, Y) - Y), axis=-1)
+    return values if np.ndim(Y) > 1 else float(values)
+
+
+@dataclass
+class RowResults:
+    """Levenberg-Marquardt's outcome for each row."""
+
+    theta: np.ndarray  # (R, p)
+    loss: np.ndarray  # (R,) inf where not finite
+    n_iter: np.ndarray  # (R,)
+    status: np.ndarray  # (R,) one of _kernel's statuses
+
+    @property
+    def converged(self):
+        return self.status <= _kernel.NO_DECREASE
+
+    def message(self, row):
+        return _kernel.STATUS_MESSAGES[int(self.status[row])]
+
+
+def _density_index(density, n_rows):
+    if density is None:
+        return np.zeros(n_rows, dtype=np.int64)
+    return np.ascontiguousarray(np.broadcast_to(density, (n_rows,)), dtype=np.int64)
+
+
+def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, density=None):
+    """Levenberg-Marquardt on each row of ``thetas`` ``(R, p)`` (row ``r`` fits density
+    ``density[r]``, default 0), each within the bounds and to its own convergence."""
+    thetas = np.array(np.atleast_2d(thetas), dtype=float, order="C")
+    n_rows = len(thetas)
+    losses = np.empty(n_rows)
+    n_iter = np.empty(n_rows, dtype=np.int64)
+    status = np.empty(n_rows, dtype=np.int64)
+    run = _kernel.fit_rows_serial if n_rows <= SERIAL_ROWS else _kernel.fit_rows
+    run(
+        thetas,
+        _density_index(density, n_rows),
+        inputs.X,
+        inputs.lo,
+        inputs.hi,
+        inputs.Y,
+        inputs.Q,
+        inputs.basis,
+        inputs.layout,
+        inputs.chol_index,
+        inputs.chol_log,
+        inputs.fixed_log_scale,
+        inputs.normaliser,
+        inputs.constant,
+        inputs.lower,
+        inputs.upper,
+        float(tol),
+        float(ftol),
+        int(max_iter),
+        losses,
+        n_iter,
+        status,
+    )
+    return RowResults(thetas, losses, n_iter, status)
+
+
+def _evaluate(inputs, thetas, density, with_models):
+    thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
+    n_rows = len(thetas)
+    losses = np.empty(n_rows)
+    models = np.empty((n_rows if with_models else 0, inputs.X.shape[0]))
+    run = _kernel.evaluate_rows_serial if n_rows <= SERIAL_ROWS else _kernel.evaluate_rows
+    run(
+        thetas,
+        _density_index(density, n_rows),
+        inputs.X,
+        inputs.lo,
+        inputs.hi,
+        inputs.Y,
+        inputs.Q,
+        inputs.basis,
+        inputs.layout,
+        inputs.chol_index,
+        inputs.chol_log,
+        inputs.fixed_log_scale,
+        inputs.normaliser,
+        inputs.constant,
+        losses,
+        models,
+    )
+    return losses, models
+
+
+def losses_of(inputs, thetas, density=None):
+    """The loss of each row (inf where not finite)."""
+    return _evaluate(inputs, thetas, density, False)[0]
+
+
+def models_of(inputs, thetas, density=None):
+    """The model of every value of each row's density, ``(R, n)``, in fit units."""
+    return _evaluate(inputs, thetas, density, True)[1]
+
+
+def derivatives_of(inputs, theta, density=0):
+    """``(loss, gradient, Gauss-Newton matrix)`` of one parameter vector."""
+    return _kernel.derivatives_of(
+        np.ascontiguousarray(theta, dtype=float),
+        inputs.X,
+        inputs.lo,
+        inputs.hi,
+        inputs.Y[density],
+        inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[density],
+        inputs.basis,
+        inputs.layout,
+        inputs.chol_index,
+        inputs.chol_log,
+        float(inputs.fixed_log_scale[density]),
+        float(inputs.normaliser[density]),
+        float(inputs.constant[density]),
+    )
