@@ -83,6 +83,7 @@ def covers(cv, grid):
         and cv.reg_covar <= DEFAULT_REG_COVAR
         and cv.scale is None
         and cv.bins is None
+        and cv.background is None
         and cv.held_out in ("auto", "points")
         and cv.selection in ("standard_error", "best")
         and (cv.cv is None or isinstance(cv.cv, Integral))

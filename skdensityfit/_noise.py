@@ -46,12 +46,21 @@ SD_FLOOR = 1e-6
 # autocorrelation exceeds CORRELATION_GATE / sqrt(number of neighbouring pairs):
 # an over-fit of white noise leaves a slightly negative one.
 CORRELATION_GATE = 3.0
+# Heteroscedastic noise: the residual's variance where the model is highest (its top
+# tenth, at least MIN_GROUP points) over that where it is lowest (below its median).
+HETEROSCEDASTIC_RATIO = 2.0
+HETEROSCEDASTIC_Z = 4.0
+MIN_GROUP = 10
 # Lags of the correlated model: kept while their autocorrelation exceeds
 # LAG_SIGNIFICANCE / sqrt(pairs), at most MAX_LAG.
 MAX_LAG = 3
 LAG_SIGNIFICANCE = 2.0
-# Values that are integer multiples of a quantum within this relative error are counts.
+# Values that are integer multiples of a quantum within this relative error are counts;
+# the quantum is the smallest positive value divided by 1 .. MAX_QUANTUM_DIVISOR, and the
+# counts' square roots must scatter by 1/2 (Poisson) within these factors.
 QUANTUM_TOLERANCE = 1e-6
+MAX_QUANTUM_DIVISOR = 64
+POISSON_SPREAD = (0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,9 @@ def _second_difference_weights(coordinates):
     """``(m - 2, 3)`` weights of each normalised second divided difference on the axis:
     zero on linear functions, unit norm, so white noise keeps its variance."""
     gaps = np.diff(coordinates)
+    gaps = (
+        gaps / gaps.max()
+    )  # unit free: grids of spacing 1e-200 or 1e200 neither under- nor overflow
     left, right = gaps[:-1], gaps[1:]
     weights = np.column_stack(
         [1.0 / (left * (left + right)), -1.0 / (left * right), 1.0 / (right * (left + right))]
@@ -148,6 +160,8 @@ def robust_scale(values):
     if values.shape[-1] == 0:
         return np.zeros(values.shape[:-1])
     scale = MAD_TO_SD * np.median(values, axis=-1)
+    # most values zero (empty bins of a histogram, say): their root mean square
+    scale = np.where(scale > 0, scale, np.sqrt(np.mean(values**2, axis=-1)))
     for _ in range(TRIM_STEPS):
         kept = values <= TRIM * scale[..., None]
         count = np.maximum(np.sum(kept, axis=-1), 1)
@@ -195,7 +209,7 @@ def _banded_factor(correlation, size):
     return cholesky_banded(bands, lower=True)
 
 
-def admissible_correlation(correlation, size=256):
+def admissible_correlation(correlation, size):
     """``correlation`` shrunk towards zero until its Toeplitz matrix is positive definite."""
     correlation = np.asarray(correlation, dtype=float)
     for _ in range(200):
@@ -225,19 +239,39 @@ def whiten(grid, residuals, correlation):
     return grid.as_points(array, 1)
 
 
-def counting_quantum(y):
-    """The quantum ``q`` of non-negative values that are all integer multiples of it
-    (a histogram's ``count / (n h)``), or None."""
+def counting_quantum(y, grid=None):
+    """The quantum ``q`` of non-negative values that are counts times it (a histogram's
+    ``count / (n h)``), or None.
+
+    ``q`` is the largest value of which every value is an integer multiple: the
+    smallest positive value or a fraction ``1/m`` of it (``m`` up to
+    ``MAX_QUANTUM_DIVISOR``; a histogram's smallest non-empty bin may hold several
+    counts). With ``grid``, the counts must also scatter as Poisson counts do:
+    differences of their square roots with a standard deviation about 1/2 (values
+    rounded to a few decimals are multiples of a quantum too, but scatter far more
+    or far less).
+    """
     if np.any(y < 0):
         return None
     positive = y[y > 0]
     if positive.size < 3:
         return None
-    quantum = positive.min()
-    ratio = y / quantum
-    if np.all(np.abs(ratio - np.rint(ratio)) <= QUANTUM_TOLERANCE * np.maximum(ratio, 1.0)):
-        return float(quantum)
-    return None
+    smallest = positive.min()
+    for divisor in range(1, MAX_QUANTUM_DIVISOR + 1):
+        quantum = smallest / divisor
+        with np.errstate(over="ignore", invalid="ignore"):
+            ratio = positive / quantum
+        if not np.all(np.isfinite(ratio)):
+            return None
+        if np.all(np.abs(ratio - np.rint(ratio)) <= QUANTUM_TOLERANCE * np.maximum(ratio, 1.0)):
+            break
+    else:
+        return None
+    if grid is not None:
+        spread = float(white_noise_sd(grid, np.sqrt(np.maximum(y, 0.0) / quantum)))
+        if not POISSON_SPREAD[0] <= 2.0 * spread <= POISSON_SPREAD[1]:
+            return None
+    return float(quantum)
 
 
 @dataclass(frozen=True)
@@ -245,8 +279,8 @@ class NoiseModel:
     """How the values of one density scatter about their expectation.
 
     ``sd``: the marginal standard deviation (a float, or one per point for
-    ``'given'``); ``correlation``: autocorrelations at lags 1, 2, ... along
-    each grid axis (``'correlated'``); ``counts_unit``: for ``'poisson'``,
+    ``'given'`` and ``'heteroscedastic'``); ``correlation``: autocorrelations at lags
+    1, 2, ... along each grid axis (``'correlated'``); ``counts_unit``: for ``'poisson'``,
     what the values are multiplied by to be counts (a float or one per point);
     ``n_observations``: the ``n`` of BIC's ``log n``, the number of points or,
     for counts, of samples; ``loss``: the loss whose fits are the maximum
@@ -281,6 +315,8 @@ class NoiseModel:
             info["correlation"] = [float(c) for c in self.correlation]
         if self.kind == "poisson":
             info["n_counts"] = float(self.n_observations)
+        if self.kind == "heteroscedastic":
+            info["sd_range"] = [float(np.min(self.sd)), float(np.max(self.sd))]
         return info
 
 
@@ -320,9 +356,14 @@ def initial_noise(X, y, *, loss, noise="auto", sample_weight=None):
     n = len(y)
     if not isinstance(noise, str):
         return NoiseModel("given", sd=noise, n_observations=n, loss=loss), grid
+    if noise == "poisson" and np.any(y < 0):
+        raise ValueError(
+            "noise='poisson' needs non-negative values (counts, or a density proportional to "
+            "them); y has negative ones. Pass noise='auto' or 'white'."
+        )
     counts_unit = None
     if noise in ("auto", "poisson"):
-        counts_unit = _counts_unit(y, loss, sample_weight)
+        counts_unit = _counts_unit(y, loss, sample_weight, grid)
     if counts_unit is None and noise == "poisson":
         counts_unit = _poisson_unit_from_differences(grid, y)
     if counts_unit is not None:
@@ -344,7 +385,7 @@ def _sd_floor(y):
     return max(SD_FLOOR * unit * float(np.sqrt(np.mean((y / unit) ** 2))), np.finfo(float).tiny)
 
 
-def _counts_unit(y, loss, sample_weight):
+def _counts_unit(y, loss, sample_weight, grid):
     """What ``y`` is multiplied by to give counts, when it holds counts; else None."""
     if np.any(y < 0):
         return None
@@ -353,7 +394,7 @@ def _counts_unit(y, loss, sample_weight):
         counts = y * unit
         if np.all(np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)):
             return unit
-    quantum = counting_quantum(y)
+    quantum = counting_quantum(y, grid)
     return None if quantum is None else 1.0 / quantum
 
 
@@ -369,38 +410,86 @@ def _poisson_unit_from_differences(grid, y):
     return 1.0 / (4.0 * sd**2)
 
 
-def refined_noise(model, grid, y, residual, requested, n_parameters):
-    """The noise model after a fit with ``n_parameters`` free parameters whose
-    residual is ``residual``; other kinds than white and correlated are kept.
+def refined_noise(model, grid, y, residual, requested, n_parameters, fitted):
+    """The noise model after the fit ``fitted`` (its model of ``y``, with
+    ``n_parameters`` free parameters) whose residual is ``residual``; other kinds
+    than white, correlated and heteroscedastic are kept.
 
-    The standard deviation becomes at least the residual's root mean square
-    (with ``n - n_parameters`` degrees of freedom): second differences
-    underestimate noise that is correlated between neighbours, which the
-    residual's own spread does not. White noise becomes correlated when the
-    residual's lag-1 autocorrelation says so (``requested`` 'auto'), or
-    always (``'correlated'``).
+    From the residual's robust spread (``n - n_parameters`` degrees of freedom):
+
+    - the standard deviation is at least that spread (second differences
+      underestimate noise that neighbours share);
+    - white noise becomes correlated when the residual's lag-1
+      autocorrelation exceeds ``CORRELATION_GATE / sqrt(pairs)`` (``requested``
+      'auto'; always for 'correlated'), the residual first clipped at three
+      spreads so that a missed line does not pass for correlation;
+    - otherwise heteroscedastic, its variance ``a + b * model``, when the
+      residual's variance where the model is highest (its top tenth) exceeds
+      ``HETEROSCEDASTIC_RATIO`` times that where it is lowest (below its
+      median) and ``HETEROSCEDASTIC_Z`` of the log ratio's standard errors
+      ('auto' only).
     """
-    if model.kind not in ("white", "correlated"):
+    if model.kind not in ("white", "correlated", "heteroscedastic"):
         return model
     n = len(residual)
-    spread = model.sd * float(
-        np.sqrt(np.sum((residual / model.sd) ** 2) / max(n - n_parameters, 1))
-    )
-    if grid.axes is None or not isinstance(requested, str) or requested == "white":
-        return replace(model, sd=max(model.sd, spread))
-    correlation = autocorrelation(grid, residual)
-    pairs = grid.n_pairs()
-    if requested == "auto" and not correlation[0] > CORRELATION_GATE / np.sqrt(pairs):
-        return replace(model, kind="white", correlation=(), sd=max(model.sd, spread))
-    significant = np.abs(correlation) > LAG_SIGNIFICANCE / np.sqrt(pairs)
-    n_lags = max(1, len(correlation) if significant.all() else int(np.argmin(significant)))
-    correlation = admissible_correlation(correlation[:n_lags])
-    # the normalised second differences of noise with these autocorrelations have
-    # variance (6 - 8 rho_1 + 2 rho_2) / 6 of the noise's
-    rho1 = correlation[0]
-    rho2 = correlation[1] if len(correlation) > 1 else 0.0
-    factor = max((6.0 - 8.0 * rho1 + 2.0 * rho2) / 6.0, 1e-3)
-    sd = max(float(white_noise_sd(grid, y)) / np.sqrt(factor), spread, model.sd, _sd_floor(y))
-    return replace(
-        model, kind="correlated", sd=sd, correlation=tuple(float(c) for c in correlation)
-    )
+    dof = np.sqrt(n / max(n - n_parameters, 1))
+    initial_sd = model.sd if np.ndim(model.sd) == 0 else float(np.median(model.sd))
+    spread = initial_sd * float(robust_scale(residual / initial_sd)) * dof
+    sd = max(initial_sd, spread, _sd_floor(y))
+    white = replace(model, kind="white", correlation=(), sd=sd)
+    if not isinstance(requested, str) or requested == "white":
+        return white
+    if grid.axes is not None:
+        clipped = np.clip(residual, -3.0 * spread, 3.0 * spread)
+        correlation = autocorrelation(grid, clipped)
+        pairs = grid.n_pairs()
+        if requested == "correlated" or correlation[0] > CORRELATION_GATE / np.sqrt(pairs):
+            significant = np.abs(correlation) > LAG_SIGNIFICANCE / np.sqrt(pairs)
+            n_lags = max(1, len(correlation) if significant.all() else int(np.argmin(significant)))
+            correlation = admissible_correlation(correlation[:n_lags], max(grid.shape))
+            # the normalised second differences of noise with these autocorrelations have
+            # variance (6 - 8 rho_1 + 2 rho_2) / 6 of the noise's
+            rho1 = correlation[0]
+            rho2 = correlation[1] if len(correlation) > 1 else 0.0
+            factor = max((6.0 - 8.0 * rho1 + 2.0 * rho2) / 6.0, 1e-3)
+            from_differences = float(white_noise_sd(grid, y)) / np.sqrt(factor)
+            return replace(
+                white,
+                kind="correlated",
+                sd=max(sd, min(from_differences, 1.5 * spread)),
+                correlation=tuple(float(c) for c in correlation),
+            )
+    if requested == "auto":
+        per_point = _heteroscedastic_sd(residual, fitted, sd)
+        if per_point is not None:
+            return replace(white, kind="heteroscedastic", sd=per_point)
+    return white
+
+
+def _heteroscedastic_sd(residual, fitted, sd):
+    """The residual's standard deviation at each point, ``sqrt(a + b * fitted)``, where its
+    variance grows with the model (see :func:`refined_noise`), and at least ``sd``; else
+    None. (Computed in the units of ``sd`` and of the largest model value.)"""
+    peak = np.max(fitted)
+    if not peak > 0:
+        return None
+    level = np.maximum(fitted / peak, 0.0)
+    high = level >= np.quantile(level, 0.9)
+    low = level <= np.median(level)
+    if high.sum() < MIN_GROUP or low.sum() < MIN_GROUP:
+        return None
+    scaled = residual / sd
+    v_high = robust_scale(scaled[high]) ** 2
+    v_low = robust_scale(scaled[low]) ** 2
+    if not (v_low > 0 and v_high > HETEROSCEDASTIC_RATIO * v_low):
+        return None
+    # the log of a variance estimated from m normal values has a standard error of
+    # about sqrt(2 / m) (trimmed: a little more)
+    error = np.sqrt(2.5 / high.sum() + 2.5 / low.sum())
+    if np.log(v_high / v_low) < HETEROSCEDASTIC_Z * error:
+        return None
+    slope = (v_high - v_low) / max(level[high].mean() - level[low].mean(), np.finfo(float).tiny)
+    # never below the white noise's variance: a residual squeezed where the values are
+    # low (clipped at zero, say) is no floor to fit peaks against
+    variance = np.maximum(v_low + slope * np.maximum(level - level[low].mean(), 0.0), 1.0)
+    return sd * np.sqrt(variance)

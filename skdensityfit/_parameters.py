@@ -160,7 +160,10 @@ def grid_standardisation(X, covariance_type):
     'spherical' needs the same scale on every feature to stay spherical.
     """
     center = 0.5 * (X.min(axis=0) + X.max(axis=0))
-    spread = X.std(axis=0)
+    # in the unit of the largest offset: grids of 1e-200 or 1e200 neither under- nor overflow
+    reach = np.max(np.abs(X - center), axis=0)
+    reach = np.where(reach > 0, reach, 1.0)
+    spread = ((X - center) / reach).std(axis=0) * reach
     if X.shape[1] > 1 and np.any(spread == 0):
         raise ValueError(
             f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so "

@@ -409,8 +409,13 @@ def warn_if_components_hold_no_line(model):
             f"{len(described)} of the {k} components hold no line of their own ("
             + "; ".join(described)
             + "): they stand in for a baseline, a slope or a feature cut by the grid's edge. "
-            "Pass background='constant' or 'linear' (a baseline under the mixture), or extend "
-            "the grid."
+            + (
+                "Pass background='constant' or 'linear' (a baseline under the mixture), or "
+                "extend the grid."
+                if getattr(model, "background", None) is None
+                else f"The background ({model.background!r}) does not hold the baseline: a "
+                "baseline of another shape (a curve?), or a feature cut by the edge."
+            )
         )
 
 
