@@ -79,7 +79,7 @@ def covers(cv, grid):
     return (
         cv.loss == "l2"
         and cv.n_init == 2
-        and cv.init_params == "kmeans"
+        and cv.init_params in ("peaks", "kmeans")
         and cv.reg_covar <= DEFAULT_REG_COVAR
         and cv.scale is None
         and cv.bins is None

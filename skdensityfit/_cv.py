@@ -305,7 +305,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         reg_covar=1e-6,
         max_iter=500,
         n_init=2,
-        init_params="kmeans",
+        init_params="peaks",
         scale=None,
         bins=None,
         background=None,

@@ -31,8 +31,9 @@ from ._moves import (
 )
 from ._objective import component_mass_shares, value_and_gradient
 from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
+from ._parameters import raw_of_widths, rows_pack
 from ._problem import MAX_PREFIT_POINTS, prefit_size
-from ._rows import minimize_rows
+from ._rows import greedy_peaks, minimize_rows
 from ._starts import (
     MAX_INIT_POINTS,
     best_scale_within_bounds,
@@ -62,6 +63,7 @@ RUN_FTOL = 1e-6
 RUNS_AGREE = 1e-5
 # A component with less than this share of the fitted mass on the grid is parked.
 NEGLIGIBLE_WEIGHT = 1e-4
+TINY = np.finfo(float).tiny
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,10 @@ def greedy_start(problem, settings, random_state):
 
 
 def data_driven_start(problem, settings, random_state):
-    """A start from density-weighted clustering and EM (``settings.init_params``)."""
+    """A start from the density (``settings.init_params``): its greedy peaks, or
+    density-weighted clustering and EM."""
+    if settings.init_params == "peaks":
+        return peak_starts(problem, problem.kernel)[0]
     return initial_parameters(
         problem.grid,
         problem.data.target,
@@ -226,6 +231,39 @@ def data_driven_start(problem, settings, random_state):
         reg_covar=max(settings.reg_covar, problem.width_limits[0] ** 2),
         random_state=random_state,
     )
+
+
+# The greedy peaks' widths: this many, geometric from the width floor to half the grid.
+N_PEAK_WIDTHS = 12
+
+
+def peak_widths(problem):
+    """The widths (fit coordinates) the greedy peaks choose among."""
+    floor = problem.width_limits[0]
+    extent = float(np.ptp(problem.grid, axis=0).max())
+    return np.geomspace(floor, max(0.5 * extent, 2.0 * floor), N_PEAK_WIDTHS)
+
+
+def peak_starts(problem, inputs):
+    """A start for each density of ``inputs``: its greedy peaks (:func:`~._rows.greedy_peaks`:
+    the highest point of what is left and the isotropic bump there that explains most of
+    it, subtracted, ``K`` times), as mixture parameters with their masses. ``(D, p)``."""
+    layout = problem.layout
+    means, widths, heights = greedy_peaks(inputs, peak_widths(problem), layout.n_components)
+    masses = np.maximum(heights, TINY) * (np.sqrt(2.0 * np.pi) * widths) ** layout.n_features
+    total = masses.sum(axis=1, keepdims=True)
+    thetas = rows_pack(
+        layout,
+        np.log(total[:, 0]),
+        np.log(masses / total),
+        means,
+        raw_of_widths(layout, widths),
+    )
+    if thetas.shape[1] < problem.bounds.shape[0]:  # a background: none at the start
+        thetas = np.hstack(
+            [thetas, np.zeros((len(thetas), problem.bounds.shape[0] - thetas.shape[1]))]
+        )
+    return np.clip(thetas, problem.bounds[:, 0], problem.bounds[:, 1])
 
 
 def initial_start(problem, settings, random_state):

@@ -112,12 +112,15 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         components that clustering the grid points merges. The others use
         ``init_params``.
 
-    init_params : {'kmeans', 'k-means++', 'random_from_data', 'random'}, \
-            default='kmeans'
-        How grid points are assigned to components at the start, weighting
-        each point by its mass (density times cell size): density-weighted
-        k-means, k-means++ seeding, centres drawn in proportion to the mass,
-        or random responsibilities. A few density-weighted EM steps follow.
+    init_params : {'peaks', 'kmeans', 'k-means++', 'random_from_data', 'random'}, \
+            default='peaks'
+        The data-driven start. 'peaks': greedy peaks of the density, each the
+        highest point of what is left with the isotropic Gaussian bump there
+        that explains most of it (compiled, a few microseconds on small
+        grids). The others assign grid points to components, weighting each
+        point by its mass (density times cell size): density-weighted k-means,
+        k-means++ seeding, centres drawn in proportion to the mass, or random
+        responsibilities; a few density-weighted EM steps follow.
 
     weights_init : array-like of shape (n_components,), default=None
         User-provided initial weights. Overrides ``init_params``.
@@ -326,7 +329,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         reg_covar=1e-6,
         max_iter=500,
         n_init=2,
-        init_params="kmeans",
+        init_params="peaks",
         weights_init=None,
         means_init=None,
         precisions_init=None,

@@ -727,3 +727,118 @@ def derivatives_of(
         np.empty((4, K, d)), np.empty((K, d, d)), np.empty(p),
     )  # fmt: skip
     return loss, grad, H
+
+
+# --------------------------------------------------------------------------
+# starts: greedy peaks, matched-filter bumps
+# --------------------------------------------------------------------------
+@njit(cache=True, fastmath=FASTMATH)
+def _best_bump(X, residual, q, centre, widths, gains):
+    """The isotropic Gaussian bump centred on point ``centre`` that explains most of
+    ``residual`` (weighted by ``q``): ``(width, height)`` among ``widths``."""
+    n, d = X.shape
+    best_gain, best_width, best_height = -1.0, widths[0], 0.0
+    for w in range(widths.shape[0]):
+        inv = 0.5 / (widths[w] * widths[w])
+        fit = 0.0
+        norm = 0.0
+        for point in range(n):
+            r2 = 0.0
+            for i in range(d):
+                delta = X[point, i] - X[centre, i]
+                r2 += delta * delta
+            if r2 * inv > 20.0:
+                continue
+            g = math.exp(-r2 * inv)
+            fit += q[point] * residual[point] * g
+            norm += q[point] * g * g
+        gain = fit * fit / norm if norm > 0.0 and fit > 0.0 else 0.0
+        gains[w] = gain
+        if gain > best_gain:
+            best_gain, best_width, best_height = gain, widths[w], fit / norm if norm > 0 else 0.0
+    return best_width, best_height
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _peaks_row(X, y, q, widths, means, sds, heights, residual, gains):
+    """Greedy peaks of one density: the highest point of what is left, the bump there
+    that explains most of it, subtracted; ``K = means.shape[0]`` times."""
+    n, d = X.shape
+    for point in range(n):
+        residual[point] = y[point] if q[point] > 0.0 else -math.inf
+    for k in range(means.shape[0]):
+        centre = 0
+        for point in range(1, n):
+            if residual[point] > residual[centre]:
+                centre = point
+        width, height = _best_bump(X, residual, q, centre, widths, gains)
+        if not height > 0.0:
+            height = max(residual[centre], 1e-12)
+        for i in range(d):
+            means[k, i] = X[centre, i]
+        sds[k] = width
+        heights[k] = height
+        inv = 0.5 / (width * width)
+        for point in range(n):
+            if q[point] == 0.0:
+                continue
+            r2 = 0.0
+            for i in range(d):
+                delta = X[point, i] - X[centre, i]
+                r2 += delta * delta
+            residual[point] -= height * math.exp(-r2 * inv)
+
+
+def _greedy_peaks(X, Y, Q, widths, means, sds, heights):
+    """:func:`_peaks_row` for every density (row of ``Y``; ``Q`` one row or one each)."""
+    n = X.shape[0]
+    shared_q = Q.shape[0] == 1
+    for r in prange(Y.shape[0]):
+        residual = np.empty(n)
+        gains = np.empty(widths.shape[0])
+        q = Q[0] if shared_q else Q[r]
+        _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, gains)
+
+
+greedy_peaks = njit(cache=True, parallel=True)(_greedy_peaks)
+greedy_peaks_serial = njit(cache=True)(_greedy_peaks)
+
+
+def _component_shares(
+    thetas, density, X, lo, hi, Q, layout, chol_index, chol_log, fixed_log_scale, shares
+):
+    """Each component's share of the fitted mixture's mass on the grid (the quadrature-
+    weighted sum of its part of the model), ``shares`` ``(R, K)``."""
+    R = thetas.shape[0]
+    K, d = layout[_K], layout[_D]
+    binned = layout[_BINNED]
+    shared_q = Q.shape[0] == 1
+    for r in prange(R):
+        work_k = np.empty((5, K))
+        work_kd = np.empty((4, K, d))
+        U = np.empty((K, d, d))
+        logw, a, const = work_k[0], work_k[1], work_k[3]
+        means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+        i = density[r]
+        q = Q[0] if shared_q else Q[i]
+        _unpack(thetas[r], layout, chol_index, chol_log, fixed_log_scale[i], logw, means, U, const)
+        for k in range(K):
+            const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
+            shares[r, k] = 0.0
+        for point in range(X.shape[0]):
+            if q[point] == 0.0:
+                continue
+            _component_log_densities(
+                point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned
+            )
+            for k in range(K):
+                shares[r, k] += q[point] * math.exp(a[k])
+        total = 0.0
+        for k in range(K):
+            total += shares[r, k]
+        for k in range(K):
+            shares[r, k] = shares[r, k] / total if total > 0.0 else 0.0
+
+
+component_shares = njit(cache=True, parallel=True)(_component_shares)
+component_shares_serial = njit(cache=True)(_component_shares)

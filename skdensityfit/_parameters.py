@@ -23,6 +23,7 @@ import numpy as np
 from ._covariance import (
     COVARIANCE_TYPES,
     MATRIX_TYPES,
+    cholesky_parameter_map,
     n_cholesky_values,
     precisions_and_covariances,
     rescale_cholesky,
@@ -245,3 +246,44 @@ class Standardisation:
             "precisions_cholesky": prec_chol,
             "scale": anp.exp(log_scale + self.log_unit),
         }
+
+
+# --------------------------------------------------------------------------
+# many parameter vectors at once (rows), in fit coordinates
+# --------------------------------------------------------------------------
+def rows_split(thetas, layout, fixed_log_scale=0.0):
+    """``(log_scale (R,), log_weights (R, K), means (R, K, d), raw (R, n_chol))`` of
+    the rows of ``thetas`` (the mixture's part; a background's parameters follow)."""
+    offsets = layout.offsets
+    k, d = layout.n_components, layout.n_features
+    if layout.fit_scale:
+        log_scale = thetas[:, 0]
+    else:
+        log_scale = np.broadcast_to(np.asarray(fixed_log_scale, dtype=float), len(thetas))
+    logits = np.concatenate([thetas[:, offsets[1] : offsets[2]], np.zeros((len(thetas), 1))], 1)
+    peak = logits.max(axis=1, keepdims=True)
+    log_weights = logits - peak - np.log(np.exp(logits - peak).sum(axis=1, keepdims=True))
+    means = thetas[:, offsets[2] : offsets[3]].reshape(-1, k, d)
+    return log_scale, log_weights, means, thetas[:, offsets[3] : offsets[4]]
+
+
+def rows_pack(layout, log_scale, log_weights, means, raw):
+    """The rows of parameter vectors of the mixture's parts (inverse of :func:`rows_split`)."""
+    head = [np.asarray(log_scale, dtype=float)[:, None]] if layout.fit_scale else []
+    logits = log_weights[:, :-1] - log_weights[:, -1:]
+    return np.concatenate([*head, logits, means.reshape(len(means), -1), raw], axis=1)
+
+
+def raw_of_widths(layout, widths):
+    """The Cholesky parameters of components with isotropic ``widths`` ``(R, K)`` (standard
+    deviations in fit coordinates; 'tied' takes their geometric mean)."""
+    index, _ = cholesky_parameter_map(
+        layout.covariance_type, layout.n_components, layout.n_features
+    )
+    raw = np.zeros((len(widths), layout.n_cholesky))
+    counts = np.zeros(layout.n_cholesky)
+    for k in range(layout.n_components):  # set-up of a few columns
+        for i in range(layout.n_features):
+            raw[:, index[k, i, i]] -= np.log(widths[:, k])
+            counts[index[k, i, i]] += 1
+    return raw / np.maximum(counts, 1)

@@ -235,3 +235,38 @@ def derivatives_of(inputs, theta, density=0):
         float(inputs.normaliser[density]),
         float(inputs.constant[density]),
     )
+
+
+def component_shares_of(inputs, thetas, density=None):
+    """Each component's share of the fitted mass on the grid, ``(R, K)``."""
+    thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
+    n_rows = len(thetas)
+    shares = np.empty((n_rows, int(inputs.layout[0])))
+    run = _kernel.component_shares_serial if n_rows <= SERIAL_ROWS else _kernel.component_shares
+    run(
+        thetas,
+        _density_index(density, n_rows),
+        inputs.X,
+        inputs.lo,
+        inputs.hi,
+        inputs.Q,
+        inputs.layout,
+        inputs.chol_index,
+        inputs.chol_log,
+        inputs.fixed_log_scale,
+        shares,
+    )
+    return shares
+
+
+def greedy_peaks(inputs, widths, n_components, residuals=None):
+    """``(means (D, K, d), sds (D, K), heights (D, K))`` of each density's greedy peaks
+    (of ``residuals`` ``(D, n)`` if given), widths among ``widths``."""
+    Y = inputs.Y if residuals is None else np.ascontiguousarray(residuals, dtype=float)
+    D, d = len(Y), inputs.X.shape[1]
+    means = np.empty((D, n_components, d))
+    sds = np.empty((D, n_components))
+    heights = np.empty((D, n_components))
+    run = _kernel.greedy_peaks_serial if D <= SERIAL_ROWS else _kernel.greedy_peaks
+    run(inputs.X, Y, inputs.Q, np.ascontiguousarray(widths, dtype=float), means, sds, heights)
+    return means, sds, heights

@@ -19,7 +19,7 @@ from ._objective import _logsumexp, model_density
 from ._parameters import pack
 from ._problem import random_subset
 
-INIT_METHODS = ("kmeans", "k-means++", "random_from_data", "random")
+INIT_METHODS = ("peaks", "kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25
 # A start needs the shape of the density, not digits: EM stops once its objective settles.
 EM_TOL = 1e-4
