@@ -32,10 +32,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
-from . import _batch_cv, _batch_fit, _batch_lm
+from . import _batch_cv, _batch_lm
 from ._cv import DensityGMMCV, choice_warnings
-from ._estimator import DensityGMM
+from ._estimator import DensityGMM, fit_rows_of
 from ._parameters import ParameterLayout
+from ._problem import BACKGROUND_DEGREES, polynomial_powers
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
 # loss plus the floor; otherwise the density is also fitted from a fresh start
@@ -140,6 +141,10 @@ class BatchFitResult:
 
     covariance_type : str
         The covariance type of every fit.
+
+    background : ndarray of shape (n_densities, n_terms) or None
+        With a background, each density's ``background_`` (its coefficients in grid
+        units and the units of ``y``); None without one.
     """
 
     weights: np.ndarray
@@ -157,6 +162,7 @@ class BatchFitResult:
     estimators: list | None = None
     n_components: int = 1
     covariance_type: str = "full"
+    background: np.ndarray | None = None
 
     def __post_init__(self):
         if self.fallback is None:
@@ -502,20 +508,27 @@ def _max_components(estimator):
 
 
 def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, grid):
-    """Whether the batched path covers these settings (else the loop runs)."""
+    """Whether the engine fits the chunk's densities together (else the loop runs): a
+    shared grid, no warm start (each density from its neighbour's fit is a sequence), no
+    estimators returned, no user starts (``weights_init``, ...), and bins only where the
+    kernel integrates them (one dimension, or 'diag' and 'spherical' components)."""
     if per_density_grids or warm_start or return_estimators:
         return False
     if isinstance(estimator, DensityGMMCV):
         return _batch_cv.covers(estimator, grid)
     if type(estimator) is not DensityGMM:
         return False
-    if estimator.scale is not None:
-        return False
     if any(
         getattr(estimator, name) is not None
-        for name in ("weights_init", "means_init", "precisions_init", "bins", "background")
+        for name in ("weights_init", "means_init", "precisions_init")
     ):
-        return False  # user starts, integrated bins and backgrounds: the single fit's path
+        return False
+    if (
+        estimator.bins is not None
+        and grid.shape[1] > 1
+        and estimator.covariance_type in ("full", "tied")
+    ):
+        return False
     # too few points for the components: every row raises, as the single fit does
     return grid.shape[0] >= estimator.n_components
 
@@ -892,66 +905,46 @@ def _batch_messages(X, densities, n_parameters):
 
 
 def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
+    """The chunk's densities fitted together by the engine (:func:`~._engine.fit_densities`);
+    rows the single fit would refuse go through ``DensityGMM.fit``, which says why."""
     n_rows = len(densities)
     chunk = _empty_arrays(estimator, n_rows, X.shape[1])
-    problem = _batch_lm.BatchProblem(
-        X, estimator.n_components, estimator.covariance_type, estimator.loss
-    )
     row_weights = None
     if weights is not None:
         row_weights = weights.values if isinstance(weights, _Shared) else weights
     batchable = _rows_the_batch_can_fit(densities, weights, estimator.loss)
-    single = list(np.flatnonzero(~batchable))
-    rows = np.flatnonzero(batchable)
-    block = problem.block_size
-    for first in range(0, len(rows), block):
-        index = rows[first : first + block]
-        w = _weights_of(row_weights, index)
-        try:
-            fit = _batch_fit.fit_block(
-                problem, densities[index], w, tol=estimator.tol, max_iter=estimator.max_iter
-            )
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            # a numerical fault of the batch (never seen in the tests): single fits
-            single.extend(index)
-            chunk["fallback"][index] = True
-            continue
-        chunk["weights"][index] = fit.weights
-        chunk["means"][index] = fit.means
-        chunk["covariances"][index] = fit.covariances
-        chunk["precisions_cholesky"][index] = fit.precisions_cholesky
-        chunk["scale"][index] = fit.scale
-        chunk["loss"][index] = fit.loss
-        chunk["n_iter"][index] = fit.n_iter
-        chunk["converged"][index] = fit.converged
-        messages = _batch_messages(X, densities[index], problem.layout.n_parameters)
-        for i, message in zip(index, messages, strict=True):
-            chunk["messages"][i] = message
-        single.extend(index[fit.suspect])
-        chunk["fallback"][index[fit.suspect]] = True
-    for i in sorted(int(i) for i in single):
+    for i in np.flatnonzero(~batchable):
         seed = None if seeds is None else int(seeds[i])
         fit, messages = _attempt(
             _fresh(estimator, seed), X, densities[i], _weights_of(row_weights, i)
         )
         if fit is None:
-            if batchable[i] and np.isfinite(chunk["loss"][i]):
-                continue  # the single fit raised, the batch's fit stands
             _store_failure(chunk, i, messages[0])
-            continue
-        if batchable[i] and chunk["converged"][i] and not fit.loss_ < chunk["loss"][i]:
-            # the batch's fit was at least as good: it stays, with the single fit's
-            # remarks on the density (e.g. redundant components), not on its convergence
-            remarks = [m for m in messages if not m.startswith("ConvergenceWarning")]
-            chunk["messages"][i] = "\n".join(remarks)
-            continue
-        _store_fit(chunk, i, fit)
-        if not fit.converged_ and not any("ConvergenceWarning" in m for m in messages):
-            messages.append(
-                f"ConvergenceWarning: DensityGMM did not converge (loss {fit.loss_:.3g} "
-                f"after {fit.n_iter_} iterations)."
-            )
-        chunk["messages"][i] = "\n".join(messages)
+        else:
+            _store_fit(chunk, i, fit)
+            chunk["messages"][i] = "\n".join(messages)
+    rows = np.flatnonzero(batchable)
+    if rows.size:
+        fitted = fit_rows_of(
+            estimator,
+            X,
+            densities[rows],
+            _weights_of(row_weights, rows),
+            None if seeds is None else seeds[rows],
+        )
+        _store_rows(
+            chunk,
+            rows,
+            *fitted.parameters,
+            fitted.loss,
+            np.maximum(fitted.n_iter, 1),
+            fitted.converged,
+            per_component=estimator.covariance_type != "tied",
+        )
+        if fitted.background is not None:
+            chunk["background"][rows] = fitted.background
+        for row, message in zip(rows, fitted.messages, strict=True):
+            chunk["messages"][row] = message
     return chunk
 
 
@@ -1058,6 +1051,8 @@ def _store_fit(chunk, i, fit):
         model.converged_,
         per_component=model.covariance_type != "tied",
     )
+    if chunk.get("background") is not None and getattr(model, "background_", None) is not None:
+        chunk["background"][i] = model.background_
 
 
 def _store_rows(
@@ -1175,6 +1170,9 @@ def _empty_arrays(estimator, n_rows, n_features):
     }
     if isinstance(estimator, DensityGMMCV):
         arrays["n_components"] = np.zeros(n_rows, dtype=int)
+    elif estimator.background is not None:
+        terms = len(polynomial_powers(BACKGROUND_DEGREES[estimator.background], n_features))
+        arrays["background"] = np.full((n_rows, terms), np.nan)
     return arrays
 
 

@@ -50,6 +50,14 @@ def as_matrices(values, covariance_type, n_components, n_features):
     return values[..., None, None] * np.eye(d)
 
 
+def as_matrices_rows(values, covariance_type, n_components, n_features):
+    """:func:`as_matrices` of values with a leading axis of rows: ``(R, K, d, d)``."""
+    k, d = n_components, n_features
+    if covariance_type == "tied":
+        return np.broadcast_to(values[:, None], (len(values), k, d, d))
+    return as_matrices(values, covariance_type, k, d)
+
+
 def cholesky_diagonals(prec_chol, covariance_type, n_components, n_features):
     """The diagonals of the precision Cholesky factors, shape ``(K, d)``."""
     k, d = n_components, n_features

@@ -20,7 +20,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._compat import warn_at_caller
+from ._covariance import cholesky_parameter_map
 from ._moves import (
+    MIN_MOVE_GAIN,
     at_width_floor,
     grow_by_one,
     parked_components,
@@ -31,9 +33,9 @@ from ._moves import (
 )
 from ._objective import component_mass_shares, value_and_gradient
 from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
-from ._parameters import raw_of_widths, rows_pack
+from ._parameters import raw_of_widths, rows_pack, rows_split, rows_without
 from ._problem import MAX_PREFIT_POINTS, prefit_size
-from ._rows import greedy_peaks, minimize_rows
+from ._rows import component_shares_of, greedy_peaks, losses_of, minimize_rows, models_of
 from ._starts import (
     MAX_INIT_POINTS,
     best_scale_within_bounds,
@@ -77,7 +79,7 @@ class FitSettings:
     tol: float = 1e-8
     max_iter: int = 500
     n_init: int = 2
-    init_params: str = "kmeans"
+    init_params: str = "peaks"
     reg_covar: float = 1e-6
     verbose: int = 0
     weights_init: object = None
@@ -590,3 +592,294 @@ class MixtureFit:
         estimator.converged_ = self.converged
         estimator.grid_axes_ = self.grid_axes
         return estimator
+
+
+# ----------------------------------------------------------------------
+# many densities on one grid: the same search, every start a row of the kernel
+# ----------------------------------------------------------------------
+@dataclass
+class DensityFits:
+    """The fits of many densities (rows of a :class:`~._rows.KernelInputs`)."""
+
+    theta: np.ndarray  # (D, p), fit coordinates
+    loss: np.ndarray  # (D,), inf where no start had a finite loss
+    n_iter: np.ndarray  # (D,)
+    converged: np.ndarray  # (D,)
+    message: list  # (D,) the kernel's last status of each row
+
+
+def row_problem(problem, inputs, row):
+    """The single-density :class:`~._problem.Problem` of row ``row`` of ``inputs`` (its
+    target, quadrature and fixed scale), for the moves that work one density at a time."""
+    data = replace(
+        problem.data,
+        target=inputs.Y[row],
+        quadrature=inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[row],
+        fixed_log_scale=float(inputs.fixed_log_scale[row]),
+    )
+    return replace(problem, data=data)
+
+
+def grown_rows(problem, inputs, thetas, density):
+    """Each row of ``thetas`` (``problem``'s K components) with a component added where
+    its residual is best explained by an isotropic bump (the greedy peaks of the
+    residual): ``(R, p)`` parameters of ``problem.with_components(K + 1)``."""
+    layout = problem.layout
+    bigger = problem.with_components(layout.n_components + 1)
+    residuals = inputs.Y[density] - models_of(inputs, thetas, density)
+    q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[density]
+    means, widths, heights = greedy_peaks(
+        replace(inputs, Q=np.ascontiguousarray(q)), peak_widths(problem), 1, residuals
+    )
+    log_scale, log_weights, old_means, raw = rows_split(
+        thetas, layout, inputs.fixed_log_scale[density]
+    )
+    masses = np.exp(log_scale[:, None] + log_weights)
+    new = np.maximum(heights[:, 0], TINY) * (np.sqrt(2 * np.pi) * widths[:, 0]) ** means.shape[2]
+    masses = np.column_stack([masses, new])
+    total = masses.sum(axis=1)
+    big = bigger.layout
+    grown_raw = np.zeros((len(thetas), big.n_cholesky))
+    grown_raw[:, : raw.shape[1]] = raw
+    if big.covariance_type != "tied":
+        index, _ = cholesky_parameter_map(big.covariance_type, big.n_components, big.n_features)
+        diagonal = index[-1][np.diag_indices(big.n_features)]
+        grown_raw[:, diagonal] = -np.log(widths[:, :1])
+    grown = rows_pack(
+        big,
+        np.log(total),
+        np.log(masses / total[:, None]),
+        np.concatenate([old_means, means], axis=1),
+        grown_raw,
+    )
+    tail = thetas[:, layout.n_parameters :]  # a background's parameters
+    grown = np.hstack([grown, tail])
+    return np.clip(grown, bigger.bounds[:, 0], bigger.bounds[:, 1])
+
+
+def _inputs_with_components(problem, inputs, n_components):
+    """``(problem, inputs)`` with another number of components, for the same densities."""
+    other = problem.with_components(n_components)
+    return other, other.kernel.with_densities(inputs.Y, inputs.Q, inputs.fixed_log_scale)
+
+
+def greedy_path_rows(problem, inputs, settings, density):
+    """Starts for K components grown one at a time from one, for the rows ``density``:
+    fits with 1, 2, ..., K - 1 components (short), each from the previous fit plus a
+    component where its residual asks for one (:func:`grown_rows`). ``(R, p)``."""
+    n_components = problem.layout.n_components
+    current, current_inputs = _inputs_with_components(problem, inputs, 1)
+    thetas = peak_starts(current, current_inputs)[density]
+    short = settings.short()
+    for k in range(1, n_components):
+        fitted = minimize_rows(
+            current_inputs,
+            thetas,
+            tol=short.tol,
+            max_iter=short.max_iter,
+            ftol=SHORT_FTOL,
+            density=density,
+        )
+        thetas = np.where(np.isfinite(fitted.loss)[:, None], fitted.theta, thetas)
+        thetas = grown_rows(current, current_inputs, thetas, density)
+        if k + 1 < n_components:
+            current, current_inputs = _inputs_with_components(problem, inputs, k + 1)
+    return thetas
+
+
+def _keep_lower(best, other, rows):
+    """Rows ``rows`` of ``best`` replaced by ``other``'s where its loss is lower."""
+    lower = other.loss < best.loss[rows]
+    take = rows[lower]
+    best.theta[take] = other.theta[lower]
+    best.loss[take] = other.loss[lower]
+    best.n_iter[take] = other.n_iter[lower]
+    best.status[take] = other.status[lower]
+
+
+def parked_rows(problem, inputs, thetas, density):
+    """``(R, K)``: the components of each row that fit nothing of their own: less than
+    ``NEGLIGIBLE_WEIGHT`` of the fitted mass on the grid, or centred outside the grid's
+    box (see :func:`~._moves.parked_components`)."""
+    layout = problem.layout
+    shares = component_shares_of(inputs, thetas, density)
+    _, _, means, _ = rows_split(thetas, layout, inputs.fixed_log_scale[density])
+    low, high = problem.grid.min(axis=0), problem.grid.max(axis=0)
+    outside = np.any((means < low) | (means > high), axis=2)
+    return (shares < NEGLIGIBLE_WEIGHT) | outside
+
+
+def weakest_rows(problem, inputs, thetas, density):
+    """``(R,)``: each row's component whose removal raises the loss least."""
+    layout = problem.layout
+    k = layout.n_components
+    _, small_inputs = _inputs_with_components(problem, inputs, k - 1)
+    rows = len(thetas)
+    without = np.vstack(
+        [
+            rows_without(layout, thetas, np.full(rows, j), inputs.fixed_log_scale[density])
+            for j in range(k)
+        ]
+    )
+    losses = losses_of(small_inputs, without, np.tile(density, k)).reshape(k, rows)
+    return np.argmin(np.where(np.isfinite(losses), losses, np.inf), axis=0)
+
+
+def moved_rows(problem, inputs, fits, rows, index, settings):
+    """Rows ``rows`` of ``fits`` (a :class:`~._rows.RowResults` over all densities) with
+    their component ``index`` removed and placed again where the residual asks for it
+    (:func:`grown_rows`); a short run compares, the winners are polished with the
+    iterations they have left, and kept where the loss drops by more than
+    ``MIN_MOVE_GAIN`` of it. Modifies ``fits``; returns the rows that moved."""
+    layout = problem.layout
+    smaller, small_inputs = _inputs_with_components(problem, inputs, layout.n_components - 1)
+    without = rows_without(layout, fits.theta[rows], index, inputs.fixed_log_scale[rows])
+    starts = grown_rows(smaller, small_inputs, without, rows)
+    short = settings.short()
+    trial = minimize_rows(
+        inputs, starts, tol=short.tol, max_iter=short.max_iter, ftol=SHORT_FTOL, density=rows
+    )
+    promising = trial.loss < (1 - MIN_MOVE_GAIN) * fits.loss[rows]
+    budget = settings.max_iter - fits.n_iter[rows]
+    promising &= budget >= 1
+    if not promising.any():
+        return rows[:0]
+    candidates = rows[promising]
+    polished = minimize_rows(
+        inputs,
+        trial.theta[promising],
+        tol=settings.tol,
+        max_iter=int(max(budget[promising].max(), 1)),
+        density=candidates,
+    )
+    better = polished.loss < (1 - MIN_MOVE_GAIN) * fits.loss[candidates]
+    moved = candidates[better]
+    fits.theta[moved] = polished.theta[better]
+    fits.loss[moved] = polished.loss[better]
+    fits.n_iter[moved] += polished.n_iter[better]
+    fits.status[moved] = polished.status[better]
+    return moved
+
+
+def fit_densities(problem, inputs, settings, random_state):
+    """The best fit of every density of ``inputs`` with ``problem``'s K components.
+
+    The search of :func:`fit_problem`, every start of every density a row of the
+    kernel: the data-driven start (``init_params``: greedy peaks by default), for
+    densities it does not fit exactly the greedy path (:func:`greedy_path_rows`) and
+    ``n_init - 2`` more data-driven starts, the lowest loss kept; then, density by
+    density, components left parked are re-placed, and where the starts ended in
+    different optima the weakest component is moved; every density is polished to
+    ``tol`` at last. ``random_state``: one random state, or a list of one per density
+    (for the starts that draw: ``init_params`` other than 'peaks'). Returns a
+    :class:`DensityFits`.
+    """
+    states = random_state if isinstance(random_state, list) else None
+    n_densities = len(inputs.Y)
+    everyone = np.arange(n_densities)
+    k = problem.layout.n_components
+    n_runs = 1 if settings.starts_are_all_alike(k) else settings.n_init
+    run_ftol = RUN_FTOL if n_runs > 1 else NO_GAIN
+    if settings.init_params == "peaks":
+        starts = peak_starts(problem, inputs)
+    else:
+        starts = np.vstack(
+            [
+                best_scale_within_bounds(
+                    data_driven_start(
+                        row_problem(problem, inputs, i),
+                        settings,
+                        random_state if states is None else states[i],
+                    ),
+                    row_problem(problem, inputs, i).data,
+                    problem.bounds,
+                )
+                for i in everyone
+            ]
+        )
+    best = minimize_rows(
+        inputs, starts, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
+    )
+    worst = best.loss.copy()
+    for run in range(1, n_runs):
+        rows = everyone[~(best.converged & (best.loss <= EXACT_FIT_LOSS))]
+        if rows.size == 0:
+            break
+        if run == 1:
+            starts = greedy_path_rows(problem, inputs, settings, rows)
+        else:
+            starts = np.vstack(
+                [
+                    data_driven_start(
+                        row_problem(problem, inputs, i),
+                        settings,
+                        random_state if states is None else states[i],
+                    )
+                    for i in rows
+                ]
+            )
+        other = minimize_rows(
+            inputs,
+            starts,
+            tol=settings.tol,
+            max_iter=settings.max_iter,
+            ftol=run_ftol,
+            density=rows,
+        )
+        worst[rows] = np.fmax(worst[rows], np.where(np.isfinite(other.loss), other.loss, -np.inf))
+        _keep_lower(best, other, rows)
+    if k > 1:
+        # components left parked are placed again (once a component: a parked one that
+        # will not move is a component the density does not hold)
+        for _ in range(k):
+            live = everyone[np.isfinite(best.loss) & (best.loss > EXACT_FIT_LOSS)]
+            if live.size == 0:
+                break
+            parked = parked_rows(problem, inputs, best.theta[live], live)
+            rows = live[parked.any(axis=1)]
+            if rows.size == 0:
+                break
+            if (
+                moved_rows(
+                    problem,
+                    inputs,
+                    best,
+                    rows,
+                    np.argmax(parked[parked.any(axis=1)], axis=1),
+                    settings,
+                ).size
+                == 0
+            ):
+                break
+        # starts that end in different optima: the best may still be one where two
+        # components share a peak and one covers two
+        disagree = everyone[
+            np.isfinite(best.loss)
+            & (best.loss > EXACT_FIT_LOSS)
+            & (worst > (1 + RUNS_AGREE) * best.loss)
+        ]
+        if n_runs > 1 and disagree.size:
+            index = weakest_rows(problem, inputs, best.theta[disagree], disagree)
+            moved_rows(problem, inputs, best, disagree, index, settings)
+    message = [best.message(i) for i in everyone]
+    theta, loss = best.theta, best.loss.copy()
+    n_iter, converged = best.n_iter.copy(), best.converged.copy()
+    polish = everyone[
+        np.isfinite(loss)
+        & np.array([m == FTOL_MESSAGE for m in message])
+        & (run_ftol > NO_GAIN)
+        & (n_iter < settings.max_iter)
+    ]
+    if polish.size:
+        budget = int(settings.max_iter - n_iter[polish].max())
+        polished = minimize_rows(
+            inputs, theta[polish], tol=settings.tol, max_iter=max(budget, 1), density=polish
+        )
+        better = polished.loss <= loss[polish]
+        rows = polish[better]
+        theta[rows], loss[rows] = polished.theta[better], polished.loss[better]
+        n_iter[rows] += polished.n_iter[better]
+        converged[rows] = polished.converged[better]
+        for row, r in zip(rows, np.flatnonzero(better), strict=True):
+            message[row] = polished.message(r)
+    return DensityFits(theta, loss, n_iter, converged, message)

@@ -1,5 +1,6 @@
 """The :class:`DensityGMM` estimator: the scikit-learn front end of the fitting engine."""
 
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,12 +10,27 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context
-from ._covariance import COVARIANCE_TYPES, parameter_shape
-from ._engine import FitSettings, MixtureFit, fit_measurement, fit_problem
+from ._covariance import (
+    COVARIANCE_TYPES,
+    as_matrices_rows,
+    cholesky_parameter_map,
+    parameter_shape,
+)
+from ._engine import (
+    NEGLIGIBLE_WEIGHT,
+    DensityFits,
+    FitSettings,
+    MixtureFit,
+    fit_densities,
+    fit_measurement,
+    fit_problem,
+)
 from ._model import LOSSES
+from ._parameters import rows_split, rows_to_grid
 from ._prediction import (
     PREDICT_BATCH_SIZE,
     background_at,
+    background_values,
     fitted_cells,
     log_joint_of,
     log_mixture_pdf,
@@ -22,8 +38,15 @@ from ._prediction import (
 )
 from ._problem import cells_of, problem_of
 from ._reports import (
+    REDUNDANT_DISTANCE,
     FitReportsMixin,
+    bhattacharyya,
+    edge_messages,
+    holds_no_line,
+    no_line_messages,
+    redundancy_messages,
     score_prediction,
+    underdetermined_message,
     warn_if_components_are_redundant,
     warn_if_components_hold_no_line,
     warn_if_density_is_cut_at_the_edge,
@@ -31,6 +54,7 @@ from ._reports import (
     warn_if_scoring_outside_the_fit,
     warn_if_underdetermined,
 )
+from ._rows import component_shares_of, minimize_rows
 from ._starts import INIT_METHODS
 from ._validation import (
     check_density_values,
@@ -632,3 +656,154 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             weights = quadrature_weights(X) if volumes is None else volumes
         warn_if_scoring_outside_the_fit(self, X)
         return score_prediction(self.loss, y, predicted, weights)
+
+
+@dataclass
+class RowFits:
+    """The fits of many densities by :func:`fit_rows_of`, in grid units."""
+
+    parameters: tuple  # (weights, means, covariances, precisions_cholesky, scale), rows first
+    loss: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    background: np.ndarray | None  # (R, J) coefficients, or None
+    messages: list  # the warnings DensityGMM.fit would give each row, as text
+
+
+def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None):
+    """What ``clone(estimator).fit(X, Y[i], sample_weight[i])`` gives for every row ``i``,
+    all rows searched together by the engine (:func:`~._engine.fit_densities`).
+
+    ``X`` the validated shared grid, ``Y`` ``(R, n)`` densities the single fit accepts,
+    ``sample_weight`` None, ``(n,)`` or ``(R, n)``, ``seeds`` None or one per row
+    (for starts that draw). With a background the mixture is fitted under each row's
+    rim polynomial and without a background, then jointly from both (the lower kept).
+    """
+    first_weight = None if sample_weight is None else np.atleast_2d(sample_weight)[0]
+    problem = problem_of(estimator, X, Y[0], first_weight)
+    standardisation = problem.standardisation
+    units = np.max(np.abs(Y), axis=1)
+    units = np.where(units > 0, units, 1.0)
+    log_units = np.log(units) + np.sum(np.log(standardisation.spread))
+    fixed = None if estimator.scale is None else np.log(estimator.scale) - log_units
+    Q = None
+    if sample_weight is not None:
+        Q = np.atleast_2d(np.asarray(sample_weight, dtype=float))
+        Q = Q / Q.sum(axis=1, keepdims=True)
+    targets = Y / units[:, None]
+    settings = FitSettings.of(estimator)
+    if seeds is None:
+        random_state = check_random_state(estimator.random_state)
+    else:
+        random_state = [check_random_state(int(seed)) for seed in seeds]
+    background = problem.data.background
+    if background is None:
+        inputs = problem.kernel.with_densities(targets, Q, fixed)
+        fits = fit_densities(problem, inputs, settings, random_state)
+    else:
+        inputs, fits = _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state)
+    layout = problem.layout
+    parameters = rows_to_grid(
+        fits.theta, layout, standardisation, log_units, 0.0 if fixed is None else fixed
+    )
+    coefficients = None
+    if background is not None:
+        matrix = background.monomial_map(standardisation.center, standardisation.spread)
+        coefficients = (fits.theta[:, layout.n_parameters :] @ matrix.T) * units[:, None]
+    messages = _row_messages(estimator, problem, inputs, X, Y, fits, parameters, coefficients)
+    loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
+    return RowFits(parameters, loss, fits.n_iter, fits.converged, coefficients, messages)
+
+
+def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state):
+    """``(inputs, fits)`` of the densities with the problem's background: the mixture
+    under each row's rim polynomial and without any, then both jointly (DensityGMM.fit's
+    way, every row at once)."""
+    background = problem.data.background
+    mixture = problem.mixture_only()
+    rim = background.rim(problem.grid)
+    design = background.basis[rim]
+    under = np.linalg.lstsq(design, targets[:, rim].T, rcond=None)[0].T
+    if background.nonnegative:
+        negative = np.min(under @ background.basis.T, axis=1) <= 0
+        under[negative] = 0.0
+        under[negative, 0] = np.maximum(targets[negative][:, rim].mean(axis=1), 0.0)
+    bounds = background.bounds()
+    under = np.clip(under, bounds[:, 0], bounds[:, 1])
+    residual = targets - under @ background.basis.T
+    if problem.data.loss == "poisson":
+        residual = np.maximum(residual, 0.0)
+    empty = ~np.any(residual > 0, axis=1)
+    residual[empty], under[empty] = targets[empty], 0.0
+    starts = []
+    for target, below in ((residual, under), (targets, np.zeros_like(under))):
+        inputs = mixture.kernel.with_densities(target, Q, fixed)
+        fits = fit_densities(mixture, inputs, settings, random_state)
+        starts.append(np.hstack([fits.theta, below]))
+    joint = problem.kernel.with_densities(targets, Q, fixed)
+    results = [
+        minimize_rows(joint, start, tol=settings.tol, max_iter=settings.max_iter)
+        for start in starts
+    ]
+    best = results[0]
+    lower = results[1].loss < best.loss
+    for name in ("theta", "loss", "n_iter", "status"):
+        getattr(best, name)[lower] = getattr(results[1], name)[lower]
+    fits = DensityFits(
+        best.theta,
+        best.loss,
+        best.n_iter,
+        best.converged,
+        [best.message(i) for i in range(len(targets))],
+    )
+    return joint, fits
+
+
+def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background):
+    """The warnings ``DensityGMM.fit`` gives each row, as ``'Category: text'`` lines."""
+    weights, means, covariances, _, _ = parameters
+    k, d = estimator.n_components, X.shape[1]
+    matrices = as_matrices_rows(covariances, estimator.covariance_type, k, d)
+    shares = component_shares_of(inputs, fits.theta)
+    layout = problem.layout
+    _, _, _, raw = rows_split(fits.theta, layout, inputs.fixed_log_scale)
+    floor = problem.width_limits[0]
+    index, _ = cholesky_parameter_map(layout.covariance_type, k, d)
+    diagonal = raw[:, index[:, np.arange(d), np.arange(d)]]  # (R, K, d): log U_ii
+    at_floor = np.any(diagonal >= np.log(0.99 / floor), axis=2)
+    low, high = X.min(axis=0), X.max(axis=0)
+    outside, wide = holds_no_line(means, matrices, low, high)
+    flagged = at_floor.any(axis=1) | outside.any(axis=1) | wide.any(axis=1)
+    if k > 1:
+        near = bhattacharyya(means, matrices) < REDUNDANT_DISTANCE
+        near &= ~np.eye(k, dtype=bool)
+        flagged |= near.any(axis=(1, 2))
+        flagged |= (weights < NEGLIGIBLE_WEIGHT).any(axis=1) | (shares < NEGLIGIBLE_WEIGHT).any(
+            axis=1
+        )
+    axes = tuple(np.unique(column) for column in X.T)
+    messages = []
+    for row in range(len(Y)):  # text for the rows that have something to say
+        texts = []
+        values = Y[row]
+        if background is not None:
+            values = values - background_values(X, estimator.background, background[row])
+        texts += [f"UserWarning: {m}" for m in edge_messages(X, values)]
+        if X.shape[0] < layout.n_parameters:
+            texts.append(f"UserWarning: {underdetermined_message(X.shape[0], layout.n_parameters)}")
+        if flagged[row]:
+            texts += [
+                f"UserWarning: {m}"
+                for m in redundancy_messages(
+                    weights[row], means[row], matrices[row], shares[row], at_floor[row]
+                )
+                + no_line_messages(means[row], matrices[row], axes, estimator.background)
+            ]
+        if not fits.converged[row]:
+            texts.append(
+                f"ConvergenceWarning: DensityGMM did not converge in {estimator.n_init} run(s) "
+                f"(best loss {fits.loss[row]:.3g} after {fits.n_iter[row]} iterations). "
+                "Increase max_iter, n_init or tol, or check the number of components."
+            )
+        messages.append("\\n".join(texts))
+    return messages

@@ -287,3 +287,66 @@ def raw_of_widths(layout, widths):
             raw[:, index[k, i, i]] -= np.log(widths[:, k])
             counts[index[k, i, i]] += 1
     return raw / np.maximum(counts, 1)
+
+
+def rows_without(layout, thetas, index, fixed_log_scale=0.0):
+    """Each row with its component ``index[r]`` removed (the others keep their masses):
+    ``(R, p)`` parameters of ``layout.with_components(K - 1)`` (a background's
+    parameters follow unchanged)."""
+    log_scale, log_weights, means, raw = rows_split(thetas, layout, fixed_log_scale)
+    k = layout.n_components
+    rows = np.arange(len(thetas))
+    keep = np.ones((len(thetas), k), dtype=bool)
+    keep[rows, index] = False
+    smaller = layout.with_components(k - 1)
+    kept_log_weights = log_weights[keep].reshape(len(thetas), k - 1)
+    total = np.log(np.exp(kept_log_weights).sum(axis=1))
+    chol_index, _ = cholesky_parameter_map(layout.covariance_type, k, layout.n_features)
+    if layout.covariance_type == "tied":
+        kept_raw = raw
+    else:
+        owner = np.full(layout.n_cholesky, -1)
+        for component in range(k):  # set-up: which component owns each raw value
+            owner[chol_index[component][chol_index[component] >= 0]] = component
+        kept_raw = raw[owner[None, :] != index[:, None]].reshape(len(thetas), -1)
+    packed = rows_pack(
+        smaller,
+        log_scale + total,
+        kept_log_weights - total[:, None],
+        means[keep].reshape(len(thetas), k - 1, -1),
+        kept_raw,
+    )
+    return np.hstack([packed, thetas[:, layout.n_parameters :]])
+
+
+def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0):
+    """Weights, means, covariances, precision Cholesky factors (scikit-learn's shapes,
+    a leading axis of rows) and scales of the rows in grid units, each row's components
+    in the canonical order (by the first coordinate of the mean, then by decreasing
+    weight); ``log_units`` ``(R,)`` the rows' log density units."""
+    k, d, cov = layout.n_components, layout.n_features, layout.covariance_type
+    log_scale, log_weights, means, raw = rows_split(thetas, layout, fixed_log_scale)
+    weights = np.exp(log_weights)
+    means = standardisation.center + standardisation.spread * means
+    index, log = cholesky_parameter_map(cov, k, d)
+    entries = np.where(index >= 0)
+    values = raw[:, index[entries]]
+    values = np.where(log[entries], np.exp(values), values)
+    upper = np.zeros((len(thetas), k, d, d))
+    upper[(slice(None), *entries)] = values
+    upper = upper / standardisation.spread[:, None]  # a factor scales with the unit
+    inverse = np.linalg.inv(upper)
+    covariances = np.swapaxes(inverse, -1, -2) @ inverse
+    rows = np.repeat(np.arange(len(thetas)), k)
+    order = np.lexsort((-weights.ravel(), means[:, :, 0].ravel(), rows)).reshape(-1, k) % k
+    take = np.arange(len(thetas))[:, None], order
+    weights, means, upper, covariances = weights[take], means[take], upper[take], covariances[take]
+    if cov == "tied":
+        upper, covariances = upper[:, 0], covariances[:, 0]
+    elif cov == "diag":
+        upper = np.diagonal(upper, axis1=-2, axis2=-1)
+        covariances = np.diagonal(covariances, axis1=-2, axis2=-1)
+    elif cov == "spherical":
+        upper, covariances = upper[..., 0, 0], covariances[..., 0, 0]
+    scale = np.exp(np.asarray(log_scale) + log_units)
+    return weights, means, covariances, upper, scale

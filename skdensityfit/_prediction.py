@@ -10,15 +10,21 @@ from sklearn.utils import gen_batches
 
 from ._cells import cells_from_edges, log_cell_masses
 from ._covariance import log_gaussian_density
+from ._problem import BACKGROUND_DEGREES, polynomial_powers
 
 PREDICT_BATCH_SIZE = 65536
 
 
 def background_at(model, points):
-    coefficients = model.background_
-    if coefficients.size == 1:
-        return np.full(len(points), coefficients[0])
-    return coefficients[0] + points @ coefficients[1:]
+    """The fitted background at ``points``: its monomial coefficients (``background_``,
+    in the order of :func:`~._problem.polynomial_powers`) times the monomials."""
+    return background_values(points, model.background, model.background_)
+
+
+def background_values(points, kind, coefficients):
+    """A background of ``kind`` with monomial ``coefficients`` at ``points``."""
+    powers = polynomial_powers(BACKGROUND_DEGREES[kind], points.shape[1])
+    return np.prod(points[:, None, :] ** powers[None], axis=2) @ coefficients
 
 
 def model_of_y(model, X):

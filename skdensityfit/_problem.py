@@ -145,8 +145,7 @@ class Background:
         of the points (the outer 5% of their range along some axis; clipped into the
         bounds). For a non-negative background one that is not positive at every point
         is replaced by the rim's mean value (at least 0)."""
-        scaled = (points - self.centre) / self.half
-        rim = np.any(np.abs(scaled) >= _RIM, axis=1)
+        rim = self.rim(points)
         values, design = target[rim], self.basis[rim]
         theta = np.zeros(self.n_parameters)
         theta[0] = float(values.mean())
@@ -157,6 +156,10 @@ class Background:
             theta[0] = max(float(values.mean()), 0.0)
         bounds = self.bounds()
         return np.clip(theta, bounds[:, 0], bounds[:, 1])
+
+    def rim(self, points):
+        """The points in the outer 5% of the box along some axis."""
+        return np.any(np.abs((points - self.centre) / self.half) >= _RIM, axis=1)
 
     def monomial_map(self, center, spread):
         """``M`` with ``monomial coefficients = M @ c``: the same polynomial in the grid's

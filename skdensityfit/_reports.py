@@ -345,40 +345,63 @@ def warn_if_components_are_redundant(model, fit):
     resolves, whose width and mass are then wrong; that is warned of
     separately, for any number of components.
     """
-    share, k = fit.mass_shares, model.n_components
-    floor = np.flatnonzero(fit.at_width_floor)
+    for message in redundancy_messages(
+        model.weights_,
+        model.means_,
+        as_matrices(
+            model.covariances_, model.covariance_type, model.n_components, model.n_features_in_
+        ),
+        fit.mass_shares,
+        fit.at_width_floor,
+    ):
+        warn_at_caller(message)
+
+
+def redundancy_messages(weights, means, covariances, shares, at_floor):
+    """The texts of :func:`warn_if_components_are_redundant` for one mixture (covariances
+    as ``(K, d, d)`` matrices)."""
+    messages = []
+    floor = np.flatnonzero(at_floor)
     if len(floor):
-        warn_at_caller(
+        messages.append(
             f"Component(s) {floor.tolist()} are pressed against the width floor (half the "
             "typical grid spacing): each describes one or two grid points, a spike on noise or "
             "a feature narrower than the grid resolves, so its width and mass are not reliable. "
             "Use fewer components (DensityGMMCV chooses their number), or a finer grid (for a "
             "histogram, narrower bins)."
         )
+    k = len(weights)
     if k < 2:
-        return
-    covariances = as_matrices(model.covariances_, model.covariance_type, k, model.n_features_in_)
-    diff = model.means_[:, None, :] - model.means_[None, :, :]
-    average = 0.5 * (covariances[:, None] + covariances[None, :])
-    maha = np.einsum("ijk,ijk->ij", diff, np.linalg.solve(average, diff[..., None])[..., 0])
-    log_dets = np.linalg.slogdet(covariances)[1]
-    distance = 0.125 * maha + 0.5 * (
-        np.linalg.slogdet(average)[1] - 0.5 * (log_dets[:, None] + log_dets[None, :])
+        return messages
+    pairs = np.argwhere(
+        np.triu(bhattacharyya(means[None], covariances[None])[0] < REDUNDANT_DISTANCE, k=1)
     )
-    pairs = np.argwhere(np.triu(distance < REDUNDANT_DISTANCE, k=1))
-    light = np.flatnonzero(model.weights_ < NEGLIGIBLE_WEIGHT)
-    absent = np.setdiff1d(np.flatnonzero(share < NEGLIGIBLE_WEIGHT), light)
+    light = np.flatnonzero(weights < NEGLIGIBLE_WEIGHT)
+    absent = np.setdiff1d(np.flatnonzero(shares < NEGLIGIBLE_WEIGHT), light)
     if len(pairs) or len(light) or len(absent):
         described = [f"components {i} and {j} nearly coincide" for i, j in pairs]
-        described += [f"component {i} has weight {model.weights_[i]:.1e}" for i in light]
+        described += [f"component {i} has weight {weights[i]:.1e}" for i in light]
         described += [
-            f"component {i} holds {share[i]:.1e} of the fitted mass on the grid" for i in absent
+            f"component {i} holds {shares[i]:.1e} of the fitted mass on the grid" for i in absent
         ]
-        warn_at_caller(
+        messages.append(
             f"The data does not support {k} components ("
             + "; ".join(described)
-            + "). Use fewer components; DensityGMMCV chooses their number.",
+            + "). Use fewer components; DensityGMMCV chooses their number."
         )
+    return messages
+
+
+def bhattacharyya(means, covariances):
+    """The Bhattacharyya distance between every two components of each row: means
+    ``(R, K, d)``, covariances ``(R, K, d, d)``; ``(R, K, K)``."""
+    diff = means[:, :, None, :] - means[:, None, :, :]
+    average = 0.5 * (covariances[:, :, None] + covariances[:, None, :])
+    maha = np.einsum("rijk,rijk->rij", diff, np.linalg.solve(average, diff[..., None])[..., 0])
+    log_dets = np.linalg.slogdet(covariances)[1]
+    return 0.125 * maha + 0.5 * (
+        np.linalg.slogdet(average)[1] - 0.5 * (log_dets[:, :, None] + log_dets[:, None, :])
+    )
 
 
 def warn_if_components_hold_no_line(model):
@@ -392,31 +415,48 @@ def warn_if_components_hold_no_line(model):
     the grid's extent (a broad slope); a narrower peak just beyond the edge is
     a line cut by it, warned of as such.
     """
-    axes = model.grid_axes_
-    low = np.array([axis[0] for axis in axes])
-    high = np.array([axis[-1] for axis in axes])
-    extent = high - low
     k, d = model.n_components, model.n_features_in_
-    covariances = as_matrices(model.covariances_, model.covariance_type, k, d)
+    for message in no_line_messages(
+        model.means_,
+        as_matrices(model.covariances_, model.covariance_type, k, d),
+        model.grid_axes_,
+        getattr(model, "background", None),
+    ):
+        warn_at_caller(message)
+
+
+def holds_no_line(means, covariances, low, high):
+    """``(outside, wide)``, each ``(..., K)``: components centred outside the box
+    ``[low, high]`` (see :func:`warn_if_components_hold_no_line`) and ones wider than it."""
+    extent = high - low
     sds = np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
-    beyond = np.maximum(low - model.means_, model.means_ - high)
-    outside = np.any((beyond > sds) | ((beyond > 0) & (sds > 0.25 * extent)), axis=1)
-    wide = np.any((sds > extent) & (extent > 0), axis=1)
+    beyond = np.maximum(low - means, means - high)
+    outside = np.any((beyond > sds) | ((beyond > 0) & (sds > 0.25 * extent)), axis=-1)
+    wide = np.any((sds > extent) & (extent > 0), axis=-1)
+    return outside, wide
+
+
+def no_line_messages(means, covariances, grid_axes, background):
+    """The text of :func:`warn_if_components_hold_no_line` for one mixture, if any."""
+    low = np.array([axis[0] for axis in grid_axes])
+    high = np.array([axis[-1] for axis in grid_axes])
+    outside, wide = holds_no_line(means, covariances, low, high)
     described = [f"component {i} is centred outside the grid" for i in np.flatnonzero(outside)]
     described += [f"component {i} is wider than the grid" for i in np.flatnonzero(wide & ~outside)]
-    if described:
-        warn_at_caller(
-            f"{len(described)} of the {k} components hold no line of their own ("
-            + "; ".join(described)
-            + "): they stand in for a baseline, a slope or a feature cut by the grid's edge. "
-            + (
-                "Pass background='constant' or 'linear' (a baseline under the mixture), or "
-                "extend the grid."
-                if getattr(model, "background", None) is None
-                else f"The background ({model.background!r}) does not hold the baseline: a "
-                "baseline of another shape (a curve?), or a feature cut by the edge."
-            )
+    if not described:
+        return []
+    return [
+        f"{len(described)} of the {len(means)} components hold no line of their own ("
+        + "; ".join(described)
+        + "): they stand in for a baseline, a slope or a feature cut by the grid's edge. "
+        + (
+            "Pass background='constant' or 'linear' (a baseline under the mixture), or "
+            "extend the grid."
+            if background is None
+            else f"The background ({background!r}) does not hold the baseline: a "
+            "baseline of another shape (a curve?), or a feature cut by the edge."
         )
+    ]
 
 
 # A point farther than this many grid spacings (along some axis) from every
@@ -467,19 +507,31 @@ def warn_if_underdetermined(problem):
     """Warn when the grid has fewer points than the fit has free parameters."""
     n_points, n_parameters = problem.n_points, problem.layout.n_parameters
     if n_points < n_parameters:
-        warn_at_caller(
-            f"The grid has {n_points} points for {n_parameters} free parameters, so "
-            "the fit is not determined by the data. Use fewer components, a simpler "
-            "covariance_type, or a finer grid."
-        )
+        warn_at_caller(underdetermined_message(n_points, n_parameters))
+
+
+def underdetermined_message(n_points, n_parameters):
+    return (
+        f"The grid has {n_points} points for {n_parameters} free parameters, so "
+        "the fit is not determined by the data. Use fewer components, a simpler "
+        "covariance_type, or a finer grid."
+    )
 
 
 def warn_if_density_is_cut_at_the_edge(X, y):
+    for message in edge_messages(X, y):
+        warn_at_caller(message)
+
+
+def edge_messages(X, y):
+    """The edge warning's text, if the density on the grid's rim reaches
+    ``EDGE_WARNING_FRACTION`` of its peak."""
     on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
     fraction = np.max(y[on_edge]) / np.max(y)
     if fraction >= EDGE_WARNING_FRACTION:
-        warn_at_caller(
+        return [
             f"The density at the edge of the grid reaches {fraction:.0%} of its peak: the "
             "mixture is extrapolated beyond the grid, so scale_ and the outer components "
-            "are poorly determined. Extend the grid if you can.",
-        )
+            "are poorly determined. Extend the grid if you can."
+        ]
+    return []

@@ -139,9 +139,14 @@ class RowResults:
         return _kernel.STATUS_MESSAGES[int(self.status[row])]
 
 
-def _density_index(density, n_rows):
+def _density_index(inputs, density, n_rows):
+    """The density of each row: ``density``, or None for row ``r`` of density ``r`` (or
+    of the one density)."""
     if density is None:
-        return np.zeros(n_rows, dtype=np.int64)
+        n_densities = len(inputs.Y)
+        if n_densities not in (1, n_rows):
+            raise ValueError(f"{n_rows} rows of {n_densities} densities: say which is which.")
+        return np.arange(n_rows, dtype=np.int64) if n_densities > 1 else np.zeros(n_rows, np.int64)
     return np.ascontiguousarray(np.broadcast_to(density, (n_rows,)), dtype=np.int64)
 
 
@@ -156,7 +161,7 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
     run = _kernel.fit_rows_serial if n_rows <= SERIAL_ROWS else _kernel.fit_rows
     run(
         thetas,
-        _density_index(density, n_rows),
+        _density_index(inputs, density, n_rows),
         inputs.X,
         inputs.lo,
         inputs.hi,
@@ -189,7 +194,7 @@ def _evaluate(inputs, thetas, density, with_models):
     run = _kernel.evaluate_rows_serial if n_rows <= SERIAL_ROWS else _kernel.evaluate_rows
     run(
         thetas,
-        _density_index(density, n_rows),
+        _density_index(inputs, density, n_rows),
         inputs.X,
         inputs.lo,
         inputs.hi,
@@ -245,7 +250,7 @@ def component_shares_of(inputs, thetas, density=None):
     run = _kernel.component_shares_serial if n_rows <= SERIAL_ROWS else _kernel.component_shares
     run(
         thetas,
-        _density_index(density, n_rows),
+        _density_index(inputs, density, n_rows),
         inputs.X,
         inputs.lo,
         inputs.hi,

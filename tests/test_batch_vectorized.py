@@ -184,20 +184,19 @@ def test_vectorized_failed_rows_are_isolated():
     np.testing.assert_allclose(result.means[good], alone.means, rtol=1e-7)
 
 
-def test_the_gate_sends_doubtful_rows_to_single_fits():
-    # three components for two peaks: a component without a feature of its own
+def test_rows_with_a_component_too_many_carry_the_single_fits_warning():
+    # three components for two peaks: a component without a feature of its own; the
+    # rows go through the single fit's search (no gate, no fallback) and say so
     grid, Y = _seeded_batch(1, 4, seed=7)
     estimator = DensityGMM(3, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = fit_many(grid, Y, estimator)
-    assert result.fallback.all()
+    assert not result.fallback.any()
     fits = _single_fits(grid, Y, estimator)
     for i, single in enumerate(fits):
-        assert result.loss[i] <= single.loss_
-        if result.loss[i] == single.loss_:  # the single fit was kept, with its warnings
-            np.testing.assert_array_equal(result.means[i], single.means_)
-            assert "The data does not support 3 components" in result.messages[i]
+        assert result.loss[i] <= single.loss_ * (1 + 1e-9) + 1e-15
+        assert "The data does not support 3 components" in result.messages[i]
 
 
 @pytest.mark.parametrize(
