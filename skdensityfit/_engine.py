@@ -20,7 +20,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._compat import warn_at_caller
-from ._covariance import cholesky_parameter_map
 from ._moves import (
     MIN_MOVE_GAIN,
     at_width_floor,
@@ -33,9 +32,16 @@ from ._moves import (
 )
 from ._objective import component_mass_shares, value_and_gradient
 from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
-from ._parameters import raw_of_widths, rows_pack, rows_split, rows_without
+from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
 from ._problem import MAX_PREFIT_POINTS, prefit_size
-from ._rows import component_shares_of, greedy_peaks, losses_of, minimize_rows, models_of
+from ._rows import (
+    component_shares_of,
+    greedy_peaks,
+    losses_of,
+    matched_filter,
+    minimize_rows,
+    models_of,
+)
 from ._starts import (
     MAX_INIT_POINTS,
     best_scale_within_bounds,
@@ -321,68 +327,60 @@ def run_start(problem, settings, random_state, run, *, start=None, warm=None):
 
 
 def fit_problem(problem, settings, random_state, *, start=None, warm=None):
-    """The best of ``settings.n_init`` runs, its parked components re-placed and polished.
+    """The best fit of one density: :func:`fit_densities` on a batch of one.
 
     ``start`` (a parameter vector in fit coordinates, e.g. from
     :class:`~._cv.DensityGMMCV`'s path) or ``warm`` (the previous fit's, for
-    ``warm_start``) makes one run from it, without moves. Runs stop early at
-    an exact fit. Each run has ``settings.max_iter`` optimiser iterations in
-    all, shared by its minimisation, the polish of its moves and its final
-    polish, so the result's ``n_iter`` never exceeds ``max_iter``. Warns
-    (``ConvergenceWarning``) when the best run did not converge; raises
-    ``ValueError`` when no run had a finite loss.
+    ``warm_start``) makes one run from it, without moves. A large grid is searched
+    on a random subset first and polished on every point. The result's ``n_iter``
+    never exceeds ``settings.max_iter``. Warns (``ConvergenceWarning``) when the
+    fit did not converge; raises ``ValueError`` when no start had a finite loss.
     """
+    start_time = time.perf_counter()
     given = start is not None or warm is not None
-    n_runs = (
-        1
-        if given or settings.starts_are_all_alike(problem.layout.n_components)
-        else settings.n_init
-    )
-    # several runs are compared once a step gains little; only the best is polished
-    run_ftol = RUN_FTOL if n_runs > 1 else NO_GAIN
-    parked = partial(
-        parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=problem.width_limits[0]
-    )
-    best, run_losses = None, []
-    for run in range(n_runs):
-        start_time = time.perf_counter()
-        theta0 = run_start(problem, settings, random_state, run, start=start, warm=warm)
-        result = minimize(
-            problem, theta0, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
+    search = problem
+    if problem.n_points > MAX_PREFIT_POINTS:
+        search = problem.random_subset(prefit_size(problem.n_points), random_state)
+    if given:
+        theta0 = np.clip(
+            start if start is not None else warm, problem.bounds[:, 0], problem.bounds[:, 1]
         )
-        if not given:
-            result = revive(problem, result, settings, random_state, parked)
-        if settings.verbose:
-            print(
-                f"DensityGMM run {run + 1}/{n_runs}: loss {result.loss:.6g}, "
-                f"{result.n_iter} iterations, converged={result.converged} "
-                f"({result.message}), {time.perf_counter() - start_time:.3f} s"
-            )
-        run_losses.append(result.loss)
-        if np.isfinite(result.loss) and (best is None or result.loss < best.loss):
-            best = result
-        if best is not None and best.converged and best.loss <= EXACT_FIT_LOSS:
-            break  # no start can do better than an exact fit
-    if best is None:
+        if start is None and search is not problem:  # warm: converge on the subset first
+            theta0 = minimize(search, theta0, tol=settings.tol, max_iter=settings.max_iter).theta
+        best = minimize(problem, theta0, tol=settings.tol, max_iter=settings.max_iter)
+    else:
+        fits = fit_densities(
+            search, search.kernel, settings, random_state, data_start=initial_start
+        )
+        best = OptimizationResult(
+            fits.theta[0],
+            float(fits.loss[0]),
+            int(fits.n_iter[0]),
+            bool(fits.converged[0]),
+            fits.message[0],
+        )
+        if search is not problem and np.isfinite(best.loss):
+            budget = max(settings.max_iter - best.n_iter, 1)
+            polished = minimize(problem, best.theta, tol=settings.tol, max_iter=budget)
+            polished.n_iter += best.n_iter
+            best = polished
+    if settings.verbose:
+        print(
+            f"DensityGMM: loss {best.loss:.6g}, {best.n_iter} iterations, "
+            f"converged={best.converged} ({best.message}), "
+            f"{time.perf_counter() - start_time:.3f} s"
+        )
+    if not np.isfinite(best.loss):
         raise ValueError(
             "The loss was not finite at any start, so no mixture could be fitted. "
             "Check the density for extreme values, or pass means_init."
         )
-    if (
-        len(run_losses) > 1
-        and max(run_losses) > (1 + RUNS_AGREE) * best.loss
-        and best.loss > EXACT_FIT_LOSS
-    ):
-        # Starts that end in different optima: the best may still be one where
-        # two components share a peak and one covers two.
-        best = revive(problem, best, settings, random_state, weakest_component)
-    budget = settings.max_iter - best.n_iter
-    if best.message == FTOL_MESSAGE and run_ftol > NO_GAIN and budget >= 1:
-        polished = minimize(problem, best.theta, tol=settings.tol, max_iter=budget)
-        if polished.loss <= best.loss:
-            polished.n_iter += best.n_iter
-            best = polished
     if not best.converged:
+        n_runs = (
+            1
+            if given or settings.starts_are_all_alike(problem.layout.n_components)
+            else settings.n_init
+        )
         warn_at_caller(
             f"DensityGMM did not converge in {n_runs} run(s) (best loss "
             f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter, "
@@ -611,6 +609,8 @@ class DensityFits:
 def row_problem(problem, inputs, row):
     """The single-density :class:`~._problem.Problem` of row ``row`` of ``inputs`` (its
     target, quadrature and fixed scale), for the moves that work one density at a time."""
+    if inputs is problem.kernel:
+        return problem
     data = replace(
         problem.data,
         target=inputs.Y[row],
@@ -620,11 +620,37 @@ def row_problem(problem, inputs, row):
     return replace(problem, data=data)
 
 
-def grown_rows(problem, inputs, thetas, density):
+# Candidate centres of a component placed by the matched filter (a quarter at the points
+# of largest residual, the rest a fixed spread over the grid): as many as keep the
+# filter near FILTER_WORK shape values a row, within these limits.
+FILTER_WORK = 2**20
+MIN_FILTER_CENTRES = 8
+MAX_FILTER_CENTRES = 64
+
+
+def _filter_centres(residuals):
+    """``(R, C)`` candidate centres of a new component for each residual row."""
+    n_points = residuals.shape[1]
+    n_centres = int(np.clip(FILTER_WORK // n_points, MIN_FILTER_CENTRES, MAX_FILTER_CENTRES))
+    n_largest = min(n_points, max(1, n_centres // 4))
+    generator = np.random.default_rng(0)  # a fixed spread: deterministic moves
+    spread = generator.choice(n_points, min(n_points, n_centres - n_largest), replace=False)
+    largest = np.argpartition(-residuals, n_largest - 1, axis=1)[:, :n_largest]
+    return np.hstack([largest, np.broadcast_to(spread, (len(residuals), len(spread)))])
+
+
+def grown_rows(problem, inputs, thetas, density, placement="peaks"):
     """Each row of ``thetas`` (``problem``'s K components) with a component added where
-    its residual is best explained by an isotropic bump (the greedy peaks of the
-    residual): ``(R, p)`` parameters of ``problem.with_components(K + 1)``."""
+    its residual asks for one: ``(R, p)`` parameters of ``problem.with_components(K + 1)``.
+
+    ``placement='peaks'``: the isotropic bump that explains most of the residual at its
+    highest point (:func:`~._rows.greedy_peaks`); ``'filter'``: the shape of the
+    narrowest component where it removes the most squared residual, among the points of
+    largest residual and a fixed spread over the grid (a matched filter: a broad low
+    peak under noise, which no single point's residual stands out for).
+    """
     layout = problem.layout
+    d = layout.n_features
     bigger = problem.with_components(layout.n_components + 1)
     residuals = inputs.Y[density] - models_of(inputs, thetas, density)
     q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[density]
@@ -634,23 +660,37 @@ def grown_rows(problem, inputs, thetas, density):
     log_scale, log_weights, old_means, raw = rows_split(
         thetas, layout, inputs.fixed_log_scale[density]
     )
+    upper = rows_upper(layout, raw)
+    rows = np.arange(len(thetas))
+    new_upper = np.zeros((len(thetas), d, d))
+    new_upper[:, np.arange(d), np.arange(d)] = 1.0 / widths[:, :1]
+    new_means, new_heights = means[:, 0], heights[:, 0]
+    if placement == "filter":
+        narrowest = np.argmax(np.sum(np.log(np.diagonal(upper, axis1=-2, axis2=-1)), -1), 1)
+        shape = upper[rows, narrowest]
+        residuals = np.where(q > 0, residuals, 0.0)
+        centres = _filter_centres(residuals)
+        gains, found = matched_filter(inputs, residuals, centres, shape, q)
+        best = np.argmax(gains, axis=1)
+        filtered = gains[rows, best] > 0
+        new_means = np.where(filtered[:, None], inputs.X[centres[rows, best]], new_means)
+        new_heights = np.where(filtered, found[rows, best], new_heights)
+        new_upper = np.where(filtered[:, None, None], shape, new_upper)
     masses = np.exp(log_scale[:, None] + log_weights)
-    new = np.maximum(heights[:, 0], TINY) * (np.sqrt(2 * np.pi) * widths[:, 0]) ** means.shape[2]
+    log_det = np.sum(np.log(np.diagonal(new_upper, axis1=-2, axis2=-1)), axis=-1)
+    new = np.maximum(new_heights, TINY) * np.exp(0.5 * d * np.log(2 * np.pi) - log_det)
     masses = np.column_stack([masses, new])
     total = masses.sum(axis=1)
-    big = bigger.layout
-    grown_raw = np.zeros((len(thetas), big.n_cholesky))
-    grown_raw[:, : raw.shape[1]] = raw
-    if big.covariance_type != "tied":
-        index, _ = cholesky_parameter_map(big.covariance_type, big.n_components, big.n_features)
-        diagonal = index[-1][np.diag_indices(big.n_features)]
-        grown_raw[:, diagonal] = -np.log(widths[:, :1])
+    if layout.covariance_type == "tied":
+        grown_upper = np.concatenate([upper, upper[:, :1]], axis=1)
+    else:
+        grown_upper = np.concatenate([upper, new_upper[:, None]], axis=1)
     grown = rows_pack(
-        big,
+        bigger.layout,
         np.log(total),
         np.log(masses / total[:, None]),
-        np.concatenate([old_means, means], axis=1),
-        grown_raw,
+        np.concatenate([old_means, new_means[:, None]], axis=1),
+        rows_raw(bigger.layout, grown_upper),
     )
     tail = thetas[:, layout.n_parameters :]  # a background's parameters
     grown = np.hstack([grown, tail])
@@ -699,14 +739,57 @@ def _keep_lower(best, other, rows):
 
 def parked_rows(problem, inputs, thetas, density):
     """``(R, K)``: the components of each row that fit nothing of their own: less than
-    ``NEGLIGIBLE_WEIGHT`` of the fitted mass on the grid, or centred outside the grid's
-    box (see :func:`~._moves.parked_components`)."""
+    ``NEGLIGIBLE_WEIGHT`` of the fitted mass on the grid, centred outside the grid's
+    box, or pressed against the width floor (a spike on a point or two; see
+    :func:`~._moves.parked_components`)."""
     layout = problem.layout
     shares = component_shares_of(inputs, thetas, density)
-    _, _, means, _ = rows_split(thetas, layout, inputs.fixed_log_scale[density])
+    _, _, means, raw = rows_split(thetas, layout, inputs.fixed_log_scale[density])
     low, high = problem.grid.min(axis=0), problem.grid.max(axis=0)
     outside = np.any((means < low) | (means > high), axis=2)
-    return (shares < NEGLIGIBLE_WEIGHT) | outside
+    diagonal = np.diagonal(rows_upper(layout, raw), axis1=-2, axis2=-1)
+    at_floor = np.any(diagonal * problem.width_limits[0] >= 0.99, axis=2)
+    return (shares < NEGLIGIBLE_WEIGHT) | outside | at_floor
+
+
+def split_rows(problem, inputs, thetas, density):
+    """Each row of ``thetas`` with its worst-fitted component (the largest
+    responsibility-weighted squared residual) split in two, half a standard deviation
+    either side of its mean along its widest axis, each with half its weight (a full
+    covariance narrowed along that axis): ``(R, p)`` parameters of
+    ``problem.with_components(K + 1)`` (see :func:`~._moves.split_component`)."""
+    layout = problem.layout
+    k, cov = layout.n_components, layout.covariance_type
+    _, burdens = component_shares_of(inputs, thetas, density, burdens=True)
+    index = np.argmax(burdens, axis=1)
+    log_scale, log_weights, means, raw = rows_split(thetas, layout, inputs.fixed_log_scale[density])
+    rows = np.arange(len(thetas))
+    upper = rows_upper(layout, raw)
+    factor = upper[rows, index]
+    covariance = np.linalg.inv(factor @ np.swapaxes(factor, -1, -2))
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    step = 0.5 * np.sqrt(eigenvalues[:, -1:]) * eigenvectors[:, :, -1]
+    means = np.concatenate([means, (means[rows, index] + step)[:, None]], axis=1)
+    means[rows, index] -= step
+    half = log_weights[rows, index] - np.log(2.0)
+    log_weights = np.column_stack([log_weights, half])
+    log_weights[rows, index] = half
+    new = factor
+    if cov == "full":
+        narrowed = (
+            covariance
+            - 0.25
+            * eigenvalues[:, -1:, None]
+            * (step[:, :, None] * step[:, None, :])
+            / np.sum(step * step, axis=1)[:, None, None]
+        )
+        new = np.swapaxes(np.linalg.inv(np.linalg.cholesky(narrowed)), -1, -2)
+        upper[rows, index] = new
+    upper = np.concatenate([upper, new[:, None]], axis=1)
+    bigger = problem.with_components(k + 1)
+    split = rows_pack(bigger.layout, log_scale, log_weights, means, rows_raw(bigger.layout, upper))
+    split = np.hstack([split, thetas[:, layout.n_parameters :]])
+    return np.clip(split, bigger.bounds[:, 0], bigger.bounds[:, 1])
 
 
 def weakest_rows(problem, inputs, thetas, density):
@@ -727,19 +810,34 @@ def weakest_rows(problem, inputs, thetas, density):
 
 def moved_rows(problem, inputs, fits, rows, index, settings):
     """Rows ``rows`` of ``fits`` (a :class:`~._rows.RowResults` over all densities) with
-    their component ``index`` removed and placed again where the residual asks for it
-    (:func:`grown_rows`); a short run compares, the winners are polished with the
+    their component ``index`` removed and placed again two ways: where the residual asks
+    for it (:func:`grown_rows`) and by splitting the worst-fitted component
+    (:func:`split_rows`); short runs compare, the winners are polished with the
     iterations they have left, and kept where the loss drops by more than
     ``MIN_MOVE_GAIN`` of it. Modifies ``fits``; returns the rows that moved."""
     layout = problem.layout
     smaller, small_inputs = _inputs_with_components(problem, inputs, layout.n_components - 1)
     without = rows_without(layout, fits.theta[rows], index, inputs.fixed_log_scale[rows])
-    starts = grown_rows(smaller, small_inputs, without, rows)
-    short = settings.short()
-    trial = minimize_rows(
-        inputs, starts, tol=short.tol, max_iter=short.max_iter, ftol=SHORT_FTOL, density=rows
+    starts = np.vstack(
+        [
+            grown_rows(smaller, small_inputs, without, rows, placement="filter"),
+            split_rows(smaller, small_inputs, without, rows),
+        ]
     )
-    promising = trial.loss < (1 - MIN_MOVE_GAIN) * fits.loss[rows]
+    short = settings.short()
+    trials = minimize_rows(
+        inputs,
+        starts,
+        tol=short.tol,
+        max_iter=short.max_iter,
+        ftol=SHORT_FTOL,
+        density=np.tile(rows, 2),
+    )
+    n = len(rows)
+    second = trials.loss[n:] < trials.loss[:n]
+    trial_theta = np.where(second[:, None], trials.theta[n:], trials.theta[:n])
+    trial_loss = np.where(second, trials.loss[n:], trials.loss[:n])
+    promising = trial_loss < (1 - MIN_MOVE_GAIN) * fits.loss[rows]
     budget = settings.max_iter - fits.n_iter[rows]
     promising &= budget >= 1
     if not promising.any():
@@ -747,7 +845,7 @@ def moved_rows(problem, inputs, fits, rows, index, settings):
     candidates = rows[promising]
     polished = minimize_rows(
         inputs,
-        trial.theta[promising],
+        trial_theta[promising],
         tol=settings.tol,
         max_iter=int(max(budget[promising].max(), 1)),
         density=candidates,
@@ -761,7 +859,7 @@ def moved_rows(problem, inputs, fits, rows, index, settings):
     return moved
 
 
-def fit_densities(problem, inputs, settings, random_state):
+def fit_densities(problem, inputs, settings, random_state, *, data_start=data_driven_start):
     """The best fit of every density of ``inputs`` with ``problem``'s K components.
 
     The search of :func:`fit_problem`, every start of every density a row of the
@@ -780,23 +878,19 @@ def fit_densities(problem, inputs, settings, random_state):
     k = problem.layout.n_components
     n_runs = 1 if settings.starts_are_all_alike(k) else settings.n_init
     run_ftol = RUN_FTOL if n_runs > 1 else NO_GAIN
-    if settings.init_params == "peaks":
+
+    def drawn_starts(rows):
+        starts = []
+        for i in rows:
+            single = row_problem(problem, inputs, i)
+            theta = data_start(single, settings, random_state if states is None else states[i])
+            starts.append(best_scale_within_bounds(theta, single.data, problem.bounds))
+        return np.vstack(starts)
+
+    if settings.init_params == "peaks" and not any(settings.user_given):
         starts = peak_starts(problem, inputs)
     else:
-        starts = np.vstack(
-            [
-                best_scale_within_bounds(
-                    data_driven_start(
-                        row_problem(problem, inputs, i),
-                        settings,
-                        random_state if states is None else states[i],
-                    ),
-                    row_problem(problem, inputs, i).data,
-                    problem.bounds,
-                )
-                for i in everyone
-            ]
-        )
+        starts = drawn_starts(everyone)
     best = minimize_rows(
         inputs, starts, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
     )
@@ -805,19 +899,10 @@ def fit_densities(problem, inputs, settings, random_state):
         rows = everyone[~(best.converged & (best.loss <= EXACT_FIT_LOSS))]
         if rows.size == 0:
             break
-        if run == 1:
+        if run == 1 and settings.uses_data_driven_starts(k):
             starts = greedy_path_rows(problem, inputs, settings, rows)
         else:
-            starts = np.vstack(
-                [
-                    data_driven_start(
-                        row_problem(problem, inputs, i),
-                        settings,
-                        random_state if states is None else states[i],
-                    )
-                    for i in rows
-                ]
-            )
+            starts = drawn_starts(rows)
         other = minimize_rows(
             inputs,
             starts,

@@ -804,13 +804,55 @@ greedy_peaks = njit(cache=True, parallel=True)(_greedy_peaks)
 greedy_peaks_serial = njit(cache=True)(_greedy_peaks)
 
 
+def _matched_filter(X, residuals, Q, centres, U, gains, heights):
+    """For each row ``r`` and candidate centre ``centres[r, c]`` (a point's index), the
+    least-squares height of the Gaussian shape of precision Cholesky factor ``U[r]``
+    (peak 1) at that centre fitted to ``residuals[r]`` (weighted by ``Q``, one row or
+    one per row) and the squared residual it removes (``gains``, 0 where the height is
+    not positive)."""
+    R, C = centres.shape
+    n, d = X.shape
+    shared_q = Q.shape[0] == 1
+    for r in prange(R):
+        q = Q[0] if shared_q else Q[r]
+        diff = np.empty(d)
+        for c in range(C):
+            centre = centres[r, c]
+            overlap = 0.0
+            norm = 0.0
+            for point in range(n):
+                if q[point] == 0.0:
+                    continue
+                for i in range(d):
+                    diff[i] = X[point, i] - X[centre, i]
+                q2 = 0.0
+                for j in range(d):
+                    t = 0.0
+                    for i in range(j + 1):
+                        t += U[r, i, j] * diff[i]
+                    q2 += t * t
+                if q2 > 80.0:
+                    continue
+                g = math.exp(-0.5 * q2)
+                overlap += q[point] * residuals[r, point] * g
+                norm += q[point] * g * g
+            good = overlap > 0.0 and norm > 0.0
+            gains[r, c] = overlap * overlap / norm if good else 0.0
+            heights[r, c] = overlap / norm if good else 0.0
+
+
+matched_filter = njit(cache=True, parallel=True, fastmath=FASTMATH)(_matched_filter)
+
+
 def _component_shares(
-    thetas, density, X, lo, hi, Q, layout, chol_index, chol_log, fixed_log_scale, shares
-):
+    thetas, density, X, lo, hi, Y, Q, basis, layout, chol_index, chol_log, fixed_log_scale,
+    shares, burdens,
+):  # fmt: skip
     """Each component's share of the fitted mixture's mass on the grid (the quadrature-
-    weighted sum of its part of the model), ``shares`` ``(R, K)``."""
-    R = thetas.shape[0]
-    K, d = layout[_K], layout[_D]
+    weighted sum of its part of the model), ``shares`` ``(R, K)``, and its burden: the
+    squared residual weighted by its responsibility, ``burdens`` ``(R, K)``."""
+    R, p = thetas.shape
+    K, d, J = layout[_K], layout[_D], layout[_J]
     binned = layout[_BINNED]
     shared_q = Q.shape[0] == 1
     for r in prange(R):
@@ -821,18 +863,33 @@ def _component_shares(
         means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
         i = density[r]
         q = Q[0] if shared_q else Q[i]
-        _unpack(thetas[r], layout, chol_index, chol_log, fixed_log_scale[i], logw, means, U, const)
+        theta = thetas[r]
+        log_scale = _unpack(
+            theta, layout, chol_index, chol_log, fixed_log_scale[i], logw, means, U, const
+        )
+        scale = math.exp(log_scale)
         for k in range(K):
             const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
             shares[r, k] = 0.0
+            burdens[r, k] = 0.0
         for point in range(X.shape[0]):
             if q[point] == 0.0:
                 continue
             _component_log_densities(
                 point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned
             )
+            f = 0.0
             for k in range(K):
-                shares[r, k] += q[point] * math.exp(a[k])
+                a[k] = math.exp(a[k])
+                f += a[k]
+            value = scale * f
+            for j in range(J):
+                value += theta[p - J + j] * basis[point, j]
+            residual = Y[i, point] - value
+            for k in range(K):
+                shares[r, k] += q[point] * a[k]
+                if f > 0.0:
+                    burdens[r, k] += q[point] * residual * residual * a[k] / f
         total = 0.0
         for k in range(K):
             total += shares[r, k]

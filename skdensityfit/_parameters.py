@@ -319,22 +319,43 @@ def rows_without(layout, thetas, index, fixed_log_scale=0.0):
     return np.hstack([packed, thetas[:, layout.n_parameters :]])
 
 
+def rows_upper(layout, raw):
+    """The precision Cholesky factors ``(R, K, d, d)`` (upper triangular, every type as
+    full matrices) of the Cholesky parameters ``raw`` ``(R, n_chol)``."""
+    k, d = layout.n_components, layout.n_features
+    index, log = cholesky_parameter_map(layout.covariance_type, k, d)
+    entries = np.where(index >= 0)
+    values = raw[:, index[entries]]
+    upper = np.zeros((len(raw), k, d, d))
+    upper[(slice(None), *entries)] = np.where(log[entries], np.exp(values), values)
+    return upper
+
+
+def rows_raw(layout, upper):
+    """The Cholesky parameters of the factors ``upper`` ``(R, K, d, d)`` (inverse of
+    :func:`rows_upper`; a tied factor is read from the first component)."""
+    k, d = layout.n_components, layout.n_features
+    index, log = cholesky_parameter_map(layout.covariance_type, k, d)
+    raw = np.zeros((len(upper), layout.n_cholesky))
+    entries = np.where(index >= 0)
+    values = upper[(slice(None), *entries)]
+    with np.errstate(divide="ignore"):
+        values = np.where(log[entries], np.log(np.maximum(values, 1e-300)), values)
+    # later writes of a shared parameter (tied) come from later components: write backwards
+    raw[:, index[entries][::-1]] = values[:, ::-1]
+    return raw
+
+
 def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0):
     """Weights, means, covariances, precision Cholesky factors (scikit-learn's shapes,
     a leading axis of rows) and scales of the rows in grid units, each row's components
     in the canonical order (by the first coordinate of the mean, then by decreasing
     weight); ``log_units`` ``(R,)`` the rows' log density units."""
-    k, d, cov = layout.n_components, layout.n_features, layout.covariance_type
+    k, cov = layout.n_components, layout.covariance_type
     log_scale, log_weights, means, raw = rows_split(thetas, layout, fixed_log_scale)
     weights = np.exp(log_weights)
     means = standardisation.center + standardisation.spread * means
-    index, log = cholesky_parameter_map(cov, k, d)
-    entries = np.where(index >= 0)
-    values = raw[:, index[entries]]
-    values = np.where(log[entries], np.exp(values), values)
-    upper = np.zeros((len(thetas), k, d, d))
-    upper[(slice(None), *entries)] = values
-    upper = upper / standardisation.spread[:, None]  # a factor scales with the unit
+    upper = rows_upper(layout, raw) / standardisation.spread[:, None]  # scales with the unit
     inverse = np.linalg.inv(upper)
     covariances = np.swapaxes(inverse, -1, -2) @ inverse
     rows = np.repeat(np.arange(len(thetas)), k)

@@ -242,11 +242,13 @@ def derivatives_of(inputs, theta, density=0):
     )
 
 
-def component_shares_of(inputs, thetas, density=None):
-    """Each component's share of the fitted mass on the grid, ``(R, K)``."""
+def component_shares_of(inputs, thetas, density=None, burdens=False):
+    """Each component's share of the fitted mass on the grid, ``(R, K)``; with
+    ``burdens`` also each one's responsibility-weighted squared residual, ``(R, K)``."""
     thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
     n_rows = len(thetas)
     shares = np.empty((n_rows, int(inputs.layout[0])))
+    burden = np.empty_like(shares)
     run = _kernel.component_shares_serial if n_rows <= SERIAL_ROWS else _kernel.component_shares
     run(
         thetas,
@@ -254,14 +256,17 @@ def component_shares_of(inputs, thetas, density=None):
         inputs.X,
         inputs.lo,
         inputs.hi,
+        inputs.Y,
         inputs.Q,
+        inputs.basis,
         inputs.layout,
         inputs.chol_index,
         inputs.chol_log,
         inputs.fixed_log_scale,
         shares,
+        burden,
     )
-    return shares
+    return (shares, burden) if burdens else shares
 
 
 def greedy_peaks(inputs, widths, n_components, residuals=None):
@@ -275,3 +280,23 @@ def greedy_peaks(inputs, widths, n_components, residuals=None):
     run = _kernel.greedy_peaks_serial if D <= SERIAL_ROWS else _kernel.greedy_peaks
     run(inputs.X, Y, inputs.Q, np.ascontiguousarray(widths, dtype=float), means, sds, heights)
     return means, sds, heights
+
+
+def matched_filter(inputs, residuals, centres, upper, q=None):
+    """``(gains (R, C), heights (R, C))``: the Gaussian shape of precision Cholesky
+    factor ``upper[r]`` (peak 1) at each candidate centre ``centres[r, c]`` (point
+    indices) fitted to ``residuals[r]`` (see :func:`~._kernel.matched_filter`); ``q``
+    the quadrature weights (one row, or one per row; default the inputs')."""
+    centres = np.ascontiguousarray(centres, dtype=np.int64)
+    gains = np.empty(centres.shape)
+    heights = np.empty(centres.shape)
+    _kernel.matched_filter(
+        inputs.X,
+        np.ascontiguousarray(residuals, dtype=float),
+        np.ascontiguousarray(inputs.Q if q is None else q, dtype=float),
+        centres,
+        np.ascontiguousarray(upper, dtype=float),
+        gains,
+        heights,
+    )
+    return gains, heights

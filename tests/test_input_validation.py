@@ -173,35 +173,34 @@ def test_plateau_warns_that_the_density_is_cut_at_the_grid_edge():
 
 
 def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
-    import skdensityfit._engine as estimator
+    import skdensityfit._engine as engine
+    from skdensityfit._kernel import NOT_FINITE
+    from skdensityfit._rows import RowResults
 
-    def broken(problem, starts, **options):
-        from skdensityfit._optimization import OptimizationResult
+    def broken(inputs, thetas, **options):
+        thetas = np.atleast_2d(thetas)
+        n = len(thetas)
+        return RowResults(thetas, np.full(n, np.inf), np.zeros(n, int), np.full(n, NOT_FINITE))
 
-        return [
-            OptimizationResult(theta0, np.inf, 0, False, "non-finite objective")
-            for theta0 in starts
-        ]
-
-    monkeypatch.setattr(estimator, "minimize_starts", broken)
+    monkeypatch.setattr(engine, "minimize_rows", broken)
     with pytest.raises(ValueError, match="not finite at any start"):
         DensityGMM(1).fit(GRID, DENSITY)
 
 
 def test_best_finite_restart_is_kept(monkeypatch):
-    import skdensityfit._engine as estimator
+    import skdensityfit._engine as engine
 
     calls = []
-    original = estimator.minimize_starts
+    original = engine.minimize_rows
 
-    def first_run_fails(problem, starts, **options):
+    def first_run_fails(inputs, thetas, **options):
         calls.append(1)
-        results = original(problem, starts, **options)
+        results = original(inputs, thetas, **options)
         if len(calls) == 1:
-            results[0].loss, results[0].theta = np.inf, np.full_like(starts[0], np.nan)
+            results.loss[0], results.theta[0] = np.inf, np.nan
         return results
 
-    monkeypatch.setattr(estimator, "minimize_starts", first_run_fails)
+    monkeypatch.setattr(engine, "minimize_rows", first_run_fails)
     grid, density, _ = make_writeup_problem()
     model = DensityGMM(2, n_init=2, random_state=0).fit(grid, density)
     assert len(calls) >= 2  # the greedy second start also fits one component on its way
