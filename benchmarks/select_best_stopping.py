@@ -11,7 +11,7 @@ hair. This selector restores that rule (in this process only, one case at a time
 two give the same choices and what the first saves.
 """
 
-from skdensityfit import DensityGMMCV, _batch_cv, _cv
+from skdensityfit import DensityGMMCV, _cv
 from skdensityfit._selection import has_peaked
 
 
@@ -20,10 +20,10 @@ def _best_only(scores, patience, selection="best", n_standard_errors=1.0):
 
 
 def best(grid, y, *, loss, max_components, random_state):
-    saved = _cv.has_peaked, _batch_cv.has_peaked
-    _cv.has_peaked = _batch_cv.has_peaked = _best_only
+    saved = _cv.has_peaked
+    _cv.has_peaked = _best_only
     try:
         search = DensityGMMCV(n_components=max_components, loss=loss, random_state=random_state)
         return search.fit(grid, y).n_components_
     finally:
-        _cv.has_peaked, _batch_cv.has_peaked = saved
+        _cv.has_peaked = saved

@@ -4,13 +4,13 @@ The densities are split into chunks of consecutive rows; each chunk is one
 joblib task, so ``n_jobs`` spreads the chunks over local processes and
 ``joblib.parallel_config(backend="dask")`` over a Dask cluster, unchanged.
 By default (``method="vectorized"``) the densities of a chunk on a shared grid
-are fitted together by the batched Levenberg-Marquardt of
-:mod:`skdensityfit._batch_lm` (starts and gate in :mod:`skdensityfit._batch_fit`),
-and the rows its quality gate doubts are fitted again by ``DensityGMM.fit``.
-``method="loop"`` (and the cases the
-vectorised path does not cover) fits the densities of a chunk one after the
-other, which is what lets a density start from its neighbour's fit
-(``warm_start=True``).
+go through the single fit's engine together: every start of every density is a
+row of the compiled kernel (:func:`~._estimator.fit_rows_of`), and a
+``DensityGMMCV``'s criterion search walks every density's path at once
+(:func:`~._cv.criterion_choices`). ``method="loop"`` (and the cases the
+vectorised path does not cover: user starts, held-out scores, per-density
+grids) fits the densities of a chunk one after the other, which is what lets a
+density start from its neighbour's fit (``warm_start=True``).
 """
 
 import math
@@ -32,11 +32,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
-from . import _batch_cv, _batch_lm
-from ._cv import DensityGMMCV, choice_warnings
+from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages
 from ._estimator import DensityGMM, fit_rows_of
-from ._parameters import ParameterLayout
 from ._problem import BACKGROUND_DEGREES, polynomial_powers
+from ._validation import quadrature_weights
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
 # loss plus the floor; otherwise the density is also fitted from a fresh start
@@ -49,8 +48,8 @@ WARM_LOSS_FLOOR = 1e-10
 _TARGET_N_CHUNKS = 64
 _MIN_CHUNK_SIZE = 16
 _MAX_CHUNK_SIZE = 1000
-# The vectorised path: chunks (tasks) of at least this many densities, each
-# fitted in blocks of at most _batch_lm.MAX_BLOCK rows (bounded memory).
+# The vectorised path: chunks (tasks) of at least this many densities (the kernel's
+# per-chunk arrays hold a few rows of values a density: bounded memory).
 _MIN_VECTORIZED_CHUNK = 256
 _MAX_VECTORIZED_CHUNK = 4096
 # DensityGMMCV's candidates when n_components is None (its documented default).
@@ -121,14 +120,9 @@ class BatchFitResult:
         ``ConvergenceWarning`` of a row that did not converge), one per line.
 
     fallback : ndarray of bool of shape (n_densities,)
-        True where the vectorised path's quality gate doubted the batched fit
-        (not converged, a component parked or two coincident, or a loss well
-        above the other rows' whose two starts disagree) and the row was
-        fitted again by ``DensityGMM.fit``; the lower loss is kept. With a
-        ``DensityGMMCV``: True where the batched search could not score the
-        density or its fit at the chosen K did not converge or has a
-        component parked or two coincident, and ``DensityGMMCV.fit`` chose K
-        for that density instead. Always False with ``method="loop"``.
+        Always False: the vectorised path is the single fit's own engine, with
+        no gate that sends rows back to ``DensityGMM.fit``. Kept so that code
+        written for earlier versions still runs.
 
     estimators : list of DensityGMM or None
         The fitted estimators (None for failed rows) when ``fit_many`` was
@@ -337,21 +331,19 @@ def fit_many(
 
     method : {"vectorized", "loop"}, default="vectorized"
         ``"vectorized"``: the densities of each chunk are fitted together by
-        one batched Levenberg-Marquardt (see ``docs/scaling.md``), and every
-        row its quality gate doubts (not converged, a component parked off the
-        grid, without mass or at the width floor, two coincident components,
-        or a loss well above the other rows' that two starts disagree on) is
-        fitted again by ``DensityGMM.fit``, keeping the lower loss
-        (``result.fallback`` says which). The rows agree with single fits to
-        the optimiser's tolerance, not bit for bit. It needs a shared grid,
-        data-driven starts and a fitted scale: with per-density grids,
-        ``warm_start=True``, ``return_estimators=True``, or an estimator with
-        ``weights_init``, ``means_init``, ``precisions_init``, ``scale``,
-        ``bins`` or ``background`` set, the loop runs instead. With a
-        ``DensityGMMCV`` the search itself is batched (folds, scores and rules
-        of ``DensityGMMCV.fit``; ``docs/scaling.md``) for the l2 loss with
-        held-out grid points on grids of at most 1,000 points; other settings
-        run ``DensityGMMCV.fit`` per density.
+        the single fit's engine, every start of every density a row of one
+        compiled Levenberg-Marquardt (see ``docs/scaling.md``): the same search,
+        starts and moves as ``DensityGMM.fit``, and the same warnings in
+        ``messages``. The rows agree with single fits to the optimiser's
+        tolerance, not bit for bit. It needs a shared grid and data-driven
+        starts: with per-density grids, ``warm_start=True``,
+        ``return_estimators=True``, an estimator with ``weights_init``,
+        ``means_init`` or ``precisions_init``, or ``bins`` in several
+        dimensions with 'full' or 'tied' components, the loop runs instead.
+        With a ``DensityGMMCV`` choosing K by its criterion (the default), the
+        search walks every density's path at once, with the rules of
+        ``DensityGMMCV.fit``; held-out scores (``selection='standard_error'``
+        or ``'best'``) run ``DensityGMMCV.fit`` per density.
         ``"loop"``: each density is fitted by its own ``DensityGMM.fit`` call.
 
     Returns
@@ -515,11 +507,13 @@ def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, g
     if per_density_grids or warm_start or return_estimators:
         return False
     if isinstance(estimator, DensityGMMCV):
-        return _batch_cv.covers(estimator, grid)
-    if type(estimator) is not DensityGMM:
+        # the criterion's search is batched; held-out scores run DensityGMMCV.fit a density
+        if estimator.selection not in ("auto", "bic", "aic"):
+            return False
+    elif type(estimator) is not DensityGMM:
         return False
     if any(
-        getattr(estimator, name) is not None
+        getattr(estimator, name, None) is not None
         for name in ("weights_init", "means_init", "precisions_init")
     ):
         return False
@@ -530,7 +524,7 @@ def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, g
     ):
         return False
     # too few points for the components: every row raises, as the single fit does
-    return grid.shape[0] >= estimator.n_components
+    return grid.shape[0] >= _max_components(estimator) or isinstance(estimator, DensityGMMCV)
 
 
 def _check_n_jobs(n_jobs):
@@ -852,11 +846,11 @@ def _fit_rows(
 def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds):
     """Fit the densities of one chunk on the shared grid ``X`` together.
 
-    The rows are fitted in blocks by :func:`skdensityfit._batch_fit.fit_block`;
-    rows that the single fit would refuse (no positive value, NaN, negative
-    values with the Poisson loss, bad weights) and rows the gate doubts go
-    through ``DensityGMM.fit`` (the lower loss is kept for the latter).
-    Returns ``(start, arrays)``.
+    The rows go through the engine together (:func:`~._estimator.fit_rows_of`, or
+    with a ``DensityGMMCV`` :func:`~._cv.criterion_choices`); rows that the single
+    fit would refuse (no positive value, NaN, negative values with the Poisson loss,
+    bad weights) go through ``DensityGMM.fit``, which says why. Returns
+    ``(start, arrays)``.
     """
     with config_context(**config):
         if isinstance(estimator, DensityGMMCV):
@@ -949,56 +943,75 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
 
 
 def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
-    """Choose K for the densities of one chunk together (:mod:`._batch_cv`); rows the
-    batch cannot fit or score go through ``DensityGMMCV.fit``."""
+    """Choose K for the densities of one chunk by DensityGMMCV's criterion, all searched
+    together (:func:`~._cv.criterion_choices`), and polish each choice as
+    ``DensityGMMCV.fit`` does (one run at the chosen K, the rows of a K together); rows
+    the single fit would refuse go through ``DensityGMMCV.fit``, which says why."""
     n_rows = len(densities)
     chunk = _empty_arrays(estimator, n_rows, X.shape[1])
     row_weights = None
     if weights is not None:
         row_weights = weights.values if isinstance(weights, _Shared) else weights
     batchable = _rows_the_batch_can_fit(densities, weights, estimator.loss)
-    single = list(np.flatnonzero(~batchable))
-    rows = np.flatnonzero(batchable)
-    per_component = estimator.covariance_type != "tied"
-    for first in range(0, len(rows), _batch_lm.MAX_BLOCK):
-        index = rows[first : first + _batch_lm.MAX_BLOCK]
-        w = _weights_of(row_weights, index)
-        try:
-            choice = _batch_cv.choose_block(
-                estimator, X, densities[index], w, None if seeds is None else seeds[index]
-            )
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            # a numerical fault of the batch (never seen in the tests): DensityGMMCV.fit
-            single.extend(index)
-            continue
-        single.extend(index[choice.n_components == 0])
-        for group_rows, *arrays in choice.groups:
-            i = index[group_rows]
-            _store_rows(chunk, i, *arrays, per_component=per_component)
-            k = arrays[0].shape[1]
-            n_parameters = ParameterLayout(
-                k, X.shape[1], estimator.covariance_type, True
-            ).n_parameters
-            messages = _batch_messages(X, densities[i], n_parameters)
-            means = choice.scores[group_rows].mean(axis=1)
-            best = np.max(np.where(np.isfinite(means), means, -np.inf), axis=1)
-            for row, message, score in zip(i, messages, best, strict=True):
-                remarks = choice_warnings(choice.candidates, k, score, "points")
-                # in DensityGMMCV.fit's order: the fit's warnings, then the choice's
-                chunk["messages"][row] = "\n".join(
-                    [*filter(None, [message]), *(f"UserWarning: {m}" for m in remarks)]
-                )
-    for i in sorted(int(i) for i in single):
+    for i in np.flatnonzero(~batchable):
         seed = None if seeds is None else int(seeds[i])
         fit, messages = _attempt(
             _fresh(estimator, seed), X, densities[i], _weights_of(row_weights, i)
         )
-        chunk["fallback"][i] = bool(batchable[i])
         if fit is None:
             _store_failure(chunk, i, messages[0])
-            continue
-        _store_fit(chunk, i, fit)
-        chunk["messages"][i] = "\n".join(messages)
+        else:
+            _store_fit(chunk, i, fit)
+            chunk["messages"][i] = "\n".join(messages)
+    rows = np.flatnonzero(batchable)
+    if rows.size == 0:
+        return chunk
+    sample_weight = _weights_of(row_weights, rows)
+    quadrature = quadrature_weights(X) if sample_weight is None else sample_weight
+    states = [
+        check_random_state(estimator.random_state if seeds is None else int(seeds[i])) for i in rows
+    ]
+    selection = "bic" if estimator.selection == "auto" else estimator.selection
+    choices = criterion_choices(
+        estimator, X, densities[rows], sample_weight, quadrature, states, selection
+    )
+    candidates = estimator._candidates()
+    chosen = np.zeros(len(rows), dtype=int)
+    for r, (choice, _, _, _) in enumerate(choices):
+        if isinstance(choice, Exception):
+            _store_failure(chunk, rows[r], f"{type(choice).__name__}: {choice}")
+        else:
+            chosen[r] = int(candidates[choice.index])
+    per_component = estimator.covariance_type != "tied"
+    for k in np.unique(chosen[chosen > 0]):
+        group = np.flatnonzero(chosen == k)
+        starts = np.vstack([paths.fits[k][row] for _, paths, row, _ in (choices[g] for g in group)])
+        polish = DensityGMM(
+            n_components=int(k), **{name: getattr(estimator, name) for name in _PASSED_ON}
+        )
+        w = None if sample_weight is None else _weights_of(sample_weight, group)
+        fitted = fit_rows_of(polish, X, densities[rows[group]], w, starts=starts)
+        index = rows[group]
+        _store_rows(
+            chunk,
+            index,
+            *fitted.parameters,
+            fitted.loss,
+            np.maximum(fitted.n_iter, 1),
+            fitted.converged,
+            per_component=per_component,
+        )
+        observed = np.broadcast_to(quadrature, densities.shape)[index] > 0
+        for j, row in enumerate(index):
+            choice = choices[group[j]][0]
+            seen = observed[j]
+            remarks = criterion_messages(
+                candidates, choice, densities[row, seen], fitted.models[j, seen]
+            )
+            # in DensityGMMCV.fit's order: the fit's warnings, then the choice's
+            chunk["messages"][row] = "\n".join(
+                [*filter(None, [fitted.messages[j]]), *(f"UserWarning: {m}" for m in remarks)]
+            )
     return chunk
 
 

@@ -11,18 +11,17 @@ from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _batch_cv
 from ._compat import Interval, StrOptions, fit_context, warn_at_caller
 from ._estimator import DensityGMM
 from ._noise import NOISE_KINDS, check_noise
-from ._problem import problem_of
 from ._search import (
     LINE_LEFT,
     Path,
-    criterion_search,
+    criterion_steps,
     initial_noise,
     largest_residual_bump,
-    path_for_criterion,
+    paths_for_criterion,
+    run_searches,
 )
 from ._selection import (
     EXACT_CV_LOSS,
@@ -375,8 +374,6 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         if selection in ("bic", "aic"):
             self._fit_criterion(X, y, sample_weight, weights, candidates, rng, selection)
             return self
-        if _batch_cv.covers(self, X) and self._fit_batched(X, y, sample_weight, weights, rng):
-            return self
         folds = self._held_out_folds(X, y, weights, rng)
         base = self._base(rng)
         path = Path(
@@ -385,16 +382,18 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             y,
             weights,
             rng.randint(np.iinfo(np.int32).max),
-            self.n_jobs,
             # the noise tests compare with white noise on the points as given
             noise_tests=sample_weight is None and self.bins is None,
             grown_gain=PATH_GROWN_GAIN,
         )
         scores, fit_times, exact = self._scan(candidates, path, folds, selection)
         self.cv_results_ = cv_results(candidates, scores, fit_times)
-        # an exact fit ends the search and wins: a smaller candidate that does not fit never does
+        # an exact fit ends the search and wins, unless a smaller candidate scores as well
+        # (a constant density, which every candidate scores 0 on)
         if exact is not None:
-            self.best_index_ = exact
+            means = scores.mean(axis=0)
+            as_good = np.flatnonzero(np.isfinite(means) & (means >= means[exact]))
+            self.best_index_ = int(as_good[0]) if as_good.size else exact
         else:
             self.best_index_ = select(scores, selection, self.n_standard_errors)
         self._set_choice(candidates, folds.kind)
@@ -429,38 +428,13 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_iter_ = self.best_estimator_.n_iter_
 
     def _fit_criterion(self, X, y, sample_weight, weights, candidates, rng, criterion):
-        """The choice by BIC or AIC along the path of fits on all points (:mod:`._search`)."""
-        requested = check_noise(self.noise, len(y))
-        # points of zero weight are not observed: the likelihood leaves them out
-        observed = weights > 0
-        noise_model, grid = initial_noise(
-            X[observed],
-            y[observed],
-            loss=self.loss,
-            noise=requested if np.ndim(requested) == 0 else requested[observed],
-            sample_weight=None if sample_weight is None else weights[observed],
+        """The choice by BIC or AIC along the path of fits on all points (:mod:`._search`):
+        :func:`criterion_choices` of this one density."""
+        ((choice, paths, row, base),) = criterion_choices(
+            self, X, y[None], sample_weight, weights, [rng], criterion
         )
-        base = self._base(rng)
-        path = path_for_criterion(
-            base, X, y, weights, rng.randint(np.iinfo(np.int32).max), self.n_jobs, noise_model
-        )
-        patience = 0
-        if self.early_stopping:
-            patience = PATIENCE if self.early_stopping is True else int(self.early_stopping)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            choice = criterion_search(
-                path,
-                candidates,
-                y[observed],
-                noise_model,
-                grid,
-                criterion=criterion,
-                patience=patience,
-                requested=requested,
-                observed=observed,
-            )
+        if isinstance(choice, Exception):
+            raise choice
         with np.errstate(invalid="ignore"):
             scores = -0.5 * choice.values[None, :]
         self.cv_results_ = cv_results(candidates, scores, np.zeros_like(scores))
@@ -472,65 +446,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
                 if not np.isnan(value):
                     print(f"DensityGMMCV: n_components={k}, {criterion} {value:.6g}")
             print(f"DensityGMMCV: noise {self.noise_}")
-        self._polish(base, X, y, sample_weight, path.fits[self.n_components_])
-        messages = choice_warnings(candidates, self.n_components_, None, "none")
-        if not choice.exact:
-            model = self.best_estimator_.predict_density(X[observed])
-            bump = largest_residual_bump(choice, y[observed], model)
-            if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
-                largest = self.n_components_ == np.max(candidates)
-                messages.append(line_left_message(bump, self.n_components_, largest))
-        for message in messages:
+        self._polish(base, X, y, sample_weight, paths.fits[self.n_components_][row])
+        observed = weights > 0
+        model = self.best_estimator_.predict_density(X[observed])
+        for message in criterion_messages(candidates, choice, y[observed], model):
             warn_at_caller(message)
-
-    def _fit_batched(self, X, y, sample_weight, weights, rng):
-        """The search of :func:`~._batch_cv.choose_block` on this one density.
-
-        Returns False, with ``rng`` as it was, when that search leaves the
-        density to the path (it cannot score it, or the fit at the chosen K
-        did not pass the gate).
-        """
-        state = rng.get_state()
-        try:
-            choice = _batch_cv.choose_block(
-                self, X, y[None], None if sample_weight is None else weights[None], seeds=[rng]
-            )
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            choice = None  # a numerical fault of the batched search: fit_many's rule
-        if choice is None or choice.n_components[0] == 0:
-            rng.set_state(state)
-            return False
-        candidates, scores = choice.candidates, choice.scores[0]
-        fit_times = np.where(np.isnan(scores), np.nan, choice.fit_times)
-        self.cv_results_ = cv_results(candidates, scores, fit_times)
-        ((_, weights_, means, _, precisions_cholesky, scale, *_),) = choice.groups
-        self.n_components_ = int(weights_.shape[1])
-        self.best_index_ = int(np.flatnonzero(candidates == self.n_components_)[0])
-        self.best_params_ = {"n_components": self.n_components_}
-        self.best_score_ = float(choice.best_score[0])
-        self.held_out_ = "points"
-        if self.verbose:
-            for k, mean in zip(candidates, scores.mean(axis=0), strict=True):
-                if not np.isnan(mean):
-                    print(f"DensityGMMCV: n_components={k}, mean score {mean:.6g}")
-        # the search's fit at the chosen K, polished by the single fit's engine
-        # (its checks and warnings are DensityGMM's)
-        estimator = DensityGMM(
-            n_components=self.n_components_,
-            random_state=self.random_state,
-            **{name: getattr(self, name) for name in _PASSED_ON},
-        )
-        problem = problem_of(estimator, *check_grid_density(estimator, X, y), sample_weight)
-        start = problem.to_fit(weights_[0], means[0], precisions_cholesky[0], scale[0])
-        self.best_estimator_ = _polished(
-            estimator, X, y, sample_weight, start, rng.randint(np.iinfo(np.int32).max)
-        )
-        self.n_iter_ = self.best_estimator_.n_iter_
-        for message in choice_warnings(
-            candidates, self.n_components_, _best_mean(scores), "points"
-        ):
-            warn_at_caller(message)
-        return True
 
     def _scan(self, candidates, path, folds, selection):
         """Per-fold scores and fit times of the candidates along the path, and an exact fit's index.
@@ -760,6 +680,90 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.best_estimator_.bic(X, y, sample_weight)
+
+
+def criterion_choices(search, X, Y, sample_weight, weights, states, criterion):
+    """:class:`DensityGMMCV`'s choice by ``criterion`` for every row of ``Y`` ``(D, n)``
+    on the grid ``X`` (validated), all searched together (:func:`~._search.run_searches`).
+
+    ``sample_weight`` the user's (None, ``(n,)`` or ``(D, n)``), ``weights`` the
+    quadrature weights the fits use (``(n,)`` or ``(D, n)``), ``states`` one random
+    state a row (each draws the row's estimator seed, then its path's). Returns
+    ``(choice, paths, row, base)`` a density: ``choice`` a
+    :class:`~._search.CriterionChoice` or the exception its search raised, ``paths`` the
+    :class:`~._search.Paths` holding the density as its row ``row``, ``base`` the
+    density's estimator.
+    """
+    n_rows, n_points = Y.shape
+    requested = check_noise(search.noise, n_points)
+    weights = np.asarray(weights, dtype=float)
+    patience = 0
+    if search.early_stopping:
+        patience = PATIENCE if search.early_stopping is True else int(search.early_stopping)
+    candidates = search._candidates()
+    rows_weights = np.broadcast_to(weights, Y.shape)
+    bases, seeds, models, grids, observed = [], [], [], [], []
+    for i in range(n_rows):  # each density's noise model and seeds (no fit)
+        base = search._base(states[i])
+        bases.append(base)
+        seeds.append(states[i].randint(np.iinfo(np.int32).max))
+        seen = rows_weights[i] > 0
+        observed.append(seen)
+        noise_model, grid = initial_noise(
+            X[seen],
+            Y[i, seen],
+            loss=search.loss,
+            noise=requested if np.ndim(requested) == 0 else requested[seen],
+            sample_weight=None if sample_weight is None else rows_weights[i, seen],
+        )
+        models.append(noise_model)
+        grids.append(grid)
+    results = [None] * n_rows
+    losses = np.array([model.loss for model in models])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        for loss in np.unique(losses):
+            rows = np.flatnonzero(losses == loss)
+            paths = paths_for_criterion(
+                bases[rows[0]],
+                X,
+                Y[rows],
+                weights if weights.ndim == 1 else weights[rows],
+                [check_random_state(seeds[i]) for i in rows],
+                loss,
+            )
+            searches = [
+                criterion_steps(
+                    paths,
+                    r,
+                    candidates,
+                    Y[i, observed[i]],
+                    models[i],
+                    grids[i],
+                    criterion=criterion,
+                    patience=patience,
+                    requested=requested,
+                    observed=observed[i],
+                )
+                for r, i in enumerate(rows)
+            ]
+            for r, choice in enumerate(run_searches(paths, searches)):
+                results[rows[r]] = (choice, paths, r, bases[rows[r]])
+    return results
+
+
+def criterion_messages(candidates, choice, y, model):
+    """The warnings of a choice by a criterion (the largest candidate chosen, a line
+    left in the residual of the polished ``model`` of ``y``), as text."""
+    n_components = int(candidates[choice.index])
+    messages = choice_warnings(candidates, n_components, None, "none")
+    if not choice.exact:
+        bump = largest_residual_bump(choice, y, model)
+        if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
+            largest = n_components == np.max(candidates)
+            messages.append(line_left_message(bump, n_components, largest))
+    return messages
 
 
 def choice_warnings(candidates, n_components, best_score, held_out):

@@ -606,6 +606,28 @@ class DensityFits:
     message: list  # (D,) the kernel's last status of each row
 
 
+def best_scales(problem, inputs, thetas, density):
+    """The rows ``thetas`` clipped into the bounds, each with the total scale that fits
+    its shape best to its density (the rows' losses; see
+    :func:`~._starts.best_scale_within_bounds`)."""
+    thetas = np.clip(thetas, problem.bounds[:, 0], problem.bounds[:, 1])
+    if not problem.layout.fit_scale:
+        return thetas
+    unit = thetas.copy()
+    unit[:, 0] = 0.0
+    shape = models_of(inputs, unit, density)
+    if problem.data.background is not None:  # the mixture's part only
+        shape -= np.asarray(thetas[:, problem.n_mixture_parameters :]) @ inputs.basis.T
+    q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[density]
+    y = inputs.Y[density]
+    if problem.data.loss == "l2":
+        scale = np.sum(q * y * shape, axis=1) / np.maximum(np.sum(q * shape**2, axis=1), TINY)
+    else:
+        scale = np.sum(q * np.maximum(y, 0.0), axis=1) / np.maximum(np.sum(q * shape, 1), TINY)
+    thetas[:, 0] = np.clip(np.log(np.maximum(scale, TINY)), *problem.bounds[0])
+    return thetas
+
+
 def row_problem(problem, inputs, row):
     """The single-density :class:`~._problem.Problem` of row ``row`` of ``inputs`` (its
     target, quadrature and fixed scale), for the moves that work one density at a time."""
@@ -737,19 +759,21 @@ def _keep_lower(best, other, rows):
     best.status[take] = other.status[lower]
 
 
-def parked_rows(problem, inputs, thetas, density):
+def parked_rows(problem, inputs, thetas, density, *, width_floor=True):
     """``(R, K)``: the components of each row that fit nothing of their own: less than
     ``NEGLIGIBLE_WEIGHT`` of the fitted mass on the grid, centred outside the grid's
-    box, or pressed against the width floor (a spike on a point or two; see
-    :func:`~._moves.parked_components`)."""
+    box, or (``width_floor``) pressed against the width floor (a spike on a point or
+    two; see :func:`~._moves.parked_components`)."""
     layout = problem.layout
     shares = component_shares_of(inputs, thetas, density)
     _, _, means, raw = rows_split(thetas, layout, inputs.fixed_log_scale[density])
     low, high = problem.grid.min(axis=0), problem.grid.max(axis=0)
     outside = np.any((means < low) | (means > high), axis=2)
-    diagonal = np.diagonal(rows_upper(layout, raw), axis1=-2, axis2=-1)
-    at_floor = np.any(diagonal * problem.width_limits[0] >= 0.99, axis=2)
-    return (shares < NEGLIGIBLE_WEIGHT) | outside | at_floor
+    parked = (shares < NEGLIGIBLE_WEIGHT) | outside
+    if width_floor:
+        diagonal = np.diagonal(rows_upper(layout, raw), axis1=-2, axis2=-1)
+        parked |= np.any(diagonal * problem.width_limits[0] >= 0.99, axis=2)
+    return parked
 
 
 def split_rows(problem, inputs, thetas, density):
@@ -808,12 +832,12 @@ def weakest_rows(problem, inputs, thetas, density):
     return np.argmin(np.where(np.isfinite(losses), losses, np.inf), axis=0)
 
 
-def moved_rows(problem, inputs, fits, rows, index, settings):
+def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
     """Rows ``rows`` of ``fits`` (a :class:`~._rows.RowResults` over all densities) with
     their component ``index`` removed and placed again two ways: where the residual asks
     for it (:func:`grown_rows`) and by splitting the worst-fitted component
-    (:func:`split_rows`); short runs compare, the winners are polished with the
-    iterations they have left, and kept where the loss drops by more than
+    (:func:`split_rows`); short runs compare, the winners are polished (to ``ftol``)
+    with the iterations they have left, and kept where the loss drops by more than
     ``MIN_MOVE_GAIN`` of it. Modifies ``fits``; returns the rows that moved."""
     layout = problem.layout
     smaller, small_inputs = _inputs_with_components(problem, inputs, layout.n_components - 1)
@@ -848,6 +872,7 @@ def moved_rows(problem, inputs, fits, rows, index, settings):
         trial_theta[promising],
         tol=settings.tol,
         max_iter=int(max(budget[promising].max(), 1)),
+        ftol=ftol,
         density=candidates,
     )
     better = polished.loss < (1 - MIN_MOVE_GAIN) * fits.loss[candidates]
@@ -879,18 +904,21 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     n_runs = 1 if settings.starts_are_all_alike(k) else settings.n_init
     run_ftol = RUN_FTOL if n_runs > 1 else NO_GAIN
 
-    def drawn_starts(rows):
+    # the greedy peaks are one start: the others drawn are k-means'
+    drawn = replace(settings, init_params="kmeans") if settings.init_params == "peaks" else settings
+
+    def drawn_starts(rows, how=drawn):
         starts = []
         for i in rows:
             single = row_problem(problem, inputs, i)
-            theta = data_start(single, settings, random_state if states is None else states[i])
+            theta = data_start(single, how, random_state if states is None else states[i])
             starts.append(best_scale_within_bounds(theta, single.data, problem.bounds))
         return np.vstack(starts)
 
     if settings.init_params == "peaks" and not any(settings.user_given):
         starts = peak_starts(problem, inputs)
     else:
-        starts = drawn_starts(everyone)
+        starts = drawn_starts(everyone, settings)
     best = minimize_rows(
         inputs, starts, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
     )

@@ -26,7 +26,7 @@ from ._engine import (
     fit_problem,
 )
 from ._model import LOSSES
-from ._parameters import rows_split, rows_to_grid
+from ._parameters import canonical_order, rows_split, rows_to_grid
 from ._prediction import (
     PREDICT_BATCH_SIZE,
     background_at,
@@ -54,7 +54,7 @@ from ._reports import (
     warn_if_scoring_outside_the_fit,
     warn_if_underdetermined,
 )
-from ._rows import component_shares_of, minimize_rows
+from ._rows import component_shares_of, minimize_rows, models_of
 from ._starts import INIT_METHODS
 from ._validation import (
     check_density_values,
@@ -668,9 +668,10 @@ class RowFits:
     converged: np.ndarray
     background: np.ndarray | None  # (R, J) coefficients, or None
     messages: list  # the warnings DensityGMM.fit would give each row, as text
+    models: np.ndarray  # (R, n) the fitted models on the grid, in the densities' units
 
 
-def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None):
+def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     """What ``clone(estimator).fit(X, Y[i], sample_weight[i])`` gives for every row ``i``,
     all rows searched together by the engine (:func:`~._engine.fit_densities`).
 
@@ -678,6 +679,9 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None):
     ``sample_weight`` None, ``(n,)`` or ``(R, n)``, ``seeds`` None or one per row
     (for starts that draw). With a background the mixture is fitted under each row's
     rim polynomial and without a background, then jointly from both (the lower kept).
+    ``starts`` ``(R, p)`` (fit coordinates, a background's parameters last): one run
+    from each instead of the search, as ``DensityGMM.fit`` polishes
+    :class:`~._cv.DensityGMMCV`'s choice.
     """
     first_weight = None if sample_weight is None else np.atleast_2d(sample_weight)[0]
     problem = problem_of(estimator, X, Y[0], first_weight)
@@ -697,7 +701,18 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None):
     else:
         random_state = [check_random_state(int(seed)) for seed in seeds]
     background = problem.data.background
-    if background is None:
+    if starts is not None:
+        inputs = problem.kernel.with_densities(targets, Q, fixed)
+        starts = np.clip(starts, problem.bounds[:, 0], problem.bounds[:, 1])
+        rows = minimize_rows(inputs, starts, tol=settings.tol, max_iter=settings.max_iter)
+        fits = DensityFits(
+            rows.theta,
+            rows.loss,
+            rows.n_iter,
+            rows.converged,
+            list(map(rows.message, range(len(Y)))),
+        )
+    elif background is None:
         inputs = problem.kernel.with_densities(targets, Q, fixed)
         fits = fit_densities(problem, inputs, settings, random_state)
     else:
@@ -712,7 +727,8 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None):
         coefficients = (fits.theta[:, layout.n_parameters :] @ matrix.T) * units[:, None]
     messages = _row_messages(estimator, problem, inputs, X, Y, fits, parameters, coefficients)
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
-    return RowFits(parameters, loss, fits.n_iter, fits.converged, coefficients, messages)
+    models = models_of(inputs, fits.theta) * units[:, None]
+    return RowFits(parameters, loss, fits.n_iter, fits.converged, coefficients, messages, models)
 
 
 def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state):
@@ -721,15 +737,7 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     way, every row at once)."""
     background = problem.data.background
     mixture = problem.mixture_only()
-    rim = background.rim(problem.grid)
-    design = background.basis[rim]
-    under = np.linalg.lstsq(design, targets[:, rim].T, rcond=None)[0].T
-    if background.nonnegative:
-        negative = np.min(under @ background.basis.T, axis=1) <= 0
-        under[negative] = 0.0
-        under[negative, 0] = np.maximum(targets[negative][:, rim].mean(axis=1), 0.0)
-    bounds = background.bounds()
-    under = np.clip(under, bounds[:, 0], bounds[:, 1])
+    under = background.fitted_to(targets, problem.grid)
     residual = targets - under @ background.basis.T
     if problem.data.loss == "poisson":
         residual = np.maximum(residual, 0.0)
@@ -764,13 +772,14 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
     weights, means, covariances, _, _ = parameters
     k, d = estimator.n_components, X.shape[1]
     matrices = as_matrices_rows(covariances, estimator.covariance_type, k, d)
-    shares = component_shares_of(inputs, fits.theta)
     layout = problem.layout
-    _, _, _, raw = rows_split(fits.theta, layout, inputs.fixed_log_scale)
+    _, log_weights, fit_means, raw = rows_split(fits.theta, layout, inputs.fixed_log_scale)
+    take = canonical_order(np.exp(log_weights), fit_means)  # as the parameters are ordered
+    shares = component_shares_of(inputs, fits.theta)[take]
     floor = problem.width_limits[0]
     index, _ = cholesky_parameter_map(layout.covariance_type, k, d)
     diagonal = raw[:, index[:, np.arange(d), np.arange(d)]]  # (R, K, d): log U_ii
-    at_floor = np.any(diagonal >= np.log(0.99 / floor), axis=2)
+    at_floor = np.any(diagonal >= np.log(0.99 / floor), axis=2)[take]
     low, high = X.min(axis=0), X.max(axis=0)
     outside, wide = holds_no_line(means, matrices, low, high)
     flagged = at_floor.any(axis=1) | outside.any(axis=1) | wide.any(axis=1)

@@ -729,6 +729,42 @@ def derivatives_of(
     return loss, grad, H
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_scale, out):
+    """``out[i] = d model_i / d theta`` ``(n, p)``: the model's Jacobian at every point
+    (for the leverages of a fit)."""
+    K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
+    binned, fit_scale = layout[_BINNED], layout[_FIT_SCALE]
+    work_k = np.empty((5, K))
+    work_kd = np.empty((4, K, d))
+    U = np.empty((K, d, d))
+    jv = np.empty(p)
+    logw, a, rho, const, w = work_k[0], work_k[1], work_k[2], work_k[3], work_k[4]
+    means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+    log_scale = _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, const)
+    for k in range(K):
+        w[k] = math.exp(logw[k])
+        const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
+    for point in range(X.shape[0]):
+        _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned)
+        peak = a[0]
+        for k in range(1, K):
+            peak = max(peak, a[k])
+        s = 0.0
+        for k in range(K):
+            rho[k] = math.exp(a[k] - peak)
+            s += rho[k]
+        for k in range(K):
+            rho[k] /= s
+        f = math.exp(log_scale + peak) * s
+        _point_jacobian(
+            f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z,
+            mass, jv, binned,
+        )  # fmt: skip
+        for m in range(p):
+            out[point, m] = jv[m]
+
+
 # --------------------------------------------------------------------------
 # starts: greedy peaks, matched-filter bumps
 # --------------------------------------------------------------------------

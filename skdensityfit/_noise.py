@@ -51,6 +51,12 @@ CORRELATION_GATE = 3.0
 HETEROSCEDASTIC_RATIO = 2.0
 HETEROSCEDASTIC_Z = 4.0
 MIN_GROUP = 10
+VARIANCE_ITERATIONS = 5
+# A smallest value shared by this share of the points is a floor the values were cut at.
+CENSORED_SHARE = 0.05
+CENSORED_CLEARANCE = 2.0
+# A residual is studentised by sqrt(1 - leverage), the leverage taken at most 1 - this.
+MIN_FREEDOM = 0.05
 # Lags of the correlated model: kept while their autocorrelation exceeds
 # LAG_SIGNIFICANCE / sqrt(pairs), at most MAX_LAG.
 MAX_LAG = 3
@@ -60,7 +66,13 @@ LAG_SIGNIFICANCE = 2.0
 # counts' square roots must scatter by 1/2 (Poisson) within these factors.
 QUANTUM_TOLERANCE = 1e-6
 MAX_QUANTUM_DIVISOR = 64
-POISSON_SPREAD = (0.5, 2.0)
+POISSON_SPREAD = (0.5, 2.5)
+# The scatter is judged on differences of values of at least this many counts, when
+# there are this many such differences (fewer: the quantum alone speaks).
+POISSON_MIN_COUNT = 10
+POISSON_MIN_DIFFERENCES = 20
+# ... and the scatter at the lower counts at most this many times that at the higher.
+POISSON_LEVEL_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -268,8 +280,22 @@ def counting_quantum(y, grid=None):
     else:
         return None
     if grid is not None:
-        spread = float(white_noise_sd(grid, np.sqrt(np.maximum(y, 0.0) / quantum)))
-        if not POISSON_SPREAD[0] <= 2.0 * spread <= POISSON_SPREAD[1]:
+        # only where the counts are many (the square root of a few counts scatters less),
+        # and alike at lower and higher counts (rounded values scatter less the larger)
+        counts = np.maximum(y, 0.0) / quantum
+        many = counts >= POISSON_MIN_COUNT
+        if not many.any():
+            return float(quantum)
+        middle = np.median(counts[many])
+        spreads = []
+        for group in (many & (counts < middle), counts >= middle):
+            scattered = differences(grid, np.where(group, np.sqrt(counts), np.nan))
+            scattered = scattered[np.isfinite(scattered)]
+            if scattered.size >= POISSON_MIN_DIFFERENCES:
+                spreads.append(2.0 * float(robust_scale(scattered)))
+        if any(not POISSON_SPREAD[0] <= spread <= POISSON_SPREAD[1] for spread in spreads):
+            return None
+        if len(spreads) == 2 and spreads[0] > POISSON_LEVEL_RATIO * spreads[1]:
             return None
     return float(quantum)
 
@@ -410,15 +436,17 @@ def _poisson_unit_from_differences(grid, y):
     return 1.0 / (4.0 * sd**2)
 
 
-def refined_noise(model, grid, y, residual, requested, n_parameters, fitted):
+def refined_noise(model, grid, y, residual, requested, n_parameters, fitted, leverage=None):
     """The noise model after the fit ``fitted`` (its model of ``y``, with
     ``n_parameters`` free parameters) whose residual is ``residual``; other kinds
     than white, correlated and heteroscedastic are kept.
 
-    From the residual's robust spread (``n - n_parameters`` degrees of freedom):
+    From the residual's robust spread (``n - n_parameters`` degrees of freedom; with the
+    fit's ``leverage`` at each point, the residual studentised instead):
 
     - the standard deviation is at least that spread (second differences
-      underestimate noise that neighbours share);
+      underestimate noise that neighbours share), points at a floor many share left
+      out (values clipped at zero: their residual is cut);
     - white noise becomes correlated when the residual's lag-1
       autocorrelation exceeds ``CORRELATION_GATE / sqrt(pairs)`` (``requested``
       'auto'; always for 'correlated'), the residual first clipped at three
@@ -433,8 +461,18 @@ def refined_noise(model, grid, y, residual, requested, n_parameters, fitted):
         return model
     n = len(residual)
     dof = np.sqrt(n / max(n - n_parameters, 1))
+    if leverage is not None:
+        # studentised: a point the fit follows closely keeps less of its noise
+        residual = residual / np.sqrt(np.clip(1.0 - leverage, MIN_FREEDOM, 1.0))
+        dof = 1.0
     initial_sd = model.sd if np.ndim(model.sd) == 0 else float(np.median(model.sd))
-    spread = initial_sd * float(robust_scale(residual / initial_sd)) * dof
+    kept = ~censored(y)
+    if not kept.all():
+        # next to the floor the values that are left are cut too: only those well above
+        kept &= fitted > np.min(y) + CENSORED_CLEARANCE * initial_sd
+        if kept.sum() < MIN_GROUP:
+            kept = ~censored(y)
+    spread = initial_sd * float(robust_scale(residual[kept] / initial_sd)) * dof
     sd = max(initial_sd, spread, _sd_floor(y))
     white = replace(model, kind="white", correlation=(), sd=sd)
     if not isinstance(requested, str) or requested == "white":
@@ -456,24 +494,33 @@ def refined_noise(model, grid, y, residual, requested, n_parameters, fitted):
             return replace(
                 white,
                 kind="correlated",
-                sd=max(sd, min(from_differences, 1.5 * spread)),
+                sd=max(sd, from_differences),
                 correlation=tuple(float(c) for c in correlation),
             )
     if requested == "auto":
-        per_point = _heteroscedastic_sd(residual, fitted, sd)
+        per_point = _heteroscedastic_sd(residual, fitted, sd, kept)
         if per_point is not None:
             return replace(white, kind="heteroscedastic", sd=per_point)
     return white
 
 
-def _heteroscedastic_sd(residual, fitted, sd):
+def censored(y):
+    """Points at the density's smallest value when many share it (values clipped at
+    zero, say): their residual is cut, so its spread says nothing of the noise's."""
+    at_floor = y <= np.min(y)
+    return at_floor if at_floor.mean() >= CENSORED_SHARE else np.zeros(len(y), dtype=bool)
+
+
+def _heteroscedastic_sd(residual, fitted, sd, kept):
     """The residual's standard deviation at each point, ``sqrt(a + b * fitted)``, where its
-    variance grows with the model (see :func:`refined_noise`), and at least ``sd``; else
-    None. (Computed in the units of ``sd`` and of the largest model value.)"""
+    variance grows with the model (see :func:`refined_noise`; judged on the ``kept``
+    points), and at least ``sd``; else None. (Computed in the units of ``sd`` and of the
+    largest model value.)"""
     peak = np.max(fitted)
     if not peak > 0:
         return None
-    level = np.maximum(fitted / peak, 0.0)
+    every_level = np.maximum(fitted / peak, 0.0)
+    residual, level = residual[kept], every_level[kept]
     high = level >= np.quantile(level, 0.9)
     low = level <= np.median(level)
     if high.sum() < MIN_GROUP or low.sum() < MIN_GROUP:
@@ -489,7 +536,20 @@ def _heteroscedastic_sd(residual, fitted, sd):
     if np.log(v_high / v_low) < HETEROSCEDASTIC_Z * error:
         return None
     slope = (v_high - v_low) / max(level[high].mean() - level[low].mean(), np.finfo(float).tiny)
+    coefficients = np.array([v_low - slope * level[low].mean(), slope])
+    # the line a + b * level through the squared residuals on every point, weighted as a
+    # gamma regression (a squared normal value's variance is twice its mean squared), a
+    # residual beyond four standard deviations clipped (a line the fit missed): the
+    # groups' robust spreads understate the variance where it varies within the group
+    design = np.column_stack([np.ones_like(level), level])
+    squares = scaled**2
+    for _ in range(VARIANCE_ITERATIONS):
+        variance = np.maximum(design @ coefficients, 1e-3 * v_low)
+        weights = 1.0 / variance**2
+        clipped = np.minimum(squares, 16.0 * variance)
+        gram = design.T @ (weights[:, None] * design)
+        coefficients = np.linalg.solve(gram, design.T @ (weights * clipped))
     # never below the white noise's variance: a residual squeezed where the values are
     # low (clipped at zero, say) is no floor to fit peaks against
-    variance = np.maximum(v_low + slope * np.maximum(level - level[low].mean(), 0.0), 1.0)
+    variance = np.maximum(coefficients[0] + coefficients[1] * every_level, 1.0)
     return sd * np.sqrt(variance)

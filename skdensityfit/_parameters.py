@@ -346,21 +346,29 @@ def rows_raw(layout, upper):
     return raw
 
 
+def canonical_order(weights, means):
+    """The index ``(rows, order)`` that puts each row's components in the canonical order:
+    by the first coordinate of the mean, then by decreasing weight (``weights``
+    ``(R, K)``, ``means`` ``(R, K, d)``, in any coordinates that keep the order)."""
+    n_rows, k = weights.shape
+    rows = np.repeat(np.arange(n_rows), k)
+    order = np.lexsort((-weights.ravel(), means[:, :, 0].ravel(), rows)).reshape(-1, k) % k
+    return np.arange(n_rows)[:, None], order
+
+
 def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0):
     """Weights, means, covariances, precision Cholesky factors (scikit-learn's shapes,
     a leading axis of rows) and scales of the rows in grid units, each row's components
     in the canonical order (by the first coordinate of the mean, then by decreasing
     weight); ``log_units`` ``(R,)`` the rows' log density units."""
-    k, cov = layout.n_components, layout.covariance_type
+    cov = layout.covariance_type
     log_scale, log_weights, means, raw = rows_split(thetas, layout, fixed_log_scale)
     weights = np.exp(log_weights)
     means = standardisation.center + standardisation.spread * means
     upper = rows_upper(layout, raw) / standardisation.spread[:, None]  # scales with the unit
     inverse = np.linalg.inv(upper)
     covariances = np.swapaxes(inverse, -1, -2) @ inverse
-    rows = np.repeat(np.arange(len(thetas)), k)
-    order = np.lexsort((-weights.ravel(), means[:, :, 0].ravel(), rows)).reshape(-1, k) % k
-    take = np.arange(len(thetas))[:, None], order
+    take = canonical_order(weights, means)
     weights, means, upper, covariances = weights[take], means[take], upper[take], covariances[take]
     if cov == "tied":
         upper, covariances = upper[:, 0], covariances[:, 0]

@@ -143,19 +143,23 @@ class Background:
     def fitted_to(self, target, points):
         """The coefficients of the least-squares polynomial through the values on the rim
         of the points (the outer 5% of their range along some axis; clipped into the
-        bounds). For a non-negative background one that is not positive at every point
-        is replaced by the rim's mean value (at least 0)."""
+        bounds), for a target ``(n,)`` or each row of ``(R, n)``. For a non-negative
+        background one that is not positive at every point is replaced by the rim's mean
+        value (at least 0)."""
+        rows = np.atleast_2d(target)
         rim = self.rim(points)
-        values, design = target[rim], self.basis[rim]
-        theta = np.zeros(self.n_parameters)
-        theta[0] = float(values.mean())
-        if len(values) > self.n_parameters:
-            theta = np.linalg.lstsq(design, values, rcond=None)[0]
-        if self.nonnegative and np.min(self.basis @ theta) <= 0:
-            theta = np.zeros(self.n_parameters)
-            theta[0] = max(float(values.mean()), 0.0)
+        values, design = rows[:, rim], self.basis[rim]
+        theta = np.zeros((len(rows), self.n_parameters))
+        theta[:, 0] = values.mean(axis=1)
+        if values.shape[1] > self.n_parameters:
+            theta = np.linalg.lstsq(design, values.T, rcond=None)[0].T
+        if self.nonnegative:
+            bad = np.min(theta @ self.basis.T, axis=1) <= 0
+            theta[bad] = 0.0
+            theta[bad, 0] = np.maximum(values[bad].mean(axis=1), 0.0)
         bounds = self.bounds()
-        return np.clip(theta, bounds[:, 0], bounds[:, 1])
+        theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
+        return theta[0] if np.ndim(target) == 1 else theta
 
     def rim(self, points):
         """The points in the outer 5% of the box along some axis."""

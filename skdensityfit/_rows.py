@@ -300,3 +300,38 @@ def matched_filter(inputs, residuals, centres, upper, q=None):
         heights,
     )
     return gains, heights
+
+
+def jacobian_of(inputs, theta, density=0):
+    """The model's Jacobian ``(n, p)`` at every point of density ``density``'s grid."""
+    theta = np.ascontiguousarray(theta, dtype=float)
+    out = np.empty((inputs.X.shape[0], theta.shape[0]))
+    _kernel.jacobian(
+        theta,
+        inputs.X,
+        inputs.lo,
+        inputs.hi,
+        inputs.basis,
+        inputs.layout,
+        inputs.chol_index,
+        inputs.chol_log,
+        float(inputs.fixed_log_scale[density]),
+        out,
+    )
+    return out
+
+
+def leverages_of(inputs, theta, density=0):
+    """Each point's leverage in the weighted least-squares fit ``theta`` of density
+    ``density``: the diagonal of the hat matrix ``W^1/2 J (J^T W J)^-1 J^T W^1/2`` (they
+    sum to the parameters the data determine). A residual's variance is the noise's
+    times ``1 - leverage``."""
+    q = inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[density]
+    weighted = np.sqrt(q)[:, None] * jacobian_of(inputs, theta, density)
+    scale = np.linalg.norm(weighted, axis=0)
+    weighted = weighted[:, scale > 0] / scale[scale > 0]
+    if weighted.shape[1] == 0:
+        return np.zeros(len(q))
+    u, singular, _ = np.linalg.svd(weighted, full_matrices=False)
+    kept = singular > singular[0] * 1e-10  # directions the data do not determine: none
+    return np.sum(u[:, kept] ** 2, axis=1)

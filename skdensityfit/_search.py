@@ -1,29 +1,42 @@
-"""The path of fits along ``K = 1, 2, ...`` and the choice of K by an information criterion.
+"""The paths of fits along ``K = 1, 2, ...`` and the choice of K by an information criterion.
 
-:class:`Path` fits a density with 1, 2, ... components on all its points,
-each fit grown from the last (plus starts from the data). :func:`criterion_search`
-walks it and scores every fit by BIC (or AIC) under the density's noise
-model (:mod:`._noise`): ``-2 log L + penalty * n_parameters``, the penalty
-``log n`` for BIC (``n`` the points, or the samples of a histogram). The
-noise model is estimated from the density before any fit, and refined from
-the residual of the best fit so far (white noise found correlated); the
-path stops once the best is ``patience`` candidates behind, or at an exact
-fit. :class:`~._cv.DensityGMMCV` runs it, and ``fit_many`` through it.
+:class:`Paths` fits densities with 1, 2, ... components on all their points,
+each fit grown from the last (plus starts from the data), every density's step
+a row of the compiled kernel. :func:`criterion_steps` walks one density's path
+and scores every fit by BIC (or AIC) under the density's noise model
+(:mod:`._noise`): ``-2 log L + penalty * n_parameters``, the penalty ``log n``
+for BIC (``n`` the points, or the samples of a histogram). The noise model is
+estimated from the density before any fit, and refined from the residual of
+the best fit so far (white noise found correlated or heteroscedastic); the path
+stops once the best is ``patience`` candidates behind, or at an exact fit.
+:func:`run_searches` runs the searches of many densities together: one density
+(:class:`~._cv.DensityGMMCV`) or a chunk of ``fit_many``, the same code.
 """
 
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from ._engine import FitSettings, minimize, moved_weakest, path_fit
+from ._engine import (
+    FitSettings,
+    _inputs_with_components,
+    best_scales,
+    data_driven_start,
+    grown_rows,
+    moved_rows,
+    parked_rows,
+    peak_starts,
+    row_problem,
+    split_rows,
+    weakest_rows,
+)
 from ._noise import initial_noise, refined_noise, whiten
-from ._objective import model_density
+from ._parameters import rows_pack, rows_raw
 from ._problem import problem_of
+from ._rows import RowResults, leverages_of, minimize_rows, models_of
 from ._selection import (
     CV_FTOL,
     CV_MAX_ITER,
@@ -37,7 +50,9 @@ from ._selection import (
     noise_variance,
     residual_is_noise_level,
 )
+from ._starts import best_scale_within_bounds
 
+TINY = np.finfo(float).tiny
 # Fits on the path whose losses are compared by a criterion stop once a step
 # gains less than this many noise variances of chi^2 (a fraction
 # CRITERION_FTOL / n of a loss at the noise level), so that the criterion's
@@ -50,37 +65,71 @@ CRITERION_MAX_ITER = 100
 # benchmarks/results/noise_tests.txt): warned of, never a rule.
 LINE_LEFT = 10.0
 PATH_SPLIT = True
-# The noise model is re-estimated from the best fit's residual once, from the best fit
-# under white noise, and for heteroscedastic noise again while the best moves, at most
-# MAX_NOISE_ROUNDS times. (Again for correlated noise, the correlation of real spectra
-# comes out higher and the choice lower: on the GRS spectra, fewer components than GaussPy+
-# with a worse white-noise BIC in 5 of 99, against 2.)
+# The noise model is re-estimated from the best fit's residual while the best moves, at
+# most MAX_NOISE_ROUNDS times: the first best, under white noise, over-fits correlated
+# or heteroscedastic noise, and its residual understates the noise.
 MAX_NOISE_ROUNDS = 5
 BUMP_WIDTHS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 
 
-class Path:
-    """Fits on all points along ``K = 1, 2, ...``, in standardised coordinates.
+def moment_starts(problem, inputs, reg_covar):
+    """One component with each density's own mean and covariance (of its positive part,
+    under the quadrature weights) and its mass: ``(D, p)`` parameters of ``problem``
+    (one component)."""
+    layout = problem.layout
+    X = inputs.X
+    mass = inputs.Q * np.maximum(inputs.Y, 0.0)
+    share = mass / np.maximum(mass.sum(axis=1), TINY)[:, None]
+    mean = share @ X
+    centred = X[None] - mean[:, None]
+    covariance = np.einsum("rn,rni,rnj->rij", share, centred, centred)
+    covariance += reg_covar * np.eye(layout.n_features)
+    if layout.covariance_type in ("diag", "spherical"):
+        variances = np.diagonal(covariance, axis1=1, axis2=2)
+        if layout.covariance_type == "spherical":
+            variances = np.repeat(variances.mean(axis=1, keepdims=True), variances.shape[1], 1)
+        covariance = variances[:, :, None] * np.eye(layout.n_features)
+    upper = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariance)), -1, -2)
+    thetas = rows_pack(
+        layout,
+        np.zeros(len(mean)),
+        np.zeros((len(mean), 1)),
+        mean[:, None],
+        rows_raw(layout, upper[:, None]),
+    )
+    if thetas.shape[1] < problem.bounds.shape[0]:  # a background: none at the start
+        thetas = np.hstack(
+            [thetas, np.zeros((len(thetas), problem.bounds.shape[0] - thetas.shape[1]))]
+        )
+    return best_scales(problem, inputs, thetas, np.arange(len(thetas)))
 
-    Each ``K`` has ``n_init`` starts (at least one from the data, and the fit
-    with ``K - 1`` components plus a component at the largest residual) and
-    keeps the one that ends lowest (:func:`~._engine.path_fit`); with
-    ``grown_gain`` the grown start's fit must be that much lower than the
-    data-driven ones' (held-out scores, see ``PATH_GROWN_GAIN``). With a
-    background, each step fits the mixture under the previous step's
-    background (the first: a polynomial through the grid's rim), then both
-    jointly. The problem is set up once, so fits skip the estimator's per-call
-    validation.
+
+class Paths:
+    """Fits on all points along ``K = 1, 2, ...`` of many densities on one grid, in
+    standardised coordinates, every step of every density a row of the kernel.
+
+    Each density's fit with ``K`` components has ``n_init`` starts at least: the fit
+    with ``K - 1`` plus a component where its residual asks for one, (``split``) that
+    fit with its worst-fitted component split, and one from the data (its greedy
+    peaks; with one component, also its moments); the lowest is kept, and components
+    it left parked are placed again (:func:`~._engine.moved_rows`). With
+    ``grown_gain`` the grown start's fit must be that much lower than the others'
+    (held-out scores, see ``PATH_GROWN_GAIN``). With a background, each step fits the
+    mixture under the previous step's background (the first: a polynomial through the
+    grid's rim), then both jointly.
+
+    ``Y`` ``(D, n)`` the densities, ``weights`` their quadrature weights ``(n,)`` or
+    ``(D, n)``, ``random_state`` one or a list of one per density (for starts that
+    draw: ``init_params`` other than 'peaks').
     """
 
     def __init__(
         self,
         base,
         X,
-        y,
+        Y,
         weights,
         random_state,
-        n_jobs,
         *,
         noise_tests=True,
         grown_gain=None,
@@ -88,6 +137,8 @@ class Path:
         max_iter=CV_MAX_ITER,
         split=False,
     ):
+        Y = np.atleast_2d(np.asarray(Y, dtype=float))
+        weights = np.asarray(weights, dtype=float)
         self.settings = FitSettings(
             tol=max(base.tol, CV_TOL),
             max_iter=min(base.max_iter, max_iter),
@@ -95,174 +146,363 @@ class Path:
             init_params=base.init_params,
             reg_covar=base.reg_covar,
         )
-        self.n_jobs = n_jobs
         self.grown_gain = grown_gain
         self.ftol = ftol
         self.split = split
-        self.random_state = check_random_state(random_state)
-        self.problem = problem_of(base.set_params(n_components=1), X, y, weights)
-        self.fits = {}  # n_components -> parameter vector (None: no finite fit)
-        self.losses = {}  # n_components -> its loss on all points
-        self.problems = {}  # n_components -> problem
-        # in the density's unit (densities of 1e-300 or 1e300 neither under- nor overflow)
-        unit = self.problem.standardisation.density_unit
-        noise = noise_variance(X, y / unit) if base.loss == "l2" else None
-        # the relative loss that white noise alone would leave
-        self.noise_loss = None if noise is None else noise / self.problem.data.normaliser
-        # for leaves_noise: the grid, the noise variance in the targets' unit, the
-        # fits' largest residual bumps (none without sample weights' or bins' tests)
-        self.X, self.noise, self.noise_tests = X, noise, noise_tests
-        self.bumps = {}
-        # the density's clear peaks: fewer components cannot fit it exactly
-        self.first = 1
-        if self.problem.data.background is None:
-            self.first = int(least_components(X, y / unit, noise, weights)[0])
-        self.background = None  # the background's parameters of the last fit
-        if self.problem.data.background is not None:
-            background = self.problem.data.background
-            self.background = background.fitted_to(self.problem.data.target, self.problem.grid)
-
-    def exact_start(self, largest):
-        """The smallest K the search must score: the count of the density's clear
-        peaks (at most ``largest``) when a fit from the data alone with that many
-        components is exact (then no smaller K fits exactly, and only an exact
-        fit would win), else 1. Tried only when the noise estimate allows an
-        exact fit (``EXACT_TRIAL_NOISE_LOSS``)."""
-        first = min(self.first, largest)
-        if self.fits or first < 2 or not self._may_be_exact():
-            return 1
-        problem = self.problem.with_components(first)
-        result = path_fit(problem, None, self.settings, self.random_state, ftol=self.ftol)
-        if result is None or result.loss > EXACT_CV_LOSS:
-            return 1
-        self.problems[first] = problem
-        self.fits[first], self.losses[first] = result.theta, result.loss
-        return first
-
-    def _may_be_exact(self):
-        return self.noise_loss is not None and self.noise_loss <= EXACT_TRIAL_NOISE_LOSS
-
-    def fit(self, n_components):
-        """``(theta, problem)`` of the fit on all points, or None if none is finite.
-
-        The path passes through every ``K`` below ``n_components`` (from an
-        exact :meth:`exact_start` on): each grows from the last.
-        """
-        for k in range(max(self.fits, default=0) + 1, n_components + 1):
-            self.problems[k] = self.problem.with_components(k)
-            result = self._step(self.problems[k], self.fits.get(k - 1))
-            self.fits[k] = None if result is None else result.theta
-            self.losses[k] = np.inf if result is None else result.loss
-        theta = self.fits[n_components]
-        return None if theta is None else (theta, self.problems[n_components])
-
-    def _step(self, problem, previous):
-        """The path's fit of ``problem`` grown from ``previous`` (the fit with one
-        component fewer, background included), or None."""
-        background = problem.data.background
+        if isinstance(random_state, list):
+            self.random_state = random_state
+        else:
+            self.random_state = check_random_state(random_state)
+        first_weights = weights if weights.ndim == 1 else weights[0]
+        base = clone(base).set_params(n_components=1)
+        self.problem = problem_of(base, X, Y[0], first_weights)
+        self.n_densities = len(Y)
+        units = np.max(np.abs(Y), axis=1)
+        # in each density's unit (densities of 1e-300 or 1e300 neither under- nor overflow)
+        self.units = np.where(units > 0, units, 1.0)
+        log_units = np.log(self.units) + np.sum(np.log(self.problem.standardisation.spread))
+        self.fixed = None if base.scale is None else np.log(base.scale) - log_units
+        self.Q = None
+        if weights.ndim == 2:
+            self.Q = weights / weights.sum(axis=1, keepdims=True)
+        self.targets = Y / self.units[:, None]
+        self.X, self.weights, self.noise_tests = X, weights, noise_tests
+        self._problems, self._inputs = {}, {}
+        self.fits = {}  # K -> (D, p) parameter vectors (NaN: not fitted or no finite fit)
+        self.losses = {}  # K -> (D,) losses on all points (inf: no finite fit)
+        self.fitted = np.zeros(self.n_densities, dtype=int)  # the largest K fitted
+        self.bumps = {}  # (row, K) -> the largest residual bump (held-out noise tests)
+        normaliser = self.inputs(1).normaliser
+        # for leaves_noise: the white noise variance in the targets' unit, and the
+        # relative loss it alone would leave
+        self.noise = noise_variance(X, self.targets) if base.loss == "l2" else None
+        self.noise_loss = None if self.noise is None else self.noise / normaliser
+        # the densities' clear peaks: fewer components cannot fit them exactly
+        background = self.problem.data.background
+        self.first = np.ones(self.n_densities, dtype=int)
         if background is None:
-            return path_fit(
-                problem,
-                previous,
-                self.settings,
-                self.random_state,
-                ftol=self.ftol,
-                n_jobs=self.n_jobs,
-                grown_gain=self.grown_gain,
-                split=self.split,
+            self.first = least_components(X, self.targets, self.noise, weights).astype(int)
+        # the background's parameters of each density's last fit
+        self.background = None
+        if background is not None:
+            self.background = background.fitted_to(self.targets, self.problem.grid)
+
+    # -- problems and inputs of the densities with K components ------------------
+    def problem_of(self, n_components):
+        if n_components not in self._problems:
+            self._problems[n_components] = self.problem.with_components(n_components)
+        return self._problems[n_components]
+
+    def inputs(self, n_components, rows=None):
+        """The kernel's inputs with ``n_components`` of every density (or of ``rows``)."""
+        if n_components not in self._inputs:
+            self._inputs[n_components] = self.problem_of(n_components).kernel.with_densities(
+                self.targets, self.Q, self.fixed
             )
-        n_mixture = problem.n_mixture_parameters
-        data = problem.data
-        under = background.values(self.background)
-        target = data.target - under
-        if data.loss == "poisson":
-            target = np.maximum(target, 0.0)
-        if not np.any(target > 0):
-            target = data.target
-        mixture = problem.mixture_only(target)
-        smaller = None if previous is None else previous[: len(previous) - background.n_parameters]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            alone = path_fit(
-                mixture,
-                smaller,
-                self.settings,
-                self.random_state,
-                ftol=self.ftol,
-                n_jobs=self.n_jobs,
-                grown_gain=self.grown_gain,
-                split=self.split,
-            )
-        if alone is None:
-            return None
-        start = np.concatenate([alone.theta[:n_mixture], self.background])
-        start = np.clip(start, problem.bounds[:, 0], problem.bounds[:, 1])
-        result = minimize(
-            problem, start, tol=self.settings.tol, max_iter=self.settings.max_iter, ftol=self.ftol
+        inputs = self._inputs[n_components]
+        if rows is None:
+            return inputs
+        return self._sub_inputs(inputs, rows)
+
+    def _sub_inputs(self, inputs, rows, targets=None):
+        return inputs.with_densities(
+            self.targets[rows] if targets is None else targets,
+            None if self.Q is None else self.Q[rows],
+            None if self.fixed is None else self.fixed[rows],
         )
-        if not np.isfinite(result.loss):
-            return None
-        self.background = result.theta[n_mixture:]
-        return result
-
-    def improve(self, n_components):
-        """Re-place the weakest component of the fit with ``n_components`` where that
-        lowers its loss (a poor local optimum: two components on one peak while
-        another covers two); True if it did. Not with a background."""
-        theta = self.fits.get(n_components)
-        if theta is None or n_components < 2 or self.problem.data.background is not None:
-            return False
-        if self.losses[n_components] <= EXACT_CV_LOSS:
-            return False
-        moved = moved_weakest(self.problems[n_components], theta, self.settings, ftol=self.ftol)
-        if moved is None or not moved.loss < self.losses[n_components]:
-            return False
-        self.fits[n_components], self.losses[n_components] = moved.theta, moved.loss
-        return True
-
-    def model(self, n_components):
-        """The path's fitted model of ``y`` with ``n_components``, in the units of ``y``."""
-        problem = self.problems[n_components]
-        unit = problem.standardisation.density_unit
-        return unit * model_density(self.fits[n_components], problem.data)
 
     def n_parameters(self, n_components):
-        """Free parameters of the path's fit: mixture, scale and background."""
-        return len(self.fits[n_components])
+        """Free parameters of a fit: mixture, scale and background."""
+        return int(self.problem_of(n_components).bounds.shape[0])
 
-    def leaves_noise(self, n_components):
-        """Whether the path's fit with ``n_components`` (if any) leaves only
-        white noise (:func:`~._selection.leaves_noise`). Never with sample
+    def models(self, rows, n_components):
+        """The path's fitted models of the densities ``rows`` with ``n_components``, in
+        their own units ``(R, n)``."""
+        rows = np.atleast_1d(rows)
+        fitted = models_of(self.inputs(n_components), self.fits[n_components][rows], density=rows)
+        return fitted * self.units[rows, None]
+
+    def leverages(self, row, n_components):
+        """The leverage of every point in the fit of density ``row`` with ``n_components``
+        (:func:`~._rows.leverages_of`)."""
+        return leverages_of(self.inputs(n_components), self.fits[n_components][row], row)
+
+    # -- the path ---------------------------------------------------------------
+    def fit(self, rows, n_components):
+        """Grow the paths of ``rows`` (each from its last fit) to ``n_components``
+        (a number, or one per row); every density at the same step is fitted at once."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=int))
+        targets = np.broadcast_to(n_components, rows.shape)
+        while True:
+            behind = self.fitted[rows] < targets
+            if not behind.any():
+                return
+            steps = self.fitted[rows[behind]] + 1
+            for k in np.unique(steps):
+                self._step(rows[behind][steps == k], int(k))
+
+    def _store(self, rows, n_components, theta, loss):
+        if n_components not in self.fits:
+            self.fits[n_components] = np.full(
+                (self.n_densities, self.n_parameters(n_components)), np.nan
+            )
+            self.losses[n_components] = np.full(self.n_densities, np.inf)
+        finite = np.isfinite(loss)
+        self.fits[n_components][rows] = np.where(finite[:, None], theta, np.nan)
+        self.losses[n_components][rows] = np.where(finite, loss, np.inf)
+        self.fitted[rows] = np.maximum(self.fitted[rows], n_components)
+
+    def _previous(self, rows, n_components):
+        """The fits of ``rows`` with ``n_components - 1`` (None for the first step)."""
+        if n_components == 1 or n_components - 1 not in self.fits:
+            return None
+        return self.fits[n_components - 1][rows]
+
+    def _step(self, rows, n_components):
+        """The fits of the densities ``rows`` with ``n_components``, grown from their last."""
+        problem = self.problem_of(n_components)
+        inputs = self.inputs(n_components, rows)
+        previous = self._previous(rows, n_components)
+        background = problem.data.background
+        if background is None:
+            result = self._path_fit(problem, inputs, previous)
+            self._store(rows, n_components, result.theta, result.loss)
+            return
+        n_mixture = problem.n_mixture_parameters
+        under = self.background[rows]
+        targets = self.targets[rows] - under @ background.basis.T
+        if problem.data.loss == "poisson":
+            targets = np.maximum(targets, 0.0)
+        empty = ~np.any(targets > 0, axis=1)
+        targets[empty] = self.targets[rows][empty]
+        mixture = problem.mixture_only()
+        mixture_inputs = self._sub_inputs(mixture.kernel, rows, targets)
+        smaller = None if previous is None else previous[:, : previous.shape[1] - under.shape[1]]
+        alone = self._path_fit(mixture, mixture_inputs, smaller)
+        start = np.hstack([np.nan_to_num(alone.theta[:, :n_mixture]), under])
+        start = np.clip(start, problem.bounds[:, 0], problem.bounds[:, 1])
+        result = minimize_rows(
+            inputs, start, tol=self.settings.tol, max_iter=self.settings.max_iter, ftol=self.ftol
+        )
+        loss = np.where(np.isfinite(alone.loss), result.loss, np.inf)
+        finite = np.isfinite(loss)
+        self.background[rows[finite]] = result.theta[finite, n_mixture:]
+        self._store(rows, n_components, result.theta, loss)
+
+    def _path_fit(self, problem, inputs, previous):
+        """The path's fits of the densities of ``inputs`` with ``problem``'s components,
+        from ``previous`` (their fits with one fewer, or None): a :class:`RowResults`."""
+        settings = self.settings
+        n_rows = len(inputs.Y)
+        everyone = np.arange(n_rows)
+        k = problem.layout.n_components
+        starts, grown = [], None
+        if previous is not None:
+            known = np.all(np.isfinite(previous), axis=1)
+            smaller, small_inputs = _inputs_with_components(problem, inputs, k - 1)
+            filled = np.where(known[:, None], previous, peak_starts(smaller, small_inputs))
+            grown = grown_rows(smaller, small_inputs, filled, everyone)
+            starts.append(grown)
+            if self.split:
+                starts.append(split_rows(smaller, small_inputs, filled, everyone))
+        reg_covar = max(settings.reg_covar, problem.width_limits[0] ** 2)
+        if k == 1:
+            starts.append(moment_starts(problem, inputs, reg_covar))
+            starts.append(peak_starts(problem, inputs))
+        else:
+            n_data = max(1, settings.n_init - len(starts))
+            if settings.init_params == "peaks":
+                starts.append(peak_starts(problem, inputs))
+                n_data -= 1
+            for _ in range(n_data):
+                starts.append(self._drawn_starts(problem, inputs))
+        n_starts = len(starts)
+        trials = minimize_rows(
+            inputs,
+            np.vstack(starts),
+            tol=settings.tol,
+            max_iter=settings.max_iter,
+            ftol=self.ftol,
+            density=np.tile(everyone, n_starts),
+        )
+        losses = trials.loss.reshape(n_starts, n_rows)
+        if grown is not None and self.grown_gain is not None and n_starts > 1:
+            # the grown start's fit must beat the data-driven ones clearly (see DensityGMMCV)
+            others = np.min(losses[1:], axis=0)
+            beaten = np.isfinite(others) & ~(losses[0] < self.grown_gain * others)
+            losses[0, beaten] = np.inf
+        best = np.argmin(np.where(np.isfinite(losses), losses, np.inf), axis=0)
+        pick = best * n_rows + everyone
+        result = RowResults(
+            trials.theta[pick], losses[best, everyone], trials.n_iter[pick], trials.status[pick]
+        )
+        if k > 1:
+            # Components at the width floor are left alone here: past the true K,
+            # spikes on noise are what the criterion (or the held-out points) should judge.
+            for _ in range(k):
+                live = everyone[np.isfinite(result.loss)]
+                if live.size == 0:
+                    break
+                parked = parked_rows(problem, inputs, result.theta[live], live, width_floor=False)
+                some = parked.any(axis=1)
+                if not some.any():
+                    break
+                moved = moved_rows(
+                    problem,
+                    inputs,
+                    result,
+                    live[some],
+                    np.argmax(parked[some], axis=1),
+                    settings,
+                    ftol=self.ftol,
+                )
+                if moved.size == 0:
+                    break
+        return result
+
+    def _drawn_starts(self, problem, inputs):
+        how = replace(self.settings, init_params="kmeans")
+        if self.settings.init_params != "peaks":
+            how = self.settings
+        starts = []
+        for i in range(len(inputs.Y)):
+            single = row_problem(problem, inputs, i)
+            state = self.random_state
+            if isinstance(state, list):
+                state = state[i]
+            starts.append(
+                best_scale_within_bounds(
+                    data_driven_start(single, how, state), single.data, problem.bounds
+                )
+            )
+        return np.vstack(starts)
+
+    def exact_start(self, rows, largest):
+        """The smallest K the search must score for each of ``rows``: the count of the
+        density's clear peaks (at most ``largest``) when a fit from the data alone with
+        that many components is exact (then no smaller K fits exactly, and only an
+        exact fit would win), else 1. Tried only when the noise estimate allows an
+        exact fit (``EXACT_TRIAL_NOISE_LOSS``)."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=int))
+        first = np.minimum(self.first[rows], largest)
+        result = np.ones(len(rows), dtype=int)
+        if self.noise_loss is None:
+            return result
+        may = (
+            (self.fitted[rows] == 0)
+            & (first >= 2)
+            & (self.noise_loss[rows] <= EXACT_TRIAL_NOISE_LOSS)
+        )
+        for k in np.unique(first[may]):
+            k = int(k)
+            chosen = rows[may & (first == k)]
+            problem = self.problem_of(k)
+            fitted = self._path_fit(problem, self.inputs(k, chosen), None)
+            exact = np.isfinite(fitted.loss) & (fitted.loss <= EXACT_CV_LOSS)
+            if exact.any():
+                self._store(chosen[exact], k, fitted.theta[exact], fitted.loss[exact])
+                result[np.isin(rows, chosen[exact])] = k
+        return result
+
+    def improve(self, rows, n_components):
+        """Re-place the weakest component of the fits of ``rows`` with ``n_components``
+        where that lowers their loss (a poor local optimum: two components on one peak
+        while another covers two); True for each row that improved. Not with a
+        background."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=int))
+        improved = np.zeros(len(rows), dtype=bool)
+        if n_components < 2 or self.problem.data.background is not None:
+            return improved
+        losses = self.losses[n_components][rows]
+        eligible = np.isfinite(losses) & (losses > EXACT_CV_LOSS)
+        if not eligible.any():
+            return improved
+        chosen = rows[eligible]
+        problem = self.problem_of(n_components)
+        inputs = self.inputs(n_components, chosen)
+        everyone = np.arange(len(chosen))
+        theta = self.fits[n_components][chosen]
+        current = RowResults(
+            theta.copy(),
+            losses[eligible].copy(),
+            np.zeros(len(chosen), dtype=int),
+            np.zeros(len(chosen), dtype=int),
+        )
+        index = weakest_rows(problem, inputs, theta, everyone)
+        moved = moved_rows(problem, inputs, current, everyone, index, self.settings, ftol=self.ftol)
+        if moved.size:
+            self._store(chosen[moved], n_components, current.theta[moved], current.loss[moved])
+            improved[np.flatnonzero(eligible)[moved]] = True
+        return improved
+
+    # -- the held-out search's tests --------------------------------------------
+    def leaves_noise(self, row, n_components):
+        """Whether the path's fit of density ``row`` with ``n_components`` (if any)
+        leaves only white noise (:func:`~._selection.leaves_noise`). Never with sample
         weights or bins (the noise estimate weighs every point alike)."""
-        theta = self.fits.get(n_components)
-        if self.noise_loss is None or theta is None or not self.noise_tests:
+        if self.noise_loss is None or not self.noise_tests:
             return False
-        loss, n_points = self.losses[n_components], self.problem.n_points
-        if not residual_is_noise_level(loss, self.noise_loss, n_points):
+        loss = self.losses.get(n_components, np.full(self.n_densities, np.inf))[row]
+        if not np.isfinite(loss):
+            return False
+        n_points = self.problem.n_points
+        if not residual_is_noise_level(loss, self.noise_loss[row], n_points):
             return False  # the mean square already speaks
-        if n_components not in self.bumps:
-            data = self.problems[n_components].data
-            residual = data.target - model_density(theta, data)
-            self.bumps[n_components] = largest_bump(self.X, residual, self.noise)
-        return bool(leaves_noise(loss, self.noise_loss, self.bumps[n_components], n_points))
+        if (row, n_components) not in self.bumps:
+            residual = self.targets[row] - self.models(row, n_components)[0] / self.units[row]
+            self.bumps[row, n_components] = largest_bump(self.X, residual, self.noise[row])
+        bump = self.bumps[row, n_components]
+        return bool(leaves_noise(loss, self.noise_loss[row], bump, n_points))
 
-    def underfits(self, n_components):
-        """Whether the fit with ``n_components`` leaves far more than the noise unexplained.
-
-        The residual of the fit on all points is compared with the variance of
-        white noise estimated from the density's second differences: a
-        noise-free density (a comb of many peaks, say) is not done while its
-        residual is many times that, however flat the held-out scores were
-        over the first few candidates.
-        """
+    def underfits(self, row, n_components):
+        """Whether the fit of density ``row`` with ``n_components`` leaves far more than
+        the noise unexplained: its residual many times the variance of white noise
+        estimated from the density's second differences (a noise-free comb of many
+        peaks is not done however flat the held-out scores were over the first few
+        candidates)."""
         if self.noise_loss is None:
             return False
-        return self.losses[n_components] > UNDERFIT * max(self.noise_loss, 1e-300)
+        loss = self.losses[n_components][row]
+        return bool(loss > UNDERFIT * max(self.noise_loss[row], 1e-300))
+
+
+class Path:
+    """:class:`Paths` of one density, for :class:`~._cv.DensityGMMCV`'s held-out search:
+    ``fit(K)`` gives ``(theta, problem)`` of the fit with ``K`` components (None when
+    no start had a finite loss)."""
+
+    def __init__(self, base, X, y, weights, random_state, **options):
+        self.paths = Paths(base, X, np.asarray(y)[None], weights, random_state, **options)
+        self.problem = self.paths.problem
+
+    @property
+    def losses(self):
+        return {k: float(v[0]) for k, v in self.paths.losses.items()}
+
+    @property
+    def fits(self):
+        return {k: (None if np.isnan(v[0]).any() else v[0]) for k, v in self.paths.fits.items()}
+
+    def exact_start(self, largest):
+        return int(self.paths.exact_start([0], largest)[0])
+
+    def fit(self, n_components):
+        self.paths.fit([0], n_components)
+        theta = self.paths.fits[n_components][0]
+        if np.isnan(theta).any():
+            return None
+        return theta, self.paths.problem_of(n_components)
+
+    def leaves_noise(self, n_components):
+        return self.paths.leaves_noise(0, n_components)
+
+    def underfits(self, n_components):
+        return self.paths.underfits(0, n_components)
 
 
 @dataclass
 class CriterionChoice:
-    """The outcome of :func:`criterion_search`."""
+    """The outcome of :func:`criterion_steps`."""
 
     index: int  # the chosen candidate's index
     values: np.ndarray  # the criterion of each candidate (NaN: not evaluated, inf: no fit)
@@ -272,28 +512,30 @@ class CriterionChoice:
     models: dict = field(default_factory=dict)  # K -> the path's model of y
 
 
-def path_for_criterion(base, X, y, weights, random_state, n_jobs, noise_model):
-    """The :class:`Path` a criterion walks: fits to a fraction ``CRITERION_FTOL / n``
+def paths_for_criterion(base, X, Y, weights, random_state, loss):
+    """The :class:`Paths` a criterion walks: fits to a fraction ``CRITERION_FTOL / n``
     of their loss, with the loss the noise model's likelihood calls for."""
-    base = clone(base).set_params(loss=noise_model.loss)
-    return Path(
+    base = clone(base).set_params(loss=loss)
+    return Paths(
         base,
         X,
-        y,
+        Y,
         weights,
         random_state,
-        n_jobs,
         noise_tests=False,
-        ftol=min(CV_FTOL, CRITERION_FTOL / len(y)),
+        ftol=min(CV_FTOL, CRITERION_FTOL / np.shape(Y)[-1]),
         max_iter=CRITERION_MAX_ITER,
         split=PATH_SPLIT,
     )
 
 
-def criterion_search(
-    path, candidates, y, noise_model, grid, *, criterion, patience, requested, observed=None
+def criterion_steps(
+    paths, row, candidates, y, noise_model, grid, *, criterion, patience, requested, observed
 ):
-    """Score the path's fits at ``candidates`` by ``criterion`` ('bic' or 'aic').
+    """Score the path of density ``row`` at ``candidates`` by ``criterion`` ('bic' or
+    'aic'): a generator that asks :func:`run_searches` for the path's fits
+    (``('fit', K)``, ``('exact', largest)``, ``('improve', K)``: many densities' at once)
+    and returns a :class:`CriterionChoice`.
 
     The path is walked upwards until the lowest criterion is ``patience``
     candidates behind (``patience`` 0: every candidate), or a fit is exact
@@ -301,9 +543,9 @@ def criterion_search(
     exact within the noise). Then the noise model is refined from the
     residual of the best fit (:func:`~._noise.refined_noise`, ``requested``
     the user's ``noise``), and the fit at the candidate after the best is
-    improved by moves (:meth:`Path.improve`: a poor local optimum there would
+    improved by moves (:meth:`Paths.improve`: a poor local optimum there would
     decide the choice), the criterion recomputed and the walk continued
-    while the best moves. Returns a :class:`CriterionChoice`.
+    while the best moves.
     """
     values = np.full(len(candidates), np.nan)
     models = {}
@@ -315,7 +557,7 @@ def criterion_search(
             stacked = np.vstack([models[int(candidates[i])] for i in known])
             minus_two = noise_model.minus_two_log_likelihood(grid, y, stacked)
             for i, value in zip(known, minus_two, strict=True):
-                values[i] = value + penalty * path.n_parameters(int(candidates[i]))
+                values[i] = value + penalty * paths.n_parameters(int(candidates[i]))
 
     def best_index():
         evaluated = np.where(np.isnan(values), np.inf, values)
@@ -326,13 +568,16 @@ def criterion_search(
         index = start
         while index < len(candidates):
             k = int(candidates[index])
-            fitted = None if k > len(y) else path.fit(k)
-            if fitted is None:
+            loss = np.inf
+            if k <= len(y):
+                yield ("fit", k)
+                loss = paths.losses[k][row]
+            if not np.isfinite(loss):
                 values[index] = np.inf
             else:
-                models[k] = path.model(k)[observed]
+                models[k] = paths.models(row, k)[0][observed]
                 score()
-                if path.losses[k] <= EXACT_CV_LOSS:
+                if loss <= EXACT_CV_LOSS:
                     return index + 1, index  # no larger K can fit better
             index += 1
             best = best_index()
@@ -341,9 +586,11 @@ def criterion_search(
         return index, None
 
     penalty = np.log(max(noise_model.n_observations, 2.0)) if criterion == "bic" else 2.0
-    first = path.exact_start(int(candidates[-1])) if noise_model.kind != "poisson" else 1
+    first = 1
+    if noise_model.kind != "poisson":
+        first = yield ("exact", int(candidates[-1]))
     start = int(np.searchsorted(candidates, first))
-    next_index, exact = walk(start)
+    next_index, exact = yield from walk(start)
     if exact is None and best_index() is not None:
         # the noise model from the best fit's residual, until the best stays put (a
         # correlated noise read as white over-fits, and the over-fit's residual
@@ -352,42 +599,40 @@ def criterion_search(
         for _ in range(MAX_NOISE_ROUNDS):
             best = best_index()
             fitted = models[int(candidates[best])]
+            k = int(candidates[best])
             noise_model = refined_noise(
                 initial,
                 grid,
                 y,
                 y - fitted,
                 requested,
-                path.n_parameters(int(candidates[best])),
+                paths.n_parameters(k),
                 fitted,
+                paths.leverages(row, k)[observed],
             )
             score()
-            # once only, but for a variance that follows the model: the over-fit under
-            # white noise took part of the peaks' noise, so the next best tells it better
-            if best_index() == best or noise_model.kind != "heteroscedastic":
+            if best_index() == best:
                 break
         tried = set()
         for _ in range(len(candidates)):
             best = best_index()
             changed = False
-            for i in (best + 1,):  # improving the best itself cannot move the choice
-                k = int(candidates[i]) if i < len(candidates) else None
-                if k is None or k in tried or k not in models:
-                    continue
+            i = best + 1  # improving the best itself cannot move the choice
+            k = int(candidates[i]) if i < len(candidates) else None
+            if k is not None and k not in tried and k in models:
                 tried.add(k)
                 # a move gains less than one component's penalty (on the benchmarks'
                 # 913 cases and the real spectra): a larger lead is not worth the work
-                per_component = path.n_parameters(k) - path.n_parameters(int(candidates[best]))
-                if not values[i] - values[best] < penalty * per_component:
-                    continue
-                if path.improve(k):
-                    models[k] = path.model(k)[observed]
-                    changed = True
+                per_component = paths.n_parameters(k) - paths.n_parameters(int(candidates[best]))
+                if values[i] - values[best] < penalty * per_component:
+                    if (yield ("improve", k)):
+                        models[k] = paths.models(row, k)[0][observed]
+                        changed = True
             if changed:
                 score()
             best = best_index()
             if patience and next_index < len(candidates) and next_index - 1 - best < patience:
-                next_index, exact = walk(next_index)
+                next_index, exact = yield from walk(next_index)
                 changed = True
             if exact is not None or not changed:
                 break
@@ -398,6 +643,43 @@ def criterion_search(
             "check the density."
         )
     return CriterionChoice(best, values, noise_model, grid, best == exact, models)
+
+
+def run_searches(paths, searches):
+    """Run the generators ``searches`` (one per density of ``paths``, or None for a
+    density not searched; see :func:`criterion_steps`) together: every round, the
+    fits they ask for are made for all of them at once. Returns their results, or the
+    exception a search raised, in order."""
+    results = [None] * len(searches)
+    requests = {}
+
+    def advance(i, answer):
+        try:
+            requests[i] = searches[i].send(answer)
+        except StopIteration as stop:
+            results[i] = stop.value
+            requests.pop(i, None)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as error:
+            results[i] = error
+            requests.pop(i, None)
+
+    for i, search in enumerate(searches):
+        if search is not None:
+            advance(i, None)
+    while requests:
+        fits = {i: k for i, (kind, k) in requests.items() if kind == "fit"}
+        if fits:
+            rows = np.fromiter(fits, dtype=int)
+            paths.fit(rows, np.fromiter(fits.values(), dtype=int))
+            for i in rows:
+                advance(int(i), None)
+            continue
+        kind, k = next(iter(requests.values()))
+        rows = np.array([i for i, request in requests.items() if request == (kind, k)])
+        answers = paths.exact_start(rows, k) if kind == "exact" else paths.improve(rows, k)
+        for i, answer in zip(rows, answers, strict=True):
+            advance(int(i), answer.item())
+    return results
 
 
 def largest_residual_bump(choice, y, model):
@@ -432,8 +714,10 @@ def largest_residual_bump(choice, y, model):
 __all__ = [
     "CriterionChoice",
     "Path",
-    "criterion_search",
+    "Paths",
+    "criterion_steps",
     "initial_noise",
     "largest_residual_bump",
-    "path_for_criterion",
+    "paths_for_criterion",
+    "run_searches",
 ]

@@ -11,15 +11,6 @@ def grid_2d():
     return np.column_stack([a.ravel() for a in np.meshgrid(axis, axis)])
 
 
-@pytest.fixture
-def path_engine(monkeypatch):
-    """DensityGMMCV.fit on its path of single fits, never the batched search
-    (for tests of the path's own rules)."""
-    import skdensityfit._batch_cv as batch_cv
-
-    monkeypatch.setattr(batch_cv, "covers", lambda cv, grid: False)
-
-
 @contextlib.contextmanager
 def local_cluster_client():
     """A Dask client of a real 2-worker LocalCluster on loopback (skips without distributed)."""
