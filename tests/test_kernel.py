@@ -1,0 +1,161 @@
+"""The compiled kernel against the reference model: every derivative against autograd's.
+
+The kernel (``_kernel``, through ``_rows``) accumulates the loss, its gradient and the
+Gauss-Newton matrix point by point; the reference is ``_model.objective``, pure
+functions of ``autograd.numpy``. For every covariance type in one to three dimensions,
+both losses, a fitted or a fixed scale, bins (1-D and axis-aligned components) and a
+linear background, at random parameters:
+
+- the loss equals the reference's;
+- the gradient equals autograd's gradient of the reference;
+- the Gauss-Newton matrix equals ``J^T diag(c) J`` with ``J`` autograd's Jacobian of the
+  reference model and ``c`` the loss's curvature (for the Poisson loss, the Fisher
+  information);
+- the model's Jacobian (for the leverages) equals autograd's.
+"""
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+from skdensityfit._model import log_model_of, model_with_background, objective
+from skdensityfit._problem import build_problem
+from skdensityfit._rows import derivatives_of, jacobian_of, leverages_of, losses_of, models_of
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def _grid(n_features, n_per_axis):
+    axes = [np.linspace(-3.0, 3.0, n_per_axis)] * n_features
+    return np.column_stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")])
+
+
+def _density(X):
+    return (
+        np.exp(-0.5 * np.sum((X - 0.3) ** 2, axis=1))
+        + 0.5 * np.exp(-0.5 * np.sum((X + 1.0) ** 2 / 0.5, axis=1))
+        + 0.01
+    )
+
+
+def _reference_model(theta, data):
+    if data.background is not None:
+        return model_with_background(theta, data)
+    return anp.exp(log_model_of(theta, data))
+
+
+def _check(problem, seed):
+    rng = np.random.default_rng(seed)
+    data = problem.data
+    theta = np.clip(
+        rng.normal(0.0, 0.3, problem.bounds.shape[0]), problem.bounds[:, 0], problem.bounds[:, 1]
+    )
+    if data.background is not None:  # a positive baseline (the Poisson loss), sloped
+        theta[problem.n_mixture_parameters :] = 0.05
+        theta[problem.n_mixture_parameters] = 0.5
+    inputs = problem.kernel
+    loss, gradient, matrix = derivatives_of(inputs, theta)
+    np.testing.assert_allclose(loss, objective(theta, data), rtol=1e-11)
+    np.testing.assert_allclose(losses_of(inputs, theta[None])[0], loss, rtol=1e-13)
+    reference = autograd.grad(objective)(theta, data)
+    np.testing.assert_allclose(gradient, reference, rtol=1e-8, atol=1e-11 * np.abs(reference).max())
+    jacobian = autograd.jacobian(lambda t: _reference_model(t, data))(theta)
+    model = _reference_model(theta, data)
+    np.testing.assert_allclose(models_of(inputs, theta[None])[0], model, rtol=1e-11)
+    if data.loss == "l2":
+        curvature = 2.0 * data.quadrature / data.normaliser
+    else:
+        curvature = data.quadrature / data.normaliser / model
+    expected = jacobian.T @ (curvature[:, None] * jacobian)
+    # the kernel fills the lower triangle and mirrors it
+    np.testing.assert_allclose(matrix, expected, rtol=1e-8, atol=1e-11 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        jacobian_of(inputs, theta), jacobian, rtol=1e-8, atol=1e-11 * np.abs(jacobian).max()
+    )
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("scale", [None, 2.0])
+def test_points_match_autograd(n_features, covariance_type, loss, scale):
+    X = _grid(n_features, {1: 60, 2: 12, 3: 6}[n_features])
+    problem = build_problem(
+        X,
+        _density(X),
+        None,
+        n_components=3,
+        covariance_type=covariance_type,
+        loss=loss,
+        scale=scale,
+    )
+    _check(problem, seed=n_features)
+
+
+@pytest.mark.parametrize(
+    ("n_features", "covariance_type"),
+    [
+        (1, "full"),
+        (1, "tied"),
+        (1, "diag"),
+        (1, "spherical"),
+        (2, "diag"),
+        (2, "spherical"),
+        (3, "diag"),
+    ],
+)
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_bins_match_autograd(n_features, covariance_type, loss):
+    rng = np.random.default_rng(1)
+    m = {1: 40, 2: 10, 3: 5}[n_features]
+    edges = [
+        np.sort(np.concatenate([[-4.0, 4.0], rng.uniform(-4.0, 4.0, m - 1)]))
+        for _ in range(n_features)
+    ]
+    centres = [0.5 * (e[1:] + e[:-1]) for e in edges]
+    X = np.column_stack([g.ravel() for g in np.meshgrid(*centres, indexing="ij")])
+    problem = build_problem(
+        X,
+        _density(X),
+        None,
+        n_components=3,
+        covariance_type=covariance_type,
+        loss=loss,
+        scale=None,
+        bins=edges,
+    )
+    _check(problem, seed=10 + n_features)
+
+
+@pytest.mark.parametrize("n_features", [1, 2])
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("background", ["constant", "linear"])
+def test_backgrounds_match_autograd(n_features, loss, background):
+    X = _grid(n_features, {1: 60, 2: 12}[n_features])
+    problem = build_problem(
+        X,
+        _density(X),
+        None,
+        n_components=2,
+        covariance_type="full",
+        loss=loss,
+        scale=None,
+        background=background,
+    )
+    _check(problem, seed=20 + n_features)
+
+
+def test_leverages_sum_to_the_parameters_and_lie_in_zero_one():
+    X = _grid(1, 80)
+    problem = build_problem(
+        X, _density(X), None, n_components=2, covariance_type="full", loss="l2", scale=None
+    )
+    theta = np.clip(
+        np.random.default_rng(0).normal(0.0, 0.3, problem.bounds.shape[0]),
+        problem.bounds[:, 0],
+        problem.bounds[:, 1],
+    )
+    leverage = leverages_of(problem.kernel, theta)
+    assert leverage.sum() == pytest.approx(problem.bounds.shape[0], rel=1e-9)
+    assert np.all(leverage >= -1e-12) and np.all(leverage <= 1 + 1e-12)
