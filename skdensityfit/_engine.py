@@ -1,36 +1,27 @@
-"""The fitting engine: from a :class:`~._problem.Problem` and settings to a fitted mixture.
+"""The fitting engine: from a :class:`~._problem.Problem` and settings to fitted mixtures.
 
-:func:`fit_problem` is the one core that :class:`~._estimator.DensityGMM`,
-:class:`~._cv.DensityGMMCV` (its path and its final polish) and
-:func:`~._batch.fit_many` share. A fit is a few *runs*, each from its own
-start (:func:`run_start`): density-weighted k-means and EM on the grid, or
-the greedy start grown one component at a time, or a start given by the
-caller. Each run is minimised (:func:`minimize`), then components that it
-left parked are re-placed (:func:`revive`); the best run is polished.
-:class:`MixtureFit` converts the winning parameter vector back to grid units.
+:func:`fit_densities` is the one search that :class:`~._estimator.DensityGMM`
+(a batch of one, :func:`fit_problem`) and :func:`~._batch.fit_many` (a chunk of
+densities) share: every start of every density is a *row* of the compiled
+kernel's Levenberg-Marquardt (:mod:`._rows`). The starts are the density's
+greedy peaks (or k-means and EM: ``init_params``), the greedy path grown one
+component at a time (:func:`greedy_path_rows`) and more drawn ones; components
+left parked are placed again and, where the starts ended in different optima,
+the weakest one is moved (:func:`moved_rows`); the best is polished.
+:class:`~._search.Paths` builds DensityGMMCV's paths from the same row
+functions. :class:`MixtureFit` converts a parameter vector back to grid units.
 """
 
 import time
 import warnings
 from dataclasses import dataclass, replace
-from functools import partial
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.parallel import Parallel, delayed
 
 from ._compat import warn_at_caller
-from ._moves import (
-    MIN_MOVE_GAIN,
-    at_width_floor,
-    grow_by_one,
-    parked_components,
-    replace_components,
-    split_component,
-    weakest_component,
-    worst_fitted_component,
-)
-from ._objective import component_mass_shares, value_and_gradient
+from ._covariance import cholesky_diagonals
+from ._objective import component_mass_shares
 from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
 from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
 from ._problem import MAX_PREFIT_POINTS, prefit_size
@@ -42,20 +33,15 @@ from ._rows import (
     minimize_rows,
     models_of,
 )
-from ._starts import (
-    MAX_INIT_POINTS,
-    best_scale_within_bounds,
-    greedy_path,
-    initial_parameters,
-    one_component_start,
-    user_parameters,
-)
+from ._starts import best_scale_within_bounds, initial_parameters, user_parameters
 from ._validation import (
     check_user_means,
     check_user_precision_cholesky,
     check_user_weights,
 )
 
+# A component moved to another place must lower the loss by this fraction.
+MIN_MOVE_GAIN = 1e-6
 # Fits that only need to be close (the greedy start's steps, moves of components): the
 # final fit polishes.
 SHORT_TOL = 1e-5
@@ -148,82 +134,6 @@ def minimize_starts(problem, starts, *, tol, max_iter, ftol=NO_GAIN):
     ]
 
 
-def short_fit(problem, theta0, settings):
-    """A fit that only needs to be close (moves and the greedy start's steps).
-
-    It starts from ``theta0`` with its best scale; the final fit polishes.
-    """
-    theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
-    short = settings.short()
-    return minimize(problem, theta0, tol=short.tol, max_iter=short.max_iter, ftol=SHORT_FTOL)
-
-
-def revive(problem, result, settings, random_state, choose):
-    """Re-place the components ``choose`` names (see :func:`~._moves.replace_components`).
-
-    The re-placed starts are compared after a short run (on a subset of a
-    large grid); a winner is then polished on every point, with the
-    iterations the run has left of ``max_iter``, and kept if its loss is
-    lower. Its ``n_iter`` counts the run's and the polish's iterations (the
-    short trial runs are not counted).
-    """
-    if not np.isfinite(result.loss) or problem.layout.n_components < 2:
-        return result
-    if len(choose(result.theta, problem.data, problem.grid)) == 0:
-        return result
-    search = problem
-    if problem.n_points > MAX_PREFIT_POINTS:
-        search = problem.random_subset(prefit_size(problem.n_points), random_state)
-    current = replace(result, loss=value_and_gradient(result.theta, search.data)[0], n_iter=0)
-    revived = replace_components(
-        current, search.grid, search.data, partial(short_fit, search, settings=settings), choose
-    )
-    budget = settings.max_iter - result.n_iter  # the run's iterations left for the polish
-    if revived is current or budget < 1:
-        return result
-    polished = minimize(problem, revived.theta, tol=settings.tol, max_iter=budget)
-    if not polished.loss < result.loss:
-        return result
-    polished.n_iter += result.n_iter
-    return polished
-
-
-def prefit_on_subset(problem, theta0, settings, random_state, scale):
-    """Converge on a random subset first, so the full grid needs few iterations.
-
-    With ``scale``, the start first gets the best total scale for its shape
-    (on the subset: the scale needs no more points than the fit).
-    """
-    sub = problem.random_subset(prefit_size(problem.n_points), random_state)
-    if scale:
-        theta0 = best_scale_within_bounds(theta0, sub.data, sub.bounds)
-    result = minimize(sub, theta0, tol=settings.tol, max_iter=settings.max_iter)
-    return result.theta if np.isfinite(result.loss) else theta0
-
-
-def greedy_start(problem, settings, random_state):
-    """Starting parameters for K components grown one at a time from one.
-
-    Fits 1, 2, ..., K - 1 components (on a subset of a large grid), each
-    started from the previous fit plus a component at the largest residual.
-    This start finds overlapping components that clustering the grid points
-    merges. Returns a flat vector, or None.
-    """
-    n_components = problem.layout.n_components
-    if problem.n_points > MAX_INIT_POINTS:  # a start needs the density's shape only
-        problem = problem.random_subset(MAX_INIT_POINTS, random_state)
-
-    def solve(theta, current):
-        result = short_fit(problem.with_components(current.layout.n_components), theta, settings)
-        return result.theta if np.isfinite(result.loss) else theta
-
-    reg_covar = max(settings.reg_covar, problem.width_limits[0] ** 2)
-    for theta, current in greedy_path(problem.grid, problem.data, solve, reg_covar, n_components):
-        if current.layout.n_components == n_components:
-            return theta
-    return None
-
-
 def data_driven_start(problem, settings, random_state):
     """A start from the density (``settings.init_params``): its greedy peaks, or
     density-weighted clustering and EM."""
@@ -302,30 +212,6 @@ def initial_start(problem, settings, random_state):
     )
 
 
-def run_start(problem, settings, random_state, run, *, start=None, warm=None):
-    """The start of run ``run``: given, warm, greedy (the second run) or data-driven.
-
-    Large grids are first fitted on a subset (:func:`prefit_on_subset`); a
-    computed start gets the best scale for its shape.
-    """
-    if start is not None:
-        return np.clip(start, problem.bounds[:, 0], problem.bounds[:, 1])
-    theta0 = warm
-    if (
-        theta0 is None
-        and run == 1
-        and settings.uses_data_driven_starts(problem.layout.n_components)
-    ):
-        theta0 = greedy_start(problem, settings, random_state)
-    if theta0 is None:
-        theta0 = initial_start(problem, settings, random_state)
-    if problem.n_points > MAX_PREFIT_POINTS:
-        return prefit_on_subset(problem, theta0, settings, random_state, scale=warm is None)
-    if warm is None:
-        theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
-    return theta0
-
-
 def fit_problem(problem, settings, random_state, *, start=None, warm=None):
     """The best fit of one density: :func:`fit_densities` on a batch of one.
 
@@ -391,84 +277,6 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
 
 
 # ----------------------------------------------------------------------
-# the path of DensityGMMCV: K = 1, 2, ... each grown from the last
-# ----------------------------------------------------------------------
-def path_fit(
-    problem, previous, settings, random_state, *, ftol, n_jobs=None, grown_gain=None, split=False
-):
-    """The fit with ``problem``'s K components on a path grown from ``previous``.
-
-    ``previous`` is the path's parameter vector with one component fewer (or
-    None). The starts are ``previous`` plus a component at the largest
-    residual and data-driven ones, ``settings.n_init`` in all (at least one
-    from the data); each is minimised to ``ftol`` (in parallel with
-    ``n_jobs``), and components parked in the best are re-placed. Returns
-    the best run's result, or None when no start has a finite loss. With
-    ``grown_gain``, the fit from the grown start is kept only if its loss is
-    below ``grown_gain`` times the data-driven starts' best. With ``split``,
-    ``previous`` with its worst-fitted component split in two is one more
-    start (a broad component that covers two peaks).
-    """
-    n_components = problem.layout.n_components
-    starts = []
-    grown = None
-    if previous is not None:
-        smaller = problem.data.with_components(n_components - 1)
-        grown = grow_by_one(previous, smaller, problem.grid)
-        if grown is not None:
-            starts.append(grown[0])
-        if split:
-            starts.append(
-                split_component(previous, smaller, worst_fitted_component(previous, smaller))[0]
-            )
-    reg_covar = max(settings.reg_covar, problem.width_limits[0] ** 2)
-    if n_components == 1:
-        starts.append(one_component_start(problem.grid, problem.data, reg_covar)[0])
-    else:
-        for _ in range(max(1, settings.n_init - len(starts))):
-            starts.append(data_driven_start(problem, settings, random_state))
-
-    def solve(theta0):
-        theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
-        return minimize(problem, theta0, tol=settings.tol, max_iter=settings.max_iter, ftol=ftol)
-
-    if n_jobs in (None, 1) or len(starts) == 1:
-        results = [solve(theta0) for theta0 in starts]
-    else:
-        results = Parallel(n_jobs=n_jobs)(delayed(solve)(theta0) for theta0 in starts)
-    if grown is not None and grown_gain is not None and len(results) > 1:
-        # the grown start's fit must beat the data-driven ones clearly (see DensityGMMCV)
-        others = [r for r in results[1:] if np.isfinite(r.loss)]
-        if others and not results[0].loss < grown_gain * min(r.loss for r in others):
-            results = others
-    results = [r for r in results if np.isfinite(r.loss)]
-    if not results:
-        return None
-    # Components at the width floor are left alone here: past the true K,
-    # spikes on noise are what the held-out points should judge.
-    return replace_components(
-        min(results, key=lambda r: r.loss),
-        problem.grid,
-        problem.data,
-        solve,
-        partial(parked_components, min_share=NEGLIGIBLE_WEIGHT, min_width=0.0),
-    )
-
-
-def moved_weakest(problem, theta, settings, *, ftol):
-    """The fit ``theta`` of ``problem`` with its weakest component re-placed, when that
-    lowers the loss (:func:`~._moves.replace_components`), else None."""
-    start = OptimizationResult(theta, value_and_gradient(theta, problem.data)[0], 0, True, "")
-
-    def solve(theta0):
-        theta0 = best_scale_within_bounds(theta0, problem.data, problem.bounds)
-        return minimize(problem, theta0, tol=settings.tol, max_iter=settings.max_iter, ftol=ftol)
-
-    moved = replace_components(start, problem.grid, problem.data, solve, weakest_component)
-    return None if moved is start else moved
-
-
-# ----------------------------------------------------------------------
 # measurements: histograms integrated over their bins, backgrounds
 # ----------------------------------------------------------------------
 def fit_measurement(problem, settings, random_state, *, warm=None, warm_background=None):
@@ -527,6 +335,14 @@ def _fit_mixture(problem, settings, random_state, previous=None):
 # ----------------------------------------------------------------------
 # the result in grid units
 # ----------------------------------------------------------------------
+def at_width_floor(layout, prec_chol, min_width):
+    """Components with a precision Cholesky diagonal at ``1 / min_width`` (within 1%)."""
+    diagonal = cholesky_diagonals(
+        prec_chol, layout.covariance_type, layout.n_components, layout.n_features
+    )
+    return np.any(diagonal * min_width >= 0.99, axis=1)
+
+
 @dataclass(frozen=True)
 class MixtureFit:
     """A fitted mixture in grid units, components in canonical order.
@@ -763,7 +579,7 @@ def parked_rows(problem, inputs, thetas, density, *, width_floor=True):
     """``(R, K)``: the components of each row that fit nothing of their own: less than
     ``NEGLIGIBLE_WEIGHT`` of the fitted mass on the grid, centred outside the grid's
     box, or (``width_floor``) pressed against the width floor (a spike on a point or
-    two; see :func:`~._moves.parked_components`)."""
+    two)."""
     layout = problem.layout
     shares = component_shares_of(inputs, thetas, density)
     _, _, means, raw = rows_split(thetas, layout, inputs.fixed_log_scale[density])
@@ -781,7 +597,7 @@ def split_rows(problem, inputs, thetas, density):
     responsibility-weighted squared residual) split in two, half a standard deviation
     either side of its mean along its widest axis, each with half its weight (a full
     covariance narrowed along that axis): ``(R, p)`` parameters of
-    ``problem.with_components(K + 1)`` (see :func:`~._moves.split_component`)."""
+    ``problem.with_components(K + 1)``."""
     layout = problem.layout
     k, cov = layout.n_components, layout.covariance_type
     _, burdens = component_shares_of(inputs, thetas, density, burdens=True)

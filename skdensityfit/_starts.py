@@ -5,16 +5,13 @@ of the distribution, so the classic mixture initialisations apply to them:
 density-weighted k-means (or k-means++ seeding) gives responsibilities, a few
 density-weighted EM steps on the grid refine them, and a non-negative least
 squares solve gives the amplitudes (for the L2 loss). All of it is numpy.
-
-The greedy path grows the mixture one component at a time, each new one
-where the residual of the previous fit is largest (:func:`._moves.grow_by_one`).
+(The default start, the density's greedy peaks, is compiled: :mod:`._kernel`.)
 """
 
 import numpy as np
 from scipy.optimize import nnls
 
 from ._covariance import MATRIX_TYPES, cholesky_from_covariances, log_gaussian_density
-from ._moves import grow_by_one
 from ._objective import _logsumexp, model_density
 from ._parameters import pack
 from ._problem import random_subset
@@ -229,34 +226,3 @@ def user_parameters(X, target, quadrature, layout, params, *, loss):
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
 
 
-def one_component_start(grid, data, reg_covar):
-    """Parameters of one component with the density's own mean and covariance."""
-    data = data.with_components(1)
-    cov = data.layout.covariance_type
-    mass = data.quadrature * np.maximum(data.target, 0.0)
-    mass = mass / mass.sum()
-    params = _weighted_moments(grid, mass, np.ones((len(mass), 1)), cov, reg_covar)
-    log_scale, weights = _amplitudes(grid, data.quadrature, data.target, cov, params, data.loss)
-    return pack(data.layout, weights, params[1], params[2], log_scale=log_scale), data
-
-
-def greedy_path(grid, data, solve, reg_covar, n_components):
-    """Fits with 1, 2, ..., ``n_components - 1`` components, each grown from the last.
-
-    ``solve(theta, data)`` minimises the objective from ``theta`` and returns
-    the optimum. Yields ``(theta, data)`` for 1, 2, ... components (each
-    solved) and finally the unsolved grown start for ``n_components``; stops
-    early when the residual has no positive peak left.
-    """
-    theta, current = one_component_start(grid, data, reg_covar)
-    for k in range(1, n_components + 1):
-        if k > 1:
-            grown = grow_by_one(theta, current, grid)
-            if grown is None:
-                return
-            theta, current = grown
-        if k == n_components:
-            yield theta, current
-            return
-        theta = solve(theta, current)
-        yield theta, current

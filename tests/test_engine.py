@@ -43,7 +43,6 @@ LAYERS = [
     "_model",
     "_objective",
     "_optimization",
-    "_moves",
     "_starts",
     "_engine",
     "_uncertainty",

@@ -1,7 +1,6 @@
 """The optimiser: Gauss-Newton pieces, Levenberg-Marquardt and its fallback."""
 
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 import pytest
@@ -11,14 +10,6 @@ from skdensityfit import _optimization as optimization
 from skdensityfit import make_writeup_problem
 from skdensityfit._covariance import quadratic_features
 from skdensityfit._model import log_component_densities, log_model_density
-from skdensityfit._moves import (
-    grow_by_one,
-    parked_components,
-    replace_components,
-    split_component,
-    weakest_component,
-    without_component,
-)
 from skdensityfit._objective import (
     component_mass_shares,
     gauss_newton_by_group,
@@ -27,7 +18,7 @@ from skdensityfit._objective import (
     value_and_gradient,
     value_gradient_and_gauss_newton,
 )
-from skdensityfit._parameters import ParameterLayout, pack, unpack
+from skdensityfit._parameters import ParameterLayout, pack
 from skdensityfit._problem import FitData
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -232,174 +223,3 @@ def _mixture_problem(covariance_type, fit_scale=True):
     )
     target = model_density(theta, data)
     return grid, replace(data, target=target), theta
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("fit_scale", [True, False])
-def test_split_keeps_the_mixture_mean_and_removing_undoes_it(covariance_type, fit_scale):
-    _, data, theta = _mixture_problem(covariance_type, fit_scale)
-    split, bigger = split_component(theta, data, 0)
-    assert bigger.layout.n_components == 3
-    _, weights, means, _ = unpack(theta, data.layout, 0.3)
-    _, new_weights, new_means, _ = unpack(split, bigger.layout, 0.3)
-    np.testing.assert_allclose(new_weights @ new_means, weights @ means, atol=1e-12)
-    np.testing.assert_allclose(new_weights.sum(), 1.0)
-    np.testing.assert_allclose(
-        model_density(split, bigger).sum(), model_density(theta, data).sum(), rtol=0.05
-    )
-    # removing the added component leaves the other two, renormalised
-    smaller_theta, smaller = without_component(split, bigger, 2)
-    assert smaller.layout.n_components == 2
-    _, kept_weights, kept_means, _ = unpack(smaller_theta, smaller.layout, 0.3)
-    np.testing.assert_allclose(kept_means[1], means[1])
-    np.testing.assert_allclose(kept_weights[1] / kept_weights[0], weights[1] / (0.5 * weights[0]))
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_a_component_parked_outside_the_grid_is_revived(covariance_type):
-    grid, data, theta = _mixture_problem(covariance_type)
-    _, _, means, prec_chol = unpack(theta, data.layout)
-    layout = replace(data.layout, n_components=3)
-    if covariance_type != "tied":
-        prec_chol = np.concatenate([prec_chol, prec_chol[:1]])
-    data3 = replace(data, layout=layout)
-    # the target has a third component at (0, 2); the start parks it far outside the grid
-    truth = pack(layout, [0.4, 0.3, 0.3], np.vstack([means, [[0.0, 2.0]]]), prec_chol, 0.3)
-    data3 = replace(data3, target=model_density(truth, data3))
-    parked = pack(layout, [0.4, 0.3, 0.3], np.vstack([means, [[40.0, 40.0]]]), prec_chol, 0.3)
-    bounds = _bounds(layout.n_parameters)
-
-    def solve(theta0):
-        return optimization.minimize_objective(theta0, data3, bounds, tol=1e-10, max_iter=300)
-
-    stuck = solve(parked)
-    assert component_mass_shares(stuck.theta, data3).min() < 1e-4  # still parked
-    assert stuck.loss > 1e-3
-    parked = partial(parked_components, min_share=1e-4, min_width=0.05)
-    np.testing.assert_array_equal(parked(stuck.theta, data3, grid), [2])
-    revived = replace_components(stuck, grid, data3, solve, parked)
-    assert revived.loss < 1e-12
-    assert component_mass_shares(revived.theta, data3).min() >= 1e-4
-    assert len(parked(revived.theta, data3, grid)) == 0
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_parked_components_are_light_outside_or_at_the_width_floor(covariance_type):
-    grid, data, theta = _mixture_problem(covariance_type)
-    log_scale, weights, means, prec_chol = unpack(theta, data.layout, 0.3)
-    assert len(parked_components(theta, data, grid, 1e-4, 0.05)) == 0
-    shift = np.array([[0.0, 0.0], [3.5, 0.0]])
-    outside = pack(data.layout, weights, means + shift, prec_chol, log_scale)
-    np.testing.assert_array_equal(parked_components(outside, data, grid, 1e-4, 0.05), [1])
-    light = pack(data.layout, [1 - 1e-7, 1e-7], means, prec_chol, log_scale)
-    np.testing.assert_array_equal(parked_components(light, data, grid, 1e-4, 0.05), [1])
-    # the narrowest allowed width is the inverse of the largest precision factor
-    largest_factor = np.max(prec_chol)
-    at_floor = parked_components(theta, data, grid, 1e-4, 1.0 / largest_factor)
-    # component 0 has the largest factor; a tied factor is shared by both
-    np.testing.assert_array_equal(at_floor, [0, 1] if covariance_type == "tied" else [0])
-    # min_width=0 leaves narrow components alone
-    assert len(parked_components(theta, data, grid, 1e-4, 0.0)) == 0
-
-
-def test_weakest_component_is_moved_from_a_shared_peak_to_an_uncovered_one():
-    grid, data, theta = _mixture_problem("full")
-    _, _, means, prec_chol = unpack(theta, data.layout)
-    layout = replace(data.layout, n_components=3)
-    data3 = replace(data, layout=layout)
-    precisions = np.concatenate([prec_chol, prec_chol[:1]])
-    truth = pack(layout, [0.4, 0.3, 0.3], np.vstack([means, [[0.0, 2.2]]]), precisions, 0.3)
-    data3 = replace(data3, target=model_density(truth, data3))
-    # components 0 and 2 share the first peak; the peak at (0, 2.2) is left uncovered
-    shared = pack(layout, [0.2, 0.3, 0.2], np.vstack([means, means[:1]]), precisions, 0.3)
-    stuck = optimization.OptimizationResult(
-        shared, value_and_gradient(shared, data3)[0], 0, True, "a local optimum"
-    )
-    assert stuck.loss > 1e-3
-    bounds = _bounds(layout.n_parameters)
-
-    def solve(theta0):
-        return optimization.minimize_objective(theta0, data3, bounds, tol=1e-10, max_iter=300)
-
-    assert weakest_component(stuck.theta, data3, grid)[0] in (0, 2)
-    moved = replace_components(stuck, grid, data3, solve, weakest_component)
-    assert moved.loss < 1e-12
-
-
-def test_matched_filter_finds_a_broad_low_peak_that_a_noise_spike_outshines():
-    grid = np.linspace(-10, 10, 401)[:, None]
-    layout = ParameterLayout(1, 1, "full")
-    data = FitData(
-        quadratic_features(grid, "full"),
-        np.zeros(len(grid)),
-        np.full(len(grid), 1 / len(grid)),
-        layout,
-        "l2",
-    )
-    fitted = pack(layout, [1.0], np.array([[-6.0]]), np.array([[[2.0]]]), 0.0)
-    model = model_density(fitted, data)
-    broad = 0.3 * np.exp(-0.5 * ((grid[:, 0] - 4.0) / 1.0) ** 2)
-    noise = np.random.default_rng(0).normal(0, 0.1, len(grid))
-    noise[100] = 1.0  # a spike taller than the broad peak, at x = -5
-    data = replace(data, target=model + broad + noise)
-    peak_mean = unpack(grow_by_one(fitted, data, grid, "peak")[0], replace(layout, n_components=2))
-    filter_mean = unpack(
-        grow_by_one(fitted, data, grid, "filter")[0], replace(layout, n_components=2)
-    )
-    assert peak_mean[2][1, 0] == pytest.approx(-5.0)
-    assert filter_mean[2][1, 0] == pytest.approx(4.0, abs=0.5)
-
-
-def test_matched_filter_gives_the_same_answer_in_chunks_of_points(monkeypatch):
-    import skdensityfit._moves as initialization
-    import skdensityfit._objective as objective_module
-
-    grid, data, theta = _mixture_problem("full")
-    residual = np.random.default_rng(0).normal(size=len(grid)) + data.target
-    _, _, _, prec_chol = unpack(theta, data.layout)
-    whole = initialization._matched_filter_peak(
-        residual, grid, data.quadrature, data.layout, prec_chol[0]
-    )
-    monkeypatch.setattr(objective_module, "CHUNK_ELEMENTS", 3000)  # chunks of a few dozen points
-    chunked = initialization._matched_filter_peak(
-        residual, grid, data.quadrature, data.layout, prec_chol[0]
-    )
-    assert chunked[0] == whole[0]
-    assert chunked[1] == pytest.approx(whole[1], rel=1e-12)
-
-
-def test_a_failed_move_does_not_block_another_component_at_the_same_mean():
-    """Two components parked at one mean (one carries an off-grid tail, one is
-    negligible): when moving the first does not pay, the second is still tried."""
-    from skdensityfit import DensityGMM
-    from skdensityfit._problem import problem_of
-    from skdensityfit._starts import best_scale_within_bounds
-
-    X = np.linspace(-8, 8, 400)[:, None]
-    grid = problem_of(DensityGMM(n_components=3), X, np.ones(400)).grid
-    g = grid[:, 0]
-    far = g.max() + 2 * np.ptp(g)
-
-    def gaussian(mean, sd):
-        return np.exp(-0.5 * ((g - mean) / sd) ** 2) / np.sqrt(2 * np.pi) / sd
-
-    target = 0.5 * gaussian(0.0, 0.2) + 0.3 * gaussian(-1.0, 0.1) + 200 * gaussian(far, 3.0)
-    problem = problem_of(DensityGMM(n_components=3), X, target)
-    grid, data, bounds = problem.grid, problem.data, problem.bounds
-    weights = np.array([0.5, 200, 1e-9])
-    precisions = np.array([[[1 / 0.2]], [[1 / 3.0]], [[1 / 0.3]]])
-    means = np.array([[0.0], [far], [far]])
-    theta = pack(data.layout, weights / weights.sum(), means, precisions, 0.0)
-    theta = best_scale_within_bounds(np.clip(theta, bounds[:, 0], bounds[:, 1]), data, bounds)
-    start = optimization.OptimizationResult(
-        theta, value_and_gradient(theta, data)[0], 0, True, "two parked at one mean"
-    )
-
-    def solve(theta0):
-        return optimization.minimize_objective(theta0, data, bounds, tol=1e-8, max_iter=500)
-
-    def both_parked(theta, data, grid):
-        return np.array([1, 2]) if data.layout.n_components == 3 else np.array([], int)
-
-    moved = replace_components(start, grid, data, solve, both_parked)
-    assert moved.loss < 1e-12
