@@ -224,5 +224,3 @@ def user_parameters(X, target, quadrature, layout, params, *, loss):
         X, quadrature, target, layout.covariance_type, params, loss, refit_weights=False
     )
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
-
-
