@@ -6,7 +6,7 @@ densities) share: every start of every density is a *row* of the compiled
 kernel's Levenberg-Marquardt (:mod:`._rows`). The starts are the density's
 greedy peaks (or k-means and EM: ``init_params``), the greedy path grown one
 component at a time (:func:`greedy_path_rows`) and more drawn ones; components
-left parked are placed again and, where the starts ended in different optima,
+left parked are placed again and, for a density not fitted exactly,
 the weakest one is moved (:func:`moved_rows`); the best is polished.
 :class:`~._search.Paths` builds DensityGMMCV's paths from the same row
 functions. :class:`MixtureFit` converts a parameter vector back to grid units.
@@ -53,8 +53,6 @@ EXACT_FIT_LOSS = 1e-12
 # fraction, enough to rank them; the best is then polished to tol. (A fit of
 # noise converges linearly, so its last digits take many iterations.)
 RUN_FTOL = 1e-6
-# Runs whose losses differ by less than this fraction ended in the same optimum.
-RUNS_AGREE = 1e-5
 # A component with less than this share of the fitted mass on the grid is parked.
 NEGLIGIBLE_WEIGHT = 1e-4
 TINY = np.finfo(float).tiny
@@ -703,12 +701,13 @@ def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
 def fit_densities(problem, inputs, settings, random_state, *, data_start=data_driven_start):
     """The best fit of every density of ``inputs`` with ``problem``'s K components.
 
-    The search of :func:`fit_problem`, every start of every density a row of the
-    kernel: the data-driven start (``init_params``: greedy peaks by default), for
-    densities it does not fit exactly the greedy path (:func:`greedy_path_rows`) and
-    ``n_init - 2`` more data-driven starts, the lowest loss kept; then, density by
-    density, components left parked are re-placed, and where the starts ended in
-    different optima the weakest component is moved; every density is polished to
+    Every start of every density is a row of the kernel: the data-driven start
+    (``init_params``: greedy peaks by default), for densities it does not fit exactly
+    the greedy path (:func:`greedy_path_rows`) and ``n_init - 2`` more drawn starts
+    (k-means after the greedy peaks), the lowest loss kept; then components left parked
+    are placed again, and (with ``n_init`` > 1) the weakest component of a fit that is
+    not exact is moved (:func:`moved_rows`): the starts often end alike in an optimum
+    where two components share a peak and one covers two. Every density is polished to
     ``tol`` at last. ``random_state``: one random state, or a list of one per density
     (for the starts that draw: ``init_params`` other than 'peaks'). Returns a
     :class:`DensityFits`.
@@ -738,7 +737,6 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     best = minimize_rows(
         inputs, starts, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
     )
-    worst = best.loss.copy()
     for run in range(1, n_runs):
         rows = everyone[~(best.converged & (best.loss <= EXACT_FIT_LOSS))]
         if rows.size == 0:
@@ -755,7 +753,6 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
             ftol=run_ftol,
             density=rows,
         )
-        worst[rows] = np.fmax(worst[rows], np.where(np.isfinite(other.loss), other.loss, -np.inf))
         _keep_lower(best, other, rows)
     if k > 1:
         # components left parked are placed again (once a component: a parked one that
@@ -780,16 +777,12 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
                 == 0
             ):
                 break
-        # starts that end in different optima: the best may still be one where two
-        # components share a peak and one covers two
-        disagree = everyone[
-            np.isfinite(best.loss)
-            & (best.loss > EXACT_FIT_LOSS)
-            & (worst > (1 + RUNS_AGREE) * best.loss)
-        ]
-        if n_runs > 1 and disagree.size:
-            index = weakest_rows(problem, inputs, best.theta[disagree], disagree)
-            moved_rows(problem, inputs, best, disagree, index, settings)
+        # the best of the starts may still be an optimum where two components share a
+        # peak and one covers two (both starts often end there alike): move the weakest
+        inexact = everyone[np.isfinite(best.loss) & (best.loss > EXACT_FIT_LOSS)]
+        if n_runs > 1 and inexact.size:
+            index = weakest_rows(problem, inputs, best.theta[inexact], inexact)
+            moved_rows(problem, inputs, best, inexact, index, settings)
     message = [best.message(i) for i in everyone]
     theta, loss = best.theta, best.loss.copy()
     n_iter, converged = best.n_iter.copy(), best.converged.copy()
