@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._compat import warn_at_caller
 from ._covariance import cholesky_diagonals
 from ._objective import component_mass_shares
-from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult, minimize_objective
+from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult
 from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
 from ._problem import MAX_PREFIT_POINTS, prefit_size
 from ._rows import (
@@ -111,15 +111,7 @@ def minimize(problem, theta0, *, tol, max_iter, ftol=NO_GAIN):
 def minimize_starts(problem, starts, *, tol, max_iter, ftol=NO_GAIN):
     """One :class:`~._optimization.OptimizationResult` per row of ``starts``, each
     minimised by the kernel's Levenberg-Marquardt (all at once)."""
-    inputs = problem.kernel
-    if inputs is None:  # not yet in the kernel: full covariances on N-D bins
-        return [
-            minimize_objective(
-                theta0, problem.data, problem.bounds, tol=tol, max_iter=max_iter, ftol=ftol
-            )
-            for theta0 in starts
-        ]
-    rows = minimize_rows(inputs, starts, tol=tol, max_iter=max_iter, ftol=ftol)
+    rows = minimize_rows(problem.kernel, starts, tol=tol, max_iter=max_iter, ftol=ftol)
     return [
         OptimizationResult(
             rows.theta[r],

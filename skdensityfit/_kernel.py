@@ -127,14 +127,130 @@ def _log_interval(a, b):
     return log_b + math.log1p(-math.exp(log_a - log_b))
 
 
+# Gauss-Legendre nodes and weights on [0, 1] of the cubature of full and tied components
+# over cells in several dimensions (the rule of _cells' "hybrid" reference).
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(6)
+_GL_NODES = 0.5 * (_GL_NODES + 1.0)
+_GL_WEIGHTS = 0.5 * _GL_WEIGHTS
+CUBATURE = 2  # the layout's binned slot for the cubature (1: products of cdf differences)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _cell_cubature(point, lo, hi, k, d, means, U, g_mean, g_upper, y, delta):
+    """``log P_k``, the mass of component ``k`` in cell ``point``, by the hybrid rule: the
+    last coordinate integrated exactly (``Phi(b) - Phi(a)`` of the whitened bounds at
+    fixed others), the first ``d - 1`` by a tensor Gauss-Legendre rule. Fills
+    ``g_mean[i] = d log P / d mu_i`` and ``g_upper[i, j] = d log P / d U_ij`` (work:
+    ``y``, ``delta`` of length d)."""
+    m = d - 1
+    n_gl = _GL_NODES.shape[0]
+    n_nodes = n_gl**m
+    log_volume = 0.0
+    log_det = 0.0
+    for i in range(m):
+        log_volume += math.log(hi[point, i] - lo[point, i])
+        log_det += math.log(U[k, i, i])
+    last = d - 1
+    u_dd = U[k, last, last]
+    low = u_dd * (lo[point, last] - means[k, last])
+    high = u_dd * (hi[point, last] - means[k, last])
+    # pass 1: the log-sum-exp of the nodes' terms
+    peak = -math.inf
+    total = 0.0
+    for n in range(n_nodes):
+        index = n
+        log_w = 0.0
+        for i in range(m):
+            j = index % n_gl
+            index //= n_gl
+            log_w += math.log(_GL_WEIGHTS[j])
+            delta[i] = lo[point, i] + (hi[point, i] - lo[point, i]) * _GL_NODES[j] - means[k, i]
+        q = 0.0
+        shift = 0.0
+        for j in range(m):
+            s = 0.0
+            for i in range(j + 1):
+                s += U[k, i, j] * delta[i]
+            q += s * s
+        for i in range(m):
+            shift += U[k, i, last] * delta[i]
+        term = log_w - 0.5 * q + _log_interval(low + shift, high + shift)
+        if term > peak:
+            total = total * math.exp(peak - term) + 1.0
+            peak = term
+        else:
+            total += math.exp(term - peak)
+    log_sum = peak + math.log(total)
+    # pass 2: the derivatives, each node weighted by its share of the mass
+    for i in range(d):
+        g_mean[i] = 0.0
+        for j in range(d):
+            g_upper[i, j] = 0.0
+    for n in range(n_nodes):
+        index = n
+        log_w = 0.0
+        for i in range(m):
+            j = index % n_gl
+            index //= n_gl
+            log_w += math.log(_GL_WEIGHTS[j])
+            delta[i] = lo[point, i] + (hi[point, i] - lo[point, i]) * _GL_NODES[j] - means[k, i]
+        q = 0.0
+        shift = 0.0
+        for j in range(m):
+            s = 0.0
+            for i in range(j + 1):
+                s += U[k, i, j] * delta[i]
+            y[j] = s
+            q += s * s
+        for i in range(m):
+            shift += U[k, i, last] * delta[i]
+        a_n, b_n = low + shift, high + shift
+        log_interval = _log_interval(a_n, b_n)
+        share = math.exp(log_w - 0.5 * q + log_interval - log_sum)
+        if share == 0.0:
+            continue
+        g_a = -math.exp(-0.5 * a_n * a_n - 0.5 * LOG_2PI - log_interval)
+        g_b = math.exp(-0.5 * b_n * b_n - 0.5 * LOG_2PI - log_interval)
+        g = g_a + g_b
+        for i in range(m):
+            s = 0.0
+            for j in range(i, m):
+                s += U[k, i, j] * y[j]
+            g_mean[i] += share * (s - g * U[k, i, last])
+            for j in range(i, m):
+                value = -y[j] * delta[i]
+                if i == j:
+                    value += 1.0 / U[k, i, i]
+                g_upper[i, j] += share * value
+            g_upper[i, last] += share * g * delta[i]
+        g_mean[last] -= share * g * u_dd
+        g_upper[last, last] += share * (
+            g_a * (lo[point, last] - means[k, last]) + g_b * (hi[point, last] - means[k, last])
+        )
+    return log_sum + log_volume + log_det - 0.5 * m * LOG_2PI
+
+
 @njit(cache=True, fastmath=FASTMATH, inline="always")
-def _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned):
+def _component_log_densities(
+    point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+):
     """Fill ``a[k] = log w_k + log N_k(x)`` (or ``log w_k + log P_k(cell) - log vol``)
     for the point ``point``, ``const[k]`` being ``log w_k + log det U_k - d log(2 pi) / 2``
     (points) or ``log w_k`` (cells), and the per-component work: ``diff`` (x - mu) and
     ``z`` (U^T diff) for points; for cells the per-axis standardised bounds in ``diff``
-    (lower) and ``z`` (upper), and the log of each axis's mass in ``mass``."""
-    if binned:
+    (lower) and ``z`` (upper), and the log of each axis's mass in ``mass``; for cells
+    under the cubature (full and tied components in several dimensions), the derivatives
+    of ``log P_k`` in ``diff`` (means) and ``g_upper[i, k, j]`` (``U_ij``)."""
+    if binned == CUBATURE:
+        for k in range(K):
+            log_mass = _cell_cubature(
+                point, lo, hi, k, d, means, U, diff[k], g_upper[:, k, :], z[k], mass[k]
+            )
+            log_volume = 0.0
+            for i in range(d):
+                log_volume += math.log(hi[point, i] - lo[point, i])
+            a[k] = const[k] + log_mass - log_volume
+    elif binned:
         for k in range(K):
             value = const[k]
             for i in range(d):
@@ -170,8 +286,8 @@ def _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
 def _point_jacobian(
-    f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z, mass, jv,
-    binned,
+    f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z, mass,
+    g_upper, jv, binned,
 ):  # fmt: skip
     """``jv = d model / d theta`` at the point ``point``, the mixture's value being ``f``,
     its weights ``w`` and responsibilities ``rho``."""
@@ -188,7 +304,18 @@ def _point_jacobian(
         fr = f * rho[k]
         if fr == 0.0:
             continue
-        if binned:
+        if binned == CUBATURE:
+            for i in range(d):
+                jv[off + k * d + i] += fr * diff[k, i]
+                for j in range(i, d):
+                    index = chol_index[k, i, j]
+                    if index < 0:
+                        continue
+                    value = g_upper[i, k, j]
+                    if chol_log[k, i, j]:
+                        value *= U[k, i, j]
+                    jv[index] += fr * value
+        elif binned:
             # log P = sum_i log(Phi(b_i) - Phi(a_i)), a_i = (lo_i - mu_i) s_i, s_i = U_ii
             for i in range(d):
                 lower, upper = diff[k, i], z[k, i]
@@ -259,12 +386,13 @@ def evaluate(
 ):
     """The loss of ``theta`` (inf if not finite), and with ``derivatives`` its gradient
     ``grad`` and Gauss-Newton matrix ``H``; ``model`` (length n or 0) receives the
-    model of every value. Work arrays: ``work_k`` (5, K), ``work_kd`` (4, K, d), ``U``
+    model of every value. Work arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U``
     (K, d, d), ``jv`` (p,)."""
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
     logw, a, rho, const, w = work_k[0], work_k[1], work_k[2], work_k[3], work_k[4]
     means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+    g_upper = work_kd[4:]
     log_scale = _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, const)
     for k in range(K):
         w[k] = math.exp(logw[k])
@@ -285,7 +413,9 @@ def evaluate(
     with_model = model.shape[0] > 0
     total = 0.0
     for point in range(n):
-        _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned)
+        _component_log_densities(
+            point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+        )
         peak = a[0]
         for k in range(1, K):
             peak = max(peak, a[k])
@@ -323,7 +453,7 @@ def evaluate(
         factor = 1.0 if log_space else f
         _point_jacobian(
             factor, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff,
-            z, mass, jv, binned,
+            z, mass, g_upper, jv, binned,
         )  # fmt: skip
         if loss_kind == 0:
             g = -2.0 * weight * residual
@@ -650,7 +780,7 @@ def _fit_rows(
         free = np.empty(p, dtype=np.bool_)
         L = np.empty((p, p))
         work_k = np.empty((5, K))
-        work_kd = np.empty((4, K, d))
+        work_kd = np.empty((4 + d, K, d))
         U = np.empty((K, d, d))
         jv = np.empty(p)
         i = density[r]
@@ -691,7 +821,7 @@ def _evaluate_rows(
         grad = np.empty(0)
         H = np.empty((0, 0))
         work_k = np.empty((5, K))
-        work_kd = np.empty((4, K, d))
+        work_kd = np.empty((4 + d, K, d))
         U = np.empty((K, d, d))
         jv = np.empty(p)
         model = models[r] if want_model else np.empty(0)
@@ -724,7 +854,7 @@ def derivatives_of(
     loss = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
         normaliser, constant, True, grad, H, np.empty(0), np.empty((5, K)),
-        np.empty((4, K, d)), np.empty((K, d, d)), np.empty(p),
+        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p),
     )  # fmt: skip
     return loss, grad, H
 
@@ -736,17 +866,20 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     binned, fit_scale = layout[_BINNED], layout[_FIT_SCALE]
     work_k = np.empty((5, K))
-    work_kd = np.empty((4, K, d))
+    work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
     jv = np.empty(p)
     logw, a, rho, const, w = work_k[0], work_k[1], work_k[2], work_k[3], work_k[4]
     means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+    g_upper = work_kd[4:]
     log_scale = _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, const)
     for k in range(K):
         w[k] = math.exp(logw[k])
         const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
     for point in range(X.shape[0]):
-        _component_log_densities(point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned)
+        _component_log_densities(
+            point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+        )
         peak = a[0]
         for k in range(1, K):
             peak = max(peak, a[k])
@@ -759,7 +892,7 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
         f = math.exp(log_scale + peak) * s
         _point_jacobian(
             f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z,
-            mass, jv, binned,
+            mass, g_upper, jv, binned,
         )  # fmt: skip
         for m in range(p):
             out[point, m] = jv[m]
@@ -893,10 +1026,11 @@ def _component_shares(
     shared_q = Q.shape[0] == 1
     for r in prange(R):
         work_k = np.empty((5, K))
-        work_kd = np.empty((4, K, d))
+        work_kd = np.empty((4 + d, K, d))
         U = np.empty((K, d, d))
         logw, a, const = work_k[0], work_k[1], work_k[3]
         means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+        g_upper = work_kd[4:]
         i = density[r]
         q = Q[0] if shared_q else Q[i]
         theta = thetas[r]
@@ -912,7 +1046,7 @@ def _component_shares(
             if q[point] == 0.0:
                 continue
             _component_log_densities(
-                point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, binned
+                point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
             )
             f = 0.0
             for k in range(K):

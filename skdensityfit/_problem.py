@@ -255,11 +255,7 @@ class Problem:
 
     @cached_property
     def kernel(self):
-        """The compiled kernel's inputs (:class:`~._rows.KernelInputs`), or None for
-        full or tied covariances on bins in several dimensions (not in the kernel)."""
-        layout = self.layout
-        if self.binned and layout.n_features > 1 and layout.covariance_type in MATRIX_TYPES:
-            return None
+        """The compiled kernel's inputs (:class:`~._rows.KernelInputs`)."""
         return KernelInputs.of(self)
 
     @property

@@ -53,6 +53,8 @@ class KernelInputs:
         background = data.background
         basis = np.zeros((n, 0)) if background is None else background.basis
         cells = data.cells
+        # full and tied components over cells in several dimensions: the kernel's cubature
+        cubature = d > 1 and layout.covariance_type in ("full", "tied")
         if cells is None:
             lo = hi = np.zeros((n, d))
         else:
@@ -65,7 +67,7 @@ class KernelInputs:
                 problem.bounds.shape[0],
                 basis.shape[1],
                 0 if data.loss == "l2" else 1,
-                int(cells is not None),
+                0 if cells is None else (_kernel.CUBATURE if cubature else 1),
             ],
             dtype=np.int64,
         )

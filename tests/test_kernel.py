@@ -159,3 +159,33 @@ def test_leverages_sum_to_the_parameters_and_lie_in_zero_one():
     leverage = leverages_of(problem.kernel, theta)
     assert leverage.sum() == pytest.approx(problem.bounds.shape[0], rel=1e-9)
     assert np.all(leverage >= -1e-12) and np.all(leverage <= 1 + 1e-12)
+
+
+@pytest.mark.parametrize("n_features", [2, 3])
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+def test_the_cubature_of_full_components_over_cells_matches_autograd(
+    n_features, covariance_type, loss
+):
+    """Full and tied components over cells in several dimensions: the kernel's hybrid
+    rule (the last axis exact, Gauss-Legendre over the others) against _cells' autograd
+    reference of the same rule."""
+    rng = np.random.default_rng(2)
+    m = {2: 9, 3: 5}[n_features]
+    edges = [
+        np.sort(np.concatenate([[-4.0, 4.0], rng.uniform(-4.0, 4.0, m - 1)]))
+        for _ in range(n_features)
+    ]
+    centres = [0.5 * (e[1:] + e[:-1]) for e in edges]
+    X = np.column_stack([g.ravel() for g in np.meshgrid(*centres, indexing="ij")])
+    problem = build_problem(
+        X,
+        _density(X),
+        None,
+        n_components=2,
+        covariance_type=covariance_type,
+        loss=loss,
+        scale=None,
+        bins=edges,
+    )
+    _check(problem, seed=30 + n_features)

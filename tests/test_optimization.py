@@ -1,4 +1,4 @@
-"""The optimiser: Gauss-Newton pieces, Levenberg-Marquardt and its fallback."""
+"""The optimiser: the numpy objective's Gauss-Newton pieces, the kernel's Levenberg-Marquardt."""
 
 from dataclasses import replace
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from autograd import jacobian
 
-from skdensityfit import _optimization as optimization
 from skdensityfit import make_writeup_problem
 from skdensityfit._covariance import quadratic_features
 from skdensityfit._model import log_component_densities, log_model_density
@@ -18,6 +17,7 @@ from skdensityfit._objective import (
     value_and_gradient,
     value_gradient_and_gauss_newton,
 )
+from skdensityfit._optimization import lowering_step
 from skdensityfit._parameters import ParameterLayout, pack
 from skdensityfit._problem import FitData
 
@@ -108,11 +108,8 @@ def test_lowering_step_lowers_the_loss_or_stays(covariance_type):
     def objective(candidate):
         return value_and_gradient(candidate, data)[0]
 
-    step = optimization.lowering_step(theta, value, gradient, matrix, bounds, objective)
+    step = lowering_step(theta, value, gradient, matrix, bounds, objective)
     assert objective(step) < value
-    # the step is a Levenberg-Marquardt step: it agrees with one iteration of the solver
-    one_iteration = optimization.levenberg_marquardt(theta, data, bounds, tol=0.0, max_iter=1).theta
-    np.testing.assert_allclose(step, one_iteration)
     # with the unconstrained step's largest move out of bounds, the step stays inside
     # them (a variable at a bound that the gradient pushes outwards stays put) and
     # still lowers the loss
@@ -122,7 +119,7 @@ def test_lowering_step_lowers_the_loss_or_stays(covariance_type):
     at_bound = theta.copy()
     at_bound[moved] = tight[moved, 1] if step[moved] > theta[moved] else tight[moved, 0]
     value, gradient, matrix = value_gradient_and_gauss_newton(at_bound, data)
-    clipped = optimization.lowering_step(at_bound, value, gradient, matrix, tight, objective)
+    clipped = lowering_step(at_bound, value, gradient, matrix, tight, objective)
     assert np.all(clipped >= tight[:, 0]) and np.all(clipped <= tight[:, 1])
     pushed_out = gradient[moved] < 0 if step[moved] > theta[moved] else gradient[moved] > 0
     if pushed_out:
@@ -158,44 +155,50 @@ def _bounds(n_parameters):
     return np.tile([-50.0, 50.0], (n_parameters, 1))
 
 
-def test_levenberg_marquardt_solves_the_writeup_problem_in_few_iterations():
-    data, truth, grid = _writeup_data()
-    means = (np.array([[14.0], [21.0]]) - grid.mean()) / grid.std()
-    theta0 = pack(data.layout, [0.5, 0.5], means, np.ones((2, 1, 1)), log_scale=0.0)
-    result = optimization.levenberg_marquardt(
-        theta0, data, _bounds(len(theta0)), tol=1e-10, max_iter=100
+def _writeup_rows():
+    """The write-up's problem in the kernel, and a start near its two components."""
+    from skdensityfit import DensityGMM
+    from skdensityfit._problem import problem_of
+
+    grid, density, truth = make_writeup_problem()
+    problem = problem_of(DensityGMM(2), grid[:, None], density, None)
+    start = problem.to_fit(
+        np.array([0.5, 0.5]), np.array([[14.0], [21.0]]), np.full((2, 1, 1), 0.5), 1.0
     )
-    assert result.converged and result.n_iter <= 20
-    assert result.loss < 1e-20
-    fitted_means = np.sort(result.theta[2:4]) * grid.std() + grid.mean()
-    np.testing.assert_allclose(fitted_means, truth["means"], atol=1e-6)
+    return problem, start, truth
+
+
+def test_levenberg_marquardt_solves_the_writeup_problem_in_few_iterations():
+    from skdensityfit._parameters import rows_split
+    from skdensityfit._rows import minimize_rows
+
+    problem, start, truth = _writeup_rows()
+    result = minimize_rows(problem.kernel, start[None], tol=1e-10, max_iter=100)
+    assert result.converged[0] and result.n_iter[0] <= 20
+    assert result.loss[0] < 1e-18  # a relative L2 error of 1e-9 (fastmath sums)
+    _, _, means, _ = rows_split(result.theta, problem.layout)
+    standardisation = problem.standardisation
+    fitted = np.sort(standardisation.center[0] + standardisation.spread[0] * means[0, :, 0])
+    np.testing.assert_allclose(fitted, truth["means"], atol=1e-6)
 
 
 def test_levenberg_marquardt_stays_inside_the_bounds():
-    data, _, _ = _writeup_data()
-    theta0 = pack(data.layout, [0.5, 0.5], np.array([[0.0], [0.5]]), np.ones((2, 1, 1)), 0.0)
-    bounds = _bounds(len(theta0))
-    bounds[4:, 1] = 0.5  # log precision factors: widths at least exp(-0.5) standard units
-    result = optimization.levenberg_marquardt(theta0, data, bounds, tol=1e-10, max_iter=200)
-    assert np.all(result.theta >= bounds[:, 0]) and np.all(result.theta <= bounds[:, 1])
-    assert np.isfinite(result.loss)
+    from dataclasses import replace as replaced
+
+    from skdensityfit._rows import minimize_rows
+
+    problem, start, _ = _writeup_rows()
+    layout = problem.layout
+    upper = problem.bounds[:, 1].copy()
+    cholesky = slice(layout.offsets[3], layout.offsets[4])
+    upper[cholesky] = 0.5  # log precision factors: widths at least exp(-0.5) standard units
+    inputs = replaced(problem.kernel, upper=upper)
+    result = minimize_rows(inputs, np.minimum(start, upper)[None], tol=1e-10, max_iter=200)
+    theta = result.theta[0]
+    assert np.all(theta >= problem.bounds[:, 0]) and np.all(theta <= upper)
+    assert np.isfinite(result.loss[0])
     # the true components are narrower than the bound allows, so the fit presses on it
-    assert np.isclose(result.theta[4:], 0.5).any()
-
-
-def test_quasi_newton_takes_over_when_levenberg_marquardt_stalls(monkeypatch):
-    data, _, grid = _writeup_data()
-    means = (np.array([[14.0], [21.0]]) - grid.mean()) / grid.std()
-    theta0 = pack(data.layout, [0.5, 0.5], means, np.ones((2, 1, 1)), log_scale=0.0)
-
-    def stalls(theta, data, bounds, *, tol, max_iter, ftol):
-        return optimization.OptimizationResult(theta, 1.0, 1, False, "stalled")
-
-    monkeypatch.setattr(optimization, "levenberg_marquardt", stalls)
-    result = optimization.minimize_objective(
-        theta0, data, _bounds(len(theta0)), tol=1e-8, max_iter=500
-    )
-    assert result.converged and result.loss < 1e-12
+    assert np.isclose(theta[cholesky], 0.5).any()
 
 
 # ----------------------------------------------------------------------
