@@ -24,7 +24,7 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import get_active_backend
 from sklearn import config_context, get_config
 from sklearn.base import clone
@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_array
 from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages
 from ._estimator import DensityGMM, fit_rows_of
 from ._problem import BACKGROUND_DEGREES, polynomial_powers
+from ._rows import kernel_threads
 from ._validation import quadrature_weights
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
@@ -300,9 +301,12 @@ def fit_many(
         densities (the grids may differ in their number of points).
 
     n_jobs : int, default=None
-        Number of chunks fitted at once (``-1``: all cores, or all Dask
-        workers under the Dask backend). None means 1 unless a
-        ``joblib.parallel_config`` context says otherwise.
+        The vectorised path: the number of threads the compiled kernel fits
+        rows on (``-1``: all cores; None: numba's default, every core), the
+        chunks run one after the other in this process. The loop: the number
+        of chunks fitted at once by joblib's processes (None means 1 unless a
+        ``joblib.parallel_config`` context says otherwise). Under the Dask
+        backend, both send the chunks to the workers (``-1``: all of them).
 
     chunk_size : int, default=None
         Densities per joblib task. None uses ``ceil(n_densities / 64)``,
@@ -464,7 +468,8 @@ n_not_converged=0)
 
     bar = None if progress_bar is None else progress_bar(total=n_densities, unit="density")
     try:
-        for start, chunk in _run_tasks([task(a, b) for a, b in bounds], n_jobs):
+        tasks = [task(a, b) for a, b in bounds]
+        for start, chunk in _run_tasks(tasks, n_jobs, threads=vectorized):
             _store_chunk(result, start, chunk)
             if bar is not None:
                 bar.update(len(chunk["scale"]))
@@ -702,21 +707,29 @@ def _seeds(random_state, n_densities):
 # ----------------------------------------------------------------------
 # running the chunks
 # ----------------------------------------------------------------------
-def _run_tasks(tasks, n_jobs):
+def _run_tasks(tasks, n_jobs, threads=False):
     """Run ``(function, args, kwargs)`` tasks; yields their results as they complete
     (each is ``(start, chunk arrays)``).
 
     Under joblib's Dask backend the tasks go to the cluster directly, so that a
     task lost with a worker (a worker process that dies mid-batch) is submitted
-    again instead of losing the batch; otherwise through joblib.
+    again instead of losing the batch. Otherwise, with ``threads`` (the vectorised
+    path), in this process one after the other, the kernel's rows on ``n_jobs``
+    threads (no processes to start, no data to copy, no kernel to load in each);
+    else through joblib's processes.
     """
     client = _dask_client()
-    if client is None:
+    if client is not None:
+        yield from _run_on_dask(client, tasks)
+    elif threads:
+        n_threads = None if n_jobs is None else effective_n_jobs(n_jobs)
+        with kernel_threads(n_threads):
+            for function, args, kwargs in tasks:
+                yield function(*args, **kwargs)
+    else:
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(function)(*args, **kwargs) for function, args, kwargs in tasks
         )
-    else:
-        yield from _run_on_dask(client, tasks)
 
 
 def _dask_client():

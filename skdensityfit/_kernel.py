@@ -30,6 +30,7 @@ that the per-row functions can later be compiled for a GPU unchanged.
 """
 
 import math
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -834,11 +835,24 @@ def _evaluate_rows(
         )  # fmt: skip
 
 
-# the rows in numba's threads, and (for a few rows) in the calling one
-fit_rows = njit(cache=True, parallel=True)(_fit_rows)
-fit_rows_serial = njit(cache=True)(_fit_rows)
-evaluate_rows = njit(cache=True, parallel=True)(_evaluate_rows)
-evaluate_rows_serial = njit(cache=True)(_evaluate_rows)
+def _compiled(function):
+    """``(parallel, serial)`` compiled variants of ``function``: its rows in numba's
+    threads, and (for a few rows) in the calling one. Each variant is a copy of the
+    function with a name of its own: numba's cache tells functions apart by name, and
+    two variants of one name would load each other's machine code."""
+    variants = []
+    for suffix, parallel in (("_parallel", True), ("_serial", False)):
+        copy = types.FunctionType(
+            function.__code__, function.__globals__, function.__name__ + suffix
+        )
+        copy.__qualname__ = function.__qualname__ + suffix
+        copy.__doc__ = function.__doc__
+        variants.append(njit(cache=True, parallel=parallel)(copy))
+    return tuple(variants)
+
+
+fit_rows, fit_rows_serial = _compiled(_fit_rows)
+evaluate_rows, evaluate_rows_serial = _compiled(_evaluate_rows)
 
 
 @njit(cache=True)
@@ -969,8 +983,7 @@ def _greedy_peaks(X, Y, Q, widths, means, sds, heights):
         _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, gains)
 
 
-greedy_peaks = njit(cache=True, parallel=True)(_greedy_peaks)
-greedy_peaks_serial = njit(cache=True)(_greedy_peaks)
+greedy_peaks, greedy_peaks_serial = _compiled(_greedy_peaks)
 
 
 def _matched_filter(X, residuals, Q, centres, U, gains, heights):
@@ -1067,5 +1080,4 @@ def _component_shares(
             shares[r, k] = shares[r, k] / total if total > 0.0 else 0.0
 
 
-component_shares = njit(cache=True, parallel=True)(_component_shares)
-component_shares_serial = njit(cache=True)(_component_shares)
+component_shares, component_shares_serial = _compiled(_component_shares)

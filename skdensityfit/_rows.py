@@ -10,8 +10,10 @@ Levenberg-Marquardt on many parameter vectors at once (each a *row*: a
 density and a start), :func:`losses_of` and :func:`models_of` evaluate them.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 from scipy.special import xlogy
 
@@ -21,6 +23,21 @@ from ._covariance import cholesky_parameter_map
 # Rows at most this many run in the calling thread (numba's threads cost more than
 # they save on a few rows).
 SERIAL_ROWS = 8
+
+
+@contextmanager
+def kernel_threads(n_threads):
+    """Run the kernel's rows on ``n_threads`` threads (None: numba's default, every core)
+    inside the block."""
+    if n_threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 @dataclass(frozen=True, eq=False)
