@@ -1,14 +1,17 @@
 """The compiled kernel: the mixture's model, its derivatives and Levenberg-Marquardt, per row.
 
 A *row* is one density fitted from one start. :func:`fit_rows` runs
-Levenberg-Marquardt on many rows at once (numba's ``prange`` over rows, each
-to its own convergence); :func:`evaluate_rows` gives the loss (and, on
-request, the model) of many parameter vectors. Every evaluation makes one
+Levenberg-Marquardt on a range of rows, each to its own convergence;
+:func:`evaluate_rows` gives the loss (and, on request, the model) of many
+parameter vectors. The row functions release the GIL, and :mod:`._rows` runs
+ranges of rows on threads (numba's own parallel loops recompile every callee
+for each parallel function: a minute of compiling at the first call, against
+about 15 s for the one compilation this way). Every evaluation makes one
 pass over the grid points, accumulating the loss, its gradient and the
 Gauss-Newton matrix (for the Poisson loss, the Fisher information) point by
 point: no temporary grows with the grid.
 
-The problem is data (:class:`~._problem.KernelSpec` builds it):
+The problem is data (:class:`~._rows.KernelInputs` holds it):
 
 - ``layout``: ``[K, d, fit_scale, n_parameters, n_background, loss, binned]``
   (loss 0 is 'l2', 1 is 'poisson');
@@ -30,10 +33,9 @@ that the per-row functions can later be compiled for a GPU unchanged.
 """
 
 import math
-import types
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 LOG_2PI = math.log(2.0 * math.pi)
 SQRT_HALF = math.sqrt(0.5)
@@ -376,7 +378,6 @@ def evaluate(
     fixed_log_scale,
     normaliser,
     constant,
-    derivatives,
     grad,
     H,
     model,
@@ -385,12 +386,14 @@ def evaluate(
     U,
     jv,
 ):
-    """The loss of ``theta`` (inf if not finite), and with ``derivatives`` its gradient
-    ``grad`` and Gauss-Newton matrix ``H``; ``model`` (length n or 0) receives the
-    model of every value. Work arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U``
-    (K, d, d), ``jv`` (p,)."""
+    """The loss of ``theta`` (inf if not finite), and (when ``grad`` has length p, not 0)
+    its gradient ``grad`` and Gauss-Newton matrix ``H``; ``model`` (length n or 0)
+    receives the model of every value. (Whether to differentiate is read from the arrays,
+    not passed as a flag: numba would compile the function once for each literal.) Work
+    arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U`` (K, d, d), ``jv`` (p,)."""
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
+    derivatives = grad.shape[0] > 0
     logw, a, rho, const, w = work_k[0], work_k[1], work_k[2], work_k[3], work_k[4]
     means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
     g_upper = work_kd[4:]
@@ -669,7 +672,7 @@ def lm_row(
         theta[m] = min(max(theta[m], lower[m]), upper[m])
     value = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-        normaliser, constant, True, grad, H, no_model, work_k, work_kd, U, jv,
+        normaliser, constant, grad, H, no_model, work_k, work_kd, U, jv,
     )  # fmt: skip
     if not math.isfinite(value):
         return math.inf, 0, NOT_FINITE
@@ -704,7 +707,7 @@ def lm_row(
                 predicted -= grad[m] * step[m] + 0.5 * step[m] * hs
             new_value = evaluate(
                 candidate, X, lo, hi, y, q, basis, layout, chol_index, chol_log,
-                fixed_log_scale, normaliser, constant, True, grad_new, H_new, no_model,
+                fixed_log_scale, normaliser, constant, grad_new, H_new, no_model,
                 work_k, work_kd, U, jv,
             )  # fmt: skip
             actual = value - new_value
@@ -738,7 +741,10 @@ def lm_row(
 # --------------------------------------------------------------------------
 # many rows
 # --------------------------------------------------------------------------
-def _fit_rows(
+@njit(cache=True, nogil=True)
+def fit_rows(
+    first,
+    last,
     thetas,
     density,
     X,
@@ -762,15 +768,15 @@ def _fit_rows(
     n_iters,
     statuses,
 ):
-    """Levenberg-Marquardt on every row of ``thetas`` (modified in place): row ``r``
-    fits density ``density[r]`` (row ``density[r]`` of ``Y``, of ``Q`` if it has more
-    than one row, and of the per-density ``fixed_log_scale``, ``normaliser`` and
-    ``constant``). Fills ``losses``, ``n_iters`` and ``statuses``."""
-    R, p = thetas.shape
+    """Levenberg-Marquardt on rows ``first .. last - 1`` of ``thetas`` (modified in
+    place): row ``r`` fits density ``density[r]`` (row ``density[r]`` of ``Y``, of ``Q``
+    if it has more than one row, and of the per-density ``fixed_log_scale``,
+    ``normaliser`` and ``constant``). Fills ``losses``, ``n_iters`` and ``statuses``."""
+    p = thetas.shape[1]
     K, d = layout[_K], layout[_D]
     shared_q = Q.shape[0] == 1
     no_model = np.empty(0)
-    for r in prange(R):
+    for r in range(first, last):
         grad = np.empty(p)
         H = np.empty((p, p))
         candidate = np.empty(p)
@@ -794,7 +800,10 @@ def _fit_rows(
         )  # fmt: skip
 
 
-def _evaluate_rows(
+@njit(cache=True, nogil=True)
+def evaluate_rows(
+    first,
+    last,
     thetas,
     density,
     X,
@@ -812,13 +821,13 @@ def _evaluate_rows(
     losses,
     models,
 ):
-    """The loss of every row (``losses``) and, if ``models`` has a row per row, the model
-    of every value of its density."""
+    """The loss of rows ``first .. last - 1`` (``losses``) and, if ``models`` has a row
+    per row, the model of every value of its density."""
     R, p = thetas.shape
     K, d = layout[_K], layout[_D]
     shared_q = Q.shape[0] == 1
     want_model = models.shape[0] == R
-    for r in prange(R):
+    for r in range(first, last):
         grad = np.empty(0)
         H = np.empty((0, 0))
         work_k = np.empty((5, K))
@@ -830,29 +839,9 @@ def _evaluate_rows(
         q = Q[0] if shared_q else Q[i]
         losses[r] = evaluate(
             thetas[r], X, lo, hi, Y[i], q, basis, layout,
-            chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], False,
-            grad, H, model, work_k, work_kd, U, jv,
+            chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], grad, H,
+            model, work_k, work_kd, U, jv,
         )  # fmt: skip
-
-
-def _compiled(function):
-    """``(parallel, serial)`` compiled variants of ``function``: its rows in numba's
-    threads, and (for a few rows) in the calling one. Each variant is a copy of the
-    function with a name of its own: numba's cache tells functions apart by name, and
-    two variants of one name would load each other's machine code."""
-    variants = []
-    for suffix, parallel in (("_parallel", True), ("_serial", False)):
-        copy = types.FunctionType(
-            function.__code__, function.__globals__, function.__name__ + suffix
-        )
-        copy.__qualname__ = function.__qualname__ + suffix
-        copy.__doc__ = function.__doc__
-        variants.append(njit(cache=True, parallel=parallel)(copy))
-    return tuple(variants)
-
-
-fit_rows, fit_rows_serial = _compiled(_fit_rows)
-evaluate_rows, evaluate_rows_serial = _compiled(_evaluate_rows)
 
 
 @njit(cache=True)
@@ -867,7 +856,7 @@ def derivatives_of(
     H = np.empty((p, p))
     loss = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-        normaliser, constant, True, grad, H, np.empty(0), np.empty((5, K)),
+        normaliser, constant, grad, H, np.empty(0), np.empty((5, K)),
         np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p),
     )  # fmt: skip
     return loss, grad, H
@@ -972,30 +961,30 @@ def _peaks_row(X, y, q, widths, means, sds, heights, residual, gains):
             residual[point] -= height * math.exp(-r2 * inv)
 
 
-def _greedy_peaks(X, Y, Q, widths, means, sds, heights):
-    """:func:`_peaks_row` for every density (row of ``Y``; ``Q`` one row or one each)."""
+@njit(cache=True, nogil=True)
+def greedy_peaks(first, last, X, Y, Q, widths, means, sds, heights):
+    """:func:`_peaks_row` for the densities ``first .. last - 1`` (rows of ``Y``; ``Q``
+    one row or one each)."""
     n = X.shape[0]
     shared_q = Q.shape[0] == 1
-    for r in prange(Y.shape[0]):
+    for r in range(first, last):
         residual = np.empty(n)
         gains = np.empty(widths.shape[0])
         q = Q[0] if shared_q else Q[r]
         _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, gains)
 
 
-greedy_peaks, greedy_peaks_serial = _compiled(_greedy_peaks)
-
-
-def _matched_filter(X, residuals, Q, centres, U, gains, heights):
-    """For each row ``r`` and candidate centre ``centres[r, c]`` (a point's index), the
-    least-squares height of the Gaussian shape of precision Cholesky factor ``U[r]``
-    (peak 1) at that centre fitted to ``residuals[r]`` (weighted by ``Q``, one row or
-    one per row) and the squared residual it removes (``gains``, 0 where the height is
-    not positive)."""
-    R, C = centres.shape
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def matched_filter(first, last, X, residuals, Q, centres, U, gains, heights):
+    """For each row ``r`` (``first .. last - 1``) and candidate centre ``centres[r, c]``
+    (a point's index), the least-squares height of the Gaussian shape of precision
+    Cholesky factor ``U[r]`` (peak 1) at that centre fitted to ``residuals[r]`` (weighted
+    by ``Q``, one row or one per row) and the squared residual it removes (``gains``, 0
+    where the height is not positive)."""
+    C = centres.shape[1]
     n, d = X.shape
     shared_q = Q.shape[0] == 1
-    for r in prange(R):
+    for r in range(first, last):
         q = Q[0] if shared_q else Q[r]
         diff = np.empty(d)
         for c in range(C):
@@ -1023,21 +1012,20 @@ def _matched_filter(X, residuals, Q, centres, U, gains, heights):
             heights[r, c] = overlap / norm if good else 0.0
 
 
-matched_filter = njit(cache=True, parallel=True, fastmath=FASTMATH)(_matched_filter)
-
-
-def _component_shares(
-    thetas, density, X, lo, hi, Y, Q, basis, layout, chol_index, chol_log, fixed_log_scale,
-    shares, burdens,
+@njit(cache=True, nogil=True)
+def component_shares(
+    first, last, thetas, density, X, lo, hi, Y, Q, basis, layout, chol_index, chol_log,
+    fixed_log_scale, shares, burdens,
 ):  # fmt: skip
-    """Each component's share of the fitted mixture's mass on the grid (the quadrature-
-    weighted sum of its part of the model), ``shares`` ``(R, K)``, and its burden: the
-    squared residual weighted by its responsibility, ``burdens`` ``(R, K)``."""
-    R, p = thetas.shape
+    """For rows ``first .. last - 1``: each component's share of the fitted mixture's
+    mass on the grid (the quadrature-weighted sum of its part of the model), ``shares``
+    ``(R, K)``, and its burden: the squared residual weighted by its responsibility,
+    ``burdens`` ``(R, K)``."""
+    p = thetas.shape[1]
     K, d, J = layout[_K], layout[_D], layout[_J]
     binned = layout[_BINNED]
     shared_q = Q.shape[0] == 1
-    for r in prange(R):
+    for r in range(first, last):
         work_k = np.empty((5, K))
         work_kd = np.empty((4 + d, K, d))
         U = np.empty((K, d, d))
@@ -1078,6 +1066,3 @@ def _component_shares(
             total += shares[r, k]
         for k in range(K):
             shares[r, k] = shares[r, k] / total if total > 0.0 else 0.0
-
-
-component_shares, component_shares_serial = _compiled(_component_shares)

@@ -10,34 +10,72 @@ Levenberg-Marquardt on many parameter vectors at once (each a *row*: a
 density and a start), :func:`losses_of` and :func:`models_of` evaluate them.
 """
 
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-import numba
 import numpy as np
 from scipy.special import xlogy
 
 from . import _kernel
 from ._covariance import cholesky_parameter_map
 
-# Rows at most this many run in the calling thread (numba's threads cost more than
-# they save on a few rows).
+# A thread gets at least this many rows (a few rows cost less than handing them over).
 SERIAL_ROWS = 8
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+_THREADS = threading.local()
+_POOL = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _n_threads():
+    return getattr(_THREADS, "n", None) or _cores()
 
 
 @contextmanager
 def kernel_threads(n_threads):
-    """Run the kernel's rows on ``n_threads`` threads (None: numba's default, every core)
-    inside the block."""
-    if n_threads is None:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    """Run the kernel's rows on ``n_threads`` threads (None: one a core) inside the block
+    (in this thread)."""
+    previous = getattr(_THREADS, "n", None)
+    _THREADS.n = None if n_threads is None else max(1, int(n_threads))
     try:
         yield
     finally:
-        numba.set_num_threads(previous)
+        _THREADS.n = previous
+
+
+def _in_threads(function, n_rows, *args):
+    """``function(first, last, *args)`` over the rows ``0 .. n_rows - 1``: in this thread
+    for a few rows, else in ranges on a pool of threads (the kernel releases the GIL;
+    the ranges write disjoint rows of the outputs)."""
+    n_threads = min(_n_threads(), max(1, n_rows // SERIAL_ROWS))
+    if n_threads == 1:
+        function(0, n_rows, *args)
+        return
+    with _POOL_LOCK:
+        pool = _POOL.get(n_threads)
+        if pool is None:
+            pool = _POOL[n_threads] = ThreadPoolExecutor(n_threads, "skdensityfit-kernel")
+    # more ranges than threads: rows converge at different speeds
+    bounds = np.linspace(0, n_rows, 4 * n_threads + 1).astype(int)
+    futures = [
+        pool.submit(function, int(first), int(last), *args)
+        for first, last in itertools.pairwise(bounds)
+        if last > first
+    ]
+    for future in futures:
+        future.result()
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,8 +215,9 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
     losses = np.empty(n_rows)
     n_iter = np.empty(n_rows, dtype=np.int64)
     status = np.empty(n_rows, dtype=np.int64)
-    run = _kernel.fit_rows_serial if n_rows <= SERIAL_ROWS else _kernel.fit_rows
-    run(
+    _in_threads(
+        _kernel.fit_rows,
+        n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
         inputs.X,
@@ -210,8 +249,9 @@ def _evaluate(inputs, thetas, density, with_models):
     n_rows = len(thetas)
     losses = np.empty(n_rows)
     models = np.empty((n_rows if with_models else 0, inputs.X.shape[0]))
-    run = _kernel.evaluate_rows_serial if n_rows <= SERIAL_ROWS else _kernel.evaluate_rows
-    run(
+    _in_threads(
+        _kernel.evaluate_rows,
+        n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
         inputs.X,
@@ -268,8 +308,9 @@ def component_shares_of(inputs, thetas, density=None, burdens=False):
     n_rows = len(thetas)
     shares = np.empty((n_rows, int(inputs.layout[0])))
     burden = np.empty_like(shares)
-    run = _kernel.component_shares_serial if n_rows <= SERIAL_ROWS else _kernel.component_shares
-    run(
+    _in_threads(
+        _kernel.component_shares,
+        n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
         inputs.X,
@@ -296,8 +337,17 @@ def greedy_peaks(inputs, widths, n_components, residuals=None):
     means = np.empty((D, n_components, d))
     sds = np.empty((D, n_components))
     heights = np.empty((D, n_components))
-    run = _kernel.greedy_peaks_serial if D <= SERIAL_ROWS else _kernel.greedy_peaks
-    run(inputs.X, Y, inputs.Q, np.ascontiguousarray(widths, dtype=float), means, sds, heights)
+    _in_threads(
+        _kernel.greedy_peaks,
+        D,
+        inputs.X,
+        Y,
+        inputs.Q,
+        np.ascontiguousarray(widths, dtype=float),
+        means,
+        sds,
+        heights,
+    )
     return means, sds, heights
 
 
@@ -309,7 +359,9 @@ def matched_filter(inputs, residuals, centres, upper, q=None):
     centres = np.ascontiguousarray(centres, dtype=np.int64)
     gains = np.empty(centres.shape)
     heights = np.empty(centres.shape)
-    _kernel.matched_filter(
+    _in_threads(
+        _kernel.matched_filter,
+        len(centres),
         inputs.X,
         np.ascontiguousarray(residuals, dtype=float),
         np.ascontiguousarray(inputs.Q if q is None else q, dtype=float),
