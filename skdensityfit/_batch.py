@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_array
 
 from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages
 from ._estimator import DensityGMM, fit_rows_of
-from ._problem import BACKGROUND_DEGREES, polynomial_powers
+from ._problem import background_size
 from ._rows import kernel_threads
 from ._validation import quadrature_weights
 
@@ -408,9 +408,9 @@ n_not_converged=0)
         raise ValueError(f'method should be "vectorized" or "loop", got {method!r}.')
     progress_bar = _progress_bar_factory() if progress else None
     if per_density_grids:
-        grids, densities, weights, n_features = _check_per_density_inputs(X, Y, sample_weight)
+        grids, densities, weights, _ = _check_per_density_inputs(X, Y, sample_weight)
     else:
-        grids, densities, weights, n_features = _check_shared_inputs(X, Y, sample_weight)
+        grids, densities, weights, _ = _check_shared_inputs(X, Y, sample_weight)
     n_densities = len(densities)
     if warm_start and isinstance(estimator, DensityGMMCV):
         raise ValueError(
@@ -423,7 +423,8 @@ n_not_converged=0)
     chunk_size = _check_chunk_size(chunk_size, n_densities, vectorized)
     seeds = _seeds(estimator.random_state, n_densities)
 
-    result = _empty_result(estimator, n_densities, n_features, return_estimators)
+    first_grid = grids[0] if per_density_grids else grids
+    result = _empty_result(estimator, n_densities, first_grid, return_estimators)
     bounds = [
         (start, min(start + chunk_size, n_densities)) for start in range(0, n_densities, chunk_size)
     ]
@@ -812,8 +813,7 @@ def _fit_rows(
     to a fresh start buys).
     """
     n_rows = len(densities)
-    n_features = (grids if shared_grid else grids[0]).shape[1]
-    chunk = _empty_arrays(estimator, n_rows, n_features)
+    chunk = _empty_arrays(estimator, n_rows, grids if shared_grid else grids[0])
     chunk["estimators"] = [None] * n_rows if return_estimators else None
     previous = None
     for i in range(n_rows):
@@ -915,7 +915,7 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
     """The chunk's densities fitted together by the engine (:func:`~._engine.fit_densities`);
     rows the single fit would refuse go through ``DensityGMM.fit``, which says why."""
     n_rows = len(densities)
-    chunk = _empty_arrays(estimator, n_rows, X.shape[1])
+    chunk = _empty_arrays(estimator, n_rows, X)
     row_weights = None
     if weights is not None:
         row_weights = weights.values if isinstance(weights, _Shared) else weights
@@ -961,7 +961,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
     ``DensityGMMCV.fit`` does (one run at the chosen K, the rows of a K together); rows
     the single fit would refuse go through ``DensityGMMCV.fit``, which says why."""
     n_rows = len(densities)
-    chunk = _empty_arrays(estimator, n_rows, X.shape[1])
+    chunk = _empty_arrays(estimator, n_rows, X)
     row_weights = None
     if weights is not None:
         row_weights = weights.values if isinstance(weights, _Shared) else weights
@@ -1177,7 +1177,10 @@ def _recorded_warnings():
 # ----------------------------------------------------------------------
 # assembling the result
 # ----------------------------------------------------------------------
-def _empty_arrays(estimator, n_rows, n_features):
+def _empty_arrays(estimator, n_rows, grid):
+    """The arrays of a chunk (or the result) of ``n_rows`` densities on ``grid`` (one of
+    the grids), every value missing."""
+    n_features = grid.shape[1]
     k = _max_components(estimator)
     cov_shape = _COVARIANCE_SHAPES[estimator.covariance_type](k, n_features)
     arrays = {
@@ -1197,13 +1200,13 @@ def _empty_arrays(estimator, n_rows, n_features):
     if isinstance(estimator, DensityGMMCV):
         arrays["n_components"] = np.zeros(n_rows, dtype=int)
     elif estimator.background is not None:
-        terms = len(polynomial_powers(BACKGROUND_DEGREES[estimator.background], n_features))
+        terms = background_size(estimator.background, grid)
         arrays["background"] = np.full((n_rows, terms), np.nan)
     return arrays
 
 
-def _empty_result(estimator, n_densities, n_features, return_estimators):
-    arrays = _empty_arrays(estimator, n_densities, n_features)
+def _empty_result(estimator, n_densities, grid, return_estimators):
+    arrays = _empty_arrays(estimator, n_densities, grid)
     n_components = arrays.pop("n_components", _max_components(estimator))
     return BatchFitResult(
         **arrays,

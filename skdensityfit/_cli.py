@@ -590,10 +590,10 @@ def main(argv=None):
     )
     fit.add_argument(
         "--background",
-        choices=["none", "constant", "linear"],
+        choices=["none", "constant", "linear", "quadratic", "cubic", "exponential"],
         default="none",
-        help="fit a constant or linear baseline under the peaks (with 'auto', under every "
-        "candidate)",
+        help="fit a baseline under the peaks: a polynomial, or A exp(rate x) in 1-D (with "
+        "'auto', under every candidate)",
     )
     fit.add_argument("--random-state", type=int, default=0, help="seed (default: 0)")
     fit.add_argument("--format", choices=["json", "csv"], default="json")

@@ -423,7 +423,7 @@ def best_scales(problem, inputs, thetas, density):
     unit[:, 0] = 0.0
     shape = models_of(inputs, unit, density)
     if problem.data.background is not None:  # the mixture's part only
-        shape -= np.asarray(thetas[:, problem.n_mixture_parameters :]) @ inputs.basis.T
+        shape -= problem.data.background.values_rows(thetas[:, problem.n_mixture_parameters :])
     q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[density]
     y = inputs.Y[density]
     if problem.data.loss == "l2":

@@ -178,12 +178,17 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         ``np.histogramdd`` into ``(X, y)``. Use explicit edges in
         cross-validation: the training points of a fold are no full grid.
 
-    background : {None, 'constant', 'linear'}, default=None
-        A polynomial of degree 0 or 1 in the grid coordinates under the
-        mixture (a baseline, a sky), fitted jointly with it:
-        ``f(x) = mixture(x) + c_0 + c . x``. Its coefficients are
-        ``background_``. With ``loss='poisson'`` it is kept non-negative over
-        the box of the grid (see Notes).
+    background : {None, 'constant', 'linear', 'quadratic', 'cubic', 'exponential'}, \
+            int or callable, default=None
+        A baseline under the mixture (a continuum, a sky), fitted jointly
+        with it: ``f(x) = mixture(x) + b(x)``. A name or an int is a
+        polynomial of that total degree in the grid coordinates ('constant'
+        0, 'linear' 1, 'quadratic' 2, 'cubic' 3); 'exponential' is ``b(x) =
+        A exp(rate x)`` in one dimension (a free rate); a callable ``f(X)``
+        returning columns ``(n_points, n_terms)`` is a user's basis, ``b(x) =
+        sum_j c_j f(x)_j``. Its coefficients are ``background_``. With
+        ``loss='poisson'`` the model must stay positive at every point (see
+        Notes). With ``bins``, polynomials only (averaged over each bin).
 
     random_state : int, RandomState instance or None, default=None
         Controls the initialisations. Pass an int for reproducible fits.
@@ -241,10 +246,13 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         Whether the best run, polished, met ``tol`` (or stopped gaining any
         digit of the loss) within ``max_iter``.
 
-    background_ : ndarray of shape (1,) or (1 + n_features,), or None
-        With ``background``, its coefficients ``[c_0]`` or ``[c_0, c_1, ...,
-        c_d]`` of ``c_0 + sum_j c_j x_j``, in grid units and the units of
-        ``y``.
+    background_ : ndarray of shape (n_terms,), or None
+        With ``background``, its coefficients in grid units and the units of
+        ``y``: a polynomial's monomial coefficients, the constant first, then
+        by degree, and within a degree the first axis's highest power first
+        (``[c_0, c_1, ..., c_d]`` of ``c_0 + sum_j c_j x_j`` for 'linear';
+        ``[c_0, c_x, c_xx]`` of ``c_0 + c_x x + c_xx x^2`` for 'quadratic' in
+        1-D); ``[A, rate]`` of an exponential; a user's basis's ``c_j``.
 
     bin_edges_ : list of ndarray or None
         With ``bins``, the edges of the bins of each dimension (given or
@@ -284,16 +292,18 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
     of ``bin_edges_`` that contain the points of ``X``, and ``score`` compares
     them with ``y``.
 
-    With ``background`` the model is ``f + b``, ``b(x) = c_0 + c . x``; with
-    bins, ``b`` is averaged over each bin (its value at the bin's centre).
-    The mixture is first fitted to ``y`` minus a least-squares polynomial
-    through the values on the grid's rim (its outer 5% along each
-    dimension), then mixture and background are fitted jointly. For
-    ``loss='poisson'`` the background is ``beta_0 (1 + w . v)`` with ``v`` the
-    grid coordinates scaled to ``[-1, 1]`` over the grid's box, ``beta_0 >=
-    0`` and ``sum |w_j| <= 1``, so it is non-negative over the box; in three
-    or more dimensions its slopes are limited further, to ``|w_j| <= 1 /
-    d``. ``predict_density`` includes the background and
+    With ``background`` the model is ``f + b``. A polynomial is fitted in
+    the Legendre basis of the grid's box (orthogonal there, well conditioned
+    at any degree) and reported as monomials; with bins it is averaged over
+    each bin exactly. The mixture is fitted twice, to ``y`` minus the
+    baseline through the values on the grid's rim (its outer 5% along each
+    dimension; an exponential through their logarithms) and to ``y`` with no
+    baseline, and each fit with that baseline is the start of a joint fit of
+    mixture and baseline; the lower wins, so adding a baseline never makes
+    the fit worse than none. For ``loss='poisson'`` the model must be
+    positive at every point (the loss is infinite elsewhere, so the fit never
+    goes there), and a polynomial's constant term and an exponential's
+    amplitude are non-negative. ``predict_density`` includes the background and
     ``predict_background`` gives it alone, so the mixture alone is their
     difference (or ``scale_ * exp(score_samples(X))`` at points).
 
@@ -337,7 +347,12 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         "precisions_init": ["array-like", None],
         "scale": [Interval(Real, 0.0, None, closed="neither"), None],
         "bins": [None, StrOptions({"infer"}), "array-like"],
-        "background": [None, StrOptions({"constant", "linear"})],
+        "background": [
+            None,
+            StrOptions({"constant", "linear", "quadratic", "cubic", "exponential"}),
+            Interval(Integral, 0, None, closed="left"),
+            callable,
+        ],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -723,8 +738,12 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     )
     coefficients = None
     if background is not None:
-        matrix = background.monomial_map(standardisation.center, standardisation.spread)
-        coefficients = (fits.theta[:, layout.n_parameters :] @ matrix.T) * units[:, None]
+        coefficients = background.to_grid(
+            fits.theta[:, layout.n_parameters :],
+            standardisation.center,
+            standardisation.spread,
+            units[:, None],
+        )
     messages = _row_messages(estimator, problem, inputs, X, Y, fits, parameters, coefficients)
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     models = models_of(inputs, fits.theta) * units[:, None]
@@ -738,7 +757,7 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     background = problem.data.background
     mixture = problem.mixture_only()
     under = background.fitted_to(targets, problem.grid)
-    residual = targets - under @ background.basis.T
+    residual = targets - background.values_rows(under)
     if problem.data.loss == "poisson":
         residual = np.maximum(residual, 0.0)
     empty = ~np.any(residual > 0, axis=1)

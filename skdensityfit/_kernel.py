@@ -13,8 +13,10 @@ point: no temporary grows with the grid.
 
 The problem is data (:class:`~._rows.KernelInputs` holds it):
 
-- ``layout``: ``[K, d, fit_scale, n_parameters, n_background, loss, binned]``
-  (loss 0 is 'l2', 1 is 'poisson');
+- ``layout``: ``[K, d, fit_scale, n_parameters, n_background, loss, binned,
+  exponential]`` (loss 0 is 'l2', 1 is 'poisson'; binned 1 for products of cdf
+  differences, 2 for the cubature; exponential 1 for a background ``c exp(r v)``, its two
+  parameters last and ``v`` the basis's one column);
 - ``chol_index`` ``(K, d, d)``: the parameter that entry ``(i, j)`` of
   component ``k``'s precision Cholesky factor ``U`` comes from (-1: zero),
   and ``chol_log`` whether the parameter is the entry's logarithm. This is
@@ -46,7 +48,7 @@ TINY = 2.2250738585072014e-308
 FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 # layout slots
-_K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED = range(7)
+_K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED, _EXPONENTIAL = range(8)
 # Levenberg-Marquardt
 INITIAL_DAMPING = 1e-3
 MAX_DAMPING = 1e16
@@ -288,9 +290,32 @@ def _component_log_densities(
 
 
 @njit(cache=True, fastmath=FASTMATH, inline="always")
+def _background_value(theta, basis, point, p, J, exponential):
+    """The background at point ``point``: ``basis @ c``, or ``c exp(r v)``."""
+    if exponential:
+        return theta[p - 2] * math.exp(theta[p - 1] * basis[point, 0])
+    value = 0.0
+    for j in range(J):
+        value += theta[p - J + j] * basis[point, j]
+    return value
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _background_jacobian(theta, basis, point, p, J, exponential, jv):
+    """The background's derivatives at point ``point`` into the last ``J`` entries of ``jv``."""
+    if exponential:
+        e = math.exp(theta[p - 1] * basis[point, 0])
+        jv[p - 2] = e
+        jv[p - 1] = theta[p - 2] * basis[point, 0] * e
+        return
+    for j in range(J):
+        jv[p - J + j] = basis[point, j]
+
+
+@njit(cache=True, fastmath=FASTMATH, inline="always")
 def _point_jacobian(
-    f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z, mass,
-    g_upper, jv, binned,
+    f, rho, w, point, theta, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
+    U, diff, z, mass, g_upper, jv, binned,
 ):  # fmt: skip
     """``jv = d model / d theta`` at the point ``point``, the mixture's value being ``f``,
     its weights ``w`` and responsibilities ``rho``."""
@@ -356,8 +381,7 @@ def _point_jacobian(
                     if chol_log[k, i, j]:
                         value *= U[k, i, j]
                     jv[index] += fr * value
-    for j in range(J):
-        jv[p - J + j] = basis[point, j]
+    _background_jacobian(theta, basis, point, p, J, exponential, jv)
 
 
 # --------------------------------------------------------------------------
@@ -394,6 +418,7 @@ def evaluate(
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
     derivatives = grad.shape[0] > 0
+    exponential = layout[_EXPONENTIAL]
     logw, a, rho, const, w = work_k[0], work_k[1], work_k[2], work_k[3], work_k[4]
     means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
     g_upper = work_kd[4:]
@@ -409,8 +434,8 @@ def evaluate(
                 H[m, c] = 0.0
     if d == 1 and not binned:
         total = _points_1d(
-            theta, X, y, q, basis, K, p, J, fit_scale, loss_kind, chol_index, log_scale, const,
-            w, means, U, a, rho, z, derivatives, grad, H, model, jv,
+            theta, X, y, q, basis, K, p, J, exponential, fit_scale, loss_kind, chol_index,
+            log_scale, const, w, means, U, a, rho, z, derivatives, grad, H, model, jv,
         )  # fmt: skip
         return _finish(total, constant, normaliser, derivatives, grad, H, p)
     n = y.shape[0]
@@ -429,10 +454,7 @@ def evaluate(
             s += rho[k]
         f = math.exp(log_scale + peak) * s
         log_f = log_scale + peak + math.log(s) if loss_kind == 1 else 0.0
-        background = 0.0
-        for j in range(J):
-            background += theta[p - J + j] * basis[point, j]
-        value = f + background
+        value = f + _background_value(theta, basis, point, p, J, exponential)
         if with_model:
             model[point] = value
         weight = q[point]
@@ -456,8 +478,8 @@ def evaluate(
         log_space = loss_kind == 1 and J == 0
         factor = 1.0 if log_space else f
         _point_jacobian(
-            factor, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff,
-            z, mass, g_upper, jv, binned,
+            factor, rho, w, point, theta, basis, K, d, p, J, exponential, fit_scale,
+            chol_index, chol_log, U, diff, z, mass, g_upper, jv, binned,
         )  # fmt: skip
         if loss_kind == 0:
             g = -2.0 * weight * residual
@@ -495,8 +517,8 @@ def _finish(total, constant, normaliser, derivatives, grad, H, p):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _points_1d(
-    theta, X, y, q, basis, K, p, J, fit_scale, loss_kind, chol_index, log_scale, const, w,
-    means, U, a, rho, t, derivatives, grad, H, model, jv,
+    theta, X, y, q, basis, K, p, J, exponential, fit_scale, loss_kind, chol_index, log_scale,
+    const, w, means, U, a, rho, t, derivatives, grad, H, model, jv,
 ):  # fmt: skip
     """:func:`evaluate`'s sums over the points of a 1-D grid (every covariance type has
     one precision a component there): the same arithmetic without the loops over axes.
@@ -521,9 +543,7 @@ def _points_1d(
             rho[k] = r
             s += r
         f = math.exp(log_scale + peak) * s
-        value = f
-        for j in range(J):
-            value += theta[p - J + j] * basis[point, j]
+        value = f + _background_value(theta, basis, point, p, J, exponential)
         if with_model:
             model[point] = value
         weight = q[point]
@@ -550,8 +570,7 @@ def _points_1d(
             tk = t[k, 0]
             jv[first_mean + k] = fr * U[k, 0, 0] * tk
             jv[chol_index[k, 0, 0]] += fr * (1.0 - tk * tk)  # the log of U
-        for j in range(J):
-            jv[p - J + j] = basis[point, j]
+        _background_jacobian(theta, basis, point, p, J, exponential, jv)
         if loss_kind == 0:
             g = -2.0 * weight * residual
             curvature = 2.0 * weight
@@ -868,6 +887,7 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
     (for the leverages of a fit)."""
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     binned, fit_scale = layout[_BINNED], layout[_FIT_SCALE]
+    exponential = layout[_EXPONENTIAL]
     work_k = np.empty((5, K))
     work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
@@ -894,8 +914,8 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
             rho[k] /= s
         f = math.exp(log_scale + peak) * s
         _point_jacobian(
-            f, rho, w, point, basis, K, d, p, J, fit_scale, chol_index, chol_log, U, diff, z,
-            mass, g_upper, jv, binned,
+            f, rho, w, point, theta, basis, K, d, p, J, exponential, fit_scale, chol_index,
+            chol_log, U, diff, z, mass, g_upper, jv, binned,
         )  # fmt: skip
         for m in range(p):
             out[point, m] = jv[m]
@@ -1023,7 +1043,7 @@ def component_shares(
     ``burdens`` ``(R, K)``."""
     p = thetas.shape[1]
     K, d, J = layout[_K], layout[_D], layout[_J]
-    binned = layout[_BINNED]
+    binned, exponential = layout[_BINNED], layout[_EXPONENTIAL]
     shared_q = Q.shape[0] == 1
     for r in range(first, last):
         work_k = np.empty((5, K))
@@ -1053,9 +1073,7 @@ def component_shares(
             for k in range(K):
                 a[k] = math.exp(a[k])
                 f += a[k]
-            value = scale * f
-            for j in range(J):
-                value += theta[p - J + j] * basis[point, j]
+            value = scale * f + _background_value(theta, basis, point, p, J, exponential)
             residual = Y[i, point] - value
             for k in range(K):
                 shares[r, k] += q[point] * a[k]

@@ -659,7 +659,7 @@ def _background_jacobian_chunks(theta, data):
     n_mixture = data.layout.n_parameters
     theta_b = theta[n_mixture:]
     for rows, mixture, _, _, _, jacobian_t in _mixture_jacobian_chunks(theta, data):
-        model = mixture + background.basis[rows] @ theta_b
+        model = mixture + background.values(theta_b, background.basis[rows])
         target, q = data.target[rows], data.quadrature[rows]
         if data.loss == "l2":
             residual = target - model
@@ -673,5 +673,7 @@ def _background_jacobian_chunks(theta, data):
             losses = np.where(positive, q * (model - target * np.log(model)), np.inf)
             g = (q / data.normaliser) * (1.0 - target / model)
             curvature = (q / data.normaliser) / model
-        jacobian_f = np.concatenate([jacobian_t * mixture, background.basis[rows].T], axis=0)
+        jacobian_f = np.concatenate(
+            [jacobian_t * mixture, background.derivatives(theta_b, rows)], axis=0
+        )
         yield rows, losses, g, curvature, jacobian_f

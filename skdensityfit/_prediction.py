@@ -10,7 +10,7 @@ from sklearn.utils import gen_batches
 
 from ._cells import cells_from_edges, log_cell_masses
 from ._covariance import log_gaussian_density
-from ._problem import BACKGROUND_DEGREES, polynomial_powers
+from ._problem import background_spec, polynomial_powers, user_basis
 
 PREDICT_BATCH_SIZE = 65536
 
@@ -21,9 +21,17 @@ def background_at(model, points):
     return background_values(points, model.background, model.background_)
 
 
-def background_values(points, kind, coefficients):
-    """A background of ``kind`` with monomial ``coefficients`` at ``points``."""
-    powers = polynomial_powers(BACKGROUND_DEGREES[kind], points.shape[1])
+def background_values(points, background, coefficients):
+    """The baseline ``background`` (the estimator's parameter) with ``coefficients``
+    (``background_``) at ``points``: a polynomial's monomials, ``A exp(rate x)``, or a
+    user's basis."""
+    kind, detail = background_spec(background)
+    if kind == "exponential":
+        with np.errstate(over="ignore"):
+            return coefficients[0] * np.exp(coefficients[1] * points[:, 0])
+    if kind == "basis":
+        return user_basis(detail, points) @ coefficients
+    powers = polynomial_powers(detail, points.shape[1])
     return np.prod(points[:, None, :] ** powers[None], axis=2) @ coefficients
 
 

@@ -36,10 +36,60 @@ MAX_PREFIT_POINTS = 50_000
 # cell still has a well-defined mass in it and its neighbours, down to about a
 # tenth of a cell, where all of its mass falls in one cell.
 BINNED_WIDTH_FLOOR = 0.2
-BACKGROUND_DEGREES = {"constant": 0, "linear": 1}
-BACKGROUNDS = tuple(BACKGROUND_DEGREES)
+BACKGROUND_DEGREES = {"constant": 0, "linear": 1, "quadratic": 2, "cubic": 3}
+BACKGROUNDS = (*BACKGROUND_DEGREES, "exponential")
 # Background coefficients stay within this many times the largest |value| of the density.
 MAX_BACKGROUND = 100.0
+# An exponential background's rate, per half the grid's range (exp(30) is 1e13).
+MAX_RATE = 30.0
+
+
+def background_spec(background):
+    """``(kind, detail)`` of a ``background`` parameter: ('polynomial', degree) for a
+    name of :data:`BACKGROUND_DEGREES` or a degree, ('exponential', None), ('basis',
+    function) for a callable; None for None."""
+    if background is None:
+        return None
+    if callable(background):
+        return "basis", background
+    if isinstance(background, str):
+        if background == "exponential":
+            return "exponential", None
+        if background in BACKGROUND_DEGREES:
+            return "polynomial", BACKGROUND_DEGREES[background]
+    elif isinstance(background, (int, np.integer)) and not isinstance(background, bool):
+        if background >= 0:
+            return "polynomial", int(background)
+    raise ValueError(
+        "background must be None, 'constant', 'linear', 'quadratic', 'cubic', a polynomial "
+        "degree (int >= 0), 'exponential' or a callable returning the basis columns at the "
+        f"points, shape (n_points, n_terms); got {background!r}."
+    )
+
+
+def user_basis(function, X):
+    """The columns ``function(X)`` of a user's background basis, checked: ``(n, J)``."""
+    columns = np.asarray(function(X), dtype=float)
+    if columns.ndim == 1:
+        columns = columns[:, None]
+    if columns.ndim != 2 or columns.shape[0] != len(X) or columns.shape[1] == 0:
+        raise ValueError(
+            "A background basis function must return an array of shape (n_points, n_terms) "
+            f"for points of shape {np.shape(X)}; got shape {columns.shape}."
+        )
+    if not np.all(np.isfinite(columns)):
+        raise ValueError("The background basis function returned NaN or infinite values.")
+    return columns
+
+
+def background_size(background, X):
+    """The number of coefficients ``background_`` holds for ``background`` on grid ``X``."""
+    kind, detail = background_spec(background)
+    if kind == "polynomial":
+        return len(polynomial_powers(detail, X.shape[1]))
+    if kind == "exponential":
+        return 2
+    return user_basis(detail, X[:1]).shape[1]
 
 
 def polynomial_powers(degree, n_features):
@@ -83,38 +133,65 @@ def _legendre_averages(v_lo, v_hi, powers):
 
 @dataclass(frozen=True, eq=False)
 class Background:
-    """A polynomial under the mixture, linear in its coefficients, in fit coordinates.
+    """A baseline under the mixture, in fit coordinates (the density divided by its unit).
 
-    ``b(u) = sum_j c_j L_j(v)`` with ``v = (u - centre) / half`` the point's
-    coordinates scaled to ``[-1, 1]`` over the box of the points (``u`` the
-    standardised point) and ``L_j`` products of Legendre polynomials, of total
-    degree at most ``degree`` (``powers``): orthogonal over the box, so the
-    coefficients are well conditioned at any degree. ``basis`` holds the
-    terms' values at the points, or with bins their averages over the cells
-    (exact). With the Poisson loss the model must stay positive at the
-    points: the loss is infinite elsewhere, so the fit never goes there, and
-    the constant term is non-negative.
+    Three kinds:
+
+    - ``'polynomial'``: ``b(u) = sum_j c_j L_j(v)`` with ``v = (u - centre) / half`` the
+      point's coordinates scaled to ``[-1, 1]`` over the box of the points (``u`` the
+      standardised point) and ``L_j`` products of Legendre polynomials, of total degree
+      at most the degree (``powers``): orthogonal over the box, so the coefficients are
+      well conditioned at any degree. With bins, ``basis`` holds the terms' averages
+      over the cells (exact);
+    - ``'exponential'`` (one dimension): ``b(u) = c exp(r v)``, a free amplitude and rate
+      (``basis`` holds ``v``);
+    - ``'basis'``: ``b = sum_j c_j B_j(x)``, the user's columns ``B_j`` evaluated at the
+      grid points in the grid's units (``function``).
+
+    With the Poisson loss the model must stay positive at the points: the loss is
+    infinite elsewhere, so the fit never goes there; the polynomial's constant term and
+    the exponential's amplitude are non-negative.
     """
 
-    basis: np.ndarray  # (n_points, J): the terms at the points (or their cell averages)
-    powers: np.ndarray  # (J, d): the Legendre degree of each term along each axis
+    basis: np.ndarray  # (n_points, J) for a linear kind; (n_points, 1) of v: exponential
+    powers: object  # (J, d) Legendre degrees of a polynomial's terms, else None
     nonnegative: bool
     centre: np.ndarray  # (d,)
     half: np.ndarray  # (d,)
+    kind: str = "polynomial"
+    function: object = None  # the user's basis
 
     @classmethod
-    def of(cls, kind, points, nonnegative, cells=None):
-        """The background ``kind`` ('constant', 'linear') over ``points`` (standardised;
-        with ``cells``, averaged over them)."""
+    def of(cls, background, points, nonnegative, cells=None, X=None):
+        """The background ``background`` (a parameter :func:`background_spec` reads) over
+        ``points`` (standardised; with ``cells``, averaged over them; ``X`` the points in
+        the grid's units, for a user's basis)."""
+        kind, detail = background_spec(background)
         low, high = points.min(axis=0), points.max(axis=0)
         if cells is not None:
+            if kind != "polynomial":
+                raise ValueError(
+                    f"background={background!r} is not integrated over bins: use a "
+                    "polynomial background (a name or a degree) with bins, or bins=None."
+                )
             low, high = (
                 np.minimum(low, cells.lo.min(axis=0)),
                 np.maximum(high, cells.hi.max(axis=0)),
             )
         half = np.maximum(0.5 * (high - low), 1e-12)
         centre = 0.5 * (low + high)
-        powers = polynomial_powers(BACKGROUND_DEGREES[kind], points.shape[1])
+        if kind == "exponential":
+            if points.shape[1] != 1:
+                raise ValueError(
+                    "background='exponential' is a baseline along one dimension: the grid "
+                    f"has {points.shape[1]}. Use a polynomial or a callable basis."
+                )
+            basis = (points - centre) / half
+            return cls(np.ascontiguousarray(basis), None, nonnegative, centre, half, kind)
+        if kind == "basis":
+            basis = user_basis(detail, X)
+            return cls(np.ascontiguousarray(basis), None, nonnegative, centre, half, kind, detail)
+        powers = polynomial_powers(detail, points.shape[1])
         if cells is None:
             basis = _legendre_values((points - centre) / half, powers)
         else:
@@ -125,38 +202,70 @@ class Background:
 
     @property
     def n_parameters(self):
-        return len(self.powers)
+        if self.kind == "exponential":
+            return 2
+        return self.basis.shape[1]
+
+    @property
+    def exponential(self):
+        return self.kind == "exponential"
 
     def subset(self, indices):
         return replace(self, basis=self.basis[indices])
 
     def bounds(self):
         bounds = np.tile([-MAX_BACKGROUND, MAX_BACKGROUND], (self.n_parameters, 1))
-        if self.nonnegative:
+        if self.exponential:
+            bounds[1] = [-MAX_RATE, MAX_RATE]
+        if self.nonnegative and self.kind != "basis":
             bounds[0, 0] = 0.0
         return bounds
 
     def values(self, theta, basis=None):
         """``b`` at the points (*autograd-safe*)."""
-        return anp.dot(self.basis if basis is None else basis, theta)
+        basis = self.basis if basis is None else basis
+        if self.exponential:
+            return theta[0] * anp.exp(theta[1] * basis[:, 0])
+        return anp.dot(basis, theta)
+
+    def values_rows(self, thetas):
+        """``b`` of each row of ``thetas`` ``(R, J)`` at the points: ``(R, n)``."""
+        if self.exponential:
+            return thetas[:, :1] * np.exp(thetas[:, 1:2] * self.basis[None, :, 0])
+        return thetas @ self.basis.T
+
+    def derivatives(self, theta, rows=slice(None)):
+        """``d b / d theta`` at the points ``rows``: ``(J, n_rows)``."""
+        basis = self.basis[rows]
+        if self.exponential:
+            e = np.exp(theta[1] * basis[:, 0])
+            return np.vstack([e, theta[0] * basis[:, 0] * e])
+        return basis.T
 
     def fitted_to(self, target, points):
-        """The coefficients of the least-squares polynomial through the values on the rim
+        """The coefficients of the least-squares baseline through the values on the rim
         of the points (the outer 5% of their range along some axis; clipped into the
-        bounds), for a target ``(n,)`` or each row of ``(R, n)``. For a non-negative
-        background one that is not positive at every point is replaced by the rim's mean
-        value (at least 0)."""
+        bounds), for a target ``(n,)`` or each row of ``(R, n)``; an exponential through
+        the logarithms of the positive ones. For a non-negative background one that is
+        not positive at every point is replaced by the rim's mean value (at least 0)."""
         rows = np.atleast_2d(target)
         rim = self.rim(points)
         values, design = rows[:, rim], self.basis[rim]
         theta = np.zeros((len(rows), self.n_parameters))
         theta[:, 0] = values.mean(axis=1)
-        if values.shape[1] > self.n_parameters:
+        if self.exponential:
+            for r, row in enumerate(values):  # a start: a few rows of a few values each
+                positive = row > 0
+                if positive.sum() >= 2 and np.ptp(design[positive, 0]) > 0:
+                    slope, intercept = np.polyfit(design[positive, 0], np.log(row[positive]), 1)
+                    theta[r] = [np.exp(intercept), slope]
+        elif values.shape[1] > self.n_parameters:
             theta = np.linalg.lstsq(design, values.T, rcond=None)[0].T
-        if self.nonnegative:
-            bad = np.min(theta @ self.basis.T, axis=1) <= 0
+        if self.nonnegative and self.kind != "exponential":
+            bad = np.min(self.values_rows(theta), axis=1) <= 0
             theta[bad] = 0.0
-            theta[bad, 0] = np.maximum(values[bad].mean(axis=1), 0.0)
+            if self.kind == "polynomial":
+                theta[bad, 0] = np.maximum(values[bad].mean(axis=1), 0.0)
         bounds = self.bounds()
         theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
         return theta[0] if np.ndim(target) == 1 else theta
@@ -164,6 +273,40 @@ class Background:
     def rim(self, points):
         """The points in the outer 5% of the box along some axis."""
         return np.any(np.abs((points - self.centre) / self.half) >= _RIM, axis=1)
+
+    def to_grid(self, theta, center, spread, unit):
+        """The background's coefficients in the grid's units and the density's
+        (``background_``), from its parameters ``theta`` (``(J,)`` or rows ``(R, J)``;
+        *autograd-safe*): a polynomial's monomial coefficients (see
+        :func:`polynomial_powers`), an exponential's ``[A, rate]`` of ``A exp(rate x)``,
+        a user's basis's coefficients."""
+        if self.kind == "polynomial":
+            return unit * anp.dot(theta, self.monomial_map(center, spread).T)
+        if self.kind == "basis":
+            return unit * theta
+        origin, width = self._axis(center, spread)
+        amplitude = theta[..., 0] * anp.exp(-theta[..., 1] * origin / width)
+        amplitude = amplitude * np.reshape(unit, np.shape(amplitude))
+        return anp.stack([amplitude, theta[..., 1] / width], axis=-1)
+
+    def to_fit(self, coefficients, center, spread, unit):
+        """The parameters of the coefficients ``background_`` (inverse of :meth:`to_grid`,
+        clipped into the bounds)."""
+        coefficients = np.asarray(coefficients, dtype=float) / unit
+        if self.kind == "polynomial":
+            theta = np.linalg.solve(self.monomial_map(center, spread), coefficients)
+        elif self.kind == "basis":
+            theta = coefficients
+        else:
+            origin, width = self._axis(center, spread)
+            rate = coefficients[1] * width
+            theta = np.array([coefficients[0] * np.exp(rate * origin / width), rate])
+        bounds = self.bounds()
+        return np.clip(theta, bounds[:, 0], bounds[:, 1])
+
+    def _axis(self, center, spread):
+        """``(origin, width)``: the grid coordinate where ``v = 0`` and ``dx / dv``."""
+        return float(center[0] + spread[0] * self.centre[0]), float(spread[0] * self.half[0])
 
     def monomial_map(self, center, spread):
         """``M`` with ``monomial coefficients = M @ c``: the same polynomial in the grid's
@@ -284,23 +427,19 @@ class Problem:
         return self.layout.n_parameters
 
     def background_to_grid(self, theta):
-        """The background's monomial coefficients in grid units and the units of ``y``
-        (``[c_0, c_1, ..., c_d]`` of ``c_0 + c . x`` for a linear one), in the order of
-        its ``powers``; *autograd-safe*."""
-        background = self.data.background
+        """The background's coefficients in grid units and the units of ``y``
+        (:meth:`Background.to_grid` of the parameters after the mixture's);
+        *autograd-safe*."""
         st = self.standardisation
-        matrix = background.monomial_map(st.center, st.spread)
-        return st.density_unit * anp.dot(matrix, theta[self.n_mixture_parameters :])
+        return self.data.background.to_grid(
+            theta[self.n_mixture_parameters :], st.center, st.spread, st.density_unit
+        )
 
     def background_to_fit(self, coefficients):
-        """The background's parameters from its monomial coefficients in grid units
-        (inverse of :meth:`background_to_grid`, clipped into the bounds)."""
-        background = self.data.background
+        """The background's parameters from its coefficients in grid units (inverse of
+        :meth:`background_to_grid`, clipped into the bounds)."""
         st = self.standardisation
-        matrix = background.monomial_map(st.center, st.spread)
-        theta = np.linalg.solve(matrix, np.asarray(coefficients, dtype=float) / st.density_unit)
-        bounds = background.bounds()
-        return np.clip(theta, bounds[:, 0], bounds[:, 1])
+        return self.data.background.to_fit(coefficients, st.center, st.spread, st.density_unit)
 
     def mixture_only(self, target=None):
         """The problem of the mixture alone (no background), on ``target`` if given."""
@@ -359,8 +498,9 @@ def build_problem(
     ``sample_weight`` None uses the grid's cell sizes as quadrature weights
     (with ``bins``, the volumes of the bins); ``scale`` None fits the total
     mass, a number fixes it; ``bins`` (see :func:`cells_of`) models each value
-    as the mixture's average over its bin; ``background`` ('constant' or
-    'linear') adds a polynomial under the mixture (:class:`Background`).
+    as the mixture's average over its bin; ``background`` (a polynomial's name or
+    degree, 'exponential' or a callable basis) adds a baseline under the mixture
+    (:class:`Background`).
     """
     cells = cells_of(X, bins)
     if sample_weight is None:
@@ -376,11 +516,7 @@ def build_problem(
         fit_cells = cells.standardised(standardisation.center, standardisation.spread)
     floor = None
     if background is not None:
-        if background not in BACKGROUNDS:
-            raise ValueError(
-                f"background must be None, 'constant' or 'linear'; got {background!r}."
-            )
-        floor = Background.of(background, grid, nonnegative=loss == "poisson", cells=fit_cells)
+        floor = Background.of(background, grid, nonnegative=loss == "poisson", cells=fit_cells, X=X)
     data = FitData(
         features=quadratic_features(grid, covariance_type),
         target=y / standardisation.density_unit,

@@ -107,6 +107,7 @@ class KernelInputs:
         n = len(data.target)
         background = data.background
         basis = np.zeros((n, 0)) if background is None else background.basis
+        n_background = 0 if background is None else background.n_parameters
         cells = data.cells
         # full and tied components over cells in several dimensions: the kernel's cubature
         cubature = d > 1 and layout.covariance_type in ("full", "tied")
@@ -120,9 +121,10 @@ class KernelInputs:
                 d,
                 int(layout.fit_scale),
                 problem.bounds.shape[0],
-                basis.shape[1],
+                n_background,
                 0 if data.loss == "l2" else 1,
                 0 if cells is None else (_kernel.CUBATURE if cubature else 1),
+                int(background is not None and background.exponential),
             ],
             dtype=np.int64,
         )

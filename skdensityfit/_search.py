@@ -270,7 +270,7 @@ class Paths:
             return
         n_mixture = problem.n_mixture_parameters
         under = self.background[rows]
-        targets = self.targets[rows] - under @ background.basis.T
+        targets = self.targets[rows] - background.values_rows(under)
         if problem.data.loss == "poisson":
             targets = np.maximum(targets, 0.0)
         empty = ~np.any(targets > 0, axis=1)

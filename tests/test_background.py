@@ -17,7 +17,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skdensityfit import DensityGMM
+from skdensityfit import DensityGMM, fit_many
 from skdensityfit._cells import cells_from_edges, log_cell_masses
 from skdensityfit._covariance import log_gaussian_density
 from skdensityfit._model import model_with_background, objective
@@ -217,7 +217,7 @@ def test_reports_and_parameters():
     np.testing.assert_allclose(refit.background_, 2 * 0.05 * peaks.max(), rtol=1e-6)
     assert np.all(DensityGMM(random_state=0).fit(x, y).predict_background(x) == 0)
     with pytest.raises(InvalidParameterError):
-        DensityGMM(background="quadratic").fit(x, y)
+        DensityGMM(background="quartic").fit(x, y)
 
 
 def test_components_standing_in_for_a_baseline_are_warned_of_and_a_cut_peak_is_not():
@@ -237,3 +237,106 @@ def test_components_standing_in_for_a_baseline_are_warned_of_and_a_cut_peak_is_n
     messages = [str(w.message) for w in caught]
     assert any("edge of the grid" in m for m in messages)
     assert not any("hold no line" in m for m in messages)
+
+
+NIST = __import__("pathlib").Path(__file__).parent / "data" / "nist"
+
+
+def _nist(name):
+    import json
+
+    x, y = np.loadtxt(NIST / f"{name}.csv", delimiter=",", skiprows=1).T
+    certified = json.loads((NIST / "certified.json").read_text())[name]
+    b = np.array([float(certified["parameters"][f"b{i}"]["value"]) for i in range(1, 9)])
+    return x, y, b, float(certified["residual_sum_of_squares"])
+
+
+@pytest.mark.parametrize("name", ["Gauss1", "Gauss2", "Gauss3"])
+def test_nist_certified_values(name):
+    """NIST StRD Gauss1-3: two peaks on ``b1 exp(-b2 x)``; the exponential background
+    with the mixture reaches every certified parameter (issue #27)."""
+    x, y, b, rss = _nist(name)
+    gmm = DensityGMM(2, background="exponential", tol=1e-12, max_iter=2000, random_state=0)
+    gmm.fit(x, y)
+    amplitude, rate = gmm.background_
+    sd = np.sqrt(gmm.covariances_.ravel())
+    heights = gmm.scale_ * gmm.weights_ / (np.sqrt(2 * np.pi) * sd)
+    order = np.argsort(gmm.means_[:, 0])
+    peaks = [[heights[k], gmm.means_[k, 0], np.sqrt(2) * sd[k]] for k in order]
+    got = np.array([amplitude, -rate, *peaks[0], *peaks[1]])
+    np.testing.assert_allclose(got, b, rtol=1e-6)
+    assert np.sum((y - gmm.predict_density(x)) ** 2) == pytest.approx(rss, rel=1e-8)
+
+
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("background", ["constant", "linear", "quadratic", 3, "exponential"])
+def test_a_background_never_fits_worse_than_none(background, loss):
+    """The fit without a background is nested in every background: its loss is never
+    above the fit without one (issue #27: Gauss1 with a constant ended below none)."""
+    x, y, _, _ = _nist("Gauss1")
+    if loss == "poisson":
+        y = np.random.default_rng(0).poisson(np.clip(y, 0, None)).astype(float)
+    plain = DensityGMM(2, loss=loss, random_state=0).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fitted = DensityGMM(2, loss=loss, background=background, random_state=0).fit(x, y)
+    assert fitted.loss_ <= plain.loss_ * (1 + 1e-9)
+    if loss == "l2":
+        assert fitted.score(x, y) >= plain.score(x, y) - 1e-9
+
+
+def test_higher_degree_and_a_users_basis():
+    """A quadratic baseline is recovered as a degree 2 or a user's basis of 1, x, x**2."""
+    x = np.linspace(0, 25, 200)
+    peaks, _ = _peaks_1d(x)
+    baseline = 0.3 - 0.02 * x + 0.001 * x**2
+    y = peaks + baseline
+    for background in ("quadratic", 2, lambda X: np.column_stack([X[:, 0] ** j for j in range(3)])):
+        gmm = DensityGMM(2, background=background, random_state=0).fit(x, y)
+        np.testing.assert_allclose(gmm.predict_background(x), baseline, atol=1e-6)
+        np.testing.assert_allclose(gmm.predict_density(x), y, atol=1e-6)
+        assert gmm.background_.shape == (3,)
+    basis = DensityGMM(2, background=lambda X: np.column_stack([X[:, 0] ** j for j in range(3)]))
+    np.testing.assert_allclose(
+        basis.set_params(random_state=0).fit(x, y).background_, [0.3, -0.02, 0.001], atol=1e-6
+    )
+    # without the quadratic term the fit is worse than with it
+    linear = DensityGMM(2, background="linear", random_state=0).fit(x, y)
+    assert linear.score(x, y) < 1 - 1e-6
+
+
+def test_fit_many_background_equals_single_fits():
+    x = np.linspace(1, 250, 250)
+    rng = np.random.default_rng(1)
+    rows = []
+    for amplitude in (80.0, 100.0, 120.0):
+        rows.append(
+            amplitude * np.exp(-0.01 * x)
+            + 100 * np.exp(-(((x - 100) / 20) ** 2))
+            + 70 * np.exp(-(((x - 160) / 15) ** 2))
+            + rng.normal(0, 1, x.size)
+        )
+    Y = np.array(rows)
+    estimator = DensityGMM(2, background="exponential", random_state=0)
+    result = fit_many(x, Y, estimator)
+    assert result.background.shape == (3, 2)
+    for row, y in zip(result.background, Y, strict=True):
+        single = DensityGMM(2, background="exponential", random_state=0).fit(x, y)
+        np.testing.assert_allclose(row, single.background_, rtol=1e-5)
+    np.testing.assert_allclose(result.background[:, 1], -0.01, rtol=0.05)
+
+
+def test_background_errors_say_what_to_do():
+    x = np.linspace(0, 10, 50)
+    y = np.exp(-0.5 * (x - 5) ** 2)
+    X2 = np.stack(np.meshgrid(x[::5], x[::5]), axis=-1).reshape(-1, 2)
+    with pytest.raises(ValueError, match="along one dimension"):
+        DensityGMM(background="exponential").fit(X2, np.exp(-0.5 * ((X2 - 5) ** 2).sum(1)))
+    with pytest.raises(ValueError, match="polynomial"):
+        DensityGMM(background="exponential", bins="infer").fit(x, y)
+    with pytest.raises(ValueError, match="shape \\(n_points, n_terms\\)"):
+        DensityGMM(background=lambda X: np.ones((3, 2))).fit(x, y)
+    with pytest.raises(ValueError, match="NaN"):
+        DensityGMM(background=lambda X: np.log(X[:, 0] - 5)).fit(x, y)
+    with pytest.raises(InvalidParameterError):
+        DensityGMM(background=-1).fit(x, y)

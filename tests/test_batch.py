@@ -261,7 +261,7 @@ def test_a_bad_warm_fit_falls_back_to_a_fresh_start():
         return_estimators=False,
         fallback=False,
     )
-    no_fallback = _empty_result(estimator, 8, 1, False)
+    no_fallback = _empty_result(estimator, 8, GRID[:, None], False)
     _store_chunk(no_fallback, 0, chunk)
     assert np.any(_relative_errors(no_fallback, Y) > 1e-3)
 

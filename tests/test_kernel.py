@@ -54,6 +54,8 @@ def _check(problem, seed):
     if data.background is not None:  # a positive baseline (the Poisson loss), sloped
         theta[problem.n_mixture_parameters :] = 0.05
         theta[problem.n_mixture_parameters] = 0.5
+        if data.background.exponential:
+            theta[-1] = -0.7  # a decaying exponential
     inputs = problem.kernel
     loss, gradient, matrix = derivatives_of(inputs, theta)
     np.testing.assert_allclose(loss, objective(theta, data), rtol=1e-11)
@@ -130,8 +132,10 @@ def test_bins_match_autograd(n_features, covariance_type, loss):
 
 @pytest.mark.parametrize("n_features", [1, 2])
 @pytest.mark.parametrize("loss", ["l2", "poisson"])
-@pytest.mark.parametrize("background", ["constant", "linear"])
+@pytest.mark.parametrize("background", ["constant", "linear", "quadratic", "exponential"])
 def test_backgrounds_match_autograd(n_features, loss, background):
+    if background == "exponential" and n_features > 1:
+        pytest.skip("the exponential background is one-dimensional")
     X = _grid(n_features, {1: 60, 2: 12}[n_features])
     problem = build_problem(
         X,
