@@ -104,10 +104,11 @@ def _demo(args):
 # reading files
 # ----------------------------------------------------------------------
 class _Data:
-    """What was read: grid ``X`` (n_points, n_features), density ``y`` and their names."""
+    """What was read: grid ``X`` (n_points, n_features), density ``y`` and their names;
+    ``sample_weight`` (bin widths) for a histogram of explicit bins."""
 
-    def __init__(self, X, y, grid_names, density_name):
-        self.X, self.y = X, y
+    def __init__(self, X, y, grid_names, density_name, sample_weight=None):
+        self.X, self.y, self.sample_weight = X, y, sample_weight
         self.grid_names, self.density_name = list(grid_names), density_name
 
 
@@ -387,7 +388,7 @@ def _json_number(value):
 def _results(model, data, errors):
     """The JSON document: the model's summary, the score, names and standard errors."""
     result = model.summary()
-    result["score"] = float(model.score(data.X, data.y))
+    result["score"] = float(model.score(data.X, data.y, sample_weight=data.sample_weight))
     result["grid_columns"] = data.grid_names
     result["density_column"] = data.density_name
     if errors is not None:
@@ -443,28 +444,109 @@ def _csv_text(result, with_errors):
     return "\n".join(lines) + "\n"
 
 
+def _bins_from_edge_columns(data):
+    """``(data, [edges])`` of a 1-D histogram given as two grid columns, each bin's left
+    and right edge: the grid becomes the bins' centres, the values (each bin's content, a
+    count or a mass) their averages over the bins, weighted by the bins' widths, so that
+    unequal bins are fitted by their contents' likelihood (docs/histograms.md)."""
+    if data.X.ndim != 2 or data.X.shape[1] != 2:
+        raise InputError(
+            "--bins edges needs two grid columns, each bin's left and right edge; got "
+            f"{len(data.grid_names)} ({', '.join(data.grid_names)}). Select them with "
+            "--x LEFT RIGHT."
+        )
+    left, right = data.X.T
+    if np.any(right <= left):
+        row = int(np.argmax(right <= left))
+        raise InputError(
+            f"--bins edges: in row {row + 1} the right edge {right[row]!r} is not above the "
+            f"left edge {left[row]!r}. The grid columns must be LEFT RIGHT (use --x)."
+        )
+    order = np.argsort(left)
+    if np.any(left[order][1:] < right[order][:-1]):
+        raise InputError("--bins edges: the bins overlap; each value must be one bin's content.")
+    edges = np.unique(np.concatenate([left, right]))
+    centres = (left + right) / 2
+    names = [f"centre of {data.grid_names[0]}..{data.grid_names[1]}"]
+    width = right - left
+    averaged = _Data(centres[:, None], data.y / width, names, data.density_name, width)
+    return averaged, [edges]
+
+
+def _looks_like_edges(X):
+    if X.ndim != 2 or X.shape[1] != 2 or len(X) < 3 or np.any(X[:, 1] <= X[:, 0]):
+        return False
+    left, right = X[np.argsort(X[:, 0])].T
+    return bool(np.all(right[:-1] == left[1:]))
+
+
+def _loss_for(loss, y):
+    """The loss to fit: 'auto' takes the likelihood of counts for non-negative integers."""
+    if loss != "auto":
+        return loss
+    if np.all(y >= 0) and np.all(y == np.round(y)) and np.any(y > 0):
+        print(
+            "skdensityfit: the density values are non-negative integers: fitting them as "
+            "counts with --loss poisson (their likelihood; a least-squares fit gives "
+            "single-count bins too much say). Pass --loss l2 to fit them as values.",
+            file=sys.stderr,
+        )
+        return "poisson"
+    return "l2"
+
+
+def _with_edges_hint(message, data, bins):
+    """A fit's error, with a hint when two grid columns look like bin edges."""
+    two = data.X.ndim == 2 and data.X.shape[1] == 2
+    if bins == "none" and two and np.all(data.X[:, 1] > data.X[:, 0]):
+        return (
+            f"{message} If the two grid columns {', '.join(data.grid_names)} are each bin's "
+            "left and right edge, pass --bins edges."
+        )
+    return message
+
+
 def _fit(args):
     from ._cv import DensityGMMCV
     from ._estimator import DensityGMM
 
     data = _load(Path(args.file), args.x, args.y)
+    loss = _loss_for(args.loss, data.y)
+    bins = None if args.bins == "none" else args.bins
+    if args.bins == "edges":
+        data, bins = _bins_from_edge_columns(data)
+    elif _looks_like_edges(data.X):
+        raise InputError(
+            f"The grid columns {', '.join(data.grid_names)} look like the left and right edges "
+            "of contiguous bins (each row's right edge is the next row's left edge). Pass "
+            "--bins edges to fit a histogram of those bins."
+        )
     _check_can_plot(args, 1 if data.X.ndim == 1 else data.X.shape[1])
     settings = {
         "covariance_type": args.covariance_type,
-        "loss": args.loss,
+        "loss": loss,
         "random_state": args.random_state,
-        "bins": None if args.bins == "none" else args.bins,
+        "bins": bins,
     }
     if args.background != "none":
         settings["background"] = args.background
     if args.n_components == "auto":
         search = DensityGMMCV(n_components=args.max_components, verbose=1, **settings)
         with contextlib.redirect_stdout(sys.stderr):  # progress on stderr, results on stdout
-            search.fit(data.X, data.y)
+            try:
+                search.fit(data.X, data.y, sample_weight=data.sample_weight)
+            except ValueError as exc:
+                raise InputError(_with_edges_hint(str(exc), data, args.bins)) from exc
         model = search.best_estimator_
     else:
-        model = DensityGMM(n_components=int(args.n_components), **settings).fit(data.X, data.y)
-    errors = model.standard_errors(data.X, data.y) if args.errors else None
+        model = DensityGMM(n_components=int(args.n_components), **settings)
+        try:
+            model.fit(data.X, data.y, sample_weight=data.sample_weight)
+        except ValueError as exc:
+            raise InputError(_with_edges_hint(str(exc), data, args.bins)) from exc
+    errors = None
+    if args.errors:
+        errors = model.standard_errors(data.X, data.y, sample_weight=data.sample_weight)
     result = _results(model, data, errors)
     if args.plot:
         title = f"{Path(args.file).name}: {model.n_components} component(s)"
@@ -512,6 +594,8 @@ Input:
   CSV/TSV table   header detected; delimiter (comma, tab, semicolon, spaces) guessed;
                   blank lines and lines starting with # skipped. By default the last
                   column is the density and the others are the grid.
+                  With --bins edges, two grid columns are each bin's left and right
+                  edge (a 1-D histogram; a 'bin_left,bin_right,count' table).
   .npy            one 2-D float array, columns as in a table.
   .npz, grid      arrays 'grid' (n_points,) or (n_points, n_features) and 'density'
                   (n_points,); --x and --y name other arrays.
@@ -580,13 +664,21 @@ def main(argv=None):
     fit.add_argument(
         "--covariance-type", choices=["full", "tied", "diag", "spherical"], default="full"
     )
-    fit.add_argument("--loss", choices=["l2", "poisson"], default="l2")
+    fit.add_argument(
+        "--loss",
+        choices=["auto", "l2", "poisson"],
+        default="auto",
+        help="'poisson': the values are counts (their likelihood); 'l2': least squares; "
+        "'auto' (default): poisson for non-negative integers, else l2",
+    )
     fit.add_argument(
         "--bins",
-        choices=["none", "infer"],
+        choices=["none", "infer", "edges"],
         default="none",
-        help="'infer': y are bin contents of a histogram whose bin centres are the grid "
-        "(the mixture is integrated over each bin; default: none, pdf values at points)",
+        help="'infer': y are bin contents of a histogram whose bin centres are the grid; "
+        "'edges': the two grid columns are each bin's left and right edge (1-D; bins may "
+        "be unequal and leave gaps); either way the mixture is integrated over each bin "
+        "(default: none, pdf values at points)",
     )
     fit.add_argument(
         "--background",

@@ -82,6 +82,9 @@ def log_peak_density(prec_chol, covariance_type, n_components, n_features):
     return log_det - 0.5 * n_features * LOG_2PI
 
 
+_FAR = 1e150  # a whitened distance whose square, summed over dimensions, stays finite
+
+
 def log_gaussian_density(X, means, prec_chol, covariance_type, center=None):
     """``log N(x_i; mu_k, Sigma_k)`` from precision Cholesky factors, shape ``(n, K)``.
 
@@ -96,15 +99,19 @@ def log_gaussian_density(X, means, prec_chol, covariance_type, center=None):
     n_components = len(means)
     if center is not None:
         X, means = X - center, means - center
-    if covariance_type in MATRIX_TYPES:
-        factors = np.broadcast_to(prec_chol, (n_components, n_features, n_features))
-        # (x - mu) @ U for every component in one product: x @ [U_1 ... U_K] - mu_k @ U_k
-        whitened = X @ np.swapaxes(factors, 0, 1).reshape(n_features, -1)
-        whitened = whitened.reshape(n_points, n_components, n_features)
-        whitened -= np.einsum("kd,kde->ke", means, factors)
-    else:
-        scale = prec_chol if covariance_type == "diag" else prec_chol[:, None]
-        whitened = (X[:, None, :] - means) * scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        if covariance_type in MATRIX_TYPES:
+            factors = np.broadcast_to(prec_chol, (n_components, n_features, n_features))
+            # (x - mu) @ U for every component in one product: x @ [U_1 ... U_K] - mu_k @ U_k
+            whitened = X @ np.swapaxes(factors, 0, 1).reshape(n_features, -1)
+            whitened = whitened.reshape(n_points, n_components, n_features)
+            whitened -= np.einsum("kd,kde->ke", means, factors)
+            whitened[np.isnan(whitened)] = _FAR  # inf - inf of an overflow, finite points
+        else:
+            scale = prec_chol if covariance_type == "diag" else prec_chol[:, None]
+            whitened = (X[:, None, :] - means) * scale
+    # points so far that the residual overflows get a finite, vanishing density
+    np.clip(whitened, -_FAR, _FAR, out=whitened)
     log_peak = log_peak_density(prec_chol, covariance_type, n_components, n_features)
     return log_peak - 0.5 * np.einsum("nkd,nkd->nk", whitened, whitened)
 

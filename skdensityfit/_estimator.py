@@ -620,7 +620,9 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_grid(self, X, reset=False)
         log_joint = log_joint_of(self, X)
-        return np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1, keepdims=True))
+        # normalised by the sum, not by a log-sum that rounds away log K far from the grid
+        resp = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
+        return resp / resp.sum(axis=1, keepdims=True)
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted (normalised) mixture.

@@ -599,3 +599,59 @@ def test_fit_with_inferred_bins_integrates_a_coarse_histogram(tmp_path, capsys):
     # bins one sd wide inflate the centre model's variance by h^2/12; the integrated one is not
     assert centre_variance == pytest.approx(1 + 1 / 12, abs=0.03)
     assert binned_variance == pytest.approx(1.0, abs=0.03)
+
+
+UNEQUAL_EDGES = np.array(
+    [-4, -3, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 3.5, 3.75, 4, 4.25, 4.5, 5, 6, 7]
+)
+
+
+def _unequal_histogram(tmp_path):
+    rng = np.random.default_rng(0)
+    samples = np.concatenate([rng.normal(0, 1, 3000), rng.normal(4, 0.5, 1500)])
+    counts, _ = np.histogram(samples, UNEQUAL_EDGES)
+    path = tmp_path / "bins.csv"
+    columns = [UNEQUAL_EDGES[:-1], UNEQUAL_EDGES[1:], counts]
+    write_table(path, "bin_left,bin_right,count", columns)
+    return path, counts
+
+
+def test_explicit_bin_edges_fit_a_histogram_of_unequal_bins(tmp_path, capsys):
+    """A bin_left,bin_right,count table (issue #27) is a histogram with --bins edges:
+    integer counts are fitted by their likelihood, unequal bins by their widths."""
+    path, counts = _unequal_histogram(tmp_path)
+    code, out, err = run_main(capsys, "fit", path, "--bins", "edges")
+    assert code == 0, err
+    assert "--loss poisson" in err  # the counts' likelihood was chosen, and said so
+    summary = json.loads(out)
+    assert summary["n_components"] == 2 and summary["loss"] == "poisson"
+    assert summary["scale"] == pytest.approx(counts.sum(), rel=0.03)
+    components = sorted(summary["components"], key=lambda c: c["mean"][0])
+    assert [c["weight"] for c in components] == pytest.approx([2 / 3, 1 / 3], abs=0.02)
+    assert [c["mean"][0] for c in components] == pytest.approx([0.0, 4.0], abs=0.06)
+    assert [c["covariance"][0][0] for c in components] == pytest.approx([1.0, 0.25], rel=0.1)
+
+
+def test_bin_edge_columns_without_bins_edges_say_what_to_pass(tmp_path, capsys):
+    path, _ = _unequal_histogram(tmp_path)
+    code, _, err = run_main(capsys, "fit", path)
+    assert code == 1 and "--bins edges" in err and "PCA" not in err
+    np.savetxt(path, np.column_stack([GRID, DENSITY]), delimiter=",")
+    code, _, err = run_main(capsys, "fit", path, "--bins", "edges")
+    assert code == 1 and "two grid columns" in err
+    write_table(path, "hi,lo,n", [[1.0, 2.0, 3.0], [0.5, 1.5, 2.5], [3, 4, 5]])
+    code, _, err = run_main(capsys, "fit", path, "--bins", "edges")
+    assert code == 1 and "not above the left edge" in err
+
+
+def test_integer_values_are_fitted_as_counts_unless_told_otherwise(tmp_path, capsys):
+    counts = np.random.default_rng(1).poisson(200 * DENSITY)
+    path = write_table(tmp_path / "counts.csv", "x,n", [GRID, counts])
+    code, out, err = run_main(capsys, "fit", path, "--n-components", 2)
+    assert code == 0 and json.loads(out)["loss"] == "poisson" and "--loss poisson" in err
+    code, out, err = run_main(capsys, "fit", path, "--n-components", 2, "--loss", "l2")
+    assert code == 0 and json.loads(out)["loss"] == "l2" and "--loss poisson" not in err
+    code, out, err = run_main(
+        capsys, "fit", write_table(tmp_path / "d.csv", "x,y", [GRID, DENSITY])
+    )
+    assert code == 0 and json.loads(out)["loss"] == "l2" and "--loss" not in err

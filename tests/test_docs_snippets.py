@@ -10,6 +10,8 @@ Markers, on the first line of a block:
   e.g. a signature or a call on a remote cluster). Use it sparingly: a fragment can rot.
 - ``# warns: SomeWarning``: the block must raise that warning (a class from builtins,
   ``warnings`` or ``sklearn.exceptions``).
+- ``# script``: the block is a whole script (e.g. one that starts worker processes, which
+  import it again): it is saved to a file and run with ``python file.py`` on its own.
 
 Any other warning a block raises is a test failure, so that a snippet never shows a reader a
 wall of warnings.
@@ -17,6 +19,8 @@ wall of warnings.
 
 import builtins
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,6 +33,7 @@ MARKDOWN = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("do
 # The files with python blocks (docs/user_guide.md, for one, has none).
 DOCUMENTS = [name for name in MARKDOWN if FENCE.search((ROOT / name).read_text(encoding="utf-8"))]
 FRAGMENT = "# fragment"
+SCRIPT = "# script"
 WARNS = re.compile(r"#\s*warns:\s*(\w+)\s*$")
 
 
@@ -65,6 +70,15 @@ def test_the_extractor_finds_blocks_and_markers():
     )
 
 
+def run_as_a_script(source, directory, where):
+    path = directory / "snippet.py"
+    path.write_text(source, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(path)], cwd=directory, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{where} failed as a script:\n{done.stderr[-3000:]}"
+
+
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_python_blocks_run(document, tmp_path, monkeypatch):
     matplotlib = pytest.importorskip("matplotlib")
@@ -79,6 +93,9 @@ def test_python_blocks_run(document, tmp_path, monkeypatch):
             if source.startswith(FRAGMENT):
                 continue
             where = f"{document}, the python block starting at line {line}"
+            if source.startswith(SCRIPT):
+                run_as_a_script(source, tmp_path, where)
+                continue
             code = compile(source, f"{document}:{line}", "exec")
             expected = expected_warning(source)
             with warnings.catch_warnings(record=True) as caught:

@@ -359,3 +359,21 @@ def test_a_well_resolved_fit_does_not_warn_of_the_width_floor(writeup):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DensityGMM(2, random_state=0).fit(grid, density)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("d", [1, 2])
+def test_points_far_from_the_grid_have_zero_density_not_nan(covariance_type, d):
+    """At x = 1e300 the squared residual overflows: the density is 0, the log-density
+    very negative and the responsibilities sum to 1 (issue #27: NaN)."""
+    x = np.linspace(-5, 5, 40)
+    X = x[:, None] if d == 1 else np.stack(np.meshgrid(x, x), -1).reshape(-1, 2)
+    y = np.exp(-0.5 * ((X - 1) ** 2).sum(1)) + np.exp(-0.5 * ((X + 2) ** 2).sum(1))
+    gmm = DensityGMM(2, covariance_type=covariance_type, random_state=0).fit(X, y)
+    far = np.array([[1e300] * d, [-1e300] * d, [1e300, -1e300][:d], [1e200] * d])
+    np.testing.assert_array_equal(gmm.predict_density(far), 0.0)
+    log_density = gmm.score_samples(far)
+    assert np.all(np.isfinite(log_density)) and np.all(log_density < -1e100)
+    resp = gmm.predict_proba(far)
+    assert np.all(np.isfinite(resp))
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0)
