@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_array
 
 from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages
 from ._estimator import DensityGMM, fit_rows_of
+from ._prediction import background_values
 from ._problem import background_size
 from ._rows import kernel_threads
 from ._validation import quadrature_weights
@@ -140,6 +141,10 @@ class BatchFitResult:
     background : ndarray of shape (n_densities, n_terms) or None
         With a background, each density's ``background_`` (its coefficients in grid
         units and the units of ``y``); None without one.
+
+    background_term : None, str, int or callable
+        The estimator's ``background`` parameter, which ``background`` holds the
+        coefficients of.
     """
 
     weights: np.ndarray
@@ -158,6 +163,7 @@ class BatchFitResult:
     n_components: int = 1
     covariance_type: str = "full"
     background: np.ndarray | None = None
+    background_term: object = None
 
     def __post_init__(self):
         if self.fallback is None:
@@ -188,7 +194,8 @@ class BatchFitResult:
         -------
         densities : ndarray of shape (n_densities, n_points)
             ``scale * sum_k weights[k] * N(X; means[k], covariances[k])`` for
-            each row; NaN rows for failed fits.
+            each row, plus its background if the fits have one; NaN rows for failed
+            fits.
         """
         X = np.asarray(X, dtype=float)
         X = X.reshape(-1, 1) if X.ndim == 1 else X
@@ -226,6 +233,8 @@ class BatchFitResult:
                 out[rows] = self.scale[rows, None] * np.einsum(
                     "nk,nkp->np", weights[rows], np.exp(log_pdf)
                 )
+        if self.background is not None:
+            out += background_values(X, self.background_term, self.background)
         return out
 
 
@@ -1014,6 +1023,8 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
             fitted.converged,
             per_component=per_component,
         )
+        if fitted.background is not None:
+            chunk["background"][index] = fitted.background
         observed = np.broadcast_to(quadrature, densities.shape)[index] > 0
         for j, row in enumerate(index):
             choice = choices[group[j]][0]
@@ -1199,7 +1210,7 @@ def _empty_arrays(estimator, n_rows, grid):
     }
     if isinstance(estimator, DensityGMMCV):
         arrays["n_components"] = np.zeros(n_rows, dtype=int)
-    elif estimator.background is not None:
+    if estimator.background is not None:
         terms = background_size(estimator.background, grid)
         arrays["background"] = np.full((n_rows, terms), np.nan)
     return arrays
@@ -1213,6 +1224,7 @@ def _empty_result(estimator, n_densities, grid, return_estimators):
         estimators=[None] * n_densities if return_estimators else None,
         n_components=n_components,
         covariance_type=estimator.covariance_type,
+        background_term=estimator.background,
     )
 
 

@@ -690,6 +690,32 @@ def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
     return moved
 
 
+def _progress(verbose, n_densities, inputs):
+    """A function printing one line a stage of :func:`fit_densities` when ``verbose``:
+    the stage, the rows it ran, their iterations, the best loss so far and the time."""
+    if not verbose:
+        return lambda *args: None
+    start_time = time.perf_counter()
+    k, n_points, n_parameters = inputs.layout[0], inputs.X.shape[0], inputs.lower.size
+    what = f"{n_densities} densities" if n_densities > 1 else "1 density"
+    print(f"DensityGMM: K = {k}, {what} of {n_points} points, {n_parameters} parameters")
+
+    def report(stage, best, rows, run=None):
+        ran = best if run is None else run
+        losses = best.loss[np.isfinite(best.loss)]
+        loss = f"{losses.min():.6g}" if n_densities == 1 and losses.size else "-"
+        if n_densities > 1 and losses.size:
+            loss = f"median {np.median(losses):.6g}"
+        print(
+            f"DensityGMM: {stage}: {len(rows)} row{'s' * (len(rows) != 1)}, "
+            f"{int(np.sum(ran.n_iter))} iterations, "
+            f"loss {loss}, {time.perf_counter() - start_time:.2f} s",
+            flush=True,
+        )
+
+    return report
+
+
 def fit_densities(problem, inputs, settings, random_state, *, data_start=data_driven_start):
     """The best fit of every density of ``inputs`` with ``problem``'s K components.
 
@@ -706,6 +732,7 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     """
     states = random_state if isinstance(random_state, list) else None
     n_densities = len(inputs.Y)
+    progress = _progress(settings.verbose, n_densities, inputs)
     everyone = np.arange(n_densities)
     k = problem.layout.n_components
     n_runs = 1 if settings.starts_are_all_alike(k) else settings.n_init
@@ -729,6 +756,7 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     best = minimize_rows(
         inputs, starts, tol=settings.tol, max_iter=settings.max_iter, ftol=run_ftol
     )
+    progress("first start", best, everyone)
     for run in range(1, n_runs):
         rows = everyone[~(best.converged & (best.loss <= EXACT_FIT_LOSS))]
         if rows.size == 0:
@@ -746,6 +774,7 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
             density=rows,
         )
         _keep_lower(best, other, rows)
+        progress(f"start {run + 1} of {n_runs}", best, rows, other)
     if k > 1:
         # components left parked are placed again (once a component: a parked one that
         # will not move is a component the density does not hold)
@@ -757,17 +786,11 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
             rows = live[parked.any(axis=1)]
             if rows.size == 0:
                 break
-            if (
-                moved_rows(
-                    problem,
-                    inputs,
-                    best,
-                    rows,
-                    np.argmax(parked[parked.any(axis=1)], axis=1),
-                    settings,
-                ).size
-                == 0
-            ):
+            placed = moved_rows(
+                problem, inputs, best, rows, np.argmax(parked[parked.any(axis=1)], axis=1), settings
+            )
+            progress("parked components placed again", best, rows)
+            if placed.size == 0:
                 break
         # the best of the starts may still be an optimum where two components share a
         # peak and one covers two (both starts often end there alike): move the weakest
@@ -775,6 +798,7 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
         if n_runs > 1 and inexact.size:
             index = weakest_rows(problem, inputs, best.theta[inexact], inexact)
             moved_rows(problem, inputs, best, inexact, index, settings)
+            progress("weakest component moved", best, inexact)
     message = [best.message(i) for i in everyone]
     theta, loss = best.theta, best.loss.copy()
     n_iter, converged = best.n_iter.copy(), best.converged.copy()
@@ -796,4 +820,5 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
         converged[rows] = polished.converged[better]
         for row, r in zip(rows, np.flatnonzero(better), strict=True):
             message[row] = polished.message(r)
+        progress("polished", polished, polish)
     return DensityFits(theta, loss, n_iter, converged, message)

@@ -198,7 +198,10 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         make one run, ignoring ``n_init``).
 
     verbose : int, default=0
-        Print one line per run when positive.
+        When positive, print the problem's size, then one line a stage of the
+        fit (the first start, each further start, components placed again or
+        moved, the polish: rows run, iterations, best loss, time so far) and
+        the result. A stage runs in compiled code and prints when it ends.
 
     Attributes
     ----------

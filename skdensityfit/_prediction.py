@@ -23,16 +23,20 @@ def background_at(model, points):
 
 def background_values(points, background, coefficients):
     """The baseline ``background`` (the estimator's parameter) with ``coefficients``
-    (``background_``) at ``points``: a polynomial's monomials, ``A exp(rate x)``, or a
-    user's basis."""
+    (``background_``, or one row of them a density) at ``points``: a polynomial's
+    monomials, ``A exp(rate x)``, or a user's basis. Shape ``(n,)``, or ``(R, n)``."""
     kind, detail = background_spec(background)
+    coefficients = np.asarray(coefficients, dtype=float)
     if kind == "exponential":
         with np.errstate(over="ignore"):
-            return coefficients[0] * np.exp(coefficients[1] * points[:, 0])
+            rate_x = coefficients[..., 1, None] * points[:, 0]
+            return coefficients[..., 0, None] * np.exp(rate_x)
     if kind == "basis":
-        return user_basis(detail, points) @ coefficients
-    powers = polynomial_powers(detail, points.shape[1])
-    return np.prod(points[:, None, :] ** powers[None], axis=2) @ coefficients
+        columns = user_basis(detail, points)
+    else:
+        powers = polynomial_powers(detail, points.shape[1])
+        columns = np.prod(points[:, None, :] ** powers[None], axis=2)
+    return (columns @ coefficients.T).T
 
 
 def model_of_y(model, X):

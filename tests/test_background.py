@@ -340,3 +340,18 @@ def test_background_errors_say_what_to_do():
         DensityGMM(background=lambda X: np.log(X[:, 0] - 5)).fit(x, y)
     with pytest.raises(InvalidParameterError):
         DensityGMM(background=-1).fit(x, y)
+
+
+@pytest.mark.parametrize("search", [False, True])
+def test_fit_many_predicts_with_the_background(search):
+    from skdensityfit import DensityGMMCV
+
+    x = np.linspace(0, 25, 200)
+    peaks, _ = _peaks_1d(x)
+    Y = np.array([peaks + 0.02 + 0.003 * x, peaks + 0.05 - 0.001 * x])
+    settings = {"background": "linear", "random_state": 0}
+    estimator = DensityGMMCV(n_components=4, **settings) if search else DensityGMM(2, **settings)
+    result = fit_many(x, Y, estimator)
+    assert result.background.shape == (2, 2) and np.all(np.isfinite(result.background))
+    np.testing.assert_allclose(result.background, [[0.02, 0.003], [0.05, -0.001]], atol=1e-6)
+    np.testing.assert_allclose(result.predict_density(x), Y, atol=1e-6)

@@ -10,6 +10,7 @@
 """
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,23 @@ def test_weighted_lloyd_agrees_with_kmeans(seed):
     ours = _weighted_lloyd(X, mass, centres, n_steps=300)
     theirs = KMeans(3, init=centres, n_init=1, max_iter=300, tol=0.0).fit(X, sample_weight=mass)
     np.testing.assert_allclose(ours, theirs.cluster_centers_, rtol=1e-10)
+
+
+def test_verbose_reports_every_stage_of_a_fit(capsys):
+    """verbose=1 prints a line a stage (starts, placed or moved components, polish) with
+    its rows, iterations, the best loss and the time, not only at the end (issue #27)."""
+    x = np.linspace(0, 30, 300)
+    centres = [(5, 1), (9, 2), (15, 0.7), (20, 1.5), (25, 1)]
+    y = sum(np.exp(-0.5 * ((x - m) / s) ** 2) for m, s in centres)
+    y = y + 0.02 * np.random.default_rng(0).normal(size=x.size)
+    DensityGMM(5, verbose=1, random_state=0).fit(x, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("DensityGMM: K = 5, 1 density of 300 points, 15 parameters")
+    stages = [line.split(":")[1].strip() for line in lines[1:-1]]
+    assert stages[0] == "first start" and "start 2 of 2" in stages and stages[-1] == "polished"
+    assert all(
+        re.search(r"\d+ iterations, loss [0-9.e-]+, [0-9.]+ s$", line) for line in lines[1:-1]
+    )
+    assert lines[-1].startswith("DensityGMM: loss")
+    DensityGMM(5, random_state=0).fit(x, y)
+    assert capsys.readouterr().out == ""
