@@ -26,7 +26,7 @@ from ._engine import (
     fit_problem,
 )
 from ._model import LOSSES
-from ._parameters import canonical_order, rows_split, rows_to_grid
+from ._parameters import canonical_order, rows_pack, rows_raw, rows_split, rows_to_grid
 from ._prediction import (
     PREDICT_BATCH_SIZE,
     background_at,
@@ -56,6 +56,7 @@ from ._reports import (
 )
 from ._rows import component_shares_of, minimize_rows, models_of
 from ._starts import INIT_METHODS
+from ._uncertainty import rows_standard_errors, warn_if_cells_differ
 from ._validation import (
     check_density_values,
     check_grid,
@@ -703,17 +704,8 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     from each instead of the search, as ``DensityGMM.fit`` polishes
     :class:`~._cv.DensityGMMCV`'s choice.
     """
-    first_weight = None if sample_weight is None else np.atleast_2d(sample_weight)[0]
-    problem = problem_of(estimator, X, Y[0], first_weight)
+    problem, units, log_units, fixed, Q = _rows_problem(estimator, X, Y, sample_weight)
     standardisation = problem.standardisation
-    units = np.max(np.abs(Y), axis=1)
-    units = np.where(units > 0, units, 1.0)
-    log_units = np.log(units) + np.sum(np.log(standardisation.spread))
-    fixed = None if estimator.scale is None else np.log(estimator.scale) - log_units
-    Q = None
-    if sample_weight is not None:
-        Q = np.atleast_2d(np.asarray(sample_weight, dtype=float))
-        Q = Q / Q.sum(axis=1, keepdims=True)
     targets = Y / units[:, None]
     settings = FitSettings.of(estimator)
     if seeds is None:
@@ -753,6 +745,63 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     models = models_of(inputs, fits.theta) * units[:, None]
     return RowFits(parameters, loss, fits.n_iter, fits.converged, coefficients, messages, models)
+
+
+def _rows_problem(estimator, X, Y, sample_weight):
+    """``(problem, units, log_units, fixed, Q)`` of the densities ``Y`` on the shared
+    grid: the problem of the first, each row's unit (its largest magnitude) and log scale
+    unit, its fixed log scale (or None) and the normalised quadrature weights (or None)."""
+    first_weight = None if sample_weight is None else np.atleast_2d(sample_weight)[0]
+    problem = problem_of(estimator, X, Y[0], first_weight)
+    units = np.max(np.abs(Y), axis=1)
+    units = np.where(units > 0, units, 1.0)
+    log_units = np.log(units) + np.sum(np.log(problem.standardisation.spread))
+    fixed = None if estimator.scale is None else np.log(estimator.scale) - log_units
+    Q = None
+    if sample_weight is not None:
+        Q = np.atleast_2d(np.asarray(sample_weight, dtype=float))
+        Q = Q / Q.sum(axis=1, keepdims=True)
+    return problem, units, log_units, fixed, Q
+
+
+def rows_standard_errors_of(estimator, X, Y, sample_weight, parameters, background):
+    """The standard errors of fits of the densities ``Y`` (grid units, as
+    :meth:`DensityGMM.standard_errors` names them, a leading axis of rows) by ``estimator``'s
+    settings, from their ``parameters`` ``(weights, means, covariances,
+    precisions_cholesky, scale)`` and background coefficients; all rows at once
+    (:func:`~._uncertainty.rows_standard_errors`)."""
+    problem, units, log_units, fixed, Q = _rows_problem(estimator, X, Y, sample_weight)
+    st, layout = problem.standardisation, problem.layout
+    weights, means, _, precisions_cholesky, scale = parameters
+    n_rows, k, d = len(Y), layout.n_components, layout.n_features
+    upper = as_matrices_rows(precisions_cholesky, layout.covariance_type, k, d)
+    thetas = rows_pack(
+        layout,
+        np.log(scale) - log_units,
+        np.log(weights),
+        (means - st.center) / st.spread,
+        rows_raw(layout, upper * st.spread[:, None]),
+    )
+    if background is not None:
+        terms = problem.data.background.to_fit(background, st.center, st.spread, units[:, None])
+        thetas = np.hstack([thetas, terms])
+    fixed = np.zeros(n_rows) if fixed is None else fixed
+    inputs = problem.kernel.with_densities(Y / units[:, None], Q, fixed)
+    cells = np.ones_like(Y) if sample_weight is None else np.broadcast_to(sample_weight, Y.shape)
+    if problem.data.loss == "poisson" and sample_weight is None:
+        warn_if_cells_differ(X)
+    errors = rows_standard_errors(problem, inputs, thetas, log_units, cells)
+    sizes = [k, k * d, int(np.prod(parameters[2].shape[1:])), 1]
+    named = np.split(errors, np.cumsum(sizes), axis=1)
+    out = {
+        "weights": named[0],
+        "means": named[1].reshape(n_rows, k, d),
+        "covariances": named[2].reshape(parameters[2].shape),
+        "scale": named[3][:, 0],
+    }
+    if background is not None:
+        out["background"] = named[4]
+    return out
 
 
 def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state):

@@ -863,6 +863,42 @@ def evaluate_rows(
         )  # fmt: skip
 
 
+@njit(cache=True, nogil=True)
+def curvature_rows(
+    first,
+    last,
+    thetas,
+    density,
+    X,
+    lo,
+    hi,
+    Y,
+    Q,
+    basis,
+    layout,
+    chol_index,
+    chol_log,
+    fixed_log_scale,
+    normaliser,
+    constant,
+    losses,
+    H,
+):
+    """The loss (``losses``) and the Gauss-Newton matrix (``H``, ``(R, p, p)``) of rows
+    ``first .. last - 1``."""
+    p = thetas.shape[1]
+    K, d = layout[_K], layout[_D]
+    shared_q = Q.shape[0] == 1
+    for r in range(first, last):
+        i = density[r]
+        q = Q[0] if shared_q else Q[i]
+        losses[r] = evaluate(
+            thetas[r], X, lo, hi, Y[i], q, basis, layout, chol_index, chol_log,
+            fixed_log_scale[i], normaliser[i], constant[i], np.empty(p), H[r], np.empty(0),
+            np.empty((5, K)), np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p),
+        )  # fmt: skip
+
+
 @njit(cache=True)
 def derivatives_of(
     theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,

@@ -291,16 +291,17 @@ class Background:
 
     def to_fit(self, coefficients, center, spread, unit):
         """The parameters of the coefficients ``background_`` (inverse of :meth:`to_grid`,
-        clipped into the bounds)."""
-        coefficients = np.asarray(coefficients, dtype=float) / unit
+        clipped into the bounds; ``(J,)`` or rows ``(R, J)``)."""
+        coefficients = np.asarray(coefficients, dtype=float)
         if self.kind == "polynomial":
-            theta = np.linalg.solve(self.monomial_map(center, spread), coefficients)
+            theta = np.linalg.solve(self.monomial_map(center, spread), (coefficients / unit).T).T
         elif self.kind == "basis":
-            theta = coefficients
-        else:
+            theta = coefficients / unit
+        else:  # the amplitude is in the density's unit, the rate in the grid's
             origin, width = self._axis(center, spread)
-            rate = coefficients[1] * width
-            theta = np.array([coefficients[0] * np.exp(rate * origin / width), rate])
+            rate = coefficients[..., 1] * width
+            amplitude = coefficients[..., 0] / np.reshape(unit, np.shape(coefficients[..., 0]))
+            theta = np.stack([amplitude * np.exp(rate * origin / width), rate], -1)
         bounds = self.bounds()
         return np.clip(theta, bounds[:, 0], bounds[:, 1])
 

@@ -284,6 +284,35 @@ def models_of(inputs, thetas, density=None):
     return _evaluate(inputs, thetas, density, True)[1]
 
 
+def curvatures_of(inputs, thetas, density=None):
+    """``(losses (R,), Gauss-Newton matrices (R, p, p))`` of the rows ``thetas``."""
+    thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
+    n_rows, p = thetas.shape
+    losses = np.empty(n_rows)
+    H = np.empty((n_rows, p, p))
+    _in_threads(
+        _kernel.curvature_rows,
+        n_rows,
+        thetas,
+        _density_index(inputs, density, n_rows),
+        inputs.X,
+        inputs.lo,
+        inputs.hi,
+        inputs.Y,
+        inputs.Q,
+        inputs.basis,
+        inputs.layout,
+        inputs.chol_index,
+        inputs.chol_log,
+        inputs.fixed_log_scale,
+        inputs.normaliser,
+        inputs.constant,
+        losses,
+        H,
+    )
+    return losses, H
+
+
 def derivatives_of(inputs, theta, density=0):
     """``(loss, gradient, Gauss-Newton matrix)`` of one parameter vector."""
     return _kernel.derivatives_of(

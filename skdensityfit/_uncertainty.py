@@ -11,10 +11,14 @@ autograd differentiates). No finite differences anywhere.
 import autograd.numpy as anp
 import numpy as np
 from autograd import jacobian
+from autograd.scipy.special import logsumexp
 
 from ._compat import warn_at_caller
+from ._covariance import cholesky_parameter_map
 from ._model import objective_hessian
 from ._objective import value_and_gradient
+from ._parameters import canonical_order, rows_split
+from ._rows import curvatures_of
 from ._validation import quadrature_weights
 
 # The curvature does not determine the parameters when its smallest
@@ -93,3 +97,111 @@ def standard_errors(problem, theta, X, y, sample_weight):
         )
         return np.full(reported_vector(problem, theta).size, np.nan)
     return reported_errors(problem, theta, covariance)
+
+
+# ----------------------------------------------------------------------
+# many densities at once (fit_many)
+# ----------------------------------------------------------------------
+def rows_reported(thetas, layout, standardisation, log_units, fixed_log_scale, take, background):
+    """:func:`reported_vector` of every row of ``thetas`` ``(R, p)`` at once, ``(R, m)``
+    (*autograd-safe*): ``log_units`` ``(R,)`` the rows' log scale units, ``take`` the
+    canonical order of their components (:func:`~._parameters.canonical_order`)."""
+    n_rows = thetas.shape[0]
+    k, d = layout.n_components, layout.n_features
+    offsets = layout.offsets
+    logits = anp.concatenate([thetas[:, offsets[1] : offsets[2]], np.zeros((n_rows, 1))], axis=1)
+    weights = anp.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    means = anp.reshape(thetas[:, offsets[2] : offsets[3]], (n_rows, k, d))
+    means = standardisation.center + standardisation.spread * means
+    # the precision Cholesky factors: the raw values gathered into every entry they fill
+    index, log = cholesky_parameter_map(layout.covariance_type, k, d)
+    filled = np.flatnonzero(index.ravel() >= 0)
+    values = thetas[:, offsets[3] + index.ravel()[filled]]
+    values = anp.where(log.ravel()[filled], anp.exp(values), values)
+    scatter = np.zeros((filled.size, k * d * d))
+    scatter[np.arange(filled.size), filled] = 1.0
+    upper = anp.reshape(anp.dot(values, scatter), (n_rows, k, d, d))
+    inverse = anp.linalg.inv(upper / standardisation.spread[:, None])
+    covariances = anp.einsum("rkji,rkjl->rkil", inverse, inverse)
+    weights, means, covariances = weights[take], means[take], covariances[take]
+    if layout.covariance_type == "tied":
+        covariances = covariances[:, 0]
+    elif layout.covariance_type == "diag":
+        covariances = anp.sum(covariances * np.eye(d), axis=-1)
+    elif layout.covariance_type == "spherical":
+        covariances = covariances[..., 0, 0]
+    log_scale = thetas[:, 0] if layout.fit_scale else fixed_log_scale
+    parts = [
+        weights,
+        anp.reshape(means, (n_rows, -1)),
+        anp.reshape(covariances, (n_rows, -1)),
+        anp.reshape(anp.exp(log_scale + log_units), (n_rows, 1)),
+    ]
+    if background is not None:
+        units = np.exp(log_units - np.sum(np.log(standardisation.spread)))
+        parts.append(
+            background.to_grid(
+                thetas[:, layout.n_parameters :],
+                standardisation.center,
+                standardisation.spread,
+                units[:, None],
+            )
+        )
+    return anp.concatenate(parts, axis=1)
+
+
+def rows_standard_errors(problem, inputs, thetas, log_units, cells):
+    """Standard errors of :func:`rows_reported` for every row, ``(R, m)``; NaN rows where
+    the curvature does not determine them.
+
+    The curvature is the kernel's Gauss-Newton matrix (the Fisher information of the
+    Poisson counts; ``J^T J`` scaled by the residual variance for 'l2', as
+    :func:`scipy.optimize.curve_fit`'s ``pcov``), where :func:`standard_errors` takes
+    the exact Hessian: the two agree up to terms in the residuals. The delta method's
+    Jacobian is autograd's, of all rows in one pass a reported value.
+    """
+    layout, data = problem.layout, problem.data
+    n_rows, p = thetas.shape
+    losses, curvature = curvatures_of(inputs, thetas)
+    n_points = np.count_nonzero(
+        np.broadcast_to(inputs.Q, (len(inputs.Y), inputs.Q.shape[1])) > 0, 1
+    )
+    eigenvalues = np.linalg.eigvalsh(np.where(np.isfinite(curvature), curvature, 0.0))
+    determined = (
+        np.isfinite(losses)
+        & (n_points > p)
+        & (eigenvalues[:, 0] > FLAT_CURVATURE * np.maximum(eigenvalues[:, -1], 0.0))
+    )
+    fixed = inputs.fixed_log_scale
+    take = canonical_order(*_weights_and_means(thetas, layout, fixed))
+    m = rows_reported(thetas[:1], layout, problem.standardisation, log_units[:1], fixed[:1],
+                      (take[0][:1], take[1][:1]), data.background).shape[1]  # fmt: skip
+    errors = np.full((n_rows, m), np.nan)
+    rows = np.flatnonzero(determined)
+    if rows.size == 0:
+        return errors
+    inverse = np.linalg.inv(curvature[rows])
+    if data.loss == "l2":
+        covariance = (2.0 * losses[rows] / (n_points[rows] - p))[:, None, None] * inverse
+    else:
+        units = np.exp(log_units[rows] - np.sum(np.log(problem.standardisation.spread)))
+        information = units * np.sum(cells[rows], axis=1) * inputs.normaliser[rows]
+        covariance = inverse / information[:, None, None]
+
+    def reported_sums(t):
+        chosen = (np.arange(rows.size)[:, None], take[1][rows])
+        values = rows_reported(
+            t, layout, problem.standardisation, log_units[rows], fixed[rows], chosen,
+            data.background,
+        )  # fmt: skip
+        return anp.sum(values, axis=0)
+
+    gradient = np.moveaxis(jacobian(reported_sums)(thetas[rows]), 0, 1)  # (rows, m, p)
+    variances = np.einsum("rip,rpq,riq->ri", gradient, covariance, gradient)
+    errors[rows] = np.sqrt(np.maximum(variances, 0.0))
+    return errors
+
+
+def _weights_and_means(thetas, layout, fixed_log_scale):
+    _, log_weights, means, _ = rows_split(thetas, layout, fixed_log_scale)
+    return log_weights, means

@@ -355,3 +355,27 @@ def test_fit_many_predicts_with_the_background(search):
     assert result.background.shape == (2, 2) and np.all(np.isfinite(result.background))
     np.testing.assert_allclose(result.background, [[0.02, 0.003], [0.05, -0.001]], atol=1e-6)
     np.testing.assert_allclose(result.predict_density(x), Y, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["Gauss1", "Gauss2", "Gauss3"])
+def test_nist_certified_standard_deviations(name):
+    """NIST's certified standard deviations of b1, b2 (the exponential) and b4, b7 (the
+    peaks' centres): fit_many's standard errors (Gauss-Newton, as NIST's) reproduce
+    them, DensityGMM.standard_errors (the exact Hessian) within 1%."""
+    import json
+
+    x, y, _, _ = _nist(name)
+    certified = json.loads((NIST / "certified.json").read_text())[name]["parameters"]
+    sd = np.array([float(certified[f"b{i}"]["std_dev"]) for i in (1, 2, 4, 7)])
+    settings = dict(background="exponential", tol=1e-12, max_iter=2000, random_state=0)
+    result = fit_many(x, y[None], DensityGMM(2, **settings))
+    batch = result.standard_errors(x, y[None])
+    got = np.concatenate([batch["background"][0], batch["means"][0, :, 0]])
+    np.testing.assert_allclose(got, sd, rtol=1e-5)
+    single = DensityGMM(2, **settings).fit(x, y).standard_errors(x, y)
+    got = np.concatenate([single["background"], single["means"][:, 0]])
+    np.testing.assert_allclose(got, sd, rtol=0.01)
+    # the exponential's coefficients go to the fit's parameters and back unchanged
+    refit = DensityGMM(2, warm_start=True, **settings).fit(x, y)
+    start = refit.background_.copy()
+    np.testing.assert_allclose(refit.fit(x, y).background_, start, rtol=1e-9)

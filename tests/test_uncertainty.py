@@ -1,5 +1,7 @@
 """Standard errors against the spread of refits on independently noised copies."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -65,3 +67,97 @@ def test_poisson_counts_on_unequal_cells_warn():
         model.standard_errors(grid, counts)
     with pytest.warns(UserWarning, match="cells differ in size"):
         model.bic(grid, counts)
+
+
+# ----------------------------------------------------------------------
+# fit_many: every row's errors at once (issue #27)
+# ----------------------------------------------------------------------
+def _batch_case(loss, background, seed=0):
+    x = np.linspace(0, 25, 200)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in (6.0, 8.0, 10.0):
+        y = 0.6 * norm.pdf(x, m, 1.2) + 0.4 * norm.pdf(x, m + 7, 2.0)
+        if background == "linear":
+            y = y + 0.02 + 0.001 * x
+        elif background == "exponential":
+            y = y + 0.05 * np.exp(-0.1 * x)
+        if loss == "poisson":
+            y = rng.poisson(4000 * y).astype(float)
+        else:
+            y = y + 0.002 * rng.normal(size=x.size)
+        rows.append(y)
+    return x, np.array(rows)
+
+
+def _reported(errors, i):
+    parts = [errors["weights"][i], errors["means"][i].ravel(), errors["covariances"][i].ravel()]
+    return np.concatenate([*parts, [errors["scale"][i]], errors.get("background", [[]] * 3)[i]])
+
+
+@pytest.mark.parametrize("background", [None, "linear", "exponential"])
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fit_many_standard_errors_are_the_delta_method_of_every_row(
+    covariance_type, loss, background
+):
+    """result.standard_errors: the delta method (autograd's Jacobian of every row at once)
+    under the kernel's Gauss-Newton curvature equals the single fit's delta method under
+    that curvature; and it is close to DensityGMM.standard_errors (the exact Hessian)."""
+    from skdensityfit import fit_many
+    from skdensityfit._rows import derivatives_of
+    from skdensityfit._uncertainty import reported_errors
+
+    x, Y = _batch_case(loss, background)
+    settings = dict(covariance_type=covariance_type, loss=loss, background=background)
+    result = fit_many(x, Y, DensityGMM(2, random_state=0, **settings))
+    errors = result.standard_errors(x, Y)
+    assert errors["means"].shape == result.means.shape
+    assert errors["covariances"].shape == result.covariances.shape
+    assert ("background" in errors) == (background is not None)
+    for i in range(len(Y)):
+        single = DensityGMM(2, random_state=0, **settings).fit(x, Y[i])
+        problem, theta, _, y = single._problem_of_fit(x, Y[i], None)
+        loss_value, _, curvature = derivatives_of(problem.kernel, theta)
+        if loss == "l2":
+            covariance = 2 * loss_value / (len(y) - theta.size) * np.linalg.inv(curvature)
+        else:
+            unit = problem.standardisation.density_unit
+            information = unit * len(y) * problem.data.normaliser * curvature
+            covariance = np.linalg.inv(information)
+        expected = reported_errors(problem, theta, covariance)
+        np.testing.assert_allclose(_reported(errors, i), expected, rtol=1e-7)
+        exact = single.standard_errors(x, Y[i])
+        exact = np.concatenate(
+            [
+                exact["weights"],
+                exact["means"].ravel(),
+                np.ravel(exact["covariances"]),
+                [exact["scale"]],
+                exact.get("background", []),
+            ]
+        )
+        # the Gauss-Newton and the exact curvature agree up to terms in the residuals
+        if covariance_type != "tied":  # a tied fit of unequal widths leaves structure
+            np.testing.assert_allclose(_reported(errors, i), exact, rtol=0.05)
+
+
+def test_fit_many_standard_errors_of_a_choice_of_k_and_failed_rows():
+    from skdensityfit import DensityGMMCV, fit_many
+
+    x, Y = _batch_case("l2", None)
+    one = 0.6 * norm.pdf(x, 9, 1.5) + 0.002 * np.random.default_rng(1).normal(size=x.size)
+    Y = np.vstack([Y[:2], np.zeros(x.size), one])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(x, Y, DensityGMMCV(n_components=4, random_state=0))
+    assert list(result.n_components) == [2, 2, 0, 1] and result.failed[2]
+    errors = result.standard_errors(x, Y)
+    assert np.all(np.isnan(errors["means"][2])) and np.all(np.isnan(errors["means"][3, 1:]))
+    assert np.all(np.isfinite(errors["means"][3, :1])) and np.all(errors["means"][:2, :2] > 0)
+    single = DensityGMM(1, random_state=0).fit(x, Y[3])
+    np.testing.assert_allclose(
+        errors["means"][3, 0], single.standard_errors(x, Y[3])["means"][0], rtol=0.05
+    )
+    with pytest.raises(ValueError, match="rows"):
+        result.standard_errors(x, Y[:2])
