@@ -243,12 +243,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     Notes
     -----
-    With held-out grid points, on grids of at most 1,000 points with
-    ``loss='l2'``, ``cv`` shuffled folds (None or an int), the candidates
-    ``1..m``, no ``scale``, ``bins`` or ``background`` and the default starts,
-    the batched engine of :func:`fit_many` runs the search (every fold refitted
-    for real by one batched Levenberg-Marquardt run); a density it cannot
-    score goes to the path of single fits with the same folds.
+    With an information criterion, one density's search and the searches of a
+    chunk of :func:`fit_many` are the same code (``_search.run_searches``):
+    every step of every path is a row of the compiled kernel, so a density
+    gets the same K alone and in a batch. Held-out selections fit the path the
+    same way and refit the folds on the path of single fits.
     ``docs/choosing_k.md`` gives the measured accuracy of each selection.
 
     Examples

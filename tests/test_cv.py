@@ -1,6 +1,7 @@
 """Choosing the number of components: DensityGMMCV, GridSearchCV and Pipeline."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1208,3 +1209,43 @@ def test_poisson_noise_on_negative_values_is_a_clear_error():
     x, y = _spectrum(1, [6.0], [150.0], [5.0], n=200)
     with pytest.raises(ValueError, match="noise='poisson' needs non-negative values"):
         DensityGMMCV(noise="poisson").fit(x, y)
+
+
+GRS_SPECTRA = [21, 30, 33, 40, 43, 50, 53, 63]
+
+
+def _largest_line(residual, sigma):
+    """The largest least-squares height of a Gaussian bump (sd 1.5 to 6 channels) in the
+    residual, in units of sigma."""
+    best = 0.0
+    for width in (1.5, 2.0, 3.0, 4.0, 6.0):
+        half = int(4 * width)
+        profile = np.exp(-0.5 * (np.arange(-half, half + 1) / width) ** 2)
+        heights = np.convolve(residual, profile, mode="same") / np.sum(profile**2)
+        best = max(best, float(heights.max()))
+    return best / sigma
+
+
+@pytest.mark.parametrize("spectrum", GRS_SPECTRA)
+def test_real_radio_spectra_keep_no_line_in_the_residual(spectrum):
+    """Real 13CO spectra (tests/data, GRS via GaussPy+) where held-out grid points chose
+    K = 1 and left a line of 5.7 to 9.6 noise sd in the residual (issue #25): the default
+    criterion leaves none above 3.5 sd and chooses within one of GaussPy+'s K."""
+    import json
+
+    data = Path(__file__).parent / "data"
+    y = np.load(data / "grs_13co_10x10.npz")["spectra"][spectrum].astype(float)
+    reference = json.loads((data / "grs_13co_gausspyplus.json").read_text())
+    channels = np.flatnonzero(np.isfinite(y)).astype(float)
+    y = y[np.isfinite(y)]
+    sigma = reference["noise"][spectrum]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        held_out = DensityGMMCV(n_components=8, selection="standard_error", random_state=0)
+        held_out.fit(channels, y)
+        search = DensityGMMCV(n_components=8, random_state=0).fit(channels, y)
+    assert held_out.n_components_ == 1
+    assert _largest_line(y - held_out.predict_density(channels), sigma) > 5
+    assert _largest_line(y - search.predict_density(channels), sigma) < 3.5
+    assert abs(search.n_components_ - reference["n_components"][spectrum]) <= 1
+    assert search.noise_["kind"] == "correlated"
