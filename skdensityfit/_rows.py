@@ -206,7 +206,8 @@ def _density_index(inputs, density, n_rows):
         if n_densities not in (1, n_rows):
             raise ValueError(f"{n_rows} rows of {n_densities} densities: say which is which.")
         return np.arange(n_rows, dtype=np.int64) if n_densities > 1 else np.zeros(n_rows, np.int64)
-    return np.ascontiguousarray(np.broadcast_to(density, (n_rows,)), dtype=np.int64)
+    # a writable copy: numba compiles a read-only array (a broadcast) as another type
+    return np.array(np.broadcast_to(density, (n_rows,)), dtype=np.int64)
 
 
 def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, density=None):
