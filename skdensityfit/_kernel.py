@@ -235,7 +235,7 @@ def _cell_cubature(point, lo, hi, k, d, means, U, g_mean, g_upper, y, delta):
     return log_sum + log_volume + log_det - 0.5 * m * LOG_2PI
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _component_log_densities(
     point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
 ):
@@ -289,7 +289,7 @@ def _component_log_densities(
             a[k] = const[k] - 0.5 * q
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _background_value(theta, basis, point, p, J, exponential):
     """The background at point ``point``: ``basis @ c``, or ``c exp(r v)``."""
     if exponential:
@@ -300,7 +300,7 @@ def _background_value(theta, basis, point, p, J, exponential):
     return value
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _background_jacobian(theta, basis, point, p, J, exponential, jv):
     """The background's derivatives at point ``point`` into the last ``J`` entries of ``jv``."""
     if exponential:
@@ -312,7 +312,7 @@ def _background_jacobian(theta, basis, point, p, J, exponential, jv):
         jv[p - J + j] = basis[point, j]
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _point_jacobian(
     f, rho, w, point, theta, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
     U, diff, z, mass, g_upper, jv, binned,
@@ -498,7 +498,7 @@ def evaluate(
     return _finish(total, constant, normaliser, derivatives, grad, H, p)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, fastmath=FASTMATH)
 def _finish(total, constant, normaliser, derivatives, grad, H, p):
     """The sums of the points over the normaliser; the matrix made symmetric."""
     total = (total + constant) / normaliser
