@@ -610,8 +610,7 @@ def _max_components(estimator):
 def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, grid):
     """Whether the engine fits the chunk's densities together (else the loop runs): a
     shared grid, no warm start (each density from its neighbour's fit is a sequence), no
-    estimators returned, no user starts (``weights_init``, ...), and bins only where the
-    kernel integrates them (one dimension, or 'diag' and 'spherical' components)."""
+    estimators returned and no user starts (``weights_init``, ...)."""
     if per_density_grids or warm_start or return_estimators:
         return False
     if isinstance(estimator, DensityGMMCV):
@@ -623,12 +622,6 @@ def _vectorizable(estimator, per_density_grids, warm_start, return_estimators, g
     if any(
         getattr(estimator, name, None) is not None
         for name in ("weights_init", "means_init", "precisions_init")
-    ):
-        return False
-    if (
-        estimator.bins is not None
-        and grid.shape[1] > 1
-        and estimator.covariance_type in ("full", "tied")
     ):
         return False
     # too few points for the components: every row raises, as the single fit does

@@ -392,3 +392,26 @@ def test_the_greedy_peaks_and_the_matched_filter_ignore_a_gap_of_zero_weights():
     upper = np.array([[[1.0 / widths[0, 0]]]])
     gains, found = matched_filter(inputs, inputs.Y, centres, upper)
     assert np.all(np.isfinite(gains)) and np.all(np.isfinite(found))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_two_dimensional_bins_of_full_components_run_vectorised(covariance_type):
+    """The kernel integrates full and tied components over 2-D cells, so fit_many fits such
+    histograms together, as the loop of single fits does."""
+    rng = np.random.default_rng(0)
+    edges = [np.linspace(-4, 4, 13), np.linspace(-4, 4, 11)]
+    rows = []
+    for _ in range(3):
+        a = rng.multivariate_normal([-1, 0.5], [[1, 0.5], [0.5, 1]], 3000)
+        b = rng.multivariate_normal([1.5, -1], [[0.5, -0.2], [-0.2, 0.8]], 2000)
+        counts, _, _ = np.histogram2d(*np.vstack([a, b]).T, bins=edges)
+        rows.append(counts.ravel())
+    centres = [(e[1:] + e[:-1]) / 2 for e in edges]
+    X = np.stack(np.meshgrid(*centres, indexing="ij"), -1).reshape(-1, 2)
+    estimator = DensityGMM(
+        2, covariance_type=covariance_type, loss="poisson", bins=edges, random_state=0
+    )
+    together = fit_many(X, np.array(rows), estimator)
+    alone = fit_many(X, np.array(rows), estimator, method="loop")
+    np.testing.assert_allclose(together.means, alone.means, atol=1e-6)
+    np.testing.assert_allclose(together.loss, alone.loss, rtol=1e-9)
