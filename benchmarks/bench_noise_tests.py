@@ -17,12 +17,12 @@ import argparse
 
 import numpy as np
 
+from skdensityfit._noise import noise_variance
 from skdensityfit._selection import (
     QUIET_BUMP,
     QUIET_SPREAD,
     largest_bump,
     leaves_noise,
-    noise_variance,
     residual_is_noise_level,
 )
 

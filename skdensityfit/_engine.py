@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._compat import warn_at_caller
 from ._covariance import cholesky_diagonals
+from ._noise import noise_variance
 from ._objective import component_mass_shares
 from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult
 from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
@@ -42,6 +43,8 @@ from ._validation import (
 
 # A component moved to another place must lower the loss by this fraction.
 MIN_MOVE_GAIN = 1e-6
+# A fit whose loss is this many times that of the density's white noise gets another start.
+ABOVE_NOISE = 4.0
 # Fits that only need to be close (the greedy start's steps, moves of components): the
 # final fit polishes.
 SHORT_TOL = 1e-5
@@ -475,12 +478,16 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
     highest point (:func:`~._rows.greedy_peaks`); ``'filter'``: the shape of the
     narrowest component where it removes the most squared residual, among the points of
     largest residual and a fixed spread over the grid (a matched filter: a broad low
-    peak under noise, which no single point's residual stands out for).
+    peak under noise, which no single point's residual stands out for). With the
+    Poisson loss the filter weighs the residual by the model's inverse (Pearson's
+    weights: counts scatter by its square root), so that a small peak left out is not
+    outshone by the misfit of a large one.
     """
     layout = problem.layout
     d = layout.n_features
     bigger = problem.with_components(layout.n_components + 1)
-    residuals = inputs.Y[density] - models_of(inputs, thetas, density)
+    models = models_of(inputs, thetas, density)
+    residuals = inputs.Y[density] - models
     q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[density]
     means, widths, heights = greedy_peaks(
         replace(inputs, Q=np.ascontiguousarray(q)), peak_widths(problem), 1, residuals
@@ -497,7 +504,11 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
         narrowest = np.argmax(np.sum(np.log(np.diagonal(upper, axis1=-2, axis2=-1)), -1), 1)
         shape = upper[rows, narrowest]
         residuals = np.where(q > 0, residuals, 0.0)
-        centres = _filter_centres(residuals)
+        if inputs.poisson:  # counts scatter by the square root of the model: Pearson's weights
+            q = q / np.maximum(models, np.max(models, axis=1, keepdims=True) * 1e-3)
+            centres = _filter_centres(residuals * np.sqrt(q))
+        else:
+            centres = _filter_centres(residuals)
         gains, found = matched_filter(inputs, residuals, centres, shape, q)
         best = np.argmax(gains, axis=1)
         filtered = gains[rows, best] > 0
@@ -690,6 +701,23 @@ def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
     return moved
 
 
+def _above_the_noise(inputs, fits):
+    """The densities (l2, on a rectilinear grid) whose fit is not exact and whose loss is
+    more than ``ABOVE_NOISE`` times that of the white noise their values show
+    (:func:`~._noise.noise_variance`)."""
+    if inputs.poisson:
+        return np.zeros(0, dtype=int)
+    rows = np.flatnonzero(np.isfinite(fits.loss) & (fits.loss > EXACT_FIT_LOSS))
+    if rows.size == 0:
+        return rows
+    variance = noise_variance(inputs.X, inputs.Y[rows])
+    if variance is None:
+        return rows[:0]
+    q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[rows]
+    noise_loss = variance * np.sum(q, axis=1) / inputs.normaliser[rows]
+    return rows[fits.loss[rows] > ABOVE_NOISE * noise_loss]
+
+
 def _progress(verbose, n_densities, inputs):
     """A function printing one line a stage of :func:`fit_densities` when ``verbose``:
     the stage, the rows it ran, their iterations, the best loss so far and the time."""
@@ -799,6 +827,21 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
             index = weakest_rows(problem, inputs, best.theta[inexact], inexact)
             moved_rows(problem, inputs, best, inexact, index, settings)
             progress("weakest component moved", best, inexact)
+    # a fit whose residual stands well above the density's own noise is probably a local
+    # optimum that the starts and moves share: one more start, from k-means
+    if n_runs > 1 and settings.init_params == "peaks" and not any(settings.user_given):
+        rows = _above_the_noise(inputs, best)
+        if rows.size:
+            other = minimize_rows(
+                inputs,
+                drawn_starts(rows),
+                tol=settings.tol,
+                max_iter=settings.max_iter,
+                ftol=run_ftol,
+                density=rows,
+            )
+            _keep_lower(best, other, rows)
+            progress("a k-means start where the fit is above the noise", best, rows, other)
     message = [best.message(i) for i in everyone]
     theta, loss = best.theta, best.loss.copy()
     n_iter, converged = best.n_iter.copy(), best.converged.copy()

@@ -553,3 +553,42 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
     # low (clipped at zero, say) is no floor to fit peaks against
     variance = np.maximum(coefficients[0] + coefficients[1] * every_level, 1.0)
     return sd * np.sqrt(variance)
+
+
+def _on_the_grid(X, y):
+    """``y`` ``(..., n_points)`` as an array ``(..., *shape)`` of the rectilinear
+    grid ``X``, its longest axis first (the points in lexicographic order of
+    the columns so arranged), or None for scattered points or fewer than 5
+    points along every axis."""
+    shape = [len(np.unique(column)) for column in X.T]
+    if np.prod(shape) != y.shape[-1] or max(shape) < 5:
+        return None
+    columns = np.roll(np.arange(X.shape[1]), -int(np.argmax(shape)))  # first longest first
+    order = np.lexsort(X[:, columns].T[::-1])
+    return y[..., order].reshape(*y.shape[:-1], *np.take(shape, columns))
+
+
+def noise_variance(X, y):
+    """An estimate of the variance of white noise on ``y``, from differences of neighbours.
+
+    On a rectilinear grid (1-D, or a full product grid), differences of
+    order 2, 3 and 4 along its longest axis (the first of the longest) remove a
+    smooth density (to that order) and keep white noise, whose variance they
+    multiply by 6, 20 and 70; the smallest of the three estimates is taken
+    (the higher the order, the less of a well-resolved density is left, but
+    a coarsely sampled peak leaves more). None for scattered points (no
+    neighbours to difference). ``y`` of shape ``(B, n_points)`` gives one
+    estimate a row, ``(B,)``.
+    """
+    y = np.asarray(y)
+    values = _on_the_grid(X, y)
+    if values is None:
+        return None
+    axis = y.ndim - 1
+    grid_axes = tuple(range(axis, values.ndim))
+    estimates = [
+        np.mean(np.diff(values, n=k, axis=axis) ** 2, axis=grid_axes) / factor
+        for k, factor in ((2, 6.0), (3, 20.0), (4, 70.0))
+    ]
+    smallest = np.min(estimates, axis=0)
+    return float(smallest) if y.ndim == 1 else smallest

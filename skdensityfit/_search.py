@@ -33,7 +33,7 @@ from ._engine import (
     split_rows,
     weakest_rows,
 )
-from ._noise import initial_noise, refined_noise, whiten
+from ._noise import initial_noise, noise_variance, refined_noise, whiten
 from ._parameters import rows_pack, rows_raw
 from ._problem import problem_of
 from ._rows import RowResults, leverages_of, minimize_rows, models_of
@@ -47,7 +47,6 @@ from ._selection import (
     largest_bump,
     least_components,
     leaves_noise,
-    noise_variance,
     residual_is_noise_level,
 )
 from ._starts import best_scale_within_bounds

@@ -31,6 +31,7 @@ from scipy.signal import find_peaks
 from scipy.special import gammaln, xlogy
 
 from ._engine import minimize
+from ._noise import _on_the_grid
 from ._objective import gauss_newton_by_group, model_density, point_losses
 from ._optimization import lowering_step
 
@@ -303,19 +304,6 @@ def _pooled_scores(errors, total, size):
     return 1.0 - n_splits * errors / total
 
 
-def _on_the_grid(X, y):
-    """``y`` ``(..., n_points)`` as an array ``(..., *shape)`` of the rectilinear
-    grid ``X``, its longest axis first (the points in lexicographic order of
-    the columns so arranged), or None for scattered points or fewer than 5
-    points along every axis."""
-    shape = [len(np.unique(column)) for column in X.T]
-    if np.prod(shape) != y.shape[-1] or max(shape) < 5:
-        return None
-    columns = np.roll(np.arange(X.shape[1]), -int(np.argmax(shape)))  # first longest first
-    order = np.lexsort(X[:, columns].T[::-1])
-    return y[..., order].reshape(*y.shape[:-1], *np.take(shape, columns))
-
-
 def largest_bump(X, residual, noise):
     """The largest squared matched-filter score of a Gaussian bump in ``residual``.
 
@@ -348,32 +336,6 @@ def largest_bump(X, residual, noise):
             scores = smoothed.reshape(*residual.shape[:-1], -1) ** 2
             best = np.maximum(best, scores.max(axis=-1) / variance)
     return float(best) if batch == 0 else best
-
-
-def noise_variance(X, y):
-    """An estimate of the variance of white noise on ``y``, from differences of neighbours.
-
-    On a rectilinear grid (1-D, or a full product grid), differences of
-    order 2, 3 and 4 along its longest axis (the first of the longest) remove a
-    smooth density (to that order) and keep white noise, whose variance they
-    multiply by 6, 20 and 70; the smallest of the three estimates is taken
-    (the higher the order, the less of a well-resolved density is left, but
-    a coarsely sampled peak leaves more). None for scattered points (no
-    neighbours to difference). ``y`` of shape ``(B, n_points)`` gives one
-    estimate a row, ``(B,)``.
-    """
-    y = np.asarray(y)
-    values = _on_the_grid(X, y)
-    if values is None:
-        return None
-    axis = y.ndim - 1
-    grid_axes = tuple(range(axis, values.ndim))
-    estimates = [
-        np.mean(np.diff(values, n=k, axis=axis) ** 2, axis=grid_axes) / factor
-        for k, factor in ((2, 6.0), (3, 20.0), (4, 70.0))
-    ]
-    smallest = np.min(estimates, axis=0)
-    return float(smallest) if y.ndim == 1 else smallest
 
 
 def least_components(X, y, noise, weights=None):

@@ -13,7 +13,8 @@ from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV
 from skdensityfit._examples import mixture_density, random_separated_mixture_1d
-from skdensityfit._selection import has_peaked, least_components, noise_variance, select
+from skdensityfit._noise import noise_variance
+from skdensityfit._selection import has_peaked, least_components, select
 
 KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
 CV_RESULT_KEYS = {
@@ -372,7 +373,6 @@ def test_leaves_noise_tells_white_noise_from_a_missing_component(shape):
         QUIET_SPREAD,
         largest_bump,
         leaves_noise,
-        noise_variance,
         residual_is_noise_level,
     )
 

@@ -237,3 +237,40 @@ def test_verbose_reports_every_stage_of_a_fit(capsys):
     assert lines[-1].startswith("DensityGMM: loss")
     DensityGMM(5, random_state=0).fit(x, y)
     assert capsys.readouterr().out == ""
+
+
+# Two cases of benchmarks/bench_peers.py (seed 14 of its overlapping 1-D and 2,000-sample
+# histogram families) where the greedy peaks, the greedy path and the weakest
+# component's move all ended in one local optimum.
+PEERS_HISTOGRAM = np.array(
+    [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 6, 10, 19, 19, 39, 49, 61, 69, 88, 97, 94, 107, 94, 97, 70]
+    + [56, 28, 23, 17, 19, 18, 22, 43, 36, 43, 58, 46, 35, 27, 12, 5, 9, 4, 6, 13, 27, 25, 32]
+    + [35, 28, 35, 19, 19, 13, 10, 6, 5, 5, 4, 6, 13, 13, 12, 27, 21, 16, 22, 17, 11, 17, 12]
+    + [8, 6, 4, 4, 6, 4, 10, 7, 12, 12, 7, 8, 5, 5, 6, 2, 1, 0, 1]
+    + [0] * 10,
+    dtype=float,
+)
+
+
+def test_a_fit_above_the_noise_gets_another_start():
+    """Noise-free, four overlapping components: the peaks, the greedy path and the move
+    ended at a relative loss of 1.2e-5, far above the density's noise (none); a k-means
+    start for such fits finds the exact one."""
+    x = np.linspace(-4.637450106862569, 16.682515662764168, 300)
+    weights = [0.2322296872516206, 0.48141982642194364, 0.16387867414753435, 0.12247181217890155]
+    means = [2.163143826400404, 4.774501448851068, 6.966547731895432, 9.881921729501196]
+    sds = [1.3309833188891114, 0.8609466668342566, 1.202739305582055, 1.3601187866525946]
+    y = sum(w * norm.pdf(x, m, s) for w, m, s in zip(weights, means, sds, strict=True))
+    gmm = DensityGMM(4, random_state=14).fit(x, y)
+    assert gmm.loss_ < 1e-12
+    np.testing.assert_allclose(gmm.means_.ravel(), means, rtol=1e-5)
+
+
+def test_a_small_peak_of_counts_is_found_by_pearson_residuals():
+    """A histogram of 2,000 samples whose fifth component (98 expected counts at 20.4)
+    was covered by a broad fourth one while two sat on the first peak: the move weighs
+    the residual by the model's inverse, where the small peak stands out."""
+    x = np.linspace(-5.909760067153833, 27.006647820814628, 100)
+    gmm = DensityGMM(5, loss="poisson", random_state=14).fit(x, PEERS_HISTOGRAM)
+    np.testing.assert_allclose(gmm.means_.ravel(), [0.72, 5.51, 10.35, 15.70, 20.37], atol=0.35)
+    assert gmm.weights_.min() > 0.035
