@@ -701,21 +701,27 @@ def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
     return moved
 
 
-def _above_the_noise(inputs, fits):
-    """The densities (l2, on a rectilinear grid) whose fit is not exact and whose loss is
-    more than ``ABOVE_NOISE`` times that of the white noise their values show
-    (:func:`~._noise.noise_variance`)."""
-    if inputs.poisson:
-        return np.zeros(0, dtype=int)
-    rows = np.flatnonzero(np.isfinite(fits.loss) & (fits.loss > EXACT_FIT_LOSS))
-    if rows.size == 0:
-        return rows
+def _noise_ratio(inputs, fits, rows):
+    """The loss of each of the ``rows`` over that of the white noise its density's values
+    show (:func:`~._noise.noise_variance`), or None where no such estimate exists (the
+    Poisson loss, scattered points)."""
+    if inputs.poisson or rows.size == 0:
+        return None
     variance = noise_variance(inputs.X, inputs.Y[rows])
     if variance is None:
-        return rows[:0]
+        return None
     q = inputs.Q if len(inputs.Q) == 1 else inputs.Q[rows]
     noise_loss = variance * np.sum(q, axis=1) / inputs.normaliser[rows]
-    return rows[fits.loss[rows] > ABOVE_NOISE * noise_loss]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(noise_loss > 0, fits.loss[rows] / noise_loss, np.inf)
+
+
+def _above_the_noise(inputs, fits):
+    """The densities whose fit is not exact and whose loss is more than ``ABOVE_NOISE``
+    times that of their white noise (none where that cannot be estimated)."""
+    rows = np.flatnonzero(np.isfinite(fits.loss) & (fits.loss > EXACT_FIT_LOSS))
+    ratio = _noise_ratio(inputs, fits, rows)
+    return rows[:0] if ratio is None else rows[ratio > ABOVE_NOISE]
 
 
 def _progress(verbose, n_densities, inputs):
