@@ -1,0 +1,63 @@
+"""What one row of the compiled kernel costs: an evaluation, and a Levenberg-Marquardt iteration.
+
+Run: python benchmarks/bench_kernel_cost.py      (under a minute, after the kernel is compiled)
+
+On bench_batch's 1-D data (200 points, K = 2, 2% noise), in thread time (wall time times the
+threads): the loss of 200,000 rows at one parameter vector (``losses_of``), on one thread and
+on two; and Levenberg-Marquardt on 20,000 rows from starts perturbed around a fit
+(``minimize_rows``), per iteration (an iteration evaluates the loss, its gradient and its
+Gauss-Newton matrix at the trial point and solves the damped system).
+"""
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+from bench_batch import GRID, densities_1d
+
+from skdensityfit import DensityGMM
+from skdensityfit._problem import problem_of
+from skdensityfit._rows import KernelInputs, kernel_threads, losses_of, minimize_rows
+
+
+def main():
+    warnings.simplefilter("ignore")
+    _, noisy = densities_1d(10, 2, 0, 0.02)
+    model = DensityGMM(2, random_state=0).fit(GRID, noisy[0])
+    problem = problem_of(model, GRID[:, None], noisy[0], None)
+    theta = problem.to_fit(model.weights_, model.means_, model.precisions_cholesky_, model.scale_)
+    inputs = KernelInputs.of(problem)
+    rows = np.tile(theta, (200_000, 1))
+    losses_of(inputs, rows[:10])
+    print(f"1-D, {GRID.size} points, K = 2, {theta.size} parameters")
+    for threads in (1, 2):
+        with kernel_threads(threads):
+            start = time.perf_counter()
+            losses_of(inputs, rows)
+            seconds = time.perf_counter() - start
+        per_row = seconds / len(rows) * threads * 1e6
+        print(
+            f"  loss only, {threads} thread(s): {per_row:.2f} us a row "
+            f"({per_row / GRID.size * 1e3:.1f} ns a point)"
+        )
+    starts = theta + 0.05 * np.random.default_rng(0).normal(size=(20_000, theta.size))
+    with kernel_threads(2):
+        start = time.perf_counter()
+        result = minimize_rows(inputs, starts, tol=1e-8, max_iter=100)
+        seconds = time.perf_counter() - start
+    iterations = result.n_iter.mean()
+    print(
+        f"  Levenberg-Marquardt, 20,000 rows on 2 threads: {seconds:.2f} s, "
+        f"{iterations:.1f} iterations a row, {seconds / len(starts) * 2e6 / iterations:.1f} us "
+        "of thread time an iteration"
+    )
+
+
+if __name__ == "__main__":
+    main()
