@@ -253,12 +253,18 @@ class Background:
         values, design = rows[:, rim], self.basis[rim]
         theta = np.zeros((len(rows), self.n_parameters))
         theta[:, 0] = values.mean(axis=1)
-        if self.exponential:
-            for r, row in enumerate(values):  # a start: a few rows of a few values each
-                positive = row > 0
-                if positive.sum() >= 2 and np.ptp(design[positive, 0]) > 0:
-                    slope, intercept = np.polyfit(design[positive, 0], np.log(row[positive]), 1)
-                    theta[r] = [np.exp(intercept), slope]
+        if self.exponential:  # least squares of log b = log c + r v on each row's positive values
+            positive = values > 0
+            count = positive.sum(axis=1)
+            v = np.where(positive, design[:, 0], 0.0)
+            logs = np.where(positive, np.log(np.where(positive, values, 1.0)), 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v_mean, log_mean = v.sum(axis=1) / count, logs.sum(axis=1) / count
+                dv = np.where(positive, design[:, 0] - v_mean[:, None], 0.0)
+                slope = np.sum(dv * logs, axis=1) / np.sum(dv**2, axis=1)
+            ok = (count >= 2) & np.isfinite(slope)
+            theta[ok, 0] = np.exp(log_mean[ok] - slope[ok] * v_mean[ok])
+            theta[ok, 1] = slope[ok]
         elif values.shape[1] > self.n_parameters:
             theta = np.linalg.lstsq(design, values.T, rcond=None)[0].T
         if self.nonnegative and self.kind != "exponential":
