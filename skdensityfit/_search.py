@@ -185,6 +185,7 @@ class Paths:
         self.background = None
         if background is not None:
             self.background = background.fitted_to(self.targets, self.problem.grid)
+            self.rim_background = self.background.copy()
 
     # -- problems and inputs of the densities with K components ------------------
     def problem_of(self, n_components):
@@ -268,25 +269,42 @@ class Paths:
             self._store(rows, n_components, result.theta, result.loss)
             return
         n_mixture = problem.n_mixture_parameters
-        under = self.background[rows]
-        targets = self.targets[rows] - background.values_rows(under)
-        if problem.data.loss == "poisson":
-            targets = np.maximum(targets, 0.0)
-        empty = ~np.any(targets > 0, axis=1)
-        targets[empty] = self.targets[rows][empty]
         mixture = problem.mixture_only()
-        mixture_inputs = self._sub_inputs(mixture.kernel, rows, targets)
-        smaller = None if previous is None else previous[:, : previous.shape[1] - under.shape[1]]
-        alone = self._path_fit(mixture, mixture_inputs, smaller)
-        start = np.hstack([np.nan_to_num(alone.theta[:, :n_mixture]), under])
-        start = np.clip(start, problem.bounds[:, 0], problem.bounds[:, 1])
-        result = minimize_rows(
-            inputs, start, tol=self.settings.tol, max_iter=self.settings.max_iter, ftol=self.ftol
-        )
-        loss = np.where(np.isfinite(alone.loss), result.loss, np.inf)
+        best_theta, loss = None, None
+        # the mixture under the last step's background, under the rim's and under none (as
+        # DensityGMM.fit starts): a background that took a line at one K leaves no room for
+        # it at the next
+        current = self.background[rows]
+        for under in (current, self.rim_background[rows], np.zeros_like(current)):
+            targets = self.targets[rows] - background.values_rows(under)
+            if problem.data.loss == "poisson":
+                targets = np.maximum(targets, 0.0)
+            empty = ~np.any(targets > 0, axis=1)
+            targets[empty] = self.targets[rows][empty]
+            mixture_inputs = self._sub_inputs(mixture.kernel, rows, targets)
+            smaller = (
+                None if previous is None else previous[:, : previous.shape[1] - under.shape[1]]
+            )
+            alone = self._path_fit(mixture, mixture_inputs, smaller)
+            start = np.hstack([np.nan_to_num(alone.theta[:, :n_mixture]), under])
+            start = np.clip(start, problem.bounds[:, 0], problem.bounds[:, 1])
+            result = minimize_rows(
+                inputs, start, tol=self.settings.tol, max_iter=self.settings.max_iter,
+                ftol=self.ftol,
+            )  # fmt: skip
+            trial = np.where(np.isfinite(alone.loss), result.loss, np.inf)
+            if best_theta is None:
+                best_theta, loss = result.theta, trial
+            else:
+                lower = trial < loss
+                best_theta[lower], loss[lower] = result.theta[lower], trial[lower]
+        if previous is not None:  # the last joint fit grown by a component, as without one
+            joint = self._path_fit(problem, inputs, previous)
+            lower = joint.loss < loss
+            best_theta[lower], loss[lower] = joint.theta[lower], joint.loss[lower]
         finite = np.isfinite(loss)
-        self.background[rows[finite]] = result.theta[finite, n_mixture:]
-        self._store(rows, n_components, result.theta, loss)
+        self.background[rows[finite]] = best_theta[finite, n_mixture:]
+        self._store(rows, n_components, best_theta, loss)
 
     def _path_fit(self, problem, inputs, previous):
         """The path's fits of the densities of ``inputs`` with ``problem``'s components,

@@ -1249,3 +1249,24 @@ def test_real_radio_spectra_keep_no_line_in_the_residual(spectrum):
     assert _largest_line(y - search.predict_density(channels), sigma) < 3.5
     assert abs(search.n_components_ - reference["n_components"][spectrum]) <= 1
     assert search.noise_["kind"] == "correlated"
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear", "exponential"])
+def test_counts_on_a_baseline_keep_every_line(kind):
+    """An independent review: Poisson counts of two lines on a baseline, with the baseline
+    in every candidate, got K = 3 with a component parked at the box's edge and a line
+    left unfitted (the path's fit at K = 2 ended where its background had taken a line).
+    Each step now also starts under the rim's background, under none and from the last
+    joint fit grown by a component."""
+    x = np.linspace(200, 800, 400)
+    t = (x - 200) / 600
+    lines = 0.9 * np.exp(-0.5 * ((x - 398) / 11.7) ** 2)
+    lines = lines + 1.2 * np.exp(-0.5 * ((x - 707) / 13.5) ** 2)
+    baseline = {"constant": 0.4 + 0 * t, "linear": 0.2 + 0.5 * t, "exponential": np.exp(-2.5 * t)}
+    y = np.random.default_rng(7).poisson(50 * (lines + baseline[kind])).astype(float)
+    search = DensityGMMCV(n_components=6, background=kind, loss="poisson", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search.fit(x, y)
+    assert search.n_components_ == 2
+    np.testing.assert_allclose(search.best_estimator_.means_.ravel(), [398, 707], atol=3)
