@@ -146,6 +146,10 @@ class BatchFitResult:
         The estimator's ``background`` parameter, which ``background`` holds the
         coefficients of.
 
+    background_origin : ndarray of shape (n_densities, n_features) or None
+        With a background, each density's ``background_origin_``: the point its
+        coefficients' coordinates are measured from.
+
     fitted_with : DensityGMM or DensityGMMCV
         The estimator ``fit_many`` was given (its settings; it is not fitted).
     """
@@ -167,6 +171,7 @@ class BatchFitResult:
     covariance_type: str = "full"
     background: np.ndarray | None = None
     background_term: object = None
+    background_origin: np.ndarray | None = None
     fitted_with: object = None
 
     def __post_init__(self):
@@ -327,7 +332,12 @@ class BatchFitResult:
                     "nk,nkp->np", weights[rows], np.exp(log_pdf)
                 )
         if self.background is not None:
-            out += background_values(X, self.background_term, self.background)
+            origins = np.nan_to_num(self.background_origin)
+            for origin in np.unique(origins, axis=0):  # one for a shared grid
+                rows = np.all(origins == origin, axis=1)
+                out[rows] += background_values(
+                    X, self.background_term, self.background[rows], origin
+                )
         return out
 
 
@@ -1045,6 +1055,7 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
         )
         if fitted.background is not None:
             chunk["background"][rows] = fitted.background
+            chunk["background_origin"][rows] = fitted.background_origin
         for row, message in zip(rows, fitted.messages, strict=True):
             chunk["messages"][row] = message
     return chunk
@@ -1111,6 +1122,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
         )
         if fitted.background is not None:
             chunk["background"][index] = fitted.background
+            chunk["background_origin"][index] = fitted.background_origin
         observed = np.broadcast_to(quadrature, densities.shape)[index] > 0
         for j, row in enumerate(index):
             choice = choices[group[j]][0]
@@ -1176,6 +1188,7 @@ def _store_fit(chunk, i, fit):
     )
     if chunk.get("background") is not None and getattr(model, "background_", None) is not None:
         chunk["background"][i] = model.background_
+        chunk["background_origin"][i] = model.background_origin_
 
 
 def _store_rows(
@@ -1299,6 +1312,7 @@ def _empty_arrays(estimator, n_rows, grid):
     if estimator.background is not None:
         terms = background_size(estimator.background, grid)
         arrays["background"] = np.full((n_rows, terms), np.nan)
+        arrays["background_origin"] = np.full((n_rows, grid.shape[1]), np.nan)
     return arrays
 
 

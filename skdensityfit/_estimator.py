@@ -256,7 +256,16 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         by degree, and within a degree the first axis's highest power first
         (``[c_0, c_1, ..., c_d]`` of ``c_0 + sum_j c_j x_j`` for 'linear';
         ``[c_0, c_x, c_xx]`` of ``c_0 + c_x x + c_xx x^2`` for 'quadratic' in
-        1-D); ``[A, rate]`` of an exponential; a user's basis's ``c_j``.
+        1-D); ``[A, rate]`` of an exponential ``A exp(rate x)``; a user's basis's
+        ``c_j``. Polynomials and exponentials take ``x`` from
+        ``background_origin_``.
+
+    background_origin_ : ndarray of shape (n_features,), or None
+        With ``background``, the point the coordinates ``x`` of ``background_`` are
+        measured from: 0 along each axis where the grid's middle lies within 10 of
+        its standard deviations of 0 (e.g. ``1..250``), else that middle (a grid at
+        ``1e6 .. 1e6 + 100``: powers or exponentials of ``x`` itself would lose
+        every digit or overflow).
 
     bin_edges_ : list of ndarray or None
         With ``bins``, the edges of the bins of each dimension (given or
@@ -478,8 +487,9 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         fit = MixtureFit.from_result(problem, result)
         fit.set_on(self)
         self.bin_edges_ = None if self.bins is None else cells_of(X, self.bins).edges
-        self.background_ = None
+        self.background_ = self.background_origin_ = None
         if problem.data.background is not None:
+            self.background_origin_ = problem.standardisation.background_origin.copy()
             self.background_ = np.asarray(problem.background_to_grid(result.theta), dtype=float)
             warn_if_density_is_cut_at_the_edge(X, y - self.predict_background(X))
         warn_if_components_are_redundant(self, fit)
@@ -688,6 +698,7 @@ class RowFits:
     n_iter: np.ndarray
     converged: np.ndarray
     background: np.ndarray | None  # (R, J) coefficients, or None
+    background_origin: np.ndarray | None  # (d,) the point their coordinates are from
     messages: list  # the warnings DensityGMM.fit would give each row, as text
     models: np.ndarray  # (R, n) the fitted models on the grid, in the densities' units
 
@@ -737,14 +748,17 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     if background is not None:
         coefficients = background.to_grid(
             fits.theta[:, layout.n_parameters :],
-            standardisation.center,
+            standardisation.center - standardisation.background_origin,
             standardisation.spread,
             units[:, None],
         )
     messages = _row_messages(estimator, problem, inputs, X, Y, fits, parameters, coefficients)
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     models = models_of(inputs, fits.theta) * units[:, None]
-    return RowFits(parameters, loss, fits.n_iter, fits.converged, coefficients, messages, models)
+    origin = None if background is None else standardisation.background_origin
+    return RowFits(
+        parameters, loss, fits.n_iter, fits.converged, coefficients, origin, messages, models
+    )
 
 
 def _rows_problem(estimator, X, Y, sample_weight):
@@ -783,7 +797,9 @@ def rows_standard_errors_of(estimator, X, Y, sample_weight, parameters, backgrou
         rows_raw(layout, upper * st.spread[:, None]),
     )
     if background is not None:
-        terms = problem.data.background.to_fit(background, st.center, st.spread, units[:, None])
+        terms = problem.data.background.to_fit(
+            background, st.center - st.background_origin, st.spread, units[:, None]
+        )
         thetas = np.hstack([thetas, terms])
     fixed = np.zeros(n_rows) if fixed is None else fixed
     inputs = problem.kernel.with_densities(Y / units[:, None], Q, fixed)
@@ -869,7 +885,9 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
         texts = []
         values = Y[row]
         if background is not None:
-            values = values - background_values(X, estimator.background, background[row])
+            values = values - background_values(
+                X, estimator.background, background[row], problem.standardisation.background_origin
+            )
         texts += [f"UserWarning: {m}" for m in edge_messages(X, values)]
         if X.shape[0] < layout.n_parameters:
             texts.append(f"UserWarning: {underdetermined_message(X.shape[0], layout.n_parameters)}")

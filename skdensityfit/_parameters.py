@@ -155,6 +155,17 @@ def unpack(theta, layout, fixed_log_scale=0.0):
     return log_scale, weights / anp.sum(weights), means, cholesky_from_raw(raw, layout)
 
 
+# A baseline's coefficients are given about 0 when the grid is this close to it (in its sds).
+ORIGIN_REACH = 10.0
+
+
+def origin_of(center, spread):
+    """0 along each axis where the grid's middle ``center`` is within ``ORIGIN_REACH``
+    standard deviations ``spread`` of it, else that middle: powers or exponentials of
+    coordinates far from 0 lose every digit, or overflow."""
+    return np.where(np.abs(center) <= ORIGIN_REACH * spread, 0.0, center)
+
+
 def grid_standardisation(X, covariance_type):
     """Centre and per-feature scale that map the grid to order-one values.
 
@@ -207,6 +218,12 @@ class Standardisation:
     @property
     def log_unit(self):
         return np.log(self.density_unit) + np.sum(np.log(self.spread))
+
+    @property
+    def background_origin(self):
+        """The point a baseline's coefficients are given about (``background_origin_``):
+        :func:`origin_of` the grid's centre and spread."""
+        return origin_of(self.center, self.spread)
 
     def grid(self, X):
         """Grid points in fit coordinates."""

@@ -15,27 +15,40 @@ from ._problem import background_spec, polynomial_powers, user_basis
 PREDICT_BATCH_SIZE = 65536
 
 
-def background_at(model, points):
-    """The fitted background at ``points``: its monomial coefficients (``background_``,
-    in the order of :func:`~._problem.polynomial_powers`) times the monomials."""
-    return background_values(points, model.background, model.background_)
+def background_at(model, points, cells=None):
+    """The fitted background at ``points`` (with ``cells``, its average over each)."""
+    return background_values(
+        points, model.background, model.background_, model.background_origin_, cells
+    )
 
 
-def background_values(points, background, coefficients):
+def background_values(points, background, coefficients, origin=None, cells=None):
     """The baseline ``background`` (the estimator's parameter) with ``coefficients``
     (``background_``, or one row of them a density) at ``points``: a polynomial's
-    monomials, ``A exp(rate x)``, or a user's basis. Shape ``(n,)``, or ``(R, n)``."""
+    monomials or ``A exp(rate x)`` in the coordinates from ``origin``
+    (``background_origin_``), or a user's basis. With ``cells`` (``(lo, hi)`` arrays like
+    ``points``) a polynomial's exact average over each cell. Shape ``(n,)``, or ``(R, n)``."""
     kind, detail = background_spec(background)
     coefficients = np.asarray(coefficients, dtype=float)
-    if kind == "exponential":
-        with np.errstate(over="ignore"):
-            rate_x = coefficients[..., 1, None] * points[:, 0]
-            return coefficients[..., 0, None] * np.exp(rate_x)
     if kind == "basis":
-        columns = user_basis(detail, points)
-    else:
-        powers = polynomial_powers(detail, points.shape[1])
-        columns = np.prod(points[:, None, :] ** powers[None], axis=2)
+        return (user_basis(detail, points) @ coefficients.T).T
+    shift = 0.0 if origin is None else np.asarray(origin, dtype=float)
+    if kind == "exponential":
+        x = points[:, 0] - (0.0 if origin is None else float(np.ravel(origin)[0]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return coefficients[..., 0, None] * np.exp(coefficients[..., 1, None] * x)
+    powers = polynomial_powers(detail, points.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        if cells is None:
+            columns = np.prod((points - shift)[:, None, :] ** powers[None], axis=2)
+        else:
+            # the average of u**k over [a, b] is (b**(k+1) - a**(k+1)) / ((k + 1) (b - a))
+            lo, hi = cells[0] - shift, cells[1] - shift
+            k = powers[None] + 1.0
+            span = (hi - lo)[:, None, :]
+            averages = (hi[:, None, :] ** k - lo[:, None, :] ** k) / (k * span)
+            values = lo[:, None, :] ** powers[None]
+            columns = np.prod(np.where(span > 0, averages, values), axis=2)
     return (columns @ coefficients.T).T
 
 
@@ -50,7 +63,7 @@ def model_of_y(model, X):
         cells = fitted_cells(model, X)
         predicted = bin_averages(model, cells)
         if getattr(model, "background_", None) is not None:
-            predicted += background_at(model, 0.5 * (cells.lo + cells.hi))
+            predicted += background_at(model, 0.5 * (cells.lo + cells.hi), (cells.lo, cells.hi))
         return predicted, cells.volume
     with np.errstate(under="ignore"):
         predicted = model.scale_ * np.exp(model.score_samples(X))

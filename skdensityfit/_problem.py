@@ -67,6 +67,25 @@ def background_spec(background):
     )
 
 
+def background_term_names(background, n_features):
+    """A name for each coefficient of ``background_``: ``1``, ``x0``, ``x0^2``, ``x0*x1``,
+    ...; ``A`` and ``rate``; or ``c0``, ``c1``, ... of a user's basis."""
+    kind, detail = background_spec(background)
+    if kind == "exponential":
+        return ["A", "rate"]
+    if kind == "polynomial":
+        return [
+            "*".join(
+                f"x{axis}" + (f"^{power}" if power > 1 else "")
+                for axis, power in enumerate(powers)
+                if power
+            )
+            or "1"
+            for powers in polynomial_powers(detail, n_features)
+        ]
+    return None
+
+
 def user_basis(function, X):
     """The columns ``function(X)`` of a user's background basis, checked: ``(n, J)``."""
     columns = np.asarray(function(X), dtype=float)
@@ -285,7 +304,8 @@ class Background:
         (``background_``), from its parameters ``theta`` (``(J,)`` or rows ``(R, J)``;
         *autograd-safe*): a polynomial's monomial coefficients (see
         :func:`polynomial_powers`), an exponential's ``[A, rate]`` of ``A exp(rate x)``,
-        a user's basis's coefficients."""
+        a user's basis's coefficients; ``x`` measured from the point where ``center``
+        (the grid's standardisation's, less an origin) puts 0."""
         if self.kind == "polynomial":
             return unit * anp.dot(theta, self.monomial_map(center, spread).T)
         if self.kind == "basis":
@@ -439,14 +459,19 @@ class Problem:
         *autograd-safe*."""
         st = self.standardisation
         return self.data.background.to_grid(
-            theta[self.n_mixture_parameters :], st.center, st.spread, st.density_unit
+            theta[self.n_mixture_parameters :],
+            st.center - st.background_origin,
+            st.spread,
+            st.density_unit,
         )
 
     def background_to_fit(self, coefficients):
         """The background's parameters from its coefficients in grid units (inverse of
         :meth:`background_to_grid`, clipped into the bounds)."""
         st = self.standardisation
-        return self.data.background.to_fit(coefficients, st.center, st.spread, st.density_unit)
+        return self.data.background.to_fit(
+            coefficients, st.center - st.background_origin, st.spread, st.density_unit
+        )
 
     def mixture_only(self, target=None):
         """The problem of the mixture alone (no background), on ``target`` if given."""

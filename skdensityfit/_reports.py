@@ -14,7 +14,7 @@ from ._compat import warn_at_caller
 from ._covariance import as_matrices
 from ._engine import NEGLIGIBLE_WEIGHT
 from ._parameters import ParameterLayout
-from ._problem import problem_of
+from ._problem import background_term_names, problem_of
 from ._uncertainty import standard_errors, warn_if_cells_differ
 from ._validation import check_density_values, check_grid_density, check_sample_weight
 
@@ -116,7 +116,10 @@ class FitReportsMixin:
                 for k in range(self.n_components)
             ],
             **(
-                {"background": self.background_.tolist()}
+                {
+                    "background": self.background_.tolist(),
+                    "background_origin": self.background_origin_.tolist(),
+                }
                 if getattr(self, "background_", None) is not None
                 else {}
             ),
@@ -194,10 +197,13 @@ class FitReportsMixin:
             background_errors = [None] * len(info["background"])
             if errors is not None:
                 background_errors = errors["background"]
-            names = ["1"] + [f"x{j}" for j in range(len(info["background"]) - 1)]
-            lines.append("[[Background]] (coefficients, in the units of y)")
+            names = background_term_names(self.background, self.n_features_in_) or [
+                f"c{j}" for j in range(len(info["background"]))
+            ]
+            origin = ", ".join(f"{v:.8g}" for v in info["background_origin"])
+            lines.append(f"[[Background]] (coefficients, in the units of y; x from ({origin}))")
             lines.extend(
-                f"    {name:4s} = {value(v, e)}"
+                f"    {name:8s} = {value(v, e)}"
                 for name, v, e in zip(names, info["background"], background_errors, strict=True)
             )
         return "\n".join(lines)

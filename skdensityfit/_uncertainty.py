@@ -142,7 +142,7 @@ def rows_reported(thetas, layout, standardisation, log_units, fixed_log_scale, t
         parts.append(
             background.to_grid(
                 thetas[:, layout.n_parameters :],
-                standardisation.center,
+                standardisation.center - standardisation.background_origin,
                 standardisation.spread,
                 units[:, None],
             )

@@ -379,3 +379,54 @@ def test_nist_certified_standard_deviations(name):
     refit = DensityGMM(2, warm_start=True, **settings).fit(x, y)
     start = refit.background_.copy()
     np.testing.assert_allclose(refit.fit(x, y).background_, start, rtol=1e-9)
+
+
+def test_offset_grids_keep_every_digit():
+    """An independent review: on x = 1e6 .. 1e6 + 100 an exponential's amplitude at x = 0
+    overflowed (predictions NaN) and a quintic's monomials in x lost every digit; the
+    coefficients are now given about background_origin_ (the grid's middle there)."""
+    x = np.linspace(1e6, 1e6 + 100, 301)
+    peaks = 100 * norm.pdf(x, 1e6 + 40, 3) + 60 * norm.pdf(x, 1e6 + 65, 4)
+    exponential = 5 * np.exp(-0.03 * (x - 1e6))
+    u = (x - 1e6) / 100
+    quintic = 0.5 + 0.3 * u - 0.8 * u**2 + 0.6 * u**3 + 0.2 * u**4 - 0.1 * u**5
+    for background, baseline in (("exponential", exponential), (5, quintic)):
+        gmm = DensityGMM(2, background=background, random_state=0).fit(x, peaks + baseline)
+        np.testing.assert_allclose(gmm.background_origin_, [1e6 + 50])
+        np.testing.assert_allclose(gmm.predict_background(x), baseline, rtol=1e-8, atol=1e-9)
+        assert gmm.score(x, peaks + baseline) > 1 - 1e-12
+        result = fit_many(x, (peaks + baseline)[None], DensityGMM(2, background=background))
+        np.testing.assert_allclose(result.predict_density(x)[0], peaks + baseline, rtol=1e-8)
+        assert np.all(np.isfinite(result.standard_errors(x, (peaks + baseline)[None])["means"]))
+    gauss1 = DensityGMM(2, background="exponential", random_state=0).fit(*_nist("Gauss1")[:2])
+    np.testing.assert_array_equal(gauss1.background_origin_, [0.0])  # x = 1..250: about 0
+
+
+def test_binned_background_is_averaged_over_each_bin():
+    """With bins, predict gives the model's average over each bin: a quadratic baseline's
+    too (it was taken at the bin's centre, off by its curvature times h^2 / 12)."""
+    edges = np.linspace(-6, 6, 25)
+    lo, hi = edges[:-1], edges[1:]
+    centres = 0.5 * (lo + hi)
+    mixture = (norm.cdf(hi, -1.5, 1) - norm.cdf(lo, -1.5, 1)) * 0.6
+    mixture += (norm.cdf(hi, 2, 0.8) - norm.cdf(lo, 2, 0.8)) * 0.4
+    # the average over each bin of 0.05 + 0.004 x^2
+    quadratic = 0.05 + 0.004 * (hi**3 - lo**3) / (3 * (hi - lo))
+    y = mixture / (hi - lo) + quadratic
+    gmm = DensityGMM(2, bins=[edges], background="quadratic", random_state=0).fit(centres, y)
+    np.testing.assert_allclose(gmm.predict_density(centres), y, rtol=1e-7)
+    np.testing.assert_allclose(gmm.background_, [0.05, 0.0, 0.004], atol=1e-6)
+
+
+def test_the_report_names_every_background_term():
+    x = np.linspace(0, 25, 200)
+    peaks, _ = _peaks_1d(x)
+    quadratic = DensityGMM(2, background="quadratic", random_state=0)
+    report = quadratic.fit(x, peaks + 0.1 + 0.001 * x**2).fit_report(x, peaks + 0.1 + 0.001 * x**2)
+    assert "x0^2" in report and "x from (0)" in report
+    exponential = DensityGMM(2, background="exponential", random_state=0)
+    y = peaks + 0.2 * np.exp(-0.1 * x)
+    report = exponential.fit(x, y).fit_report(x, y)
+    assert " A " in report and "rate" in report
+    summary = exponential.summary()
+    assert summary["background_origin"] == [0.0] and len(summary["background"]) == 2
