@@ -456,11 +456,13 @@ def _bins_from_edge_columns(data):
             "--x LEFT RIGHT."
         )
     left, right = data.X.T
+    if len(left) < 2:
+        raise InputError("--bins edges needs at least two bins (rows); the file has one.")
     if np.any(right <= left):
         row = int(np.argmax(right <= left))
         raise InputError(
-            f"--bins edges: in row {row + 1} the right edge {right[row]!r} is not above the "
-            f"left edge {left[row]!r}. The grid columns must be LEFT RIGHT (use --x)."
+            f"--bins edges: in row {row + 1} the right edge {right[row]:g} is not above the "
+            f"left edge {left[row]:g}. The grid columns must be LEFT RIGHT (use --x)."
         )
     order = np.argsort(left)
     if np.any(left[order][1:] < right[order][:-1]):

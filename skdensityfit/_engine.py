@@ -260,13 +260,17 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
             if given or settings.starts_are_all_alike(problem.layout.n_components)
             else settings.n_init
         )
-        warn_at_caller(
-            f"DensityGMM did not converge in {n_runs} run(s) (best loss "
-            f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter, "
-            "n_init or tol, or check the number of components.",
-            ConvergenceWarning,
-        )
+        _warn_not_converged(best, n_runs)
     return best
+
+
+def _warn_not_converged(best, n_runs):
+    warn_at_caller(
+        f"DensityGMM did not converge in {n_runs} run(s) (best loss "
+        f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter, "
+        "n_init or tol, or check the number of components.",
+        ConvergenceWarning,
+    )
 
 
 # ----------------------------------------------------------------------
@@ -304,11 +308,16 @@ def fit_measurement(problem, settings, random_state, *, warm=None, warm_backgrou
             warm = _fit_mixture(problem.mixture_only(residual), settings, random_state).theta
         # the fit without the background is a start too: a background never makes it worse
         alone = _fit_mixture(problem.mixture_only(), settings, random_state).theta
-    results = [
-        fit_problem(problem, settings, random_state, start=np.concatenate([theta, below]))
-        for theta, below in ((warm, under), (alone, zero))
-    ]
-    return min(results, key=lambda result: result.loss)
+    with warnings.catch_warnings():  # only the kept fit's convergence counts
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        results = [
+            fit_problem(problem, settings, random_state, start=np.concatenate([theta, below]))
+            for theta, below in ((warm, under), (alone, zero))
+        ]
+    best = min(results, key=lambda result: result.loss)
+    if not best.converged:
+        _warn_not_converged(best, 1)
+    return best
 
 
 def _fit_mixture(problem, settings, random_state, previous=None):

@@ -880,6 +880,7 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
             axis=1
         )
     axes = tuple(np.unique(column) for column in X.T)
+    n_parameters = problem.bounds.shape[0]  # a background's too
     messages = []
     for row in range(len(Y)):  # text for the rows that have something to say
         texts = []
@@ -889,8 +890,8 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
                 X, estimator.background, background[row], problem.standardisation.background_origin
             )
         texts += [f"UserWarning: {m}" for m in edge_messages(X, values)]
-        if X.shape[0] < layout.n_parameters:
-            texts.append(f"UserWarning: {underdetermined_message(X.shape[0], layout.n_parameters)}")
+        if X.shape[0] < n_parameters:
+            texts.append(f"UserWarning: {underdetermined_message(X.shape[0], n_parameters)}")
         if flagged[row]:
             texts += [
                 f"UserWarning: {m}"

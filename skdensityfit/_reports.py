@@ -511,7 +511,7 @@ def warn_if_not_counts(y):
 
 def warn_if_underdetermined(problem):
     """Warn when the grid has fewer points than the fit has free parameters."""
-    n_points, n_parameters = problem.n_points, problem.layout.n_parameters
+    n_points, n_parameters = problem.n_points, problem.bounds.shape[0]  # a background's too
     if n_points < n_parameters:
         warn_at_caller(underdetermined_message(n_points, n_parameters))
 
@@ -520,7 +520,7 @@ def underdetermined_message(n_points, n_parameters):
     return (
         f"The grid has {n_points} points for {n_parameters} free parameters, so "
         "the fit is not determined by the data. Use fewer components, a simpler "
-        "covariance_type, or a finer grid."
+        "covariance_type or background, or a finer grid."
     )
 
 

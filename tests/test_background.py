@@ -430,3 +430,23 @@ def test_the_report_names_every_background_term():
     assert " A " in report and "rate" in report
     summary = exponential.summary()
     assert summary["background_origin"] == [0.0] and len(summary["background"]) == 2
+
+
+def test_a_converged_fit_raises_no_convergence_warning_of_a_start_it_did_not_keep():
+    """An independent review: a converged Poisson fit with an exponential background warned
+    that 'DensityGMM did not converge ... after 500 iterations', from the joint fit of
+    the start it did not keep."""
+    x = np.linspace(0, 20, 120)
+    y = np.round(100 * (norm.pdf(x, 8, 1.5) + 0.05))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gmm = DensityGMM(2, loss="poisson", background="exponential", random_state=0).fit(x, y)
+    assert gmm.converged_
+    assert not [w for w in caught if "did not converge" in str(w.message)]
+
+
+def test_a_background_with_more_terms_than_points_is_warned_of():
+    x = np.linspace(0, 10, 30)
+    y = np.exp(-0.5 * (x - 5) ** 2)
+    with pytest.warns(UserWarning, match="30 points for 44 free parameters"):
+        DensityGMM(1, background=40, random_state=0).fit(x, y)

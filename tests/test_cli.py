@@ -641,7 +641,10 @@ def test_bin_edge_columns_without_bins_edges_say_what_to_pass(tmp_path, capsys):
     assert code == 1 and "two grid columns" in err
     write_table(path, "hi,lo,n", [[1.0, 2.0, 3.0], [0.5, 1.5, 2.5], [3, 4, 5]])
     code, _, err = run_main(capsys, "fit", path, "--bins", "edges")
-    assert code == 1 and "not above the left edge" in err
+    assert code == 1 and "right edge 0.5 is not above the left edge 1" in err
+    write_table(path, "lo,hi,n", [[1.0], [2.0], [3]])
+    code, _, err = run_main(capsys, "fit", path, "--bins", "edges")
+    assert code == 1 and "at least two bins" in err
 
 
 def test_integer_values_are_fitted_as_counts_unless_told_otherwise(tmp_path, capsys):
