@@ -645,6 +645,15 @@ def criterion_steps(
                     if (yield ("improve", k)):
                         models[k] = paths.models(row, k)[0][observed]
                         changed = True
+            # the candidate before the best, once: a fit the path's growth left in a poor
+            # optimum there makes the best one component too many
+            i = best - 1
+            k = int(candidates[i]) if i >= 0 else None
+            if k is not None and k not in tried and k in models and np.isfinite(values[i]):
+                tried.add(k)
+                if (yield ("improve", k)):
+                    models[k] = paths.models(row, k)[0][observed]
+                    changed = True
             if changed:
                 score()
             best = best_index()
