@@ -73,6 +73,10 @@ POISSON_MIN_COUNT = 10
 POISSON_MIN_DIFFERENCES = 20
 # ... and the scatter at the lower counts at most this many times that at the higher.
 POISSON_LEVEL_RATIO = 1.5
+# Below POISSON_MIN_COUNT the square roots of Poisson counts scatter less, not more: values
+# rounded to a quantum with noise of many quanta scatter by more than this there (the
+# histograms of bench_choose_k and of an independent reviewer: at most 1.7).
+POISSON_LOW_SPREAD = 2.0
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,11 @@ def counting_quantum(y, grid=None):
         # and alike at lower and higher counts (rounded values scatter less the larger)
         counts = np.maximum(y, 0.0) / quantum
         many = counts >= POISSON_MIN_COUNT
+        scattered = differences(grid, np.where(many, np.nan, np.sqrt(counts)))
+        scattered = scattered[np.isfinite(scattered)]
+        if scattered.size >= POISSON_MIN_DIFFERENCES:
+            if 2.0 * float(robust_scale(scattered)) > POISSON_LOW_SPREAD:
+                return None
         if not many.any():
             return float(quantum)
         middle = np.median(counts[many])

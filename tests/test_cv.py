@@ -1270,3 +1270,26 @@ def test_counts_on_a_baseline_keep_every_line(kind):
         search.fit(x, y)
     assert search.n_components_ == 2
     np.testing.assert_allclose(search.best_estimator_.means_.ravel(), [398, 707], atol=3)
+
+
+@pytest.mark.parametrize("level", [0.005, 0.02, 0.04])
+def test_rounded_noise_of_many_quanta_is_not_taken_for_counts(level):
+    """An independent reviewer's rounded family: Gaussian noise of 5 to 40 quanta, clipped
+    at 0 and rounded to 1e-3, was read as Poisson counts of that quantum (a noise far too
+    small) and over-fitted. Below 10 quanta the square roots of Poisson counts scatter
+    less than at higher counts; these values scatter more."""
+    x = np.arange(400.0)
+    clean = sum(
+        a * np.exp(-0.5 * ((x - m) / s) ** 2)
+        for a, m, s in [(1, 60, 6), (0.5, 150, 10), (0.7, 260, 5), (0.4, 330, 8)]
+    )
+    chosen = []
+    for seed in range(3):
+        noisy = clean + np.random.default_rng(seed).normal(0, level, x.size)
+        y = np.round(np.clip(noisy, 0.0, None), 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            search = DensityGMMCV(random_state=0, background="constant").fit(x, y)
+        assert search.noise_["kind"] != "poisson"
+        chosen.append(search.n_components_)
+    assert chosen.count(4) >= 2
