@@ -27,6 +27,7 @@ from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult
 from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
 from ._problem import MAX_PREFIT_POINTS, prefit_size
 from ._rows import (
+    RowResults,
     component_shares_of,
     greedy_peaks,
     losses_of,
@@ -314,10 +315,64 @@ def fit_measurement(problem, settings, random_state, *, warm=None, warm_backgrou
             fit_problem(problem, settings, random_state, start=np.concatenate([theta, below]))
             for theta, below in ((warm, under), (alone, zero))
         ]
-    best = min(results, key=lambda result: result.loss)
+    best = _place_parked_jointly(problem, settings, min(results, key=lambda result: result.loss))
     if not best.converged:
         _warn_not_converged(best, 1)
     return best
+
+
+def _place_parked_jointly(problem, settings, best):
+    """``best``, a joint fit of the mixture and its background, after
+    :func:`place_parked_rows`."""
+    if problem.layout.n_components < 2 or not np.isfinite(best.loss):
+        return best
+    fits = RowResults(
+        best.theta[None].copy(),
+        np.array([best.loss]),
+        np.array([best.n_iter]),
+        np.zeros(1, dtype=np.int64),
+    )
+    if place_parked_rows(problem, problem.kernel, fits, settings).size == 0:
+        return best
+    return OptimizationResult(
+        fits.theta[0], float(fits.loss[0]), int(fits.n_iter[0]), bool(fits.converged[0]),
+        fits.message(0),
+    )  # fmt: skip
+
+
+def place_parked_rows(problem, inputs, fits, settings):
+    """Place again the parked components (outside the grid's box, no mass on it) of joint
+    fits of a mixture and its background (``fits``, a :class:`~._rows.RowResults` of the
+    densities of ``inputs``, modified) by :func:`moved_rows`, where that lowers the loss,
+    and polish those rows: beside a baseline a component parked wide and off the grid is
+    nearly a baseline itself, and the joint fit crawls along that ridge to ``max_iter``.
+    Returns the rows that improved."""
+    if problem.layout.n_components < 2:
+        return np.zeros(0, dtype=int)
+    everyone = np.arange(len(fits.loss))
+    before, used = fits.loss.copy(), fits.n_iter.copy()
+    fits.n_iter[:] = 0  # the moves get a budget of their own
+    for _ in range(problem.layout.n_components):
+        live = everyone[np.isfinite(fits.loss)]
+        if live.size == 0:
+            break
+        parked = parked_rows(problem, inputs, fits.theta[live], live)
+        some = parked.any(axis=1)
+        if not some.any():
+            break
+        index = np.argmax(parked[some], axis=1)
+        if moved_rows(problem, inputs, fits, live[some], index, settings).size == 0:
+            break
+    improved = everyone[fits.loss < before]
+    fits.n_iter[:] = used
+    if improved.size:
+        polished = minimize_rows(
+            inputs, fits.theta[improved], tol=settings.tol, max_iter=settings.max_iter,
+            density=improved,
+        )  # fmt: skip
+        for name in ("theta", "loss", "n_iter", "status"):
+            getattr(fits, name)[improved] = getattr(polished, name)
+    return improved
 
 
 def _fit_mixture(problem, settings, random_state, previous=None):

@@ -24,6 +24,7 @@ from ._engine import (
     fit_densities,
     fit_measurement,
     fit_problem,
+    place_parked_rows,
 )
 from ._model import LOSSES
 from ._parameters import canonical_order, rows_pack, rows_raw, rows_split, rows_to_grid
@@ -846,6 +847,7 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     lower = results[1].loss < best.loss
     for name in ("theta", "loss", "n_iter", "status"):
         getattr(best, name)[lower] = getattr(results[1], name)[lower]
+    place_parked_rows(problem, joint, best, settings)
     fits = DensityFits(
         best.theta,
         best.loss,

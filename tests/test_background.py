@@ -450,3 +450,19 @@ def test_a_background_with_more_terms_than_points_is_warned_of():
     y = np.exp(-0.5 * (x - 5) ** 2)
     with pytest.warns(UserWarning, match="30 points for 44 free parameters"):
         DensityGMM(1, background=40, random_state=0).fit(x, y)
+
+
+def test_a_component_parked_beside_a_baseline_is_placed_again():
+    """An independent review: two peaks near the grid's edge under a quadratic baseline
+    ended (single fits and fit_many alike) with one component 131 wide centred at 279,
+    off the grid: nearly a baseline itself, along which the joint fit crawled to
+    max_iter. Parked components of the joint fit are now placed again."""
+    x = np.linspace(0, 100, 301)
+    peaks = 100 * (0.6 * norm.pdf(x, 72.36, 5.585) + 0.4 * norm.pdf(x, 92.36, 4.115))
+    t = x / 100
+    y = peaks + peaks.max() * (0.2 + 0.3 * t - 0.25 * t**2)
+    gmm = DensityGMM(2, background="quadratic", random_state=0).fit(x, y)
+    assert gmm.loss_ < 1e-12 and gmm.n_iter_ <= gmm.max_iter
+    np.testing.assert_allclose(gmm.means_.ravel(), [72.36, 92.36], rtol=1e-6)
+    result = fit_many(x, np.vstack([y, 1.1 * y]), DensityGMM(2, background="quadratic"))
+    np.testing.assert_allclose(result.means[:, :, 0], [[72.36, 92.36]] * 2, rtol=1e-6)
