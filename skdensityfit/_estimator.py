@@ -468,6 +468,9 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         warn_if_underdetermined(problem)
         if problem.binned and self.loss == "poisson" and sample_weight is None:
             warn_if_not_counts(y)
+        counts = self.loss == "poisson" and np.all(y == np.round(y))
+        if counts and sample_weight is None and not problem.binned:
+            warn_if_cells_differ(X)  # counts per point on cells of different sizes
         settings = FitSettings.of(self)
         random_state = check_random_state(self.random_state if seed is None else seed)
         if start is not None:

@@ -377,3 +377,17 @@ def test_points_far_from_the_grid_have_zero_density_not_nan(covariance_type, d):
     resp = gmm.predict_proba(far)
     assert np.all(np.isfinite(resp))
     np.testing.assert_allclose(resp.sum(axis=1), 1.0)
+
+
+def test_counts_on_cells_of_different_sizes_are_warned_of_at_fit():
+    """An independent review: integer counts of unequal bins given at their centres were
+    fitted as counts per point, silently; the fit now says how to pass them."""
+    x = np.array([0, 1, 2, 3, 5, 8, 12, 17, 23, 30.0])
+    y = np.array([1, 5, 20, 40, 30, 10, 8, 3, 1, 0.0])
+    with pytest.warns(UserWarning, match="counts / cell size"):
+        DensityGMM(1, loss="poisson", random_state=0).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DensityGMM(1, loss="poisson", random_state=0).fit(np.arange(10.0), y)
+        width = np.gradient(x)
+        DensityGMM(1, loss="poisson", random_state=0).fit(x, y / width, sample_weight=width)
