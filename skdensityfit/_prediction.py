@@ -49,7 +49,25 @@ def background_values(points, background, coefficients, origin=None, cells=None)
             averages = (hi[:, None, :] ** k - lo[:, None, :] ** k) / (k * span)
             values = lo[:, None, :] ** powers[None]
             columns = np.prod(np.where(span > 0, averages, values), axis=2)
-    return (columns @ coefficients.T).T
+        result = (columns @ coefficients.T).T
+    overflowed = np.isnan(result)
+    if overflowed.any() and cells is None:
+        result[overflowed] = _dominant_infinity(points - shift, powers, coefficients)[overflowed]
+    return result
+
+
+def _dominant_infinity(u, powers, coefficients):
+    """``±inf`` of a polynomial whose terms overflow at the points ``u``: the sign of its
+    largest term (by the logarithms of their magnitudes), so that ``inf - inf`` far from
+    the grid is not NaN. Shaped like the polynomial's values."""
+    with np.errstate(divide="ignore"):
+        log_u = np.log(np.abs(u))[:, None, :] * powers[None]  # (n, J, d)
+        log_terms = np.sum(np.where(powers[None] > 0, log_u, 0.0), axis=2)  # (n, J)
+        log_terms = log_terms + np.log(np.abs(coefficients))[..., None, :]
+    signs = np.prod(np.where(powers[None] % 2 == 1, np.sign(u)[:, None, :], 1.0), axis=2)
+    signs = signs * np.sign(coefficients)[..., None, :]
+    largest = np.argmax(np.where(np.isnan(log_terms), -np.inf, log_terms), axis=-1)
+    return np.take_along_axis(signs, largest[..., None], axis=-1)[..., 0] * np.inf
 
 
 def model_of_y(model, X):

@@ -466,3 +466,21 @@ def test_a_component_parked_beside_a_baseline_is_placed_again():
     np.testing.assert_allclose(gmm.means_.ravel(), [72.36, 92.36], rtol=1e-6)
     result = fit_many(x, np.vstack([y, 1.1 * y]), DensityGMM(2, background="quadratic"))
     np.testing.assert_allclose(result.means[:, :, 0], [[72.36, 92.36]] * 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("background", ["quadratic", "cubic", 5])
+def test_a_polynomial_baseline_far_from_the_grid_is_infinite_not_nan(background):
+    """An independent review: at x = -1e200 a cubic's terms overflow to inf - inf (NaN);
+    the largest term decides the sign."""
+    x = np.linspace(0, 25, 200)
+    y = norm.pdf(x, 8, 1) + norm.pdf(x, 15, 2) + 0.01 + 0.001 * x - 0.0002 * x**2
+    gmm = DensityGMM(2, background=background, random_state=0).fit(x, y)
+    far = np.array([[1e200], [-1e200], [1e300], [-1e300]])
+    values = gmm.predict_background(far)
+    assert np.all(np.isinf(values))
+    coefficients = gmm.background_[np.flatnonzero(np.abs(gmm.background_) > 0)[-1]]
+    degree = np.flatnonzero(np.abs(gmm.background_) > 0)[-1]
+    np.testing.assert_array_equal(
+        np.sign(values), np.sign(coefficients) * np.sign(far[:, 0]) ** degree
+    )
+    assert np.all(np.isfinite(gmm.predict_density(x)))
