@@ -236,48 +236,33 @@ class BatchFitResult:
         if self.background is not None:
             out["background"] = np.full(self.background.shape, np.nan)
         counts = np.broadcast_to(self.n_components, (len(self),))
-        estimator = self.fitted_with
-        settings = {name: getattr(estimator, name) for name in _PASSED_ON}
+        settings = {name: getattr(self.fitted_with, name) for name in _PASSED_ON}
+        names = ("weights", "means", "covariances", "precisions_cholesky", "scale")
+        # arrays with an axis of components (padded to the largest K with DensityGMMCV)
+        per_component = {"weights", "means"}
+        if self.covariance_type != "tied":
+            per_component |= {"covariances", "precisions_cholesky"}
         for k in np.unique(counts[~self.failed]):
             rows = np.flatnonzero((counts == k) & ~self.failed)
-            fixed_k = DensityGMM(n_components=int(k), **settings)
-            parameters = [
-                a[rows][:, :k] if a.ndim > 1 and name != "scale" else a[rows]
-                for name, a in zip(
-                    ("weights", "means", "covariances", "precisions_cholesky", "scale"),
-                    (
-                        self.weights,
-                        self.means,
-                        self.covariances,
-                        self.precisions_cholesky,
-                        self.scale,
-                    ),
-                    strict=True,
-                )
-            ]
-            if self.covariance_type == "tied":
-                parameters[2], parameters[3] = (
-                    self.covariances[rows],
-                    self.precisions_cholesky[rows],
-                )
+            parameters = tuple(
+                getattr(self, name)[rows, :k]
+                if name in per_component
+                else getattr(self, name)[rows]
+                for name in names
+            )
             errors = rows_standard_errors_of(
-                fixed_k,
+                DensityGMM(n_components=int(k), **settings),
                 X,
                 Y[rows],
                 _weights_of(weights, rows),
-                tuple(parameters),
+                parameters,
                 None if self.background is None else self.background[rows],
             )
             for name, values in errors.items():
-                target = out[name]
-                if (
-                    target.ndim > 1
-                    and name not in ("background",)
-                    and not (name == "covariances" and self.covariance_type == "tied")
-                ):
-                    target[rows, :k] = values
+                if name in per_component:
+                    out[name][rows, :k] = values
                 else:
-                    target[rows] = values
+                    out[name][rows] = values
         return out
 
     def predict_density(self, X):

@@ -340,6 +340,35 @@ def _place_parked_jointly(problem, settings, best):
     )  # fmt: skip
 
 
+def place_parked(
+    problem, inputs, fits, settings, *, width_floor=True, exact_too=False, ftol=NO_GAIN,
+    report=None,
+):  # fmt: skip
+    """The components of ``fits`` (a :class:`~._rows.RowResults` of the densities of
+    ``inputs``, modified) that fit nothing of their own (:func:`parked_rows`) removed and
+    placed again by :func:`moved_rows` where that lowers the loss, a component a round and
+    at most K rounds (a parked one that will not move is one the density does not hold).
+    Exact fits are left alone unless ``exact_too``; ``report(rows)`` after each round."""
+    everyone = np.arange(len(fits.loss))
+    for _ in range(problem.layout.n_components):
+        live = np.isfinite(fits.loss)
+        if not exact_too:
+            live &= fits.loss > EXACT_FIT_LOSS
+        live = everyone[live]
+        if live.size == 0:
+            break
+        parked = parked_rows(problem, inputs, fits.theta[live], live, width_floor=width_floor)
+        some = parked.any(axis=1)
+        if not some.any():
+            break
+        rows, index = live[some], np.argmax(parked[some], axis=1)
+        moved = moved_rows(problem, inputs, fits, rows, index, settings, ftol=ftol)
+        if report is not None:
+            report(rows)
+        if moved.size == 0:
+            break
+
+
 def place_parked_rows(problem, inputs, fits, settings):
     """Place again the parked components (outside the grid's box, no mass on it) of joint
     fits of a mixture and its background (``fits``, a :class:`~._rows.RowResults` of the
@@ -349,21 +378,10 @@ def place_parked_rows(problem, inputs, fits, settings):
     Returns the rows that improved."""
     if problem.layout.n_components < 2:
         return np.zeros(0, dtype=int)
-    everyone = np.arange(len(fits.loss))
     before, used = fits.loss.copy(), fits.n_iter.copy()
     fits.n_iter[:] = 0  # the moves get a budget of their own
-    for _ in range(problem.layout.n_components):
-        live = everyone[np.isfinite(fits.loss)]
-        if live.size == 0:
-            break
-        parked = parked_rows(problem, inputs, fits.theta[live], live)
-        some = parked.any(axis=1)
-        if not some.any():
-            break
-        index = np.argmax(parked[some], axis=1)
-        if moved_rows(problem, inputs, fits, live[some], index, settings).size == 0:
-            break
-    improved = everyone[fits.loss < before]
+    place_parked(problem, inputs, fits, settings)
+    improved = np.flatnonzero(fits.loss < before)
     fits.n_iter[:] = used
     if improved.size:
         polished = minimize_rows(
@@ -876,20 +894,13 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     if k > 1:
         # components left parked are placed again (once a component: a parked one that
         # will not move is a component the density does not hold)
-        for _ in range(k):
-            live = everyone[np.isfinite(best.loss) & (best.loss > EXACT_FIT_LOSS)]
-            if live.size == 0:
-                break
-            parked = parked_rows(problem, inputs, best.theta[live], live)
-            rows = live[parked.any(axis=1)]
-            if rows.size == 0:
-                break
-            placed = moved_rows(
-                problem, inputs, best, rows, np.argmax(parked[parked.any(axis=1)], axis=1), settings
-            )
-            progress("parked components placed again", best, rows)
-            if placed.size == 0:
-                break
+        place_parked(
+            problem,
+            inputs,
+            best,
+            settings,
+            report=lambda rows: progress("parked components placed again", best, rows),
+        )
         # the best of the starts may still be an optimum where two components share a
         # peak and one covers two (both starts often end there alike): move the weakest
         inexact = everyone[np.isfinite(best.loss) & (best.loss > EXACT_FIT_LOSS)]

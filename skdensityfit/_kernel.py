@@ -1,15 +1,14 @@
 """The compiled kernel: the mixture's model, its derivatives and Levenberg-Marquardt, per row.
 
-A *row* is one density fitted from one start. :func:`fit_rows` runs
-Levenberg-Marquardt on a range of rows, each to its own convergence;
-:func:`evaluate_rows` gives the loss (and, on request, the model) of many
-parameter vectors. The row functions release the GIL, and :mod:`._rows` runs
-ranges of rows on threads (numba's own parallel loops recompile every callee
-for each parallel function: a minute of compiling at the first call, against
-about 15 s for the one compilation this way). Every evaluation makes one
-pass over the grid points, accumulating the loss, its gradient and the
-Gauss-Newton matrix (for the Poisson loss, the Fisher information) point by
-point: no temporary grows with the grid.
+A *row* is one density fitted from one start. :func:`fit_rows` runs Levenberg-Marquardt
+on a range of rows, each to its own convergence; :func:`evaluate_rows` gives the loss
+(and, on request, the model and the Gauss-Newton matrix) of many parameter vectors. The
+row functions release the GIL, and :mod:`._rows` runs ranges of rows on threads (numba's
+own parallel loops recompile every callee for each parallel function: a minute of
+compiling at the first call, against about 15 s for the one compilation this way). Every
+evaluation makes one pass over the grid points, accumulating the loss, its gradient and
+the Gauss-Newton matrix (for the Poisson loss, the Fisher information) point by point:
+no temporary grows with the grid.
 
 The problem is data (:class:`~._rows.KernelInputs` holds it):
 
@@ -839,63 +838,31 @@ def evaluate_rows(
     constant,
     losses,
     models,
+    curvatures,
 ):
-    """The loss of rows ``first .. last - 1`` (``losses``) and, if ``models`` has a row
-    per row, the model of every value of its density."""
+    """The loss of rows ``first .. last - 1`` (``losses``); if ``models`` has a row per
+    row, the model of every value of its density; if ``curvatures`` ``(R, p, p)`` does,
+    the Gauss-Newton matrix."""
     R, p = thetas.shape
     K, d = layout[_K], layout[_D]
     shared_q = Q.shape[0] == 1
     want_model = models.shape[0] == R
-    for r in range(first, last):
-        grad = np.empty(0)
-        H = np.empty((0, 0))
-        work_k = np.empty((5, K))
-        work_kd = np.empty((4 + d, K, d))
-        U = np.empty((K, d, d))
-        jv = np.empty(p)
-        model = models[r] if want_model else np.empty(0)
-        i = density[r]
-        q = Q[0] if shared_q else Q[i]
-        losses[r] = evaluate(
-            thetas[r], X, lo, hi, Y[i], q, basis, layout,
-            chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], grad, H,
-            model, work_k, work_kd, U, jv,
-        )  # fmt: skip
-
-
-@njit(cache=True, nogil=True)
-def curvature_rows(
-    first,
-    last,
-    thetas,
-    density,
-    X,
-    lo,
-    hi,
-    Y,
-    Q,
-    basis,
-    layout,
-    chol_index,
-    chol_log,
-    fixed_log_scale,
-    normaliser,
-    constant,
-    losses,
-    H,
-):
-    """The loss (``losses``) and the Gauss-Newton matrix (``H``, ``(R, p, p)``) of rows
-    ``first .. last - 1``."""
-    p = thetas.shape[1]
-    K, d = layout[_K], layout[_D]
-    shared_q = Q.shape[0] == 1
+    want_curvature = curvatures.shape[0] == R
+    grad = np.empty(p if want_curvature else 0)
+    no_curvature = np.empty((0, 0))
+    no_model = np.empty(0)
+    work_k = np.empty((5, K))
+    work_kd = np.empty((4 + d, K, d))
+    U = np.empty((K, d, d))
+    jv = np.empty(p)
     for r in range(first, last):
         i = density[r]
         q = Q[0] if shared_q else Q[i]
         losses[r] = evaluate(
             thetas[r], X, lo, hi, Y[i], q, basis, layout, chol_index, chol_log,
-            fixed_log_scale[i], normaliser[i], constant[i], np.empty(p), H[r], np.empty(0),
-            np.empty((5, K)), np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p),
+            fixed_log_scale[i], normaliser[i], constant[i], grad,
+            curvatures[r] if want_curvature else no_curvature,
+            models[r] if want_model else no_model, work_k, work_kd, U, jv,
         )  # fmt: skip
 
 

@@ -247,11 +247,14 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
     return RowResults(thetas, losses, n_iter, status)
 
 
-def _evaluate(inputs, thetas, density, with_models):
+def _evaluate(inputs, thetas, density, *, with_models=False, with_curvatures=False):
+    """``(losses (R,), models (R, n) or (0, n), Gauss-Newton matrices (R, p, p) or (0, p,
+    p))`` of the rows ``thetas``."""
     thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
-    n_rows = len(thetas)
+    n_rows, p = thetas.shape
     losses = np.empty(n_rows)
     models = np.empty((n_rows if with_models else 0, inputs.X.shape[0]))
+    curvatures = np.empty((n_rows if with_curvatures else 0, p, p))
     _in_threads(
         _kernel.evaluate_rows,
         n_rows,
@@ -271,47 +274,25 @@ def _evaluate(inputs, thetas, density, with_models):
         inputs.constant,
         losses,
         models,
+        curvatures,
     )
-    return losses, models
+    return losses, models, curvatures
 
 
 def losses_of(inputs, thetas, density=None):
     """The loss of each row (inf where not finite)."""
-    return _evaluate(inputs, thetas, density, False)[0]
+    return _evaluate(inputs, thetas, density)[0]
 
 
 def models_of(inputs, thetas, density=None):
     """The model of every value of each row's density, ``(R, n)``, in fit units."""
-    return _evaluate(inputs, thetas, density, True)[1]
+    return _evaluate(inputs, thetas, density, with_models=True)[1]
 
 
 def curvatures_of(inputs, thetas, density=None):
     """``(losses (R,), Gauss-Newton matrices (R, p, p))`` of the rows ``thetas``."""
-    thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
-    n_rows, p = thetas.shape
-    losses = np.empty(n_rows)
-    H = np.empty((n_rows, p, p))
-    _in_threads(
-        _kernel.curvature_rows,
-        n_rows,
-        thetas,
-        _density_index(inputs, density, n_rows),
-        inputs.X,
-        inputs.lo,
-        inputs.hi,
-        inputs.Y,
-        inputs.Q,
-        inputs.basis,
-        inputs.layout,
-        inputs.chol_index,
-        inputs.chol_log,
-        inputs.fixed_log_scale,
-        inputs.normaliser,
-        inputs.constant,
-        losses,
-        H,
-    )
-    return losses, H
+    losses, _, curvatures = _evaluate(inputs, thetas, density, with_curvatures=True)
+    return losses, curvatures
 
 
 def derivatives_of(inputs, theta, density=0):

@@ -27,8 +27,8 @@ from ._engine import (
     data_driven_start,
     grown_rows,
     moved_rows,
-    parked_rows,
     peak_starts,
+    place_parked,
     row_problem,
     split_rows,
     weakest_rows,
@@ -356,25 +356,10 @@ class Paths:
         if k > 1:
             # Components at the width floor are left alone here: past the true K,
             # spikes on noise are what the criterion (or the held-out points) should judge.
-            for _ in range(k):
-                live = everyone[np.isfinite(result.loss)]
-                if live.size == 0:
-                    break
-                parked = parked_rows(problem, inputs, result.theta[live], live, width_floor=False)
-                some = parked.any(axis=1)
-                if not some.any():
-                    break
-                moved = moved_rows(
-                    problem,
-                    inputs,
-                    result,
-                    live[some],
-                    np.argmax(parked[some], axis=1),
-                    settings,
-                    ftol=self.ftol,
-                )
-                if moved.size == 0:
-                    break
+            place_parked(
+                problem, inputs, result, settings, width_floor=False, exact_too=True,
+                ftol=self.ftol,
+            )  # fmt: skip
         return result
 
     def _drawn_starts(self, problem, inputs):

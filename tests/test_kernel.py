@@ -109,25 +109,30 @@ def test_points_match_autograd(n_features, covariance_type, loss, scale):
 )
 @pytest.mark.parametrize("loss", ["l2", "poisson"])
 def test_bins_match_autograd(n_features, covariance_type, loss):
-    rng = np.random.default_rng(1)
-    m = {1: 40, 2: 10, 3: 5}[n_features]
+    bins = {1: 40, 2: 10, 3: 5}[n_features]
+    problem = _binned_problem(n_features, bins, 3, covariance_type, loss, seed=1)
+    _check(problem, seed=10 + n_features)
+
+
+def _binned_problem(n_features, n_bins, n_components, covariance_type, loss, seed):
+    """A problem on ``n_bins`` random bins along each axis of ``[-4, 4]``."""
+    rng = np.random.default_rng(seed)
     edges = [
-        np.sort(np.concatenate([[-4.0, 4.0], rng.uniform(-4.0, 4.0, m - 1)]))
+        np.sort(np.concatenate([[-4.0, 4.0], rng.uniform(-4.0, 4.0, n_bins - 1)]))
         for _ in range(n_features)
     ]
     centres = [0.5 * (e[1:] + e[:-1]) for e in edges]
     X = np.column_stack([g.ravel() for g in np.meshgrid(*centres, indexing="ij")])
-    problem = build_problem(
+    return build_problem(
         X,
         _density(X),
         None,
-        n_components=3,
+        n_components=n_components,
         covariance_type=covariance_type,
         loss=loss,
         scale=None,
         bins=edges,
     )
-    _check(problem, seed=10 + n_features)
 
 
 @pytest.mark.parametrize("n_features", [1, 2])
@@ -174,22 +179,6 @@ def test_the_cubature_of_full_components_over_cells_matches_autograd(
     """Full and tied components over cells in several dimensions: the kernel's hybrid
     rule (the last axis exact, Gauss-Legendre over the others) against _cells' autograd
     reference of the same rule."""
-    rng = np.random.default_rng(2)
-    m = {2: 9, 3: 5}[n_features]
-    edges = [
-        np.sort(np.concatenate([[-4.0, 4.0], rng.uniform(-4.0, 4.0, m - 1)]))
-        for _ in range(n_features)
-    ]
-    centres = [0.5 * (e[1:] + e[:-1]) for e in edges]
-    X = np.column_stack([g.ravel() for g in np.meshgrid(*centres, indexing="ij")])
-    problem = build_problem(
-        X,
-        _density(X),
-        None,
-        n_components=2,
-        covariance_type=covariance_type,
-        loss=loss,
-        scale=None,
-        bins=edges,
-    )
+    bins = {2: 9, 3: 5}[n_features]
+    problem = _binned_problem(n_features, bins, 2, covariance_type, loss, seed=2)
     _check(problem, seed=30 + n_features)
