@@ -4,8 +4,9 @@ Part A, the cubature of 'full' components in 2-D (skdensityfit._cells): the
 relative error of the cell masses against a 64-node reference as a function of
 the cell width (in component standard deviations), the correlation and the
 nodes per dimension, for the hybrid rule (exact in the last dimension) and the
-tensor Gauss-Legendre rule; and the cost of one value-and-gradient evaluation
-of the cell masses next to one evaluation of the centre model's objective.
+tensor Gauss-Legendre rule; and the cost of one evaluation of the kernel's
+loss, gradient and Gauss-Newton matrix with the cells integrated next to the
+centre model's.
 
 Part B, fits of one Gaussian to histograms of samples (1-D; 2-D 'diag', sds 1
 and 0.8; 2-D 'full', correlation 0.5), bin widths of 0.25, 0.5, 1 and 2
@@ -50,11 +51,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from skdensityfit import DensityGMM, histogram_to_grid
-from skdensityfit._cells import infer_cells, log_cell_masses, log_cell_masses_and_gradients
-from skdensityfit._covariance import quadratic_features
-from skdensityfit._objective import value_and_gradient
-from skdensityfit._parameters import ParameterLayout, pack
-from skdensityfit._problem import FitData
+from skdensityfit._cells import infer_cells, log_cell_masses
+from skdensityfit._problem import build_problem
+from skdensityfit._rows import derivatives_of
 
 WIDTHS = (0.25, 0.5, 1.0, 2.0)
 RESULTS = Path(__file__).parent / "results" / "histograms.txt"
@@ -106,47 +105,29 @@ def cubature_accuracy(out):
 
 def cubature_cost(out):
     out("")
-    out("A2. Cost of one evaluation with derivatives (best of 5), ratio to the centre model's")
-    out("    value_and_gradient of its whole objective on the same grid (shared machine)")
+    out("A2. Cost of one evaluation of the kernel's loss, gradient and Gauss-Newton matrix with")
+    out("    the cells integrated (best of 5), ratio to the centre model's on the same grid")
+    out("    (shared machine)")
     rng = np.random.default_rng(0)
     for n_side, k in ((40, 2), (100, 3)):
         c = np.linspace(-2, 2, n_side)
         X = np.stack(np.meshgrid(c, c, indexing="ij"), -1).reshape(-1, 2)
-        cells = infer_cells(X)
+        y = rng.uniform(size=len(X))
         for cov in ("full", "diag"):
-            layout = ParameterLayout(k, 2, cov)
-            factors = (
-                np.tile(np.array([[2.0, -1.0], [0.0, 1.5]]), (k, 1, 1))
-                if cov == "full"
-                else np.full((k, 2), 1.5)
+            times = {}
+            for bins in (None, "infer"):
+                problem = build_problem(
+                    X, y, None, n_components=k, covariance_type=cov, loss="l2", scale=None,
+                    bins=bins,
+                )  # fmt: skip
+                theta = np.clip(0.3 * rng.normal(size=len(problem.bounds)), *problem.bounds.T)
+                inputs = problem.kernel
+                derivatives_of(inputs, theta)  # compile
+                times[bins] = _best_time(lambda i=inputs, t=theta: derivatives_of(i, t))
+            out(
+                f"  {n_side}x{n_side} K={k} {cov:4s}: centre {times[None] * 1e3:6.2f} ms  "
+                f"cells {times['infer'] * 1e3:6.2f} ms  {times['infer'] / times[None]:5.1f}x"
             )
-            theta = pack(layout, np.ones(k) / k, rng.normal(size=(k, 2)) * 0.5, factors, 0.0)
-            data = FitData(
-                quadratic_features(X, cov),
-                rng.uniform(size=len(X)),
-                np.full(len(X), 1.0 / len(X)),
-                layout,
-                "l2",
-            )
-            t_centre = _best_time(lambda: value_and_gradient(theta, data))  # noqa: B023
-            _, _, means, raw = layout.split(theta)
-            parts = [f"  {n_side}x{n_side} K={k} {cov:4s}: centre {t_centre * 1e3:6.2f} ms"]
-            settings = (
-                ((None, "hybrid"),)
-                if cov == "diag"
-                else [(m, r) for r in ("hybrid", "tensor") for m in (4, 6, 8)]
-            )
-            for m, rule in settings:
-                t = _best_time(
-                    lambda m=m, rule=rule, cells=cells, means=means, raw=raw, cov=cov: (
-                        log_cell_masses_and_gradients(
-                            cells, means, raw, cov, n_nodes=m or 6, rule=rule
-                        )
-                    )
-                )
-                label = "exact" if m is None else f"{rule[0]}{m}"
-                parts.append(f"{label} {t / t_centre:5.1f}x")
-            out("  ".join(parts))
 
 
 # --------------------------------------------------------------------------

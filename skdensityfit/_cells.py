@@ -75,7 +75,7 @@ __all__ = [
 DEFAULT_N_NODES = 6
 CUBATURE_RULES = ("hybrid", "tensor")
 
-# Elements per chunk of per-point temporaries (shared with :mod:`._objective`):
+# Elements per chunk of per-point temporaries:
 # memory stays bounded whatever the grid's size, while chunks stay large enough
 # for numpy's per-call overhead not to matter.
 CHUNK_ELEMENTS = 2**20

@@ -1,9 +1,9 @@
 """Covariance types: shapes, full matrices, log-determinants and the Gaussian log-density.
 
 Every per-type difference of the package's arithmetic on fitted parameters
-lives here, written once (the differentiated coefficient maps of the
-objective are dictionaries of per-type functions in :mod:`._model` and
-:mod:`._objective`). Parameters follow scikit-learn's conventions: a
+lives here, written once (the reference model's differentiated coefficient
+maps are a dictionary of per-type functions in :mod:`._model`; the kernel reads
+:func:`cholesky_parameter_map`). Parameters follow scikit-learn's conventions: a
 precision Cholesky factor ``U`` is upper-triangular with ``U @ U.T`` the
 precision, shaped
 

@@ -21,9 +21,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._compat import warn_at_caller
 from ._covariance import cholesky_diagonals
+from ._kernel import FTOL, NO_GAIN, STATUS_MESSAGES
 from ._noise import noise_variance
-from ._objective import component_mass_shares
-from ._optimization import FTOL_MESSAGE, NO_GAIN, OptimizationResult
 from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
 from ._problem import MAX_PREFIT_POINTS, prefit_size
 from ._rows import (
@@ -35,7 +34,7 @@ from ._rows import (
     minimize_rows,
     models_of,
 )
-from ._starts import best_scale_within_bounds, initial_parameters, user_parameters
+from ._starts import initial_parameters, user_parameters
 from ._validation import (
     check_user_means,
     check_user_precision_cholesky,
@@ -106,6 +105,17 @@ class FitSettings:
         )
 
 
+@dataclass
+class OptimizationResult:
+    """One minimisation's outcome (the kernel's status as its message)."""
+
+    theta: np.ndarray
+    loss: float
+    n_iter: int
+    converged: bool
+    message: str
+
+
 def minimize(problem, theta0, *, tol, max_iter, ftol=NO_GAIN):
     """Minimise the problem's loss from ``theta0`` within its bounds (the kernel's
     Levenberg-Marquardt; see :func:`minimize_starts`)."""
@@ -113,7 +123,7 @@ def minimize(problem, theta0, *, tol, max_iter, ftol=NO_GAIN):
 
 
 def minimize_starts(problem, starts, *, tol, max_iter, ftol=NO_GAIN):
-    """One :class:`~._optimization.OptimizationResult` per row of ``starts``, each
+    """One :class:`OptimizationResult` per row of ``starts``, each
     minimised by the kernel's Levenberg-Marquardt (all at once)."""
     rows = minimize_rows(problem.kernel, starts, tol=tol, max_iter=max_iter, ftol=ftol)
     return [
@@ -459,7 +469,7 @@ class MixtureFit:
             loss=max(float(result.loss), 0.0),  # rounding can take a perfect fit below 0
             n_iter=int(max(result.n_iter, 1)),
             converged=bool(result.converged),
-            mass_shares=component_mass_shares(result.theta, problem.data)[order],
+            mass_shares=component_shares_of(problem.kernel, result.theta)[0][order],
             at_width_floor=at_width_floor(
                 problem.layout, problem.unpack(result.theta)[3], problem.width_limits[0]
             )[order],
@@ -499,8 +509,9 @@ class DensityFits:
 
 def best_scales(problem, inputs, thetas, density):
     """The rows ``thetas`` clipped into the bounds, each with the total scale that fits
-    its shape best to its density (the rows' losses; see
-    :func:`~._starts.best_scale_within_bounds`)."""
+    its mixture's shape best to its density (under the rows' loss). Clipping (widths up to
+    the floor) changes a model's height by orders of magnitude, and a model far too small
+    has a tiny gradient and would look converged."""
     thetas = np.clip(thetas, problem.bounds[:, 0], problem.bounds[:, 1])
     if not problem.layout.fit_scale:
         return thetas
@@ -862,8 +873,8 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
         for i in rows:
             single = row_problem(problem, inputs, i)
             theta = data_start(single, how, random_state if states is None else states[i])
-            starts.append(best_scale_within_bounds(theta, single.data, problem.bounds))
-        return np.vstack(starts)
+            starts.append(theta)
+        return best_scales(problem, inputs, np.vstack(starts), rows)
 
     if settings.init_params == "peaks" and not any(settings.user_given):
         starts = peak_starts(problem, inputs)
@@ -928,7 +939,7 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     n_iter, converged = best.n_iter.copy(), best.converged.copy()
     polish = everyone[
         np.isfinite(loss)
-        & np.array([m == FTOL_MESSAGE for m in message])
+        & np.array([m == STATUS_MESSAGES[FTOL] for m in message])
         & (run_ftol > NO_GAIN)
         & (n_iter < settings.max_iter)
     ]

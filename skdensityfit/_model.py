@@ -4,9 +4,9 @@ Everything here works in the *standardised* coordinates of a fit (see
 :mod:`._parameters`) and is written with ``autograd.numpy``:
 :func:`objective` is the reference definition of the loss that autograd
 differentiates (exact Hessians for the Newton polish and the standard
-errors). The optimiser's inner loop uses the hand-derived numpy gradient
-and Gauss-Newton matrix of :mod:`._objective`, which the tests check
-against autograd's.
+errors). The optimiser's inner loop uses the compiled gradient and
+Gauss-Newton matrix of :mod:`._kernel`, which the tests check against
+autograd's.
 
 The model is ``f(x) = exp(log_scale) * sum_k w_k N(x; mu_k, Sigma_k)``. The
 squared Mahalanobis distance is a quadratic polynomial in ``x``, so it is

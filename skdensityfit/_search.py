@@ -49,7 +49,6 @@ from ._selection import (
     leaves_noise,
     residual_is_noise_level,
 )
-from ._starts import best_scale_within_bounds
 
 TINY = np.finfo(float).tiny
 # Fits on the path whose losses are compared by a criterion stop once a step
@@ -368,16 +367,11 @@ class Paths:
             how = self.settings
         starts = []
         for i in range(len(inputs.Y)):
-            single = row_problem(problem, inputs, i)
             state = self.random_state
             if isinstance(state, list):
                 state = state[i]
-            starts.append(
-                best_scale_within_bounds(
-                    data_driven_start(single, how, state), single.data, problem.bounds
-                )
-            )
-        return np.vstack(starts)
+            starts.append(data_driven_start(row_problem(problem, inputs, i), how, state))
+        return best_scales(problem, inputs, np.vstack(starts), np.arange(len(inputs.Y)))
 
     def exact_start(self, rows, largest):
         """The smallest K the search must score for each of ``rows``: the count of the

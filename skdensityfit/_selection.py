@@ -32,8 +32,7 @@ from scipy.special import gammaln, xlogy
 
 from ._engine import minimize
 from ._noise import _on_the_grid
-from ._objective import gauss_newton_by_group, model_density, point_losses
-from ._optimization import lowering_step
+from ._rows import minimize_rows, models_of
 
 # DensityGMMCV's path and its stop rules.
 CV_TOL = 1e-5
@@ -166,34 +165,27 @@ class PointFolds:
         return _deviance(y, predicted, weights)
 
     def fit(self, theta, problem):
-        """Each fold's fit: one Levenberg-Marquardt step that lowers its training loss.
-
-        The Jacobian is computed once for all folds. Folds that cannot be
-        fitted (fewer points than components, no positive value) get None.
-        """
-        data, bounds = problem.data, problem.bounds
+        """Each fold's fit: one Levenberg-Marquardt step of the kernel that lowers its
+        training loss (a row a fold). Folds that cannot be fitted (fewer points than
+        components, no positive value) get None."""
         counts = np.zeros((self.n_splits, len(self.y)))  # repeated indices count repeatedly
         for row, (train, _) in zip(counts, self.splits, strict=True):
             np.add.at(row, train, 1.0)
-        values, gradients, matrices = gauss_newton_by_group(theta, data, counts)
-        fits = []
-        for fold, (train, _) in enumerate(self.splits):
-            if len(train) < data.layout.n_components or not np.any(self.y[train] > 0):
-                fits.append(None)
-                continue
-            terms = (values[fold], gradients[fold], matrices[fold])
-            if not all(np.all(np.isfinite(term)) for term in terms):
-                fits.append(theta)
-                continue
-            fits.append(
-                lowering_step(
-                    theta,
-                    *terms,
-                    bounds,
-                    lambda candidate, row=counts[fold]: row @ point_losses(candidate, data),
-                )
-            )
-        return fits
+        inputs = problem.kernel
+        folds = inputs.with_densities(np.repeat(inputs.Y, self.n_splits, axis=0), inputs.Q * counts)
+        steps = minimize_rows(
+            folds,
+            np.repeat(np.atleast_2d(theta), self.n_splits, axis=0),
+            tol=0.0,
+            max_iter=1,
+            density=np.arange(self.n_splits),
+        )
+        return [
+            None
+            if len(train) < problem.layout.n_components or not np.any(self.y[train] > 0)
+            else steps.theta[fold]
+            for fold, (train, _) in enumerate(self.splits)
+        ]
 
     def refit(self, fits, problem, seconds):
         """Each fold's fit minimised on its training points from ``fits`` (times: ``seconds``)."""
@@ -223,7 +215,7 @@ class PointFolds:
             predicted = (
                 np.zeros(len(test))
                 if fit is None
-                else (unit / self.unit) * model_density(fit, data.subset(test))
+                else (unit / self.unit) * models_of(problem.subset(test).kernel, fit)[0]
             )
             errors[fold] = self._error(test, predicted)
         return _pooled_scores(errors, self.total, self.size)
@@ -288,7 +280,7 @@ class CountFolds:
         unit = problem.standardisation.density_unit
         errors = np.empty(self.n_splits)
         for fold, fit in enumerate(fits):
-            expected = unit * model_density(fit, problem.data) * self.ratio[fold]
+            expected = unit * models_of(problem.kernel, fit)[0] * self.ratio[fold]
             held_out = self.held_out[fold]
             errors[fold] = _deviance(held_out, expected, np.ones(len(held_out)))
         return _pooled_scores(errors, self.total, self.size)
@@ -427,7 +419,7 @@ def paired_standard_errors(scores, reference):
 
 def information_criterion(theta, problem, counts, criterion):
     """BIC or AIC of the binned Poisson likelihood of ``counts`` under a fit on all points."""
-    expected = problem.standardisation.density_unit * model_density(theta, problem.data)
+    expected = problem.standardisation.density_unit * models_of(problem.kernel, theta)[0]
     expected = np.maximum(expected, np.finfo(float).tiny)
     log_likelihood = np.sum(xlogy(counts, expected) - expected - gammaln(counts + 1))
     n_parameters = problem.layout.n_parameters

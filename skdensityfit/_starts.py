@@ -10,9 +10,9 @@ squares solve gives the amplitudes (for the L2 loss). All of it is numpy.
 
 import numpy as np
 from scipy.optimize import nnls
+from scipy.special import logsumexp
 
 from ._covariance import MATRIX_TYPES, cholesky_from_covariances, log_gaussian_density
-from ._objective import _logsumexp, model_density
 from ._parameters import pack
 from ._problem import random_subset
 
@@ -142,7 +142,7 @@ def _em_refine(X, mass, resp, covariance_type, reg_covar, n_steps):
     previous = -np.inf
     for _ in range(n_steps):
         log_prob = log_gaussian_density(X, *params[1:], covariance_type) + np.log(params[0])
-        log_norm = _logsumexp(log_prob, axis=1)
+        log_norm = logsumexp(log_prob, axis=1)
         objective = mass @ log_norm
         resp = np.exp(log_prob - log_norm[:, None])
         params = _weighted_moments(X, mass, resp, covariance_type, reg_covar)
@@ -197,24 +197,6 @@ def initial_parameters(X, target, quadrature, layout, *, method, loss, reg_covar
     params = _em_refine(X, mass, resp, cov, reg_covar, N_EM_STEPS)
     log_scale, weights = _amplitudes(X, quadrature, target, cov, params, loss)
     return pack(layout, weights, params[1], params[2], log_scale=log_scale)
-
-
-@np.errstate(under="ignore")
-def best_scale_within_bounds(theta, data, bounds):
-    """Clip a start to the bounds, then give it the best total scale for its shape.
-
-    Clipping (e.g. widths up to the floor) changes the model's height, so the
-    scale computed before it can be off by orders of magnitude; a model far
-    too small has a tiny gradient and would look converged.
-    """
-    theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
-    if not data.layout.fit_scale:
-        return theta
-    shape = model_density(np.concatenate([[0.0], theta[1:]]), data)
-    log_scale = np.clip(
-        _best_log_scale(shape, data.target, data.quadrature, data.loss), bounds[0, 0], bounds[0, 1]
-    )
-    return np.concatenate([[log_scale], theta[1:]])
 
 
 @np.errstate(under="ignore")

@@ -16,9 +16,8 @@ from autograd.scipy.special import logsumexp
 from ._compat import warn_at_caller
 from ._covariance import cholesky_parameter_map
 from ._model import objective_hessian
-from ._objective import value_and_gradient
 from ._parameters import canonical_order, rows_split
-from ._rows import curvatures_of
+from ._rows import curvatures_of, losses_of
 from ._validation import quadrature_weights
 
 # The curvature does not determine the parameters when its smallest
@@ -53,7 +52,7 @@ def parameter_covariance(problem, theta, X, y, sample_weight):
     if n_points <= n_parameters or eigenvalues[0] <= FLAT_CURVATURE * eigenvalues[-1]:
         return None
     if data.loss == "l2":
-        loss_value, _ = value_and_gradient(theta, data)
+        loss_value = losses_of(problem.kernel, theta)[0]
         return 2.0 * loss_value / (n_points - n_parameters) * np.linalg.inv(hessian)
     if sample_weight is None:
         warn_if_cells_differ(X)

@@ -1,8 +1,7 @@
 """Histograms fitted with their bins integrated (``DensityGMM(bins=...)``, issue #14).
 
-- the binned objective's hand-derived gradient, Gauss-Newton matrix and
-  per-point pieces equal autograd's on the reference model, every covariance
-  type, 1-D and 2-D, both losses;
+- the kernel's binned Gauss-Newton matrix is autograd's exact Hessian at an
+  exact fit, every covariance type, 1-D and 2-D, both losses;
 - ``bins=None`` is the centre model, unchanged;
 - coarse histograms (bins 1.5-2 component sds wide) of known mixtures: the
   integrated model recovers them, where the centre model's variances are
@@ -12,8 +11,8 @@
 """
 
 import warnings
+from dataclasses import replace
 
-import autograd
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -25,15 +24,8 @@ from sklearn.pipeline import make_pipeline
 from skdensityfit import DensityGMM, fit_many, histogram_to_grid
 from skdensityfit._cells import cells_from_edges, log_cell_masses
 from skdensityfit._model import log_model_of, objective, objective_hessian
-from skdensityfit._objective import (
-    component_mass_shares,
-    gauss_newton_by_group,
-    model_density,
-    point_losses,
-    value_and_gradient,
-    value_gradient_and_gauss_newton,
-)
 from skdensityfit._problem import build_problem
+from skdensityfit._rows import component_shares_of, derivatives_of, models_of
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # expected counts are no integers, and small test grids cut densities at their edges
@@ -71,55 +63,22 @@ def _binned_problem(d, covariance_type, loss, n_components=2, seed=0):
 @pytest.mark.parametrize("loss", ["l2", "poisson"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("d", [1, 2])
-def test_binned_derivatives_match_autograd(d, covariance_type, loss):
+def test_binned_gauss_newton_is_the_hessian_at_an_exact_fit(d, covariance_type, loss):
+    """The kernel's binned Gauss-Newton matrix equals autograd's exact Hessian of the
+    reference objective where the model fits exactly (tests/test_kernel.py checks the
+    loss, gradient and matrix at random parameters); the mass shares sum to one."""
     problem, theta = _binned_problem(d, covariance_type, loss)
     data = problem.data
-    value, gradient = value_and_gradient(theta, data)
-    assert value == pytest.approx(objective(theta, data), rel=1e-12)
-    reference = autograd.grad(objective)(theta, data)
-    np.testing.assert_allclose(gradient, reference, rtol=1e-9, atol=1e-12 * np.abs(reference).max())
-
-    # Gauss-Newton: J^T diag(c) J with J the Jacobian of log f, by autograd
-    value2, gradient2, matrix = value_gradient_and_gauss_newton(theta, data)
-    assert value2 == pytest.approx(value, rel=1e-12)
-    np.testing.assert_allclose(
-        gradient2, reference, rtol=1e-9, atol=1e-12 * np.abs(reference).max()
-    )
-    jac = autograd.jacobian(lambda t: log_model_of(t, data))(theta)
     model = np.exp(log_model_of(theta, data))
-    if loss == "l2":
-        curvature = 2.0 / data.normaliser * data.quadrature * model**2
-    else:
-        curvature = data.quadrature / data.normaliser * model
-    expected = jac.T @ (curvature[:, None] * jac)
-    np.testing.assert_allclose(matrix, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
-    # at an exact fit the Gauss-Newton matrix is the exact Hessian
-    exact = replace_target(data, model)
-    np.testing.assert_allclose(
-        value_gradient_and_gauss_newton(theta, exact)[2] / exact.normaliser * data.normaliser,
-        objective_hessian(theta, exact) / exact.normaliser * data.normaliser,
-        rtol=1e-7,
-        atol=1e-9 * np.abs(expected).max(),
-    )
-
-    # per-point pieces
-    np.testing.assert_allclose(model_density(theta, data), model, rtol=1e-12)
-    constant = data.poisson_constant / data.normaliser if loss == "poisson" else 0.0
-    assert point_losses(theta, data).sum() + constant == pytest.approx(value, rel=1e-10)
-    groups = np.zeros((2, problem.n_points), dtype=bool)
-    groups[0, ::2] = groups[1, 1::2] = True
-    values, gradients, matrices = gauss_newton_by_group(theta, data, groups)
-    np.testing.assert_allclose(values.sum() + constant, value, rtol=1e-10)
-    np.testing.assert_allclose(gradients.sum(axis=0), gradient, rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(matrices.sum(axis=0), matrix, rtol=1e-8, atol=1e-12)
-    shares = component_mass_shares(theta, data)
-    assert shares.sum() == pytest.approx(1.0)
-
-
-def replace_target(data, target):
-    from dataclasses import replace
-
-    return replace(data, target=target)
+    np.testing.assert_allclose(models_of(problem.kernel, theta[None])[0], model, rtol=1e-11)
+    exact = problem.kernel.with_densities(model[None])
+    loss_value, gradient, matrix = derivatives_of(exact, theta)
+    hessian = objective_hessian(theta, replace(data, target=model))
+    assert abs(loss_value - objective(theta, replace(data, target=model))) <= 1e-12
+    np.testing.assert_allclose(gradient, 0.0, atol=1e-9 * np.abs(matrix).max())
+    np.testing.assert_allclose(matrix, hessian, rtol=1e-7, atol=1e-9 * np.abs(hessian).max())
+    shares = component_shares_of(problem.kernel, theta[None])[0]
+    assert shares.sum() == pytest.approx(1.0) and np.all(shares > 0)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

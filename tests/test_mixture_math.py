@@ -2,13 +2,11 @@
 
 import numpy as np
 import pytest
-from autograd import grad
 from autograd.test_util import check_grads
 from scipy.stats import multivariate_normal
 
 from skdensityfit._covariance import quadratic_features
 from skdensityfit._model import log_component_densities, objective
-from skdensityfit._objective import value_and_gradient
 from skdensityfit._parameters import ParameterLayout, pack, unpack
 from skdensityfit._problem import FitData
 
@@ -57,16 +55,6 @@ def test_autograd_gradient_passes_check_grads(covariance_type, loss):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("loss", ["l2", "poisson"])
-@pytest.mark.parametrize("fit_scale", [True, False])
-def test_analytic_gradient_equals_autograd(covariance_type, loss, fit_scale):
-    _, data, theta = _random_problem(covariance_type, loss, fit_scale, seed=1)
-    value, gradient = value_and_gradient(theta, data)
-    np.testing.assert_allclose(value, objective(theta, data), rtol=1e-12)
-    np.testing.assert_allclose(gradient, grad(objective)(theta, data), rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_pack_unpack_round_trip(covariance_type):
     _, data, theta = _random_problem(covariance_type, "l2")
     unpacked = unpack(theta, data.layout)
@@ -78,15 +66,3 @@ def test_softmax_weights_generalise_the_logit_trick():
     _, weights, _, _ = unpack(np.array([0.0, 1.3, 0.0, 1.0, 0.0, 0.0]), layout)
     np.testing.assert_allclose(weights[0], 1 / (1 + np.exp(-1.3)))
     np.testing.assert_allclose(weights.sum(), 1.0)
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_chunked_gradient_equals_one_chunk(covariance_type, monkeypatch):
-    import skdensityfit._objective as analytic
-
-    _, data, theta = _random_problem(covariance_type, "poisson", seed=2)
-    whole = value_and_gradient(theta, data)
-    monkeypatch.setattr(analytic, "CHUNK_ELEMENTS", 40)  # chunks of 13 points, last one short
-    chunked = value_and_gradient(theta, data)
-    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-13)
-    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-12, atol=1e-15)

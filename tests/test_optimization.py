@@ -1,158 +1,72 @@
-"""The optimiser: the numpy objective's Gauss-Newton pieces, the kernel's Levenberg-Marquardt."""
-
-from dataclasses import replace
+"""The kernel's Levenberg-Marquardt, the held-out folds' steps and the mass shares."""
 
 import numpy as np
 import pytest
-from autograd import jacobian
+from sklearn.model_selection import KFold
 
 from skdensityfit import make_writeup_problem
-from skdensityfit._covariance import quadratic_features
-from skdensityfit._model import log_component_densities, log_model_density
-from skdensityfit._objective import (
-    component_mass_shares,
-    gauss_newton_by_group,
-    model_density,
-    point_losses,
-    value_and_gradient,
-    value_gradient_and_gauss_newton,
-)
-from skdensityfit._optimization import lowering_step
-from skdensityfit._parameters import ParameterLayout, pack
-from skdensityfit._problem import FitData
+from skdensityfit._model import log_component_densities
+from skdensityfit._problem import build_problem
+from skdensityfit._rows import component_shares_of, losses_of, minimize_rows
+from skdensityfit._selection import PointFolds
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
-def _random_problem(covariance_type, loss, n_features, fit_scale=True, seed=0):
+def _random_problem(covariance_type, loss, n_features, seed=0):
+    """Three components on a random 2-D or 1-D cloud of points, at random parameters."""
     rng = np.random.default_rng(seed)
-    layout = ParameterLayout(3, n_features, covariance_type, fit_scale)
     X = rng.normal(size=(120, n_features))
-    data = FitData(
-        features=quadratic_features(X, covariance_type),
-        target=np.abs(rng.normal(size=120)),
-        quadrature=rng.dirichlet(np.ones(120)),
-        layout=layout,
+    problem = build_problem(
+        X,
+        np.abs(rng.normal(size=120)),
+        rng.dirichlet(np.ones(120)) * 120,
+        n_components=3,
+        covariance_type=covariance_type,
         loss=loss,
-        fixed_log_scale=0.2,
+        scale=None,
     )
-    return data, 0.3 * rng.normal(size=layout.n_parameters)
+    theta = np.clip(
+        0.3 * rng.normal(size=problem.bounds.shape[0]), problem.bounds[:, 0], problem.bounds[:, 1]
+    )
+    return problem, theta
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("loss", ["l2", "poisson"])
 @pytest.mark.parametrize("n_features", [1, 2])
-@pytest.mark.parametrize("fit_scale", [True, False])
-def test_gauss_newton_matrix_is_jacobian_product(covariance_type, loss, n_features, fit_scale):
-    """J^T diag(c) J with J from autograd, c = 2 q f^2 / norm (l2) or q f / norm (poisson)."""
-    data, theta = _random_problem(covariance_type, loss, n_features, fit_scale)
-    value, gradient, matrix = value_gradient_and_gauss_newton(theta, data)
-    reference_value, reference_gradient = value_and_gradient(theta, data)
-    J = jacobian(lambda t: log_model_density(t, data.features, data.layout, 0.2))(theta)
-    f = np.exp(log_model_density(theta, data.features, data.layout, 0.2))
-    q = data.quadrature / data.normaliser
-    c = 2 * q * f**2 if loss == "l2" else q * f
-    np.testing.assert_allclose(value, reference_value, rtol=1e-12)
-    np.testing.assert_allclose(gradient, reference_gradient, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(matrix, (J * c[:, None]).T @ J, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(model_density(theta, data), f, rtol=1e-12)
+def test_fold_steps_lower_each_training_loss(covariance_type, loss, n_features):
+    """Each held-out fold's step is the kernel's first step on its training points alone,
+    and lowers their loss."""
+    problem, theta = _random_problem(covariance_type, loss, n_features)
+    splits = list(KFold(3, shuffle=True, random_state=0).split(problem.grid))
+    y = problem.data.target
+    fits = PointFolds(splits, y, np.ones(len(y)), loss).fit(theta, problem)
+    for fit, (train, _) in zip(fits, splits, strict=True):
+        alone = problem.subset(train).kernel
+        assert losses_of(alone, fit[None])[0] < losses_of(alone, theta[None])[0]
+        step = minimize_rows(alone, theta[None], tol=0.0, max_iter=1).theta[0]
+        np.testing.assert_allclose(fit, step, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("loss", ["l2", "poisson"])
-@pytest.mark.parametrize(("n_features", "fit_scale"), [(1, True), (2, True), (3, False)])
-def test_gauss_newton_by_group_matches_each_group_alone(
-    covariance_type, loss, n_features, fit_scale, monkeypatch
-):
-    """The shared-Jacobian terms of each group equal the full terms on its points.
-
-    A group may count a point more than once (repeated training indices): it
-    then equals the group with the point repeated. Small chunks check the
-    accumulation over chunks.
-    """
-    import skdensityfit._objective as analytic
-
-    monkeypatch.setattr(analytic, "CHUNK_ELEMENTS", 500)
-    data, theta = _random_problem(covariance_type, loss, n_features, fit_scale)
-    rng = np.random.default_rng(1)
-    counts = (rng.random((3, len(data.target))) < 0.6) * rng.integers(1, 3, (3, len(data.target)))
-    values, gradients, matrices = gauss_newton_by_group(theta, data, counts)
-    for count, value, gradient, matrix in zip(counts, values, gradients, matrices, strict=True):
-        rows = np.repeat(np.arange(len(count)), count)
-        alone = replace(
-            data,
-            features=data.features[rows],
-            target=data.target[rows],
-            quadrature=data.quadrature[rows],
-        )
-        # the group's terms keep the whole problem's normaliser and leave out the
-        # Poisson constant
-        reference_value, reference_gradient, reference_matrix = (
-            term * alone.normaliser / data.normaliser
-            for term in value_gradient_and_gauss_newton(theta, alone)
-        )
-        if loss == "poisson":
-            reference_value -= alone.poisson_constant / data.normaliser
-        np.testing.assert_allclose(value, reference_value, rtol=1e-10)
-        np.testing.assert_allclose(value, count @ point_losses(theta, data), rtol=1e-12)
-        np.testing.assert_allclose(gradient, reference_gradient, rtol=1e-10, atol=1e-14)
-        np.testing.assert_allclose(matrix, reference_matrix, rtol=1e-10, atol=1e-14)
-
-
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_lowering_step_lowers_the_loss_or_stays(covariance_type):
-    data, theta = _random_problem(covariance_type, "l2", 2)
-    bounds = _bounds(len(theta))
-    value, gradient, matrix = value_gradient_and_gauss_newton(theta, data)
-
-    def objective(candidate):
-        return value_and_gradient(candidate, data)[0]
-
-    step = lowering_step(theta, value, gradient, matrix, bounds, objective)
-    assert objective(step) < value
-    # with the unconstrained step's largest move out of bounds, the step stays inside
-    # them (a variable at a bound that the gradient pushes outwards stays put) and
-    # still lowers the loss
-    moved = np.argmax(np.abs(step - theta))
-    tight = bounds.copy()
-    tight[moved] = np.sort([theta[moved], theta[moved] + 0.1 * (step[moved] - theta[moved])])
-    at_bound = theta.copy()
-    at_bound[moved] = tight[moved, 1] if step[moved] > theta[moved] else tight[moved, 0]
-    value, gradient, matrix = value_gradient_and_gauss_newton(at_bound, data)
-    clipped = lowering_step(at_bound, value, gradient, matrix, tight, objective)
-    assert np.all(clipped >= tight[:, 0]) and np.all(clipped <= tight[:, 1])
-    pushed_out = gradient[moved] < 0 if step[moved] > theta[moved] else gradient[moved] > 0
-    if pushed_out:
-        assert clipped[moved] == at_bound[moved]
-    assert objective(clipped) < value
+def test_fold_steps_skip_folds_without_a_positive_value():
+    problem, theta = _random_problem("full", "l2", 1)
+    y = problem.data.target.copy()
+    splits = list(KFold(3).split(problem.grid))
+    y[splits[0][0]] = 0.0  # the first fold trains on zeros only
+    fits = PointFolds(splits, y, np.ones(len(y)), "l2").fit(theta, problem)
+    assert fits[0] is None and fits[1] is not None and fits[2] is not None
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_mass_shares_sum_to_one_and_match_densities(covariance_type):
-    data, theta = _random_problem(covariance_type, "l2", 2)
-    logits = np.append(theta[1:3], 0.0)
-    log_weights = logits - np.log(np.exp(logits).sum())
-    joint = np.exp(log_component_densities(theta, data.features, data.layout) + log_weights)
+    problem, theta = _random_problem(covariance_type, "l2", 2)
+    data = problem.data
+    weights = problem.unpack(theta)[1]
+    joint = np.exp(log_component_densities(theta, data.features, data.layout)) * weights
     masses = data.quadrature @ joint
-    np.testing.assert_allclose(component_mass_shares(theta, data), masses / masses.sum())
-
-
-def _writeup_data():
-    grid, density, truth = make_writeup_problem()
-    x = (grid - grid.mean()) / grid.std()
-    layout = ParameterLayout(2, 1, "full")
-    data = FitData(
-        quadratic_features(x[:, None], "full"),
-        density / density.max(),
-        np.full(len(x), 1 / len(x)),
-        layout,
-        "l2",
-    )
-    return data, truth, grid
-
-
-def _bounds(n_parameters):
-    return np.tile([-50.0, 50.0], (n_parameters, 1))
+    shares = component_shares_of(problem.kernel, theta[None])[0]
+    np.testing.assert_allclose(shares, masses / masses.sum(), rtol=1e-10)
 
 
 def _writeup_rows():
@@ -199,30 +113,3 @@ def test_levenberg_marquardt_stays_inside_the_bounds():
     assert np.isfinite(result.loss[0])
     # the true components are narrower than the bound allows, so the fit presses on it
     assert np.isclose(theta[cholesky], 0.5).any()
-
-
-# ----------------------------------------------------------------------
-# moves between numbers of components
-# ----------------------------------------------------------------------
-def _mixture_problem(covariance_type, fit_scale=True):
-    """A 2-D grid with a two-component density, in fit coordinates."""
-    axis = np.linspace(-3, 3, 25)
-    grid = np.column_stack([a.ravel() for a in np.meshgrid(axis, axis)])
-    layout = ParameterLayout(2, 2, covariance_type, fit_scale)
-    precisions = {
-        "full": np.array([np.eye(2) * 1.5, [[1.2, 0.3], [0.0, 1.0]]]),
-        "tied": np.eye(2) * 1.3,
-        "diag": np.array([[1.5, 1.0], [1.2, 0.8]]),
-        "spherical": np.array([1.5, 1.1]),
-    }[covariance_type]
-    theta = pack(layout, [0.6, 0.4], np.array([[-1.0, 0.5], [1.2, -0.4]]), precisions, 0.3)
-    data = FitData(
-        quadratic_features(grid, covariance_type),
-        np.zeros(len(grid)),
-        np.full(len(grid), 1 / len(grid)),
-        layout,
-        "l2",
-        fixed_log_scale=0.3,
-    )
-    target = model_density(theta, data)
-    return grid, replace(data, target=target), theta
