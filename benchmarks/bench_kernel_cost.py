@@ -23,7 +23,13 @@ from bench_batch import GRID, densities_1d
 
 from skdensityfit import DensityGMM
 from skdensityfit._problem import problem_of
-from skdensityfit._rows import KernelInputs, kernel_threads, losses_of, minimize_rows
+from skdensityfit._rows import (
+    KernelInputs,
+    curvatures_of,
+    kernel_threads,
+    losses_of,
+    minimize_rows,
+)
 
 
 def main():
@@ -46,6 +52,15 @@ def main():
             f"  loss only, {threads} thread(s): {per_row:.2f} us a row "
             f"({per_row / GRID.size * 1e3:.1f} ns a point)"
         )
+    with kernel_threads(1):
+        curvatures_of(inputs, rows[:10])
+        start = time.perf_counter()
+        curvatures_of(inputs, rows[:50_000])
+        per_row = (time.perf_counter() - start) / 50_000 * 1e6
+    print(
+        f"  loss, gradient and Gauss-Newton matrix, 1 thread: {per_row:.2f} us a row "
+        f"({per_row / GRID.size * 1e3:.1f} ns a point)"
+    )
     starts = theta + 0.05 * np.random.default_rng(0).normal(size=(20_000, theta.size))
     with kernel_threads(2):
         start = time.perf_counter()

@@ -46,6 +46,9 @@ TINY = 2.2250738585072014e-308
 # reassociation of sums, reciprocals, approximate transcendental functions.
 FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
+# Points a block of the 1-D l2 sums (their Jacobian rows held in a (p + 3, BLOCK) array).
+BLOCK = 64
+
 # layout slots
 _K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED, _EXPONENTIAL = range(8)
 # Levenberg-Marquardt
@@ -408,12 +411,14 @@ def evaluate(
     work_kd,
     U,
     jv,
+    block,
 ):
     """The loss of ``theta`` (inf if not finite), and (when ``grad`` has length p, not 0)
     its gradient ``grad`` and Gauss-Newton matrix ``H``; ``model`` (length n or 0)
     receives the model of every value. (Whether to differentiate is read from the arrays,
     not passed as a flag: numba would compile the function once for each literal.) Work
-    arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U`` (K, d, d), ``jv`` (p,)."""
+    arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U`` (K, d, d), ``jv`` (p,),
+    ``block`` (p + 3, BLOCK)."""
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
     derivatives = grad.shape[0] > 0
@@ -431,6 +436,12 @@ def evaluate(
             grad[m] = 0.0
             for c in range(p):
                 H[m, c] = 0.0
+    if d == 1 and not binned and loss_kind == 0:
+        total = _l2_points_1d(
+            theta, X, y, q, basis, K, p, J, exponential, fit_scale, chol_index, log_scale,
+            const, w, means, U, derivatives, grad, H, model, jv, block,
+        )  # fmt: skip
+        return _finish(total, constant, normaliser, derivatives, grad, H, p)
     if d == 1 and not binned:
         total = _points_1d(
             theta, X, y, q, basis, K, p, J, exponential, fit_scale, loss_kind, chol_index,
@@ -511,6 +522,83 @@ def _finish(total, constant, normaliser, derivatives, grad, H, p):
             for c in range(m + 1):
                 H[m, c] /= normaliser
                 H[c, m] = H[m, c]
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _l2_points_1d(
+    theta, X, y, q, basis, K, p, J, exponential, fit_scale, chol_index, log_scale, const, w,
+    means, U, derivatives, grad, H, model, jv, block,
+):  # fmt: skip
+    """:func:`_points_1d` for the l2 loss, ``BLOCK`` points at a time. Each component's
+    term ``e_k = scale w_k N_k(x)`` is taken directly (l2 needs no log of the model, and
+    where every term underflows no derivative has anything to add); the block's Jacobian
+    goes to the rows ``0 .. p - 1`` of ``block``, the loss's derivative and curvature and
+    the mixture to rows ``p``, ``p + 1``, ``p + 2``; the gradient and the matrix's lower
+    triangle are then sums over the block's points, which the compiler vectorises."""
+    n = y.shape[0]
+    with_model = model.shape[0] > 0
+    first_mean = fit_scale + K - 1
+    G, C, F = p, p + 1, p + 2
+    total = 0.0
+    for start in range(0, n, BLOCK):
+        size = min(BLOCK, n - start)
+        for i in range(size):
+            block[F, i] = 0.0
+        if derivatives:
+            for m in range(first_mean + K, p - J):  # the precisions' rows (shared if tied)
+                for i in range(size):
+                    block[m, i] = 0.0
+        for k in range(K):
+            mean, u, c = means[k, 0], U[k, 0, 0], const[k] + log_scale
+            if not derivatives:
+                for i in range(size):
+                    t = (X[start + i, 0] - mean) * u
+                    block[F, i] += math.exp(c - 0.5 * t * t)
+                continue
+            mean_row, precision_row = first_mean + k, chol_index[k, 0, 0]
+            # d f / d logit_k = e_k - f w_k (f w_k taken off below); the last component has
+            # no logit: its e_k goes to row G, which is written over below
+            weight_row = fit_scale + k if k < K - 1 else G
+            for i in range(size):
+                t = (X[start + i, 0] - mean) * u
+                e = math.exp(c - 0.5 * t * t)
+                block[F, i] += e
+                block[weight_row, i] = e
+                block[mean_row, i] = e * u * t
+                block[precision_row, i] += e * (1.0 - t * t)  # the log of U
+        for i in range(size):
+            point = start + i
+            f = block[F, i]
+            value = f + _background_value(theta, basis, point, p, J, exponential)
+            if with_model:
+                model[point] = value
+            residual = y[point] - value
+            total += q[point] * residual * residual
+            if not derivatives:
+                continue
+            if fit_scale:
+                block[0, i] = f
+            for k in range(K - 1):
+                block[fit_scale + k, i] -= f * w[k]
+            if J > 0:
+                _background_jacobian(theta, basis, point, p, J, exponential, jv)
+                for m in range(p - J, p):
+                    block[m, i] = jv[m]
+            block[G, i] = -2.0 * q[point] * residual
+            block[C, i] = 2.0 * q[point]
+        if not derivatives:
+            continue
+        for m in range(p):
+            s = 0.0
+            for i in range(size):
+                s += block[G, i] * block[m, i]
+            grad[m] += s
+            for c in range(m + 1):
+                s = 0.0
+                for i in range(size):
+                    s += block[C, i] * block[m, i] * block[c, i]
+                H[m, c] += s
     return total
 
 
@@ -674,6 +762,7 @@ def lm_row(
     work_kd,
     U,
     jv,
+    block,
     no_model,
 ):
     """Levenberg-Marquardt from ``theta`` (modified in place) within ``[lower, upper]``.
@@ -690,7 +779,7 @@ def lm_row(
         theta[m] = min(max(theta[m], lower[m]), upper[m])
     value = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-        normaliser, constant, grad, H, no_model, work_k, work_kd, U, jv,
+        normaliser, constant, grad, H, no_model, work_k, work_kd, U, jv, block,
     )  # fmt: skip
     if not math.isfinite(value):
         return math.inf, 0, NOT_FINITE
@@ -726,7 +815,7 @@ def lm_row(
             new_value = evaluate(
                 candidate, X, lo, hi, y, q, basis, layout, chol_index, chol_log,
                 fixed_log_scale, normaliser, constant, grad_new, H_new, no_model,
-                work_k, work_kd, U, jv,
+                work_k, work_kd, U, jv, block,
             )  # fmt: skip
             actual = value - new_value
             if predicted > 0.0 and actual > 0.0:
@@ -794,27 +883,28 @@ def fit_rows(
     K, d = layout[_K], layout[_D]
     shared_q = Q.shape[0] == 1
     no_model = np.empty(0)
+    grad = np.empty(p)
+    H = np.empty((p, p))
+    candidate = np.empty(p)
+    grad_new = np.empty(p)
+    H_new = np.empty((p, p))
+    step = np.empty(p)
+    scaling = np.empty(p)
+    free = np.empty(p, dtype=np.bool_)
+    L = np.empty((p, p))
+    work_k = np.empty((5, K))
+    work_kd = np.empty((4 + d, K, d))
+    U = np.empty((K, d, d))
+    jv = np.empty(p)
+    block = np.empty((p + 3, BLOCK))
     for r in range(first, last):
-        grad = np.empty(p)
-        H = np.empty((p, p))
-        candidate = np.empty(p)
-        grad_new = np.empty(p)
-        H_new = np.empty((p, p))
-        step = np.empty(p)
-        scaling = np.empty(p)
-        free = np.empty(p, dtype=np.bool_)
-        L = np.empty((p, p))
-        work_k = np.empty((5, K))
-        work_kd = np.empty((4 + d, K, d))
-        U = np.empty((K, d, d))
-        jv = np.empty(p)
         i = density[r]
         q = Q[0] if shared_q else Q[i]
         losses[r], n_iters[r], statuses[r] = lm_row(
             thetas[r], X, lo, hi, Y[i], q, basis, layout,
             chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], lower,
             upper, tol, ftol, max_iter, grad, H, candidate, grad_new, H_new, step, scaling,
-            free, L, work_k, work_kd, U, jv, no_model,
+            free, L, work_k, work_kd, U, jv, block, no_model,
         )  # fmt: skip
 
 
@@ -855,6 +945,7 @@ def evaluate_rows(
     work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
     jv = np.empty(p)
+    block = np.empty((p + 3, BLOCK))
     for r in range(first, last):
         i = density[r]
         q = Q[0] if shared_q else Q[i]
@@ -862,7 +953,7 @@ def evaluate_rows(
             thetas[r], X, lo, hi, Y[i], q, basis, layout, chol_index, chol_log,
             fixed_log_scale[i], normaliser[i], constant[i], grad,
             curvatures[r] if want_curvature else no_curvature,
-            models[r] if want_model else no_model, work_k, work_kd, U, jv,
+            models[r] if want_model else no_model, work_k, work_kd, U, jv, block,
         )  # fmt: skip
 
 
@@ -879,7 +970,7 @@ def derivatives_of(
     loss = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
         normaliser, constant, grad, H, np.empty(0), np.empty((5, K)),
-        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p),
+        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p), np.empty((p + 3, BLOCK)),
     )  # fmt: skip
     return loss, grad, H
 
