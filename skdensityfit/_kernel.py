@@ -238,16 +238,12 @@ def _cell_cubature(point, lo, hi, k, d, means, U, g_mean, g_upper, y, delta):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _component_log_densities(
-    point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
-):
-    """Fill ``a[k] = log w_k + log N_k(x)`` (or ``log w_k + log P_k(cell) - log vol``)
-    for the point ``point``, ``const[k]`` being ``log w_k + log det U_k - d log(2 pi) / 2``
-    (points) or ``log w_k`` (cells), and the per-component work: ``diff`` (x - mu) and
-    ``z`` (U^T diff) for points; for cells the per-axis standardised bounds in ``diff``
-    (lower) and ``z`` (upper), and the log of each axis's mass in ``mass``; for cells
-    under the cubature (full and tied components in several dimensions), the derivatives
-    of ``log P_k`` in ``diff`` (means) and ``g_upper[i, k, j]`` (``U_ij``)."""
+def _cell_log_densities(point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned):
+    """Fill ``a[k] = log w_k + log P_k(cell) - log vol`` for the cell of point ``point``,
+    ``const[k]`` being ``log w_k``, and the per-component work: the per-axis standardised
+    bounds in ``diff`` (lower) and ``z`` (upper), and the log of each axis's mass in
+    ``mass``; under the cubature (full and tied components in several dimensions), the
+    derivatives of ``log P_k`` in ``diff`` (means) and ``g_upper[i, k, j]`` (``U_ij``)."""
     if binned == CUBATURE:
         for k in range(K):
             log_mass = _cell_cubature(
@@ -269,26 +265,25 @@ def _component_log_densities(
                 mass[k, i] = _log_interval(lower, upper)
                 value += mass[k, i] - math.log(hi[point, i] - lo[point, i])
             a[k] = value
-    elif d == 1:
-        x = X[point, 0]
-        for k in range(K):
-            t = x - means[k, 0]
-            diff[k, 0] = t
-            t *= U[k, 0, 0]
-            z[k, 0] = t
-            a[k] = const[k] - 0.5 * t * t
-    else:
-        for k in range(K):
-            q = 0.0
-            for i in range(d):
-                diff[k, i] = X[point, i] - means[k, i]
-            for j in range(d):
-                s = 0.0
-                for i in range(j + 1):
-                    s += U[k, i, j] * diff[k, i]
-                z[k, j] = s
-                q += s * s
-            a[k] = const[k] - 0.5 * q
+
+
+# inlined where it is called: a call for every point costs more than its arithmetic
+@njit(cache=True, fastmath=FASTMATH, inline="always")
+def _point_log_densities(point, X, K, d, const, means, U, a, diff, z):
+    """Fill ``a[k] = log w_k + log N_k(x)`` at the point ``point``, ``const[k]`` being
+    ``log w_k + log det U_k - d log(2 pi) / 2``, and the per-component work ``diff``
+    (x - mu) and ``z`` (U^T diff)."""
+    for k in range(K):
+        q = 0.0
+        for i in range(d):
+            diff[k, i] = X[point, i] - means[k, i]
+        for j in range(d):
+            s = 0.0
+            for i in range(j + 1):
+                s += U[k, i, j] * diff[k, i]
+            z[k, j] = s
+            q += s * s
+        a[k] = const[k] - 0.5 * q
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -436,10 +431,10 @@ def evaluate(
             grad[m] = 0.0
             for c in range(p):
                 H[m, c] = 0.0
-    if d == 1 and not binned and loss_kind == 0:
-        total = _l2_points_1d(
-            theta, X, y, q, basis, K, p, J, exponential, fit_scale, chol_index, log_scale,
-            const, w, means, U, derivatives, grad, H, model, jv, block,
+    if not binned and loss_kind == 0:
+        total = _l2_points(
+            theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
+            log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv, block,
         )  # fmt: skip
         return _finish(total, constant, normaliser, derivatives, grad, H, p)
     if d == 1 and not binned:
@@ -452,9 +447,12 @@ def evaluate(
     with_model = model.shape[0] > 0
     total = 0.0
     for point in range(n):
-        _component_log_densities(
-            point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
-        )
+        if binned:
+            _cell_log_densities(
+                point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+            )
+        else:
+            _point_log_densities(point, X, K, d, const, means, U, a, diff, z)
         peak = a[0]
         for k in range(1, K):
             peak = max(peak, a[k])
@@ -526,69 +524,115 @@ def _finish(total, constant, normaliser, derivatives, grad, H, p):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _l2_points_1d(
-    theta, X, y, q, basis, K, p, J, exponential, fit_scale, chol_index, log_scale, const, w,
-    means, U, derivatives, grad, H, model, jv, block,
+def _l2_points(
+    theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
+    log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv, block,
 ):  # fmt: skip
-    """:func:`_points_1d` for the l2 loss, ``BLOCK`` points at a time. Each component's
-    term ``e_k = scale w_k N_k(x)`` is taken directly (l2 needs no log of the model, and
-    where every term underflows no derivative has anything to add); the block's Jacobian
-    goes to the rows ``0 .. p - 1`` of ``block``, the loss's derivative and curvature and
-    the mixture to rows ``p``, ``p + 1``, ``p + 2``; the gradient and the matrix's lower
-    triangle are then sums over the block's points, which the compiler vectorises."""
+    """:func:`evaluate`'s sums over the points for the l2 loss (no cells), ``BLOCK``
+    points at a time. Each component's term ``e_k = scale w_k N_k(x)`` is taken directly
+    (l2 needs no log of the model, and where every term underflows no derivative has
+    anything to add); the block's Jacobian goes to the rows ``0 .. p - 1`` of ``block``
+    (:func:`_l2_block`). Returns the loss's sum; fills the gradient and the matrix's
+    lower triangle."""
     n = y.shape[0]
-    with_model = model.shape[0] > 0
     first_mean = fit_scale + K - 1
-    G, C, F = p, p + 1, p + 2
+    G, F = p, p + 2
     total = 0.0
     for start in range(0, n, BLOCK):
         size = min(BLOCK, n - start)
         for i in range(size):
             block[F, i] = 0.0
         if derivatives:
-            for m in range(first_mean + K, p - J):  # the precisions' rows (shared if tied)
+            for m in range(first_mean + K * d, p - J):  # the precisions' rows (shared if tied)
                 for i in range(size):
                     block[m, i] = 0.0
         for k in range(K):
-            mean, u, c = means[k, 0], U[k, 0, 0], const[k] + log_scale
-            if not derivatives:
+            c = const[k] + log_scale
+            # d f / d logit_k = e_k - f w_k (f w_k taken off in _l2_block); the last
+            # component has no logit: its e_k goes to row G, which is written over there
+            weight_row = fit_scale + k if k < K - 1 else G
+            if d == 1:
+                mean, u, mean_row = means[k, 0], U[k, 0, 0], first_mean + k
+                precision_row = chol_index[k, 0, 0]
                 for i in range(size):
                     t = (X[start + i, 0] - mean) * u
-                    block[F, i] += math.exp(c - 0.5 * t * t)
+                    e = math.exp(c - 0.5 * t * t)
+                    block[F, i] += e
+                    block[weight_row, i] = e
+                    block[mean_row, i] = e * u * t
+                    block[precision_row, i] += e * (1.0 - t * t)  # the log of U
                 continue
-            mean_row, precision_row = first_mean + k, chol_index[k, 0, 0]
-            # d f / d logit_k = e_k - f w_k (f w_k taken off below); the last component has
-            # no logit: its e_k goes to row G, which is written over below
-            weight_row = fit_scale + k if k < K - 1 else G
+            dk, zk = diff[k], z[k]
             for i in range(size):
-                t = (X[start + i, 0] - mean) * u
-                e = math.exp(c - 0.5 * t * t)
+                quad = 0.0
+                for a in range(d):
+                    dk[a] = X[start + i, a] - means[k, a]
+                for b in range(d):
+                    t = 0.0
+                    for a in range(b + 1):
+                        t += U[k, a, b] * dk[a]
+                    zk[b] = t
+                    quad += t * t
+                e = math.exp(c - 0.5 * quad)
                 block[F, i] += e
+                if not derivatives:
+                    continue
                 block[weight_row, i] = e
-                block[mean_row, i] = e * u * t
-                block[precision_row, i] += e * (1.0 - t * t)  # the log of U
-        for i in range(size):
-            point = start + i
-            f = block[F, i]
-            value = f + _background_value(theta, basis, point, p, J, exponential)
-            if with_model:
-                model[point] = value
-            residual = y[point] - value
-            total += q[point] * residual * residual
-            if not derivatives:
-                continue
-            if fit_scale:
-                block[0, i] = f
-            for k in range(K - 1):
-                block[fit_scale + k, i] -= f * w[k]
-            if J > 0:
-                _background_jacobian(theta, basis, point, p, J, exponential, jv)
-                for m in range(p - J, p):
-                    block[m, i] = jv[m]
-            block[G, i] = -2.0 * q[point] * residual
-            block[C, i] = 2.0 * q[point]
+                for a in range(d):
+                    t = 0.0
+                    for b in range(a, d):
+                        t += U[k, a, b] * zk[b]
+                    block[first_mean + k * d + a, i] = e * t
+                for a in range(d):
+                    for b in range(a, d):
+                        index = chol_index[k, a, b]
+                        if index < 0:
+                            continue
+                        value = -zk[b] * dk[a]
+                        if a == b:
+                            value += 1.0 / U[k, a, a]
+                        if chol_log[k, a, b]:
+                            value *= U[k, a, b]
+                        block[index, i] += e * value
+        total += _l2_block(
+            theta, y, q, basis, K, p, J, exponential, fit_scale, w, start, size,
+            derivatives, grad, H, model, jv, block,
+        )  # fmt: skip
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _l2_block(
+    theta, y, q, basis, K, p, J, exponential, fit_scale, w, start, size, derivatives, grad,
+    H, model, jv, block,
+):  # fmt: skip
+    """A block's loss, from the mixture's values in row ``p + 2`` of ``block``; with
+    ``derivatives``, its Jacobian completed (the scale, the weights' ``- f w_k``, the
+    background), then its gradient and matrix added as sums over the block's points
+    (which the compiler vectorises)."""
+    G, C, F = p, p + 1, p + 2
+    total = 0.0
+    for i in range(size):
+        point = start + i
+        f = block[F, i]
+        value = f + _background_value(theta, basis, point, p, J, exponential)
+        if model.shape[0] > 0:
+            model[point] = value
+        residual = y[point] - value
+        total += q[point] * residual * residual
         if not derivatives:
             continue
+        if fit_scale:
+            block[0, i] = f
+        for k in range(K - 1):
+            block[fit_scale + k, i] -= f * w[k]
+        if J > 0:
+            _background_jacobian(theta, basis, point, p, J, exponential, jv)
+            for m in range(p - J, p):
+                block[m, i] = jv[m]
+        block[G, i] = -2.0 * q[point] * residual
+        block[C, i] = 2.0 * q[point]
+    if derivatives:
         for m in range(p):
             s = 0.0
             for i in range(size):
@@ -994,9 +1038,12 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
         w[k] = math.exp(logw[k])
         const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
     for point in range(X.shape[0]):
-        _component_log_densities(
-            point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
-        )
+        if binned:
+            _cell_log_densities(
+                point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+            )
+        else:
+            _point_log_densities(point, X, K, d, const, means, U, a, diff, z)
         peak = a[0]
         for k in range(1, K):
             peak = max(peak, a[k])
@@ -1126,7 +1173,7 @@ def matched_filter(first, last, X, residuals, Q, centres, U, gains, heights):
             heights[r, c] = overlap / norm if good else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def component_shares(
     first, last, thetas, density, X, lo, hi, Y, Q, basis, layout, chol_index, chol_log,
     fixed_log_scale, shares, burdens,
@@ -1160,9 +1207,12 @@ def component_shares(
         for point in range(X.shape[0]):
             if q[point] == 0.0:
                 continue
-            _component_log_densities(
-                point, X, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
-            )
+            if binned:
+                _cell_log_densities(
+                    point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+                )
+            else:
+                _point_log_densities(point, X, K, d, const, means, U, a, diff, z)
             f = 0.0
             for k in range(K):
                 a[k] = math.exp(a[k])
