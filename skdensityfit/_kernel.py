@@ -1174,6 +1174,36 @@ def matched_filter(first, last, X, residuals, Q, centres, U, gains, heights):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def matched_filter_uniform(first, last, residuals, Q, centres, U, spacing, gains, heights):
+    """:func:`matched_filter` on a 1-D grid of equal ``spacing`` in increasing order: the
+    shape's value at a point depends only on how many points lie between it and the
+    centre, so each row takes its ``n`` values once."""
+    C = centres.shape[1]
+    n = residuals.shape[1]
+    shape = np.empty(n)
+    shared_q = Q.shape[0] == 1
+    for r in range(first, last):
+        q = Q[0] if shared_q else Q[r]
+        step = U[r, 0, 0] * spacing
+        for m in range(n):
+            t = m * step
+            shape[m] = math.exp(-0.5 * t * t) if t * t <= 80.0 else 0.0
+        for c in range(C):
+            centre = centres[r, c]
+            overlap = 0.0
+            norm = 0.0
+            for point in range(n):
+                if q[point] == 0.0:
+                    continue
+                g = shape[abs(point - centre)]
+                overlap += q[point] * residuals[r, point] * g
+                norm += q[point] * g * g
+            good = overlap > 0.0 and norm > 0.0
+            gains[r, c] = overlap * overlap / norm if good else 0.0
+            heights[r, c] = overlap / norm if good else 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def component_shares(
     first, last, thetas, density, X, lo, hi, Y, Q, basis, layout, chol_index, chol_log,
     fixed_log_scale, shares, burdens,

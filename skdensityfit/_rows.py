@@ -372,18 +372,39 @@ def matched_filter(inputs, residuals, centres, upper, q=None):
     centres = np.ascontiguousarray(centres, dtype=np.int64)
     gains = np.empty(centres.shape)
     heights = np.empty(centres.shape)
+    residuals = np.ascontiguousarray(residuals, dtype=float)
+    q = np.ascontiguousarray(inputs.Q if q is None else q, dtype=float)
+    upper = np.ascontiguousarray(upper, dtype=float)
+    spacing = uniform_spacing(inputs.X)
+    if spacing is not None:
+        _in_threads(
+            _kernel.matched_filter_uniform, len(centres), residuals, q, centres, upper,
+            spacing, gains, heights,
+        )  # fmt: skip
+        return gains, heights
     _in_threads(
         _kernel.matched_filter,
         len(centres),
         inputs.X,
-        np.ascontiguousarray(residuals, dtype=float),
-        np.ascontiguousarray(inputs.Q if q is None else q, dtype=float),
+        residuals,
+        q,
         centres,
-        np.ascontiguousarray(upper, dtype=float),
+        upper,
         gains,
         heights,
     )
     return gains, heights
+
+
+def uniform_spacing(X):
+    """The spacing of a 1-D grid of equally spaced points in increasing order, else None."""
+    if X.shape[1] != 1 or len(X) < 2:
+        return None
+    steps = np.diff(X[:, 0])
+    spacing = float(steps[0])
+    if spacing > 0 and np.all(np.abs(steps - spacing) <= 1e-9 * spacing):
+        return spacing
+    return None
 
 
 def jacobian_of(inputs, theta, density=0):

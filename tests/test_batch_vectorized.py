@@ -15,7 +15,7 @@ from skdensityfit._examples import (
     random_separated_mixture_1d,
 )
 from skdensityfit._problem import problem_of
-from skdensityfit._rows import greedy_peaks, losses_of, matched_filter
+from skdensityfit._rows import greedy_peaks, losses_of, matched_filter, uniform_spacing
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 GRID_1D = np.linspace(-5.0, 25.0, 120)
@@ -392,6 +392,32 @@ def test_the_greedy_peaks_and_the_matched_filter_ignore_a_gap_of_zero_weights():
     upper = np.array([[[1.0 / widths[0, 0]]]])
     gains, found = matched_filter(inputs, inputs.Y, centres, upper)
     assert np.all(np.isfinite(gains)) and np.all(np.isfinite(found))
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_the_matched_filter_on_an_equally_spaced_grid_equals_the_general_one(shuffled):
+    """On an equally spaced 1-D grid the filter takes the shape's values once a row; on
+    the same points out of order it takes the general loop; both give the same gains."""
+    rng = np.random.default_rng(3)
+    x = np.linspace(-4.0, 11.0, 150)
+    y = np.exp(-0.5 * ((x - 3.0) / 1.5) ** 2) + 0.05 * rng.normal(size=x.size)
+    weights = np.where(rng.random(x.size) < 0.1, 0.0, 1.0)  # some points without weight
+    order = rng.permutation(x.size) if shuffled else np.arange(x.size)
+    problem = problem_of(DensityGMM(1), x[order, None], y[order], weights[order])
+    inputs = problem.kernel
+    assert (uniform_spacing(inputs.X) is None) == shuffled
+    centres = rng.integers(0, x.size, (3, 20))
+    upper = np.array([[[0.7]], [[2.0]], [[9.0]]])
+    residuals = np.repeat(inputs.Y, 3, axis=0)
+    gains, heights = matched_filter(inputs, residuals, centres, upper)
+    q = inputs.Q[0]
+    for r in range(3):
+        for c, centre in enumerate(centres[r]):
+            shape = np.exp(-0.5 * (upper[r, 0, 0] * (inputs.X[:, 0] - inputs.X[centre, 0])) ** 2)
+            overlap, norm = q @ (residuals[r] * shape), q @ shape**2
+            expected = overlap**2 / norm if overlap > 0 else 0.0
+            assert gains[r, c] == pytest.approx(expected, rel=1e-9, abs=1e-14)
+            assert heights[r, c] == pytest.approx(overlap / norm if overlap > 0 else 0.0, rel=1e-9)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
