@@ -32,6 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
+from ._covariance import as_matrices_rows, own_covariances
 from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages
 from ._estimator import DensityGMM, fit_rows_of, rows_standard_errors_of
 from ._prediction import background_values
@@ -240,7 +241,7 @@ class BatchFitResult:
         names = ("weights", "means", "covariances", "precisions_cholesky", "scale")
         # arrays with an axis of components (padded to the largest K with DensityGMMCV)
         per_component = {"weights", "means"}
-        if self.covariance_type != "tied":
+        if own_covariances(self.covariance_type):
             per_component |= {"covariances", "precisions_cholesky"}
         for k in np.unique(counts[~self.failed]):
             rows = np.flatnonzero((counts == k) & ~self.failed)
@@ -288,7 +289,7 @@ class BatchFitResult:
                 f"X should be a grid of shape (n_points, {n_features}), got shape {X.shape}."
             )
         n, k = self.weights.shape
-        chol = _full_cholesky(self.precisions_cholesky, self.covariance_type, n, k, n_features)
+        chol = as_matrices_rows(self.precisions_cholesky, self.covariance_type, k, n_features)
         weights, means = self.weights, self.means
         if np.ndim(self.n_components) > 0:
             # per-density K: components past a row's own K are NaN padding
@@ -324,17 +325,6 @@ class BatchFitResult:
                     X, self.background_term, self.background[rows], origin
                 )
         return out
-
-
-def _full_cholesky(prec_chol, covariance_type, n, k, d):
-    """Precision Cholesky factors as (n, k, d, d) matrices."""
-    if covariance_type == "full":
-        return prec_chol
-    if covariance_type == "tied":
-        return np.broadcast_to(prec_chol[:, None], (n, k, d, d))
-    if covariance_type == "diag":
-        return prec_chol[..., None] * np.eye(d)
-    return prec_chol[..., None, None] * np.eye(d)
 
 
 def fit_many(
@@ -1036,7 +1026,7 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
             fitted.loss,
             np.maximum(fitted.n_iter, 1),
             fitted.converged,
-            per_component=estimator.covariance_type != "tied",
+            per_component=own_covariances(estimator.covariance_type),
         )
         if fitted.background is not None:
             chunk["background"][rows] = fitted.background
@@ -1086,7 +1076,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
             _store_failure(chunk, rows[r], f"{type(choice).__name__}: {choice}")
         else:
             chosen[r] = int(candidates[choice.index])
-    per_component = estimator.covariance_type != "tied"
+    per_component = own_covariances(estimator.covariance_type)
     for k in np.unique(chosen[chosen > 0]):
         group = np.flatnonzero(chosen == k)
         starts = np.vstack([paths.fits[k][row] for _, paths, row, _ in (choices[g] for g in group)])
@@ -1169,7 +1159,7 @@ def _store_fit(chunk, i, fit):
         model.loss_,
         model.n_iter_,
         model.converged_,
-        per_component=model.covariance_type != "tied",
+        per_component=own_covariances(model.covariance_type),
     )
     if chunk.get("background") is not None and getattr(model, "background_", None) is not None:
         chunk["background"][i] = model.background_

@@ -25,6 +25,11 @@ LOG_2PI = np.log(2.0 * np.pi)
 MATRIX_TYPES = ("full", "tied")
 
 
+def own_covariances(covariance_type):
+    """Whether each component has a covariance of its own (all but 'tied')."""
+    return covariance_type != "tied"
+
+
 def parameter_shape(covariance_type, n_components, n_features):
     """The shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""
     k, d = n_components, n_features

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._compat import warn_at_caller
-from ._covariance import cholesky_diagonals
+from ._covariance import cholesky_diagonals, own_covariances
 from ._kernel import FTOL, NO_GAIN, STATUS_MESSAGES
 from ._noise import noise_variance
 from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
@@ -456,7 +456,7 @@ class MixtureFit:
     def from_result(cls, problem, result):
         named = problem.to_grid(result.theta)
         order = np.lexsort((-named["weights"], named["means"][:, 0]))
-        per_component = problem.layout.covariance_type != "tied"
+        per_component = own_covariances(problem.layout.covariance_type)
         in_order = {
             name: named[name][order]
             if per_component or name in ("weights", "means")
