@@ -39,10 +39,12 @@ from ._prediction import (
 )
 from ._problem import cells_of, problem_of
 from ._reports import (
+    EDGE_WARNING_FRACTION,
     REDUNDANT_DISTANCE,
     FitReportsMixin,
     bhattacharyya,
-    edge_messages,
+    edge_fractions,
+    edge_message,
     holds_no_line,
     no_line_messages,
     redundancy_messages,
@@ -886,15 +888,20 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
         )
     axes = tuple(np.unique(column) for column in X.T)
     n_parameters = problem.bounds.shape[0]  # a background's too
-    messages = []
-    for row in range(len(Y)):  # text for the rows that have something to say
+    values = Y
+    if background is not None:
+        values = Y - background_values(
+            X, estimator.background, background, problem.standardisation.background_origin
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fractions = edge_fractions(X, values)
+    at_edge = fractions >= EDGE_WARNING_FRACTION
+    speaking = at_edge | flagged | ~fits.converged | (X.shape[0] < n_parameters)
+    messages = [""] * len(Y)
+    for row in np.flatnonzero(speaking):  # text for the rows that have something to say
         texts = []
-        values = Y[row]
-        if background is not None:
-            values = values - background_values(
-                X, estimator.background, background[row], problem.standardisation.background_origin
-            )
-        texts += [f"UserWarning: {m}" for m in edge_messages(X, values)]
+        if at_edge[row]:
+            texts.append(f"UserWarning: {edge_message(fractions[row])}")
         if X.shape[0] < n_parameters:
             texts.append(f"UserWarning: {underdetermined_message(X.shape[0], n_parameters)}")
         if flagged[row]:
@@ -911,5 +918,5 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
                 f"(best loss {fits.loss[row]:.3g} after {fits.n_iter[row]} iterations). "
                 "Increase max_iter, n_init or tol, or check the number of components."
             )
-        messages.append("\\n".join(texts))
+        messages[row] = "\\n".join(texts)
     return messages

@@ -529,15 +529,24 @@ def warn_if_density_is_cut_at_the_edge(X, y):
         warn_at_caller(message)
 
 
+def edge_fractions(X, Y):
+    """For each density of ``Y`` (``(n,)`` or ``(R, n)``): its largest value on the
+    grid's rim over its largest value, ``(R,)``."""
+    on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
+    Y = np.atleast_2d(Y)
+    return np.max(Y[:, on_edge], axis=1) / np.max(Y, axis=1)
+
+
+def edge_message(fraction):
+    return (
+        f"The density at the edge of the grid reaches {fraction:.0%} of its peak: the "
+        "mixture is extrapolated beyond the grid, so scale_ and the outer components "
+        "are poorly determined. Extend the grid if you can."
+    )
+
+
 def edge_messages(X, y):
     """The edge warning's text, if the density on the grid's rim reaches
     ``EDGE_WARNING_FRACTION`` of its peak."""
-    on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
-    fraction = np.max(y[on_edge]) / np.max(y)
-    if fraction >= EDGE_WARNING_FRACTION:
-        return [
-            f"The density at the edge of the grid reaches {fraction:.0%} of its peak: the "
-            "mixture is extrapolated beyond the grid, so scale_ and the outer components "
-            "are poorly determined. Extend the grid if you can."
-        ]
-    return []
+    fraction = edge_fractions(X, y)[0]
+    return [edge_message(fraction)] if fraction >= EDGE_WARNING_FRACTION else []
