@@ -39,6 +39,7 @@ from ._validation import (
     check_user_means,
     check_user_precision_cholesky,
     check_user_weights,
+    unique_values,
 )
 
 # A component moved to another place must lower the loss by this fraction.
@@ -474,7 +475,7 @@ class MixtureFit:
                 problem.layout, problem.unpack(result.theta)[3], problem.width_limits[0]
             )[order],
             grid_axes=tuple(
-                np.unique(
+                unique_values(
                     problem.standardisation.center[j] + problem.standardisation.spread[j] * column
                 )
                 for j, column in enumerate(problem.grid.T)

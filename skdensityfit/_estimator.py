@@ -66,6 +66,7 @@ from ._validation import (
     check_grid_density,
     check_sample_weight,
     quadrature_weights,
+    unique_values,
 )
 
 
@@ -886,7 +887,7 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
         flagged |= (weights < NEGLIGIBLE_WEIGHT).any(axis=1) | (shares < NEGLIGIBLE_WEIGHT).any(
             axis=1
         )
-    axes = tuple(np.unique(column) for column in X.T)
+    axes = tuple(unique_values(column) for column in X.T)
     n_parameters = problem.bounds.shape[0]  # a background's too
     values = Y
     if background is not None:

@@ -31,6 +31,8 @@ from scipy.linalg import LinAlgError, cholesky_banded, solve_banded
 from scipy.special import xlogy
 from scipy.stats import norm
 
+from ._validation import unique_values
+
 NOISE_KINDS = ("auto", "white", "correlated", "poisson")
 # The median absolute deviation of a standard normal variable is 1 / MAD_TO_SD.
 MAD_TO_SD = 1.482602218505602
@@ -91,7 +93,7 @@ class Grid:
     @classmethod
     def of(cls, X):
         X = np.asarray(X, dtype=float)
-        axes = tuple(np.unique(column) for column in X.T)
+        axes = tuple(unique_values(column) for column in X.T)
         shape = tuple(len(a) for a in axes)
         if np.prod(shape, dtype=float) == len(X) and len(np.unique(X, axis=0)) == len(X):
             return cls(len(X), axes, np.lexsort(X.T[::-1]), None)
@@ -569,7 +571,7 @@ def _on_the_grid(X, y):
     grid ``X``, its longest axis first (the points in lexicographic order of
     the columns so arranged), or None for scattered points or fewer than 5
     points along every axis."""
-    shape = [len(np.unique(column)) for column in X.T]
+    shape = [len(unique_values(column)) for column in X.T]
     if np.prod(shape) != y.shape[-1] or max(shape) < 5:
         return None
     columns = np.roll(np.arange(X.shape[1]), -int(np.argmax(shape)))  # first longest first

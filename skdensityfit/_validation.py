@@ -79,6 +79,29 @@ def check_sample_weight(sample_weight, n_points):
     return sample_weight
 
 
+def unique_values(values, *, return_index=False, return_inverse=False, return_counts=False):
+    """:func:`numpy.unique` of a 1-D array, in one pass when it is already sorted (a grid's
+    axis usually is: sorting a million points again costs more than the fit's kernel)."""
+    values = np.asarray(values)
+    if values.size < 2 or np.any(values[1:] < values[:-1]) or np.isnan(values[-1]):
+        return np.unique(
+            values,
+            return_index=return_index,
+            return_inverse=return_inverse,
+            return_counts=return_counts,
+        )
+    new = np.concatenate([[True], values[1:] != values[:-1]])
+    first = np.flatnonzero(new)
+    out = [values[first]]
+    if return_index:
+        out.append(first)
+    if return_inverse:
+        out.append(np.cumsum(new) - 1)
+    if return_counts:
+        out.append(np.diff(np.append(first, values.size)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
 def _cell_sizes_1d(values):
     """Voronoi cell length of each distinct sorted value (ends mirrored)."""
     if values.size == 1:
@@ -105,7 +128,7 @@ def quadrature_weights(X):
         extent = np.ptp(column)
         # round off float noise (1e-15 jitter) so that a product grid is still seen as one
         key = np.round((column - column.min()) / extent, 9) if extent > 0 else column
-        _, first, codes = np.unique(key, return_index=True, return_inverse=True)
+        _, first, codes = unique_values(key, return_index=True, return_inverse=True)
         values = column[first]
         axis_weights.append(_cell_sizes_1d(values))
         axis_codes.append(codes.ravel())
@@ -115,7 +138,7 @@ def quadrature_weights(X):
         cell = np.zeros(n_points, dtype=np.int64)
         for size, codes in zip(sizes, axis_codes, strict=True):
             cell = cell * size + codes
-        _, point_codes, multiplicity = np.unique(cell, return_inverse=True, return_counts=True)
+        _, point_codes, multiplicity = unique_values(cell, return_inverse=True, return_counts=True)
     else:
         _, point_codes, multiplicity = np.unique(
             np.column_stack(axis_codes), axis=0, return_inverse=True, return_counts=True

@@ -215,3 +215,24 @@ def test_component_far_outside_the_grid_gives_finite_results():
         assert np.all(np.isfinite(getattr(model, name)))
     np.testing.assert_allclose(model.weights_.sum(), 1.0)
     np.testing.assert_allclose(model.predict(grid), density, atol=1e-6 * density.max())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.sort(np.random.default_rng(0).integers(0, 5, 50)).astype(float),  # sorted: one pass
+        np.random.default_rng(1).integers(0, 5, 50).astype(float),
+        np.array([2.0, 2.0, np.nan, np.nan]),
+        np.array([3.0]),
+        np.array([]),
+    ],
+)
+def test_unique_values_equal_numpys(values):
+    from skdensityfit._validation import unique_values
+
+    flags = {"return_index": True, "return_inverse": True, "return_counts": True}
+    for got, expected in zip(
+        unique_values(values, **flags), np.unique(values, **flags), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(unique_values(values), np.unique(values))
