@@ -120,6 +120,7 @@ def _start_1d(x, y, k):
 
 
 def curve_fit_rows_1d(x, Y, k):
+    warnings.simplefilter("ignore")  # in a worker: covariances not estimated are no failure
     fitted = np.full_like(Y, np.nan)
     for i, y in enumerate(Y):
         try:
@@ -154,6 +155,7 @@ def _start_2d(xy, y, k, shape):
 
 
 def curve_fit_rows_2d(xy, Y, k, shape):
+    warnings.simplefilter("ignore")  # in a worker: covariances not estimated are no failure
     fitted = np.full_like(Y, np.nan)
     for i, y in enumerate(Y):
         try:

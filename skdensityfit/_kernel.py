@@ -46,7 +46,7 @@ TINY = 2.2250738585072014e-308
 # reassociation of sums, reciprocals, approximate transcendental functions.
 FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
-# Points a block of the sums over points (their Jacobian held in a (p + 4 + K, BLOCK) array).
+# Points a block of the 1-D l2 sums (their Jacobian rows held in a (p + 3, BLOCK) array).
 BLOCK = 64
 
 # layout slots
@@ -413,7 +413,7 @@ def evaluate(
     receives the model of every value. (Whether to differentiate is read from the arrays,
     not passed as a flag: numba would compile the function once for each literal.) Work
     arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U`` (K, d, d), ``jv`` (p,),
-    ``block`` (p + 4 + K, BLOCK)."""
+    ``block`` (p + 3, BLOCK)."""
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
     derivatives = grad.shape[0] > 0
@@ -431,18 +431,28 @@ def evaluate(
             grad[m] = 0.0
             for c in range(p):
                 H[m, c] = 0.0
-    if not binned:
-        total = _points(
-            theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, loss_kind, chol_index,
-            chol_log, log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv,
-            block,
+    if not binned and loss_kind == 0:
+        total = _l2_points(
+            theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
+            log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv, block,
+        )  # fmt: skip
+        return _finish(total, constant, normaliser, derivatives, grad, H, p)
+    if d == 1 and not binned:
+        total = _points_1d(
+            theta, X, y, q, basis, K, p, J, exponential, fit_scale, loss_kind, chol_index,
+            log_scale, const, w, means, U, a, rho, z, derivatives, grad, H, model, jv,
         )  # fmt: skip
         return _finish(total, constant, normaliser, derivatives, grad, H, p)
     n = y.shape[0]
     with_model = model.shape[0] > 0
     total = 0.0
     for point in range(n):
-        _cell_log_densities(point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned)
+        if binned:
+            _cell_log_densities(
+                point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
+            )
+        else:
+            _point_log_densities(point, X, K, d, const, means, U, a, diff, z)
         peak = a[0]
         for k in range(1, K):
             peak = max(peak, a[k])
@@ -513,94 +523,60 @@ def _finish(total, constant, normaliser, derivatives, grad, H, p):
     return total
 
 
-# a block's rows past the Jacobian's p: the loss's derivative and curvature, the sum of the
-# scaled terms, each point's largest exponent, then the K exponents
-_G, _C, _S, _PEAK, _A = range(5)
-
-
-@njit(cache=True, fastmath=FASTMATH, inline="always")
-def _whiten(point, X, k, d, means, U, dk, zk):
-    """``dk = x - mu_k``, ``zk = U_k^T dk`` at the point ``point``; returns ``|zk|^2``."""
-    quad = 0.0
-    for a in range(d):
-        dk[a] = X[point, a] - means[k, a]
-    for b in range(d):
-        t = 0.0
-        for a in range(b + 1):
-            t += U[k, a, b] * dk[a]
-        zk[b] = t
-        quad += t * t
-    return quad
-
-
-# compiled without reassociation: with it, the code numba caches and the code it compiles
-# in a fresh process rounded differently (fits 1 ulp apart in a Dask worker)
-@njit(cache=True, fastmath=FASTMATH - {"reassoc"})
-def _points(
-    theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, loss_kind, chol_index, chol_log,
+@njit(cache=True, fastmath=FASTMATH)
+def _l2_points(
+    theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
     log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv, block,
 ):  # fmt: skip
-    """:func:`evaluate`'s sums over the points (no cells), ``BLOCK`` points at a time.
-
-    A first pass over the components takes each term's exponent ``a_k = log(scale w_k
-    N_k(x))`` and each point's largest; a second the terms ``e_k = exp(a_k - peak)``
-    (their sum ``s``: the mixture is ``exp(peak) s``) and, with ``derivatives``, the
-    block's Jacobian of ``log N_k`` times ``e_k`` in the rows ``0 .. p - 1`` of
-    ``block`` (``(p + 4 + K, BLOCK)``). Each point's column is then scaled to the
-    derivatives of the model (l2, or a background under the Poisson loss) or of its log
-    (the Poisson loss of a mixture alone, which stays finite where the model underflows),
-    and the gradient and the matrix's lower triangle are sums over the block's points,
-    which the compiler vectorises. Returns the loss's sum."""
+    """:func:`evaluate`'s sums over the points for the l2 loss (no cells), ``BLOCK``
+    points at a time. Each component's term ``e_k = scale w_k N_k(x)`` is taken directly
+    (l2 needs no log of the model, and where every term underflows no derivative has
+    anything to add); the block's Jacobian goes to the rows ``0 .. p - 1`` of ``block``
+    (:func:`_l2_block`). Returns the loss's sum; fills the gradient and the matrix's
+    lower triangle."""
     n = y.shape[0]
     first_mean = fit_scale + K - 1
-    log_space = loss_kind == 1 and J == 0
-    G, C, S, PEAK, A = p + _G, p + _C, p + _S, p + _PEAK, p + _A
-    dk, zk = diff[0], z[0]
+    G, F = p, p + 2
     total = 0.0
     for start in range(0, n, BLOCK):
         size = min(BLOCK, n - start)
         for i in range(size):
-            block[PEAK, i] = -math.inf
-            block[S, i] = 0.0
-        for k in range(K):
-            c = const[k] + log_scale
-            if d == 1:  # the same arithmetic without the loops over axes
-                mean, u = means[k, 0], U[k, 0, 0]
-                for i in range(size):
-                    t = (X[start + i, 0] - mean) * u
-                    a = c - 0.5 * t * t
-                    block[A + k, i] = a
-                    block[PEAK, i] = max(block[PEAK, i], a)
-                continue
-            for i in range(size):
-                a = c - 0.5 * _whiten(start + i, X, k, d, means, U, dk, zk)
-                block[A + k, i] = a
-                block[PEAK, i] = max(block[PEAK, i], a)
+            block[F, i] = 0.0
         if derivatives:
             for m in range(first_mean + K * d, p - J):  # the precisions' rows (shared if tied)
                 for i in range(size):
                     block[m, i] = 0.0
         for k in range(K):
-            # d/d logit_k: e_k - w_k sum_j e_j (taken off below); the last component has
-            # no logit: its e_k goes to row G, written over below
+            c = const[k] + log_scale
+            # d f / d logit_k = e_k - f w_k (f w_k taken off in _l2_block); the last
+            # component has no logit: its e_k goes to row G, which is written over there
             weight_row = fit_scale + k if k < K - 1 else G
-            if d == 1 and derivatives:  # U is exp of its parameter in one dimension
-                mean, u = means[k, 0], U[k, 0, 0]
-                mean_row, precision_row = first_mean + k, chol_index[k, 0, 0]
+            if d == 1:
+                mean, u, mean_row = means[k, 0], U[k, 0, 0], first_mean + k
+                precision_row = chol_index[k, 0, 0]
                 for i in range(size):
-                    e = math.exp(block[A + k, i] - block[PEAK, i])
-                    block[S, i] += e
                     t = (X[start + i, 0] - mean) * u
+                    e = math.exp(c - 0.5 * t * t)
+                    block[F, i] += e
                     block[weight_row, i] = e
                     block[mean_row, i] = e * u * t
-                    block[precision_row, i] += e * (1.0 - t * t)
+                    block[precision_row, i] += e * (1.0 - t * t)  # the log of U
                 continue
+            dk, zk = diff[k], z[k]
             for i in range(size):
-                e = math.exp(block[A + k, i] - block[PEAK, i])
-                block[S, i] += e
+                quad = 0.0
+                for a in range(d):
+                    dk[a] = X[start + i, a] - means[k, a]
+                for b in range(d):
+                    t = 0.0
+                    for a in range(b + 1):
+                        t += U[k, a, b] * dk[a]
+                    zk[b] = t
+                    quad += t * t
+                e = math.exp(c - 0.5 * quad)
+                block[F, i] += e
                 if not derivatives:
                     continue
-                _whiten(start + i, X, k, d, means, U, dk, zk)
                 block[weight_row, i] = e
                 for a in range(d):
                     t = 0.0
@@ -618,61 +594,129 @@ def _points(
                         if chol_log[k, a, b]:
                             value *= U[k, a, b]
                         block[index, i] += e * value
-        for i in range(size):
-            point = start + i
-            s, peak = block[S, i], block[PEAK, i]
-            f = math.exp(peak) * s
-            value = f + _background_value(theta, basis, point, p, J, exponential)
-            if model.shape[0] > 0:
-                model[point] = value
-            weight = q[point]
-            if loss_kind == 0:
-                residual = y[point] - value
-                total += weight * residual * residual
-                g, curvature = -2.0 * weight * residual, 2.0 * weight
-            elif log_space:
-                total += weight * (f - y[point] * (peak + math.log(s)))
-                g, curvature = weight * (f - y[point]), weight * f
-            elif value > 0.0:
-                total += weight * (value - y[point] * math.log(value))
-                g, curvature = weight * (1.0 - y[point] / value), weight / value
-            else:
-                return math.inf
-            if not derivatives:
-                continue
-            factor = 1.0 / s if log_space else math.exp(peak)
-            for m in range(fit_scale, p - J):
-                block[m, i] *= factor
-            if fit_scale:
-                block[0, i] = s * factor
-            for k in range(K - 1):
-                block[fit_scale + k, i] -= w[k] * s * factor
-            if J > 0:
-                _background_jacobian(theta, basis, point, p, J, exponential, jv)
-                for m in range(p - J, p):
-                    block[m, i] = jv[m]
-            block[G, i] = g
-            block[C, i] = curvature
-        if derivatives:
-            _block_sums(block, p, size, grad, H)
+        total += _l2_block(
+            theta, y, q, basis, K, p, J, exponential, fit_scale, w, start, size,
+            derivatives, grad, H, model, jv, block,
+        )  # fmt: skip
     return total
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _block_sums(block, p, size, grad, H):
-    """Add a block's gradient and the lower triangle of its Gauss-Newton matrix: sums over
-    its points of the Jacobian's rows times the loss's derivative (row ``p``) and
-    curvature (row ``p + 1``), which the compiler vectorises."""
-    for m in range(p):
-        t = 0.0
-        for i in range(size):
-            t += block[p + _G, i] * block[m, i]
-        grad[m] += t
-        for c in range(m + 1):
-            t = 0.0
+def _l2_block(
+    theta, y, q, basis, K, p, J, exponential, fit_scale, w, start, size, derivatives, grad,
+    H, model, jv, block,
+):  # fmt: skip
+    """A block's loss, from the mixture's values in row ``p + 2`` of ``block``; with
+    ``derivatives``, its Jacobian completed (the scale, the weights' ``- f w_k``, the
+    background), then its gradient and matrix added as sums over the block's points
+    (which the compiler vectorises)."""
+    G, C, F = p, p + 1, p + 2
+    total = 0.0
+    for i in range(size):
+        point = start + i
+        f = block[F, i]
+        value = f + _background_value(theta, basis, point, p, J, exponential)
+        if model.shape[0] > 0:
+            model[point] = value
+        residual = y[point] - value
+        total += q[point] * residual * residual
+        if not derivatives:
+            continue
+        if fit_scale:
+            block[0, i] = f
+        for k in range(K - 1):
+            block[fit_scale + k, i] -= f * w[k]
+        if J > 0:
+            _background_jacobian(theta, basis, point, p, J, exponential, jv)
+            for m in range(p - J, p):
+                block[m, i] = jv[m]
+        block[G, i] = -2.0 * q[point] * residual
+        block[C, i] = 2.0 * q[point]
+    if derivatives:
+        for m in range(p):
+            s = 0.0
             for i in range(size):
-                t += block[p + _C, i] * block[m, i] * block[c, i]
-            H[m, c] += t
+                s += block[G, i] * block[m, i]
+            grad[m] += s
+            for c in range(m + 1):
+                s = 0.0
+                for i in range(size):
+                    s += block[C, i] * block[m, i] * block[c, i]
+                H[m, c] += s
+    return total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _points_1d(
+    theta, X, y, q, basis, K, p, J, exponential, fit_scale, loss_kind, chol_index, log_scale,
+    const, w, means, U, a, rho, t, derivatives, grad, H, model, jv,
+):  # fmt: skip
+    """:func:`evaluate`'s sums over the points of a 1-D grid (every covariance type has
+    one precision a component there): the same arithmetic without the loops over axes.
+    Returns the loss's sum; fills the gradient's and the matrix's lower triangle."""
+    n = y.shape[0]
+    with_model = model.shape[0] > 0
+    log_space = loss_kind == 1 and J == 0
+    first_mean = fit_scale + K - 1
+    total = 0.0
+    for point in range(n):
+        x = X[point, 0]
+        peak = -math.inf
+        for k in range(K):
+            tk = (x - means[k, 0]) * U[k, 0, 0]
+            t[k, 0] = tk
+            ak = const[k] - 0.5 * tk * tk
+            a[k] = ak
+            peak = max(peak, ak)
+        s = 0.0
+        for k in range(K):
+            r = math.exp(a[k] - peak)
+            rho[k] = r
+            s += r
+        f = math.exp(log_scale + peak) * s
+        value = f + _background_value(theta, basis, point, p, J, exponential)
+        if with_model:
+            model[point] = value
+        weight = q[point]
+        if loss_kind == 0:
+            residual = y[point] - value
+            total += weight * residual * residual
+        elif log_space:
+            total += weight * (value - y[point] * (log_scale + peak + math.log(s)))
+        elif value > 0.0:
+            total += weight * (value - y[point] * math.log(value))
+        else:
+            return math.inf
+        if not derivatives or weight == 0.0:
+            continue
+        factor = (1.0 if log_space else f) / s
+        if fit_scale:
+            jv[0] = factor * s
+        for k in range(K - 1):
+            jv[fit_scale + k] = factor * s * (rho[k] / s - w[k])
+        for m in range(first_mean + K, p - J):
+            jv[m] = 0.0
+        for k in range(K):
+            fr = factor * rho[k]
+            tk = t[k, 0]
+            jv[first_mean + k] = fr * U[k, 0, 0] * tk
+            jv[chol_index[k, 0, 0]] += fr * (1.0 - tk * tk)  # the log of U
+        _background_jacobian(theta, basis, point, p, J, exponential, jv)
+        if loss_kind == 0:
+            g = -2.0 * weight * residual
+            curvature = 2.0 * weight
+        elif log_space:
+            g = weight * (f - y[point])
+            curvature = weight * f
+        else:
+            g = weight * (1.0 - y[point] / value)
+            curvature = weight / value
+        for m in range(p):
+            grad[m] += g * jv[m]
+            cm = curvature * jv[m]
+            for c in range(m + 1):
+                H[m, c] += cm * jv[c]
+    return total
 
 
 # --------------------------------------------------------------------------
@@ -896,7 +940,7 @@ def fit_rows(
     work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
     jv = np.empty(p)
-    block = np.empty((p + 4 + K, BLOCK))
+    block = np.empty((p + 3, BLOCK))
     for r in range(first, last):
         i = density[r]
         q = Q[0] if shared_q else Q[i]
@@ -945,7 +989,7 @@ def evaluate_rows(
     work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
     jv = np.empty(p)
-    block = np.empty((p + 4 + K, BLOCK))
+    block = np.empty((p + 3, BLOCK))
     for r in range(first, last):
         i = density[r]
         q = Q[0] if shared_q else Q[i]
@@ -970,7 +1014,7 @@ def derivatives_of(
     loss = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
         normaliser, constant, grad, H, np.empty(0), np.empty((5, K)),
-        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p), np.empty((p + 4 + K, BLOCK)),
+        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p), np.empty((p + 3, BLOCK)),
     )  # fmt: skip
     return loss, grad, H
 
