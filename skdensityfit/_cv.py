@@ -87,13 +87,17 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       fitted with the Poisson loss, the maximum-likelihood fits for counts;
     - standard deviations you know (``noise`` a float or an array).
 
-    The lowest criterion wins; the path stops once it is ``early_stopping``
-    candidates behind, or at a fit that is exact (relative loss at most
-    1e-10, which ends the search and wins). A 1-D density with ``loss='l2'``
-    whose noise allows an exact fit is first fitted, from the data alone,
-    with as many components as it has clear peaks (prominence of at least 20
-    noise standard deviations; a mixture of K Gaussians on a line has at most
-    K modes); when that fit is exact the search ends there.
+    The lowest criterion wins. The fits next to the best are improved once by
+    moving their weakest component, and the one before it is also started from
+    the best fit less its weakest component (the path can leave a fit in a poor
+    optimum that makes the best one component too many). The path stops once
+    the best is ``early_stopping`` candidates behind, or at a fit that is exact
+    (relative loss at most 1e-10, which ends the search and wins). A 1-D
+    density with ``loss='l2'`` whose noise allows an exact fit is first
+    fitted, from the data alone, with as many components as it has clear
+    peaks (prominence of at least 20 noise standard deviations; a mixture of
+    K Gaussians on a line has at most K modes); when that fit is exact the
+    search ends there.
 
     Held-out data instead (``selection='standard_error'`` or ``'best'``):
     each candidate is scored on held-out data (``held_out``): histograms of

@@ -21,6 +21,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from ._engine import (
+    MIN_MOVE_GAIN,
     FitSettings,
     _inputs_with_components,
     best_scales,
@@ -34,7 +35,7 @@ from ._engine import (
     weakest_rows,
 )
 from ._noise import initial_noise, noise_variance, refined_noise, whiten
-from ._parameters import rows_pack, rows_raw
+from ._parameters import rows_pack, rows_raw, rows_without
 from ._problem import problem_of
 from ._rows import RowResults, leverages_of, minimize_rows, models_of
 from ._selection import (
@@ -403,8 +404,8 @@ class Paths:
     def improve(self, rows, n_components):
         """Re-place the weakest component of the fits of ``rows`` with ``n_components``
         where that lowers their loss (a poor local optimum: two components on one peak
-        while another covers two); True for each row that improved. Not with a
-        background."""
+        while another covers two), and start again from the fit with one more component
+        less its weakest one; True for each row that improved. Not with a background."""
         rows = np.atleast_1d(np.asarray(rows, dtype=int))
         improved = np.zeros(len(rows), dtype=bool)
         if n_components < 2 or self.problem.data.background is not None:
@@ -426,9 +427,36 @@ class Paths:
         )
         index = weakest_rows(problem, inputs, theta, everyone)
         moved = moved_rows(problem, inputs, current, everyone, index, self.settings, ftol=self.ftol)
-        if moved.size:
-            self._store(chosen[moved], n_components, current.theta[moved], current.loss[moved])
-            improved[np.flatnonzero(eligible)[moved]] = True
+        better = np.zeros(len(chosen), dtype=bool)
+        better[moved] = True
+        bigger = n_components + 1
+        if bigger in self.fits:
+            # the fit with one more component, its weakest removed: the path grew past
+            # the optimum that this start comes down to
+            above = np.flatnonzero(np.isfinite(self.losses[bigger][chosen]))
+            if above.size:
+                big_problem, big_inputs = self.problem_of(bigger), self.inputs(bigger, chosen)
+                big_theta = self.fits[bigger][chosen[above]]
+                drop = weakest_rows(big_problem, big_inputs, big_theta, above)
+                pruned = minimize_rows(
+                    inputs,
+                    rows_without(
+                        big_problem.layout, big_theta, drop, inputs.fixed_log_scale[above]
+                    ),
+                    tol=self.settings.tol,
+                    max_iter=self.settings.max_iter,
+                    ftol=self.ftol,
+                    density=above,
+                )
+                lower = pruned.loss < (1 - MIN_MOVE_GAIN) * current.loss[above]
+                take = above[lower]
+                current.theta[take] = pruned.theta[lower]
+                current.loss[take] = pruned.loss[lower]
+                better[take] = True
+        if better.any():
+            done = np.flatnonzero(better)
+            self._store(chosen[done], n_components, current.theta[done], current.loss[done])
+            improved[np.flatnonzero(eligible)[done]] = True
         return improved
 
     # -- the held-out search's tests --------------------------------------------
