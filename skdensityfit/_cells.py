@@ -1,4 +1,4 @@
-"""Histogram cells and the Gaussian mass of each cell, with derivatives.
+"""Histogram cells and the Gaussian mass of each cell.
 
 A histogram value is an integral of the density over its bin, not the
 density at the bin centre. This module holds the numerical core of the
@@ -10,11 +10,12 @@ integrated ("binned") model as pure functions:
   :func:`histogram_to_grid` (``np.histogram`` / ``np.histogramdd`` output to
   ``(X, y)``);
 * ``log P_k(cell_i)``, the log of the mass of Gaussian component ``k`` in the
-  cell ``[lo_i, hi_i]``, and its derivatives with respect to the means and the
-  raw precision-Cholesky parameters of
-  :class:`~skdensityfit._parameters.ParameterLayout`
-  (:func:`log_cell_masses_and_gradients`), plus an ``autograd.numpy``
-  reference of the same numbers (:func:`log_cell_masses_reference`).
+  cell ``[lo_i, hi_i]``, from scikit-learn style parameters
+  (:func:`log_cell_masses`, for predictions) or the raw precision-Cholesky
+  parameters of :class:`~skdensityfit._parameters.ParameterLayout`
+  (:func:`log_cell_masses_raw`), plus an ``autograd.numpy`` reference of the
+  same numbers (:func:`log_cell_masses_reference`), against which the tests
+  check the compiled kernel's cell masses and their derivatives.
 
 Components follow scikit-learn's ``precisions_cholesky_`` convention: ``U`` is
 upper triangular with precision ``U U^T``, so ``y = U^T (x - mu)`` is standard
@@ -34,10 +35,9 @@ integrates the first ``d - 1`` dimensions with a tensor Gauss-Legendre rule of
 ``n_nodes`` nodes per dimension: ``n_nodes ** (d - 1)`` nodes per cell. The
 plain tensor rule over all ``d`` dimensions (``rule="tensor"``,
 ``n_nodes ** d`` nodes, the mass a weighted sum of point densities) is kept
-for comparison; ``benchmarks/bench_histograms.py`` measures both. The nodes
-sit at fixed places in each cell, so the derivative of the rule is exact for
-the rule: the responsibility-weighted average over the nodes of the
-derivative of the log integrand.
+for comparison; ``benchmarks/bench_histograms.py`` measures both. (Fits take
+the cell masses and their derivatives from the compiled kernel,
+:mod:`._kernel`, which uses the hybrid rule.)
 
 Everything is vectorised over cells, components and dimensions; the cubature
 works through the cells in chunks of bounded memory.
@@ -64,7 +64,7 @@ __all__ = [
     "histogram_to_grid",
     "infer_cells",
     "log_cell_masses",
-    "log_cell_masses_and_gradients",
+    "log_cell_masses_raw",
     "log_cell_masses_reference",
     "log_ndtr_diff",
     "make_cells",
@@ -488,30 +488,6 @@ def log_ndtr_diff(a, b):
     return out[()] if out.ndim == 0 else out
 
 
-def _pdf_ratios(a, b, log_mass):
-    """``phi(a) / D``, ``phi(b) / D`` and ``(phi(b) - phi(a)) / D`` for ``D = Phi(b) - Phi(a)``.
-
-    The difference is formed as ``phi(c) * expm1(-|b^2 - a^2| / 2)`` about the
-    bound ``c`` nearer zero, so it keeps its relative accuracy on narrow cells.
-    """
-    with np.errstate(invalid="ignore", over="ignore"):
-        ga = np.exp(-0.5 * a * a - _LOG_2PI_HALF - log_mass)
-        gb = np.exp(-0.5 * b * b - _LOG_2PI_HALF - log_mass)
-        nearer = np.where(np.abs(a) <= np.abs(b), ga, -gb)
-        gdiff = nearer * np.expm1(-0.5 * np.abs((b - a) * (b + a)))
-        gdiff = np.where(np.isnan(gdiff), 0.0, gdiff)  # both bounds infinite
-    return ga, gb, gdiff
-
-
-def _weighted_bound_difference(a, b, ga, gb, gdiff):
-    """``b phi(b) / D - a phi(a) / D`` (zero for an infinite bound), stably."""
-    finite = np.isfinite(a) & np.isfinite(b)
-    with np.errstate(invalid="ignore"):
-        stable = b * gdiff + (b - a) * ga
-        direct = np.where(np.isfinite(b), b * gb, 0.0) - np.where(np.isfinite(a), a * ga, 0.0)
-    return np.where(finite, stable, direct)
-
-
 # --------------------------------------------------------------------------
 # Parameters
 # --------------------------------------------------------------------------
@@ -577,30 +553,17 @@ def _check_cells(cells, means):
 # --------------------------------------------------------------------------
 # Exact forms: 1-D, 'diag', 'spherical'
 # --------------------------------------------------------------------------
-def _exact(cells, means, raw, covariance_type, gradient):
+def _exact(cells, means, raw):
     """Products over dimensions, each dimension evaluated once per distinct interval."""
     n_components, d = means.shape
     u = np.exp(raw)  # (K, n_raw): n_raw is d (diag), 1 (spherical, or 1-D full/tied)
     u = np.broadcast_to(u, (n_components, d))
     log_mass = np.zeros((cells.n_cells, n_components))
-    if gradient:
-        dmeans = np.empty((cells.n_cells, n_components, d))
-        dlog_u = np.empty((cells.n_cells, n_components, d))
     for j, (low, high) in enumerate(cells.intervals):  # a loop over the d dimensions
         a = u[None, :, j] * (low[:, None] - means[None, :, j])  # (n_intervals_j, K)
         b = u[None, :, j] * (high[:, None] - means[None, :, j])
-        log_each = log_ndtr_diff(a, b)
-        rows = cells.index[:, j]
-        log_mass += log_each[rows]
-        if gradient:
-            ga, gb, gdiff = _pdf_ratios(a, b, log_each)
-            dmeans[:, :, j] = (-u[None, :, j] * gdiff)[rows]
-            dlog_u[:, :, j] = _weighted_bound_difference(a, b, ga, gb, gdiff)[rows]
-    if not gradient:
-        return log_mass, None, None
-    if raw.shape[1] == 1 and d > 1:  # spherical: one factor for every dimension
-        dlog_u = dlog_u.sum(axis=2, keepdims=True)
-    return log_mass, dmeans, dlog_u
+        log_mass += log_ndtr_diff(a, b)[cells.index[:, j]]
+    return log_mass
 
 
 # --------------------------------------------------------------------------
@@ -626,7 +589,7 @@ def _upper(raw, d):
     return upper
 
 
-def _cubature_chunk(lo, hi, means, upper, log_diag, n_nodes, hybrid, gradient):
+def _cubature_chunk(lo, hi, means, upper, log_diag, n_nodes, hybrid):
     """One chunk of cells; the arrays run (component, cell, node[, dimension])."""
     n_cells, d = lo.shape
     n_components = means.shape[0]
@@ -648,39 +611,11 @@ def _cubature_chunk(lo, hi, means, upper, log_diag, n_nodes, hybrid, gradient):
         t_hi = u_dd * (hi[None, :, d - 1] - means[:, None, d - 1])
         a = t_lo[:, :, None] + shift
         b = t_hi[:, :, None] + shift
-        log_window = log_ndtr_diff(a, b)
-        log_f += log_window
-    log_mass = _logsumexp(log_f, axis=2)  # (K, n)
-    if not gradient:
-        return log_mass.T, None, None
-    resp = np.exp(log_f - log_mass[:, :, None])  # (K, n, M)
-    y4 = y.reshape(n_components, n_cells, n_per, q)
-    delta4 = delta.reshape(n_components, n_cells, n_per, q)
-    ry = (resp[:, :, None, :] @ y4)[:, :, 0, :]  # (K, n, q)
-    dmeans = np.empty((n_components, n_cells, d))
-    dmeans[:, :, :q] = ry @ np.swapaxes(lead, 1, 2)
-    # E_resp[-delta_i y_j]: the derivative in U_ij of the leading block
-    cross = -(np.swapaxes(delta4 * resp[..., None], 2, 3) @ y4)  # (K, n, q, q)
-    rows, cols = _triu_indices(d)
-    draw = np.empty((n_components, n_cells, rows.size))
-    in_lead = cols < q
-    draw[:, :, in_lead] = cross[:, :, rows[in_lead], cols[in_lead]]
-    lead_diag = np.flatnonzero(in_lead & (rows == cols))
-    draw[:, :, lead_diag] = draw[:, :, lead_diag] * np.exp(log_diag[:, None, rows[lead_diag]]) + 1
-    if hybrid:
-        ga, _, gdiff = _pdf_ratios(a, b, log_window)
-        r_gdiff = np.sum(resp * gdiff, axis=2)  # (K, n)
-        dmeans[:, :, :q] -= upper[:, None, :q, d - 1] * r_gdiff[..., None]
-        dmeans[:, :, d - 1] = -u_dd * r_gdiff
-        last = np.flatnonzero(cols == d - 1)  # rows 0 .. d-1 of the last column
-        draw[:, :, last[:-1]] = ((resp * gdiff)[:, :, None, :] @ delta4)[:, :, 0, :]
-        # d/d log U_dd: t_hi phi(b)/D - t_lo phi(a)/D = t_hi gdiff + (t_hi - t_lo) ga
-        r_ga = np.sum(resp * ga, axis=2)
-        draw[:, :, last[-1]] = t_hi * r_gdiff + (t_hi - t_lo) * r_ga
-    return log_mass.T, np.swapaxes(dmeans, 0, 1), np.swapaxes(draw, 0, 1)
+        log_f += log_ndtr_diff(a, b)
+    return _logsumexp(log_f, axis=2).T  # (n, K)
 
 
-def _cubature(cells, means, raw, n_nodes, rule, gradient):
+def _cubature(cells, means, raw, n_nodes, rule):
     lo, hi = cells.lo, cells.hi
     n_cells, d = lo.shape
     n_components = means.shape[0]
@@ -692,18 +627,14 @@ def _cubature(cells, means, raw, n_nodes, rule, gradient):
     log_diag = raw[:, rows == cols]
     n_per_cell = n_nodes ** (d - 1 if hybrid else d) * n_components * max(d * d, 4)
     chunk = max(1, CHUNK_ELEMENTS // n_per_cell)
-    parts = [
-        _cubature_chunk(
-            lo[s : s + chunk], hi[s : s + chunk], means, upper, log_diag, n_nodes, hybrid, gradient
-        )
-        for s in range(0, n_cells, chunk)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    log_mass = np.concatenate([p[0] for p in parts])
-    if not gradient:
-        return log_mass, None, None
-    return log_mass, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return np.concatenate(
+        [
+            _cubature_chunk(
+                lo[s : s + chunk], hi[s : s + chunk], means, upper, log_diag, n_nodes, hybrid
+            )
+            for s in range(0, n_cells, chunk)
+        ]
+    )
 
 
 def _check_rule(n_nodes, rule):
@@ -714,10 +645,10 @@ def _check_rule(n_nodes, rule):
     return int(n_nodes)
 
 
-def log_cell_masses_and_gradients(
-    cells, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid", gradient=True
+def log_cell_masses_raw(
+    cells, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
 ):
-    """``log P_k(cell_i)`` and its derivatives in the layout's raw parameters.
+    """``log P_k(cell_i)``, shape ``(n_cells, K)``, from the layout's raw parameters.
 
     Parameters
     ----------
@@ -735,18 +666,6 @@ def log_cell_masses_and_gradients(
         for 'full'/'tied' with ``d >= 2``).
     rule : {'hybrid', 'tensor'}, default='hybrid'
         The cubature rule (see the module docstring).
-    gradient : bool, default=True
-        If False, return ``(log_mass, None, None)`` without derivative work.
-
-    Returns
-    -------
-    log_mass : ndarray of shape (n_cells, K)
-    dmeans : ndarray of shape (n_cells, K, d)
-        ``d log_mass[i, k] / d means[k, j]``.
-    draw : ndarray of shape (n_cells, K, n_raw)
-        ``d log_mass[i, k]`` with respect to component ``k``'s raw block (for
-        'tied', the shared block: sum over ``k`` after weighting). ``n_raw`` is
-        ``d`` (diag), 1 (spherical), ``d(d+1)/2`` (full, tied).
     """
     _check_type(covariance_type)
     n_nodes = _check_rule(n_nodes, rule)
@@ -754,8 +673,8 @@ def log_cell_masses_and_gradients(
     n_components, d = means.shape
     raw = _shaped_raw(raw, covariance_type, n_components, d)
     if _uses_exact_form(covariance_type, d):
-        return _exact(cells, means, raw, covariance_type, gradient)
-    return _cubature(cells, means, raw, n_nodes, rule, gradient)
+        return _exact(cells, means, raw)
+    return _cubature(cells, means, raw, n_nodes, rule)
 
 
 def log_cell_masses(
@@ -765,12 +684,10 @@ def log_cell_masses(
 
     ``precisions_cholesky`` as scikit-learn's ``precisions_cholesky_``: 'full'
     ``(K, d, d)``, 'tied' ``(d, d)``, 'diag' ``(K, d)``, 'spherical' ``(K,)``.
-    See :func:`log_cell_masses_and_gradients` for the rest.
+    See :func:`log_cell_masses_raw` for the rest.
     """
     raw = raw_from_precisions_cholesky(precisions_cholesky, covariance_type)
-    return log_cell_masses_and_gradients(
-        cells, means, raw, covariance_type, n_nodes=n_nodes, rule=rule, gradient=False
-    )[0]
+    return log_cell_masses_raw(cells, means, raw, covariance_type, n_nodes=n_nodes, rule=rule)
 
 
 # --------------------------------------------------------------------------
@@ -798,7 +715,7 @@ def _log_ndtr_diff_reference(a, b):
 def log_cell_masses_reference(
     cells, means, raw, covariance_type, *, n_nodes=DEFAULT_N_NODES, rule="hybrid"
 ):
-    """The ``log_mass`` of :func:`log_cell_masses_and_gradients` in ``autograd.numpy``.
+    """The ``log_mass`` of :func:`log_cell_masses_raw` in ``autograd.numpy``.
 
     A pure function of ``(means, raw)`` for fixed cells, differentiable by
     autograd (the reference for the hand-derived derivatives). ``raw`` must be
