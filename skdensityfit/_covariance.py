@@ -16,6 +16,8 @@ Functions marked *autograd-safe* use :mod:`autograd.numpy` only, so the
 delta method can differentiate through them.
 """
 
+from functools import lru_cache
+
 import autograd.numpy as anp
 import numpy as np
 
@@ -195,6 +197,7 @@ def n_quadratic_coefficients(covariance_type, n_features):
     return n_quad[covariance_type] + d + 1
 
 
+@lru_cache(maxsize=64)
 def cholesky_parameter_map(covariance_type, n_components, n_features):
     """Where each precision Cholesky factor comes from in the packed raw values.
 
@@ -205,7 +208,7 @@ def cholesky_parameter_map(covariance_type, n_components, n_features):
     ``np.triu_indices`` order, 'tied' one shared triangle, 'diag' ``d`` diagonal
     values a component, 'spherical' one a component; diagonals as logarithms.
     This table is the one description of the covariance types that the compiled
-    kernel reads.
+    kernel reads. Cached: the arrays are read-only.
     """
     k, d = n_components, n_features
     index = np.full((k, d, d), -1, dtype=np.int64)
@@ -221,4 +224,5 @@ def cholesky_parameter_map(covariance_type, n_components, n_features):
     else:
         index[:, diagonal, diagonal] = np.arange(k)[:, None]
     log[:, diagonal, diagonal] = True
+    index.flags.writeable = log.flags.writeable = False
     return index, log

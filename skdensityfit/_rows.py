@@ -135,7 +135,7 @@ class KernelInputs:
             basis=np.ascontiguousarray(basis, dtype=float),
             layout=kind,
             chol_index=np.ascontiguousarray(index),
-            chol_log=np.ascontiguousarray(log),
+            chol_log=np.array(log),  # writable: numba compiles a read-only array as another type
             lower=np.ascontiguousarray(problem.bounds[:, 0], dtype=float),
             upper=np.ascontiguousarray(problem.bounds[:, 1], dtype=float),
             Y=np.ascontiguousarray(data.target[None], dtype=float),
