@@ -6,7 +6,8 @@ On bench_batch's 1-D data (200 points, K = 2, 2% noise), in thread time (wall ti
 threads): the loss of 200,000 rows at one parameter vector (``losses_of``), on one thread and
 on two; and Levenberg-Marquardt on 20,000 rows from starts perturbed around a fit
 (``minimize_rows``), per iteration (an iteration evaluates the loss, its gradient and its
-Gauss-Newton matrix at the trial point and solves the damped system).
+Gauss-Newton matrix at the trial point and solves the damped system). Then the same
+evaluations of a 2-D row (bench_batch's 32x32 grid, K = 2 full covariances), one thread.
 """
 
 import os
@@ -19,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from bench_batch import GRID, densities_1d
+from bench_batch import GRID, GRID_2D, densities_1d, densities_2d
 
 from skdensityfit import DensityGMM
 from skdensityfit._problem import problem_of
@@ -72,6 +73,22 @@ def main():
         f"{iterations:.1f} iterations a row, {seconds / len(starts) * 2e6 / iterations:.1f} us "
         "of thread time an iteration"
     )
+
+    image = densities_2d(1, 5)[0]
+    model = DensityGMM(2, random_state=0).fit(GRID_2D, image)
+    problem = problem_of(model, GRID_2D, image, None)
+    theta = problem.to_fit(model.weights_, model.means_, model.precisions_cholesky_, model.scale_)
+    inputs = KernelInputs.of(problem)
+    rows = np.tile(theta, (5_000, 1))
+    n = GRID_2D.shape[0]
+    print(f"2-D, {n} points (32x32), K = 2 full, {theta.size} parameters, 1 thread")
+    with kernel_threads(1):
+        for name, function in (("loss only", losses_of), ("with derivatives", curvatures_of)):
+            function(inputs, rows[:10])
+            start = time.perf_counter()
+            function(inputs, rows)
+            per_row = (time.perf_counter() - start) / len(rows) * 1e6
+            print(f"  {name}: {per_row:.1f} us a row ({per_row / n * 1e3:.1f} ns a point)")
 
 
 if __name__ == "__main__":
