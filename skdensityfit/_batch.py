@@ -61,8 +61,6 @@ _CV_DEFAULT_MAX_COMPONENTS = 8
 # this many times in all; Dask itself also retries a task this many times.
 _MAX_DASK_SUBMISSIONS = 5
 _DASK_RETRIES = 2
-# The single fit's edge warning (see DensityGMM.fit), for rows the batch fits.
-_EDGE_WARNING_FRACTION = 0.25
 _COVARIANCE_SHAPES = {
     "full": lambda k, d: (k, d, d),
     "tied": lambda k, d: (d, d),
@@ -963,32 +961,6 @@ def _rows_the_batch_can_fit(densities, weights, loss):
         w = np.broadcast_to(w, densities.shape)
         ok &= np.all(np.isfinite(w), axis=1) & np.all(w >= 0, axis=1) & np.any(w > 0, axis=1)
     return ok
-
-
-def _batch_messages(X, densities, n_parameters):
-    """The warnings the single fit would give each row the batch fits, as text."""
-    on_edge = np.any((X == X.min(axis=0)) | (X == X.max(axis=0)), axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.max(densities[:, on_edge], axis=1) / np.max(densities, axis=1)
-    common = []
-    if X.shape[0] < n_parameters:
-        common.append(
-            f"UserWarning: The grid has {X.shape[0]} points for {n_parameters} free "
-            "parameters, so the fit is not determined by the data. Use fewer components, "
-            "a simpler covariance_type, or a finer grid."
-        )
-    messages = []
-    for value in fraction:  # one string per row (no numerical work)
-        row = list(common)
-        if value >= _EDGE_WARNING_FRACTION:
-            row.insert(
-                0,
-                f"UserWarning: The density at the edge of the grid reaches {value:.0%} of its "
-                "peak: the mixture is extrapolated beyond the grid, so scale_ and the outer "
-                "components are poorly determined. Extend the grid if you can.",
-            )
-        messages.append("\n".join(row))
-    return messages
 
 
 def _fit_rows_vectorized(estimator, X, densities, weights, seeds):

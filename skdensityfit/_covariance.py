@@ -190,13 +190,6 @@ def quadratic_features(X, covariance_type):
     return np.hstack([quad, X, np.ones((n_points, 1))])
 
 
-def n_quadratic_coefficients(covariance_type, n_features):
-    """Columns of :func:`quadratic_features`."""
-    d = n_features
-    n_quad = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}
-    return n_quad[covariance_type] + d + 1
-
-
 @lru_cache(maxsize=64)
 def cholesky_parameter_map(covariance_type, n_components, n_features):
     """Where each precision Cholesky factor comes from in the packed raw values.

@@ -28,7 +28,7 @@ from numbers import Integral
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from scipy.signal import find_peaks
-from scipy.special import gammaln, xlogy
+from scipy.special import xlogy
 
 from ._engine import minimize
 from ._noise import _on_the_grid
@@ -415,16 +415,6 @@ def paired_standard_errors(scores, reference):
     leader = np.take_along_axis(scores, reference[:, None, None], axis=2)
     with np.errstate(invalid="ignore"):  # -inf scores give NaN
         return (leader - scores).std(axis=1, ddof=1) / np.sqrt(n_splits)
-
-
-def information_criterion(theta, problem, counts, criterion):
-    """BIC or AIC of the binned Poisson likelihood of ``counts`` under a fit on all points."""
-    expected = problem.standardisation.density_unit * models_of(problem.kernel, theta)[0]
-    expected = np.maximum(expected, np.finfo(float).tiny)
-    log_likelihood = np.sum(xlogy(counts, expected) - expected - gammaln(counts + 1))
-    n_parameters = problem.layout.n_parameters
-    penalty = np.log(counts.sum()) if criterion == "bic" else 2.0
-    return penalty * n_parameters - 2.0 * log_likelihood
 
 
 def select(scores, selection, n_standard_errors=1.0):
