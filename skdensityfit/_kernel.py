@@ -46,7 +46,7 @@ TINY = 2.2250738585072014e-308
 # reassociation of sums, reciprocals, approximate transcendental functions.
 FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
-# Points a block of the 1-D l2 sums (their Jacobian rows held in a (p + 3, BLOCK) array).
+# Points a block of the l2 sums over points (their Jacobian held in a (p + 3, BLOCK) array).
 BLOCK = 64
 
 # layout slots
@@ -552,6 +552,8 @@ def _l2_points(
             # component has no logit: its e_k goes to row G, which is written over there
             weight_row = fit_scale + k if k < K - 1 else G
             if d == 1:
+                # the Jacobian's rows are written in a loss-only pass too (and not read): a
+                # loop of its own rounded differently after a cold compile than from the cache
                 mean, u, mean_row = means[k, 0], U[k, 0, 0], first_mean + k
                 precision_row = chol_index[k, 0, 0]
                 for i in range(size):
