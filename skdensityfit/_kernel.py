@@ -1137,6 +1137,16 @@ def greedy_peaks(first, last, X, Y, Q, widths, means, sds, heights):
         _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, gains)
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def _filter_fit(overlap, norm):
+    """``(gain, height)`` of a shape whose overlap with the residual is ``overlap`` and
+    whose squared norm is ``norm``: the squared residual it removes and its least-squares
+    height (both 0 where the height is not positive)."""
+    if overlap > 0.0 and norm > 0.0:
+        return overlap * overlap / norm, overlap / norm
+    return 0.0, 0.0
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def matched_filter(first, last, X, residuals, Q, centres, U, gains, heights):
     """For each row ``r`` (``first .. last - 1``) and candidate centre ``centres[r, c]``
@@ -1170,9 +1180,7 @@ def matched_filter(first, last, X, residuals, Q, centres, U, gains, heights):
                 g = math.exp(-0.5 * q2)
                 overlap += q[point] * residuals[r, point] * g
                 norm += q[point] * g * g
-            good = overlap > 0.0 and norm > 0.0
-            gains[r, c] = overlap * overlap / norm if good else 0.0
-            heights[r, c] = overlap / norm if good else 0.0
+            gains[r, c], heights[r, c] = _filter_fit(overlap, norm)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -1200,9 +1208,7 @@ def matched_filter_uniform(first, last, residuals, Q, centres, U, spacing, gains
                 g = shape[abs(point - centre)]
                 overlap += q[point] * residuals[r, point] * g
                 norm += q[point] * g * g
-            good = overlap > 0.0 and norm > 0.0
-            gains[r, c] = overlap * overlap / norm if good else 0.0
-            heights[r, c] = overlap / norm if good else 0.0
+            gains[r, c], heights[r, c] = _filter_fit(overlap, norm)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

@@ -83,7 +83,7 @@ def unique_values(values, *, return_index=False, return_inverse=False, return_co
     """:func:`numpy.unique` of a 1-D array, in one pass when it is already sorted (a grid's
     axis usually is: sorting a million points again costs more than the fit's kernel)."""
     values = np.asarray(values)
-    if values.size < 2 or np.any(values[1:] < values[:-1]) or np.isnan(values[-1]):
+    if values.size < 2 or not np.all(values[1:] >= values[:-1]):  # unsorted, or NaN
         return np.unique(
             values,
             return_index=return_index,
