@@ -36,7 +36,9 @@ that the per-row functions can later be compiled for a GPU unchanged.
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 LOG_2PI = math.log(2.0 * math.pi)
 SQRT_HALF = math.sqrt(0.5)
@@ -46,7 +48,7 @@ TINY = 2.2250738585072014e-308
 # reassociation of sums, reciprocals, approximate transcendental functions.
 FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
-# Points a block of the l2 sums over points (their Jacobian held in a (p + 3, BLOCK) array).
+# Points a block of the l2 sums over points (their Jacobian held in a (p + 3 + 2 d, BLOCK) array).
 BLOCK = 64
 
 # layout slots
@@ -65,6 +67,51 @@ STATUS_MESSAGES = (
     "line of descent lost",
     "non-finite objective at the start",
 )
+
+
+# --------------------------------------------------------------------------
+# exp
+# --------------------------------------------------------------------------
+# ln 2 in two parts (the first with 21 trailing zero bits: n ln2_hi is exact), after Cody
+# and Waite; the reduction must stay in that order, so _exp allows contraction only.
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+INV_LN2 = 1.0 / math.log(2.0)
+EXP_UNDERFLOW = -708.39  # below: 0 (libm gives subnormals down to -745)
+EXP_OVERFLOW = 709.0  # above: inf (libm at 709.78; a model that large squares to inf)
+
+
+@intrinsic
+def _bits_as_float(typingctx, bits):
+    """The float64 whose bits are the int64 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, fastmath={"contract"})
+def _exp(x):
+    """``exp(x)`` within 1.5 ulp (``tests/test_kernel.py``), in arithmetic the compiler
+    vectorises over the points: libm's ``exp`` is a call that stops it, several times as
+    slow per value (``benchmarks/bench_kernel_cost.py``). ``x = n ln 2 + r``,
+    ``|r| <= ln 2 / 2``; ``exp(r)`` by its Taylor polynomial of degree 12 (the next term
+    is below 2e-16); ``2^n`` built from its exponent bits."""
+    n = math.floor(x * INV_LN2 + 0.5)
+    if not (EXP_UNDERFLOW <= x <= EXP_OVERFLOW):
+        n = 0.0  # keeps the bits below in range; the value is chosen at the end
+    r = (x - n * LN2_HI) - n * LN2_LO
+    poly = 1.0 + r * (1.0 + r * (1.0 / 2.0 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (
+        1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0 + r * (
+            1.0 / 362880.0 + r * (1.0 / 3628800.0 + r * (1.0 / 39916800.0 + r * (
+                1.0 / 479001600.0))))))))))))  # fmt: skip
+    value = poly * _bits_as_float(np.int64(n + 1023.0) << 52)
+    if x < EXP_UNDERFLOW:
+        return 0.0
+    if x > EXP_OVERFLOW:
+        return math.inf
+    return value  # NaN stays NaN
 
 
 # --------------------------------------------------------------------------
@@ -413,7 +460,7 @@ def evaluate(
     receives the model of every value. (Whether to differentiate is read from the arrays,
     not passed as a flag: numba would compile the function once for each literal.) Work
     arrays: ``work_k`` (5, K), ``work_kd`` (4 + d, K, d), ``U`` (K, d, d), ``jv`` (p,),
-    ``block`` (p + 3, BLOCK)."""
+    ``block`` (p + 3 + 2 d, BLOCK)."""
     K, d, p, J = layout[_K], layout[_D], layout[_P], layout[_J]
     loss_kind, binned, fit_scale = layout[_LOSS], layout[_BINNED], layout[_FIT_SCALE]
     derivatives = grad.shape[0] > 0
@@ -536,7 +583,7 @@ def _l2_points(
     lower triangle."""
     n = y.shape[0]
     first_mean = fit_scale + K - 1
-    G, F = p, p + 2
+    G, C, F, X0, Z0 = p, p + 1, p + 2, p + 3, p + 3 + d
     total = 0.0
     for start in range(0, n, BLOCK):
         size = min(BLOCK, n - start)
@@ -554,48 +601,70 @@ def _l2_points(
             if d == 1:
                 # the Jacobian's rows are written in a loss-only pass too (and not read): a
                 # loop of its own rounded differently after a cold compile than from the cache
-                mean, u, mean_row = means[k, 0], U[k, 0, 0], first_mean + k
-                precision_row = chol_index[k, 0, 0]
+                mean, u = means[k, 0], U[k, 0, 0]
+                # rows of their own and the points in row C (free until _l2_block): unit
+                # strides, which the compiler vectorises
+                x, f_row, w_row = block[C], block[F], block[weight_row]
+                mean_row, precision_row = block[first_mean + k], block[chol_index[k, 0, 0]]
+                if k == 0:
+                    for i in range(size):
+                        x[i] = X[start + i, 0]
                 for i in range(size):
-                    t = (X[start + i, 0] - mean) * u
-                    e = math.exp(c - 0.5 * t * t)
-                    block[F, i] += e
-                    block[weight_row, i] = e
-                    block[mean_row, i] = e * u * t
-                    block[precision_row, i] += e * (1.0 - t * t)  # the log of U
+                    t = (x[i] - mean) * u
+                    e = _exp(c - 0.5 * t * t)
+                    f_row[i] += e
+                    w_row[i] = e
+                    mean_row[i] = e * u * t
+                    precision_row[i] += e * (1.0 - t * t)  # the log of U
                 continue
-            dk, zk = diff[k], z[k]
+            # d > 1: the points' coordinates (rows X0 ..) and the component's
+            # z = U^T (x - mean) (rows Z0 ..) as rows, so that every loop over the block's
+            # points has unit strides and vectorises (the exps included)
+            e_row, f_row = block[weight_row], block[F]
+            if k == 0:
+                for a in range(d):
+                    x_row = block[X0 + a]
+                    for i in range(size):
+                        x_row[i] = X[start + i, a]
             for i in range(size):
-                quad = 0.0
-                for a in range(d):
-                    dk[a] = X[start + i, a] - means[k, a]
-                for b in range(d):
-                    t = 0.0
-                    for a in range(b + 1):
-                        t += U[k, a, b] * dk[a]
-                    zk[b] = t
-                    quad += t * t
-                e = math.exp(c - 0.5 * quad)
-                block[F, i] += e
-                if not derivatives:
-                    continue
-                block[weight_row, i] = e
-                for a in range(d):
-                    t = 0.0
-                    for b in range(a, d):
-                        t += U[k, a, b] * zk[b]
-                    block[first_mean + k * d + a, i] = e * t
-                for a in range(d):
-                    for b in range(a, d):
-                        index = chol_index[k, a, b]
-                        if index < 0:
-                            continue
-                        value = -zk[b] * dk[a]
-                        if a == b:
-                            value += 1.0 / U[k, a, a]
-                        if chol_log[k, a, b]:
-                            value *= U[k, a, b]
-                        block[index, i] += e * value
+                e_row[i] = 0.0
+            for b in range(d):
+                z_row = block[Z0 + b]
+                for i in range(size):
+                    z_row[i] = 0.0
+                for a in range(b + 1):
+                    x_row, u, mean = block[X0 + a], U[k, a, b], means[k, a]
+                    for i in range(size):
+                        z_row[i] += u * (x_row[i] - mean)
+                for i in range(size):
+                    e_row[i] += z_row[i] * z_row[i]
+            for i in range(size):
+                e = _exp(c - 0.5 * e_row[i])
+                e_row[i] = e
+                f_row[i] += e
+            if not derivatives:
+                continue
+            for a in range(d):  # d f / d mean = e U z
+                mean_row = block[first_mean + k * d + a]
+                for i in range(size):
+                    mean_row[i] = 0.0
+                for b in range(a, d):
+                    z_row, u = block[Z0 + b], U[k, a, b]
+                    for i in range(size):
+                        mean_row[i] += u * z_row[i]
+                for i in range(size):
+                    mean_row[i] *= e_row[i]
+            for a in range(d):  # d f / d U_ab = e (delta_ab / U_aa - z_b (x_a - mean_a))
+                x_row, mean = block[X0 + a], means[k, a]
+                for b in range(a, d):
+                    index = chol_index[k, a, b]
+                    if index < 0:
+                        continue
+                    z_row, target = block[Z0 + b], block[index]
+                    diagonal = 1.0 / U[k, a, a] if a == b else 0.0
+                    factor = U[k, a, b] if chol_log[k, a, b] else 1.0  # the log of U_ab
+                    for i in range(size):
+                        target[i] += e_row[i] * factor * (diagonal - z_row[i] * (x_row[i] - mean))
         total += _l2_block(
             theta, y, q, basis, K, p, J, exponential, fit_scale, w, start, size,
             derivatives, grad, H, model, jv, block,
@@ -613,37 +682,45 @@ def _l2_block(
     background), then its gradient and matrix added as sums over the block's points
     (which the compiler vectorises)."""
     G, C, F = p, p + 1, p + 2
-    total = 0.0
-    for i in range(size):
-        point = start + i
-        f = block[F, i]
-        value = f + _background_value(theta, basis, point, p, J, exponential)
-        if model.shape[0] > 0:
-            model[point] = value
-        residual = y[point] - value
-        total += q[point] * residual * residual
-        if not derivatives:
-            continue
+    f_row, g_row, c_row = block[F], block[G], block[C]
+    if derivatives:  # from the mixture's values alone, before the background joins them
         if fit_scale:
-            block[0, i] = f
+            scale_row = block[0]
+            for i in range(size):
+                scale_row[i] = f_row[i]
         for k in range(K - 1):
-            block[fit_scale + k, i] -= f * w[k]
-        if J > 0:
-            _background_jacobian(theta, basis, point, p, J, exponential, jv)
-            for m in range(p - J, p):
-                block[m, i] = jv[m]
-        block[G, i] = -2.0 * q[point] * residual
-        block[C, i] = 2.0 * q[point]
+            weight_row, wk = block[fit_scale + k], w[k]
+            for i in range(size):
+                weight_row[i] -= f_row[i] * wk
+    if J > 0:
+        for i in range(size):
+            f_row[i] += _background_value(theta, basis, start + i, p, J, exponential)
+            if derivatives:
+                _background_jacobian(theta, basis, start + i, p, J, exponential, jv)
+                for m in range(p - J, p):
+                    block[m, i] = jv[m]
+    total = 0.0
+    for i in range(size):  # the factors of the sums are written in a loss-only pass too
+        point = start + i
+        residual = y[point] - f_row[i]
+        total += q[point] * residual * residual
+        g_row[i] = -2.0 * q[point] * residual
+        c_row[i] = 2.0 * q[point]
+    if model.shape[0] > 0:
+        for i in range(size):
+            model[start + i] = f_row[i]
     if derivatives:
         for m in range(p):
+            m_row = block[m]
             s = 0.0
             for i in range(size):
-                s += block[G, i] * block[m, i]
+                s += g_row[i] * m_row[i]
             grad[m] += s
             for c in range(m + 1):
+                other = block[c]
                 s = 0.0
                 for i in range(size):
-                    s += block[C, i] * block[m, i] * block[c, i]
+                    s += c_row[i] * m_row[i] * other[i]
                 H[m, c] += s
     return total
 
@@ -942,7 +1019,7 @@ def fit_rows(
     work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
     jv = np.empty(p)
-    block = np.empty((p + 3, BLOCK))
+    block = np.empty((p + 3 + 2 * d, BLOCK))
     for r in range(first, last):
         i = density[r]
         q = Q[0] if shared_q else Q[i]
@@ -991,7 +1068,7 @@ def evaluate_rows(
     work_kd = np.empty((4 + d, K, d))
     U = np.empty((K, d, d))
     jv = np.empty(p)
-    block = np.empty((p + 3, BLOCK))
+    block = np.empty((p + 3 + 2 * d, BLOCK))
     for r in range(first, last):
         i = density[r]
         q = Q[0] if shared_q else Q[i]
@@ -1016,7 +1093,7 @@ def derivatives_of(
     loss = evaluate(
         theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
         normaliser, constant, grad, H, np.empty(0), np.empty((5, K)),
-        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p), np.empty((p + 3, BLOCK)),
+        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p), np.empty((p + 3 + 2 * d, BLOCK)),
     )  # fmt: skip
     return loss, grad, H
 
@@ -1068,25 +1145,21 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
 # starts: greedy peaks, matched-filter bumps
 # --------------------------------------------------------------------------
 @njit(cache=True, fastmath=FASTMATH)
-def _best_bump(X, residual, q, centre, widths, gains):
-    """The isotropic Gaussian bump centred on point ``centre`` that explains most of
-    ``residual`` (weighted by ``q``): ``(width, height)`` among ``widths``."""
-    n, d = X.shape
+def _best_bump(residual, q, r2, widths, gains):
+    """The isotropic Gaussian bump centred on a point that explains most of ``residual``
+    (weighted by ``q``; ``r2`` the squared distances from that point): ``(width,
+    height)`` among ``widths``. Points beyond 20 (width squared) of it are left out."""
+    n = r2.shape[0]
     best_gain, best_width, best_height = -1.0, widths[0], 0.0
     for w in range(widths.shape[0]):
         inv = 0.5 / (widths[w] * widths[w])
         fit = 0.0
         norm = 0.0
-        for point in range(n):
-            r2 = 0.0
-            for i in range(d):
-                delta = X[point, i] - X[centre, i]
-                r2 += delta * delta
-            if r2 * inv > 20.0:
-                continue
-            g = math.exp(-r2 * inv)
-            fit += q[point] * residual[point] * g
-            norm += q[point] * g * g
+        for point in range(n):  # every point, and a select: the loop vectorises
+            inside = r2[point] * inv <= 20.0
+            g = _exp(-r2[point] * inv)
+            fit += q[point] * residual[point] * g if inside else 0.0
+            norm += q[point] * g * g if inside else 0.0
         gain = fit * fit / norm if norm > 0.0 and fit > 0.0 else 0.0
         gains[w] = gain
         if gain > best_gain:
@@ -1095,7 +1168,7 @@ def _best_bump(X, residual, q, centre, widths, gains):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _peaks_row(X, y, q, widths, means, sds, heights, residual, gains):
+def _peaks_row(X, y, q, widths, means, sds, heights, residual, r2, gains):
     """Greedy peaks of one density: the highest point of what is left, the bump there
     that explains most of it, subtracted; ``K = means.shape[0]`` times."""
     n, d = X.shape
@@ -1106,7 +1179,14 @@ def _peaks_row(X, y, q, widths, means, sds, heights, residual, gains):
         for point in range(1, n):
             if residual[point] > residual[centre]:
                 centre = point
-        width, height = _best_bump(X, residual, q, centre, widths, gains)
+        for point in range(n):
+            r2[point] = 0.0
+        for i in range(d):
+            x = X[centre, i]
+            for point in range(n):
+                delta = X[point, i] - x
+                r2[point] += delta * delta
+        width, height = _best_bump(residual, q, r2, widths, gains)
         if not height > 0.0:
             height = max(residual[centre], 1e-12)
         for i in range(d):
@@ -1115,13 +1195,8 @@ def _peaks_row(X, y, q, widths, means, sds, heights, residual, gains):
         heights[k] = height
         inv = 0.5 / (width * width)
         for point in range(n):
-            if q[point] == 0.0:
-                continue
-            r2 = 0.0
-            for i in range(d):
-                delta = X[point, i] - X[centre, i]
-                r2 += delta * delta
-            residual[point] -= height * math.exp(-r2 * inv)
+            bump = height * _exp(-r2[point] * inv)
+            residual[point] -= bump if q[point] != 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -1130,11 +1205,12 @@ def greedy_peaks(first, last, X, Y, Q, widths, means, sds, heights):
     one row or one each)."""
     n = X.shape[0]
     shared_q = Q.shape[0] == 1
+    residual = np.empty(n)
+    r2 = np.empty(n)
+    gains = np.empty(widths.shape[0])
     for r in range(first, last):
-        residual = np.empty(n)
-        gains = np.empty(widths.shape[0])
         q = Q[0] if shared_q else Q[r]
-        _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, gains)
+        _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, r2, gains)
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -18,7 +18,9 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from numba import njit
 
+from skdensityfit import _kernel
 from skdensityfit._model import log_model_of, model_with_background, objective
 from skdensityfit._problem import build_problem
 from skdensityfit._rows import derivatives_of, jacobian_of, leverages_of, losses_of, models_of
@@ -82,7 +84,7 @@ def _check(problem, seed):
 @pytest.mark.parametrize("loss", ["l2", "poisson"])
 @pytest.mark.parametrize("scale", [None, 2.0])
 def test_points_match_autograd(n_features, covariance_type, loss, scale):
-    X = _grid(n_features, {1: 60, 2: 12, 3: 6}[n_features])
+    X = _grid(n_features, {1: 150, 2: 12, 3: 6}[n_features])  # blocks of 64 points and a rest
     problem = build_problem(
         X,
         _density(X),
@@ -182,3 +184,24 @@ def test_the_cubature_of_full_components_over_cells_matches_autograd(
     bins = {2: 9, 3: 5}[n_features]
     problem = _binned_problem(n_features, bins, 2, covariance_type, loss, seed=2)
     _check(problem, seed=30 + n_features)
+
+
+@njit
+def _kernel_exp(x, out):
+    for i in range(x.shape[0]):
+        out[i] = _kernel._exp(x[i])
+
+
+def test_the_kernels_exp_is_within_one_and_a_half_ulp_of_numpys():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [rng.uniform(-708.3, 709.0, 200_000), rng.uniform(-1.0, 1.0, 200_000), [0.0, -0.0]]
+    )
+    values = np.empty_like(x)
+    _kernel_exp(x, values)
+    expected = np.exp(x)
+    assert np.max(np.abs(values / expected - 1.0)) <= 1.5 * np.finfo(float).eps
+    special = np.array([np.nan, -np.inf, np.inf, -708.5, -800.0, 709.5])
+    values = np.empty_like(special)
+    _kernel_exp(special, values)
+    np.testing.assert_array_equal(values, [np.nan, 0.0, np.inf, 0.0, 0.0, np.inf])
