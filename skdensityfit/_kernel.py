@@ -571,6 +571,34 @@ def _finish(total, constant, normaliser, derivatives, grad, H, p):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _block_terms(X, start, size, k, d, c, means, U, block, X0, Z0, e_row):
+    """Component ``k``'s terms ``exp(c - |z|^2 / 2)``, ``z = U_k^T (x - mean_k)``, at the
+    block's points ``start .. start + size - 1`` into ``e_row``; ``z`` into the rows
+    ``Z0 ..`` of ``block``. The points' coordinates are the rows ``X0 ..``, copied there
+    when ``k`` is 0. Rows, not points, are the inner loops: unit strides, which the
+    compiler vectorises (the exps included)."""
+    if k == 0:
+        for a in range(d):
+            x_row = block[X0 + a]
+            for i in range(size):
+                x_row[i] = X[start + i, a]
+    for i in range(size):
+        e_row[i] = 0.0
+    for b in range(d):
+        z_row = block[Z0 + b]
+        for i in range(size):
+            z_row[i] = 0.0
+        for a in range(b + 1):
+            x_row, u, mean = block[X0 + a], U[k, a, b], means[k, a]
+            for i in range(size):
+                z_row[i] += u * (x_row[i] - mean)
+        for i in range(size):
+            e_row[i] += z_row[i] * z_row[i]
+    for i in range(size):
+        e_row[i] = _exp(c - 0.5 * e_row[i])
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _l2_points(
     theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
     log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv, block,
@@ -617,31 +645,11 @@ def _l2_points(
                     mean_row[i] = e * u * t
                     precision_row[i] += e * (1.0 - t * t)  # the log of U
                 continue
-            # d > 1: the points' coordinates (rows X0 ..) and the component's
-            # z = U^T (x - mean) (rows Z0 ..) as rows, so that every loop over the block's
-            # points has unit strides and vectorises (the exps included)
+            # d > 1: the terms, then the derivatives, from the rows of _block_terms
             e_row, f_row = block[weight_row], block[F]
-            if k == 0:
-                for a in range(d):
-                    x_row = block[X0 + a]
-                    for i in range(size):
-                        x_row[i] = X[start + i, a]
+            _block_terms(X, start, size, k, d, c, means, U, block, X0, Z0, e_row)
             for i in range(size):
-                e_row[i] = 0.0
-            for b in range(d):
-                z_row = block[Z0 + b]
-                for i in range(size):
-                    z_row[i] = 0.0
-                for a in range(b + 1):
-                    x_row, u, mean = block[X0 + a], U[k, a, b], means[k, a]
-                    for i in range(size):
-                        z_row[i] += u * (x_row[i] - mean)
-                for i in range(size):
-                    e_row[i] += z_row[i] * z_row[i]
-            for i in range(size):
-                e = _exp(c - 0.5 * e_row[i])
-                e_row[i] = e
-                f_row[i] += e
+                f_row[i] += e_row[i]
             if not derivatives:
                 continue
             for a in range(d):  # d f / d mean = e U z
@@ -1297,16 +1305,18 @@ def component_shares(
     ``(R, K)``, and its burden: the squared residual weighted by its responsibility,
     ``burdens`` ``(R, K)``."""
     p = thetas.shape[1]
+    n = X.shape[0]
     K, d, J = layout[_K], layout[_D], layout[_J]
     binned, exponential = layout[_BINNED], layout[_EXPONENTIAL]
     shared_q = Q.shape[0] == 1
+    work_k = np.empty((5, K))
+    work_kd = np.empty((4 + d, K, d))
+    U = np.empty((K, d, d))
+    block = np.empty((K + 2 * d, BLOCK))  # the terms, the points, z (_block_terms)
+    logw, a, const = work_k[0], work_k[1], work_k[3]
+    means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
+    g_upper = work_kd[4:]
     for r in range(first, last):
-        work_k = np.empty((5, K))
-        work_kd = np.empty((4 + d, K, d))
-        U = np.empty((K, d, d))
-        logw, a, const = work_k[0], work_k[1], work_k[3]
-        means, diff, z, mass = work_kd[0], work_kd[1], work_kd[2], work_kd[3]
-        g_upper = work_kd[4:]
         i = density[r]
         q = Q[0] if shared_q else Q[i]
         theta = thetas[r]
@@ -1318,25 +1328,36 @@ def component_shares(
             const[k] = logw[k] if binned else logw[k] + const[k] - 0.5 * d * LOG_2PI
             shares[r, k] = 0.0
             burdens[r, k] = 0.0
-        for point in range(X.shape[0]):
-            if q[point] == 0.0:
-                continue
-            if binned:
-                _cell_log_densities(
-                    point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned
-                )
+        for start in range(0, n, BLOCK):
+            size = min(BLOCK, n - start)
+            if binned:  # the cells' masses point by point
+                for m in range(size):
+                    _cell_log_densities(
+                        start + m, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper,
+                        binned,
+                    )  # fmt: skip
+                    for k in range(K):
+                        block[k, m] = math.exp(a[k])
             else:
-                _point_log_densities(point, X, K, d, const, means, U, a, diff, z)
-            f = 0.0
-            for k in range(K):
-                a[k] = math.exp(a[k])
-                f += a[k]
-            value = scale * f + _background_value(theta, basis, point, p, J, exponential)
-            residual = Y[i, point] - value
-            for k in range(K):
-                shares[r, k] += q[point] * a[k]
-                if f > 0.0:
-                    burdens[r, k] += q[point] * residual * residual * a[k] / f
+                for k in range(K):
+                    _block_terms(
+                        X, start, size, k, d, const[k], means, U, block, K, K + d, block[k]
+                    )
+            for m in range(size):
+                point = start + m
+                if q[point] == 0.0:
+                    continue
+                f = 0.0
+                for k in range(K):
+                    f += block[k, m]
+                value = scale * f
+                if J > 0:
+                    value += _background_value(theta, basis, point, p, J, exponential)
+                residual = Y[i, point] - value
+                for k in range(K):
+                    shares[r, k] += q[point] * block[k, m]
+                    if f > 0.0:
+                        burdens[r, k] += q[point] * residual * residual * block[k, m] / f
         total = 0.0
         for k in range(K):
             total += shares[r, k]

@@ -7,7 +7,7 @@ from sklearn.model_selection import KFold
 from skdensityfit import make_writeup_problem
 from skdensityfit._model import log_component_densities
 from skdensityfit._problem import build_problem
-from skdensityfit._rows import component_shares_of, losses_of, minimize_rows
+from skdensityfit._rows import component_shares_of, losses_of, minimize_rows, models_of
 from skdensityfit._selection import PointFolds
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -59,14 +59,19 @@ def test_fold_steps_skip_folds_without_a_positive_value():
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_mass_shares_sum_to_one_and_match_densities(covariance_type):
+def test_mass_shares_and_burdens_match_the_reference(covariance_type):
     problem, theta = _random_problem(covariance_type, "l2", 2)
     data = problem.data
     weights = problem.unpack(theta)[1]
     joint = np.exp(log_component_densities(theta, data.features, data.layout)) * weights
     masses = data.quadrature @ joint
-    shares = component_shares_of(problem.kernel, theta[None])[0]
-    np.testing.assert_allclose(shares, masses / masses.sum(), rtol=1e-10)
+    shares, burdens = component_shares_of(problem.kernel, theta[None], burdens=True)
+    np.testing.assert_allclose(shares[0], masses / masses.sum(), rtol=1e-10)
+    # the squared residual, weighted by each component's responsibility
+    residual = data.target - models_of(problem.kernel, theta[None])[0]
+    responsibility = joint / joint.sum(axis=1, keepdims=True)
+    expected = (data.quadrature * residual**2) @ responsibility
+    np.testing.assert_allclose(burdens[0], expected, rtol=1e-9)
 
 
 def _writeup_rows():
