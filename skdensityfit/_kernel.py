@@ -907,73 +907,83 @@ def lm_row(
     """
     p = theta.shape[0]
     for m in range(p):
-        theta[m] = min(max(theta[m], lower[m]), upper[m])
-    value = evaluate(
-        theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-        normaliser, constant, grad, H, no_model, work_k, work_kd, U, jv, block,
-    )  # fmt: skip
-    if not math.isfinite(value):
-        return math.inf, 0, NOT_FINITE
-    for m in range(p):
-        scaling[m] = max(H[m, m], TINY)
+        candidate[m] = min(max(theta[m], lower[m]), upper[m])
+    # one call of evaluate (the compiler inlines each call: one is half the compiling);
+    # the first evaluation is the start's, the others a trial step's
+    starting = True
+    value = math.inf
     damping = INITIAL_DAMPING
     n_iter = 0
+    predicted = math.inf
+    no_gain = 0.0
     while True:
-        if _projected_gradient(theta, grad, lower, upper) <= tol:
-            return value, n_iter, CONVERGED
-        if n_iter >= max_iter:
-            return value, n_iter, MAX_ITER
-        for m in range(p):
-            free[m] = not (
-                (theta[m] <= lower[m] and grad[m] > 0.0) or (theta[m] >= upper[m] and grad[m] < 0.0)
-            )
-        no_gain = NO_GAIN * max(value, 1.0)
-        accepted = False
-        predicted = math.inf
-        new_value = math.inf
-        while damping < MAX_DAMPING:
-            if not _damped_step(
-                theta, grad, H, scaling, damping, lower, upper, free, L, step, candidate
-            ):
-                damping *= 10.0
-                continue
-            predicted = 0.0
+        new_value = evaluate(
+            candidate, X, lo, hi, y, q, basis, layout, chol_index, chol_log,
+            fixed_log_scale, normaliser, constant, grad_new, H_new, no_model,
+            work_k, work_kd, U, jv, block,
+        )  # fmt: skip
+        if starting:
             for m in range(p):
-                hs = 0.0
+                theta[m] = candidate[m]
+            if not math.isfinite(new_value):
+                return math.inf, 0, NOT_FINITE
+            for m in range(p):
+                grad[m] = grad_new[m]
                 for c in range(p):
-                    hs += H[m, c] * step[c]
-                predicted -= grad[m] * step[m] + 0.5 * step[m] * hs
-            new_value = evaluate(
-                candidate, X, lo, hi, y, q, basis, layout, chol_index, chol_log,
-                fixed_log_scale, normaliser, constant, grad_new, H_new, no_model,
-                work_k, work_kd, U, jv, block,
-            )  # fmt: skip
+                    H[m, c] = H_new[m, c]
+                scaling[m] = max(H[m, m], TINY)
+            value = new_value
+            starting = False
+            accepted = True
+        else:
             actual = value - new_value
-            if predicted > 0.0 and actual > 0.0:
+            accepted = predicted > 0.0 and actual > 0.0
+            if accepted:
                 ratio = actual / predicted
                 damping *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
-                accepted = True
-                break
-            if predicted <= no_gain and abs(actual) <= no_gain:
-                break
-            damping *= 4.0
-        n_iter += 1
-        if not accepted:
-            return value, n_iter, NO_DECREASE if predicted <= no_gain else LOST
-        largest_step = 0.0
+                n_iter += 1
+                largest_step = 0.0
+                for m in range(p):
+                    largest_step = max(largest_step, abs(step[m]))
+                    theta[m] = candidate[m]
+                    grad[m] = grad_new[m]
+                    for c in range(p):
+                        H[m, c] = H_new[m, c]
+                    scaling[m] = max(scaling[m], H[m, m])
+                value = new_value
+                if actual <= no_gain and largest_step <= NO_GAIN:
+                    return value, n_iter, NO_DECREASE
+                if actual <= ftol * value:
+                    return value, n_iter, FTOL
+            elif predicted <= no_gain and abs(actual) <= no_gain:
+                return value, n_iter + 1, NO_DECREASE
+            else:
+                damping *= 4.0
+        if accepted:  # a new iteration
+            if _projected_gradient(theta, grad, lower, upper) <= tol:
+                return value, n_iter, CONVERGED
+            if n_iter >= max_iter:
+                return value, n_iter, MAX_ITER
+            for m in range(p):
+                free[m] = not (
+                    (theta[m] <= lower[m] and grad[m] > 0.0)
+                    or (theta[m] >= upper[m] and grad[m] < 0.0)
+                )
+            no_gain = NO_GAIN * max(value, 1.0)
+            predicted = math.inf
+        # the next trial step, damped until its system is positive definite
+        while damping < MAX_DAMPING and not _damped_step(
+            theta, grad, H, scaling, damping, lower, upper, free, L, step, candidate
+        ):
+            damping *= 10.0
+        if damping >= MAX_DAMPING:
+            return value, n_iter + 1, NO_DECREASE if predicted <= no_gain else LOST
+        predicted = 0.0
         for m in range(p):
-            largest_step = max(largest_step, abs(step[m]))
-            theta[m] = candidate[m]
-            grad[m] = grad_new[m]
+            hs = 0.0
             for c in range(p):
-                H[m, c] = H_new[m, c]
-            scaling[m] = max(scaling[m], H[m, m])
-        actual = value - new_value
-        value = new_value
-        if actual <= no_gain and largest_step <= NO_GAIN:
-            return value, n_iter, NO_DECREASE
-        if actual <= ftol * value:
-            return value, n_iter, FTOL
+                hs += H[m, c] * step[c]
+            predicted -= grad[m] * step[m] + 0.5 * step[m] * hs
 
 
 # --------------------------------------------------------------------------
