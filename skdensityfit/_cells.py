@@ -53,10 +53,9 @@ from autograd.scipy.special import logsumexp as _anp_logsumexp
 from autograd.scipy.stats import norm as _anp_norm
 from scipy.special import erfc, log_ndtr
 
-from ._covariance import COVARIANCE_TYPES, LOG_2PI
-from ._parameters import raw_from_upper as _raw_from_upper
-from ._parameters import triu_indices as _triu_indices
-from ._parameters import upper_from_raw
+from ._covariance import COVARIANCE_TYPES, LOG_2PI, upper_from_raw
+from ._covariance import raw_from_upper as _raw_from_upper
+from ._covariance import triu_indices as _triu_indices
 
 __all__ = [
     "Cells",

@@ -65,6 +65,82 @@ def as_matrices_rows(values, covariance_type, n_components, n_features):
     return as_matrices(values, covariance_type, k, d)
 
 
+def as_reported(matrices, covariance_type):
+    """``(..., K, d, d)`` matrices in ``covariance_type``'s shape (scikit-learn's): 'full'
+    as they are, 'tied' the first component's, 'diag' the diagonals, 'spherical' the
+    first diagonal entry (*autograd-safe*)."""
+    if covariance_type == "full":
+        return matrices
+    if covariance_type == "tied":
+        return matrices[..., 0, :, :]
+    if covariance_type == "diag":
+        return anp.sum(matrices * np.eye(matrices.shape[-1]), axis=-1)
+    return matrices[..., 0, 0]
+
+
+@lru_cache(maxsize=32)
+def triu_indices(n_features):
+    """``np.triu_indices(n_features)``, cached and read-only."""
+    rows, cols = np.triu_indices(n_features)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
+def upper_from_raw(raw, n_features):
+    """Upper-triangular matrices from packed rows, exponentiating the diagonal.
+
+    ``raw`` has shape ``(..., d(d+1)/2)`` in ``np.triu_indices`` order.
+    *autograd-safe*.
+    """
+    rows, cols = triu_indices(n_features)
+    is_diag = (rows == cols).astype(float)
+    values = is_diag * anp.exp(raw * is_diag) + (1.0 - is_diag) * raw
+    basis = np.zeros((rows.size, n_features, n_features))
+    basis[np.arange(rows.size), rows, cols] = 1.0
+    return anp.einsum("...m,mij->...ij", values, basis)
+
+
+def raw_from_upper(upper):
+    """Inverse of :func:`upper_from_raw` (numpy only)."""
+    n_features = upper.shape[-1]
+    rows, cols = triu_indices(n_features)
+    raw = upper[..., rows, cols].copy()
+    diag = rows == cols
+    raw[..., diag] = np.log(raw[..., diag])
+    return raw
+
+
+def cholesky_from_raw(raw, covariance_type, n_components, n_features):
+    """The precision Cholesky factors stored in ``raw`` (*autograd-safe*)."""
+    k, d, cov = n_components, n_features, covariance_type
+    if cov == "full":
+        return upper_from_raw(anp.reshape(raw, (k, -1)), d)
+    if cov == "tied":
+        return upper_from_raw(raw, d)
+    if cov == "diag":
+        return anp.reshape(anp.exp(raw), (k, d))
+    return anp.exp(raw)
+
+
+def raw_from_cholesky(prec_chol, covariance_type):
+    """The packed raw values of precision Cholesky factors (numpy)."""
+    if covariance_type in MATRIX_TYPES:
+        return raw_from_upper(np.asarray(prec_chol)).ravel()
+    return np.log(np.asarray(prec_chol)).ravel()
+
+
+def constrained(covariances, covariance_type):
+    """``(..., d, d)`` covariance matrices as ``covariance_type`` holds them: 'diag' keeps
+    their diagonals, 'spherical' the mean of each diagonal; 'full' and 'tied' keep them
+    whole."""
+    if covariance_type in MATRIX_TYPES:
+        return covariances
+    variances = np.diagonal(covariances, axis1=-2, axis2=-1)
+    if covariance_type == "spherical":
+        variances = np.repeat(variances.mean(axis=-1, keepdims=True), variances.shape[-1], -1)
+    return variances[..., None] * np.eye(covariances.shape[-1])
+
+
 def cholesky_diagonals(prec_chol, covariance_type, n_components, n_features):
     """The diagonals of the precision Cholesky factors, shape ``(K, d)``."""
     k, d = n_components, n_features

@@ -33,8 +33,7 @@ from autograd import hessian
 from autograd.scipy.special import logsumexp
 
 from ._cells import log_cell_masses_reference
-from ._covariance import LOG_2PI
-from ._parameters import triu_indices, upper_from_raw
+from ._covariance import LOG_2PI, triu_indices, upper_from_raw
 
 
 def _coefficients_from_precision(precisions, means):

@@ -15,17 +15,19 @@ the diagonal (for 'diag' and 'spherical', the logarithms of the factors).
 """
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import autograd.numpy as anp
 import numpy as np
 
 from ._covariance import (
     COVARIANCE_TYPES,
-    MATRIX_TYPES,
+    as_reported,
+    cholesky_from_raw,
     cholesky_parameter_map,
     n_cholesky_values,
     precisions_and_covariances,
+    raw_from_cholesky,
     rescale_cholesky,
 )
 
@@ -80,58 +82,6 @@ class ParameterLayout:
         return ParameterLayout(n_components, self.n_features, self.covariance_type, self.fit_scale)
 
 
-@lru_cache(maxsize=32)
-def triu_indices(n_features):
-    """``np.triu_indices(n_features)``, cached and read-only."""
-    rows, cols = np.triu_indices(n_features)
-    rows.flags.writeable = cols.flags.writeable = False
-    return rows, cols
-
-
-def upper_from_raw(raw, n_features):
-    """Upper-triangular matrices from packed rows, exponentiating the diagonal.
-
-    ``raw`` has shape ``(..., d(d+1)/2)`` in ``np.triu_indices`` order.
-    *autograd-safe*.
-    """
-    rows, cols = triu_indices(n_features)
-    is_diag = (rows == cols).astype(float)
-    values = is_diag * anp.exp(raw * is_diag) + (1.0 - is_diag) * raw
-    basis = np.zeros((rows.size, n_features, n_features))
-    basis[np.arange(rows.size), rows, cols] = 1.0
-    return anp.einsum("...m,mij->...ij", values, basis)
-
-
-def raw_from_upper(upper):
-    """Inverse of :func:`upper_from_raw` (numpy only)."""
-    n_features = upper.shape[-1]
-    rows, cols = triu_indices(n_features)
-    raw = upper[..., rows, cols].copy()
-    diag = rows == cols
-    raw[..., diag] = np.log(raw[..., diag])
-    return raw
-
-
-def cholesky_from_raw(raw, layout):
-    """The precision Cholesky factors stored in ``raw`` (*autograd-safe*)."""
-    k, d = layout.n_components, layout.n_features
-    cov = layout.covariance_type
-    if cov == "full":
-        return upper_from_raw(anp.reshape(raw, (k, -1)), d)
-    if cov == "tied":
-        return upper_from_raw(raw, d)
-    if cov == "diag":
-        return anp.reshape(anp.exp(raw), (k, d))
-    return anp.exp(raw)
-
-
-def raw_from_cholesky(prec_chol, covariance_type):
-    """The packed raw values of precision Cholesky factors (numpy)."""
-    if covariance_type in MATRIX_TYPES:
-        return raw_from_upper(np.asarray(prec_chol)).ravel()
-    return np.log(np.asarray(prec_chol)).ravel()
-
-
 def pack(layout, weights, means, precisions_cholesky, log_scale=None):
     """Flat unconstrained vector from standardised mixture parameters."""
     weights = np.asarray(weights, dtype=float)
@@ -152,7 +102,12 @@ def unpack(theta, layout, fixed_log_scale=0.0):
         log_scale = fixed_log_scale
     all_logits = anp.concatenate([logits, anp.zeros(1)])
     weights = anp.exp(all_logits - anp.max(all_logits))
-    return log_scale, weights / anp.sum(weights), means, cholesky_from_raw(raw, layout)
+    return (
+        log_scale,
+        weights / anp.sum(weights),
+        means,
+        cholesky_from_raw(raw, layout.covariance_type, layout.n_components, layout.n_features),
+    )
 
 
 # A baseline's coefficients are given about 0 when the grid is this close to it (in its sds).
@@ -387,12 +342,6 @@ def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0
     covariances = np.swapaxes(inverse, -1, -2) @ inverse
     take = canonical_order(weights, means)
     weights, means, upper, covariances = weights[take], means[take], upper[take], covariances[take]
-    if cov == "tied":
-        upper, covariances = upper[:, 0], covariances[:, 0]
-    elif cov == "diag":
-        upper = np.diagonal(upper, axis1=-2, axis2=-1)
-        covariances = np.diagonal(covariances, axis1=-2, axis2=-1)
-    elif cov == "spherical":
-        upper, covariances = upper[..., 0, 0], covariances[..., 0, 0]
+    upper, covariances = as_reported(upper, cov), as_reported(covariances, cov)
     scale = np.exp(np.asarray(log_scale) + log_units)
     return weights, means, covariances, upper, scale

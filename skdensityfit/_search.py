@@ -20,6 +20,7 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from ._covariance import constrained
 from ._engine import (
     MIN_MOVE_GAIN,
     FitSettings,
@@ -83,11 +84,7 @@ def moment_starts(problem, inputs, reg_covar):
     centred = X[None] - mean[:, None]
     covariance = np.einsum("rn,rni,rnj->rij", share, centred, centred)
     covariance += reg_covar * np.eye(layout.n_features)
-    if layout.covariance_type in ("diag", "spherical"):
-        variances = np.diagonal(covariance, axis1=1, axis2=2)
-        if layout.covariance_type == "spherical":
-            variances = np.repeat(variances.mean(axis=1, keepdims=True), variances.shape[1], 1)
-        covariance = variances[:, :, None] * np.eye(layout.n_features)
+    covariance = constrained(covariance, layout.covariance_type)
     upper = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariance)), -1, -2)
     thetas = rows_pack(
         layout,

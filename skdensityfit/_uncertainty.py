@@ -14,7 +14,7 @@ from autograd import jacobian
 from autograd.scipy.special import logsumexp
 
 from ._compat import warn_at_caller
-from ._covariance import cholesky_parameter_map
+from ._covariance import as_reported, cholesky_parameter_map
 from ._model import objective_hessian
 from ._parameters import canonical_order, rows_split
 from ._rows import curvatures_of, losses_of
@@ -123,12 +123,7 @@ def rows_reported(thetas, layout, standardisation, log_units, fixed_log_scale, t
     inverse = anp.linalg.inv(upper / standardisation.spread[:, None])
     covariances = anp.einsum("rkji,rkjl->rkil", inverse, inverse)
     weights, means, covariances = weights[take], means[take], covariances[take]
-    if layout.covariance_type == "tied":
-        covariances = covariances[:, 0]
-    elif layout.covariance_type == "diag":
-        covariances = anp.sum(covariances * np.eye(d), axis=-1)
-    elif layout.covariance_type == "spherical":
-        covariances = covariances[..., 0, 0]
+    covariances = as_reported(covariances, layout.covariance_type)
     log_scale = thetas[:, 0] if layout.fit_scale else fixed_log_scale
     parts = [
         weights,

@@ -17,7 +17,7 @@ from skdensityfit._cells import (
     make_cells,
     raw_from_precisions_cholesky,
 )
-from skdensityfit._parameters import raw_from_upper as _raw_from_upper
+from skdensityfit._covariance import raw_from_upper as _raw_from_upper
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

@@ -66,3 +66,33 @@ def test_softmax_weights_generalise_the_logit_trick():
     _, weights, _, _ = unpack(np.array([0.0, 1.3, 0.0, 1.0, 0.0, 0.0]), layout)
     np.testing.assert_allclose(weights[0], 1 / (1 + np.exp(-1.3)))
     np.testing.assert_allclose(weights.sum(), 1.0)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_reported_and_constrained_covariances_keep_what_the_type_holds(covariance_type):
+    from skdensityfit._covariance import as_reported, constrained, parameter_shape
+
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(2, 3, 3, 3))
+    matrices = factors @ np.swapaxes(factors, -1, -2) + 3 * np.eye(3)  # (rows, K, d, d)
+    if covariance_type == "tied":
+        matrices[:] = matrices[:, :1]
+    reported = as_reported(matrices, covariance_type)
+    assert reported.shape == (2, *parameter_shape(covariance_type, 3, 3))
+    projected = constrained(matrices, covariance_type)
+    diagonal = np.diagonal(matrices, axis1=-2, axis2=-1)
+    off_diagonal = projected * (1.0 - np.eye(3))
+    if covariance_type in ("full", "tied"):
+        np.testing.assert_array_equal(projected, matrices)
+        np.testing.assert_array_equal(
+            reported, matrices[:, 0] if covariance_type == "tied" else matrices
+        )
+    elif covariance_type == "diag":
+        np.testing.assert_array_equal(reported, diagonal)
+        np.testing.assert_array_equal(np.diagonal(projected, axis1=-2, axis2=-1), diagonal)
+        np.testing.assert_array_equal(off_diagonal, 0.0)
+    else:
+        np.testing.assert_array_equal(reported, matrices[..., 0, 0])
+        mean = np.repeat(diagonal.mean(axis=-1, keepdims=True), 3, axis=-1)
+        np.testing.assert_allclose(np.diagonal(projected, axis1=-2, axis2=-1), mean, rtol=1e-15)
+        np.testing.assert_array_equal(off_diagonal, 0.0)
