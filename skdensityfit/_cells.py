@@ -53,7 +53,7 @@ from autograd.scipy.special import logsumexp as _anp_logsumexp
 from autograd.scipy.stats import norm as _anp_norm
 from scipy.special import erfc, log_ndtr
 
-from ._covariance import COVARIANCE_TYPES, LOG_2PI, upper_from_raw
+from ._covariance import COVARIANCE_TYPES, LOG_2PI, axis_aligned, n_cholesky_values, upper_from_raw
 from ._covariance import raw_from_upper as _raw_from_upper
 from ._covariance import triu_indices as _triu_indices
 
@@ -512,27 +512,17 @@ def raw_from_precisions_cholesky(precisions_cholesky, covariance_type):
     return np.log(factors)
 
 
-def _n_raw(covariance_type, d):
-    return {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d, "spherical": 1}[
-        covariance_type
-    ]
-
-
 def _shaped_raw(raw, covariance_type, n_components, d):
     """``raw`` as ``(K, n_raw)``, broadcast over components for 'tied'."""
     raw = np.asarray(raw, dtype=float)
-    n_raw = _n_raw(covariance_type, d)
-    n_expected = n_raw if covariance_type == "tied" else n_components * n_raw
+    n_raw = n_cholesky_values(covariance_type, 1, d)  # a component's
+    n_expected = n_cholesky_values(covariance_type, n_components, d)
     if raw.size != n_expected:
         raise ValueError(
             f"raw for {covariance_type!r} with {n_components} components in {d}-D must have "
             f"{n_expected} values; got shape {raw.shape}."
         )
     return np.broadcast_to(raw.reshape(-1, n_raw), (n_components, n_raw))
-
-
-def _uses_exact_form(covariance_type, d):
-    return covariance_type in ("diag", "spherical") or d == 1
 
 
 def _check_cells(cells, means):
@@ -671,7 +661,7 @@ def log_cell_masses_raw(
     means = _check_cells(cells, means)
     n_components, d = means.shape
     raw = _shaped_raw(raw, covariance_type, n_components, d)
-    if _uses_exact_form(covariance_type, d):
+    if axis_aligned(covariance_type, d):
         return _exact(cells, means, raw)
     return _cubature(cells, means, raw, n_nodes, rule)
 
@@ -722,11 +712,10 @@ def log_cell_masses_reference(
     """
     lo, hi = cells.lo, cells.hi
     n_components, d = means.shape
-    n_raw = _n_raw(covariance_type, d)
+    n_raw = n_cholesky_values(covariance_type, 1, d)
     raw = anp.reshape(raw, (-1, n_raw))
-    if covariance_type == "tied":
-        raw = anp.ones((n_components, 1)) * raw
-    if _uses_exact_form(covariance_type, d):
+    raw = anp.ones((n_components, 1)) * raw  # 'tied': the one factor for every component
+    if axis_aligned(covariance_type, d):
         u = anp.exp(raw)
         a = u[None] * (lo[:, None, :] - means[None])
         b = u[None] * (hi[:, None, :] - means[None])

@@ -32,6 +32,13 @@ def own_covariances(covariance_type):
     return covariance_type != "tied"
 
 
+def axis_aligned(covariance_type, n_features):
+    """Whether every component's axes are the grid's ('diag', 'spherical', or one
+    dimension): a component's mass in a cell is then a product of normal cdf
+    differences, else a cubature."""
+    return covariance_type not in MATRIX_TYPES or n_features == 1
+
+
 def parameter_shape(covariance_type, n_components, n_features):
     """The shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""
     k, d = n_components, n_features

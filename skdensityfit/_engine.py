@@ -614,10 +614,9 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
     new = np.maximum(new_heights, TINY) * np.exp(0.5 * d * np.log(2 * np.pi) - log_det)
     masses = np.column_stack([masses, new])
     total = masses.sum(axis=1)
-    if layout.covariance_type == "tied":
-        grown_upper = np.concatenate([upper, upper[:, :1]], axis=1)
-    else:
-        grown_upper = np.concatenate([upper, new_upper[:, None]], axis=1)
+    # the new component's own factor, or (tied) the one they share
+    added = new_upper[:, None] if own_covariances(layout.covariance_type) else upper[:, :1]
+    grown_upper = np.concatenate([upper, added], axis=1)
     grown = rows_pack(
         bigger.layout,
         np.log(total),

@@ -26,6 +26,7 @@ from ._covariance import (
     cholesky_from_raw,
     cholesky_parameter_map,
     n_cholesky_values,
+    own_covariances,
     precisions_and_covariances,
     raw_from_cholesky,
     rescale_cholesky,
@@ -274,7 +275,7 @@ def rows_without(layout, thetas, index, fixed_log_scale=0.0):
     kept_log_weights = log_weights[keep].reshape(len(thetas), k - 1)
     total = np.log(np.exp(kept_log_weights).sum(axis=1))
     chol_index, _ = cholesky_parameter_map(layout.covariance_type, k, layout.n_features)
-    if layout.covariance_type == "tied":
+    if not own_covariances(layout.covariance_type):  # the one shared factor stays
         kept_raw = raw
     else:
         owner = np.full(layout.n_cholesky, -1)

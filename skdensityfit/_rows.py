@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import xlogy
 
 from . import _kernel
-from ._covariance import cholesky_parameter_map
+from ._covariance import axis_aligned, cholesky_parameter_map
 
 # A thread gets at least this many rows (a few rows cost less than handing them over).
 SERIAL_ROWS = 8
@@ -110,7 +110,7 @@ class KernelInputs:
         n_background = 0 if background is None else background.n_parameters
         cells = data.cells
         # full and tied components over cells in several dimensions: the kernel's cubature
-        cubature = d > 1 and layout.covariance_type in ("full", "tied")
+        cubature = not axis_aligned(layout.covariance_type, d)
         if cells is None:
             lo = hi = np.zeros((n, d))
         else:
