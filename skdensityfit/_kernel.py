@@ -707,13 +707,16 @@ def _l2_block(
                 _background_jacobian(theta, basis, start + i, p, J, exponential, jv)
                 for m in range(p - J, p):
                     block[m, i] = jv[m]
-    total = 0.0
+    residual = block[p + 3]  # free: the points' coordinates are used up
     for i in range(size):  # the factors of the sums are written in a loss-only pass too
         point = start + i
-        residual = y[point] - f_row[i]
-        total += q[point] * residual * residual
-        g_row[i] = -2.0 * q[point] * residual
+        residual[i] = y[point] - f_row[i]
+        g_row[i] = -2.0 * q[point] * residual[i]
         c_row[i] = 2.0 * q[point]
+    total = 0.0
+    for i in range(size):  # a sum alone in its loop: no stores, so one vectorised path
+        total += c_row[i] * residual[i] * residual[i]
+    total *= 0.5
     if model.shape[0] > 0:
         for i in range(size):
             model[start + i] = f_row[i]
