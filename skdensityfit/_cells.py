@@ -53,7 +53,13 @@ from autograd.scipy.special import logsumexp as _anp_logsumexp
 from autograd.scipy.stats import norm as _anp_norm
 from scipy.special import erfc, log_ndtr
 
-from ._covariance import COVARIANCE_TYPES, LOG_2PI, axis_aligned, n_cholesky_values, upper_from_raw
+from ._covariance import (
+    LOG_2PI,
+    axis_aligned,
+    check_covariance_type,
+    n_cholesky_values,
+    upper_from_raw,
+)
 from ._covariance import raw_from_upper as _raw_from_upper
 from ._covariance import triu_indices as _triu_indices
 
@@ -490,20 +496,13 @@ def log_ndtr_diff(a, b):
 # --------------------------------------------------------------------------
 # Parameters
 # --------------------------------------------------------------------------
-def _check_type(covariance_type):
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
-        )
-
-
 def raw_from_precisions_cholesky(precisions_cholesky, covariance_type):
     """The layout's raw precision parameters, shaped ``(K, n_raw)`` (``(n_raw,)`` for 'tied').
 
     'diag' and 'spherical': the logs of the factors; 'full' and 'tied': the
     upper triangle in ``np.triu_indices`` order with the log of the diagonal.
     """
-    _check_type(covariance_type)
+    check_covariance_type(covariance_type)
     factors = np.asarray(precisions_cholesky, dtype=float)
     if covariance_type in ("full", "tied"):
         return _raw_from_upper(factors)
@@ -656,7 +655,7 @@ def log_cell_masses_raw(
     rule : {'hybrid', 'tensor'}, default='hybrid'
         The cubature rule (see the module docstring).
     """
-    _check_type(covariance_type)
+    check_covariance_type(covariance_type)
     n_nodes = _check_rule(n_nodes, rule)
     means = _check_cells(cells, means)
     n_components, d = means.shape

@@ -39,10 +39,29 @@ def axis_aligned(covariance_type, n_features):
     return covariance_type not in MATRIX_TYPES or n_features == 1
 
 
+def check_covariance_type(covariance_type):
+    """Raise a ValueError naming the types unless ``covariance_type`` is one of them."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+
+
 def parameter_shape(covariance_type, n_components, n_features):
     """The shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""
     k, d = n_components, n_features
     return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+def holds_type(prec_chol, covariance_type, n_components, n_features):
+    """Whether ``prec_chol`` can be ``covariance_type``'s precision Cholesky factors: its
+    shape, and where two types share a shape ('tied' and 'diag' when K = d), what only
+    this one holds (zeros below a tied factor's diagonal; positive diagonal values)."""
+    if np.shape(prec_chol) != parameter_shape(covariance_type, n_components, n_features):
+        return False
+    if covariance_type == "tied":
+        return n_features == 1 or bool(np.all(np.tril(prec_chol, -1) == 0))
+    return covariance_type == "full" or bool(np.all(np.asarray(prec_chol) > 0))
 
 
 def n_cholesky_values(covariance_type, n_components, n_features):

@@ -14,7 +14,7 @@ from ._covariance import (
     COVARIANCE_TYPES,
     as_matrices_rows,
     cholesky_parameter_map,
-    parameter_shape,
+    holds_type,
 )
 from ._engine import (
     NEGLIGIBLE_WEIGHT,
@@ -511,13 +511,10 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         """
         if not hasattr(self, "converged_"):
             return False
-        k, d, cov = self.n_components, self.n_features_in_, self.covariance_type
-        prec_chol = self.precisions_cholesky_
-        if self.means_.shape != (k, d) or prec_chol.shape != parameter_shape(cov, k, d):
-            return False
-        if cov == "tied":
-            return d == 1 or bool(np.all(np.tril(prec_chol, -1) == 0))
-        return cov == "full" or bool(np.all(prec_chol > 0))
+        k, d = self.n_components, self.n_features_in_
+        return self.means_.shape == (k, d) and holds_type(
+            self.precisions_cholesky_, self.covariance_type, k, d
+        )
 
     # ------------------------------------------------------------------
     # prediction

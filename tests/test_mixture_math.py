@@ -96,3 +96,16 @@ def test_reported_and_constrained_covariances_keep_what_the_type_holds(covarianc
         mean = np.repeat(diagonal.mean(axis=-1, keepdims=True), 3, axis=-1)
         np.testing.assert_allclose(np.diagonal(projected, axis1=-2, axis2=-1), mean, rtol=1e-15)
         np.testing.assert_array_equal(off_diagonal, 0.0)
+
+
+def test_holds_type_tells_tied_from_diag_factors_of_the_same_shape():
+    from skdensityfit._covariance import check_covariance_type, holds_type
+
+    tied = np.triu(np.arange(1.0, 10.0).reshape(3, 3))  # (d, d): also the shape of diag, K = 3
+    diag = np.full((3, 3), 0.5)
+    assert holds_type(tied, "tied", 3, 3) and not holds_type(tied, "diag", 3, 3)
+    assert holds_type(diag, "diag", 3, 3) and not holds_type(diag, "tied", 3, 3)
+    assert not holds_type(-diag, "diag", 3, 3)
+    assert not holds_type(np.ones(3), "diag", 3, 3) and holds_type(np.ones(3), "spherical", 3, 3)
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        check_covariance_type("isotropic")
