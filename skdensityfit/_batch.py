@@ -1078,12 +1078,13 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
             chunk["background"][index] = fitted.background
             chunk["background_origin"][index] = fitted.background_origin
         observed = np.broadcast_to(quadrature, densities.shape)[index] > 0
-        for j, row in enumerate(index):
-            choice = choices[group[j]][0]
-            seen = observed[j]
-            remarks = criterion_messages(
-                candidates, choice, densities[row, seen], fitted.models[j, seen]
-            )
+        all_remarks = criterion_messages(
+            candidates,
+            [choices[group[j]][0] for j in range(len(index))],
+            [densities[row, observed[j]] for j, row in enumerate(index)],
+            [fitted.models[j, observed[j]] for j in range(len(index))],
+        )
+        for j, (row, remarks) in enumerate(zip(index, all_remarks, strict=True)):
             # in DensityGMMCV.fit's order: the fit's warnings, then the choice's
             chunk["messages"][row] = "\n".join(
                 [*filter(None, [fitted.messages[j]]), *(f"UserWarning: {m}" for m in remarks)]

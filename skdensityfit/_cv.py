@@ -19,7 +19,7 @@ from ._search import (
     Path,
     criterion_steps,
     initial_noise,
-    largest_residual_bump,
+    largest_residual_bumps,
     paths_for_criterion,
     run_searches,
 )
@@ -452,7 +452,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self._polish(base, X, y, sample_weight, paths.fits[self.n_components_][row])
         observed = weights > 0
         model = self.best_estimator_.predict_density(X[observed])
-        for message in criterion_messages(candidates, choice, y[observed], model):
+        for message in criterion_messages(candidates, [choice], [y[observed]], [model])[0]:
             warn_at_caller(message)
 
     def _scan(self, candidates, path, folds, selection):
@@ -756,16 +756,25 @@ def criterion_choices(search, X, Y, sample_weight, weights, states, criterion):
     return results
 
 
-def criterion_messages(candidates, choice, y, model):
-    """The warnings of a choice by a criterion (the largest candidate chosen, a line
-    left in the residual of the polished ``model`` of ``y``), as text."""
-    n_components = int(candidates[choice.index])
-    messages = choice_warnings(candidates, n_components, None, "none")
-    if not choice.exact:
-        bump = largest_residual_bump(choice, y, model)
+def criterion_messages(candidates, choices, Y, models):
+    """The warnings of choices by a criterion (the largest candidate chosen, a line left
+    in the residual of the polished ``models[r]`` of ``Y[r]``), as a list of texts a
+    choice."""
+    inexact = [r for r, choice in enumerate(choices) if not choice.exact]
+    bumps = [None] * len(choices)
+    found = largest_residual_bumps(
+        [choices[r] for r in inexact], [Y[r] for r in inexact], [models[r] for r in inexact]
+    )
+    for r, bump in zip(inexact, found, strict=True):
+        bumps[r] = bump
+    messages = []
+    for choice, y, bump in zip(choices, Y, bumps, strict=True):
+        n_components = int(candidates[choice.index])
+        texts = choice_warnings(candidates, n_components, None, "none")
         if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
             largest = n_components == np.max(candidates)
-            messages.append(line_left_message(bump, n_components, largest))
+            texts.append(line_left_message(bump, n_components, largest))
+        messages.append(texts)
     return messages
 
 
@@ -802,7 +811,7 @@ def _best_mean(scores):
 
 def line_left_message(bump, n_components, largest):
     """The warning of a chosen fit whose residual still holds a bump (``(score,
-    coordinates, width)`` of :func:`~._search.largest_residual_bump`); ``largest``:
+    coordinates, width)`` of :func:`~._search.largest_residual_bumps`); ``largest``:
     whether ``n_components`` is the largest candidate."""
     score, coordinates, width = bump
     where = ", ".join(f"{c:.6g}" for c in coordinates)

@@ -712,33 +712,53 @@ def run_searches(paths, searches):
     return results
 
 
-def largest_residual_bump(choice, y, model):
-    """The largest Gaussian bump (an excess, not a dip) of the residual ``y - model``
-    under the choice's noise model: ``(score, coordinates, width)``, the score its
-    matched filter's squared signal-to-noise (whitened residual), the width in grid
-    steps; None on scattered points or under Poisson noise."""
-    noise, grid = choice.noise, choice.grid
-    if noise.kind == "poisson" or grid.axes is None:
-        return None
-    residual = (y - model) / noise.sd
-    if noise.kind == "correlated":
-        residual = whiten(grid, residual, np.asarray(noise.correlation))[0]
-    values = grid.as_array(residual)
-    best = (0.0, None, None)
-    for width in BUMP_WIDTHS:
-        if width > max(1.0, max(values.shape) / 4.0):
-            break
-        smoothed = gaussian_filter(values, width, mode="constant")
-        impulse = np.zeros(2 * int(4.0 * width + 0.5) + 1)
-        impulse[len(impulse) // 2] = 1.0
-        kernel_norm = np.sum(gaussian_filter1d(impulse, width, mode="constant") ** 2)
-        # a line left out is an excess: a dip is no component a larger K could add
-        scores = np.maximum(smoothed, 0.0) ** 2 / kernel_norm**values.ndim
-        at = np.unravel_index(int(np.argmax(scores)), values.shape)
-        if scores[at] > best[0]:
-            coordinates = tuple(float(axis[i]) for axis, i in zip(grid.axes, at, strict=True))
-            best = (float(scores[at]), coordinates, width)
-    return None if best[1] is None else best
+def largest_residual_bumps(choices, Y, models):
+    """The largest Gaussian bump (an excess, not a dip) of each residual ``Y[r] -
+    models[r]`` under the choice ``choices[r]``'s noise model: ``(score, coordinates,
+    width)``, the score its matched filter's squared signal-to-noise (whitened
+    residual), the width in grid steps; None on scattered points or under Poisson
+    noise. Rows on the same grid are filtered together, a width at a time."""
+    bumps = [None] * len(choices)
+    groups = {}
+    for r, choice in enumerate(choices):  # each row's whitened residual (no filtering)
+        noise, grid = choice.noise, choice.grid
+        if noise.kind == "poisson" or grid.axes is None:
+            continue
+        residual = (np.asarray(Y[r]) - np.asarray(models[r])) / noise.sd
+        if noise.kind == "correlated":
+            residual = whiten(grid, residual, np.asarray(noise.correlation))[0]
+        key = (grid.shape, grid.order.tobytes(), *(np.asarray(x).tobytes() for x in grid.axes))
+        groups.setdefault(key, (grid, [], []))
+        groups[key][1].append(r)
+        groups[key][2].append(residual)
+    for grid, rows, residuals in groups.values():
+        values = grid.as_array(np.array(residuals))  # (B, *shape)
+        shape = values.shape[1:]
+        best = np.zeros(len(rows))
+        best_at = np.full(len(rows), -1)
+        best_width = np.zeros(len(rows))
+        for width in BUMP_WIDTHS:
+            if width > max(1.0, max(shape) / 4.0):
+                break
+            smoothed = gaussian_filter(values, (0,) + (width,) * len(shape), mode="constant")
+            impulse = np.zeros(2 * int(4.0 * width + 0.5) + 1)
+            impulse[len(impulse) // 2] = 1.0
+            kernel_norm = np.sum(gaussian_filter1d(impulse, width, mode="constant") ** 2)
+            # a line left out is an excess: a dip is no component a larger K could add
+            scores = np.maximum(smoothed, 0.0).reshape(len(rows), -1) ** 2
+            scores = scores / kernel_norm ** len(shape)
+            at = np.argmax(scores, axis=1)
+            score = scores[np.arange(len(rows)), at]
+            better = score > best
+            best[better], best_at[better], best_width[better] = score[better], at[better], width
+        for j, r in enumerate(rows):
+            if best_at[j] >= 0:
+                index = np.unravel_index(int(best_at[j]), shape)
+                coordinates = tuple(
+                    float(axis[i]) for axis, i in zip(grid.axes, index, strict=True)
+                )
+                bumps[r] = (float(best[j]), coordinates, float(best_width[j]))
+    return bumps
 
 
 __all__ = [
@@ -747,7 +767,7 @@ __all__ = [
     "Paths",
     "criterion_steps",
     "initial_noise",
-    "largest_residual_bump",
+    "largest_residual_bumps",
     "paths_for_criterion",
     "run_searches",
 ]
