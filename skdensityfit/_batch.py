@@ -53,9 +53,8 @@ _MIN_CHUNK_SIZE = 16
 _MAX_CHUNK_SIZE = 1000
 # The vectorised path: chunks of at least _CHUNK_VALUES values (densities times points,
 # within [16, 4096] densities). Each stage's Python runs once a chunk, holding the GIL
-# while the kernel's threads wait: large chunks for small grids (bench_batch: 1,000 rows
-# of 200 points ran 1.4x as fast as 256 on two threads); the chunk's arrays hold a few
-# rows of values a density, so that memory stays bounded on large grids.
+# while the kernel's threads wait: large chunks for small grids; the chunk's arrays hold
+# a few rows of values a density, so that memory stays bounded on large grids.
 _CHUNK_VALUES = 2**18
 _MIN_VECTORIZED_CHUNK = 16
 _MAX_VECTORIZED_CHUNK = 4096

@@ -1,4 +1,5 @@
-"""Covariance types: shapes, full matrices, log-determinants and the Gaussian log-density.
+"""Covariance types: shapes, checks, full matrices, the raw Cholesky values a fit varies,
+log-determinants and the Gaussian log-density.
 
 Every per-type difference of the package's arithmetic on fitted parameters
 lives here, written once (the reference model's differentiated coefficient

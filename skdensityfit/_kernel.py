@@ -627,8 +627,8 @@ def _l2_points(
             # component has no logit: its e_k goes to row G, which is written over there
             weight_row = fit_scale + k if k < K - 1 else G
             if d == 1:
-                # the Jacobian's rows are written in a loss-only pass too (and not read): a
-                # loop of its own rounded differently after a cold compile than from the cache
+                # the Jacobian's rows are written in a loss-only pass too (and not read): one
+                # loop for both passes, so that a loss is the same bits in both
                 mean, u = means[k, 0], U[k, 0, 0]
                 # rows of their own and the points in row C (free until _l2_block): unit
                 # strides, which the compiler vectorises
