@@ -8,6 +8,8 @@ on two; and Levenberg-Marquardt on 20,000 rows from starts perturbed around a fi
 (``minimize_rows``), per iteration (an iteration evaluates the loss, its gradient and its
 Gauss-Newton matrix at the trial point and solves the damped system). Then the same
 evaluations of a 2-D row (bench_batch's 32x32 grid, K = 2 full covariances), one thread.
+First, what an exp costs in a loop over a block of values: numba's ``math.exp`` (a call
+to libm, which stops the loop's vectorisation) and the kernel's ``_exp``.
 """
 
 import os
@@ -19,10 +21,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import math
+
 import numpy as np
 from bench_batch import GRID, GRID_2D, densities_1d, densities_2d
+from numba import njit
 
-from skdensityfit import DensityGMM
+from skdensityfit import DensityGMM, _kernel
 from skdensityfit._problem import problem_of
 from skdensityfit._rows import (
     KernelInputs,
@@ -33,8 +38,35 @@ from skdensityfit._rows import (
 )
 
 
+@njit(fastmath=_kernel.FASTMATH)
+def _exps_libm(x, out, repeats):
+    for _ in range(repeats):
+        for i in range(x.shape[0]):
+            out[i] = math.exp(x[i])
+
+
+@njit(fastmath=_kernel.FASTMATH)
+def _exps_kernel(x, out, repeats):
+    for _ in range(repeats):
+        for i in range(x.shape[0]):
+            out[i] = _kernel._exp(x[i])
+
+
+def exp_cost():
+    """ns a value of numba's exp (libm) and of the kernel's, in a loop over 64 values."""
+    x = -np.random.default_rng(0).uniform(0.0, 40.0, 64)
+    out = np.empty_like(x)
+    print("exp in a loop over 64 values (a block), 1 thread")
+    for name, function in (("numba's math.exp", _exps_libm), ("the kernel's _exp", _exps_kernel)):
+        function(x, out, 10)
+        start = time.perf_counter()
+        function(x, out, 200_000)
+        print(f"  {name}: {(time.perf_counter() - start) / (200_000 * 64) * 1e9:.2f} ns a value")
+
+
 def main():
     warnings.simplefilter("ignore")
+    exp_cost()
     _, noisy = densities_1d(10, 2, 0, 0.02)
     model = DensityGMM(2, random_state=0).fit(GRID, noisy[0])
     problem = problem_of(model, GRID[:, None], noisy[0], None)
