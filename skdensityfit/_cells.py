@@ -58,9 +58,9 @@ from ._covariance import (
     axis_aligned,
     check_covariance_type,
     n_cholesky_values,
+    raw_from_cholesky,
     upper_from_raw,
 )
-from ._covariance import raw_from_upper as _raw_from_upper
 from ._covariance import triu_indices as _triu_indices
 
 __all__ = [
@@ -73,7 +73,6 @@ __all__ = [
     "log_cell_masses_reference",
     "log_ndtr_diff",
     "make_cells",
-    "raw_from_precisions_cholesky",
 ]
 
 #: Gauss-Legendre nodes per dimension of the cubature (see the module docstring).
@@ -496,21 +495,6 @@ def log_ndtr_diff(a, b):
 # --------------------------------------------------------------------------
 # Parameters
 # --------------------------------------------------------------------------
-def raw_from_precisions_cholesky(precisions_cholesky, covariance_type):
-    """The layout's raw precision parameters, shaped ``(K, n_raw)`` (``(n_raw,)`` for 'tied').
-
-    'diag' and 'spherical': the logs of the factors; 'full' and 'tied': the
-    upper triangle in ``np.triu_indices`` order with the log of the diagonal.
-    """
-    check_covariance_type(covariance_type)
-    factors = np.asarray(precisions_cholesky, dtype=float)
-    if covariance_type in ("full", "tied"):
-        return _raw_from_upper(factors)
-    if covariance_type == "spherical":
-        return np.log(factors)[:, None]
-    return np.log(factors)
-
-
 def _shaped_raw(raw, covariance_type, n_components, d):
     """``raw`` as ``(K, n_raw)``, broadcast over components for 'tied'."""
     raw = np.asarray(raw, dtype=float)
@@ -674,7 +658,7 @@ def log_cell_masses(
     ``(K, d, d)``, 'tied' ``(d, d)``, 'diag' ``(K, d)``, 'spherical' ``(K,)``.
     See :func:`log_cell_masses_raw` for the rest.
     """
-    raw = raw_from_precisions_cholesky(precisions_cholesky, covariance_type)
+    raw = raw_from_cholesky(precisions_cholesky, covariance_type)
     return log_cell_masses_raw(cells, means, raw, covariance_type, n_nodes=n_nodes, rule=rule)
 
 

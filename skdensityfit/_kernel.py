@@ -1235,10 +1235,16 @@ def greedy_peaks(first, last, X, Y, Q, widths, means, sds, heights):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _filter_fit(overlap, norm):
-    """``(gain, height)`` of a shape whose overlap with the residual is ``overlap`` and
-    whose squared norm is ``norm``: the squared residual it removes and its least-squares
-    height (both 0 where the height is not positive)."""
+def _shape_fit(residual, q, g):
+    """``(gain, height)`` of the shape whose values at the points are ``g``, fitted to
+    ``residual`` weighted by ``q`` (points of weight 0 left out): the squared residual it
+    removes and its least-squares height (both 0 where the height is not positive)."""
+    overlap = 0.0
+    norm = 0.0
+    for point in range(g.shape[0]):
+        kept = q[point] != 0.0
+        overlap += q[point] * residual[point] * g[point] if kept else 0.0
+        norm += q[point] * g[point] * g[point] if kept else 0.0
     if overlap > 0.0 and norm > 0.0:
         return overlap * overlap / norm, overlap / norm
     return 0.0, 0.0
@@ -1254,30 +1260,20 @@ def matched_filter(first, last, X, residuals, Q, centres, U, gains, heights):
     C = centres.shape[1]
     n, d = X.shape
     shared_q = Q.shape[0] == 1
+    g = np.empty(n)
     for r in range(first, last):
         q = Q[0] if shared_q else Q[r]
-        diff = np.empty(d)
         for c in range(C):
             centre = centres[r, c]
-            overlap = 0.0
-            norm = 0.0
             for point in range(n):
-                if q[point] == 0.0:
-                    continue
-                for i in range(d):
-                    diff[i] = X[point, i] - X[centre, i]
                 q2 = 0.0
                 for j in range(d):
                     t = 0.0
                     for i in range(j + 1):
-                        t += U[r, i, j] * diff[i]
+                        t += U[r, i, j] * (X[point, i] - X[centre, i])
                     q2 += t * t
-                if q2 > 80.0:
-                    continue
-                g = math.exp(-0.5 * q2)
-                overlap += q[point] * residuals[r, point] * g
-                norm += q[point] * g * g
-            gains[r, c], heights[r, c] = _filter_fit(overlap, norm)
+                g[point] = _exp(-0.5 * q2) if q2 <= 80.0 else 0.0
+            gains[r, c], heights[r, c] = _shape_fit(residuals[r], q, g)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -1288,24 +1284,19 @@ def matched_filter_uniform(first, last, residuals, Q, centres, U, spacing, gains
     C = centres.shape[1]
     n = residuals.shape[1]
     shape = np.empty(n)
+    g = np.empty(n)
     shared_q = Q.shape[0] == 1
     for r in range(first, last):
         q = Q[0] if shared_q else Q[r]
         step = U[r, 0, 0] * spacing
         for m in range(n):
             t = m * step
-            shape[m] = math.exp(-0.5 * t * t) if t * t <= 80.0 else 0.0
+            shape[m] = _exp(-0.5 * t * t) if t * t <= 80.0 else 0.0
         for c in range(C):
             centre = centres[r, c]
-            overlap = 0.0
-            norm = 0.0
             for point in range(n):
-                if q[point] == 0.0:
-                    continue
-                g = shape[abs(point - centre)]
-                overlap += q[point] * residuals[r, point] * g
-                norm += q[point] * g * g
-            gains[r, c], heights[r, c] = _filter_fit(overlap, norm)
+                g[point] = shape[abs(point - centre)]
+            gains[r, c], heights[r, c] = _shape_fit(residuals[r], q, g)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

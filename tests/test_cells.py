@@ -15,8 +15,8 @@ from skdensityfit._cells import (
     log_cell_masses_reference,
     log_ndtr_diff,
     make_cells,
-    raw_from_precisions_cholesky,
 )
+from skdensityfit._covariance import raw_from_cholesky
 from skdensityfit._covariance import raw_from_upper as _raw_from_upper
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -344,7 +344,7 @@ def test_sklearn_convention_matches_raw():
         ("diag", np.array([[1.0, 2.0], [0.5, 3.0]])),
         ("spherical", np.array([1.5, 0.7])),
     ):
-        raw = raw_from_precisions_cholesky(factors, cov)
+        raw = raw_from_cholesky(factors, cov)
         np.testing.assert_allclose(
             log_cell_masses(cells, means, factors, cov),
             log_cell_masses_raw(cells, means, raw.ravel(), cov),
