@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky_banded, solve_banded
+from scipy.ndimage import uniform_filter
 from scipy.special import xlogy
 from scipy.stats import norm
 
@@ -54,6 +55,10 @@ HETEROSCEDASTIC_RATIO = 2.0
 HETEROSCEDASTIC_Z = 4.0
 MIN_GROUP = 10
 VARIANCE_ITERATIONS = 5
+# Second differences of white noise on an even grid have lag-1 correlation -2/3, those of
+# a smooth density's curvature near +1: differences that correlate more than this are
+# not taken for noise.
+NOISE_DIFFERENCE_CORRELATION = -1.0 / 3.0
 # A smallest value shared by this share of the points is a floor the values were cut at.
 CENSORED_SHARE = 0.05
 CENSORED_CLEARANCE = 2.0
@@ -410,6 +415,10 @@ def initial_noise(X, y, *, loss, noise="auto", sample_weight=None):
             grid,
         )
     sd = max(float(white_noise_sd(grid, y)), _sd_floor(y))
+    if noise == "auto":
+        per_point = _heteroscedastic_from_differences(grid, y, sd)
+        if per_point is not None:
+            return NoiseModel("heteroscedastic", sd=per_point, n_observations=n, loss=loss), grid
     kind = "correlated" if noise == "correlated" else "white"
     return NoiseModel(kind, sd=sd, n_observations=n, loss="l2" if loss == "l2" else loss), grid
 
@@ -531,12 +540,25 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
     if not peak > 0:
         return None
     every_level = np.maximum(fitted / peak, 0.0)
-    residual, level = residual[kept], every_level[kept]
+    coefficients = _variance_line(residual[kept] / sd, every_level[kept])
+    if coefficients is None:
+        return None
+    # never below the white noise's variance: a residual squeezed where the values are
+    # low (clipped at zero, say) is no floor to fit peaks against
+    variance = np.maximum(coefficients[0] + coefficients[1] * every_level, 1.0)
+    return sd * np.sqrt(variance)
+
+
+def _variance_line(scaled, level):
+    """``(a, b)``: the variance of ``scaled`` (noise in units of a white noise's standard
+    deviation) as ``a + b * level`` (``level`` in [0, 1]), when the variance at the
+    highest levels (their top tenth) exceeds ``HETEROSCEDASTIC_RATIO`` times that at the
+    lowest (below their median) by ``HETEROSCEDASTIC_Z`` of the log ratio's standard
+    errors; else None."""
     high = level >= np.quantile(level, 0.9)
     low = level <= np.median(level)
     if high.sum() < MIN_GROUP or low.sum() < MIN_GROUP:
         return None
-    scaled = residual / sd
     v_high = robust_scale(scaled[high]) ** 2
     v_low = robust_scale(scaled[low]) ** 2
     if not (v_low > 0 and v_high > HETEROSCEDASTIC_RATIO * v_low):
@@ -548,10 +570,10 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
         return None
     slope = (v_high - v_low) / max(level[high].mean() - level[low].mean(), np.finfo(float).tiny)
     coefficients = np.array([v_low - slope * level[low].mean(), slope])
-    # the line a + b * level through the squared residuals on every point, weighted as a
-    # gamma regression (a squared normal value's variance is twice its mean squared), a
-    # residual beyond four standard deviations clipped (a line the fit missed): the
-    # groups' robust spreads understate the variance where it varies within the group
+    # the line a + b * level through the squared values, weighted as a gamma regression
+    # (a squared normal value's variance is twice its mean squared), a value beyond four
+    # standard deviations clipped (a line the fit missed): the groups' robust spreads
+    # understate the variance where it varies within the group
     design = np.column_stack([np.ones_like(level), level])
     squares = scaled**2
     for _ in range(VARIANCE_ITERATIONS):
@@ -560,9 +582,52 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
         clipped = np.minimum(squares, 16.0 * variance)
         gram = design.T @ (weights[:, None] * design)
         coefficients = np.linalg.solve(gram, design.T @ (weights * clipped))
-    # never below the white noise's variance: a residual squeezed where the values are
-    # low (clipped at zero, say) is no floor to fit peaks against
-    variance = np.maximum(coefficients[0] + coefficients[1] * every_level, 1.0)
+    return coefficients if np.all(np.isfinite(coefficients)) else None
+
+
+def _heteroscedastic_from_differences(grid, y, sd):
+    """Before any fit: the standard deviation at each point, ``sqrt(a + b * level)``, when
+    the second differences of ``y`` scatter more where its values are higher (the test of
+    :func:`_variance_line`) and are noise where the values are low (their lag-1
+    correlation at most ``NOISE_DIFFERENCE_CORRELATION``: the smooth tails of a density
+    without noise vary too); else None. A difference's level is the mean of the values
+    two steps either side of its centre, which share none of its noise; a point's, the
+    mean of its own and its neighbours' values. (White noise read into an over-fit
+    leaves a residual too small where the fit is high: from the residual alone, a
+    variance growing with the values is not seen.)"""
+    if grid.axes is None:
+        return None
+    array = grid.as_array(y)
+    scaled, following, level = [], [], []
+    for j, coordinates in enumerate(grid.axes):
+        if len(coordinates) < 6:
+            continue
+        w = _second_difference_weights(coordinates)[1:-1]
+        along = np.moveaxis(array, j, -1)
+        centre = along[..., 1:-1]
+        d = w[:, 0] * centre[..., :-2] + w[:, 1] * centre[..., 1:-1] + w[:, 2] * centre[..., 2:]
+        d = d / sd
+        scaled.append(d[..., :-1].ravel())
+        following.append(d[..., 1:].ravel())
+        level.append((0.5 * (along[..., :-5] + along[..., 4:-1])).ravel())
+    if not scaled:
+        return None
+    scaled, following = np.concatenate(scaled), np.concatenate(following)
+    level = np.maximum(np.concatenate(level), 0.0)
+    peak = np.max(level)
+    if not peak > 0:
+        return None
+    low = level <= np.median(level)
+    products = np.sum(scaled[low] * following[low])
+    norm = np.sqrt(np.sum(scaled[low] ** 2) * np.sum(following[low] ** 2))
+    if not (norm > 0 and products / norm <= NOISE_DIFFERENCE_CORRELATION):
+        return None
+    coefficients = _variance_line(scaled, level / peak)
+    if coefficients is None:
+        return None
+    smooth = uniform_filter(array, size=3, mode="nearest")
+    point_level = np.maximum(grid.as_points(smooth[None], 1)[0] / peak, 0.0)
+    variance = np.maximum(coefficients[0] + coefficients[1] * point_level, 1.0)
     return sd * np.sqrt(variance)
 
 

@@ -1205,6 +1205,41 @@ def test_noise_that_grows_with_the_signal_does_not_add_components():
     assert search.n_components_ == 3
 
 
+@pytest.mark.parametrize(
+    ("n_lines", "width", "seed"), [(1, 3.0, 0), (1, 3.0, 1), (1, 5.0, 0), (2, 3.0, 1)]
+)
+def test_noise_proportional_to_the_signal_is_seen_before_any_fit(n_lines, width, seed):
+    """A standard deviation proportional to the signal (a gain's noise) over a floor a
+    fifteenth of its peak: read as white noise, an over-fit takes the peaks' noise, and
+    its residual then hides that the noise grows with the values (these cases chose 4 to
+    6 components so). Second differences of the data show it before any fit."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    x = np.arange(320.0)
+    centres, widths = [110.0, 220.0][:n_lines], [width, 2.0 * width][:n_lines]
+    clean = sum(norm.pdf(x, c, s) for c, s in zip(centres, widths, strict=True)) / n_lines
+    sd = 0.006 * clean.max() * (0.2 + 3.0 * clean / clean.max())
+    y = clean + rng.normal(0, 1, x.size) * sd
+    search = DensityGMMCV(n_components=6, random_state=0).fit(x, y)
+    assert search.noise_["kind"] == "heteroscedastic"
+    assert search.n_components_ == n_lines
+
+
+def test_a_density_without_noise_is_not_read_as_heteroscedastic():
+    """Narrow spikes beside broad components, no noise: the second differences grow with
+    the values, but the quiet tails' differences vary smoothly, not as noise."""
+    from scipy.stats import norm
+
+    from skdensityfit._noise import initial_noise
+
+    x = np.arange(250.0)
+    y = 0.5 * norm.pdf(x, 80, 0.6) + 0.3 * norm.pdf(x, 140, 20) + 0.2 * norm.pdf(x, 190, 1.2)
+    model, _ = initial_noise(x[:, None], y, loss="l2")
+    assert model.kind == "white"
+    assert DensityGMMCV(random_state=0).fit(x, y).n_components_ == 3
+
+
 def test_poisson_noise_on_negative_values_is_a_clear_error():
     x, y = _spectrum(1, [6.0], [150.0], [5.0], n=200)
     with pytest.raises(ValueError, match="noise='poisson' needs non-negative values"):
