@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
 from ._covariance import as_matrices_rows, own_covariances
-from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages
+from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages, seed_draws
 from ._estimator import DensityGMM, fit_rows_of, rows_standard_errors_of
 from ._prediction import background_values
 from ._problem import background_size
@@ -1014,6 +1014,23 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
     return chunk
 
 
+def _seed_draws(random_state, seeds, rows):
+    """Each row's :func:`~._cv.seed_draws` from its seed (``seeds[row]``, or
+    ``random_state``), as ``DensityGMMCV.fit`` draws them; a seed's draws made once (a
+    ``RandomState`` costs as much to make as a search's Python for a density)."""
+    drawn = {}
+    draws = []
+    for i in rows:
+        seed = random_state if seeds is None else int(seeds[i])
+        if isinstance(seed, Integral) and seed in drawn:
+            draws.append(drawn[seed])
+            continue
+        draws.append(seed_draws(check_random_state(seed)))
+        if isinstance(seed, Integral):
+            drawn[seed] = draws[-1]
+    return draws
+
+
 def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
     """Choose K for the densities of one chunk by DensityGMMCV's criterion, all searched
     together (:func:`~._cv.criterion_choices`), and polish each choice as
@@ -1040,13 +1057,11 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
         return chunk
     sample_weight = _weights_of(row_weights, rows)
     quadrature = quadrature_weights(X) if sample_weight is None else sample_weight
-    states = [
-        check_random_state(estimator.random_state if seeds is None else int(seeds[i])) for i in rows
-    ]
     selection = "bic" if estimator.selection == "auto" else estimator.selection
     choices = criterion_choices(
-        estimator, X, densities[rows], sample_weight, quadrature, states, selection
-    )
+        estimator, X, densities[rows], sample_weight, quadrature,
+        _seed_draws(estimator.random_state, seeds, rows), selection,
+    )  # fmt: skip
     candidates = estimator._candidates()
     chosen = np.zeros(len(rows), dtype=int)
     for r, (choice, _, _, _) in enumerate(choices):

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context, warn_at_caller
 from ._estimator import DensityGMM
-from ._noise import NOISE_KINDS, check_noise
+from ._noise import NOISE_KINDS, Grid, check_noise
 from ._search import (
     LINE_LEFT,
     Path,
@@ -47,6 +47,8 @@ from ._validation import (
 
 # A best held-out score below this explains little of the density: warned of.
 LOW_SCORE = 0.5
+# Seeds drawn for a search's estimator and path: below int32's largest.
+SEED_BOUND = np.iinfo(np.int32).max
 
 _PASSED_ON = (
     "covariance_type",
@@ -378,7 +380,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             self._fit_criterion(X, y, sample_weight, weights, candidates, rng, selection)
             return self
         folds = self._held_out_folds(X, y, weights, rng)
-        base = self._base(rng)
+        base = self._base(rng.randint(SEED_BOUND))
         path = Path(
             base,
             X,
@@ -407,12 +409,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             warn_at_caller(message)
         return self
 
-    def _base(self, rng):
-        """The DensityGMM every fit of the search is made with (its own seed from ``rng``)."""
-        return DensityGMM(
-            random_state=rng.randint(np.iinfo(np.int32).max),
-            **{name: getattr(self, name) for name in _PASSED_ON},
-        )
+    def _base(self, seed):
+        """The DensityGMM every fit of the search is made with (its own ``seed``)."""
+        return DensityGMM(random_state=seed, **{name: getattr(self, name) for name in _PASSED_ON})
 
     def _set_choice(self, candidates, held_out):
         self.n_components_ = int(candidates[self.best_index_])
@@ -434,7 +433,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         """The choice by BIC or AIC along the path of fits on all points (:mod:`._search`):
         :func:`criterion_choices` of this one density."""
         ((choice, paths, row, base),) = criterion_choices(
-            self, X, y[None], sample_weight, weights, [rng], criterion
+            self, X, y[None], sample_weight, weights, [seed_draws(rng)], criterion
         )
         if isinstance(choice, Exception):
             raise choice
@@ -685,13 +684,18 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         return self.best_estimator_.bic(X, y, sample_weight)
 
 
-def criterion_choices(search, X, Y, sample_weight, weights, states, criterion):
+def seed_draws(rng):
+    """The seeds a density's search draws from ``rng``: its estimator's, then its path's."""
+    return rng.randint(SEED_BOUND), rng.randint(SEED_BOUND)
+
+
+def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     """:class:`DensityGMMCV`'s choice by ``criterion`` for every row of ``Y`` ``(D, n)``
     on the grid ``X`` (validated), all searched together (:func:`~._search.run_searches`).
 
     ``sample_weight`` the user's (None, ``(n,)`` or ``(D, n)``), ``weights`` the
-    quadrature weights the fits use (``(n,)`` or ``(D, n)``), ``states`` one random
-    state a row (each draws the row's estimator seed, then its path's). Returns
+    quadrature weights the fits use (``(n,)`` or ``(D, n)``), ``draws`` a row's
+    :func:`seed_draws`. Returns
     ``(choice, paths, row, base)`` a density: ``choice`` a
     :class:`~._search.CriterionChoice` or the exception its search raised, ``paths`` the
     :class:`~._search.Paths` holding the density as its row ``row``, ``base`` the
@@ -706,18 +710,22 @@ def criterion_choices(search, X, Y, sample_weight, weights, states, criterion):
     candidates = search._candidates()
     rows_weights = np.broadcast_to(weights, Y.shape)
     bases, seeds, models, grids, observed = [], [], [], [], []
+    whole_grid = None
     for i in range(n_rows):  # each density's noise model and seeds (no fit)
-        base = search._base(states[i])
+        base = search._base(draws[i][0])
         bases.append(base)
-        seeds.append(states[i].randint(np.iinfo(np.int32).max))
+        seeds.append(draws[i][1])
         seen = rows_weights[i] > 0
         observed.append(seen)
+        if whole_grid is None and seen.all():
+            whole_grid = Grid.of(X)
         noise_model, grid = initial_noise(
             X[seen],
             Y[i, seen],
             loss=search.loss,
             noise=requested if np.ndim(requested) == 0 else requested[seen],
             sample_weight=None if sample_weight is None else rows_weights[i, seen],
+            grid=whole_grid if seen.all() else None,
         )
         models.append(noise_model)
         grids.append(grid)
@@ -733,7 +741,7 @@ def criterion_choices(search, X, Y, sample_weight, weights, states, criterion):
                 X,
                 Y[rows],
                 weights if weights.ndim == 1 else weights[rows],
-                [check_random_state(seeds[i]) for i in rows],
+                [seeds[i] for i in rows],
                 loss,
             )
             searches = [

@@ -384,7 +384,7 @@ def check_noise(noise, n_points):
     return sd
 
 
-def initial_noise(X, y, *, loss, noise="auto", sample_weight=None):
+def initial_noise(X, y, *, loss, noise="auto", sample_weight=None, grid=None):
     """The noise model of ``y`` on ``X`` before any fit: ``(NoiseModel, Grid)``.
 
     ``noise`` is ``'auto'``, a kind of :data:`NOISE_KINDS`, or standard
@@ -392,9 +392,10 @@ def initial_noise(X, y, *, loss, noise="auto", sample_weight=None):
     counts as Poisson (``loss='poisson'`` with ``y`` times ``sample_weight``
     integers, or non-negative values that are integer multiples of one
     quantum), and anything else as white noise, which
-    :func:`refined_noise` may find correlated after a fit.
+    :func:`refined_noise` may find correlated after a fit. ``grid``: ``Grid.of(X)``
+    when known.
     """
-    grid = Grid.of(X)
+    grid = Grid.of(X) if grid is None else grid
     n = len(y)
     if not isinstance(noise, str):
         return NoiseModel("given", sd=noise, n_observations=n, loss=loss), grid

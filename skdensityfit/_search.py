@@ -116,7 +116,8 @@ class Paths:
 
     ``Y`` ``(D, n)`` the densities, ``weights`` their quadrature weights ``(n,)`` or
     ``(D, n)``, ``random_state`` one or a list of one per density (for starts that
-    draw: ``init_params`` other than 'peaks').
+    draw: ``init_params`` other than 'peaks'; a seed in the list becomes its
+    ``RandomState`` when first drawn from, which costs as much as a fit's Python).
     """
 
     def __init__(
@@ -367,6 +368,7 @@ class Paths:
         for i in range(len(inputs.Y)):
             state = self.random_state
             if isinstance(state, list):
+                state[i] = check_random_state(state[i])
                 state = state[i]
             starts.append(data_driven_start(row_problem(problem, inputs, i), how, state))
         return best_scales(problem, inputs, np.vstack(starts), np.arange(len(inputs.Y)))
