@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context, warn_at_caller
 from ._estimator import DensityGMM
-from ._noise import NOISE_KINDS, Grid, check_noise
+from ._noise import NOISE_KINDS, Grid, check_noise, initial_noises
 from ._search import (
     LINE_LEFT,
     Path,
@@ -709,26 +709,26 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
         patience = PATIENCE if search.early_stopping is True else int(search.early_stopping)
     candidates = search._candidates()
     rows_weights = np.broadcast_to(weights, Y.shape)
-    bases, seeds, models, grids, observed = [], [], [], [], []
-    whole_grid = None
-    for i in range(n_rows):  # each density's noise model and seeds (no fit)
-        base = search._base(draws[i][0])
-        bases.append(base)
-        seeds.append(draws[i][1])
-        seen = rows_weights[i] > 0
-        observed.append(seen)
-        if whole_grid is None and seen.all():
-            whole_grid = Grid.of(X)
-        noise_model, grid = initial_noise(
-            X[seen],
-            Y[i, seen],
-            loss=search.loss,
-            noise=requested if np.ndim(requested) == 0 else requested[seen],
-            sample_weight=None if sample_weight is None else rows_weights[i, seen],
-            grid=whole_grid if seen.all() else None,
-        )
-        models.append(noise_model)
-        grids.append(grid)
+    bases = [search._base(seed) for seed, _ in draws]
+    seeds = [seed for _, seed in draws]
+    observed = list(rows_weights > 0)
+    if sample_weight is None and np.ndim(requested) == 0 and rows_weights.all():
+        grid = Grid.of(X)
+        grids = [grid] * n_rows
+        models = initial_noises(X, Y, grid, loss=search.loss, noise=requested)
+    else:
+        models, grids = [], []
+        for i in range(n_rows):  # each density's noise model (no fit)
+            seen = observed[i]
+            noise_model, grid = initial_noise(
+                X[seen],
+                Y[i, seen],
+                loss=search.loss,
+                noise=requested if np.ndim(requested) == 0 else requested[seen],
+                sample_weight=None if sample_weight is None else rows_weights[i, seen],
+            )
+            models.append(noise_model)
+            grids.append(grid)
     results = [None] * n_rows
     losses = np.array([model.loss for model in models])
     with warnings.catch_warnings():

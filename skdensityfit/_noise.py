@@ -59,6 +59,9 @@ VARIANCE_ITERATIONS = 5
 # a smooth density's curvature near +1: differences that correlate more than this are
 # not taken for noise.
 NOISE_DIFFERENCE_CORRELATION = -1.0 / 3.0
+# Tests made on many rows at once pass what they would pass one row at a time within
+# this margin (their sums are rounded otherwise); the row alone then decides.
+MARGIN = 1e-6
 # A smallest value shared by this share of the points is a floor the values were cut at.
 CENSORED_SHARE = 0.05
 CENSORED_CLEARANCE = 2.0
@@ -184,13 +187,22 @@ def robust_scale(values):
         return np.zeros(values.shape[:-1])
     scale = MAD_TO_SD * np.median(values, axis=-1)
     # most values zero (empty bins of a histogram, say): their root mean square
-    scale = np.where(scale > 0, scale, np.sqrt(np.mean(values**2, axis=-1)))
+    scale = np.where(scale > 0, scale, np.sqrt(_row_sums(values**2) / values.shape[-1]))
     for _ in range(TRIM_STEPS):
         kept = values <= TRIM * scale[..., None]
         count = np.maximum(np.sum(kept, axis=-1), 1)
-        mean_square = np.sum(np.where(kept, values**2, 0.0), axis=-1) / count
+        mean_square = _row_sums(np.where(kept, values**2, 0.0)) / count
         scale = np.where(scale > 0, np.sqrt(mean_square / _TRUNCATED_VARIANCE), scale)
     return scale
+
+
+def _row_sums(values):
+    """The sums over the last axis, each row's rounded as a 1-D array's (numpy sums the
+    rows of a 2-D array in another order): many rows give what each gives alone."""
+    if values.ndim == 1:
+        return np.sum(values)
+    rows = values.reshape(-1, values.shape[-1])
+    return np.array([np.sum(row) for row in rows]).reshape(values.shape[:-1])
 
 
 def white_noise_sd(grid, values):
@@ -586,6 +598,32 @@ def _variance_line(scaled, level):
     return coefficients if np.all(np.isfinite(coefficients)) else None
 
 
+def _level_differences(grid, Y, sd):
+    """Second differences of ``Y`` ``(..., n)`` over ``sd`` ``(...)`` along every axis of
+    at least six points, each with the next one along the axis and the level of the
+    values two steps either side of its centre (see
+    :func:`_heteroscedastic_from_differences`): three arrays ``(..., m)``, or None."""
+    array = grid.as_array(Y)
+    lead = Y.ndim - 1
+    scaled, following, level = [], [], []
+    for j, coordinates in enumerate(grid.axes):
+        if len(coordinates) < 6:
+            continue
+        w = _second_difference_weights(coordinates)[1:-1]
+        along = np.moveaxis(array, lead + j, -1)
+        centre = along[..., 1:-1]
+        d = w[:, 0] * centre[..., :-2] + w[:, 1] * centre[..., 1:-1] + w[:, 2] * centre[..., 2:]
+        d = d / np.reshape(sd, np.shape(sd) + (1,) * (d.ndim - lead))
+        scaled.append(d[..., :-1].reshape(*Y.shape[:-1], -1))
+        following.append(d[..., 1:].reshape(*Y.shape[:-1], -1))
+        level.append((0.5 * (along[..., :-5] + along[..., 4:-1])).reshape(*Y.shape[:-1], -1))
+    if not scaled:
+        return None
+    joined = (np.concatenate(parts, axis=-1) for parts in (scaled, following, level))
+    scaled, following, level = joined
+    return scaled, following, np.maximum(level, 0.0)
+
+
 def _heteroscedastic_from_differences(grid, y, sd):
     """Before any fit: the standard deviation at each point, ``sqrt(a + b * level)``, when
     the second differences of ``y`` scatter more where its values are higher (the test of
@@ -598,23 +636,10 @@ def _heteroscedastic_from_differences(grid, y, sd):
     variance growing with the values is not seen.)"""
     if grid.axes is None:
         return None
-    array = grid.as_array(y)
-    scaled, following, level = [], [], []
-    for j, coordinates in enumerate(grid.axes):
-        if len(coordinates) < 6:
-            continue
-        w = _second_difference_weights(coordinates)[1:-1]
-        along = np.moveaxis(array, j, -1)
-        centre = along[..., 1:-1]
-        d = w[:, 0] * centre[..., :-2] + w[:, 1] * centre[..., 1:-1] + w[:, 2] * centre[..., 2:]
-        d = d / sd
-        scaled.append(d[..., :-1].ravel())
-        following.append(d[..., 1:].ravel())
-        level.append((0.5 * (along[..., :-5] + along[..., 4:-1])).ravel())
-    if not scaled:
+    found = _level_differences(grid, y, sd)
+    if found is None:
         return None
-    scaled, following = np.concatenate(scaled), np.concatenate(following)
-    level = np.maximum(np.concatenate(level), 0.0)
+    scaled, following, level = found
     peak = np.max(level)
     if not peak > 0:
         return None
@@ -626,10 +651,80 @@ def _heteroscedastic_from_differences(grid, y, sd):
     coefficients = _variance_line(scaled, level / peak)
     if coefficients is None:
         return None
-    smooth = uniform_filter(array, size=3, mode="nearest")
+    smooth = uniform_filter(grid.as_array(y), size=3, mode="nearest")
     point_level = np.maximum(grid.as_points(smooth[None], 1)[0] / peak, 0.0)
     variance = np.maximum(coefficients[0] + coefficients[1] * point_level, 1.0)
     return sd * np.sqrt(variance)
+
+
+def _maybe_heteroscedastic(grid, Y, sd):
+    """For the rows of ``Y`` ``(D, n)`` with white noise ``sd`` ``(D,)``: False where
+    :func:`_heteroscedastic_from_differences` surely finds none (its tests, on all rows at
+    once, with a margin for rounding), so that only the others need it."""
+    found = _level_differences(grid, Y, sd)
+    if found is None:
+        return np.zeros(len(Y), dtype=bool)
+    scaled, following, level = found
+    low = level <= np.median(level, axis=-1, keepdims=True)
+    products = np.sum(np.where(low, scaled * following, 0.0), axis=-1)
+    norms = np.sum(np.where(low, scaled**2, 0.0), axis=-1)
+    norms *= np.sum(np.where(low, following**2, 0.0), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        noise_like = products / np.sqrt(norms) <= NOISE_DIFFERENCE_CORRELATION + MARGIN
+        high = level >= np.quantile(level, 0.9, axis=-1, keepdims=True)
+        low = level <= np.median(level, axis=-1, keepdims=True)
+        n_high, n_low = high.sum(axis=-1), low.sum(axis=-1)
+        v_high = _masked_robust_scale(scaled, high) ** 2
+        v_low = _masked_robust_scale(scaled, low) ** 2
+        error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
+        grows = (v_high > (1.0 - MARGIN) * HETEROSCEDASTIC_RATIO * v_low) & (
+            np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - MARGIN
+        )
+    return noise_like & (n_high >= MIN_GROUP) & (n_low >= MIN_GROUP) & (v_low > 0) & grows
+
+
+def _masked_robust_scale(values, mask):
+    """:func:`robust_scale` of the ``mask``-ed values of each row (to rounding)."""
+    values = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        scale = MAD_TO_SD * np.nanmedian(np.where(mask, values, np.nan), axis=-1)
+    count = np.maximum(np.sum(mask, axis=-1), 1)
+    squares = np.where(mask, values**2, 0.0)
+    scale = np.where(scale > 0, scale, np.sqrt(np.sum(squares, axis=-1) / count))
+    for _ in range(TRIM_STEPS):
+        kept = mask & (values <= TRIM * scale[..., None])
+        count = np.maximum(np.sum(kept, axis=-1), 1)
+        mean_square = np.sum(np.where(kept, squares, 0.0), axis=-1) / count
+        scale = np.where(scale > 0, np.sqrt(mean_square / _TRUNCATED_VARIANCE), scale)
+    return scale
+
+
+def initial_noises(X, Y, grid, *, loss, noise="auto"):
+    """:func:`initial_noise` of every row of ``Y`` ``(D, n)`` on all the points ``X``
+    (``grid`` ``Grid.of(X)``), without sample weights: the white noise's standard
+    deviations and the first tests of heteroscedastic noise for the rows together; rows
+    that may hold counts (no negative value) and the few that may be heteroscedastic one
+    by one. A list of ``NoiseModel``."""
+    Y = np.asarray(Y, dtype=float)
+    models = [None] * len(Y)
+    alone = np.ones(len(Y), dtype=bool)
+    if noise in ("auto", "white", "correlated") and grid.axes is not None:
+        alone = ~np.any(Y < 0, axis=1)
+    rows = np.flatnonzero(~alone)
+    if rows.size:
+        unit = np.max(np.abs(Y[rows]), axis=1)  # as _sd_floor's, rows with a negative value
+        floor = SD_FLOOR * unit * np.sqrt(_row_sums((Y[rows] / unit[:, None]) ** 2) / Y.shape[1])
+        floor = np.maximum(floor, np.finfo(float).tiny)
+        sds = np.maximum(white_noise_sd(grid, Y[rows]), floor)
+        if noise == "auto":
+            alone[rows[_maybe_heteroscedastic(grid, Y[rows], sds)]] = True
+        kind = "correlated" if noise == "correlated" else "white"
+        for i, sd in zip(rows, sds, strict=True):
+            if not alone[i]:
+                models[i] = NoiseModel(kind, sd=float(sd), n_observations=Y.shape[1], loss=loss)
+    for i in np.flatnonzero(alone):
+        models[i] = initial_noise(X, Y[i], loss=loss, noise=noise, grid=grid)[0]
+    return models
 
 
 def _on_the_grid(X, y):

@@ -1345,3 +1345,42 @@ def test_the_candidate_before_the_best_starts_from_the_best_less_a_component():
     alone = DensityGMM(4, loss="poisson", bins=edges, n_init=10, random_state=33)
     alone.fit(centres, counts / width, sample_weight=width)
     assert search.best_estimator_.loss_ <= alone.loss_ * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("dimensions", [1, 2])
+def test_initial_noise_of_many_rows_is_that_of_each(dimensions):
+    """The rows' noise models made together (white, heteroscedastic, counts, correlated,
+    clipped at zero) are those of each row alone, to the last bit."""
+    from scipy.ndimage import uniform_filter1d
+    from scipy.stats import norm
+
+    from skdensityfit._noise import Grid, initial_noise, initial_noises
+
+    rng = np.random.default_rng(3)
+    if dimensions == 1:
+        X = np.linspace(0.0, 30.0, 240)[:, None]
+        clean = norm.pdf(X[:, 0], 12.0, 1.5) + 0.6 * norm.pdf(X[:, 0], 20.0, 3.0)
+    else:
+        axis = np.arange(40.0)
+        X = np.column_stack([a.ravel() for a in np.meshgrid(axis, axis, indexing="ij")])
+        clean = np.exp(-0.5 * np.sum((X - [15.0, 22.0]) ** 2, axis=1) / 9.0)
+    peak = clean.max()
+    rows = [
+        clean + 0.02 * peak * rng.normal(size=clean.size),
+        clean + 0.006 * peak * (0.2 + 3.0 * clean / peak) * rng.normal(size=clean.size),
+        rng.poisson(200.0 * clean / peak) / 7.0,
+        clean + 0.05 * peak * uniform_filter1d(rng.normal(size=clean.size), 4),
+        np.clip(clean + 0.03 * peak * rng.normal(size=clean.size), 0.0, None),
+        clean,
+    ]
+    Y = np.vstack(rows)
+    grid = Grid.of(X)
+    for noise in ("auto", "white", "correlated"):
+        together = initial_noises(X, Y, grid, loss="l2", noise=noise)
+        for y, model in zip(Y, together, strict=True):
+            alone, _ = initial_noise(X, y, loss="l2", noise=noise)
+            assert model.kind == alone.kind
+            assert np.array_equal(model.sd, alone.sd)
+            assert model.counts_unit == alone.counts_unit
+    kinds = [model.kind for model in initial_noises(X, Y, grid, loss="l2", noise="auto")]
+    assert kinds[:3] == ["white", "heteroscedastic", "poisson"]
