@@ -60,8 +60,9 @@ VARIANCE_ITERATIONS = 5
 # not taken for noise.
 NOISE_DIFFERENCE_CORRELATION = -1.0 / 3.0
 # Tests made on many rows at once pass what they would pass one row at a time within
-# this margin (their sums are rounded otherwise); the row alone then decides.
-MARGIN = 1e-6
+# this margin (their sums are rounded otherwise, their groups' bounds may differ by a
+# point); the row alone then decides.
+MARGIN = 0.05
 # A smallest value shared by this share of the points is a floor the values were cut at.
 CENSORED_SHARE = 0.05
 CENSORED_CLEARANCE = 2.0
@@ -490,6 +491,13 @@ def refined_noise(model, grid, y, residual, requested, n_parameters, fitted, lev
       median) and ``HETEROSCEDASTIC_Z`` of the log ratio's standard errors
       ('auto' only).
     """
+    request = (model, grid, y, residual, requested, n_parameters, fitted, leverage)
+    return refined_noises([request])[0]
+
+
+def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage=None):
+    """:func:`refined_noise` but the heteroscedastic test: with ``requested`` 'auto'
+    and no correlation, ``(white model, (residual, fitted, sd, kept))`` for the test."""
     if model.kind not in ("white", "correlated", "heteroscedastic"):
         return model
     n = len(residual)
@@ -531,10 +539,36 @@ def refined_noise(model, grid, y, residual, requested, n_parameters, fitted, lev
                 correlation=tuple(float(c) for c in correlation),
             )
     if requested == "auto":
-        per_point = _heteroscedastic_sd(residual, fitted, sd, kept)
-        if per_point is not None:
-            return replace(white, kind="heteroscedastic", sd=per_point)
+        return white, (residual, fitted, sd, kept)
     return white
+
+
+def refined_noises(requests):
+    """:func:`refined_noise` of each request (a tuple of its arguments): the test of
+    heteroscedastic noise made first on all rows of one length at once (with a margin),
+    then exactly on the rows it may hold for."""
+    results, pending = [], []
+    for request in requests:
+        result = _refined(*request)
+        if isinstance(result, tuple):
+            pending.append((len(results), *result[1]))
+            result = result[0]
+        results.append(result)
+    lengths = {len(residual) for _, residual, _, _, _ in pending}
+    for length in lengths:
+        group = [entry for entry in pending if len(entry[1]) == length]
+        residuals = np.array([residual / sd for _, residual, _, sd, _ in group])
+        fitted = np.array([f for _, _, f, _, _ in group])
+        kept = np.array([k for _, _, _, _, k in group])
+        peak = np.max(fitted, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            level = np.maximum(fitted / peak, 0.0)
+        maybe = _variance_may_grow(residuals, level, kept) & (peak[:, 0] > 0)
+        for (r, residual, f, sd, k), may in zip(group, maybe, strict=True):
+            per_point = _heteroscedastic_sd(residual, f, sd, k) if may else None
+            if per_point is not None:
+                results[r] = replace(results[r], kind="heteroscedastic", sd=per_point)
+    return results
 
 
 def censored(y):
@@ -657,10 +691,29 @@ def _heteroscedastic_from_differences(grid, y, sd):
     return sd * np.sqrt(variance)
 
 
+def _variance_may_grow(scaled, level, mask):
+    """Rows of ``scaled`` ``(R, m)`` (at ``level`` in [0, 1], ``mask`` the values to
+    judge) on which :func:`_variance_line` may find a variance that grows with the level:
+    its tests on all rows at once, each passed within ``MARGIN`` (False: it surely finds
+    none)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        masked = np.where(mask, level, np.nan)
+        high = mask & (level >= np.nanquantile(masked, 0.9, axis=-1, keepdims=True))
+        low = mask & (level <= np.nanmedian(masked, axis=-1, keepdims=True))
+        n_high, n_low = high.sum(axis=-1), low.sum(axis=-1)
+        v_high = _masked_robust_scale(scaled, high) ** 2
+        v_low = _masked_robust_scale(scaled, low) ** 2
+        error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
+        grows = (v_high > (1.0 - MARGIN) * HETEROSCEDASTIC_RATIO * v_low) & (
+            np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - MARGIN
+        )
+    return (n_high >= MIN_GROUP) & (n_low >= MIN_GROUP) & (v_low > 0) & grows
+
+
 def _maybe_heteroscedastic(grid, Y, sd):
     """For the rows of ``Y`` ``(D, n)`` with white noise ``sd`` ``(D,)``: False where
     :func:`_heteroscedastic_from_differences` surely finds none (its tests, on all rows at
-    once, with a margin for rounding), so that only the others need it."""
+    once, with a margin), so that only the others need it."""
     found = _level_differences(grid, Y, sd)
     if found is None:
         return np.zeros(len(Y), dtype=bool)
@@ -671,16 +724,10 @@ def _maybe_heteroscedastic(grid, Y, sd):
     norms *= np.sum(np.where(low, following**2, 0.0), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         noise_like = products / np.sqrt(norms) <= NOISE_DIFFERENCE_CORRELATION + MARGIN
-        high = level >= np.quantile(level, 0.9, axis=-1, keepdims=True)
-        low = level <= np.median(level, axis=-1, keepdims=True)
-        n_high, n_low = high.sum(axis=-1), low.sum(axis=-1)
-        v_high = _masked_robust_scale(scaled, high) ** 2
-        v_low = _masked_robust_scale(scaled, low) ** 2
-        error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
-        grows = (v_high > (1.0 - MARGIN) * HETEROSCEDASTIC_RATIO * v_low) & (
-            np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - MARGIN
-        )
-    return noise_like & (n_high >= MIN_GROUP) & (n_low >= MIN_GROUP) & (v_low > 0) & grows
+        peak = np.max(level, axis=-1, keepdims=True)
+        relative = level / peak
+    mask = np.ones(level.shape, dtype=bool)
+    return noise_like & (peak[:, 0] > 0) & _variance_may_grow(scaled, relative, mask)
 
 
 def _masked_robust_scale(values, mask):

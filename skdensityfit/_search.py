@@ -35,7 +35,7 @@ from ._engine import (
     split_rows,
     weakest_rows,
 )
-from ._noise import initial_noise, noise_variance, refined_noise, whiten
+from ._noise import initial_noise, noise_variance, refined_noises, whiten
 from ._parameters import rows_pack, rows_raw, rows_without
 from ._problem import problem_of
 from ._rows import RowResults, leverages_of, minimize_rows, models_of
@@ -557,7 +557,8 @@ def criterion_steps(
 ):
     """Score the path of density ``row`` at ``candidates`` by ``criterion`` ('bic' or
     'aic'): a generator that asks :func:`run_searches` for the path's fits
-    (``('fit', K)``, ``('exact', largest)``, ``('improve', K)``: many densities' at once)
+    (``('fit', K)``, ``('exact', largest)``, ``('improve', K)``, ``('noise', arguments of
+    refined_noise)``: many densities' at once)
     and returns a :class:`CriterionChoice`.
 
     The path is walked upwards until the lowest criterion is ``patience``
@@ -623,15 +624,18 @@ def criterion_steps(
             best = best_index()
             fitted = models[int(candidates[best])]
             k = int(candidates[best])
-            noise_model = refined_noise(
-                initial,
-                grid,
-                y,
-                y - fitted,
-                requested,
-                paths.n_parameters(k),
-                fitted,
-                paths.leverages(row, k)[observed],
+            noise_model = yield (
+                "noise",
+                (
+                    initial,
+                    grid,
+                    y,
+                    y - fitted,
+                    requested,
+                    paths.n_parameters(k),
+                    fitted,
+                    paths.leverages(row, k)[observed],
+                ),
             )
             score()
             if best_index() == best:
@@ -705,6 +709,11 @@ def run_searches(paths, searches):
             paths.fit(rows, np.fromiter(fits.values(), dtype=int))
             for i in rows:
                 advance(int(i), None)
+            continue
+        noise = {i: arguments for i, (kind, arguments) in requests.items() if kind == "noise"}
+        if noise:
+            for i, model in zip(noise, refined_noises(list(noise.values())), strict=True):
+                advance(i, model)
             continue
         kind, k = next(iter(requests.values()))
         rows = np.array([i for i, request in requests.items() if request == (kind, k)])
