@@ -696,10 +696,11 @@ def _variance_may_grow(scaled, level, mask):
     judge) on which :func:`_variance_line` may find a variance that grows with the level:
     its tests on all rows at once, each passed within ``MARGIN`` (False: it surely finds
     none)."""
+    ordered = np.sort(np.where(mask, level, np.inf), axis=-1)  # the masked ones last
+    count = np.sum(mask, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        masked = np.where(mask, level, np.nan)
-        high = mask & (level >= np.nanquantile(masked, 0.9, axis=-1, keepdims=True))
-        low = mask & (level <= np.nanmedian(masked, axis=-1, keepdims=True))
+        high = mask & (level >= _sorted_quantile(ordered, count, 0.9)[:, None])
+        low = mask & (level <= _sorted_quantile(ordered, count, 0.5)[:, None])
         n_high, n_low = high.sum(axis=-1), low.sum(axis=-1)
         v_high = _masked_robust_scale(scaled, high) ** 2
         v_low = _masked_robust_scale(scaled, low) ** 2
@@ -730,11 +731,23 @@ def _maybe_heteroscedastic(grid, Y, sd):
     return noise_like & (peak[:, 0] > 0) & _variance_may_grow(scaled, relative, mask)
 
 
+def _sorted_quantile(ordered, count, q):
+    """The ``q`` quantile of the first ``count`` values of each row of ``ordered`` (sorted),
+    interpolated as numpy's default ('linear')."""
+    position = q * np.maximum(count - 1, 0)
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, np.maximum(count - 1, 0))
+    rows = np.arange(len(ordered))
+    lower, upper = ordered[rows, below], ordered[rows, above]
+    return lower + (upper - lower) * (position - below)
+
+
 def _masked_robust_scale(values, mask):
     """:func:`robust_scale` of the ``mask``-ed values of each row (to rounding)."""
     values = np.abs(values)
+    ordered = np.sort(np.where(mask, values, np.inf), axis=-1)
     with np.errstate(invalid="ignore"):
-        scale = MAD_TO_SD * np.nanmedian(np.where(mask, values, np.nan), axis=-1)
+        scale = MAD_TO_SD * _sorted_quantile(ordered, np.sum(mask, axis=-1), 0.5)
     count = np.maximum(np.sum(mask, axis=-1), 1)
     squares = np.where(mask, values**2, 0.0)
     scale = np.where(scale > 0, scale, np.sqrt(np.sum(squares, axis=-1) / count))
