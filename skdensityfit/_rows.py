@@ -430,13 +430,21 @@ def leverages_of(inputs, theta, density=0):
     """Each point's leverage in the weighted least-squares fit ``theta`` of density
     ``density``: the diagonal of the hat matrix ``W^1/2 J (J^T W J)^-1 J^T W^1/2`` (they
     sum to the parameters the data determine). A residual's variance is the noise's
-    times ``1 - leverage``."""
-    q = inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[density]
-    weighted = np.sqrt(q)[:, None] * jacobian_of(inputs, theta, density)
-    scale = np.linalg.norm(weighted, axis=0)
-    weighted = weighted[:, scale > 0] / scale[scale > 0]
-    if weighted.shape[1] == 0:
-        return np.zeros(len(q))
-    u, singular, _ = np.linalg.svd(weighted, full_matrices=False)
-    kept = singular > singular[0] * 1e-10  # directions the data do not determine: none
-    return np.sum(u[:, kept] ** 2, axis=1)
+    times ``1 - leverage``. ``theta`` ``(R, p)`` and ``density`` ``(R,)``: ``(R, n)``,
+    one singular value decomposition for all rows."""
+    thetas = np.atleast_2d(theta)
+    densities = np.broadcast_to(density, len(thetas))
+    weighted = []
+    for theta_row, row in zip(thetas, densities, strict=True):
+        q = inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[row]
+        columns = np.sqrt(q)[:, None] * jacobian_of(inputs, theta_row, row)
+        scale = np.linalg.norm(columns, axis=0)
+        weighted.append(columns[:, scale > 0] / scale[scale > 0])
+    out = np.zeros((len(thetas), inputs.X.shape[0]))
+    for width in {w.shape[1] for w in weighted} - {0}:
+        rows = [r for r, w in enumerate(weighted) if w.shape[1] == width]
+        u, singular, _ = np.linalg.svd(np.stack([weighted[r] for r in rows]), full_matrices=False)
+        for j, r in enumerate(rows):
+            kept = singular[j] > singular[j, 0] * 1e-10  # directions the data do not determine
+            out[r] = np.sum(u[j][:, kept] ** 2, axis=1)
+    return out[0] if np.ndim(theta) == 1 else out

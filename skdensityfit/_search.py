@@ -220,10 +220,11 @@ class Paths:
         fitted = models_of(self.inputs(n_components), self.fits[n_components][rows], density=rows)
         return fitted * self.units[rows, None]
 
-    def leverages(self, row, n_components):
-        """The leverage of every point in the fit of density ``row`` with ``n_components``
-        (:func:`~._rows.leverages_of`)."""
-        return leverages_of(self.inputs(n_components), self.fits[n_components][row], row)
+    def leverages(self, rows, n_components):
+        """The leverage of every point in the fits of densities ``rows`` with
+        ``n_components`` (:func:`~._rows.leverages_of`), ``(R, n)``."""
+        rows = np.atleast_1d(rows)
+        return leverages_of(self.inputs(n_components), self.fits[n_components][rows], rows)
 
     # -- the path ---------------------------------------------------------------
     def fit(self, rows, n_components):
@@ -557,8 +558,9 @@ def criterion_steps(
 ):
     """Score the path of density ``row`` at ``candidates`` by ``criterion`` ('bic' or
     'aic'): a generator that asks :func:`run_searches` for the path's fits
-    (``('fit', K)``, ``('exact', largest)``, ``('improve', K)``, ``('noise', arguments of
-    refined_noise)``: many densities' at once)
+    (``('fit', K)``, ``('exact', largest)``, ``('improve', K)``, ``('noise', (row, K,
+    observed points, refined_noise's arguments but the leverages))``: many densities' at
+    once)
     and returns a :class:`CriterionChoice`.
 
     The path is walked upwards until the lowest criterion is ``patience``
@@ -624,19 +626,8 @@ def criterion_steps(
             best = best_index()
             fitted = models[int(candidates[best])]
             k = int(candidates[best])
-            noise_model = yield (
-                "noise",
-                (
-                    initial,
-                    grid,
-                    y,
-                    y - fitted,
-                    requested,
-                    paths.n_parameters(k),
-                    fitted,
-                    paths.leverages(row, k)[observed],
-                ),
-            )
+            arguments = (initial, grid, y, y - fitted, requested, paths.n_parameters(k), fitted)
+            noise_model = yield ("noise", (row, k, observed, arguments))
             score()
             if best_index() == best:
                 break
@@ -710,9 +701,19 @@ def run_searches(paths, searches):
             for i in rows:
                 advance(int(i), None)
             continue
-        noise = {i: arguments for i, (kind, arguments) in requests.items() if kind == "noise"}
+        noise = {i: request for i, (kind, request) in requests.items() if kind == "noise"}
         if noise:
-            for i, model in zip(noise, refined_noises(list(noise.values())), strict=True):
+            # the leverages of the fits the noise is refined from, a K's rows together
+            arguments = {}
+            for k in {request[1] for request in noise.values()}:
+                asking = [i for i, request in noise.items() if request[1] == k]
+                rows = [noise[i][0] for i in asking]
+                for i, leverage in zip(asking, paths.leverages(rows, k), strict=True):
+                    _, _, observed, known = noise[i]
+                    arguments[i] = (*known, leverage[observed])
+            order = list(noise)
+            models = refined_noises([arguments[i] for i in order])
+            for i, model in zip(order, models, strict=True):
                 advance(i, model)
             continue
         kind, k = next(iter(requests.values()))
