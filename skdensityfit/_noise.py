@@ -481,23 +481,23 @@ def refined_noise(model, grid, y, residual, requested, n_parameters, fitted, lev
     - the standard deviation is at least that spread (second differences
       underestimate noise that neighbours share), points at a floor many share left
       out (values clipped at zero: their residual is cut);
-    - white noise becomes correlated when the residual's lag-1
-      autocorrelation exceeds ``CORRELATION_GATE / sqrt(pairs)`` (``requested``
-      'auto'; always for 'correlated'), the residual first clipped at three
-      spreads so that a missed line does not pass for correlation;
-    - otherwise heteroscedastic, its variance ``a + b * model``, when the
-      residual's variance where the model is highest (its top tenth) exceeds
-      ``HETEROSCEDASTIC_RATIO`` times that where it is lowest (below its
-      median) and ``HETEROSCEDASTIC_Z`` of the log ratio's standard errors
-      ('auto' only).
+    - heteroscedastic, its variance ``a + b * model``, when the residual's variance
+      where the model is highest (its top tenth) exceeds ``HETEROSCEDASTIC_RATIO``
+      times that where it is lowest (below its median) and ``HETEROSCEDASTIC_Z`` of the
+      log ratio's standard errors ('auto' only);
+    - but correlated when the residual (over those standard deviations, if
+      heteroscedastic) has a lag-1 autocorrelation above ``CORRELATION_GATE /
+      sqrt(pairs)`` (``requested`` 'auto'; always for 'correlated'), the residual
+      first clipped at three spreads so that a missed line does not pass for
+      correlation.
     """
     request = (model, grid, y, residual, requested, n_parameters, fitted, leverage)
     return refined_noises([request])[0]
 
 
 def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage=None):
-    """:func:`refined_noise` but the heteroscedastic test: with ``requested`` 'auto'
-    and no correlation, ``(white model, (residual, fitted, sd, kept))`` for the test."""
+    """:func:`refined_noise` up to its tests of correlated and heteroscedastic noise: the
+    model, or ``(white model, (residual, fitted, kept, spread))`` for the tests."""
     if model.kind not in ("white", "correlated", "heteroscedastic"):
         return model
     n = len(residual)
@@ -518,8 +518,19 @@ def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage
     white = replace(model, kind="white", correlation=(), sd=sd)
     if not isinstance(requested, str) or requested == "white":
         return white
+    return white, (residual, fitted, kept, spread)
+
+
+def _correlated_or(white, grid, y, requested, residual, spread, per_point):
+    """The model after the tests: correlated when the residual, over the heteroscedastic
+    standard deviations ``per_point`` (if any) and clipped at three spreads, is (see
+    :func:`refined_noise`); else heteroscedastic with ``per_point``, else ``white``. (A
+    residual whose variance grows with the model, clipped at spreads of its quiet part,
+    keeps the runs of its loud part: it passed for correlated, and the choice swung
+    between the two kinds from one fit to the next.)"""
     if grid.axes is not None:
-        clipped = np.clip(residual, -3.0 * spread, 3.0 * spread)
+        standardised = residual if per_point is None else residual * (white.sd / per_point)
+        clipped = np.clip(standardised, -3.0 * spread, 3.0 * spread)
         correlation = autocorrelation(grid, clipped)
         pairs = grid.n_pairs()
         if requested == "correlated" or correlation[0] > CORRELATION_GATE / np.sqrt(pairs):
@@ -535,39 +546,43 @@ def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage
             return replace(
                 white,
                 kind="correlated",
-                sd=max(sd, from_differences),
+                sd=max(white.sd, from_differences),
                 correlation=tuple(float(c) for c in correlation),
             )
-    if requested == "auto":
-        return white, (residual, fitted, sd, kept)
+    if per_point is not None:
+        return replace(white, kind="heteroscedastic", sd=per_point)
     return white
 
 
 def refined_noises(requests):
-    """:func:`refined_noise` of each request (a tuple of its arguments): the test of
-    heteroscedastic noise made first on all rows of one length at once (with a margin),
-    then exactly on the rows it may hold for."""
+    """:func:`refined_noise` of each request (a tuple of its arguments). Its test of
+    heteroscedastic noise (with ``requested`` 'auto') is made first on all rows of one
+    length at once (with a margin), then exactly on the rows it may hold for; then the
+    test of correlated noise on each row."""
     results, pending = [], []
     for request in requests:
         result = _refined(*request)
         if isinstance(result, tuple):
-            pending.append((len(results), *result[1]))
-            result = result[0]
+            white, (residual, fitted, kept, spread) = result
+            pending.append((len(results), white, residual, fitted, kept, spread, request))
         results.append(result)
-    lengths = {len(residual) for _, residual, _, _, _ in pending}
-    for length in lengths:
-        group = [entry for entry in pending if len(entry[1]) == length]
-        residuals = np.array([residual / sd for _, residual, _, sd, _ in group])
-        fitted = np.array([f for _, _, f, _, _ in group])
-        kept = np.array([k for _, _, _, _, k in group])
+    per_points = {}
+    testing = [entry for entry in pending if entry[6][4] == "auto"]
+    for length in {len(entry[2]) for entry in testing}:
+        group = [entry for entry in testing if len(entry[2]) == length]
+        residuals = np.array([residual / white.sd for _, white, residual, *_ in group])
+        fitted = np.array([entry[3] for entry in group])
+        kept = np.array([entry[4] for entry in group])
         peak = np.max(fitted, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             level = np.maximum(fitted / peak, 0.0)
         maybe = _variance_may_grow(residuals, level, kept) & (peak[:, 0] > 0)
-        for (r, residual, f, sd, k), may in zip(group, maybe, strict=True):
-            per_point = _heteroscedastic_sd(residual, f, sd, k) if may else None
-            if per_point is not None:
-                results[r] = replace(results[r], kind="heteroscedastic", sd=per_point)
+        for (r, white, residual, f, k, _, _), may in zip(group, maybe, strict=True):
+            if may:
+                per_points[r] = _heteroscedastic_sd(residual, f, white.sd, k)
+    for r, white, residual, _, _, spread, request in pending:
+        _, grid, y, _, requested, *_ = request
+        results[r] = _correlated_or(white, grid, y, requested, residual, spread, per_points.get(r))
     return results
 
 

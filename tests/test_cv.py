@@ -1384,3 +1384,18 @@ def test_initial_noise_of_many_rows_is_that_of_each(dimensions):
             assert model.counts_unit == alone.counts_unit
     kinds = [model.kind for model in initial_noises(X, Y, grid, loss="l2", noise="auto")]
     assert kinds[:3] == ["white", "heteroscedastic", "poisson"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_noise_growing_with_the_signal_is_not_taken_for_correlated(seed):
+    """A gain's noise (3% of the signal) over a floor of 3e-4 of the peak: the residual of
+    a fit, clipped at spreads of its quiet part, keeps runs where the signal is loud and
+    passed for correlated noise (these cases chose 6 components so); the correlation is
+    judged on the residual over the heteroscedastic standard deviations."""
+    rng = np.random.default_rng(200 + seed)
+    x = np.arange(400.0)
+    clean = np.exp(-0.5 * ((x - 230.0) / [6.0, 10.0, 14.0][seed % 3]) ** 2)
+    y = clean * np.exp(0.03 * rng.normal(size=x.size)) + 3e-4 * rng.normal(size=x.size)
+    search = DensityGMMCV(n_components=6, random_state=0).fit(x, y)
+    assert search.noise_["kind"] == "heteroscedastic"
+    assert search.n_components_ == 1
