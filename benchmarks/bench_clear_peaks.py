@@ -17,8 +17,8 @@ import collections
 import numpy as np
 from bench_choose_k import FAMILIES, make_case
 
-from skdensityfit._noise import noise_variance
-from skdensityfit._selection import least_components
+from skdensityfit._data.noise import noise_variance
+from skdensityfit._selection.rules import least_components
 
 FAMILIES_1D = ("clean100", "clean400", "comb", "noisy1", "noisy5", "histl2")
 

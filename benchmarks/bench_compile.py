@@ -2,7 +2,7 @@
 
 Run: python benchmarks/bench_compile.py          (about a minute on 2 cores)
 
-The kernel (``skdensityfit._kernel``) is compiled by numba at its first call in a process
+The kernel (``skdensityfit._engine.kernel``) is compiled by numba at its first call in a process
 and written to numba's cache (``cache=True``); a later process loads it from there. For
 three first calls, the write-up's demo (``DensityGMM(2).fit``), a batch (``fit_many`` of
 200 noisy 1-D densities) and a choice of K (``DensityGMMCV().fit``), each in a fresh

@@ -11,7 +11,7 @@ each is a miss of the test that tells counts from values rounded to a quantum.
 
 import numpy as np
 
-from skdensityfit._noise import Grid, counting_quantum
+from skdensityfit._data.noise import Grid, counting_quantum
 
 
 def main():

@@ -10,9 +10,9 @@ import time
 import numpy as np
 from autograd import value_and_grad
 
-from skdensityfit._model import objective
-from skdensityfit._problem import build_problem
-from skdensityfit._rows import derivatives_of
+from skdensityfit._engine.problem import build_problem
+from skdensityfit._engine.rows import derivatives_of
+from skdensityfit._model.reference import objective
 
 CASES = [  # (n_points, n_features, n_components, covariance_type)
     (75, 1, 2, "full"),

@@ -1,6 +1,6 @@
 """Histograms: the centre model against the integrated (binned) model (issue #14).
 
-Part A, the cubature of 'full' components in 2-D (skdensityfit._cells): the
+Part A, the cubature of 'full' components in 2-D (skdensityfit._model.cells): the
 relative error of the cell masses against a 64-node reference as a function of
 the cell width (in component standard deviations), the correlation and the
 nodes per dimension, for the hybrid rule (exact in the last dimension) and the
@@ -51,9 +51,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from skdensityfit import DensityGMM, histogram_to_grid
-from skdensityfit._cells import infer_cells, log_cell_masses
-from skdensityfit._problem import build_problem
-from skdensityfit._rows import derivatives_of
+from skdensityfit._engine.problem import build_problem
+from skdensityfit._engine.rows import derivatives_of
+from skdensityfit._model.cells import infer_cells, log_cell_masses
 
 WIDTHS = (0.25, 0.5, 1.0, 2.0)
 RESULTS = Path(__file__).parent / "results" / "histograms.txt"

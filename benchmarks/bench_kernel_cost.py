@@ -28,8 +28,8 @@ from bench_batch import GRID, GRID_2D, densities_1d, densities_2d
 from numba import njit
 
 from skdensityfit import DensityGMM, _kernel
-from skdensityfit._problem import problem_of
-from skdensityfit._rows import (
+from skdensityfit._engine.problem import problem_of
+from skdensityfit._engine.rows import (
     KernelInputs,
     curvatures_of,
     kernel_threads,

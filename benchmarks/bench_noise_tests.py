@@ -17,8 +17,8 @@ import argparse
 
 import numpy as np
 
-from skdensityfit._noise import noise_variance
-from skdensityfit._selection import (
+from skdensityfit._data.noise import noise_variance
+from skdensityfit._selection.rules import (
     QUIET_BUMP,
     QUIET_SPREAD,
     largest_bump,

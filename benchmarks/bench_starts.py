@@ -3,7 +3,7 @@
 Run: python benchmarks/bench_starts.py
 
 Times, side by side on the same inputs, our weighted k-means++ seeding and Lloyd iterations
-(skdensityfit._starts) against sklearn.cluster.kmeans_plusplus and
+(skdensityfit._engine.starts) against sklearn.cluster.kmeans_plusplus and
 sklearn.cluster.KMeans(init=..., n_init=1, sample_weight=...), on the write-up's 75-point grid
 (K=2) and a 64x64 grid (K=4), and compares each with a whole DensityGMM fit of the same data.
 tests/test_engine.py::test_weighted_lloyd_agrees_with_kmeans checks both Lloyd versions reach
@@ -20,8 +20,8 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 
 from skdensityfit import DensityGMM, make_writeup_problem
+from skdensityfit._engine.starts import _weighted_kmeans_plusplus, _weighted_lloyd
 from skdensityfit._examples import mixture_density
-from skdensityfit._starts import _weighted_kmeans_plusplus, _weighted_lloyd
 
 
 def best_time(function, repeats=30):

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_batch
 import bench_batch_cv
 
-import skdensityfit._engine as engine
-import skdensityfit._search as search
+import skdensityfit._engine.fitting as engine
+import skdensityfit._selection.search as search
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
 
 PARTS = {

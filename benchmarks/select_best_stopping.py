@@ -12,7 +12,7 @@ two give the same choices and what the first saves.
 """
 
 from skdensityfit import DensityGMMCV, _cv
-from skdensityfit._selection import has_peaked
+from skdensityfit._selection.rules import has_peaked
 
 
 def _best_only(scores, patience, selection="best", n_standard_errors=1.0):

@@ -1,11 +1,11 @@
 """Fit Gaussian mixtures to densities known on a grid."""
 
 from ._batch import BatchFitResult, fit_many
-from ._cells import histogram_to_grid
-from ._cv import DensityGMMCV
 from ._estimator import DensityGMM
 from ._examples import make_writeup_problem
-from ._plotting import plot_fit
+from ._model.cells import histogram_to_grid
+from ._reports.plotting import plot_fit
+from ._selection.cv import DensityGMMCV
 
 __all__ = [
     "BatchFitResult",

@@ -7,7 +7,7 @@ By default (``method="vectorized"``) the densities of a chunk on a shared grid
 go through the single fit's engine together: every start of every density is a
 row of the compiled kernel (:func:`~._estimator.fit_rows_of`), and a
 ``DensityGMMCV``'s criterion search walks every density's path at once
-(:func:`~._cv.criterion_choices`). ``method="loop"`` (and the cases the
+(:func:`~.cv.criterion_choices`). ``method="loop"`` (and the cases the
 vectorised path does not cover: user starts, held-out scores, per-density
 grids) fits the densities of a chunk one after the other, which is what lets a
 density start from its neighbour's fit (``warm_start=True``).
@@ -32,13 +32,19 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
-from ._covariance import as_matrices_rows, own_covariances
-from ._cv import _PASSED_ON, DensityGMMCV, criterion_choices, criterion_messages, seed_draws
+from ._data.validation import quadrature_weights
+from ._engine.prediction import background_values
+from ._engine.problem import background_size
+from ._engine.rows import kernel_threads
 from ._estimator import DensityGMM, fit_rows_of, rows_standard_errors_of
-from ._prediction import background_values
-from ._problem import background_size
-from ._rows import kernel_threads
-from ._validation import quadrature_weights
+from ._model.covariance import as_matrices_rows, own_covariances
+from ._selection.cv import (
+    _PASSED_ON,
+    DensityGMMCV,
+    criterion_choices,
+    criterion_messages,
+    seed_draws,
+)
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
 # loss plus the floor; otherwise the density is also fitted from a fresh start
@@ -944,7 +950,7 @@ def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds
     """Fit the densities of one chunk on the shared grid ``X`` together.
 
     The rows go through the engine together (:func:`~._estimator.fit_rows_of`, or
-    with a ``DensityGMMCV`` :func:`~._cv.criterion_choices`); rows that the single
+    with a ``DensityGMMCV`` :func:`~.cv.criterion_choices`); rows that the single
     fit would refuse (no positive value, NaN, negative values with the Poisson loss,
     bad weights) go through ``DensityGMM.fit``, which says why. Returns
     ``(start, arrays)``.
@@ -970,7 +976,7 @@ def _rows_the_batch_can_fit(densities, weights, loss):
 
 
 def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
-    """The chunk's densities fitted together by the engine (:func:`~._engine.fit_densities`);
+    """The chunk's densities fitted together by the engine (:func:`~.fitting.fit_densities`);
     rows the single fit would refuse go through ``DensityGMM.fit``, which says why."""
     n_rows = len(densities)
     chunk = _empty_arrays(estimator, n_rows, X)
@@ -1015,7 +1021,7 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
 
 
 def _seed_draws(random_state, seeds, rows):
-    """Each row's :func:`~._cv.seed_draws` from its seed (``seeds[row]``, or
+    """Each row's :func:`~.cv.seed_draws` from its seed (``seeds[row]``, or
     ``random_state``), as ``DensityGMMCV.fit`` draws them; a seed's draws made once (a
     ``RandomState`` costs as much to make as a search's Python for a density)."""
     drawn = {}
@@ -1033,7 +1039,7 @@ def _seed_draws(random_state, seeds, rows):
 
 def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
     """Choose K for the densities of one chunk by DensityGMMCV's criterion, all searched
-    together (:func:`~._cv.criterion_choices`), and polish each choice as
+    together (:func:`~.cv.criterion_choices`), and polish each choice as
     ``DensityGMMCV.fit`` does (one run at the chosen K, the rows of a K together); rows
     the single fit would refuse go through ``DensityGMMCV.fit``, which says why."""
     n_rows = len(densities)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._covariance import as_matrices
+from ._model.covariance import as_matrices
 
 
 class InputError(Exception):
@@ -22,7 +22,7 @@ def _check_can_plot(args, n_features=1):
     """Fail before fitting when ``--plot`` cannot be honoured."""
     if not args.plot:
         return
-    from ._plotting import INSTALL_HINT
+    from ._reports.plotting import INSTALL_HINT
 
     try:
         import matplotlib  # noqa: F401
@@ -43,7 +43,7 @@ def _save_plot(model, X, y, path, title, grid_names=None, density_name=None):
     """
     from matplotlib.figure import Figure
 
-    from ._plotting import plot_fit
+    from ._reports.plotting import plot_fit
 
     # A Figure without pyplot: no window, no GUI backend, nothing global changed.
     two_d = np.ndim(X) == 2 and np.shape(X)[1] == 2
@@ -509,8 +509,8 @@ def _with_edges_hint(message, data, bins):
 
 
 def _fit(args):
-    from ._cv import DensityGMMCV
     from ._estimator import DensityGMM
+    from ._selection.cv import DensityGMMCV
 
     data = _load(Path(args.file), args.x, args.y)
     loss = _loss_for(args.loss, data.y)

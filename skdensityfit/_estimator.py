@@ -10,13 +10,15 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context
-from ._covariance import (
-    COVARIANCE_TYPES,
-    as_matrices_rows,
-    cholesky_parameter_map,
-    holds_type,
+from ._data.validation import (
+    check_density_values,
+    check_grid,
+    check_grid_density,
+    check_sample_weight,
+    quadrature_weights,
+    unique_values,
 )
-from ._engine import (
+from ._engine.fitting import (
     NEGLIGIBLE_WEIGHT,
     DensityFits,
     FitSettings,
@@ -26,9 +28,7 @@ from ._engine import (
     fit_problem,
     place_parked_rows,
 )
-from ._model import LOSSES
-from ._parameters import canonical_order, rows_pack, rows_raw, rows_split, rows_to_grid
-from ._prediction import (
+from ._engine.prediction import (
     PREDICT_BATCH_SIZE,
     background_at,
     background_values,
@@ -37,8 +37,19 @@ from ._prediction import (
     log_mixture_pdf,
     model_of_y,
 )
-from ._problem import cells_of, problem_of
-from ._reports import (
+from ._engine.problem import cells_of, problem_of
+from ._engine.rows import component_shares_of, minimize_rows, models_of
+from ._engine.starts import INIT_METHODS
+from ._engine.uncertainty import rows_standard_errors, warn_if_cells_differ
+from ._model.covariance import (
+    COVARIANCE_TYPES,
+    as_matrices_rows,
+    cholesky_parameter_map,
+    holds_type,
+)
+from ._model.parameters import canonical_order, rows_pack, rows_raw, rows_split, rows_to_grid
+from ._model.reference import LOSSES
+from ._reports.reports import (
     EDGE_WARNING_FRACTION,
     REDUNDANT_DISTANCE,
     FitReportsMixin,
@@ -56,17 +67,6 @@ from ._reports import (
     warn_if_not_counts,
     warn_if_scoring_outside_the_fit,
     warn_if_underdetermined,
-)
-from ._rows import component_shares_of, minimize_rows, models_of
-from ._starts import INIT_METHODS
-from ._uncertainty import rows_standard_errors, warn_if_cells_differ
-from ._validation import (
-    check_density_values,
-    check_grid,
-    check_grid_density,
-    check_sample_weight,
-    quadrature_weights,
-    unique_values,
 )
 
 
@@ -709,7 +709,7 @@ class RowFits:
 
 def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     """What ``clone(estimator).fit(X, Y[i], sample_weight[i])`` gives for every row ``i``,
-    all rows searched together by the engine (:func:`~._engine.fit_densities`).
+    all rows searched together by the engine (:func:`~.fitting.fit_densities`).
 
     ``X`` the validated shared grid, ``Y`` ``(R, n)`` densities the single fit accepts,
     ``sample_weight`` None, ``(n,)`` or ``(R, n)``, ``seeds`` None or one per row
@@ -717,7 +717,7 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     rim polynomial and without a background, then jointly from both (the lower kept).
     ``starts`` ``(R, p)`` (fit coordinates, a background's parameters last): one run
     from each instead of the search, as ``DensityGMM.fit`` polishes
-    :class:`~._cv.DensityGMMCV`'s choice.
+    :class:`~.cv.DensityGMMCV`'s choice.
     """
     problem, units, log_units, fixed, Q = _rows_problem(estimator, X, Y, sample_weight)
     standardisation = problem.standardisation
@@ -787,7 +787,7 @@ def rows_standard_errors_of(estimator, X, Y, sample_weight, parameters, backgrou
     :meth:`DensityGMM.standard_errors` names them, a leading axis of rows) by ``estimator``'s
     settings, from their ``parameters`` ``(weights, means, covariances,
     precisions_cholesky, scale)`` and background coefficients; all rows at once
-    (:func:`~._uncertainty.rows_standard_errors`)."""
+    (:func:`~.uncertainty.rows_standard_errors`)."""
     problem, units, log_units, fixed, Q = _rows_problem(estimator, X, Y, sample_weight)
     st, layout = problem.standardisation, problem.layout
     weights, means, _, precisions_cholesky, scale = parameters

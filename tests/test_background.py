@@ -18,11 +18,11 @@ from scipy.stats import norm
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skdensityfit import DensityGMM, fit_many
-from skdensityfit._cells import cells_from_edges, log_cell_masses
-from skdensityfit._covariance import log_gaussian_density
-from skdensityfit._model import model_with_background, objective
-from skdensityfit._problem import build_problem
-from skdensityfit._rows import derivatives_of, models_of
+from skdensityfit._engine.problem import build_problem
+from skdensityfit._engine.rows import derivatives_of, models_of
+from skdensityfit._model.cells import cells_from_edges, log_cell_masses
+from skdensityfit._model.covariance import log_gaussian_density
+from skdensityfit._model.reference import model_with_background, objective
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 pytestmark = pytest.mark.filterwarnings("ignore:loss='poisson' reads y as counts")

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
-from skdensityfit import _engine as engine
+from skdensityfit._engine import fitting as engine
+from skdensityfit._engine.problem import problem_of
+from skdensityfit._engine.rows import greedy_peaks, losses_of, matched_filter, uniform_spacing
 from skdensityfit._examples import (
     mixture_densities_1d,
     mixture_density,
     random_mixture_2d,
     random_separated_mixture_1d,
 )
-from skdensityfit._problem import problem_of
-from skdensityfit._rows import greedy_peaks, losses_of, matched_filter, uniform_spacing
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 GRID_1D = np.linspace(-5.0, 25.0, 120)

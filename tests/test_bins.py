@@ -22,10 +22,10 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 
 from skdensityfit import DensityGMM, fit_many, histogram_to_grid
-from skdensityfit._cells import cells_from_edges, log_cell_masses
-from skdensityfit._model import log_model_of, objective, objective_hessian
-from skdensityfit._problem import build_problem
-from skdensityfit._rows import component_shares_of, derivatives_of, models_of
+from skdensityfit._engine.problem import build_problem
+from skdensityfit._engine.rows import component_shares_of, derivatives_of, models_of
+from skdensityfit._model.cells import cells_from_edges, log_cell_masses
+from skdensityfit._model.reference import log_model_of, objective, objective_hessian
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # expected counts are no integers, and small test grids cut densities at their edges

@@ -1,12 +1,12 @@
-"""Cells of histogram bins and Gaussian cell masses (skdensityfit._cells)."""
+"""Cells of histogram bins and Gaussian cell masses (skdensityfit._model.cells)."""
 
 import numpy as np
 import pytest
 from scipy import integrate
 from scipy.stats import multivariate_normal, norm
 
-import skdensityfit._cells as cells_module
-from skdensityfit._cells import (
+import skdensityfit._model.cells as cells_module
+from skdensityfit._model.cells import (
     cells_from_edges,
     histogram_to_grid,
     infer_cells,
@@ -16,8 +16,8 @@ from skdensityfit._cells import (
     log_ndtr_diff,
     make_cells,
 )
-from skdensityfit._covariance import raw_from_cholesky
-from skdensityfit._covariance import raw_from_upper as _raw_from_upper
+from skdensityfit._model.covariance import raw_from_cholesky
+from skdensityfit._model.covariance import raw_from_upper as _raw_from_upper
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

@@ -12,9 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV
+from skdensityfit._data.noise import noise_variance
 from skdensityfit._examples import mixture_density, random_separated_mixture_1d
-from skdensityfit._noise import noise_variance
-from skdensityfit._selection import has_peaked, least_components, select
+from skdensityfit._selection.rules import has_peaked, least_components, select
 
 KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
 CV_RESULT_KEYS = {
@@ -232,7 +232,7 @@ def test_fold_with_zero_sample_weight_is_a_clear_error():
 
 
 def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
-    import skdensityfit._search as search_module
+    import skdensityfit._selection.search as search_module
 
     grown = []
     original = search_module.grown_rows
@@ -256,7 +256,7 @@ def test_candidates_with_gaps_still_grow_along_the_path(monkeypatch):
     [("standard_error", {1: 1, 2: 1, 4: 3}), ("bic", {1: 1, 2: 1, 4: 2})],
 )
 def test_n_init_sets_the_number_of_starts_on_the_path(monkeypatch, selection, expected):
-    import skdensityfit._search as search_module
+    import skdensityfit._selection.search as search_module
 
     calls = []
     peaks, drawn = search_module.peak_starts, search_module.Paths._drawn_starts
@@ -369,7 +369,7 @@ def test_leaves_noise_tells_white_noise_from_a_missing_component(shape):
     whether broad (by the mean square) or 2 grid steps wide (by the matched
     filter: on 2,000 points the mean square alone lets it through in most
     draws)."""
-    from skdensityfit._selection import (
+    from skdensityfit._selection.rules import (
         QUIET_SPREAD,
         largest_bump,
         leaves_noise,
@@ -407,7 +407,7 @@ def test_leaves_noise_tells_white_noise_from_a_missing_component(shape):
 
 
 def test_largest_bump_is_none_off_a_rectilinear_grid_and_scores_a_bump_where_it_is():
-    from skdensityfit._selection import largest_bump
+    from skdensityfit._selection.rules import largest_bump
 
     x = np.arange(300.0)
     residual = 0.5 * np.exp(-0.5 * ((x - 200) / 3.0) ** 2)
@@ -523,8 +523,8 @@ def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch):
     """On large grids one step is optimistic for surplus components: a candidate
     whose one-step score would lead is scored again after real refits; the
     others are not."""
-    import skdensityfit._cv as cv
-    from skdensityfit._selection import PointFolds
+    import skdensityfit._selection.cv as cv
+    from skdensityfit._selection.rules import PointFolds
 
     monkeypatch.setattr(cv, "SMALL_GRID", 0)  # as on a large grid
     refitted = []
@@ -562,7 +562,7 @@ def test_a_leading_candidate_is_scored_by_real_fold_refits(monkeypatch):
 
 
 def test_more_components_than_training_points_score_minus_infinity_without_a_path(monkeypatch):
-    import skdensityfit._search as search_module
+    import skdensityfit._selection.search as search_module
 
     grown = []
     original = search_module.Paths._path_fit
@@ -673,7 +673,7 @@ def test_a_comb_of_nine_peaks_has_nine_components():
 
 def test_an_exact_fit_at_the_count_of_clear_peaks_skips_the_path_below(monkeypatch):
     """No fit with fewer components than the comb's nine peaks is made."""
-    import skdensityfit._search as search_module
+    import skdensityfit._selection.search as search_module
 
     sizes = []
     original = search_module.Paths._path_fit
@@ -1231,7 +1231,7 @@ def test_a_density_without_noise_is_not_read_as_heteroscedastic():
     the values, but the quiet tails' differences vary smoothly, not as noise."""
     from scipy.stats import norm
 
-    from skdensityfit._noise import initial_noise
+    from skdensityfit._data.noise import initial_noise
 
     x = np.arange(250.0)
     y = 0.5 * norm.pdf(x, 80, 0.6) + 0.3 * norm.pdf(x, 140, 20) + 0.2 * norm.pdf(x, 190, 1.2)
@@ -1354,7 +1354,7 @@ def test_initial_noise_of_many_rows_is_that_of_each(dimensions):
     from scipy.ndimage import uniform_filter1d
     from scipy.stats import norm
 
-    from skdensityfit._noise import Grid, initial_noise, initial_noises
+    from skdensityfit._data.noise import Grid, initial_noise, initial_noises
 
     rng = np.random.default_rng(3)
     if dimensions == 1:

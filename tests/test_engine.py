@@ -20,55 +20,71 @@ from scipy.stats import norm
 from sklearn.cluster import KMeans
 
 from skdensityfit import DensityGMM
-from skdensityfit._covariance import quadratic_features
+from skdensityfit._engine.problem import FitData, problem_of
+from skdensityfit._engine.starts import _weighted_lloyd
+from skdensityfit._engine.uncertainty import reported_errors, reported_vector
 from skdensityfit._examples import mixture_density
-from skdensityfit._model import objective, objective_hessian
-from skdensityfit._parameters import ParameterLayout
-from skdensityfit._problem import FitData, problem_of
-from skdensityfit._starts import _weighted_lloyd
-from skdensityfit._uncertainty import reported_errors, reported_vector
+from skdensityfit._model.covariance import quadratic_features
+from skdensityfit._model.parameters import ParameterLayout
+from skdensityfit._model.reference import objective, objective_hessian
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 PACKAGE = Path(__file__).parents[1] / "skdensityfit"
-# Each module may import only from modules listed before it.
+# Each module may import only from modules listed before it: the subpackages in this
+# order (the mixture, the data, the engine, reports, the estimator, selection, batches).
 LAYERS = [
     "_compat",
-    "_covariance",
-    "_validation",
-    "_noise",
-    "_kernel",
-    "_rows",
-    "_parameters",
-    "_cells",
-    "_problem",
-    "_model",
-    "_starts",
-    "_engine",
-    "_uncertainty",
-    "_reports",
-    "_selection",
-    "_search",
-    "_prediction",
+    "_model.covariance",
+    "_model.parameters",
+    "_model.cells",
+    "_model.reference",
+    "_data.validation",
+    "_data.noise",
+    "_engine.kernel",
+    "_engine.rows",
+    "_engine.problem",
+    "_engine.starts",
+    "_engine.fitting",
+    "_engine.uncertainty",
+    "_engine.prediction",
+    "_reports.reports",
+    "_reports.plotting",
     "_examples",
     "_estimator",
-    "_cv",
+    "_selection.rules",
+    "_selection.search",
+    "_selection.cv",
     "_batch",
-    "_plotting",
     "_cli",
 ]
 
 
 def _package_imports(module):
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-            yield node.module, [alias.name for alias in node.names]
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sklearn"):
-            yield node.module, [alias.name for alias in node.names]
+    """``(imported module, names)`` of ``module``'s imports from the package (as LAYERS
+    names them) and from scikit-learn."""
+    path = PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
+    package = module.split(".")[:-1]  # [] for a top-level module
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        names = [alias.name for alias in node.names]
+        if node.level:
+            base = package[: len(package) - (node.level - 1)]
+            if node.module:
+                yield ".".join([*base, node.module]), names
+            else:  # from . import kernel
+                for name in names:
+                    yield ".".join([*base, name]), [name]
+        elif node.module and node.module.startswith("sklearn"):
+            yield node.module, names
 
 
 def test_every_module_has_a_layer():
-    modules = {path.stem for path in PACKAGE.glob("_*.py")} - {"__init__", "__main__"}
+    modules = {
+        ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        for path in PACKAGE.rglob("*.py")
+        if path.stem not in ("__init__", "__main__")
+    }
     assert modules == set(LAYERS)
 
 
@@ -83,7 +99,7 @@ def test_imports_run_downwards(module):
             assert module == "_compat" or not private, f"{module} imports {private} from {source}"
         else:
             assert source in below, f"{module} imports from {source}, a layer above it"
-            if module in ("_cv", "_batch") and source == "_estimator":
+            if module in ("_selection.cv", "_batch") and source == "_estimator":
                 assert all(not name.startswith("_") for name in names)
 
 

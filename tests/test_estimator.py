@@ -12,11 +12,11 @@ from sklearn.metrics import d2_tweedie_score, r2_score
 from sklearn.mixture import GaussianMixture
 
 from skdensityfit import DensityGMM, make_writeup_problem
-from skdensityfit._covariance import quadratic_features
-from skdensityfit._model import objective
-from skdensityfit._parameters import ParameterLayout
-from skdensityfit._problem import FitData
-from skdensityfit._validation import quadrature_weights
+from skdensityfit._data.validation import quadrature_weights
+from skdensityfit._engine.problem import FitData
+from skdensityfit._model.covariance import quadratic_features
+from skdensityfit._model.parameters import ParameterLayout
+from skdensityfit._model.reference import objective
 
 
 @pytest.fixture
@@ -244,7 +244,7 @@ def test_summary_is_json_and_report_shows_standard_errors(writeup):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_scores_equal_sklearn_metrics(seed):
-    from skdensityfit._reports import score_prediction
+    from skdensityfit._reports.reports import score_prediction
 
     rng = np.random.default_rng(seed)
     y = rng.poisson(5, 60).astype(float)
@@ -262,7 +262,7 @@ def test_scores_equal_sklearn_metrics(seed):
 
 
 def test_scores_of_one_point_and_of_constant_densities():
-    from skdensityfit._reports import score_prediction
+    from skdensityfit._reports.reports import score_prediction
 
     for loss in ("l2", "poisson"):
         # one held-out point: undefined, as in scikit-learn (not a huge negative number)
@@ -273,7 +273,7 @@ def test_scores_of_one_point_and_of_constant_densities():
 
 
 def test_an_exact_fit_ends_the_restarts(monkeypatch, writeup):
-    import skdensityfit._engine as estimator
+    import skdensityfit._engine.fitting as estimator
 
     calls = []
     original = estimator.minimize_rows

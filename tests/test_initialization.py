@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from skdensityfit._covariance import log_gaussian_density
-from skdensityfit._parameters import ParameterLayout
-from skdensityfit._starts import _weighted_moments
+from skdensityfit._engine.starts import _weighted_moments
+from skdensityfit._model.covariance import log_gaussian_density
+from skdensityfit._model.parameters import ParameterLayout
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 

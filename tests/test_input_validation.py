@@ -134,7 +134,7 @@ def test_non_symmetric_precisions_init_is_refused(grid_2d):
 
 
 def test_jittered_product_grid_keeps_its_cell_weights():
-    from skdensityfit._validation import quadrature_weights
+    from skdensityfit._data.validation import quadrature_weights
 
     x = np.geomspace(1, 100, 30)
     grid = np.column_stack([a.ravel() for a in np.meshgrid(x, np.linspace(0, 1, 20))])
@@ -173,9 +173,9 @@ def test_plateau_warns_that_the_density_is_cut_at_the_grid_edge():
 
 
 def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
-    import skdensityfit._engine as engine
-    from skdensityfit._kernel import NOT_FINITE
-    from skdensityfit._rows import RowResults
+    import skdensityfit._engine.fitting as engine
+    from skdensityfit._engine.kernel import NOT_FINITE
+    from skdensityfit._engine.rows import RowResults
 
     def broken(inputs, thetas, **options):
         thetas = np.atleast_2d(thetas)
@@ -188,7 +188,7 @@ def test_non_finite_start_everywhere_is_a_clear_error(monkeypatch):
 
 
 def test_best_finite_restart_is_kept(monkeypatch):
-    import skdensityfit._engine as engine
+    import skdensityfit._engine.fitting as engine
 
     calls = []
     original = engine.minimize_rows
@@ -228,7 +228,7 @@ def test_component_far_outside_the_grid_gives_finite_results():
     ],
 )
 def test_unique_values_equal_numpys(values):
-    from skdensityfit._validation import unique_values
+    from skdensityfit._data.validation import unique_values
 
     flags = {"return_index": True, "return_inverse": True, "return_counts": True}
     for got, expected in zip(

@@ -20,10 +20,16 @@ import numpy as np
 import pytest
 from numba import njit
 
-from skdensityfit import _kernel
-from skdensityfit._model import log_model_of, model_with_background, objective
-from skdensityfit._problem import build_problem
-from skdensityfit._rows import derivatives_of, jacobian_of, leverages_of, losses_of, models_of
+from skdensityfit._engine import kernel as _kernel
+from skdensityfit._engine.problem import build_problem
+from skdensityfit._engine.rows import (
+    derivatives_of,
+    jacobian_of,
+    leverages_of,
+    losses_of,
+    models_of,
+)
+from skdensityfit._model.reference import log_model_of, model_with_background, objective
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

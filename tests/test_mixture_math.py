@@ -5,10 +5,10 @@ import pytest
 from autograd.test_util import check_grads
 from scipy.stats import multivariate_normal
 
-from skdensityfit._covariance import quadratic_features
-from skdensityfit._model import log_component_densities, objective
-from skdensityfit._parameters import ParameterLayout, pack, unpack
-from skdensityfit._problem import FitData
+from skdensityfit._engine.problem import FitData
+from skdensityfit._model.covariance import quadratic_features
+from skdensityfit._model.parameters import ParameterLayout, pack, unpack
+from skdensityfit._model.reference import log_component_densities, objective
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -70,7 +70,7 @@ def test_softmax_weights_generalise_the_logit_trick():
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_reported_and_constrained_covariances_keep_what_the_type_holds(covariance_type):
-    from skdensityfit._covariance import as_reported, constrained, parameter_shape
+    from skdensityfit._model.covariance import as_reported, constrained, parameter_shape
 
     rng = np.random.default_rng(0)
     factors = rng.normal(size=(2, 3, 3, 3))
@@ -99,7 +99,7 @@ def test_reported_and_constrained_covariances_keep_what_the_type_holds(covarianc
 
 
 def test_holds_type_tells_tied_from_diag_factors_of_the_same_shape():
-    from skdensityfit._covariance import check_covariance_type, holds_type
+    from skdensityfit._model.covariance import check_covariance_type, holds_type
 
     tied = np.triu(np.arange(1.0, 10.0).reshape(3, 3))  # (d, d): also the shape of diag, K = 3
     diag = np.full((3, 3), 0.5)

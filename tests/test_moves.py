@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from skdensityfit import DensityGMM
-from skdensityfit import _engine as engine
-from skdensityfit._covariance import cholesky_from_covariances
+from skdensityfit._engine import fitting as engine
+from skdensityfit._engine.problem import problem_of
+from skdensityfit._engine.rows import RowResults, losses_of
 from skdensityfit._examples import mixture_density
-from skdensityfit._parameters import rows_split
-from skdensityfit._problem import problem_of
-from skdensityfit._rows import RowResults, losses_of
+from skdensityfit._model.covariance import cholesky_from_covariances
+from skdensityfit._model.parameters import rows_split
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 AXIS = np.linspace(-6.0, 6.0, 41)

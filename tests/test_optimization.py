@@ -5,10 +5,10 @@ import pytest
 from sklearn.model_selection import KFold
 
 from skdensityfit import make_writeup_problem
-from skdensityfit._model import log_component_densities
-from skdensityfit._problem import build_problem
-from skdensityfit._rows import component_shares_of, losses_of, minimize_rows, models_of
-from skdensityfit._selection import PointFolds
+from skdensityfit._engine.problem import build_problem
+from skdensityfit._engine.rows import component_shares_of, losses_of, minimize_rows, models_of
+from skdensityfit._model.reference import log_component_densities
+from skdensityfit._selection.rules import PointFolds
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -77,7 +77,7 @@ def test_mass_shares_and_burdens_match_the_reference(covariance_type):
 def _writeup_rows():
     """The write-up's problem in the kernel, and a start near its two components."""
     from skdensityfit import DensityGMM
-    from skdensityfit._problem import problem_of
+    from skdensityfit._engine.problem import problem_of
 
     grid, density, truth = make_writeup_problem()
     problem = problem_of(DensityGMM(2), grid[:, None], density, None)
@@ -88,8 +88,8 @@ def _writeup_rows():
 
 
 def test_levenberg_marquardt_solves_the_writeup_problem_in_few_iterations():
-    from skdensityfit._parameters import rows_split
-    from skdensityfit._rows import minimize_rows
+    from skdensityfit._engine.rows import minimize_rows
+    from skdensityfit._model.parameters import rows_split
 
     problem, start, truth = _writeup_rows()
     result = minimize_rows(problem.kernel, start[None], tol=1e-10, max_iter=100)
@@ -104,7 +104,7 @@ def test_levenberg_marquardt_solves_the_writeup_problem_in_few_iterations():
 def test_levenberg_marquardt_stays_inside_the_bounds():
     from dataclasses import replace as replaced
 
-    from skdensityfit._rows import minimize_rows
+    from skdensityfit._engine.rows import minimize_rows
 
     problem, start, _ = _writeup_rows()
     layout = problem.layout

@@ -105,8 +105,8 @@ def test_fit_many_standard_errors_are_the_delta_method_of_every_row(
     under the kernel's Gauss-Newton curvature equals the single fit's delta method under
     that curvature; and it is close to DensityGMM.standard_errors (the exact Hessian)."""
     from skdensityfit import fit_many
-    from skdensityfit._rows import derivatives_of
-    from skdensityfit._uncertainty import reported_errors
+    from skdensityfit._engine.rows import derivatives_of
+    from skdensityfit._engine.uncertainty import reported_errors
 
     x, Y = _batch_case(loss, background)
     settings = dict(covariance_type=covariance_type, loss=loss, background=background)

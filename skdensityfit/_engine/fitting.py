@@ -1,14 +1,14 @@
-"""The fitting engine: from a :class:`~._problem.Problem` and settings to fitted mixtures.
+"""The fitting engine: from a :class:`~.problem.Problem` and settings to fitted mixtures.
 
 :func:`fit_densities` is the one search that :class:`~._estimator.DensityGMM`
 (a batch of one, :func:`fit_problem`) and :func:`~._batch.fit_many` (a chunk of
 densities) share: every start of every density is a *row* of the compiled
-kernel's Levenberg-Marquardt (:mod:`._rows`). The starts are the density's
+kernel's Levenberg-Marquardt (:mod:`.rows`). The starts are the density's
 greedy peaks (or k-means and EM: ``init_params``), the greedy path grown one
 component at a time (:func:`greedy_path_rows`) and more drawn ones; components
 left parked are placed again and, for a density not fitted exactly,
 the weakest one is moved (:func:`moved_rows`); the best is polished.
-:class:`~._search.Paths` builds DensityGMMCV's paths from the same row
+:class:`~.search.Paths` builds DensityGMMCV's paths from the same row
 functions. :class:`MixtureFit` converts a parameter vector back to grid units.
 """
 
@@ -19,13 +19,26 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._compat import warn_at_caller
-from ._covariance import cholesky_diagonals, own_covariances
-from ._kernel import FTOL, NO_GAIN, STATUS_MESSAGES
-from ._noise import noise_variance
-from ._parameters import raw_of_widths, rows_pack, rows_raw, rows_split, rows_upper, rows_without
-from ._problem import MAX_PREFIT_POINTS, prefit_size
-from ._rows import (
+from .._compat import warn_at_caller
+from .._data.noise import noise_variance
+from .._data.validation import (
+    check_user_means,
+    check_user_precision_cholesky,
+    check_user_weights,
+    unique_values,
+)
+from .._model.covariance import cholesky_diagonals, own_covariances
+from .._model.parameters import (
+    raw_of_widths,
+    rows_pack,
+    rows_raw,
+    rows_split,
+    rows_upper,
+    rows_without,
+)
+from .kernel import FTOL, NO_GAIN, STATUS_MESSAGES
+from .problem import MAX_PREFIT_POINTS, prefit_size
+from .rows import (
     RowResults,
     component_shares_of,
     greedy_peaks,
@@ -34,13 +47,7 @@ from ._rows import (
     minimize_rows,
     models_of,
 )
-from ._starts import initial_parameters, user_parameters
-from ._validation import (
-    check_user_means,
-    check_user_precision_cholesky,
-    check_user_weights,
-    unique_values,
-)
+from .starts import initial_parameters, user_parameters
 
 # A component moved to another place must lower the loss by this fraction.
 MIN_MOVE_GAIN = 1e-6
@@ -168,7 +175,7 @@ def peak_widths(problem):
 
 
 def peak_starts(problem, inputs):
-    """A start for each density of ``inputs``: its greedy peaks (:func:`~._rows.greedy_peaks`:
+    """A start for each density of ``inputs``: its greedy peaks (:func:`~.rows.greedy_peaks`:
     the highest point of what is left and the isotropic bump there that explains most of
     it, subtracted, ``K`` times), as mixture parameters with their masses. ``(D, p)``."""
     layout = problem.layout
@@ -221,7 +228,7 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
     """The best fit of one density: :func:`fit_densities` on a batch of one.
 
     ``start`` (a parameter vector in fit coordinates, e.g. from
-    :class:`~._cv.DensityGMMCV`'s path) or ``warm`` (the previous fit's, for
+    :class:`~.cv.DensityGMMCV`'s path) or ``warm`` (the previous fit's, for
     ``warm_start``) makes one run from it, without moves. A large grid is searched
     on a random subset first and polished on every point. The result's ``n_iter``
     never exceeds ``settings.max_iter``. Warns (``ConvergenceWarning``) when the
@@ -355,7 +362,7 @@ def place_parked(
     problem, inputs, fits, settings, *, width_floor=True, exact_too=False, ftol=NO_GAIN,
     report=None,
 ):  # fmt: skip
-    """The components of ``fits`` (a :class:`~._rows.RowResults` of the densities of
+    """The components of ``fits`` (a :class:`~.rows.RowResults` of the densities of
     ``inputs``, modified) that fit nothing of their own (:func:`parked_rows`) removed and
     placed again by :func:`moved_rows` where that lowers the loss, a component a round and
     at most K rounds (a parked one that will not move is one the density does not hold).
@@ -382,7 +389,7 @@ def place_parked(
 
 def place_parked_rows(problem, inputs, fits, settings):
     """Place again the parked components (outside the grid's box, no mass on it) of joint
-    fits of a mixture and its background (``fits``, a :class:`~._rows.RowResults` of the
+    fits of a mixture and its background (``fits``, a :class:`~.rows.RowResults` of the
     densities of ``inputs``, modified) by :func:`moved_rows`, where that lowers the loss,
     and polish those rows: beside a baseline a component parked wide and off the grid is
     nearly a baseline itself, and the joint fit crawls along that ridge to ``max_iter``.
@@ -499,7 +506,7 @@ class MixtureFit:
 # ----------------------------------------------------------------------
 @dataclass
 class DensityFits:
-    """The fits of many densities (rows of a :class:`~._rows.KernelInputs`)."""
+    """The fits of many densities (rows of a :class:`~.rows.KernelInputs`)."""
 
     theta: np.ndarray  # (D, p), fit coordinates
     loss: np.ndarray  # (D,), inf where no start had a finite loss
@@ -532,7 +539,7 @@ def best_scales(problem, inputs, thetas, density):
 
 
 def row_problem(problem, inputs, row):
-    """The single-density :class:`~._problem.Problem` of row ``row`` of ``inputs`` (its
+    """The single-density :class:`~.problem.Problem` of row ``row`` of ``inputs`` (its
     target, quadrature and fixed scale), for the moves that work one density at a time."""
     if inputs is problem.kernel:
         return problem
@@ -569,7 +576,7 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
     its residual asks for one: ``(R, p)`` parameters of ``problem.with_components(K + 1)``.
 
     ``placement='peaks'``: the isotropic bump that explains most of the residual at its
-    highest point (:func:`~._rows.greedy_peaks`); ``'filter'``: the shape of the
+    highest point (:func:`~.rows.greedy_peaks`); ``'filter'``: the shape of the
     narrowest component where it removes the most squared residual, among the points of
     largest residual and a fixed spread over the grid (a matched filter: a broad low
     peak under noise, which no single point's residual stands out for). With the
@@ -743,7 +750,7 @@ def weakest_rows(problem, inputs, thetas, density):
 
 
 def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
-    """Rows ``rows`` of ``fits`` (a :class:`~._rows.RowResults` over all densities) with
+    """Rows ``rows`` of ``fits`` (a :class:`~.rows.RowResults` over all densities) with
     their component ``index`` removed and placed again two ways: where the residual asks
     for it (:func:`grown_rows`) and by splitting the worst-fitted component
     (:func:`split_rows`); short runs compare, the winners are polished (to ``ftol``)
@@ -796,7 +803,7 @@ def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
 
 def _noise_ratio(inputs, fits, rows):
     """The loss of each of the ``rows`` over that of the white noise its density's values
-    show (:func:`~._noise.noise_variance`), or None where no such estimate exists (the
+    show (:func:`~.noise.noise_variance`), or None where no such estimate exists (the
     Poisson loss, scattered points)."""
     if inputs.poisson or rows.size == 0:
         return None

@@ -1,17 +1,17 @@
 """The autograd reference model: pure functions of ``(theta, data)``.
 
 Everything here works in the *standardised* coordinates of a fit (see
-:mod:`._parameters`) and is written with ``autograd.numpy``:
+:mod:`.parameters`) and is written with ``autograd.numpy``:
 :func:`objective` is the reference definition of the loss that autograd
 differentiates (exact Hessians for the Newton polish and the standard
 errors). The optimiser's inner loop uses the compiled gradient and
-Gauss-Newton matrix of :mod:`._kernel`, which the tests check against
+Gauss-Newton matrix of :mod:`.kernel`, which the tests check against
 autograd's.
 
 The model is ``f(x) = exp(log_scale) * sum_k w_k N(x; mu_k, Sigma_k)``. The
 squared Mahalanobis distance is a quadratic polynomial in ``x``, so it is
 evaluated as one matrix product of fixed quadratic features of the grid
-(:func:`~._covariance.quadratic_features`) with a small coefficient matrix
+(:func:`~.covariance.quadratic_features`) with a small coefficient matrix
 per component: ``maha = Phi(x) @ C.T``. That keeps the work at one
 ``(n_points, n_coef) @ (n_coef, K)`` product and no ``(n_points, K,
 n_features)`` temporaries; the expansion is accurate because the grid is
@@ -24,7 +24,7 @@ A background (``data.background``) adds a polynomial ``b`` to the model:
 Binned data (``data.cells`` set) model each value as the mixture's average
 over its cell: ``f_i = exp(log_scale) * sum_k w_k P_k(cell_i) / volume_i``
 with ``P_k`` the mass of component ``k`` in the cell
-(:func:`~._cells.log_cell_masses_reference`).
+(:func:`~.cells.log_cell_masses_reference`).
 """
 
 import autograd.numpy as anp
@@ -32,8 +32,8 @@ import numpy as np
 from autograd import hessian
 from autograd.scipy.special import logsumexp
 
-from ._cells import log_cell_masses_reference
-from ._covariance import LOG_2PI, triu_indices, upper_from_raw
+from .cells import log_cell_masses_reference
+from .covariance import LOG_2PI, triu_indices, upper_from_raw
 
 
 def _coefficients_from_precision(precisions, means):

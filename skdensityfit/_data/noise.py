@@ -32,7 +32,7 @@ from scipy.ndimage import uniform_filter
 from scipy.special import xlogy
 from scipy.stats import norm
 
-from ._validation import unique_values
+from .validation import unique_values
 
 NOISE_KINDS = ("auto", "white", "correlated", "poisson")
 # The median absolute deviation of a standard normal variable is 1 / MAD_TO_SD.

@@ -3,8 +3,8 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._covariance import as_matrices, log_gaussian_density
-from ._prediction import background_at
+from .._engine.prediction import background_at
+from .._model.covariance import as_matrices, log_gaussian_density
 
 INSTALL_HINT = 'pip install "skdensityfit[plot]"'
 # 1-D targets with more points than this are drawn as a line instead of markers.

@@ -4,13 +4,13 @@
 each fit grown from the last (plus starts from the data), every density's step
 a row of the compiled kernel. :func:`criterion_steps` walks one density's path
 and scores every fit by BIC (or AIC) under the density's noise model
-(:mod:`._noise`): ``-2 log L + penalty * n_parameters``, the penalty ``log n``
+(:mod:`.noise`): ``-2 log L + penalty * n_parameters``, the penalty ``log n``
 for BIC (``n`` the points, or the samples of a histogram). The noise model is
 estimated from the density before any fit, and refined from the residual of
 the best fit so far (white noise found correlated or heteroscedastic); the path
 stops once the best is ``patience`` candidates behind, or at an exact fit.
 :func:`run_searches` runs the searches of many densities together: one density
-(:class:`~._cv.DensityGMMCV`) or a chunk of ``fit_many``, the same code.
+(:class:`~.cv.DensityGMMCV`) or a chunk of ``fit_many``, the same code.
 """
 
 from dataclasses import dataclass, field, replace
@@ -20,8 +20,8 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from ._covariance import constrained
-from ._engine import (
+from .._data.noise import initial_noise, noise_variance, refined_noises, whiten
+from .._engine.fitting import (
     MIN_MOVE_GAIN,
     FitSettings,
     _inputs_with_components,
@@ -35,11 +35,11 @@ from ._engine import (
     split_rows,
     weakest_rows,
 )
-from ._noise import initial_noise, noise_variance, refined_noises, whiten
-from ._parameters import rows_pack, rows_raw, rows_without
-from ._problem import problem_of
-from ._rows import RowResults, leverages_of, minimize_rows, models_of
-from ._selection import (
+from .._engine.problem import problem_of
+from .._engine.rows import RowResults, leverages_of, minimize_rows, models_of
+from .._model.covariance import constrained
+from .._model.parameters import rows_pack, rows_raw, rows_without
+from .rules import (
     CV_FTOL,
     CV_MAX_ITER,
     CV_TOL,
@@ -108,7 +108,7 @@ class Paths:
     with ``K - 1`` plus a component where its residual asks for one, (``split``) that
     fit with its worst-fitted component split, and one from the data (its greedy
     peaks; with one component, also its moments); the lowest is kept, and components
-    it left parked are placed again (:func:`~._engine.moved_rows`). With
+    it left parked are placed again (:func:`~.fitting.moved_rows`). With
     ``grown_gain`` the grown start's fit must be that much lower than the others'
     (held-out scores, see ``PATH_GROWN_GAIN``). With a background, each step fits the
     mixture under the previous step's background (the first: a polynomial through the
@@ -222,7 +222,7 @@ class Paths:
 
     def leverages(self, rows, n_components):
         """The leverage of every point in the fits of densities ``rows`` with
-        ``n_components`` (:func:`~._rows.leverages_of`), ``(R, n)``."""
+        ``n_components`` (:func:`~.rows.leverages_of`), ``(R, n)``."""
         rows = np.atleast_1d(rows)
         return leverages_of(self.inputs(n_components), self.fits[n_components][rows], rows)
 
@@ -462,7 +462,7 @@ class Paths:
     # -- the held-out search's tests --------------------------------------------
     def leaves_noise(self, row, n_components):
         """Whether the path's fit of density ``row`` with ``n_components`` (if any)
-        leaves only white noise (:func:`~._selection.leaves_noise`). Never with sample
+        leaves only white noise (:func:`~.rules.leaves_noise`). Never with sample
         weights or bins (the noise estimate weighs every point alike)."""
         if self.noise_loss is None or not self.noise_tests:
             return False
@@ -491,7 +491,7 @@ class Paths:
 
 
 class Path:
-    """:class:`Paths` of one density, for :class:`~._cv.DensityGMMCV`'s held-out search:
+    """:class:`Paths` of one density, for :class:`~.cv.DensityGMMCV`'s held-out search:
     ``fit(K)`` gives ``(theta, problem)`` of the fit with ``K`` components (None when
     no start had a finite loss)."""
 
@@ -567,7 +567,7 @@ def criterion_steps(
     candidates behind (``patience`` 0: every candidate), or a fit is exact
     (then a smaller candidate wins only with a lower criterion still: a fit
     exact within the noise). Then the noise model is refined from the
-    residual of the best fit (:func:`~._noise.refined_noise`, ``requested``
+    residual of the best fit (:func:`~.noise.refined_noise`, ``requested``
     the user's ``noise``), and the fit at the candidate after the best is
     improved by moves (:meth:`Paths.improve`: a poor local optimum there would
     decide the choice), the criterion recomputed and the walk continued

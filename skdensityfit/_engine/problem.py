@@ -2,12 +2,12 @@
 
 :func:`build_problem` turns a validated grid and density into a
 :class:`Problem`: the standardised grid, the constant :class:`FitData` the
-objective reads, the :class:`~._parameters.Standardisation` back to grid
+objective reads, the :class:`~.parameters.Standardisation` back to grid
 units, the smallest and largest component width, and box bounds on the
 flat parameter vector.
 
 With ``bins`` (``"infer"`` or the edges of each dimension) the data also
-holds the standardised :class:`~._cells.Cells` of the points: each value is
+holds the standardised :class:`~.cells.Cells` of the points: each value is
 then modelled as the mixture's average over its cell (its mass in the cell
 divided by the cell's volume) instead of its value at the point.
 """
@@ -22,11 +22,11 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy.special import xlogy
 
-from ._cells import cells_from_edges, infer_cells
-from ._covariance import MATRIX_TYPES, quadratic_features
-from ._parameters import ParameterLayout, Standardisation, unpack
-from ._rows import KernelInputs
-from ._validation import check_sample_weight, quadrature_weights
+from .._data.validation import check_sample_weight, quadrature_weights
+from .._model.cells import cells_from_edges, infer_cells
+from .._model.covariance import MATRIX_TYPES, quadratic_features
+from .._model.parameters import ParameterLayout, Standardisation, unpack
+from .rows import KernelInputs
 
 # Grids larger than this are first fitted on a random subset of this many
 # points (or of a quarter of the grid, if fewer).
@@ -425,7 +425,7 @@ class Problem:
 
     @cached_property
     def kernel(self):
-        """The compiled kernel's inputs (:class:`~._rows.KernelInputs`)."""
+        """The compiled kernel's inputs (:class:`~.rows.KernelInputs`)."""
         return KernelInputs.of(self)
 
     @property
@@ -503,7 +503,7 @@ class Problem:
 
 
 def cells_of(X, bins):
-    """The :class:`~._cells.Cells` of the points ``X`` under ``bins`` (None: no cells)."""
+    """The :class:`~.cells.Cells` of the points ``X`` under ``bins`` (None: no cells)."""
     if bins is None:
         return None
     if isinstance(bins, str):

@@ -20,7 +20,7 @@ from functools import cached_property
 import autograd.numpy as anp
 import numpy as np
 
-from ._covariance import (
+from .covariance import (
     COVARIANCE_TYPES,
     as_reported,
     cholesky_from_raw,

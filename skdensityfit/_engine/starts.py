@@ -5,16 +5,16 @@ of the distribution, so the classic mixture initialisations apply to them:
 density-weighted k-means (or k-means++ seeding) gives responsibilities, a few
 density-weighted EM steps on the grid refine them, and a non-negative least
 squares solve gives the amplitudes (for the L2 loss). All of it is numpy.
-(The default start, the density's greedy peaks, is compiled: :mod:`._kernel`.)
+(The default start, the density's greedy peaks, is compiled: :mod:`.kernel`.)
 """
 
 import numpy as np
 from scipy.optimize import nnls
 from scipy.special import logsumexp
 
-from ._covariance import MATRIX_TYPES, cholesky_from_covariances, log_gaussian_density
-from ._parameters import pack
-from ._problem import random_subset
+from .._model.covariance import MATRIX_TYPES, cholesky_from_covariances, log_gaussian_density
+from .._model.parameters import pack
+from .problem import random_subset
 
 INIT_METHODS = ("peaks", "kmeans", "k-means++", "random_from_data", "random")
 N_EM_STEPS = 25

@@ -11,19 +11,16 @@ from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import Interval, StrOptions, fit_context, warn_at_caller
-from ._estimator import DensityGMM
-from ._noise import NOISE_KINDS, Grid, check_noise, initial_noises
-from ._search import (
-    LINE_LEFT,
-    Path,
-    criterion_steps,
-    initial_noise,
-    largest_residual_bumps,
-    paths_for_criterion,
-    run_searches,
+from .._compat import Interval, StrOptions, fit_context, warn_at_caller
+from .._data.noise import NOISE_KINDS, Grid, check_noise, initial_noises
+from .._data.validation import (
+    check_density_values,
+    check_grid_density,
+    check_sample_weight,
+    quadrature_weights,
 )
-from ._selection import (
+from .._estimator import DensityGMM
+from .rules import (
     EXACT_CV_LOSS,
     PATH_GROWN_GAIN,
     PATIENCE,
@@ -38,11 +35,14 @@ from ._selection import (
     n_point_folds,
     select,
 )
-from ._validation import (
-    check_density_values,
-    check_grid_density,
-    check_sample_weight,
-    quadrature_weights,
+from .search import (
+    LINE_LEFT,
+    Path,
+    criterion_steps,
+    initial_noise,
+    largest_residual_bumps,
+    paths_for_criterion,
+    run_searches,
 )
 
 # A best held-out score below this explains little of the density: warned of.
@@ -430,7 +430,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         self.n_iter_ = self.best_estimator_.n_iter_
 
     def _fit_criterion(self, X, y, sample_weight, weights, candidates, rng, criterion):
-        """The choice by BIC or AIC along the path of fits on all points (:mod:`._search`):
+        """The choice by BIC or AIC along the path of fits on all points (:mod:`.search`):
         :func:`criterion_choices` of this one density."""
         ((choice, paths, row, base),) = criterion_choices(
             self, X, y[None], sample_weight, weights, [seed_draws(rng)], criterion
@@ -691,14 +691,14 @@ def seed_draws(rng):
 
 def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     """:class:`DensityGMMCV`'s choice by ``criterion`` for every row of ``Y`` ``(D, n)``
-    on the grid ``X`` (validated), all searched together (:func:`~._search.run_searches`).
+    on the grid ``X`` (validated), all searched together (:func:`~.search.run_searches`).
 
     ``sample_weight`` the user's (None, ``(n,)`` or ``(D, n)``), ``weights`` the
     quadrature weights the fits use (``(n,)`` or ``(D, n)``), ``draws`` a row's
     :func:`seed_draws`. Returns
     ``(choice, paths, row, base)`` a density: ``choice`` a
-    :class:`~._search.CriterionChoice` or the exception its search raised, ``paths`` the
-    :class:`~._search.Paths` holding the density as its row ``row``, ``base`` the
+    :class:`~.search.CriterionChoice` or the exception its search raised, ``paths`` the
+    :class:`~.search.Paths` holding the density as its row ``row``, ``base`` the
     density's estimator.
     """
     n_rows, n_points = Y.shape
@@ -819,7 +819,7 @@ def _best_mean(scores):
 
 def line_left_message(bump, n_components, largest):
     """The warning of a chosen fit whose residual still holds a bump (``(score,
-    coordinates, width)`` of :func:`~._search.largest_residual_bumps`); ``largest``:
+    coordinates, width)`` of :func:`~.search.largest_residual_bumps`); ``largest``:
     whether ``n_components`` is the largest candidate."""
     score, coordinates, width = bump
     where = ", ".join(f"{c:.6g}" for c in coordinates)

@@ -10,13 +10,13 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import warn_at_caller
-from ._covariance import as_matrices
-from ._engine import NEGLIGIBLE_WEIGHT
-from ._parameters import ParameterLayout
-from ._problem import background_term_names, problem_of
-from ._uncertainty import standard_errors, warn_if_cells_differ
-from ._validation import check_density_values, check_grid_density, check_sample_weight
+from .._compat import warn_at_caller
+from .._data.validation import check_density_values, check_grid_density, check_sample_weight
+from .._engine.fitting import NEGLIGIBLE_WEIGHT
+from .._engine.problem import background_term_names, problem_of
+from .._engine.uncertainty import standard_errors, warn_if_cells_differ
+from .._model.covariance import as_matrices
+from .._model.parameters import ParameterLayout
 
 EDGE_WARNING_FRACTION = 0.25
 # Two components closer than this Bhattacharyya distance describe one feature.

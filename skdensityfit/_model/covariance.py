@@ -3,7 +3,7 @@ log-determinants and the Gaussian log-density.
 
 Every per-type difference of the package's arithmetic on fitted parameters
 lives here, written once (the reference model's differentiated coefficient
-maps are a dictionary of per-type functions in :mod:`._model`; the kernel reads
+maps are a dictionary of per-type functions in :mod:`.reference`; the kernel reads
 :func:`cholesky_parameter_map`). Parameters follow scikit-learn's conventions: a
 precision Cholesky factor ``U`` is upper-triangular with ``U @ U.T`` the
 precision, shaped
@@ -277,7 +277,7 @@ def rescale_cholesky(prec_chol, covariance_type, spread, inverse=False):
 def quadratic_features(X, covariance_type):
     """Fixed design ``Phi(X)`` such that the squared Mahalanobis distance is ``Phi @ C.T``.
 
-    ``C`` holds each component's coefficients (see :mod:`._model`): the
+    ``C`` holds each component's coefficients (see :mod:`.reference`): the
     upper triangle of the precision (off-diagonal doubled) for 'full' and
     'tied', its diagonal for 'diag', one value for 'spherical', then
     ``-2 Lambda mu`` and ``mu^T Lambda mu``.
@@ -300,7 +300,7 @@ def cholesky_parameter_map(covariance_type, n_components, n_features):
     Returns ``(index, log)``, both ``(K, d, d)``: entry ``(k, i, j)`` of component
     ``k``'s upper-triangular factor is ``raw[index]`` (``exp(raw[index])`` where
     ``log``), or zero where ``index`` is -1. The raw values are laid out as
-    :mod:`._parameters` packs them: 'full' the upper triangle of each component in
+    :mod:`.parameters` packs them: 'full' the upper triangle of each component in
     ``np.triu_indices`` order, 'tied' one shared triangle, 'diag' ``d`` diagonal
     values a component, 'spherical' one a component; diagonals as logarithms.
     This table is the one description of the covariance types that the compiled

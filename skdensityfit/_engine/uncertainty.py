@@ -1,10 +1,10 @@
 """Standard errors of fitted parameters: exact curvature and the delta method, by autograd.
 
 The covariance of the flat parameter vector comes from the exact Hessian of
-the reference objective (:func:`~._model.objective_hessian`); the errors of
+the reference objective (:func:`~.reference.objective_hessian`); the errors of
 the reported parameters (weights, means, covariances, scale in grid units)
 follow by the delta method, with the exact Jacobian of the map from the
-flat vector to them (:meth:`~._parameters.Standardisation.to_grid`, which
+flat vector to them (:meth:`~.parameters.Standardisation.to_grid`, which
 autograd differentiates). No finite differences anywhere.
 """
 
@@ -13,12 +13,12 @@ import numpy as np
 from autograd import jacobian
 from autograd.scipy.special import logsumexp
 
-from ._compat import warn_at_caller
-from ._covariance import as_reported, cholesky_parameter_map
-from ._model import objective_hessian
-from ._parameters import canonical_order, rows_split
-from ._rows import curvatures_of, losses_of
-from ._validation import quadrature_weights
+from .._compat import warn_at_caller
+from .._data.validation import quadrature_weights
+from .._model.covariance import as_reported, cholesky_parameter_map
+from .._model.parameters import canonical_order, rows_split
+from .._model.reference import objective_hessian
+from .rows import curvatures_of, losses_of
 
 # The curvature does not determine the parameters when its smallest
 # eigenvalue is below this fraction of its largest.
@@ -104,7 +104,7 @@ def standard_errors(problem, theta, X, y, sample_weight):
 def rows_reported(thetas, layout, standardisation, log_units, fixed_log_scale, take, background):
     """:func:`reported_vector` of every row of ``thetas`` ``(R, p)`` at once, ``(R, m)``
     (*autograd-safe*): ``log_units`` ``(R,)`` the rows' log scale units, ``take`` the
-    canonical order of their components (:func:`~._parameters.canonical_order`)."""
+    canonical order of their components (:func:`~.parameters.canonical_order`)."""
     n_rows = thetas.shape[0]
     k, d = layout.n_components, layout.n_features
     offsets = layout.offsets

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import validate_data
 
-from ._covariance import MATRIX_TYPES, cholesky_from_precisions, parameter_shape
+from .._model.covariance import MATRIX_TYPES, cholesky_from_precisions, parameter_shape
 
 
 def _as_2d_grid(X, n_features=1):

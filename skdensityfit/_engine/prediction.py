@@ -8,9 +8,9 @@ plots and the command line share them.
 import numpy as np
 from sklearn.utils import gen_batches
 
-from ._cells import cells_from_edges, log_cell_masses
-from ._covariance import log_gaussian_density
-from ._problem import background_spec, polynomial_powers, user_basis
+from .._model.cells import cells_from_edges, log_cell_masses
+from .._model.covariance import log_gaussian_density
+from .problem import background_spec, polynomial_powers, user_basis
 
 PREDICT_BATCH_SIZE = 65536
 

@@ -30,9 +30,9 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from scipy.signal import find_peaks
 from scipy.special import xlogy
 
-from ._engine import minimize
-from ._noise import _on_the_grid
-from ._rows import minimize_rows, models_of
+from .._data.noise import _on_the_grid
+from .._engine.fitting import minimize
+from .._engine.rows import minimize_rows, models_of
 
 # DensityGMMCV's path and its stop rules.
 CV_TOL = 1e-5
@@ -289,7 +289,7 @@ class CountFolds:
 def _pooled_scores(errors, total, size):
     """``1 - n_folds * errors / total``; for a constant density (``total`` at the
     level of rounding against ``size``, the zero model's error), as
-    :func:`~._reports.score_prediction`: 1 for no error, else 0."""
+    :func:`~.reports.score_prediction`: 1 for no error, else 0."""
     n_splits = len(errors)
     if not total > CONSTANT_DENSITY * size:
         return np.where(errors <= CONSTANT_DENSITY * size, 1.0, 0.0)

@@ -3,14 +3,14 @@
 A *row* is one density fitted from one start. :func:`fit_rows` runs Levenberg-Marquardt
 on a range of rows, each to its own convergence; :func:`evaluate_rows` gives the loss
 (and, on request, the model and the Gauss-Newton matrix) of many parameter vectors. The
-row functions release the GIL, and :mod:`._rows` runs ranges of rows on threads (numba's
+row functions release the GIL, and :mod:`.rows` runs ranges of rows on threads (numba's
 own parallel loops recompile every callee for each parallel function: a minute of
 compiling at the first call, against about 15 s for the one compilation this way). Every
 evaluation makes one pass over the grid points, accumulating the loss, its gradient and
 the Gauss-Newton matrix (for the Poisson loss, the Fisher information) point by point:
 no temporary grows with the grid.
 
-The problem is data (:class:`~._rows.KernelInputs` holds it):
+The problem is data (:class:`~.rows.KernelInputs` holds it):
 
 - ``layout``: ``[K, d, fit_scale, n_parameters, n_background, loss, binned,
   exponential]`` (loss 0 is 'l2', 1 is 'poisson'; binned 1 for products of cdf
@@ -19,7 +19,7 @@ The problem is data (:class:`~._rows.KernelInputs` holds it):
 - ``chol_index`` ``(K, d, d)``: the parameter that entry ``(i, j)`` of
   component ``k``'s precision Cholesky factor ``U`` comes from (-1: zero),
   and ``chol_log`` whether the parameter is the entry's logarithm. This is
-  how the four covariance types differ (see :mod:`._covariance`);
+  how the four covariance types differ (see :mod:`.covariance`);
 - per point: the standardised coordinates ``X``, the background's basis
   values ``basis`` (``(n, J)``; the background is ``basis @ c``), and with
   bins the cell bounds ``lo``, ``hi`` (the model is then the mixture's mass
@@ -28,7 +28,7 @@ The problem is data (:class:`~._rows.KernelInputs` holds it):
 
 The parameter vector: ``[log scale (when fitted), K - 1 logits (the last
 pinned at 0), means (K d), Cholesky parameters, background coefficients]``,
-as :mod:`._parameters` lays it out. Every function here takes its work
+as :mod:`.parameters` lays it out. Every function here takes its work
 arrays from the caller and allocates nothing per point or per iteration, so
 that the per-row functions can later be compiled for a GPU unchanged.
 """

@@ -12,7 +12,7 @@ integrated ("binned") model as pure functions:
 * ``log P_k(cell_i)``, the log of the mass of Gaussian component ``k`` in the
   cell ``[lo_i, hi_i]``, from scikit-learn style parameters
   (:func:`log_cell_masses`, for predictions) or the raw precision-Cholesky
-  parameters of :class:`~skdensityfit._parameters.ParameterLayout`
+  parameters of :class:`~.parameters.ParameterLayout`
   (:func:`log_cell_masses_raw`), plus an ``autograd.numpy`` reference of the
   same numbers (:func:`log_cell_masses_reference`), against which the tests
   check the compiled kernel's cell masses and their derivatives.
@@ -37,7 +37,7 @@ plain tensor rule over all ``d`` dimensions (``rule="tensor"``,
 ``n_nodes ** d`` nodes, the mass a weighted sum of point densities) is kept
 for comparison; ``benchmarks/bench_histograms.py`` measures both. (Fits take
 the cell masses and their derivatives from the compiled kernel,
-:mod:`._kernel`, which uses the hybrid rule.)
+:mod:`.kernel`, which uses the hybrid rule.)
 
 Everything is vectorised over cells, components and dimensions; the cubature
 works through the cells in chunks of bounded memory.
@@ -53,7 +53,7 @@ from autograd.scipy.special import logsumexp as _anp_logsumexp
 from autograd.scipy.stats import norm as _anp_norm
 from scipy.special import erfc, log_ndtr
 
-from ._covariance import (
+from .covariance import (
     LOG_2PI,
     axis_aligned,
     check_covariance_type,
@@ -61,7 +61,7 @@ from ._covariance import (
     raw_from_cholesky,
     upper_from_raw,
 )
-from ._covariance import triu_indices as _triu_indices
+from .covariance import triu_indices as _triu_indices
 
 __all__ = [
     "Cells",
@@ -628,7 +628,7 @@ def log_cell_masses_raw(
         The cells, in the fit's (standardised) coordinates (see :meth:`Cells.standardised`).
     means : ndarray of shape (K, d)
     raw : ndarray
-        The raw precision block of :class:`~skdensityfit._parameters.ParameterLayout`:
+        The raw precision block of :class:`~.parameters.ParameterLayout`:
         'diag' ``log U_kj`` (``K * d`` values), 'spherical' ``log u_k`` (``K``),
         'full' the packed upper triangles with log diagonal (``K * d(d+1)/2``),
         'tied' one packed triangle (``d(d+1)/2``). Flat or shaped ``(K, n_raw)``.

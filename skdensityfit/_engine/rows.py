@@ -1,6 +1,6 @@
-"""The kernel's inputs from a :class:`~._problem.Problem`, and rows run through it.
+"""The kernel's inputs from a :class:`~.problem.Problem`, and rows run through it.
 
-:class:`KernelInputs` holds what the compiled kernel (:mod:`._kernel`) reads:
+:class:`KernelInputs` holds what the compiled kernel (:mod:`.kernel`) reads:
 the grid-level arrays (points, cells, background basis, the covariance
 type's parameter map, bounds) and the per-density arrays (targets,
 quadrature weights, fixed log scales, the losses' normalisers). A single
@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import xlogy
 
-from . import _kernel
-from ._covariance import axis_aligned, cholesky_parameter_map
+from .._model.covariance import axis_aligned, cholesky_parameter_map
+from . import kernel as _kernel
 
 # A thread gets at least this many rows (a few rows cost less than handing them over).
 SERIAL_ROWS = 8
@@ -367,7 +367,7 @@ def greedy_peaks(inputs, widths, n_components, residuals=None):
 def matched_filter(inputs, residuals, centres, upper, q=None):
     """``(gains (R, C), heights (R, C))``: the Gaussian shape of precision Cholesky
     factor ``upper[r]`` (peak 1) at each candidate centre ``centres[r, c]`` (point
-    indices) fitted to ``residuals[r]`` (see :func:`~._kernel.matched_filter`); ``q``
+    indices) fitted to ``residuals[r]`` (see :func:`~.kernel.matched_filter`); ``q``
     the quadrature weights (one row, or one per row; default the inputs')."""
     centres = np.ascontiguousarray(centres, dtype=np.int64)
     gains = np.empty(centres.shape)

@@ -1,0 +1,1 @@
+"""What is known of the data: input checks, quadrature weights, noise models."""

@@ -1,0 +1,1 @@
+"""Reports of fits: tables, warnings, information criteria, plots."""
