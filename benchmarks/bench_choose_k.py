@@ -135,6 +135,14 @@ not channel averages, so the model with ``bins=None`` holds exactly; K cycles wi
   uniform at least 4 major sds + 1 pixel inside the image; white noise of 1-3% of the clean
   maximum (uniform); loss='l2', full covariances.
 
+- ``gain`` (50 cases, K = 1..5): lines as ``corr`` on 256, 384 or 512 channels whose noise
+  grows with the signal over a floor: sd = floor sqrt(1 + (L^2 - 1) s), s the clean spectrum
+  over its maximum squared (a detector gain's noise, sd proportional to the signal; seeds in
+  alternate blocks of 5) or not squared (photon noise, variance proportional to it), L
+  log-uniform in [3, 12] (the noise at the highest point over the floor); the floor set so
+  that the line with the least own peak over the noise's sd where it peaks has log-uniform
+  [5, 15] of them; loss='l2'.
+
 Identifiability of the new families (a draw that breaks a rule is redrawn):
 
 - ``narrow``/``narrowclean``: every pair of means at least 1.5 (max(s_i, h) + max(s_j, h))
@@ -200,6 +208,7 @@ NEW_FAMILIES = {
     "baseline": (114, 60),
     "unequal": (115, 50),
     "wide2d": (116, 30),
+    "gain": (117, 50),
 }
 DEFAULT_FAMILIES = tuple(FAMILIES)
 FAMILIES.update(NEW_FAMILIES)
@@ -718,6 +727,31 @@ def _wide2d(rng, family, seed):
     return Case(family, seed, grid, y, "l2", k, False, label)
 
 
+def _gain(rng, family, seed):
+    """A spectrum as ``corr``'s lines whose noise grows with the signal: a detector gain's
+    (sd proportional to it) or photon noise (variance proportional to it), over a floor."""
+    k = 1 + seed % 5
+    n = int(rng.choice([256, 384, 512]))
+    _, parts, sds, weights = _spectral_lines(rng, k, n)
+    clean = parts.sum(axis=1)
+    kind = ("gain", "photon")[(seed // 5) % 2]
+    shape = (clean / clean.max()) ** (2.0 if kind == "gain" else 1.0)
+    loud = _log_uniform(rng, 3.0, 12.0)  # the noise at the highest point over the floor
+    relative = np.sqrt(1.0 + (loud**2 - 1.0) * shape)  # the noise's sd over the floor
+    peaks = parts.max(axis=0)
+    # the line with the least of its own peak over the noise where it peaks: 5 to 15 sds
+    floor = np.min(peaks / relative[np.argmax(parts, axis=0)]) / _log_uniform(rng, 5.0, 15.0)
+    sd = floor * relative
+    y = clean + sd * rng.normal(size=n)
+    grid = _velocity_axis(rng, n)
+    label = (
+        f"n={n} sd/h {_fmt(sds)} w {_fmt(weights)} {kind} noise, {loud:.1f} x the floor at the "
+        f"peak, own peaks/floor {_fmt(peaks / floor, 1)} "
+        f"own peaks/own noise {_fmt(peaks / sd[np.argmax(parts, axis=0)], 1)}"
+    )
+    return Case(family, seed, grid, y, "l2", k, False, label)
+
+
 NEW_GENERATORS = {
     "narrow": lambda rng, family, seed: _narrow(rng, family, seed, noisy=True),
     "narrowclean": lambda rng, family, seed: _narrow(rng, family, seed, noisy=False),
@@ -725,6 +759,7 @@ NEW_GENERATORS = {
     "baseline": _baseline,
     "unequal": _unequal,
     "wide2d": _wide2d,
+    "gain": _gain,
 }
 
 
