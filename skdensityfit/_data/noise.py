@@ -54,6 +54,11 @@ CORRELATION_GATE = 3.0
 HETEROSCEDASTIC_RATIO = 2.0
 HETEROSCEDASTIC_Z = 4.0
 MIN_GROUP = 10
+# ... the highest being the points above this level (a fraction of the peak) when they are
+# fewer than a tenth (a narrow line's few points, diluted in a tenth of a long grid) but at
+# least MIN_HIGH (bench_choose_k's gain family: 40 -> 44 of 50 right).
+HIGH_LEVEL = 0.25
+MIN_HIGH = 5
 VARIANCE_ITERATIONS = 5
 # Second differences of white noise on an even grid have lag-1 correlation -2/3, those of
 # a smooth density's curvature near +1: differences that correlate more than this are
@@ -614,12 +619,16 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
 def _variance_line(scaled, level):
     """``(a, b)``: the variance of ``scaled`` (noise in units of a white noise's standard
     deviation) as ``a + b * level`` (``level`` in [0, 1]), when the variance at the
-    highest levels (their top tenth) exceeds ``HETEROSCEDASTIC_RATIO`` times that at the
+    highest levels (their top tenth, or the levels above ``HIGH_LEVEL`` where they are
+    fewer but at least ``MIN_HIGH``) exceeds ``HETEROSCEDASTIC_RATIO`` times that at the
     lowest (below their median) by ``HETEROSCEDASTIC_Z`` of the log ratio's standard
     errors; else None."""
     high = level >= np.quantile(level, 0.9)
+    loud = level >= HIGH_LEVEL  # fewer points than a tenth: narrow lines
+    if MIN_HIGH <= loud.sum() < high.sum():
+        high = loud
     low = level <= np.median(level)
-    if high.sum() < MIN_GROUP or low.sum() < MIN_GROUP:
+    if high.sum() < MIN_HIGH or low.sum() < MIN_GROUP:
         return None
     v_high = robust_scale(scaled[high]) ** 2
     v_low = robust_scale(scaled[low]) ** 2
@@ -714,16 +723,23 @@ def _variance_may_grow(scaled, level, mask):
     ordered = np.sort(np.where(mask, level, np.inf), axis=-1)  # the masked ones last
     count = np.sum(mask, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        high = mask & (level >= _sorted_quantile(ordered, count, 0.9)[:, None])
         low = mask & (level <= _sorted_quantile(ordered, count, 0.5)[:, None])
-        n_high, n_low = high.sum(axis=-1), low.sum(axis=-1)
-        v_high = _masked_robust_scale(scaled, high) ** 2
+        n_low = low.sum(axis=-1)
         v_low = _masked_robust_scale(scaled, low) ** 2
-        error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
-        grows = (v_high > (1.0 - MARGIN) * HETEROSCEDASTIC_RATIO * v_low) & (
-            np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - MARGIN
-        )
-    return (n_high >= MIN_GROUP) & (n_low >= MIN_GROUP) & (v_low > 0) & grows
+        may = np.zeros(len(scaled), dtype=bool)
+        # either group of the highest levels (the row alone decides which)
+        for high in (
+            mask & (level >= _sorted_quantile(ordered, count, 0.9)[:, None]),
+            mask & (level >= HIGH_LEVEL),
+        ):
+            n_high = high.sum(axis=-1)
+            v_high = _masked_robust_scale(scaled, high) ** 2
+            error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
+            grows = (v_high > (1.0 - MARGIN) * HETEROSCEDASTIC_RATIO * v_low) & (
+                np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - MARGIN
+            )
+            may |= (n_high >= MIN_HIGH) & grows
+    return may & (n_low >= MIN_GROUP) & (v_low > 0)
 
 
 def _maybe_heteroscedastic(grid, Y, sd):
