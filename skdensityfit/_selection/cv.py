@@ -82,6 +82,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       correlated between neighbouring points (real spectra: channels share
       noise): the residual is whitened by the banded Cholesky factor of its
       autocorrelation along each grid axis;
+    - heteroscedastic Gaussian noise, its variance growing with the density
+      (``a + b * level``), when the data's second differences or the best
+      fit's residual scatter more where the density is higher; tested before
+      correlated noise, whose test then reads the residual over these
+      standard deviations;
     - Poisson counts, for a histogram of counts (``loss='poisson'`` with
       ``y``, or ``y * sample_weight``, integer) or values that are counts
       times one quantum (``np.histogram(..., density=True)``): the binned
@@ -147,9 +152,12 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             of shape (n_points,), default='auto'
         The noise of the density, for 'bic' and 'aic' (see above). 'auto'
         takes counts (and values that are counts times one quantum) as
-        Poisson, and other densities as white noise, or correlated noise when
-        the best fit's residual is correlated between neighbouring points
-        (lag-1 autocorrelation above 3 / sqrt(number of neighbouring pairs)).
+        Poisson, and other densities as white noise, heteroscedastic noise
+        when the noise grows with the density (in the data's differences or
+        the best fit's residual), or correlated noise when the best fit's
+        residual (over those standard deviations) is correlated between
+        neighbouring points (lag-1 autocorrelation above 3 / sqrt(number of
+        neighbouring pairs)).
         'white', 'correlated' and 'poisson' force that kind ('poisson' on
         values that are not counts estimates their unit from differences of
         their square roots). A float or an array gives the standard deviation
