@@ -1414,3 +1414,19 @@ def test_noise_growing_on_a_narrow_line_is_seen(seed):
     search = DensityGMMCV(n_components=5, random_state=0).fit(x, y)
     assert search.noise_["kind"] == "heteroscedastic"
     assert search.n_components_ == 1
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_variance_growing_far_above_its_floor_is_recovered(seed):
+    """Photon noise over a floor 70 times smaller (variance 0.0006**2 + 0.043**2 * f):
+    the regression of the residual's squares on the model weighted its quiet points by
+    1 / variance**2 without a floor, and the profile found grew 2-fold instead of 25-fold
+    (these cases chose 8 components)."""
+    rng = np.random.default_rng(400 + seed)
+    x = np.arange(330.0)
+    lines = [(0.98, 66.0, 7.7), (0.84, 169.0, 14.1), (1.0, 251.0, 8.1)]
+    clean = sum(a * np.exp(-0.5 * ((x - m) / s) ** 2) for a, m, s in lines)
+    y = clean + np.sqrt(0.0006**2 + 0.043**2 * clean) * rng.normal(size=x.size)
+    search = DensityGMMCV(n_components=8, random_state=0).fit(x, y)
+    assert search.noise_["kind"] == "heteroscedastic"
+    assert search.n_components_ == 3

@@ -644,11 +644,14 @@ def _variance_line(scaled, level):
     # the line a + b * level through the squared values, weighted as a gamma regression
     # (a squared normal value's variance is twice its mean squared), a value beyond four
     # standard deviations clipped (a line the fit missed): the groups' robust spreads
-    # understate the variance where it varies within the group
+    # understate the variance where it varies within the group. The variance in the
+    # weights is never below the lowest levels' (v_low): nearer zero, the quiet points'
+    # weights 1 / variance**2 decided the line alone (a spectrum whose noise grew 25-fold
+    # in variance got a profile growing 2-fold)
     design = np.column_stack([np.ones_like(level), level])
     squares = scaled**2
     for _ in range(VARIANCE_ITERATIONS):
-        variance = np.maximum(design @ coefficients, 1e-3 * v_low)
+        variance = np.maximum(design @ coefficients, v_low)
         weights = 1.0 / variance**2
         clipped = np.minimum(squares, 16.0 * variance)
         gram = design.T @ (weights[:, None] * design)
