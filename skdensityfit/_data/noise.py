@@ -179,25 +179,33 @@ def differences(grid, values):
     return np.concatenate(parts, axis=-1)
 
 
-def robust_scale(values):
+def robust_scale(values, mask=None):
     """The standard deviation of normal values, ``(..., m) -> (...)``, robust to outliers.
 
     The median absolute deviation about zero, then twice the root mean
     square of the values within ``TRIM`` of the current scale, corrected for
     the truncation: as robust as the median, with most of the mean square's
     efficiency (white noise on 150 points: a relative spread of 8% against
-    11% for the median alone).
+    11% for the median alone). With ``mask`` ``(R, m)``: of each row's masked values
+    (the rows' sums rounded as numpy's, not each as a 1-D array's).
     """
     values = np.abs(np.asarray(values, dtype=float))
     if values.shape[-1] == 0:
         return np.zeros(values.shape[:-1])
-    scale = MAD_TO_SD * np.median(values, axis=-1)
+    if mask is None:
+        median, count, sums, mask = np.median(values, axis=-1), values.shape[-1], _row_sums, True
+    else:
+        count = np.sum(mask, axis=-1)
+        median = _sorted_quantile(np.sort(np.where(mask, values, np.inf), axis=-1), count, 0.5)
+        count, sums = np.maximum(count, 1), lambda a: np.sum(a, axis=-1)
+    squares = np.where(mask, values**2, 0.0)
+    scale = MAD_TO_SD * median
     # most values zero (empty bins of a histogram, say): their root mean square
-    scale = np.where(scale > 0, scale, np.sqrt(_row_sums(values**2) / values.shape[-1]))
+    scale = np.where(scale > 0, scale, np.sqrt(sums(squares) / count))
     for _ in range(TRIM_STEPS):
-        kept = values <= TRIM * scale[..., None]
+        kept = mask & (values <= TRIM * scale[..., None])
         count = np.maximum(np.sum(kept, axis=-1), 1)
-        mean_square = _row_sums(np.where(kept, values**2, 0.0)) / count
+        mean_square = sums(np.where(kept, squares, 0.0)) / count
         scale = np.where(scale > 0, np.sqrt(mean_square / _TRUNCATED_VARIANCE), scale)
     return scale
 
@@ -581,7 +589,7 @@ def refined_noises(requests):
         peak = np.max(fitted, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             level = np.maximum(fitted / peak, 0.0)
-        maybe = _variance_may_grow(residuals, level, kept) & (peak[:, 0] > 0)
+        maybe = _variance_grows(residuals, level, kept, MARGIN)[0] & (peak[:, 0] > 0)
         for (r, white, residual, f, k, _, _), may in zip(group, maybe, strict=True):
             if may:
                 per_points[r] = _heteroscedastic_sd(residual, f, white.sd, k)
@@ -618,27 +626,14 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
 
 def _variance_line(scaled, level):
     """``(a, b)``: the variance of ``scaled`` (noise in units of a white noise's standard
-    deviation) as ``a + b * level`` (``level`` in [0, 1]), when the variance at the
-    highest levels (their top tenth, or the levels above ``HIGH_LEVEL`` where they are
-    fewer but at least ``MIN_HIGH``) exceeds ``HETEROSCEDASTIC_RATIO`` times that at the
-    lowest (below their median) by ``HETEROSCEDASTIC_Z`` of the log ratio's standard
-    errors; else None."""
-    high = level >= np.quantile(level, 0.9)
-    loud = level >= HIGH_LEVEL  # fewer points than a tenth: narrow lines
-    if MIN_HIGH <= loud.sum() < high.sum():
-        high = loud
-    low = level <= np.median(level)
-    if high.sum() < MIN_HIGH or low.sum() < MIN_GROUP:
+    deviation) as ``a + b * level`` (``level`` in [0, 1]), when it grows with the level
+    (:func:`_variance_grows`); else None."""
+    grows, high, low, v_high, v_low = _variance_grows(
+        scaled[None], level[None], np.ones((1, len(level)), dtype=bool)
+    )
+    if not grows[0]:
         return None
-    v_high = robust_scale(scaled[high]) ** 2
-    v_low = robust_scale(scaled[low]) ** 2
-    if not (v_low > 0 and v_high > HETEROSCEDASTIC_RATIO * v_low):
-        return None
-    # the log of a variance estimated from m normal values has a standard error of
-    # about sqrt(2 / m) (trimmed: a little more)
-    error = np.sqrt(2.5 / high.sum() + 2.5 / low.sum())
-    if np.log(v_high / v_low) < HETEROSCEDASTIC_Z * error:
-        return None
+    high, low, v_high, v_low = high[0], low[0], v_high[0], v_low[0]
     slope = (v_high - v_low) / max(level[high].mean() - level[low].mean(), np.finfo(float).tiny)
     coefficients = np.array([v_low - slope * level[low].mean(), slope])
     # the line a + b * level through the squared values, weighted as a gamma regression
@@ -704,10 +699,7 @@ def _heteroscedastic_from_differences(grid, y, sd):
     peak = np.max(level)
     if not peak > 0:
         return None
-    low = level <= np.median(level)
-    products = np.sum(scaled[low] * following[low])
-    norm = np.sqrt(np.sum(scaled[low] ** 2) * np.sum(following[low] ** 2))
-    if not (norm > 0 and products / norm <= NOISE_DIFFERENCE_CORRELATION):
+    if not _noise_like(scaled[None], following[None], level[None])[0]:
         return None
     coefficients = _variance_line(scaled, level / peak)
     if coefficients is None:
@@ -718,31 +710,50 @@ def _heteroscedastic_from_differences(grid, y, sd):
     return sd * np.sqrt(variance)
 
 
-def _variance_may_grow(scaled, level, mask):
-    """Rows of ``scaled`` ``(R, m)`` (at ``level`` in [0, 1], ``mask`` the values to
-    judge) on which :func:`_variance_line` may find a variance that grows with the level:
-    its tests on all rows at once, each passed within ``MARGIN`` (False: it surely finds
-    none)."""
+def _variance_grows(scaled, level, mask, margin=0.0):
+    """For each row of ``scaled`` ``(R, m)`` (noise in units of a white noise's standard
+    deviation, at ``level`` in [0, 1], ``mask`` the values to judge): whether its
+    variance at the highest levels (their top tenth, or the levels above ``HIGH_LEVEL``
+    where they are fewer but at least ``MIN_HIGH``: a narrow line's) exceeds
+    ``HETEROSCEDASTIC_RATIO`` times that at the lowest (below their median) by
+    ``HETEROSCEDASTIC_Z`` of the log ratio's standard errors, each within ``margin``
+    (rows tested together pass what one row alone would: their sums round otherwise).
+    Returns ``(grows (R,), high (R, m), low (R, m), v_high (R,), v_low (R,))``."""
     ordered = np.sort(np.where(mask, level, np.inf), axis=-1)  # the masked ones last
     count = np.sum(mask, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
+        high = mask & (level >= _sorted_quantile(ordered, count, 0.9)[:, None])
+        loud = mask & (level >= HIGH_LEVEL)
+        n_loud, n_top = loud.sum(axis=-1), high.sum(axis=-1)
+        high = np.where(((MIN_HIGH <= n_loud) & (n_loud < n_top))[:, None], loud, high)
         low = mask & (level <= _sorted_quantile(ordered, count, 0.5)[:, None])
-        n_low = low.sum(axis=-1)
-        v_low = _masked_robust_scale(scaled, low) ** 2
-        may = np.zeros(len(scaled), dtype=bool)
-        # either group of the highest levels (the row alone decides which)
-        for high in (
-            mask & (level >= _sorted_quantile(ordered, count, 0.9)[:, None]),
-            mask & (level >= HIGH_LEVEL),
-        ):
-            n_high = high.sum(axis=-1)
-            v_high = _masked_robust_scale(scaled, high) ** 2
-            error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
-            grows = (v_high > (1.0 - MARGIN) * HETEROSCEDASTIC_RATIO * v_low) & (
-                np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - MARGIN
-            )
-            may |= (n_high >= MIN_HIGH) & grows
-    return may & (n_low >= MIN_GROUP) & (v_low > 0)
+        n_high, n_low = high.sum(axis=-1), low.sum(axis=-1)
+        v_high = robust_scale(scaled, high) ** 2
+        v_low = robust_scale(scaled, low) ** 2
+        # the log of a variance estimated from m normal values has a standard error of
+        # about sqrt(2 / m) (trimmed: a little more)
+        error = np.sqrt(2.5 / np.maximum(n_high, 1) + 2.5 / np.maximum(n_low, 1))
+        grows = (
+            (n_high >= MIN_HIGH)
+            & (n_low >= MIN_GROUP)
+            & (v_low > 0)
+            & (v_high > (1.0 - margin) * HETEROSCEDASTIC_RATIO * v_low)
+            & (np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - margin)
+        )
+    return grows, high, low, v_high, v_low
+
+
+def _noise_like(scaled, following, level, margin=0.0):
+    """For each row of second differences ``scaled`` ``(R, m)``, with the next one
+    along their axis ``following`` and their ``level``: whether those below the median
+    level correlate with the next at most ``NOISE_DIFFERENCE_CORRELATION`` (+
+    ``margin``), as noise's do and a smooth density's do not."""
+    low = level <= np.median(level, axis=-1, keepdims=True)
+    products = np.sum(np.where(low, scaled * following, 0.0), axis=-1)
+    norms = np.sum(np.where(low, scaled**2, 0.0), axis=-1)
+    norms *= np.sum(np.where(low, following**2, 0.0), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return products / np.sqrt(norms) <= NOISE_DIFFERENCE_CORRELATION + margin
 
 
 def _maybe_heteroscedastic(grid, Y, sd):
@@ -753,16 +764,15 @@ def _maybe_heteroscedastic(grid, Y, sd):
     if found is None:
         return np.zeros(len(Y), dtype=bool)
     scaled, following, level = found
-    low = level <= np.median(level, axis=-1, keepdims=True)
-    products = np.sum(np.where(low, scaled * following, 0.0), axis=-1)
-    norms = np.sum(np.where(low, scaled**2, 0.0), axis=-1)
-    norms *= np.sum(np.where(low, following**2, 0.0), axis=-1)
+    peak = np.max(level, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        noise_like = products / np.sqrt(norms) <= NOISE_DIFFERENCE_CORRELATION + MARGIN
-        peak = np.max(level, axis=-1, keepdims=True)
         relative = level / peak
     mask = np.ones(level.shape, dtype=bool)
-    return noise_like & (peak[:, 0] > 0) & _variance_may_grow(scaled, relative, mask)
+    return (
+        _noise_like(scaled, following, level, MARGIN)
+        & (peak[:, 0] > 0)
+        & _variance_grows(scaled, relative, mask, MARGIN)[0]
+    )
 
 
 def _sorted_quantile(ordered, count, q):
@@ -774,23 +784,6 @@ def _sorted_quantile(ordered, count, q):
     rows = np.arange(len(ordered))
     lower, upper = ordered[rows, below], ordered[rows, above]
     return lower + (upper - lower) * (position - below)
-
-
-def _masked_robust_scale(values, mask):
-    """:func:`robust_scale` of the ``mask``-ed values of each row (to rounding)."""
-    values = np.abs(values)
-    ordered = np.sort(np.where(mask, values, np.inf), axis=-1)
-    with np.errstate(invalid="ignore"):
-        scale = MAD_TO_SD * _sorted_quantile(ordered, np.sum(mask, axis=-1), 0.5)
-    count = np.maximum(np.sum(mask, axis=-1), 1)
-    squares = np.where(mask, values**2, 0.0)
-    scale = np.where(scale > 0, scale, np.sqrt(np.sum(squares, axis=-1) / count))
-    for _ in range(TRIM_STEPS):
-        kept = mask & (values <= TRIM * scale[..., None])
-        count = np.maximum(np.sum(kept, axis=-1), 1)
-        mean_square = np.sum(np.where(kept, squares, 0.0), axis=-1) / count
-        scale = np.where(scale > 0, np.sqrt(mean_square / _TRUNCATED_VARIANCE), scale)
-    return scale
 
 
 def initial_noises(X, Y, grid, *, loss, noise="auto"):

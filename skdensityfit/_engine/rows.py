@@ -97,6 +97,15 @@ class KernelInputs:
     normaliser: np.ndarray  # (D,)
     constant: np.ndarray  # (D,)
 
+    @property
+    def row_arrays(self):
+        """What the kernel's row functions read of the problem, in their order: the
+        grid-level arrays, the densities, their weights and their fixed log scales."""
+        return (
+            self.X, self.lo, self.hi, self.Y, self.Q, self.basis, self.layout,
+            self.chol_index, self.chol_log, self.fixed_log_scale,
+        )  # fmt: skip
+
     @classmethod
     def of(cls, problem):
         """The inputs of a single-density problem."""
@@ -223,16 +232,7 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
-        inputs.X,
-        inputs.lo,
-        inputs.hi,
-        inputs.Y,
-        inputs.Q,
-        inputs.basis,
-        inputs.layout,
-        inputs.chol_index,
-        inputs.chol_log,
-        inputs.fixed_log_scale,
+        *inputs.row_arrays,
         inputs.normaliser,
         inputs.constant,
         inputs.lower,
@@ -260,16 +260,7 @@ def _evaluate(inputs, thetas, density, *, with_models=False, with_curvatures=Fal
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
-        inputs.X,
-        inputs.lo,
-        inputs.hi,
-        inputs.Y,
-        inputs.Q,
-        inputs.basis,
-        inputs.layout,
-        inputs.chol_index,
-        inputs.chol_log,
-        inputs.fixed_log_scale,
+        *inputs.row_arrays,
         inputs.normaliser,
         inputs.constant,
         losses,
@@ -326,16 +317,7 @@ def component_shares_of(inputs, thetas, density=None, burdens=False):
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
-        inputs.X,
-        inputs.lo,
-        inputs.hi,
-        inputs.Y,
-        inputs.Q,
-        inputs.basis,
-        inputs.layout,
-        inputs.chol_index,
-        inputs.chol_log,
-        inputs.fixed_log_scale,
+        *inputs.row_arrays,
         shares,
         burden,
     )

@@ -394,7 +394,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             X,
             y,
             weights,
-            rng.randint(np.iinfo(np.int32).max),
+            rng.randint(SEED_BOUND),
             # the noise tests compare with white noise on the points as given
             noise_tests=sample_weight is None and self.bins is None,
             grown_gain=PATH_GROWN_GAIN,
@@ -553,7 +553,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     def _folds(self, rng, n_points):
         if self.cv is None or isinstance(self.cv, Integral):
             n_splits = n_point_folds(self.cv, n_points)
-            return KFold(n_splits, shuffle=True, random_state=rng.randint(np.iinfo(np.int32).max))
+            return KFold(n_splits, shuffle=True, random_state=rng.randint(SEED_BOUND))
         return check_cv(self.cv)
 
     # delegation to the refitted best model --------------------------------
