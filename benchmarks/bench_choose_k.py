@@ -142,6 +142,12 @@ not channel averages, so the model with ``bins=None`` holds exactly; K cycles wi
   log-uniform in [3, 12] (the noise at the highest point over the floor); the floor set so
   that the line with the least own peak over the noise's sd where it peaks has log-uniform
   [5, 15] of them; loss='l2'.
+- ``smooth`` (60 cases, K = 1..5): lines as ``corr`` on 256, 384 or 512 channels; the noise
+  white noise smoothed by a kernel (in alternate blocks of 5 seeds): Gaussian of sd
+  log-uniform in [1, 2.5] channels (lag-1 autocorrelation 0.78 to 0.96), a boxcar of 3 to 5
+  channels (0.67 to 0.80) or Hanning's [1, 2, 1] / 4 (0.67); unit marginal variance times
+  sigma, sigma as ``corr``; loss='l2' (the noise a spectrometer's smoothing or resampling
+  leaves).
 
 Identifiability of the new families (a draw that breaks a rule is redrawn):
 
@@ -149,10 +155,10 @@ Identifiability of the new families (a draw that breaks a rule is redrawn):
   apart (h the spacing: two one-pixel spikes at least 3 pixels apart, equal widths s >= h at
   least 3 s); each component's own peak on the grid, max_i w_k N(x_i; mu_k, s_k), at least 5
   noise sds (``narrow``) or 2.5% of the clean maximum (``narrowclean``);
-- ``corr``/``baseline``: every pair of centres at least 1.2 times their mean FWHM apart (a
-  spectroscopist's resolved pair: 1.2 x the Rayleigh-like criterion of one FWHM); each line's
-  own peak on the grid at least 5 (marginal) noise sds; lines at least 10% of the band and 5
-  sd from its edges (the baseline is seen on line-free channels at both ends);
+- ``corr``/``baseline``/``smooth``: every pair of centres at least 1.2 times their mean FWHM
+  apart (a spectroscopist's resolved pair: 1.2 x the Rayleigh-like criterion of one FWHM);
+  each line's own peak on the grid at least 5 (marginal) noise sds; lines at least 10% of the
+  band and 5 sd from its edges (the baseline is seen on line-free channels at both ends);
 - ``wide2d``: every pair of means at least 1.5 (max(major sd_i, 1) + max(major sd_j, 1))
   pixels apart (Euclidean); each component's own peak on the grid at least 5 noise sds;
 - ``unequal``: Ashman's D >= 3 for every pair, at least 100 expected samples and weight 0.05 a
@@ -209,6 +215,7 @@ NEW_FAMILIES = {
     "unequal": (115, 50),
     "wide2d": (116, 30),
     "gain": (117, 50),
+    "smooth": (118, 60),
 }
 DEFAULT_FAMILIES = tuple(FAMILIES)
 FAMILIES.update(NEW_FAMILIES)
@@ -542,6 +549,22 @@ def _correlated_noise(rng, n, rho, kind):
     return np.convolve(rng.normal(size=n + 2), [a, 1.0, a], mode="valid") / np.sqrt(1 + 2 * a**2)
 
 
+def _smoothed_noise(rng, n, kind):
+    """Unit-variance white noise smoothed by a kernel many channels wide: 'gaussian' (sd
+    log-uniform in [1, 2.5] channels), 'boxcar' (3 to 5 channels) or 'hanning' ([1, 2, 1] / 4)."""
+    if kind == "gaussian":
+        width = _log_uniform(rng, 1.0, 2.5)
+        offsets = np.arange(-int(np.ceil(4 * width)), int(np.ceil(4 * width)) + 1)
+        kernel = np.exp(-0.5 * (offsets / width) ** 2)
+    elif kind == "boxcar":
+        kernel = np.ones(int(rng.integers(3, 6)))
+    else:
+        kernel = np.array([1.0, 2.0, 1.0])
+    noise = np.convolve(rng.normal(size=n + len(kernel) - 1), kernel, mode="valid")
+    label = f"gaussian {width:.2f}" if kind == "gaussian" else kind
+    return noise / np.sqrt(np.sum(kernel**2)), label
+
+
 def _velocity_axis(rng, n):
     width = rng.choice([0.25, 0.5, 1.0, 2.0])  # km/s per channel
     return rng.uniform(-100, 100) + width * (np.arange(n) - n / 2)
@@ -559,6 +582,22 @@ def _corr(rng, family, seed):
     grid = _velocity_axis(rng, n)
     label = (
         f"n={n} sd/h {_fmt(sds)} w {_fmt(weights)} {kind} rho={rho:.2f} "
+        f"own peaks/sigma {_fmt(parts.max(axis=0) / sigma, 1)}"
+    )
+    return Case(family, seed, grid, y, "l2", k, False, label)
+
+
+def _smooth(rng, family, seed):
+    """A spectrum as ``corr`` whose noise is white noise smoothed over several channels."""
+    k = 1 + seed % 5
+    n = int(rng.choice([256, 384, 512]))
+    _, parts, sds, weights = _spectral_lines(rng, k, n)
+    sigma = parts.max(axis=0).min() / _log_uniform(rng, 5.0, 15.0)
+    noise, kind = _smoothed_noise(rng, n, ("gaussian", "boxcar", "hanning")[(seed // 5) % 3])
+    y = parts.sum(axis=1) + sigma * noise
+    grid = _velocity_axis(rng, n)
+    label = (
+        f"n={n} sd/h {_fmt(sds)} w {_fmt(weights)} {kind} "
         f"own peaks/sigma {_fmt(parts.max(axis=0) / sigma, 1)}"
     )
     return Case(family, seed, grid, y, "l2", k, False, label)
@@ -760,6 +799,7 @@ NEW_GENERATORS = {
     "unequal": _unequal,
     "wide2d": _wide2d,
     "gain": _gain,
+    "smooth": _smooth,
 }
 
 

@@ -998,6 +998,76 @@ def test_correlated_noise_is_recognised_and_does_not_add_components(seed):
     assert white.noise_["kind"] == "white" and white.n_components_ >= search.n_components_
 
 
+def _smoothed_spectrum(seed, kind):
+    """Three lines on 400 channels; noise smoothed over channels (a Gaussian kernel of sd 2,
+    Hanning's [1, 2, 1] / 4 or a 4-channel boxcar), 1/12 of the strongest line's peak."""
+    from scipy.ndimage import gaussian_filter1d
+
+    rng = np.random.default_rng(seed)
+    x = np.arange(400.0)
+    lines = sum(
+        a * np.exp(-0.5 * ((x - m) / s) ** 2)
+        for a, m, s in [(6.0, 120.0, 6.0), (4.0, 250.0, 3.0), (3.0, 320.0, 8.0)]
+    )
+    noise = rng.normal(size=440)
+    if kind == "gaussian":
+        noise = gaussian_filter1d(noise, 2.0)
+    else:
+        kernel = [0.25, 0.5, 0.25] if kind == "hanning" else np.ones(4)
+        noise = np.convolve(noise, kernel, mode="same")
+    noise = noise[20:-20]
+    return x, lines + 0.5 * noise / noise.std()
+
+
+@pytest.mark.parametrize(
+    "kind, seed", [("gaussian", 0), ("gaussian", 6), ("gaussian", 1), ("hanning", 0), ("boxcar", 0)]
+)
+def test_noise_smoothed_over_channels_does_not_add_components(kind, seed):
+    """Noise smoothed over several channels (lag-1 autocorrelation 0.67 to 0.94): with the
+    first lags' autocorrelations alone and zero beyond, no process had them; shrunk until one
+    did, they whitened too little and the Gaussian kernel's seeds 0 and 6 chose 4 components.
+    Continued as an autoregression, they whiten it."""
+    x, y = _smoothed_spectrum(seed, kind)
+    search = DensityGMMCV(n_components=8, random_state=0).fit(x, y)
+    assert search.noise_["kind"] == "correlated"
+    assert search.n_components_ == 3
+    if kind == "gaussian":
+        assert search.noise_["autoregressive"] and search.noise_["correlation"][0] > 0.85
+
+
+def test_whitening_is_the_inverse_cholesky_factor_of_the_noise_correlation():
+    """Both continuations of the first lags' autocorrelations: zero beyond them (banded) and
+    the autoregression's (each value less its prediction from those before), along each axis
+    of a 2-D grid, against the dense Cholesky factor of the Kronecker product."""
+    from scipy.linalg import cholesky, toeplitz
+
+    from skdensityfit._data.noise import Grid, implied_correlation, partial_autocorrelation, whiten
+
+    rng = np.random.default_rng(0)
+    shape = (7, 9)
+    axes = np.meshgrid(np.arange(7.0), np.arange(9.0), indexing="ij")
+    grid = Grid.of(np.column_stack([a.ravel() for a in axes]))
+    residuals = rng.normal(size=(3, 63))
+    for correlation, autoregressive in [([0.4, 0.1], False), ([0.9, 0.7, 0.45], True)]:
+        factors = []
+        for size in shape:
+            if autoregressive:
+                acf = [1.0] + [implied_correlation(correlation, lag) for lag in range(1, size)]
+            else:
+                acf = np.r_[1.0, correlation, np.zeros(size - 1 - len(correlation))]
+            factors.append(cholesky(toeplitz(acf), lower=True))
+        expected = np.linalg.solve(np.kron(*factors), residuals.T).T
+        got = whiten(grid, residuals, np.asarray(correlation), autoregressive)
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    # an autoregression of order 2: partial autocorrelations its second coefficient at lag 2,
+    # zero beyond
+    phi = (0.6, 0.3)
+    rho1 = phi[0] / (1 - phi[1])
+    acf = [rho1, phi[0] * rho1 + phi[1]]
+    acf += [phi[0] * acf[-1] + phi[1] * acf[-2]]
+    np.testing.assert_allclose(partial_autocorrelation(acf)[1:], [phi[1], 0.0], atol=1e-12)
+
+
 def test_white_noise_is_not_taken_for_correlated():
     hits = 0
     for seed in range(10):

@@ -6,10 +6,12 @@ different numbers of components can be compared by BIC or AIC. The kinds:
 
 - ``'white'``: independent Gaussian noise of one standard deviation,
   estimated from the density itself (:func:`white_noise_sd`);
-- ``'correlated'``: stationary Gaussian noise whose autocorrelation along
-  each grid axis reaches a few lags (real spectra: neighbouring channels
-  share noise), the residual whitened by the banded Cholesky factor of that
-  autocorrelation;
+- ``'correlated'``: stationary Gaussian noise correlated along each grid
+  axis (real spectra: neighbouring channels share noise), the residual
+  whitened by the banded Cholesky factor of its first lags' autocorrelations
+  (zero beyond: a moving average), or, when no process has those with zero
+  beyond (noise smoothed over several points), by the autoregression that has
+  them (:func:`whiten`);
 - ``'poisson'``: counts (a histogram's, or values that are counts times a
   constant quantum such as ``np.histogram(..., density=True)``'s): the
   binned Poisson likelihood, by its deviance;
@@ -27,7 +29,7 @@ neighbour take their place.
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.linalg import LinAlgError, cholesky_banded, solve_banded
+from scipy.linalg import LinAlgError, cholesky_banded, solve_banded, solve_toeplitz
 from scipy.ndimage import uniform_filter
 from scipy.special import xlogy
 from scipy.stats import norm
@@ -74,8 +76,10 @@ CENSORED_CLEARANCE = 2.0
 # A residual is studentised by sqrt(1 - leverage), the leverage taken at most 1 - this.
 MIN_FREEDOM = 0.05
 # Lags of the correlated model: kept while their autocorrelation exceeds
-# LAG_SIGNIFICANCE / sqrt(pairs), at most MAX_LAG.
+# LAG_SIGNIFICANCE / sqrt(pairs), at most MAX_LAG (a moving average), or, for an
+# autoregression, while their partial autocorrelation does, at most AR_MAX_LAG.
 MAX_LAG = 3
+AR_MAX_LAG = 6
 LAG_SIGNIFICANCE = 2.0
 # Values that are integer multiples of a quantum within this relative error are counts;
 # the quantum is the smallest positive value divided by 1 .. MAX_QUANTUM_DIVISOR, and the
@@ -228,9 +232,11 @@ def white_noise_sd(grid, values):
     return robust_scale(differences(grid, values / unit)) * unit[..., 0]
 
 
-def autocorrelation(grid, residual, max_lag=MAX_LAG):
+def autocorrelation(grid, residual, max_lag=MAX_LAG, unbiased=True):
     """Autocorrelations of ``residual`` ``(n,)`` at lags ``1..max_lag`` along the grid's
-    axes, pooled over the axes (zeros on scattered points)."""
+    axes, pooled over the axes (zeros on scattered points). ``unbiased=False``: each lag's
+    sum of products over all the values' (a stationary process's autocorrelations
+    always, as an autoregression needs)."""
     result = np.zeros(max_lag)
     residual = np.asarray(residual, dtype=float)
     unit = np.max(np.abs(residual))
@@ -245,12 +251,60 @@ def autocorrelation(grid, residual, max_lag=MAX_LAG):
         total += np.sum(along**2)
         for lag in range(1, max_lag + 1):
             products = np.sum(along[..., lag:] * along[..., :-lag])
-            result[lag - 1] += products * size / (size - lag)
+            result[lag - 1] += products * size / (size - lag) if unbiased else products
     return result / total if total > 0 else result
 
 
+def _predictors(correlation):
+    """The autoregressive predictors of orders ``0..p`` of a process with autocorrelations
+    ``correlation`` at lags ``1..p``: each order's coefficients and the variance of its
+    prediction error (a fraction of the process's). ``None`` where a variance is not
+    positive (the autocorrelations are no process's)."""
+    rho = np.concatenate([[1.0], np.asarray(correlation, dtype=float)])
+    predictors = [(np.zeros(0), 1.0)]
+    for order in range(1, len(rho)):
+        coefficients = solve_toeplitz(rho[:order], rho[1 : order + 1], check_finite=False)
+        variance = 1.0 - float(coefficients @ rho[1 : order + 1])
+        if not variance > 1e-12:
+            return None
+        predictors.append((coefficients, variance))
+    return predictors
+
+
+def partial_autocorrelation(correlation):
+    """The partial autocorrelations at lags ``1..p`` (NaN from the first lag at which the
+    autocorrelations are no process's)."""
+    result = np.full(len(correlation), np.nan)
+    for order in range(1, len(correlation) + 1):
+        predictors = _predictors(correlation[:order])
+        if predictors is None:
+            break
+        result[order - 1] = predictors[order][0][-1]
+    return result
+
+
+def admissible_correlation(correlation):
+    """``correlation`` shrunk towards zero until it is a stationary process's."""
+    correlation = np.asarray(correlation, dtype=float)
+    for _ in range(200):
+        if _predictors(correlation) is not None:
+            return correlation
+        correlation = 0.9 * correlation
+    return np.zeros_like(correlation)
+
+
+def implied_correlation(correlation, lag):
+    """The autocorrelation at ``lag`` of the autoregressive process of ``correlation``."""
+    rho = list(np.asarray(correlation, dtype=float))
+    coefficients = _predictors(rho)[-1][0]
+    while len(rho) < lag:
+        rho.append(float(coefficients @ np.concatenate([[1.0], rho])[::-1][: len(coefficients)]))
+    return rho[lag - 1] if lag > 0 else 1.0
+
+
 def _banded_factor(correlation, size):
-    """The lower banded Cholesky factor of the Toeplitz correlation matrix ``(1, rho...)``."""
+    """The lower banded Cholesky factor of the Toeplitz correlation matrix ``(1, rho...)``
+    (raises ``LinAlgError`` if it is not positive definite)."""
     bands = np.zeros((len(correlation) + 1, size))
     bands[0] = 1.0
     for lag, rho in enumerate(correlation, start=1):
@@ -258,33 +312,46 @@ def _banded_factor(correlation, size):
     return cholesky_banded(bands, lower=True)
 
 
-def admissible_correlation(correlation, size):
-    """``correlation`` shrunk towards zero until its Toeplitz matrix is positive definite."""
-    correlation = np.asarray(correlation, dtype=float)
-    for _ in range(200):
-        try:
-            _banded_factor(correlation, size)
-            return correlation
-        except LinAlgError:
-            correlation = 0.9 * correlation
-    return np.zeros_like(correlation)
+def _prediction_errors(along, correlation):
+    """The values ``(..., size)`` less their predictions from the ``p`` before them (fewer
+    at the start), over the predictions' standard errors."""
+    predictors = _predictors(correlation)
+    order, size = len(correlation), along.shape[-1]
+    white = along.copy()
+    for start in range(1, min(order, size)):
+        white[..., start] -= along[..., start - 1 :: -1][..., :start] @ predictors[start][0]
+    for start in range(min(order, size)):
+        white[..., start] /= np.sqrt(predictors[start][1])
+    if size > order:
+        coefficients, variance = predictors[order]
+        for lag in range(1, order + 1):
+            white[..., order:] -= coefficients[lag - 1] * along[..., order - lag : size - lag]
+        white[..., order:] /= np.sqrt(variance)
+    return white
 
 
-def whiten(grid, residuals, correlation):
-    """``residuals`` ``(m, n)`` whitened along every grid axis by the banded Cholesky
-    factor of the Toeplitz ``correlation`` (separable over the axes)."""
+def whiten(grid, residuals, correlation, autoregressive=False):
+    """``residuals`` ``(m, n)`` whitened along every grid axis (separable over the axes),
+    for noise with autocorrelations ``correlation`` at lags ``1..p`` and zero beyond (the
+    banded Cholesky factor of their Toeplitz matrix) or, ``autoregressive``, continued as
+    the autoregression of order ``p`` that has them (the process of greatest entropy that
+    does: each value less its prediction from the ``p`` before it, over its error)."""
     residuals = np.atleast_2d(residuals)
     if len(correlation) == 0 or grid.axes is None:
         return residuals
     array = grid.as_array(residuals)
     for j, size in enumerate(grid.shape):
-        if size <= len(correlation) + 1:
-            continue
-        factor = _banded_factor(correlation, size)
         along = np.moveaxis(array, 1 + j, -1)
-        columns = along.reshape(-1, size).T
-        solved = solve_banded((len(correlation), 0), factor, columns, check_finite=False)
-        array = np.moveaxis(solved.T.reshape(along.shape), -1, 1 + j)
+        if autoregressive:
+            white = _prediction_errors(along, correlation)
+        elif size <= len(correlation) + 1:
+            continue
+        else:
+            factor = _banded_factor(correlation, size)
+            columns = along.reshape(-1, size).T
+            solved = solve_banded((len(correlation), 0), factor, columns, check_finite=False)
+            white = solved.T.reshape(along.shape)
+        array = np.moveaxis(white, -1, 1 + j)
     return grid.as_points(array, 1)
 
 
@@ -358,6 +425,7 @@ class NoiseModel:
     kind: str
     sd: object = None
     correlation: tuple = ()
+    autoregressive: bool = False
     counts_unit: object = None
     n_observations: float = 1.0
     loss: str = "l2"
@@ -371,8 +439,12 @@ class NoiseModel:
             return 2.0 * np.sum(xlogy(counts, counts / expected) - counts + expected, axis=1)
         residual = (y - models) / self.sd
         if self.kind == "correlated":
-            residual = whiten(grid, residual, np.asarray(self.correlation))
+            residual = self.whiten(grid, residual)
         return np.sum(residual**2, axis=1)
+
+    def whiten(self, grid, residuals):
+        """``residuals`` ``(m, n)`` whitened by the correlation (unchanged if none)."""
+        return whiten(grid, residuals, np.asarray(self.correlation), self.autoregressive)
 
     def describe(self):
         """A plain dict of the model (DensityGMMCV's ``noise_``)."""
@@ -381,6 +453,7 @@ class NoiseModel:
             info["sd"] = float(self.sd)
         if self.kind == "correlated":
             info["correlation"] = [float(c) for c in self.correlation]
+            info["autoregressive"] = bool(self.autoregressive)
         if self.kind == "poisson":
             info["n_counts"] = float(self.n_observations)
         if self.kind == "heteroscedastic":
@@ -534,6 +607,28 @@ def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage
     return white, (residual, fitted, kept, spread)
 
 
+def _correlation_model(grid, residual, correlation, pairs):
+    """``(autocorrelations, autoregressive)`` of the correlated noise model of ``residual``
+    (its autocorrelations ``correlation``): the lags up to the first that is not significant
+    and zero beyond when that is a process (moving-average noise: a spectrometer's channels
+    sharing their neighbours' signal); else (noise smoothed over several points, whose
+    autocorrelations stay near 1 for lags) the autoregression whose order is the lags up to
+    the first whose partial autocorrelation is not significant, on the autocorrelations
+    that always are a process's."""
+    bound = LAG_SIGNIFICANCE / np.sqrt(pairs)
+    significant = np.abs(correlation) > bound
+    n_lags = max(1, len(correlation) if significant.all() else int(np.argmin(significant)))
+    try:
+        _banded_factor(correlation[:n_lags], max(grid.shape))
+        return correlation[:n_lags], False
+    except LinAlgError:
+        pass
+    process = autocorrelation(grid, residual, AR_MAX_LAG, unbiased=False)
+    significant = np.abs(partial_autocorrelation(process)) > bound  # NaN: not significant
+    n_lags = max(1, len(process) if significant.all() else int(np.argmin(significant)))
+    return admissible_correlation(process[:n_lags]), True
+
+
 def _correlated_or(white, grid, y, requested, residual, spread, per_point):
     """The model after the tests: correlated when the residual, over the heteroscedastic
     standard deviations ``per_point`` (if any) and clipped at three spreads, is (see
@@ -547,19 +642,22 @@ def _correlated_or(white, grid, y, requested, residual, spread, per_point):
         correlation = autocorrelation(grid, clipped)
         pairs = grid.n_pairs()
         if requested == "correlated" or correlation[0] > CORRELATION_GATE / np.sqrt(pairs):
-            significant = np.abs(correlation) > LAG_SIGNIFICANCE / np.sqrt(pairs)
-            n_lags = max(1, len(correlation) if significant.all() else int(np.argmin(significant)))
-            correlation = admissible_correlation(correlation[:n_lags], max(grid.shape))
+            correlation, autoregressive = _correlation_model(grid, clipped, correlation, pairs)
             # the normalised second differences of noise with these autocorrelations have
             # variance (6 - 8 rho_1 + 2 rho_2) / 6 of the noise's
             rho1 = correlation[0]
-            rho2 = correlation[1] if len(correlation) > 1 else 0.0
+            rho2 = (
+                implied_correlation(correlation, 2)
+                if autoregressive
+                else (correlation[1] if len(correlation) > 1 else 0.0)
+            )
             factor = max((6.0 - 8.0 * rho1 + 2.0 * rho2) / 6.0, 1e-3)
             from_differences = float(white_noise_sd(grid, y)) / np.sqrt(factor)
             return replace(
                 white,
                 kind="correlated",
                 sd=max(white.sd, from_differences),
+                autoregressive=autoregressive,
                 correlation=tuple(float(c) for c in correlation),
             )
     if per_point is not None:

@@ -80,8 +80,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       move it); ``n`` the number of points;
     - correlated Gaussian noise, when the residual of the best fit is
       correlated between neighbouring points (real spectra: channels share
-      noise): the residual is whitened by the banded Cholesky factor of its
-      autocorrelation along each grid axis;
+      noise): the residual is whitened along each grid axis by the banded
+      Cholesky factor of its first lags' autocorrelations, or, when those with
+      zero beyond are no process's (noise smoothed over several points), by the
+      autoregression that has them;
     - heteroscedastic Gaussian noise, its variance growing with the density
       (``a + b * level``), when the data's second differences or the best
       fit's residual scatter more where the density is higher; tested before

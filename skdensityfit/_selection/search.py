@@ -20,7 +20,7 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._data.noise import initial_noise, noise_variance, refined_noises, whiten
+from .._data.noise import initial_noise, noise_variance, refined_noises
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
     FitSettings,
@@ -738,7 +738,7 @@ def largest_residual_bumps(choices, Y, models):
             continue
         residual = (np.asarray(Y[r]) - np.asarray(models[r])) / noise.sd
         if noise.kind == "correlated":
-            residual = whiten(grid, residual, np.asarray(noise.correlation))[0]
+            residual = noise.whiten(grid, residual)[0]
         key = (grid.shape, grid.order.tobytes(), *(np.asarray(x).tobytes() for x in grid.axes))
         groups.setdefault(key, (grid, [], []))
         groups[key][1].append(r)
