@@ -83,16 +83,18 @@ AR_MAX_LAG = 6
 LAG_SIGNIFICANCE = 2.0
 # Values that are integer multiples of a quantum within this relative error are counts;
 # the quantum is the smallest positive value divided by 1 .. MAX_QUANTUM_DIVISOR, and the
-# counts' square roots must scatter by 1/2 (Poisson) within these factors.
+# counts' square roots must scatter by 1/2 (Poisson) within these factors where the counts
+# are lower (where higher, a peak's curvature adds to the scatter: no upper bound).
 QUANTUM_TOLERANCE = 1e-6
 MAX_QUANTUM_DIVISOR = 64
-POISSON_SPREAD = (0.5, 2.5)
+POISSON_SPREAD = (0.5, 4.0)
 # The scatter is judged on differences of values of at least this many counts, when
 # there are this many such differences (fewer: the quantum alone speaks).
 POISSON_MIN_COUNT = 10
 POISSON_MIN_DIFFERENCES = 20
-# ... and the scatter at the lower counts at most this many times that at the higher.
-POISSON_LEVEL_RATIO = 1.5
+# ... and the scatter at the lower counts at most this many times that at the higher (white
+# noise's square roots scatter less the higher the counts).
+POISSON_LEVEL_RATIO = 1.75
 # Below POISSON_MIN_COUNT the square roots of Poisson counts scatter less, not more: values
 # rounded to a quantum with noise of many quanta scatter by more than this there (the
 # histograms of bench_choose_k and of an independent reviewer: at most 1.7).
@@ -395,18 +397,39 @@ def counting_quantum(y, grid=None):
                 return None
         if not many.any():
             return float(quantum)
-        middle = np.median(counts[many])
-        spreads = []
-        for group in (many & (counts < middle), counts >= middle):
-            scattered = differences(grid, np.where(group, np.sqrt(counts), np.nan))
-            scattered = scattered[np.isfinite(scattered)]
-            if scattered.size >= POISSON_MIN_DIFFERENCES:
-                spreads.append(2.0 * float(robust_scale(scattered)))
-        if any(not POISSON_SPREAD[0] <= spread <= POISSON_SPREAD[1] for spread in spreads):
+        lower, higher = _poisson_spreads(grid, counts)
+        if lower is not None and not POISSON_SPREAD[0] <= lower <= POISSON_SPREAD[1]:
             return None
-        if len(spreads) == 2 and spreads[0] > POISSON_LEVEL_RATIO * spreads[1]:
+        if higher is not None and higher < POISSON_SPREAD[0]:
+            return None
+        if lower is not None and higher is not None and lower > POISSON_LEVEL_RATIO * higher:
             return None
     return float(quantum)
+
+
+def _poisson_spreads(grid, counts):
+    """Twice the scatter of the counts' square roots in second differences, where the counts
+    are many, below and above their median (1 and 1 for Poisson counts; None: too few
+    differences). On a rectilinear grid each difference is placed by the level of the values
+    two steps either side (a difference needs no neighbours of its own level: a line's flanks
+    count); on scattered points, by the lower of its two values."""
+    roots = np.sqrt(counts)
+    if grid.axes is not None:
+        found = _level_differences(grid, roots[None], np.ones(1))
+        if found is None:
+            return None, None
+        scaled, _, level = (part[0] for part in found)
+    else:
+        scaled, level = differences(grid, roots), np.minimum(roots, roots[grid.neighbour])
+    many = level**2 >= POISSON_MIN_COUNT
+    if not many.any():
+        return None, None
+    middle = np.median(level[many])
+    spreads = []
+    for group in (many & (level < middle), level >= middle):
+        enough = np.sum(group) >= POISSON_MIN_DIFFERENCES
+        spreads.append(2.0 * float(robust_scale(scaled[group])) if enough else None)
+    return spreads
 
 
 @dataclass(frozen=True)
