@@ -58,7 +58,7 @@ HETEROSCEDASTIC_Z = 4.0
 MIN_GROUP = 10
 # ... the highest being the points above this level (a fraction of the peak) when they are
 # fewer than a tenth (a narrow line's few points, diluted in a tenth of a long grid) but at
-# least MIN_HIGH (bench_choose_k's gain family: 40 -> 44 of 50 right).
+# least MIN_HIGH (benchmarks/results/choose_k_gain.txt).
 HIGH_LEVEL = 0.25
 MIN_HIGH = 5
 VARIANCE_ITERATIONS = 5

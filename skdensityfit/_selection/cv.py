@@ -228,10 +228,12 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     noise_ : dict or None
         With 'bic' or 'aic', the noise model the criterion used: its ``kind``
-        ('white', 'correlated', 'poisson' or 'given'), and ``sd`` (the
-        marginal standard deviation, in the units of ``y``), ``correlation``
-        (autocorrelations at lags 1, 2, ...) or ``n_counts`` as it applies.
-        None with held-out scores.
+        ('white', 'correlated', 'heteroscedastic', 'poisson' or 'given'), and
+        ``sd`` (the marginal standard deviation, in the units of ``y``),
+        ``correlation`` (autocorrelations at lags 1, 2, ...) with
+        ``autoregressive`` (True: continued beyond those lags as the
+        autoregression that has them; False: zero beyond), ``sd_range`` or
+        ``n_counts`` as it applies. None with held-out scores.
 
     best_index_ : int
         Index of the chosen candidate in ``cv_results_``.

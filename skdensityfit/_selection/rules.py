@@ -57,15 +57,9 @@ SMALL_GRID_FOLDS = 10
 UNDERFIT = 4.0
 # On the path, the fit grown from the previous one (plus a component at the
 # largest residual) is kept only when its loss is below this fraction of the
-# data-driven starts' best: it finds a peak they missed, but past the true K it
-# also finds the strongest bump of noise, whose fit is a little lower and,
-# refitted from in the folds, leaks the held-out points' noise into their fits
-# (the held-out scores then creep up with K). bench_choose_k (419 cases,
-# --selector cv): keeping the lower always, 409 right (noisy1 47/50, noisy2d
-# 38/40); with 0.9, 413 (50/50, 39/40), and 408 against 407 on the
-# confirmation draw (--seed-offset 10000). On 220 spectra of bench_batch_cv
-# (seed 0) the rule made 14 of the 20 rows DensityGMMCV got wrong right, and one
-# of the 200 others wrong; rows more than one off fell from 8 to 2.
+# data-driven starts' best: past the true K it finds the strongest bump of noise,
+# whose fold refits leak the held-out points' noise (the scores creep up with K).
+# Measurements: benchmarks/results/rule_constants.txt.
 PATH_GROWN_GAIN = 0.9
 # Fold fits stop once a step gains less than this fraction of the loss.
 FOLD_TOL = 1e-5
@@ -79,26 +73,12 @@ FOLD_MAX_ITER = 30
 SETTLED_GAIN = 1e-3
 # With the default early stopping (True), a choice whose fit on all points
 # leaves only white noise (:func:`leaves_noise`) is settled one candidate later
-# rather than PATIENCE: the second surplus candidate guards against a path
-# whose next candidate cannot show a missing component but the one after can,
-# and a residual that is white noise shows no component missing. Two tests,
-# both needed, each about as strict as the held-out comparison's two standard
-# errors: the ratio of the residual's mean square to the noise estimate is at
-# most QUIET_Z standard deviations of that ratio above 1, taken as QUIET_SPREAD
-# / sqrt(n) on n points; and no Gaussian bump of the residual (matched filter,
-# widths QUIET_BUMP_WIDTHS grid steps, up to a quarter of the grid's longest
-# axis) scores more than 2 ln(n) + QUIET_BUMP squared noise standard
-# deviations. On white noise about a Gaussian peak (python
-# benchmarks/bench_noise_tests.py, 1,000 draws on each of ten 1-D and 2-D grids
-# of 50 to 10,000 points) the ratio's standard deviation was 1.59 to 2.15 /
-# sqrt(n) (above 1.85 on the 50-point and 20 x 20 grids only), the largest
-# bump's 99% quantile 2 ln(n) + 5.3 to 9.8 (above 7 on the 1-D grids up to
-# 1,000 points), and white noise passed both tests in 91% to 97% of draws: where
-# it fails, the search waits one candidate more, which costs time, not choices.
-# The mean square alone misses a narrow component: one 5 noise standard
-# deviations high and 2 grid steps wide passed it in 64% to 80% of draws on
-# 1-D grids of 1,000 and 2,000 points; with the matched filter, in none.
-# tests/test_cv.py checks both.
+# rather than PATIENCE. White noise: the residual's mean square over the noise
+# estimate at most QUIET_Z times QUIET_SPREAD / sqrt(n) above 1, and no Gaussian
+# bump of the residual (matched filter, widths QUIET_BUMP_WIDTHS grid steps, up to
+# a quarter of the longest axis) above 2 ln(n) + QUIET_BUMP squared noise sds;
+# the mean square alone misses a narrow component. Measurements (python
+# benchmarks/bench_noise_tests.py): benchmarks/results/rule_constants.txt.
 QUIET_Z = 2.0
 QUIET_SPREAD = 1.85
 QUIET_BUMP = 7.0
