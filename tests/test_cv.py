@@ -1446,6 +1446,35 @@ def test_histograms_are_read_as_counts():
     assert missed <= 3
 
 
+def _detector_counts(seed, gain):
+    """1 to 3 lines on 300 pixels as a detector reads them: Poisson electrons (400 at the
+    peak over 5 of background) times ``gain``, plus read noise of 2, rounded, clipped at 0."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(300.0)
+    k = 1 + seed % 3
+    means = np.linspace(90, 210, k) + rng.uniform(-8, 8, k)
+    lines = zip(rng.uniform(0.5, 1, k), means, rng.uniform(4, 10, k), strict=True)
+    shape = sum(h * np.exp(-0.5 * ((x - m) / s) ** 2) for h, m, s in lines)
+    electrons = rng.poisson(400 * shape + 5)
+    return x, np.round(gain * electrons + rng.normal(0, 2, x.size)).clip(0), k
+
+
+@pytest.mark.parametrize("gain, seed", [(9.0, 0), (9.0, 2), (9.0, 5), (4.0, 4), (1.0, 1)])
+def test_counts_times_a_gain_are_over_dispersed_counts(gain, seed):
+    """Integers that are counts times a gain of 4 or 9 pass for counts of quantum 1 whose
+    deviance is the gain times too large: these chose 3 to 8 components. The fit's Pearson
+    residuals measure the dispersion, and the criterion divides the deviance by it
+    (quasi-Poisson); true counts (gain 1) keep dispersion 1."""
+    x, y, k = _detector_counts(seed, gain)
+    search = DensityGMMCV(n_components=8, random_state=0, background="constant").fit(x, y)
+    assert search.noise_["kind"] == "poisson"
+    assert search.n_components_ == k
+    if gain == 1.0:
+        assert search.noise_["dispersion"] == 1.0
+    else:
+        assert search.noise_["dispersion"] == pytest.approx(gain, rel=0.25)
+
+
 def test_the_candidate_before_the_best_starts_from_the_best_less_a_component():
     """bench_choose_k's unequal-bin histogram 33 (four components): the path's K = 4 fit
     ended in a poor optimum (binned BIC 699 against 597 for DensityGMM(4, n_init=10)), so

@@ -92,6 +92,9 @@ POISSON_SPREAD = (0.5, 4.0)
 # there are this many such differences (fewer: the quantum alone speaks).
 POISSON_MIN_COUNT = 10
 POISSON_MIN_DIFFERENCES = 20
+# Counts whose fit's Pearson residuals scatter with more than this variance are
+# over-dispersed: their criterion divides the deviance by it.
+POISSON_OVERDISPERSION = 2.0
 # ... and the scatter at the lower counts at most this many times that at the higher (white
 # noise's square roots scatter less the higher the counts).
 POISSON_LEVEL_RATIO = 1.75
@@ -438,8 +441,11 @@ class NoiseModel:
 
     ``sd``: the marginal standard deviation (a float, or one per point for
     ``'given'`` and ``'heteroscedastic'``); ``correlation``: autocorrelations at lags
-    1, 2, ... along each grid axis (``'correlated'``); ``counts_unit``: for ``'poisson'``,
-    what the values are multiplied by to be counts (a float or one per point);
+    1, 2, ... along each grid axis (``'correlated'``), ``autoregressive``: continued
+    beyond them as the autoregression that has them (else zero beyond); ``counts_unit``:
+    for ``'poisson'``, what the values are multiplied by to be counts (a float or one per
+    point; over-dispersed counts: divided by ``dispersion``, the variance of their
+    Pearson residuals, so that the deviance is the quasi-Poisson one);
     ``n_observations``: the ``n`` of BIC's ``log n``, the number of points or,
     for counts, of samples; ``loss``: the loss whose fits are the maximum
     likelihood fits under this noise (the search fits the path with it).
@@ -450,6 +456,7 @@ class NoiseModel:
     correlation: tuple = ()
     autoregressive: bool = False
     counts_unit: object = None
+    dispersion: float = 1.0
     n_observations: float = 1.0
     loss: str = "l2"
 
@@ -479,6 +486,7 @@ class NoiseModel:
             info["autoregressive"] = bool(self.autoregressive)
         if self.kind == "poisson":
             info["n_counts"] = float(self.n_observations)
+            info["dispersion"] = float(self.dispersion)
         if self.kind == "heteroscedastic":
             info["sd_range"] = [float(np.min(self.sd)), float(np.max(self.sd))]
         return info
@@ -607,6 +615,8 @@ def refined_noise(model, grid, y, residual, requested, n_parameters, fitted, lev
 def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage=None):
     """:func:`refined_noise` up to its tests of correlated and heteroscedastic noise: the
     model, or ``(white model, (residual, fitted, kept, spread))`` for the tests."""
+    if model.kind == "poisson" and requested == "auto":
+        return _dispersed(model, y, fitted, n_parameters)
     if model.kind not in ("white", "correlated", "heteroscedastic"):
         return model
     n = len(residual)
@@ -628,6 +638,28 @@ def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage
     if not isinstance(requested, str) or requested == "white":
         return white
     return white, (residual, fitted, kept, spread)
+
+
+def _dispersed(model, y, fitted, n_parameters):
+    """The Poisson ``model`` with its counts' unit divided by their dispersion (the
+    variance of the fit's Pearson residuals where it expects at least POISSON_MIN_COUNT
+    counts) when that exceeds POISSON_OVERDISPERSION: counts times a detector's gain, say,
+    whose deviance is the gain times too large (quasi-Poisson)."""
+    expected = fitted * model.counts_unit
+    kept = expected >= POISSON_MIN_COUNT
+    if np.sum(kept) < MIN_GROUP:
+        return model
+    pearson = (y * model.counts_unit - expected)[kept] / np.sqrt(expected[kept])
+    freedom = len(y) / max(len(y) - n_parameters, 1)
+    dispersion = float(robust_scale(pearson)) ** 2 * freedom
+    if not dispersion > POISSON_OVERDISPERSION:
+        return model
+    return replace(
+        model,
+        counts_unit=model.counts_unit / dispersion,
+        n_observations=model.n_observations / dispersion,
+        dispersion=dispersion,
+    )
 
 
 def _correlation_model(grid, residual, correlation, pairs):

@@ -233,7 +233,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         ``correlation`` (autocorrelations at lags 1, 2, ...) with
         ``autoregressive`` (True: continued beyond those lags as the
         autoregression that has them; False: zero beyond), ``sd_range`` or
-        ``n_counts`` as it applies. None with held-out scores.
+        ``n_counts`` with ``dispersion`` (the counts' variance over their mean,
+        1 unless the fit's Pearson residuals scatter with a variance above 2:
+        counts times a detector's gain, whose deviance is then divided by it)
+        as it applies. None with held-out scores.
 
     best_index_ : int
         Index of the chosen candidate in ``cv_results_``.
