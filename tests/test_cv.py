@@ -1048,16 +1048,28 @@ def test_whitening_is_the_inverse_cholesky_factor_of_the_noise_correlation():
     axes = np.meshgrid(np.arange(7.0), np.arange(9.0), indexing="ij")
     grid = Grid.of(np.column_stack([a.ravel() for a in axes]))
     residuals = rng.normal(size=(3, 63))
-    for correlation, autoregressive in [([0.4, 0.1], False), ([0.9, 0.7, 0.45], True)]:
-        factors = []
-        for size in shape:
-            if autoregressive:
-                acf = [1.0] + [implied_correlation(correlation, lag) for lag in range(1, size)]
-            else:
-                acf = np.r_[1.0, correlation, np.zeros(size - 1 - len(correlation))]
-            factors.append(cholesky(toeplitz(acf), lower=True))
+
+    def factor(correlation, autoregressive, size):
+        if autoregressive:
+            acf = [1.0] + [implied_correlation(correlation, lag) for lag in range(1, size)]
+        else:
+            acf = np.r_[1.0, correlation, np.zeros(size - 1 - len(correlation))]
+        return cholesky(toeplitz(acf), lower=True)
+
+    models = [((0.4, 0.1), False), ((0.9, 0.7, 0.45), True)]
+    for correlation, autoregressive in models:
+        factors = [factor(correlation, autoregressive, size) for size in shape]
         expected = np.linalg.solve(np.kron(*factors), residuals.T).T
         got = whiten(grid, residuals, np.asarray(correlation), autoregressive)
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    # one model an axis (noise smoothed along one axis more than the other, or not at all)
+    for axis_models in [models, [((), False), models[1]]]:
+        factors = [
+            factor(*model, size) if model[0] else np.eye(size)
+            for model, size in zip(axis_models, shape, strict=True)
+        ]
+        expected = np.linalg.solve(np.kron(*factors), residuals.T).T
+        got = whiten(grid, residuals, np.zeros(0), axis_models=tuple(axis_models))
         np.testing.assert_allclose(got, expected, atol=1e-12)
     # an autoregression of order 2: partial autocorrelations its second coefficient at lag 2,
     # zero beyond
@@ -1066,6 +1078,31 @@ def test_whitening_is_the_inverse_cholesky_factor_of_the_noise_correlation():
     acf = [rho1, phi[0] * rho1 + phi[1]]
     acf += [phi[0] * acf[-1] + phi[1] * acf[-2]]
     np.testing.assert_allclose(partial_autocorrelation(acf)[1:], [phi[1], 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noise_smoothed_along_one_axis_of_an_image_gets_a_model_per_axis(seed):
+    """Noise smoothed along the second axis only (a detector's read-out direction): pooled
+    over both axes its autocorrelation whitened neither axis right, and these chose 2 to 5
+    components for 1 to 3. The axes' lag-1 autocorrelations differ: each axis gets its own."""
+    from scipy.ndimage import gaussian_filter1d
+
+    rng = np.random.default_rng(seed)
+    g = np.arange(48.0)
+    xx, yy = np.meshgrid(g, g, indexing="ij")
+    k = 1 + seed % 3
+    image = sum(
+        np.exp(-0.5 * (((xx - cx) / 3.0) ** 2 + ((yy - cy) / 4.0) ** 2))
+        for cx, cy in [(14, 14), (32, 30), (16, 34)][:k]
+    )
+    noise = gaussian_filter1d(rng.normal(size=(48, 60)), 2.5, axis=1)[:, 6:54]
+    y = (image + 0.06 * noise / noise.std()).ravel()
+    search = DensityGMMCV(n_components=6, random_state=0).fit(
+        np.column_stack([xx.ravel(), yy.ravel()]), y
+    )
+    assert search.n_components_ == k
+    per_axis = search.noise_["correlation_per_axis"]
+    assert (not per_axis[0] or per_axis[0][0] < 0.2) and per_axis[1][0] > 0.9
 
 
 def test_white_noise_is_not_taken_for_correlated():

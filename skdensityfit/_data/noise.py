@@ -11,7 +11,7 @@ different numbers of components can be compared by BIC or AIC. The kinds:
   whitened by the banded Cholesky factor of its first lags' autocorrelations
   (zero beyond: a moving average), or, when no process has those with zero
   beyond (noise smoothed over several points), by the autoregression that has
-  them (:func:`whiten`);
+  them (:func:`whiten`); one model an axis when the axes' differ;
 - ``'poisson'``: counts (a histogram's, or values that are counts times a
   constant quantum such as ``np.histogram(..., density=True)``'s): the
   binned Poisson likelihood, by its deviance;
@@ -237,11 +237,11 @@ def white_noise_sd(grid, values):
     return robust_scale(differences(grid, values / unit)) * unit[..., 0]
 
 
-def autocorrelation(grid, residual, max_lag=MAX_LAG, unbiased=True):
+def autocorrelation(grid, residual, max_lag=MAX_LAG, unbiased=True, axis=None):
     """Autocorrelations of ``residual`` ``(n,)`` at lags ``1..max_lag`` along the grid's
-    axes, pooled over the axes (zeros on scattered points). ``unbiased=False``: each lag's
-    sum of products over all the values' (a stationary process's autocorrelations
-    always, as an autoregression needs)."""
+    axes, pooled over the axes or along ``axis`` alone (zeros on scattered points).
+    ``unbiased=False``: each lag's sum of products over all the values' (a stationary
+    process's autocorrelations always, as an autoregression needs)."""
     result = np.zeros(max_lag)
     residual = np.asarray(residual, dtype=float)
     unit = np.max(np.abs(residual))
@@ -250,7 +250,7 @@ def autocorrelation(grid, residual, max_lag=MAX_LAG, unbiased=True):
     array = grid.as_array(residual / unit)
     total = 0.0
     for j, size in enumerate(grid.shape):
-        if size <= max_lag + 1:
+        if size <= max_lag + 1 or axis not in (None, j):
             continue
         along = np.moveaxis(array, j, -1)
         total += np.sum(along**2)
@@ -335,17 +335,22 @@ def _prediction_errors(along, correlation):
     return white
 
 
-def whiten(grid, residuals, correlation, autoregressive=False):
+def whiten(grid, residuals, correlation, autoregressive=False, axis_models=()):
     """``residuals`` ``(m, n)`` whitened along every grid axis (separable over the axes),
     for noise with autocorrelations ``correlation`` at lags ``1..p`` and zero beyond (the
     banded Cholesky factor of their Toeplitz matrix) or, ``autoregressive``, continued as
     the autoregression of order ``p`` that has them (the process of greatest entropy that
-    does: each value less its prediction from the ``p`` before it, over its error)."""
+    does: each value less its prediction from the ``p`` before it, over its error).
+    ``axis_models``: ``(correlation, autoregressive)`` of each axis in their place."""
     residuals = np.atleast_2d(residuals)
-    if len(correlation) == 0 or grid.axes is None:
+    if (len(correlation) == 0 and not axis_models) or grid.axes is None:
         return residuals
     array = grid.as_array(residuals)
     for j, size in enumerate(grid.shape):
+        if axis_models:
+            correlation, autoregressive = axis_models[j]
+            if len(correlation) == 0:
+                continue
         along = np.moveaxis(array, 1 + j, -1)
         if autoregressive:
             white = _prediction_errors(along, correlation)
@@ -442,7 +447,9 @@ class NoiseModel:
     ``sd``: the marginal standard deviation (a float, or one per point for
     ``'given'`` and ``'heteroscedastic'``); ``correlation``: autocorrelations at lags
     1, 2, ... along each grid axis (``'correlated'``), ``autoregressive``: continued
-    beyond them as the autoregression that has them (else zero beyond); ``counts_unit``:
+    beyond them as the autoregression that has them (else zero beyond); ``axis_models``:
+    ``(correlation, autoregressive)`` of each axis when the axes' differ (empty: one for
+    all); ``counts_unit``:
     for ``'poisson'``, what the values are multiplied by to be counts (a float or one per
     point; over-dispersed counts: divided by ``dispersion``, the variance of their
     Pearson residuals, so that the deviance is the quasi-Poisson one);
@@ -457,6 +464,7 @@ class NoiseModel:
     autoregressive: bool = False
     counts_unit: object = None
     dispersion: float = 1.0
+    axis_models: tuple = ()
     n_observations: float = 1.0
     loss: str = "l2"
 
@@ -474,7 +482,9 @@ class NoiseModel:
 
     def whiten(self, grid, residuals):
         """``residuals`` ``(m, n)`` whitened by the correlation (unchanged if none)."""
-        return whiten(grid, residuals, np.asarray(self.correlation), self.autoregressive)
+        return whiten(
+            grid, residuals, np.asarray(self.correlation), self.autoregressive, self.axis_models
+        )
 
     def describe(self):
         """A plain dict of the model (DensityGMMCV's ``noise_``)."""
@@ -484,6 +494,9 @@ class NoiseModel:
         if self.kind == "correlated":
             info["correlation"] = [float(c) for c in self.correlation]
             info["autoregressive"] = bool(self.autoregressive)
+            if self.axis_models:
+                info["correlation_per_axis"] = [[float(c) for c in m] for m, _ in self.axis_models]
+                info["autoregressive_per_axis"] = [bool(a) for _, a in self.axis_models]
         if self.kind == "poisson":
             info["n_counts"] = float(self.n_observations)
             info["dispersion"] = float(self.dispersion)
@@ -662,7 +675,7 @@ def _dispersed(model, y, fitted, n_parameters):
     )
 
 
-def _correlation_model(grid, residual, correlation, pairs):
+def _correlation_model(grid, residual, correlation, pairs, axis=None):
     """``(autocorrelations, autoregressive)`` of the correlated noise model of ``residual``
     (its autocorrelations ``correlation``): the lags up to the first that is not significant
     and zero beyond when that is a process (moving-average noise: a spectrometer's channels
@@ -673,15 +686,50 @@ def _correlation_model(grid, residual, correlation, pairs):
     bound = LAG_SIGNIFICANCE / np.sqrt(pairs)
     significant = np.abs(correlation) > bound
     n_lags = max(1, len(correlation) if significant.all() else int(np.argmin(significant)))
+    size = max(grid.shape) if axis is None else grid.shape[axis]
     try:
-        _banded_factor(correlation[:n_lags], max(grid.shape))
+        _banded_factor(correlation[:n_lags], size)
         return correlation[:n_lags], False
     except LinAlgError:
         pass
-    process = autocorrelation(grid, residual, AR_MAX_LAG, unbiased=False)
+    process = autocorrelation(grid, residual, AR_MAX_LAG, unbiased=False, axis=axis)
     significant = np.abs(partial_autocorrelation(process)) > bound  # NaN: not significant
     n_lags = max(1, len(process) if significant.all() else int(np.argmin(significant)))
     return admissible_correlation(process[:n_lags]), True
+
+
+def _difference_variance(correlation, autoregressive):
+    """The variance of normalised second differences of noise with these autocorrelations,
+    over the noise's: ``(6 - 8 rho_1 + 2 rho_2) / 6``."""
+    if len(correlation) == 0:
+        return 1.0
+    rho2 = (
+        implied_correlation(correlation, 2)
+        if autoregressive
+        else (correlation[1] if len(correlation) > 1 else 0.0)
+    )
+    return (6.0 - 8.0 * correlation[0] + 2.0 * rho2) / 6.0
+
+
+def _axis_models(grid, residual, pooled):
+    """``(correlation, autoregressive)`` of each axis when some axis's lag-1
+    autocorrelation differs from the axes' pooled ``pooled[0]`` by more than
+    CORRELATION_GATE / sqrt(its pairs) (noise smoothed along one axis: a detector's
+    read-out direction); an axis whose own is not above that, none. Else ``()``."""
+    if len(grid.shape) < 2:
+        return ()
+    correlations = [autocorrelation(grid, residual, axis=j) for j in range(len(grid.shape))]
+    pairs = [max((size - 1) * grid.n_points // size, 1) for size in grid.shape]
+    bounds = [CORRELATION_GATE / np.sqrt(p) for p in pairs]
+    if all(abs(c[0] - pooled[0]) <= b for c, b in zip(correlations, bounds, strict=True)):
+        return ()
+    models = []
+    for j, (c, p, b) in enumerate(zip(correlations, pairs, bounds, strict=True)):
+        correlation, autoregressive = (
+            _correlation_model(grid, residual, c, p, axis=j) if c[0] > b else ((), False)
+        )
+        models.append((tuple(float(r) for r in correlation), bool(autoregressive)))
+    return tuple(models)
 
 
 def _correlated_or(white, grid, y, requested, residual, spread, per_point):
@@ -697,23 +745,25 @@ def _correlated_or(white, grid, y, requested, residual, spread, per_point):
         correlation = autocorrelation(grid, clipped)
         pairs = grid.n_pairs()
         if requested == "correlated" or correlation[0] > CORRELATION_GATE / np.sqrt(pairs):
+            axis_models = _axis_models(grid, clipped, correlation)
             correlation, autoregressive = _correlation_model(grid, clipped, correlation, pairs)
-            # the normalised second differences of noise with these autocorrelations have
-            # variance (6 - 8 rho_1 + 2 rho_2) / 6 of the noise's
-            rho1 = correlation[0]
-            rho2 = (
-                implied_correlation(correlation, 2)
-                if autoregressive
-                else (correlation[1] if len(correlation) > 1 else 0.0)
-            )
-            factor = max((6.0 - 8.0 * rho1 + 2.0 * rho2) / 6.0, 1e-3)
-            from_differences = float(white_noise_sd(grid, y)) / np.sqrt(factor)
+            if axis_models:
+                sizes = np.asarray(grid.shape, dtype=float)
+                shares = (sizes - 1) / sizes  # of the second differences along each axis
+                factor = sum(
+                    share * _difference_variance(*model)
+                    for share, model in zip(shares / shares.sum(), axis_models, strict=True)
+                )
+            else:
+                factor = _difference_variance(correlation, autoregressive)
+            from_differences = float(white_noise_sd(grid, y)) / np.sqrt(max(factor, 1e-3))
             return replace(
                 white,
                 kind="correlated",
                 sd=max(white.sd, from_differences),
                 autoregressive=autoregressive,
                 correlation=tuple(float(c) for c in correlation),
+                axis_models=axis_models,
             )
     if per_point is not None:
         return replace(white, kind="heteroscedastic", sd=per_point)

@@ -83,7 +83,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       noise): the residual is whitened along each grid axis by the banded
       Cholesky factor of its first lags' autocorrelations, or, when those with
       zero beyond are no process's (noise smoothed over several points), by the
-      autoregression that has them;
+      autoregression that has them; one model an axis when the axes' differ;
     - heteroscedastic Gaussian noise, its variance growing with the density
       (``a + b * level``), when the data's second differences or the best
       fit's residual scatter more where the density is higher; tested before
@@ -232,7 +232,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         ``sd`` (the marginal standard deviation, in the units of ``y``),
         ``correlation`` (autocorrelations at lags 1, 2, ...) with
         ``autoregressive`` (True: continued beyond those lags as the
-        autoregression that has them; False: zero beyond), ``sd_range`` or
+        autoregression that has them; False: zero beyond), on images whose
+        axes differ ``correlation_per_axis`` and ``autoregressive_per_axis``
+        (the models whitening each axis), ``sd_range`` or
         ``n_counts`` with ``dispersion`` (the counts' variance over their mean,
         1 unless the fit's Pearson residuals scatter with a variance above 2:
         counts times a detector's gain, whose deviance is then divided by it)
