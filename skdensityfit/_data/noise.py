@@ -92,9 +92,6 @@ POISSON_SPREAD = (0.5, 4.0)
 # there are this many such differences (fewer: the quantum alone speaks).
 POISSON_MIN_COUNT = 10
 POISSON_MIN_DIFFERENCES = 20
-# Counts whose fit's Pearson residuals scatter with more than this variance are
-# over-dispersed: their criterion divides the deviance by it.
-POISSON_OVERDISPERSION = 2.0
 # ... and the scatter at the lower counts at most this many times that at the higher (white
 # noise's square roots scatter less the higher the counts).
 POISSON_LEVEL_RATIO = 1.75
@@ -102,6 +99,9 @@ POISSON_LEVEL_RATIO = 1.75
 # rounded to a quantum with noise of many quanta scatter by more than this there (the
 # histograms of bench_choose_k and of an independent reviewer: at most 1.7).
 POISSON_LOW_SPREAD = 2.0
+# Counts whose fit's Pearson residuals scatter with more than this variance are
+# over-dispersed: their criterion divides the deviance by it.
+POISSON_OVERDISPERSION = 2.0
 
 
 @dataclass(frozen=True)
@@ -449,10 +449,10 @@ class NoiseModel:
     1, 2, ... along each grid axis (``'correlated'``), ``autoregressive``: continued
     beyond them as the autoregression that has them (else zero beyond); ``axis_models``:
     ``(correlation, autoregressive)`` of each axis when the axes' differ (empty: one for
-    all); ``counts_unit``:
-    for ``'poisson'``, what the values are multiplied by to be counts (a float or one per
-    point; over-dispersed counts: divided by ``dispersion``, the variance of their
-    Pearson residuals, so that the deviance is the quasi-Poisson one);
+    all); ``counts_unit``: for ``'poisson'``, what the values are multiplied by to be
+    counts (a float or one per point; over-dispersed counts: divided by ``dispersion``,
+    the variance of their Pearson residuals, so that the deviance is the quasi-Poisson
+    one);
     ``n_observations``: the ``n`` of BIC's ``log n``, the number of points or,
     for counts, of samples; ``loss``: the loss whose fits are the maximum
     likelihood fits under this noise (the search fits the path with it).
