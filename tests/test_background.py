@@ -468,3 +468,20 @@ def test_a_polynomial_baseline_far_from_the_grid_is_infinite_not_nan(background)
         np.sign(values), np.sign(coefficients) * np.sign(far[:, 0]) ** degree
     )
     assert np.all(np.isfinite(gmm.predict_density(x)))
+
+
+def test_counts_that_are_zero_beside_a_line_fit_with_a_constant_background():
+    """A line of 3,000 counts on 300 channels, 274 of them empty: the background starts at
+    its bound 0, the mixture underflows there, and the Poisson curvature w / value
+    overflowed, so no start could be fitted (an independent reviewer's detector counts)."""
+    from skdensityfit import DensityGMMCV
+
+    rng = np.random.default_rng(0)
+    x = np.arange(300.0)
+    y = rng.poisson(3000 * np.exp(-0.5 * ((x - 268) / 3.0) ** 2)).astype(float)
+    assert np.sum(y == 0) > 250
+    model = DensityGMM(1, background="constant", loss="poisson", random_state=0).fit(x, y)
+    assert model.means_[0, 0] == pytest.approx(268, abs=0.1)
+    assert 0.0 <= model.predict_background(x[:1])[0] < 1e-3
+    search = DensityGMMCV(n_components=4, background="constant", loss="poisson", random_state=0)
+    assert search.fit(x, y).n_components_ == 1

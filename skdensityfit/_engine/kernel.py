@@ -41,6 +41,10 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 LOG_2PI = math.log(2.0 * math.pi)
+# The Poisson loss's Gauss-Newton curvature w / value takes value at least this (the
+# target is scaled to a largest value of 1): a model that underflows beside a background
+# at its bound 0 made it overflow, and no start could be fitted. Loss and gradient are exact.
+MIN_POISSON_CURVATURE_VALUE = 1e-12
 SQRT_HALF = math.sqrt(0.5)
 TINY = 2.2250738585072014e-308
 # Floating-point liberties that keep infinities and NaNs (the loss is infinite where
@@ -521,6 +525,8 @@ def evaluate(
                 log_value = log_f
             elif value > 0.0:
                 log_value = math.log(value)
+            elif value == 0.0 and y[point] == 0.0:
+                log_value = 0.0  # nothing expected and nothing counted: the term is 0
             else:
                 return math.inf
             total += weight * (value - y[point] * log_value)
@@ -542,9 +548,12 @@ def evaluate(
         elif log_space:
             g = weight * (f - y[point])
             curvature = weight * f
-        else:
+        elif value > 0.0:
             g = weight * (1.0 - y[point] / value)
-            curvature = weight / value
+            curvature = weight / max(value, MIN_POISSON_CURVATURE_VALUE)
+        else:
+            g = weight
+            curvature = 0.0
         for m in range(p):
             grad[m] += g * jv[m]
             cm = curvature * jv[m]
@@ -775,6 +784,8 @@ def _points_1d(
             total += weight * (value - y[point] * (log_scale + peak + math.log(s)))
         elif value > 0.0:
             total += weight * (value - y[point] * math.log(value))
+        elif value == 0.0 and y[point] == 0.0:
+            pass  # nothing expected and nothing counted: the term is 0
         else:
             return math.inf
         if not derivatives or weight == 0.0:
@@ -798,9 +809,12 @@ def _points_1d(
         elif log_space:
             g = weight * (f - y[point])
             curvature = weight * f
-        else:
+        elif value > 0.0:
             g = weight * (1.0 - y[point] / value)
-            curvature = weight / value
+            curvature = weight / max(value, MIN_POISSON_CURVATURE_VALUE)
+        else:
+            g = weight
+            curvature = 0.0
         for m in range(p):
             grad[m] += g * jv[m]
             cm = curvature * jv[m]
