@@ -1512,6 +1512,21 @@ def test_counts_times_a_gain_are_over_dispersed_counts(gain, seed):
         assert search.noise_["dispersion"] == pytest.approx(gain, rel=0.25)
 
 
+@pytest.mark.parametrize("seed", [0, 7, 3])
+def test_over_dispersed_low_counts_are_measured_where_few_counts_are_expected(seed):
+    """Negative-binomial counts (variance 4 times the mean) of one line over 4 counts a
+    channel: the dispersion was measured where the fit expects 10 counts or more, the line's
+    few channels, where surplus components absorb it (these chose 2 and 5 components with
+    dispersion 1); it is measured where the fit expects at least one count."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(250.0)
+    expected = 40.0 * np.exp(-0.5 * ((x - 125) / 6.0) ** 2) + 4.0
+    y = rng.negative_binomial(expected / 3.0, 0.25).astype(float)  # variance 4 x expected
+    search = DensityGMMCV(n_components=6, random_state=0, background="constant").fit(x, y)
+    assert search.n_components_ == 1
+    assert 2.0 < search.noise_["dispersion"] < 6.0
+
+
 def test_the_candidate_before_the_best_starts_from_the_best_less_a_component():
     """bench_choose_k's unequal-bin histogram 33 (four components): the path's K = 4 fit
     ended in a poor optimum (binned BIC 699 against 597 for DensityGMM(4, n_init=10)), so

@@ -99,9 +99,11 @@ POISSON_LEVEL_RATIO = 1.75
 # rounded to a quantum with noise of many quanta scatter by more than this there (the
 # histograms of bench_choose_k and of an independent reviewer: at most 1.7).
 POISSON_LOW_SPREAD = 2.0
-# Counts whose fit's Pearson residuals scatter with more than this variance are
-# over-dispersed: their criterion divides the deviance by it.
+# Counts whose fit's Pearson residuals (where it expects at least DISPERSION_MIN_EXPECTED
+# counts: the points a surplus component does not follow too) scatter with more than this
+# variance are over-dispersed: their criterion divides the deviance by it.
 POISSON_OVERDISPERSION = 2.0
+DISPERSION_MIN_EXPECTED = 1.0
 
 
 @dataclass(frozen=True)
@@ -655,15 +657,17 @@ def _refined(model, grid, y, residual, requested, n_parameters, fitted, leverage
 
 def _dispersed(model, y, fitted, n_parameters):
     """The Poisson ``model`` with its counts' unit divided by their dispersion (the
-    variance of the fit's Pearson residuals where it expects at least POISSON_MIN_COUNT
-    counts) when that exceeds POISSON_OVERDISPERSION: counts times a detector's gain, say,
-    whose deviance is the gain times too large (quasi-Poisson)."""
+    variance of the fit's Pearson residuals where it expects at least
+    DISPERSION_MIN_EXPECTED counts, robustly) when that exceeds POISSON_OVERDISPERSION:
+    counts times a detector's gain, say, whose deviance is the gain times too large
+    (quasi-Poisson)."""
     expected = fitted * model.counts_unit
-    kept = expected >= POISSON_MIN_COUNT
+    kept = expected >= DISPERSION_MIN_EXPECTED
     if np.sum(kept) < MIN_GROUP:
         return model
     pearson = (y * model.counts_unit - expected)[kept] / np.sqrt(expected[kept])
-    freedom = len(y) / max(len(y) - n_parameters, 1)
+    count = np.sum(kept)
+    freedom = count / max(count - n_parameters, 1)
     dispersion = float(robust_scale(pearson)) ** 2 * freedom
     if not dispersion > POISSON_OVERDISPERSION:
         return model
