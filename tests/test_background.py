@@ -485,3 +485,21 @@ def test_counts_that_are_zero_beside_a_line_fit_with_a_constant_background():
     assert 0.0 <= model.predict_background(x[:1])[0] < 1e-3
     search = DensityGMMCV(n_components=4, background="constant", loss="poisson", random_state=0)
     assert search.fit(x, y).n_components_ == 1
+
+
+def test_hot_pixels_beside_a_background_raise_no_floating_point_warning():
+    """A search's matched filter weighted the residual by 1 / the model, and a model that was 0
+    everywhere divided by zero (numpy's 'divide by zero' and 'invalid value' reached the user).
+    The hot pixels themselves are warned of as components against the width floor."""
+    from pathlib import Path
+
+    from skdensityfit import DensityGMMCV
+
+    y = np.load(Path(__file__).parent / "data" / "hot_pixel_counts.npz")["counts"].astype(float)
+    x = np.arange(len(y), dtype=float)
+    search = DensityGMMCV(n_components=8, random_state=0, background="constant")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        search.fit(x, y)
+    assert not [w for w in record if issubclass(w.category, RuntimeWarning)]
+    assert any("width floor" in str(w.message) for w in record)

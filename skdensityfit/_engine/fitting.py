@@ -606,7 +606,9 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
         shape = upper[rows, narrowest]
         residuals = np.where(q > 0, residuals, 0.0)
         if inputs.poisson:  # counts scatter by the square root of the model: Pearson's weights
-            q = q / np.maximum(models, np.max(models, axis=1, keepdims=True) * 1e-3)
+            floor = np.maximum(models, np.max(models, axis=1, keepdims=True) * 1e-3)
+            # (a model that is 0 everywhere, underflowed, leaves the weights as they are)
+            q = np.where(floor > 0, q / np.where(floor > 0, floor, 1.0), q)
             centres = _filter_centres(residuals * np.sqrt(q))
         else:
             centres = _filter_centres(residuals)
