@@ -236,9 +236,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         axes differ ``correlation_per_axis`` and ``autoregressive_per_axis``
         (the models whitening each axis), ``sd_range`` or
         ``n_counts`` with ``dispersion`` (the counts' variance over their mean,
-        1 unless the fit's Pearson residuals scatter with a variance above 2:
-        counts times a detector's gain, whose deviance is then divided by it)
-        as it applies. None with held-out scores.
+        1 unless, with ``noise='auto'``, the best fit's Pearson residuals
+        scatter with a variance above 2: counts times a detector's gain, whose
+        deviance is then divided by it) as it applies. None with held-out
+        scores.
 
     best_index_ : int
         Index of the chosen candidate in ``cv_results_``.
