@@ -436,6 +436,49 @@ def _point_jacobian(
 # one evaluation of one row
 # --------------------------------------------------------------------------
 @njit(cache=True, fastmath=FASTMATH)
+def _loss_term(loss_kind, log_space, weight, y_point, value, log_f):
+    """A point's weighted loss: squared error, or the Poisson ``value - y log value``
+    (``log_f`` the mixture's log when ``log_space``: it may underflow); infinite for a
+    Poisson model below 0, or at 0 where something was counted (nothing expected and
+    nothing counted: 0)."""
+    if loss_kind == 0:
+        residual = y_point - value
+        return weight * residual * residual
+    if log_space:
+        log_value = log_f
+    elif value > 0.0:
+        log_value = math.log(value)
+    elif value == 0.0 and y_point == 0.0:
+        log_value = 0.0
+    else:
+        return math.inf
+    return weight * (value - y_point * log_value)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _add_point(loss_kind, log_space, weight, y_point, value, f, jv, grad, H, p):
+    """A point's gradient ``g jv`` and Gauss-Newton matrix ``curvature jv jv^T`` (lower
+    triangle) added to ``grad`` and ``H``; in ``log_space`` ``jv`` is ``d log f``."""
+    if loss_kind == 0:
+        g = -2.0 * weight * (y_point - value)
+        curvature = 2.0 * weight
+    elif log_space:
+        g = weight * (f - y_point)
+        curvature = weight * f
+    elif value > 0.0:
+        g = weight * (1.0 - y_point / value)
+        curvature = weight / max(value, MIN_POISSON_CURVATURE_VALUE)
+    else:
+        g = weight
+        curvature = 0.0
+    for m in range(p):
+        grad[m] += g * jv[m]
+        cm = curvature * jv[m]
+        for c in range(m + 1):
+            H[m, c] += cm * jv[c]
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def evaluate(
     theta,
     X,
@@ -496,6 +539,9 @@ def evaluate(
         return _finish(total, constant, normaliser, derivatives, grad, H, p)
     n = y.shape[0]
     with_model = model.shape[0] > 0
+    # the Poisson loss of a mixture alone in log space (the model may underflow):
+    # jv holds d log f / d theta and the loss's factors take f's place
+    log_space = loss_kind == 1 and J == 0
     total = 0.0
     for point in range(n):
         if binned:
@@ -512,53 +558,25 @@ def evaluate(
             rho[k] = math.exp(a[k] - peak)
             s += rho[k]
         f = math.exp(log_scale + peak) * s
-        log_f = log_scale + peak + math.log(s) if loss_kind == 1 else 0.0
+        log_f = log_scale + peak + math.log(s) if log_space else 0.0
         value = f + _background_value(theta, basis, point, p, J, exponential)
         if with_model:
             model[point] = value
         weight = q[point]
-        if loss_kind == 0:
-            residual = y[point] - value
-            total += weight * residual * residual
-        else:
-            if J == 0:
-                log_value = log_f
-            elif value > 0.0:
-                log_value = math.log(value)
-            elif value == 0.0 and y[point] == 0.0:
-                log_value = 0.0  # nothing expected and nothing counted: the term is 0
-            else:
-                return math.inf
-            total += weight * (value - y[point] * log_value)
+        term = _loss_term(loss_kind, log_space, weight, y[point], value, log_f)
+        if term == math.inf:
+            return math.inf
+        total += term
         if not derivatives or weight == 0.0:
             continue
         for k in range(K):
             rho[k] /= s
-        # the Poisson loss of a mixture alone in log space (the model may underflow):
-        # jv holds d log f / d theta and the loss's factors take f's place
-        log_space = loss_kind == 1 and J == 0
         factor = 1.0 if log_space else f
         _point_jacobian(
             factor, rho, w, point, theta, basis, K, d, p, J, exponential, fit_scale,
             chol_index, chol_log, U, diff, z, mass, g_upper, jv, binned,
         )  # fmt: skip
-        if loss_kind == 0:
-            g = -2.0 * weight * residual
-            curvature = 2.0 * weight
-        elif log_space:
-            g = weight * (f - y[point])
-            curvature = weight * f
-        elif value > 0.0:
-            g = weight * (1.0 - y[point] / value)
-            curvature = weight / max(value, MIN_POISSON_CURVATURE_VALUE)
-        else:
-            g = weight
-            curvature = 0.0
-        for m in range(p):
-            grad[m] += g * jv[m]
-            cm = curvature * jv[m]
-            for c in range(m + 1):
-                H[m, c] += cm * jv[c]
+        _add_point(loss_kind, log_space, weight, y[point], value, f, jv, grad, H, p)
     return _finish(total, constant, normaliser, derivatives, grad, H, p)
 
 
@@ -777,17 +795,11 @@ def _points_1d(
         if with_model:
             model[point] = value
         weight = q[point]
-        if loss_kind == 0:
-            residual = y[point] - value
-            total += weight * residual * residual
-        elif log_space:
-            total += weight * (value - y[point] * (log_scale + peak + math.log(s)))
-        elif value > 0.0:
-            total += weight * (value - y[point] * math.log(value))
-        elif value == 0.0 and y[point] == 0.0:
-            pass  # nothing expected and nothing counted: the term is 0
-        else:
+        log_f = log_scale + peak + math.log(s) if log_space else 0.0
+        term = _loss_term(loss_kind, log_space, weight, y[point], value, log_f)
+        if term == math.inf:
             return math.inf
+        total += term
         if not derivatives or weight == 0.0:
             continue
         factor = (1.0 if log_space else f) / s
@@ -803,23 +815,7 @@ def _points_1d(
             jv[first_mean + k] = fr * U[k, 0, 0] * tk
             jv[chol_index[k, 0, 0]] += fr * (1.0 - tk * tk)  # the log of U
         _background_jacobian(theta, basis, point, p, J, exponential, jv)
-        if loss_kind == 0:
-            g = -2.0 * weight * residual
-            curvature = 2.0 * weight
-        elif log_space:
-            g = weight * (f - y[point])
-            curvature = weight * f
-        elif value > 0.0:
-            g = weight * (1.0 - y[point] / value)
-            curvature = weight / max(value, MIN_POISSON_CURVATURE_VALUE)
-        else:
-            g = weight
-            curvature = 0.0
-        for m in range(p):
-            grad[m] += g * jv[m]
-            cm = curvature * jv[m]
-            for c in range(m + 1):
-                H[m, c] += cm * jv[c]
+        _add_point(loss_kind, log_space, weight, y[point], value, f, jv, grad, H, p)
     return total
 
 
