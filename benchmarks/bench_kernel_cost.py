@@ -27,7 +27,8 @@ import numpy as np
 from bench_batch import GRID, GRID_2D, densities_1d, densities_2d
 from numba import njit
 
-from skdensityfit import DensityGMM, _kernel
+from skdensityfit import DensityGMM
+from skdensityfit._engine import kernel as _kernel
 from skdensityfit._engine.problem import problem_of
 from skdensityfit._engine.rows import (
     KernelInputs,

@@ -11,11 +11,12 @@ hair. This selector restores that rule (in this process only, one case at a time
 two give the same choices and what the first saves.
 """
 
-from skdensityfit import DensityGMMCV, _cv
+from skdensityfit import DensityGMMCV
+from skdensityfit._selection import cv as _cv
 from skdensityfit._selection.rules import has_peaked
 
 
-def _best_only(scores, patience, selection="best", n_standard_errors=1.0):
+def _best_only(scores, patience, selection="best", n_standard_errors=1.0, quiet=None):
     return has_peaked(scores, patience)
 
 
