@@ -17,7 +17,7 @@ import math
 import threading
 import uuid
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from numbers import Integral
@@ -62,6 +62,10 @@ _MAX_CHUNK_SIZE = 1000
 # while the kernel's threads wait: large chunks for small grids; the chunk's arrays hold
 # a few rows of values a density, so that memory stays bounded on large grids.
 _CHUNK_VALUES = 2**18
+# The choice of K in a batch of at least _CV_PROCESS_MIN_DENSITIES: chunks of
+# _CV_CHUNK_VALUES values, on processes with n_jobs > 1 (bench_batch_cv.py --n 10000).
+_CV_CHUNK_VALUES = 2**16
+_CV_PROCESS_MIN_DENSITIES = 4096
 _MIN_VECTORIZED_CHUNK = 16
 _MAX_VECTORIZED_CHUNK = 4096
 # DensityGMMCV's candidates when n_components is None (its documented default).
@@ -397,7 +401,10 @@ def fit_many(
     n_jobs : int, default=None
         The vectorised path: the number of threads the compiled kernel fits
         rows on (``-1``: all cores; None: numba's default, every core), the
-        chunks run one after the other in this process. The loop: the number
+        chunks run one after the other in this process; with a
+        ``DensityGMMCV`` and at least 4,096 densities, ``n_jobs`` > 1 runs the
+        chunks on joblib's processes instead, a kernel thread each (the
+        search's Python a density would hold the other threads back). The loop: the number
         of chunks fitted at once by joblib's processes (None means 1 unless a
         ``joblib.parallel_config`` context says otherwise). Under the Dask
         backend, both send the chunks to the workers (``-1``: all of them).
@@ -405,7 +412,8 @@ def fit_many(
     chunk_size : int, default=None
         Densities per joblib task. None uses ``ceil(n_densities / 64)``,
         clipped to ``[16, 1000]`` (for the vectorised path to ``[m, 4096]``,
-        ``m`` the number of densities of ``2**18`` values, within ``[16,
+        ``m`` the number of densities of ``2**18`` values, ``2**16`` for a
+        ``DensityGMMCV`` with at least 4,096 densities, within ``[16,
         4096]``): it depends on the data only, so results do not depend on
         ``n_jobs`` or the backend (they do depend on ``chunk_size`` with
         ``warm_start=True``, since each chunk starts fresh). Use smaller
@@ -516,7 +524,9 @@ n_not_converged=0)
         estimator, per_density_grids, warm_start, return_estimators, grids
     )
     n_points = (grids[0] if per_density_grids else grids).shape[0]
-    chunk_size = _check_chunk_size(chunk_size, n_densities, vectorized, n_points)
+    large_choice = isinstance(estimator, DensityGMMCV) and n_densities >= _CV_PROCESS_MIN_DENSITIES
+    chunk_values = _CV_CHUNK_VALUES if large_choice else _CHUNK_VALUES
+    chunk_size = _check_chunk_size(chunk_size, n_densities, vectorized, n_points, chunk_values)
     seeds = _seeds(estimator.random_state, n_densities)
 
     first_grid = grids[0] if per_density_grids else grids
@@ -529,6 +539,13 @@ n_not_converged=0)
     # warnings.catch_warnings, which is not thread-safe (see _recorded_warnings);
     # the scikit-learn configuration is passed on here instead.
     config = get_config()
+
+    # the choice of K runs much Python a density, which holds the GIL while the kernel's
+    # threads wait: in a large batch with several jobs its chunks go to processes, a
+    # kernel thread each (starting them costs about as much as 4,000 densities gain)
+    in_processes = (
+        vectorized and large_choice and n_jobs is not None and effective_n_jobs(n_jobs) > 1
+    )
 
     def task(start, stop):
         if vectorized:
@@ -543,7 +560,7 @@ n_not_converged=0)
                     None if weights is None else _rows(weights, start, stop),
                     None if seeds is None else seeds[start:stop],
                 ),
-                {},
+                {"n_threads": 1} if in_processes else {},
             )
         return (
             _fit_chunk,
@@ -566,7 +583,7 @@ n_not_converged=0)
     bar = None if progress_bar is None else progress_bar(total=n_densities, unit="density")
     try:
         tasks = [task(a, b) for a, b in bounds]
-        for start, chunk in _run_tasks(tasks, n_jobs, threads=vectorized):
+        for start, chunk in _run_tasks(tasks, n_jobs, threads=vectorized and not in_processes):
             _store_chunk(result, start, chunk)
             if bar is not None:
                 bar.update(len(chunk["scale"]))
@@ -633,11 +650,13 @@ def _check_n_jobs(n_jobs):
     return int(n_jobs)
 
 
-def _check_chunk_size(chunk_size, n_densities, vectorized=False, n_points=1):
+def _check_chunk_size(
+    chunk_size, n_densities, vectorized=False, n_points=1, chunk_values=_CHUNK_VALUES
+):
     if chunk_size is None:
         size = math.ceil(n_densities / _TARGET_N_CHUNKS)
         if vectorized:
-            least = max(_CHUNK_VALUES // n_points, _MIN_VECTORIZED_CHUNK)
+            least = max(chunk_values // n_points, _MIN_VECTORIZED_CHUNK)
             return int(min(max(size, least), _MAX_VECTORIZED_CHUNK))
         return int(min(max(size, _MIN_CHUNK_SIZE), _MAX_CHUNK_SIZE))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
@@ -946,16 +965,18 @@ def _fit_rows(
     return start, chunk
 
 
-def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds):
+def _fit_chunk_vectorized(config, start, estimator, X, densities, weights, seeds, n_threads=None):
     """Fit the densities of one chunk on the shared grid ``X`` together.
 
     The rows go through the engine together (:func:`~._estimator.fit_rows_of`, or
     with a ``DensityGMMCV`` :func:`~.cv.criterion_choices`); rows that the single
     fit would refuse (no positive value, NaN, negative values with the Poisson loss,
     bad weights) go through ``DensityGMM.fit``, which says why. Returns
-    ``(start, arrays)``.
+    ``(start, arrays)``. ``n_threads``: the kernel's threads (None: as the caller set
+    them).
     """
-    with config_context(**config):
+    threads = nullcontext() if n_threads is None else kernel_threads(n_threads)
+    with config_context(**config), threads:
         if isinstance(estimator, DensityGMMCV):
             return start, _choose_rows_vectorized(estimator, X, densities, weights, seeds)
         return start, _fit_rows_vectorized(estimator, X, densities, weights, seeds)

@@ -232,6 +232,40 @@ def test_density_gmm_cv_chooses_k_per_density_and_pads_with_nan(method):
     assert "n_components=1..3" in repr(result)
 
 
+def test_a_large_choice_of_k_runs_on_processes_with_the_same_results(monkeypatch):
+    # from _CV_PROCESS_MIN_DENSITIES densities on, n_jobs > 1 sends DensityGMMCV's
+    # vectorised chunks to processes: every array and message as in this process
+    from skdensityfit import _batch
+
+    rng = np.random.default_rng(8)
+    rows = []
+    for k in (1, 2, 3) * 6:
+        weights, means, stds = random_separated_mixture_1d(rng, k, min_separation=4.0)
+        means = means - means.mean() + 10.0
+        rows.append(mixture_densities_1d(GRID_1D, weights[None], means[None], stds[None])[0])
+    Y = np.array(rows) + rng.normal(0, 0.01, (len(rows), GRID_1D.size))
+    Y[5] = np.nan  # refused: its message travels back too
+    search = DensityGMMCV(n_components=4, random_state=0)
+    modes = []
+    run_tasks = _batch._run_tasks
+    monkeypatch.setattr(
+        _batch,
+        "_run_tasks",
+        lambda tasks, n_jobs, threads: modes.append(threads) or run_tasks(tasks, n_jobs, threads),
+    )
+    monkeypatch.setattr(_batch, "_CV_PROCESS_MIN_DENSITIES", 10)
+    monkeypatch.setattr(_batch, "_CV_CHUNK_VALUES", 5 * GRID_1D.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = fit_many(GRID_1D, Y, search)
+        spread = fit_many(GRID_1D, Y, search, n_jobs=2)
+    assert modes == [True, False]
+    assert here.n_components.tolist()[:3] == [1, 2, 3] and here.failed.tolist().count(True) == 1
+    for name in ("n_components", "weights", "means", "covariances", "scale", "loss", "failed"):
+        np.testing.assert_array_equal(getattr(here, name), getattr(spread, name))
+    assert here.messages == spread.messages
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_small_peak_beside_a_large_one_under_noise_is_found(seed):
     # a large peak and one of a twentieth of its weight on its shoulder, 2% noise:

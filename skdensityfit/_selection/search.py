@@ -168,6 +168,7 @@ class Paths:
         self.fits = {}  # K -> (D, p) parameter vectors (NaN: not fitted or no finite fit)
         self.losses = {}  # K -> (D,) losses on all points (inf: no finite fit)
         self.fitted = np.zeros(self.n_densities, dtype=int)  # the largest K fitted
+        self._models = {}  # K -> ((D, n) models in fit units, (D,) which are current)
         self.bumps = {}  # (row, K) -> the largest residual bump (held-out noise tests)
         normaliser = self.inputs(1).normaliser
         # for leaves_noise: the white noise variance in the targets' unit, and the
@@ -215,10 +216,19 @@ class Paths:
 
     def models(self, rows, n_components):
         """The path's fitted models of the densities ``rows`` with ``n_components``, in
-        their own units ``(R, n)``."""
+        their own units ``(R, n)``; those not yet evaluated since their last fit are
+        evaluated together."""
         rows = np.atleast_1d(rows)
-        fitted = models_of(self.inputs(n_components), self.fits[n_components][rows], density=rows)
-        return fitted * self.units[rows, None]
+        if n_components not in self._models:
+            shape = (self.n_densities, self.targets.shape[1])
+            self._models[n_components] = (np.empty(shape), np.zeros(self.n_densities, bool))
+        fitted, current = self._models[n_components]
+        missing = np.unique(rows[~current[rows]])
+        if missing.size:
+            theta = self.fits[n_components][missing]
+            fitted[missing] = models_of(self.inputs(n_components), theta, density=missing)
+            current[missing] = True
+        return fitted[rows] * self.units[rows, None]
 
     def leverages(self, rows, n_components):
         """The leverage of every point in the fits of densities ``rows`` with
@@ -250,6 +260,8 @@ class Paths:
         self.fits[n_components][rows] = np.where(finite[:, None], theta, np.nan)
         self.losses[n_components][rows] = np.where(finite, loss, np.inf)
         self.fitted[rows] = np.maximum(self.fitted[rows], n_components)
+        if n_components in self._models:
+            self._models[n_components][1][rows] = False
 
     def _previous(self, rows, n_components):
         """The fits of ``rows`` with ``n_components - 1`` (None for the first step)."""
@@ -576,14 +588,28 @@ def criterion_steps(
     values = np.full(len(candidates), np.nan)
     models = {}
     penalty = 0.0
+    scored = {}  # the models' -2 log L under ``scored_under``, by K
+    scored_under = noise_model
 
     def score():
+        nonlocal scored_under
+        if scored_under is not noise_model:
+            scored.clear()
+            scored_under = noise_model
         known = [i for i in range(len(candidates)) if int(candidates[i]) in models]
-        if known:
-            stacked = np.vstack([models[int(candidates[i])] for i in known])
+        new = [i for i in known if int(candidates[i]) not in scored]
+        if new:
+            stacked = np.vstack([models[int(candidates[i])] for i in new])
             minus_two = noise_model.minus_two_log_likelihood(grid, y, stacked)
-            for i, value in zip(known, minus_two, strict=True):
-                values[i] = value + penalty * paths.n_parameters(int(candidates[i]))
+            for i, value in zip(new, minus_two, strict=True):
+                scored[int(candidates[i])] = value
+        for i in known:
+            k = int(candidates[i])
+            values[i] = scored[k] + penalty * paths.n_parameters(k)
+
+    def set_model(k):
+        models[k] = paths.models(row, k)[0][observed]
+        scored.pop(k, None)
 
     def best_index():
         evaluated = np.where(np.isnan(values), np.inf, values)
@@ -601,7 +627,7 @@ def criterion_steps(
             if not np.isfinite(loss):
                 values[index] = np.inf
             else:
-                models[k] = paths.models(row, k)[0][observed]
+                set_model(k)
                 score()
                 if loss <= EXACT_CV_LOSS:
                     return index + 1, index  # no larger K can fit better
@@ -644,7 +670,7 @@ def criterion_steps(
                 per_component = paths.n_parameters(k) - paths.n_parameters(int(candidates[best]))
                 if values[i] - values[best] < penalty * per_component:
                     if (yield ("improve", k)):
-                        models[k] = paths.models(row, k)[0][observed]
+                        set_model(k)
                         changed = True
             # the candidate before the best, once: a fit the path's growth left in a poor
             # optimum there makes the best one component too many
@@ -653,7 +679,7 @@ def criterion_steps(
             if k is not None and k not in tried and k in models and np.isfinite(values[i]):
                 tried.add(k)
                 if (yield ("improve", k)):
-                    models[k] = paths.models(row, k)[0][observed]
+                    set_model(k)
                     changed = True
             if changed:
                 score()
@@ -697,7 +723,9 @@ def run_searches(paths, searches):
         fits = {i: k for i, (kind, k) in requests.items() if kind == "fit"}
         if fits:
             rows = np.fromiter(fits, dtype=int)
-            paths.fit(rows, np.fromiter(fits.values(), dtype=int))
+            ks = np.fromiter(fits.values(), dtype=int)
+            paths.fit(rows, ks)
+            _prefetch_models(paths, rows, ks)
             for i in rows:
                 advance(int(i), None)
             continue
@@ -719,9 +747,22 @@ def run_searches(paths, searches):
         kind, k = next(iter(requests.values()))
         rows = np.array([i for i, request in requests.items() if request == (kind, k)])
         answers = paths.exact_start(rows, k) if kind == "exact" else paths.improve(rows, k)
+        if kind == "improve":
+            _prefetch_models(paths, rows[answers], np.full(int(answers.sum()), k))
         for i, answer in zip(rows, answers, strict=True):
             advance(int(i), answer.item())
     return results
+
+
+def _prefetch_models(paths, rows, ks):
+    """The models of the finite fits of densities ``rows`` with ``ks`` components (one
+    per row), evaluated a K at a time for the searches to read."""
+    for k in np.unique(ks):
+        at = rows[ks == k]
+        if k in paths.losses:
+            at = at[np.isfinite(paths.losses[k][at])]
+            if at.size:
+                paths.models(at, int(k))
 
 
 def largest_residual_bumps(choices, Y, models):
