@@ -400,11 +400,14 @@ def fit_many(
 
     n_jobs : int, default=None
         The vectorised path: the number of threads the compiled kernel fits
-        rows on (``-1``: all cores; None: numba's default, every core), the
-        chunks run one after the other in this process; with a
-        ``DensityGMMCV`` and at least 4,096 densities, ``n_jobs`` > 1 runs the
-        chunks on joblib's processes instead, a kernel thread each (the
-        search's Python a density would hold the other threads back). The loop: the number
+        rows on (``-1``: all cores; None: every core), the chunks run one
+        after the other in this process. But a ``DensityGMMCV`` choosing K by
+        its criterion for at least 4,096 densities, with ``n_jobs`` other than
+        None and 1 and joblib's default backend (loky), runs its chunks on
+        joblib's processes instead, a kernel thread each (the search's Python
+        would hold the other threads back); warnings raised inside a worker
+        reach ``messages`` and the summary, not the caller's filters, and the
+        caller's ``numpy.seterr`` does not apply there. The loop: the number
         of chunks fitted at once by joblib's processes (None means 1 unless a
         ``joblib.parallel_config`` context says otherwise). Under the Dask
         backend, both send the chunks to the workers (``-1``: all of them).
@@ -414,7 +417,7 @@ def fit_many(
         clipped to ``[16, 1000]`` (for the vectorised path to ``[m, 4096]``,
         ``m`` the number of densities of ``2**18`` values, ``2**16`` for a
         ``DensityGMMCV`` with at least 4,096 densities, within ``[16,
-        4096]``): it depends on the data only, so results do not depend on
+        4096]``): it depends on the data and the estimator's type only, so results do not depend on
         ``n_jobs`` or the backend (they do depend on ``chunk_size`` with
         ``warm_start=True``, since each chunk starts fresh). Use smaller
         chunks to keep more workers busy.
@@ -444,9 +447,8 @@ def fit_many(
         ``messages``. The rows agree with single fits to the optimiser's
         tolerance, not bit for bit. It needs a shared grid and data-driven
         starts: with per-density grids, ``warm_start=True``,
-        ``return_estimators=True``, an estimator with ``weights_init``,
-        ``means_init`` or ``precisions_init``, or ``bins`` in several
-        dimensions with 'full' or 'tied' components, the loop runs instead.
+        ``return_estimators=True`` or an estimator with ``weights_init``,
+        ``means_init`` or ``precisions_init``, the loop runs instead.
         With a ``DensityGMMCV`` choosing K by its criterion (the default), the
         search walks every density's path at once, with the rules of
         ``DensityGMMCV.fit``; held-out scores (``selection='standard_error'``
@@ -543,9 +545,8 @@ n_not_converged=0)
     # the choice of K runs much Python a density, which holds the GIL while the kernel's
     # threads wait: in a large batch with several jobs its chunks go to processes, a
     # kernel thread each (starting them costs about as much as 4,000 densities gain)
-    in_processes = (
-        vectorized and large_choice and n_jobs is not None and effective_n_jobs(n_jobs) > 1
-    )
+    n_threads = None if n_jobs is None or not vectorized else effective_n_jobs(n_jobs)
+    in_processes = large_choice and n_threads is not None and n_threads > 1 and _on_loky()
 
     def task(start, stop):
         if vectorized:
@@ -583,7 +584,10 @@ n_not_converged=0)
     bar = None if progress_bar is None else progress_bar(total=n_densities, unit="density")
     try:
         tasks = [task(a, b) for a, b in bounds]
-        for start, chunk in _run_tasks(tasks, n_jobs, threads=vectorized and not in_processes):
+        run = _run_tasks(
+            tasks, n_jobs, threads=vectorized and not in_processes, n_threads=n_threads
+        )
+        for start, chunk in run:
             _store_chunk(result, start, chunk)
             if bar is not None:
                 bar.update(len(chunk["scale"]))
@@ -817,22 +821,21 @@ def _seeds(random_state, n_densities):
 # ----------------------------------------------------------------------
 # running the chunks
 # ----------------------------------------------------------------------
-def _run_tasks(tasks, n_jobs, threads=False):
+def _run_tasks(tasks, n_jobs, threads=False, n_threads=None):
     """Run ``(function, args, kwargs)`` tasks; yields their results as they complete
     (each is ``(start, chunk arrays)``).
 
     Under joblib's Dask backend the tasks go to the cluster directly, so that a
     task lost with a worker (a worker process that dies mid-batch) is submitted
     again instead of losing the batch. Otherwise, with ``threads`` (the vectorised
-    path), in this process one after the other, the kernel's rows on ``n_jobs``
-    threads (no processes to start, no data to copy, no kernel to load in each);
-    else through joblib's processes.
+    path), in this process one after the other, the kernel's rows on ``n_threads``
+    threads (None: every core; no processes to start, no data to copy, no kernel to
+    load in each); else through joblib's active backend.
     """
     client = _dask_client()
     if client is not None:
         yield from _run_on_dask(client, tasks)
     elif threads:
-        n_threads = None if n_jobs is None else effective_n_jobs(n_jobs)
         with kernel_threads(n_threads):
             for function, args, kwargs in tasks:
                 yield function(*args, **kwargs)
@@ -840,6 +843,13 @@ def _run_tasks(tasks, n_jobs, threads=False):
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(function)(*args, **kwargs) for function, args, kwargs in tasks
         )
+
+
+def _on_loky():
+    """Whether joblib's active backend is its default process pool (loky); not inside
+    one of its workers, where nested calls get threads."""
+    backend, _ = get_active_backend()
+    return type(backend).__name__ == "LokyBackend"
 
 
 def _dask_client():
@@ -1068,7 +1078,10 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
     row_weights = None
     if weights is not None:
         row_weights = weights.values if isinstance(weights, _Shared) else weights
-    batchable = _rows_the_batch_can_fit(densities, weights, estimator.loss)
+    counts = (
+        "poisson" if isinstance(estimator.noise, str) and estimator.noise == "poisson" else None
+    )
+    batchable = _rows_the_batch_can_fit(densities, weights, counts or estimator.loss)
     for i in np.flatnonzero(~batchable):
         seed = None if seeds is None else int(seeds[i])
         fit, messages = _attempt(
@@ -1118,7 +1131,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
         if fitted.background is not None:
             chunk["background"][index] = fitted.background
             chunk["background_origin"][index] = fitted.background_origin
-        observed = np.broadcast_to(quadrature, densities.shape)[index] > 0
+        observed = np.broadcast_to(quadrature, (len(rows), densities.shape[1]))[group] > 0
         all_remarks = criterion_messages(
             candidates,
             [choices[group[j]][0] for j in range(len(index))],

@@ -251,7 +251,9 @@ def test_a_large_choice_of_k_runs_on_processes_with_the_same_results(monkeypatch
     monkeypatch.setattr(
         _batch,
         "_run_tasks",
-        lambda tasks, n_jobs, threads: modes.append(threads) or run_tasks(tasks, n_jobs, threads),
+        lambda tasks, n_jobs, threads, **kw: (
+            modes.append(threads) or run_tasks(tasks, n_jobs, threads, **kw)
+        ),
     )
     monkeypatch.setattr(_batch, "_CV_PROCESS_MIN_DENSITIES", 10)
     monkeypatch.setattr(_batch, "_CV_CHUNK_VALUES", 5 * GRID_1D.size)
@@ -475,3 +477,63 @@ def test_two_dimensional_bins_of_full_components_run_vectorised(covariance_type)
     alone = fit_many(X, np.array(rows), estimator, method="loop")
     np.testing.assert_allclose(together.means, alone.means, atol=1e-6)
     np.testing.assert_allclose(together.loss, alone.loss, rtol=1e-9)
+
+
+def test_a_choice_of_k_under_joblibs_threading_backend_stays_in_this_process(monkeypatch):
+    # the chunks go to processes only under loky: run side by side on joblib's threads,
+    # the search's warnings.catch_warnings left its filters behind and lost the summary
+    from joblib import parallel_config
+
+    from skdensityfit import _batch
+
+    monkeypatch.setattr(_batch, "_CV_PROCESS_MIN_DENSITIES", 4)
+    monkeypatch.setattr(_batch, "_CV_CHUNK_VALUES", 2 * GRID_1D.size)
+    rng = np.random.default_rng(3)
+    Y = mixture_densities_1d(
+        GRID_1D, np.full((6, 1), 1.0), rng.uniform(5, 15, (6, 1)), np.ones((6, 1))
+    )
+    Y[2] = np.nan
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with parallel_config(backend="threading"):
+            fit_many(GRID_1D, Y, DensityGMMCV(n_components=2, random_state=0), n_jobs=2)
+        with parallel_config(backend="multiprocessing"):  # refused return_as="generator_unordered"
+            fit_many(GRID_1D, Y, DensityGMMCV(n_components=2, random_state=0), n_jobs=2)
+    assert sum("could not be fitted" in str(w.message) for w in caught) == 2
+    assert warnings.filters == filters
+
+
+def test_per_density_weights_beside_a_failed_row_in_a_choice_of_k():
+    X = np.linspace(0, 20, 60)
+    Y = np.array([np.exp(-0.5 * (X - m) ** 2) for m in np.linspace(6, 14, 8)])
+    Y[0] = np.nan
+    W = np.ones_like(Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        weighted = fit_many(X, Y, DensityGMMCV(n_components=2, random_state=0), sample_weight=W)
+        shared = fit_many(X, Y, DensityGMMCV(n_components=2, random_state=0), sample_weight=W[0])
+    assert weighted.failed.tolist() == [True] + [False] * 7
+    np.testing.assert_array_equal(weighted.n_components, shared.n_components)
+    np.testing.assert_array_equal(weighted.means, shared.means)
+
+
+def test_noise_poisson_on_a_negative_row_fails_that_row_alone():
+    rng = np.random.default_rng(2)
+    Y = rng.poisson(50.0 * np.exp(-0.5 * (GRID_1D - 10.0) ** 2), (3, GRID_1D.size)).astype(float)
+    Y[1, 5] = -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(GRID_1D, Y, DensityGMMCV(n_components=2, noise="poisson", random_state=0))
+    assert result.failed.tolist() == [False, True, False]
+    assert "negative" in result.messages[1]
+
+
+def test_a_count_where_nothing_is_expected_raises_no_numpy_warning():
+    rng = np.random.default_rng(7)
+    Y = rng.poisson(40.0 * np.exp(-0.5 * (GRID_1D - 10.0) ** 2), (4, GRID_1D.size)).astype(float)
+    Y[0, 10] = 1e12
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_many(GRID_1D, Y, DensityGMMCV(n_components=3, loss="poisson", random_state=0))
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

@@ -476,7 +476,9 @@ class NoiseModel:
         if self.kind == "poisson":
             counts = y * self.counts_unit
             expected = np.maximum(models * self.counts_unit, np.finfo(float).tiny)
-            return 2.0 * np.sum(xlogy(counts, counts / expected) - counts + expected, axis=1)
+            with np.errstate(over="ignore"):  # counts where nothing is expected: inf
+                ratio = counts / expected
+            return 2.0 * np.sum(xlogy(counts, ratio) - counts + expected, axis=1)
         residual = (y - models) / self.sd
         if self.kind == "correlated":
             residual = self.whiten(grid, residual)
