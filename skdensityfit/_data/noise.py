@@ -55,10 +55,6 @@ CORRELATION_GATE = 3.0
 # tenth, at least MIN_GROUP points) over that where it is lowest (below its median).
 HETEROSCEDASTIC_RATIO = 2.0
 HETEROSCEDASTIC_Z = 4.0
-# A model heteroscedastic from its differences (before any fit) stays so unless the best
-# fit's residual shows its variance growing at less than this z: a narrow line's few loud
-# points rarely reach HETEROSCEDASTIC_Z, and white noise then let a surplus component take them.
-KEEP_Z = 2.0
 MIN_GROUP = 10
 # ... the highest being the points above this level (a fraction of the peak) when they are
 # fewer than a tenth (a narrow line's few points, diluted in a tenth of a long grid) but at
@@ -802,18 +798,10 @@ def refined_noises(requests):
         peak = np.max(fitted, axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             level = np.maximum(fitted / peak, 0.0)
-        # heteroscedastic already (its differences said so before any fit): kept unless
-        # the residual says otherwise, at a lower z (a narrow line's few loud points)
-        z = np.array(
-            [
-                KEEP_Z if entry[6][0].kind == "heteroscedastic" else HETEROSCEDASTIC_Z
-                for entry in group
-            ]
-        )
-        maybe = _variance_grows(residuals, level, kept, MARGIN, z)[0] & (peak[:, 0] > 0)
-        for (r, white, residual, f, k, _, _), may, zr in zip(group, maybe, z, strict=True):
+        maybe = _variance_grows(residuals, level, kept, MARGIN)[0] & (peak[:, 0] > 0)
+        for (r, white, residual, f, k, _, _), may in zip(group, maybe, strict=True):
             if may:
-                per_points[r] = _heteroscedastic_sd(residual, f, white.sd, k, zr)
+                per_points[r] = _heteroscedastic_sd(residual, f, white.sd, k)
     for r, white, residual, _, _, spread, request in pending:
         _, grid, y, _, requested, *_ = request
         results[r] = _correlated_or(white, grid, y, requested, residual, spread, per_points.get(r))
@@ -827,7 +815,7 @@ def censored(y):
     return at_floor if at_floor.mean() >= CENSORED_SHARE else np.zeros(len(y), dtype=bool)
 
 
-def _heteroscedastic_sd(residual, fitted, sd, kept, z=None):
+def _heteroscedastic_sd(residual, fitted, sd, kept):
     """The residual's standard deviation at each point, ``sqrt(a + b * fitted)``, where its
     variance grows with the model (see :func:`refined_noise`; judged on the ``kept``
     points), and at least ``sd``; else None. (Computed in the units of ``sd`` and of the
@@ -836,7 +824,7 @@ def _heteroscedastic_sd(residual, fitted, sd, kept, z=None):
     if not peak > 0:
         return None
     every_level = np.maximum(fitted / peak, 0.0)
-    coefficients = _variance_line(residual[kept] / sd, every_level[kept], z)
+    coefficients = _variance_line(residual[kept] / sd, every_level[kept])
     if coefficients is None:
         return None
     # never below the white noise's variance: a residual squeezed where the values are
@@ -845,12 +833,12 @@ def _heteroscedastic_sd(residual, fitted, sd, kept, z=None):
     return sd * np.sqrt(variance)
 
 
-def _variance_line(scaled, level, z=None):
+def _variance_line(scaled, level):
     """``(a, b)``: the variance of ``scaled`` (noise in units of a white noise's standard
     deviation) as ``a + b * level`` (``level`` in [0, 1]), when it grows with the level
     (:func:`_variance_grows`); else None."""
     grows, high, low, v_high, v_low = _variance_grows(
-        scaled[None], level[None], np.ones((1, len(level)), dtype=bool), z=z
+        scaled[None], level[None], np.ones((1, len(level)), dtype=bool)
     )
     if not grows[0]:
         return None
@@ -931,7 +919,7 @@ def _heteroscedastic_from_differences(grid, y, sd):
     return sd * np.sqrt(variance)
 
 
-def _variance_grows(scaled, level, mask, margin=0.0, z=None):
+def _variance_grows(scaled, level, mask, margin=0.0):
     """For each row of ``scaled`` ``(R, m)`` (noise in units of a white noise's standard
     deviation, at ``level`` in [0, 1], ``mask`` the values to judge): whether its
     variance at the highest levels (their top tenth, or the levels above ``HIGH_LEVEL``
@@ -959,7 +947,7 @@ def _variance_grows(scaled, level, mask, margin=0.0, z=None):
             & (n_low >= MIN_GROUP)
             & (v_low > 0)
             & (v_high > (1.0 - margin) * HETEROSCEDASTIC_RATIO * v_low)
-            & (np.log(v_high / v_low) >= (HETEROSCEDASTIC_Z if z is None else z) * error - margin)
+            & (np.log(v_high / v_low) >= HETEROSCEDASTIC_Z * error - margin)
         )
     return grows, high, low, v_high, v_low
 

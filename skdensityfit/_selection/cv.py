@@ -86,8 +86,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       autoregression that has them; one model an axis when the axes' differ;
     - heteroscedastic Gaussian noise, its variance growing with the density
       (``a + b * level``), when the data's second differences or the best
-      fit's residual scatter more where the density is higher (found in the
-      differences, kept unless the residual says otherwise); tested before
+      fit's residual scatter more where the density is higher; tested before
       correlated noise, whose test then reads the residual over these
       standard deviations;
     - Poisson counts, for a histogram of counts (``loss='poisson'`` with
