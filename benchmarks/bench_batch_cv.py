@@ -1,7 +1,7 @@
 """Per-density K in a batch: fit_many with DensityGMMCV, vectorised, against DensityGMMCV alone.
 
-Run: python benchmarks/bench_batch_cv.py            (1,000 spectra: about a minute on 2 cores)
-     python benchmarks/bench_batch_cv.py --n 10000  (about four minutes: from 4,096 densities
+Run: python benchmarks/bench_batch_cv.py            (1,000 spectra: 16 s on 2 cores)
+     python benchmarks/bench_batch_cv.py --n 10000  (about two minutes: from 4,096 densities
                                                      on, the vectorised chunks run on processes)
 
 Issue #15's check, side by side in one run with ``--n-jobs`` processes (2):

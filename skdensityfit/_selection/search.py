@@ -230,13 +230,6 @@ class Paths:
             current[missing] = True
         return fitted[rows] * self.units[rows, None]
 
-    def model(self, row, n_components):
-        """:meth:`models` of the one density ``row`` ``(n,)``."""
-        cached = self._models.get(n_components)
-        if cached is not None and cached[1][row]:
-            return cached[0][row] * self.units[row]
-        return self.models(row, n_components)[0]
-
     def leverages(self, rows, n_components):
         """The leverage of every point in the fits of densities ``rows`` with
         ``n_components`` (:func:`~.rows.leverages_of`), ``(R, n)``."""
@@ -598,36 +591,29 @@ def criterion_steps(
     scored = {}  # the models' -2 log L under ``scored_under``, by K
     scored_under = noise_model
 
-    ks = [int(k) for k in candidates]
-    n_parameters = {}  # by K, as they are needed
-
     def score():
         nonlocal scored_under
         if scored_under is not noise_model:
             scored.clear()
             scored_under = noise_model
-        new = [k for k in models if k not in scored]
+        known = [i for i in range(len(candidates)) if int(candidates[i]) in models]
+        new = [i for i in known if int(candidates[i]) not in scored]
         if new:
-            stacked = np.vstack([models[k] for k in new])
+            stacked = np.vstack([models[int(candidates[i])] for i in new])
             minus_two = noise_model.minus_two_log_likelihood(grid, y, stacked)
-            scored.update(zip(new, minus_two, strict=True))
-        for i, k in enumerate(ks):
-            if k in models:
-                if k not in n_parameters:
-                    n_parameters[k] = paths.n_parameters(k)
-                values[i] = scored[k] + penalty * n_parameters[k]
+            for i, value in zip(new, minus_two, strict=True):
+                scored[int(candidates[i])] = value
+        for i in known:
+            k = int(candidates[i])
+            values[i] = scored[k] + penalty * paths.n_parameters(k)
 
     def set_model(k):
-        models[k] = paths.model(row, k)[observed]
+        models[k] = paths.models(row, k)[0][observed]
         scored.pop(k, None)
 
     def best_index():
-        """The index of the lowest value (the first of equals; NaN and inf never), or None."""
-        best, at = np.inf, None
-        for i, value in enumerate(values.tolist()):
-            if value < best:
-                best, at = value, i
-        return at
+        evaluated = np.where(np.isnan(values), np.inf, values)
+        return int(np.argmin(evaluated)) if np.isfinite(evaluated).any() else None
 
     def walk(start):
         """Evaluate candidates from ``start`` until settled; ``(next index, exact index)``."""
