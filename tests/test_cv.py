@@ -1613,6 +1613,37 @@ def test_noise_growing_on_a_narrow_line_is_seen(seed):
     assert search.n_components_ == 1
 
 
+@pytest.mark.parametrize(
+    ("height", "separation", "noise"), [(0.25, 1.25, 0.001), (0.12, 1.5, 0.004)]
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_shoulder_on_a_narrow_line_under_white_noise_is_found(height, separation, noise, seed):
+    """A shoulder ``separation`` sds from a line 1.6 channels wide, white noise: the line's
+    curvature and the one-component fit's misfit read as noise growing with the signal,
+    and the shoulder was missed (0 of 20 seeds and 2 of 20 in these two cells); the fit
+    with one component more leaves white noise, and white noise is likelier."""
+    x = np.arange(300.0)
+    clean = np.exp(-0.5 * ((x - 150.0) / 1.6) ** 2)
+    clean += height * np.exp(-0.5 * ((x - 150.0 - separation * 1.6) / 1.6) ** 2)
+    y = clean + noise * np.random.default_rng(seed).normal(size=x.size)
+    search = DensityGMMCV(random_state=0).fit(x, y)
+    assert search.noise_["kind"] == "white"
+    assert search.n_components_ == 2
+
+
+def test_variance_profile_recovers_a_quadratic_variance():
+    """The maximum-likelihood profile of squared normal noise whose variance is
+    ``1 + 4 level + 20 level**2``: within 10% at every level."""
+    from skdensityfit._data.noise import variance_profile
+
+    level = np.tile(np.linspace(0.0, 1.0, 200), 50)
+    truth = 1.0 + 4.0 * level + 20.0 * level**2
+    residual = np.sqrt(truth) * np.random.default_rng(0).normal(size=level.size)
+    profile, n_parameters = variance_profile(residual, 3.0 * level)
+    assert n_parameters == 3
+    assert np.max(np.abs(profile / truth - 1.0)) < 0.1
+
+
 @pytest.mark.parametrize("seed", [5, 6])
 def test_a_variance_growing_far_above_its_floor_is_recovered(seed):
     """Photon noise over a floor 70 times smaller (variance 0.0006**2 + 0.043**2 * f):

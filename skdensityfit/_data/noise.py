@@ -62,6 +62,7 @@ MIN_GROUP = 10
 HIGH_LEVEL = 0.25
 MIN_HIGH = 5
 VARIANCE_ITERATIONS = 5
+PROFILE_ITERATIONS = 20
 # Second differences of white noise on an even grid have lag-1 correlation -2/3, those of
 # a smooth density's curvature near +1: differences that correlate more than this are
 # not taken for noise.
@@ -831,6 +832,29 @@ def _heteroscedastic_sd(residual, fitted, sd, kept):
     # low (clipped at zero, say) is no floor to fit peaks against
     variance = np.maximum(coefficients[0] + coefficients[1] * every_level, 1.0)
     return sd * np.sqrt(variance)
+
+
+def variance_profile(residual, fitted, iterations=PROFILE_ITERATIONS):
+    """The maximum-likelihood variance of ``residual`` as ``a + b * level + c * level**2``
+    (``level`` the fit ``fitted`` over its peak): a gamma regression of its squares,
+    iteratively reweighted, never below a millionth of their mean. Returns ``(variance
+    (n,), 3)``, the second the profile's parameters."""
+    peak = np.max(fitted)
+    level = np.maximum(fitted, 0.0) / peak if peak > 0 else np.zeros_like(fitted)
+    design = np.column_stack([np.ones_like(level), level, level**2])
+    squares = residual**2
+    mean = max(float(np.mean(squares)), np.finfo(float).tiny)
+    variance = np.full_like(squares, mean)
+    for _ in range(iterations):
+        weights = 1.0 / variance**2
+        try:
+            coefficients = np.linalg.solve(
+                design.T @ (weights[:, None] * design), design.T @ (weights * squares)
+            )
+        except LinAlgError:
+            break
+        variance = np.maximum(design @ coefficients, 1e-6 * mean)
+    return variance, design.shape[1]
 
 
 def _variance_line(scaled, level):

@@ -20,7 +20,7 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._data.noise import initial_noise, noise_variance, refined_noises
+from .._data.noise import initial_noise, noise_variance, refined_noises, variance_profile
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
     FitSettings,
@@ -37,7 +37,7 @@ from .._engine.fitting import (
 )
 from .._engine.problem import problem_of
 from .._engine.rows import RowResults, leverages_of, minimize_rows, models_of
-from .._model.covariance import constrained
+from .._model.covariance import as_matrices, constrained
 from .._model.parameters import rows_pack, rows_raw, rows_without
 from .rules import (
     CV_FTOL,
@@ -229,6 +229,22 @@ class Paths:
             fitted[missing] = models_of(self.inputs(n_components), theta, density=missing)
             current[missing] = True
         return fitted[rows] * self.units[rows, None]
+
+    def resolved(self, row, n_components, grid):
+        """Whether every component of density ``row``'s fit with ``n_components`` is at
+        least one grid step wide along each axis of ``grid`` (scattered points: always):
+        a narrower one fits a few points' noise."""
+        if grid.axes is None:
+            return True
+        problem = self.problem_of(n_components)
+        layout = problem.layout
+        covariances = problem.to_grid(self.fits[n_components][row])["covariances"]
+        matrices = as_matrices(
+            covariances, layout.covariance_type, layout.n_components, layout.n_features
+        )
+        sds = np.sqrt(np.diagonal(matrices, axis1=-2, axis2=-1))
+        steps = np.array([np.median(np.diff(axis)) for axis in grid.axes])
+        return bool(np.all(sds >= steps))
 
     def leverages(self, rows, n_components):
         """The leverage of every point in the fits of densities ``rows`` with
@@ -615,6 +631,28 @@ def criterion_steps(
         evaluated = np.where(np.isnan(values), np.inf, values)
         return int(np.argmin(evaluated)) if np.isfinite(evaluated).any() else None
 
+    def best_under(model):
+        """The fitted candidate K with the lowest criterion under the noise ``model``."""
+        known = [int(k) for k in candidates if int(k) in models]
+        known = [k for k in known if np.isfinite(paths.losses[k][row])]
+        chi2 = model.minus_two_log_likelihood(grid, y, np.vstack([models[k] for k in known]))
+        criterion = chi2 + penalty * np.array([paths.n_parameters(k) for k in known])
+        return known[int(np.argmin(criterion))]
+
+    def white_is_likelier(white, heteroscedastic):
+        """Whether white noise at its best K has a lower BIC than heteroscedastic noise at
+        its best K, each with its variance estimated from that fit's residual by maximum
+        likelihood (:func:`~.noise.variance_profile`; the noise's parameters penalised too)."""
+        n = len(y)
+        k = best_under(white)
+        variance = max(float(np.mean((y - models[k]) ** 2)), TINY)
+        white_bic = n * np.log(variance) + n + penalty * (paths.n_parameters(k) + 1)
+        k = best_under(heteroscedastic)
+        residual = y - models[k]
+        profile, n_noise = variance_profile(residual, models[k])
+        bic = np.sum(residual**2 / profile + np.log(profile))
+        return white_bic < bic + penalty * (paths.n_parameters(k) + n_noise)
+
     def walk(start):
         """Evaluate candidates from ``start`` until settled; ``(next index, exact index)``."""
         index = start
@@ -657,6 +695,23 @@ def criterion_steps(
             score()
             if best_index() == best:
                 break
+        if noise_model.kind == "heteroscedastic" and requested == "auto":
+            # a component the best fit misses (a shoulder on a narrow line) leaves a residual
+            # where the signal is, read as variance growing with it: white noise instead when
+            # the fit with one component more leaves none and white noise is likelier
+            i = best_index() + 1
+            k = int(candidates[i]) if i < len(candidates) else None
+            if k is not None and k in models and np.isfinite(values[i]):
+                fitted = models[k]
+                arguments = (initial, grid, y, y - fitted, requested, paths.n_parameters(k), fitted)
+                larger = yield ("noise", (row, k, observed, arguments))
+                if (
+                    larger.kind == "white"
+                    and paths.resolved(row, k, grid)
+                    and white_is_likelier(larger, noise_model)
+                ):
+                    noise_model = larger
+                    score()
         tried = set()
         for _ in range(len(candidates)):
             best = best_index()
