@@ -90,9 +90,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       correlated noise, whose test then reads the residual over these
       standard deviations. White noise replaces it when the fit with one
       component more than the best leaves a residual that reads as white, its
-      components are at least a grid step wide, and white noise at its best
-      ``K`` has the higher likelihood (each noise's variance estimated from its
-      best fit's residual by maximum likelihood; a quadratic variance profile
+      components and those of white noise's best fit are at least a grid step
+      wide, and white noise at its best ``K`` has the higher likelihood (each
+      noise's variance estimated from its best fit's residual by maximum
+      likelihood; a quadratic variance profile
       for heteroscedastic noise): a faint shoulder on a narrow line otherwise
       reads as noise growing with the signal;
     - Poisson counts, for a histogram of counts (``loss='poisson'`` with

@@ -698,7 +698,8 @@ def criterion_steps(
         if noise_model.kind == "heteroscedastic" and requested == "auto":
             # a component the best fit misses (a shoulder on a narrow line) leaves a residual
             # where the signal is, read as variance growing with it: white noise instead when
-            # the fit with one component more leaves none and white noise is likelier
+            # the fit with one component more leaves none, neither it nor white noise's best
+            # has a component narrower than a grid step, and white noise is likelier
             i = best_index() + 1
             k = int(candidates[i]) if i < len(candidates) else None
             if k is not None and k in models and np.isfinite(values[i]):
@@ -708,6 +709,7 @@ def criterion_steps(
                 if (
                     larger.kind == "white"
                     and paths.resolved(row, k, grid)
+                    and paths.resolved(row, best_under(larger), grid)
                     and white_is_likelier(larger, noise_model)
                 ):
                     noise_model = larger
