@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.mixture import GaussianMixture
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context
@@ -39,7 +39,7 @@ from ._engine.prediction import (
 )
 from ._engine.problem import cells_of, problem_of
 from ._engine.rows import component_shares_of, minimize_rows, models_of
-from ._engine.starts import INIT_METHODS
+from ._engine.starts import INIT_METHODS, LazyRandomState
 from ._engine.uncertainty import rows_standard_errors, warn_if_cells_differ
 from ._model.covariance import (
     COVARIANCE_TYPES,
@@ -475,7 +475,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         if counts and sample_weight is None and not problem.binned:
             warn_if_cells_differ(X)  # counts per point on cells of different sizes
         settings = FitSettings.of(self)
-        random_state = check_random_state(self.random_state if seed is None else seed)
+        random_state = LazyRandomState(self.random_state if seed is None else seed)
         if start is not None:
             result = fit_problem(problem, settings, random_state, start=start)
         else:
@@ -724,9 +724,9 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     targets = Y / units[:, None]
     settings = FitSettings.of(estimator)
     if seeds is None:
-        random_state = check_random_state(estimator.random_state)
+        random_state = LazyRandomState(estimator.random_state)
     else:
-        random_state = [check_random_state(int(seed)) for seed in seeds]
+        random_state = [LazyRandomState(int(seed)) for seed in seeds]
     background = problem.data.background
     if starts is not None:
         inputs = problem.kernel.with_densities(targets, Q, fixed)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from skdensityfit import DensityGMM, fit_many
 from skdensityfit._engine.starts import _weighted_moments
 from skdensityfit._model.covariance import log_gaussian_density
 from skdensityfit._model.parameters import ParameterLayout
@@ -56,3 +57,40 @@ def test_weighted_moments_and_log_densities_match_direct_formulas(covariance_typ
         [multivariate_normal(m, c).logpdf(X) for m, c in zip(means, covariances, strict=True)]
     )
     np.testing.assert_allclose(log_densities, reference, rtol=1e-10)
+
+
+def test_lazy_random_state_draws_as_the_random_state_it_stands_for():
+    """A seed's draws are RandomState(seed)'s; a RandomState instance is drawn from in
+    place (its stream advances, as it did when it was passed on directly)."""
+    from skdensityfit._engine.starts import LazyRandomState
+
+    lazy = LazyRandomState(3)
+    eager = np.random.RandomState(3)
+    assert np.array_equal(lazy.randint(10**6, size=5), eager.randint(10**6, size=5))
+    assert np.array_equal(lazy.uniform(size=3), eager.uniform(size=3))
+    shared = np.random.RandomState(4)
+    LazyRandomState(shared).uniform(size=2)
+    assert np.array_equal(shared.uniform(size=2), np.random.RandomState(4).uniform(size=4)[2:])
+
+
+def test_fit_many_with_a_random_state_instance_matches_single_fits():
+    """Per-density seeds drawn from a RandomState instance (each made into its
+    RandomState only when a start draws): k-means starts, the same fits as one
+    DensityGMM.fit per density with that density's seed."""
+    rng = np.random.default_rng(0)
+    x = np.linspace(-5.0, 15.0, 120)
+    Y = np.array(
+        [
+            0.6 * np.exp(-0.5 * (x - m) ** 2) + 0.4 * np.exp(-0.5 * ((x - m - 5.0) / 1.5) ** 2)
+            for m in rng.uniform(0.0, 4.0, 6)
+        ]
+    )
+    Y = Y + 0.01 * rng.normal(size=Y.shape)
+    estimator = DensityGMM(2, init_params="kmeans", n_init=3, random_state=np.random.RandomState(7))
+    batch = fit_many(x, Y, estimator)
+    seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=len(Y))
+    for row, seed in enumerate(seeds):
+        single = DensityGMM(2, init_params="kmeans", n_init=3, random_state=int(seed)).fit(
+            x, Y[row]
+        )
+        assert np.allclose(batch.means[row], single.means_, atol=1e-6)

@@ -11,6 +11,7 @@ squares solve gives the amplitudes (for the L2 loss). All of it is numpy.
 import numpy as np
 from scipy.optimize import nnls
 from scipy.special import logsumexp
+from sklearn.utils import check_random_state
 
 from .._model.covariance import MATRIX_TYPES, cholesky_from_covariances, log_gaussian_density
 from .._model.parameters import pack
@@ -24,6 +25,22 @@ N_LLOYD_STEPS = 20
 MAX_INIT_POINTS = 20_000
 MIN_WEIGHT = 1e-4
 TINY = np.finfo(float).tiny
+
+
+class LazyRandomState:
+    """``check_random_state(seed)``, made when first drawn from: a seeded ``RandomState``
+    costs about 0.1 ms to make, as much as the rest of a small fit's kernel work, and most
+    fits (greedy peaks, one start) draw nothing."""
+
+    __slots__ = ("_seed", "_state")
+
+    def __init__(self, seed):
+        self._seed, self._state = seed, None
+
+    def __getattr__(self, name):
+        if self._state is None:
+            self._state = check_random_state(self._seed)
+        return getattr(self._state, name)
 
 
 def _nearest_center_responsibilities(X, centers):

@@ -284,7 +284,7 @@ def quadratic_features(X, covariance_type):
     """
     n_points, n_features = X.shape
     if covariance_type in MATRIX_TYPES:
-        rows, cols = np.triu_indices(n_features)
+        rows, cols = triu_indices(n_features)
         quad = X[:, rows] * X[:, cols]
     elif covariance_type == "diag":
         quad = X**2
@@ -309,7 +309,7 @@ def cholesky_parameter_map(covariance_type, n_components, n_features):
     k, d = n_components, n_features
     index = np.full((k, d, d), -1, dtype=np.int64)
     log = np.zeros((k, d, d), dtype=np.bool_)
-    rows, cols = np.triu_indices(d)
+    rows, cols = triu_indices(d)
     diagonal = np.arange(d)
     if covariance_type in MATRIX_TYPES:
         per_component = len(rows) if covariance_type == "full" else 0
