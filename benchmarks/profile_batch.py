@@ -6,7 +6,7 @@ One thread (``n_jobs=1``), profiled with cProfile: ``fit_many`` of 2,000 noisy 1
 (bench_batch's data, 2% noise) in chunks of 1,000, and ``fit_many`` with ``DensityGMMCV`` on 400
 spectra (bench_batch_cv's data). Prints the time a density, the Levenberg-Marquardt
 iterations it takes (its starts, path, moves and polish; for DensityGMMCV, every candidate's),
-and the time's split by the functions' own time: ``_kernel.fit_rows`` (Levenberg-Marquardt),
+and the time's split by the functions' own time: ``_engine.kernel.fit_rows`` (Levenberg-Marquardt),
 the greedy peaks and matched filters, the kernel's other calls, and everything else (the
 Python and numpy between the kernel's calls,
 which holds the GIL while the kernel's other threads wait). Between the two, 5,000 noisy rows
@@ -32,7 +32,7 @@ import skdensityfit._selection.search as search
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
 
 PARTS = {
-    "Levenberg-Marquardt (_kernel.fit_rows)": ("fit_rows",),
+    "Levenberg-Marquardt (kernel.fit_rows)": ("fit_rows",),
     "greedy peaks and matched filters": (
         "greedy_peaks",
         "matched_filter",
@@ -71,7 +71,7 @@ def profile(name, grid, Y, estimator, **kwargs):
     stats = pstats.Stats(profiler).stats
     own = {}
     for (filename, _, function), (_, _, tottime, _, _) in stats.items():
-        if filename.endswith("_kernel.py"):
+        if Path(filename).parts[-2:] == ("_engine", "kernel.py"):
             own[function] = own.get(function, 0.0) + tottime
     total = sum(tottime for (_, _, tottime, _, _) in stats.values())
     print(
