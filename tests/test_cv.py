@@ -1598,12 +1598,15 @@ def test_noise_growing_with_the_signal_is_not_taken_for_correlated(seed):
     assert search.n_components_ == 1
 
 
-@pytest.mark.parametrize("seed", [5, 6, 8])
+@pytest.mark.parametrize("seed", [5, 6, 8, 9, 15, 18])
 def test_noise_growing_on_a_narrow_line_is_seen(seed):
     """A line 1.8 channels wide on 400 channels, its noise six times the floor at its peak
     (a gain's): its few loud points are diluted in a tenth of the grid, so the points
-    above a quarter of the peak are the loud group (these cases chose 2 or 3 components;
-    10 of 20 such seeds still over-fit, against 17 before)."""
+    above a quarter of the peak are the loud group (seeds 5, 6, 8 chose 2 or 3 components
+    before that). Seeds 9, 15, 18 were read as white noise after a fit and over-fitted
+    with a component at the width floor, which the fit with one fewer had not: the
+    data's differences' heteroscedastic model stands (7 of 20 such seeds still over-fit,
+    against 10 before that and 17 before the loud group)."""
     rng = np.random.default_rng(300 + seed)
     x = np.arange(400.0)
     clean = np.exp(-0.5 * ((x - 170.0) / 1.8) ** 2)

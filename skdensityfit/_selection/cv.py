@@ -95,7 +95,10 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       noise's variance estimated from its best fit's residual by maximum
       likelihood; a quadratic variance profile
       for heteroscedastic noise): a faint shoulder on a narrow line otherwise
-      reads as noise growing with the signal;
+      reads as noise growing with the signal. Conversely the heteroscedastic
+      model found before any fit stands when the refinement finds white noise
+      but the best fit has a component at the width floor that the fit with
+      one component fewer has not (a spike on a narrow line's loud points);
     - Poisson counts, for a histogram of counts (``loss='poisson'`` with
       ``y``, or ``y * sample_weight``, integer) or values that are counts
       times one quantum (``np.histogram(..., density=True)``): the binned

@@ -25,6 +25,7 @@ from .._engine.fitting import (
     MIN_MOVE_GAIN,
     FitSettings,
     _inputs_with_components,
+    at_width_floor,
     best_scales,
     data_driven_start,
     grown_rows,
@@ -245,6 +246,13 @@ class Paths:
         sds = np.sqrt(np.diagonal(matrices, axis1=-2, axis2=-1))
         steps = np.array([np.median(np.diff(axis)) for axis in grid.axes])
         return bool(np.all(sds >= steps))
+
+    def at_width_floor(self, row, n_components):
+        """Whether a component of density ``row``'s fit with ``n_components`` is pressed
+        against the width floor (:func:`~.fitting.at_width_floor`)."""
+        problem = self.problem_of(n_components)
+        prec_chol = problem.unpack(self.fits[n_components][row])[3]
+        return bool(np.any(at_width_floor(problem.layout, prec_chol, problem.width_limits[0])))
 
     def leverages(self, rows, n_components):
         """The leverage of every point in the fits of densities ``rows`` with
@@ -714,6 +722,21 @@ def criterion_steps(
                 ):
                     noise_model = larger
                     score()
+        elif noise_model.kind == "white" and initial.kind == "heteroscedastic":
+            # the mirror case: the data's differences said the noise grows with the signal, the
+            # refinement said white, and the best fit has a component at the width floor that
+            # the fit with one fewer has not (a spike taking a narrow line's loud points)
+            i = best_index() - 1
+            k = int(candidates[i]) if i >= 0 else None
+            if (
+                k is not None
+                and k in models
+                and np.isfinite(values[i])
+                and paths.at_width_floor(row, int(candidates[i + 1]))
+                and not paths.at_width_floor(row, k)
+            ):
+                noise_model = initial
+                score()
         tried = set()
         for _ in range(len(candidates)):
             best = best_index()
