@@ -604,7 +604,10 @@ def criterion_steps(
     (then a smaller candidate wins only with a lower criterion still: a fit
     exact within the noise). Then the noise model is refined from the
     residual of the best fit (:func:`~.noise.refined_noise`, ``requested``
-    the user's ``noise``), and the fit at the candidate after the best is
+    the user's ``noise``); heteroscedastic and white noise are checked against
+    each other on the fits beside the best (a missed shoulder read as variance
+    growing with the signal; a spike at the width floor on a narrow line's
+    loud points read as a component), and the fit at the candidate after the best is
     improved by moves (:meth:`Paths.improve`: a poor local optimum there would
     decide the choice), the criterion recomputed and the walk continued
     while the best moves.
