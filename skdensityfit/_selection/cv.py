@@ -98,7 +98,8 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
       reads as noise growing with the signal. Conversely the heteroscedastic
       model found before any fit stands when the refinement finds white noise
       but the best fit has a component at the width floor that the fit with
-      one component fewer has not (a spike on a narrow line's loud points);
+      one component fewer has not, where that fit is above a quarter of its
+      peak (a spike on a narrow line's loud points);
     - Poisson counts, for a histogram of counts (``loss='poisson'`` with
       ``y``, or ``y * sample_weight``, integer) or values that are counts
       times one quantum (``np.histogram(..., density=True)``): the binned

@@ -20,7 +20,13 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._data.noise import initial_noise, noise_variance, refined_noises, variance_profile
+from .._data.noise import (
+    HIGH_LEVEL,
+    initial_noise,
+    noise_variance,
+    refined_noises,
+    variance_profile,
+)
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
     FitSettings,
@@ -248,11 +254,13 @@ class Paths:
         return bool(np.all(sds >= steps))
 
     def at_width_floor(self, row, n_components):
-        """Whether a component of density ``row``'s fit with ``n_components`` is pressed
-        against the width floor (:func:`~.fitting.at_width_floor`)."""
+        """The means (grid units) of the components of density ``row``'s fit with
+        ``n_components`` pressed against the width floor (:func:`~.fitting.at_width_floor`),
+        ``(m, d)``."""
         problem = self.problem_of(n_components)
-        prec_chol = problem.unpack(self.fits[n_components][row])[3]
-        return bool(np.any(at_width_floor(problem.layout, prec_chol, problem.width_limits[0])))
+        theta = self.fits[n_components][row]
+        floor = at_width_floor(problem.layout, problem.unpack(theta)[3], problem.width_limits[0])
+        return problem.to_grid(theta)["means"][floor]
 
     def leverages(self, rows, n_components):
         """The leverage of every point in the fits of densities ``rows`` with
@@ -728,18 +736,20 @@ def criterion_steps(
         elif noise_model.kind == "white" and initial.kind == "heteroscedastic":
             # the mirror case: the data's differences said the noise grows with the signal, the
             # refinement said white, and the best fit has a component at the width floor that
-            # the fit with one fewer has not (a spike taking a narrow line's loud points)
+            # the fit with one fewer has not, where that fit is loud (above HIGH_LEVEL of its
+            # peak: a spike on a line's loud points; a spike beside a line is a line)
             i = best_index() - 1
             k = int(candidates[i]) if i >= 0 else None
-            if (
-                k is not None
-                and k in models
-                and np.isfinite(values[i])
-                and paths.at_width_floor(row, int(candidates[i + 1]))
-                and not paths.at_width_floor(row, k)
-            ):
-                noise_model = initial
-                score()
+            if k is not None and k in models and np.isfinite(values[i]):
+                spikes = paths.at_width_floor(row, int(candidates[i + 1]))
+                if len(spikes) and not len(paths.at_width_floor(row, k)):
+                    points = paths.X[observed]
+                    nearest = np.argmin(
+                        np.sum((points[None] - spikes[:, None]) ** 2, axis=-1), axis=1
+                    )
+                    if np.all(models[k][nearest] >= HIGH_LEVEL * np.max(models[k])):
+                        noise_model = initial
+                        score()
         tried = set()
         for _ in range(len(candidates)):
             best = best_index()
