@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from sklearn.base import clone
-from sklearn.utils import check_random_state
 
 from .._data.noise import (
     HIGH_LEVEL,
@@ -44,6 +43,7 @@ from .._engine.fitting import (
 )
 from .._engine.problem import problem_of
 from .._engine.rows import RowResults, leverages_of, minimize_rows, models_of
+from .._engine.starts import LazyRandomState
 from .._model.covariance import as_matrices, constrained
 from .._model.parameters import rows_pack, rows_raw, rows_without
 from .rules import (
@@ -154,9 +154,9 @@ class Paths:
         self.ftol = ftol
         self.split = split
         if isinstance(random_state, list):
-            self.random_state = random_state
+            self.random_state = [LazyRandomState(seed) for seed in random_state]
         else:
-            self.random_state = check_random_state(random_state)
+            self.random_state = LazyRandomState(random_state)
         first_weights = weights if weights.ndim == 1 else weights[0]
         base = clone(base).set_params(n_components=1)
         self.problem = problem_of(base, X, Y[0], first_weights)
@@ -413,7 +413,6 @@ class Paths:
         for i in range(len(inputs.Y)):
             state = self.random_state
             if isinstance(state, list):
-                state[i] = check_random_state(state[i])
                 state = state[i]
             starts.append(data_driven_start(row_problem(problem, inputs, i), how, state))
         return best_scales(problem, inputs, np.vstack(starts), np.arange(len(inputs.Y)))
@@ -714,7 +713,7 @@ def criterion_steps(
             score()
             if best_index() == best:
                 break
-        if noise_model.kind == "heteroscedastic" and requested == "auto":
+        if noise_model.kind == "heteroscedastic":  # found only under noise='auto'
             # a component the best fit misses (a shoulder on a narrow line) leaves a residual
             # where the signal is, read as variance growing with it: white noise instead when
             # the fit with one component more leaves none, neither it nor white noise's best
