@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
-from ._data.validation import quadrature_weights
+from ._data.validation import check_no_gaps, quadrature_weights
 from ._engine.prediction import background_values
 from ._engine.problem import background_size
 from ._engine.rows import kernel_threads
@@ -709,6 +709,8 @@ def _check_shared_inputs(X, Y, sample_weight):
     n_points = X.shape[0]
     if sp.issparse(Y):
         raise TypeError("Y is a sparse matrix; pass a dense array (Y.toarray()).")
+    if np.ma.isMaskedArray(Y) and np.ma.getmaskarray(Y).any():
+        check_no_gaps(Y, "Y")  # says what to pass (a NaN row fails alone, in its row)
     Y = _as_float(Y, "Y", "one density per row")
     if Y.ndim != 2:
         raise ValueError(
@@ -1358,6 +1360,8 @@ _FLAGGED = {
     ),
     "pressed against the width floor": "components pressed against the width floor",
     "does not support": "more components than the data supports",
+    "No component is significant": "no component significant (the density may be noise alone)",
+    "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
 }
 
 

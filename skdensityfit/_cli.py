@@ -229,6 +229,29 @@ def _column_values(cells, numbers, index, header):
     return values
 
 
+def _grid_columns(path, n_rows, n_columns, y_index, header):
+    """The grid's columns when ``--x`` names none: every column but the density's. A
+    table of four or more columns and fewer rows is refused (many densities, one a row?); a
+    grid of more than two columns is said on stderr."""
+    if n_columns > max(n_rows, 3):
+        raise InputError(
+            f"{path} has {n_columns} columns and {n_rows} rows: read as a grid and a "
+            f"density it would be a {n_columns - 1}-dimensional grid of {n_rows} points. "
+            "If it holds many densities, one a row, fit them with skdensityfit.fit_many "
+            "in Python; the command line fits one density a file, the grid's columns "
+            "and the density's (--x, --y)."
+        )
+    x_indices = [i for i in range(n_columns) if i != y_index]
+    if len(x_indices) > 2:
+        names = ", ".join(_column_name(i, header) for i in x_indices)
+        print(
+            f"skdensityfit: reading {names} as a {len(x_indices)}-D grid and "
+            f"{_column_name(y_index, header)} as the density (name them with --x and --y).",
+            file=sys.stderr,
+        )
+    return x_indices
+
+
 def _load_text(path, x_columns, y_column):
     cells, numbers, header = _read_table(path)
     n_columns = cells.shape[1]
@@ -238,7 +261,7 @@ def _load_text(path, x_columns, y_column):
     if x_columns:
         x_indices = [_column_index(spec, header, n_columns) for spec in x_columns]
     else:
-        x_indices = [i for i in range(n_columns) if i != y_index]
+        x_indices = _grid_columns(path, cells.shape[0], n_columns, y_index, header)
     columns = [_column_values(cells, numbers, index, header) for index in [*x_indices, y_index]]
     return _Data(
         np.column_stack(columns[:-1]),
@@ -270,7 +293,7 @@ def _load_npy(path, x_columns, y_column):
     if x_columns:
         x_indices = [_column_index(spec, None, n_columns) for spec in x_columns]
     else:
-        x_indices = [i for i in range(n_columns) if i != y_index]
+        x_indices = _grid_columns(path, table.shape[0], n_columns, y_index, None)
     return _Data(
         table[:, x_indices],
         table[:, y_index],

@@ -465,8 +465,6 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
                 f"n_components = {self.n_components}, n_samples = {len(y)}. "
                 "Use fewer components or a finer grid."
             )
-        if self.background is None:
-            warn_if_density_is_cut_at_the_edge(X, y)
         problem = problem_of(self, X, y, sample_weight)
         warn_if_underdetermined(problem)
         if problem.binned and self.loss == "poisson" and sample_weight is None:
@@ -498,7 +496,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         if problem.data.background is not None:
             self.background_origin_ = problem.standardisation.background_origin.copy()
             self.background_ = np.asarray(problem.background_to_grid(result.theta), dtype=float)
-            warn_if_density_is_cut_at_the_edge(X, y - self.predict_background(X))
+        warn_if_density_is_cut_at_the_edge(X, self.predict_density(X) - self.predict_background(X))
         warn_if_components_are_redundant(self, fit)
         warn_if_components_hold_no_line(self)
         return self
@@ -756,9 +754,10 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
             standardisation.spread,
             units[:, None],
         )
-    messages = _row_messages(estimator, problem, inputs, X, Y, fits, parameters, coefficients)
-    loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     models = models_of(inputs, fits.theta) * units[:, None]
+    messages = _row_messages(estimator, problem, inputs, X, models, fits, parameters, coefficients)
+    loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
+    loss *= inputs.loss_units()
     origin = None if background is None else standardisation.background_origin
     return RowFits(
         parameters, loss, fits.n_iter, fits.converged, coefficients, origin, messages, models
@@ -861,8 +860,9 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     return joint, fits
 
 
-def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background):
-    """The warnings ``DensityGMM.fit`` gives each row, as ``'Category: text'`` lines."""
+def _row_messages(estimator, problem, inputs, X, models, fits, parameters, background):
+    """The warnings ``DensityGMM.fit`` gives each row, as ``'Category: text'`` lines
+    (``models``: the fitted models on the grid, a background included)."""
     weights, means, covariances, _, _ = parameters
     k, d = estimator.n_components, X.shape[1]
     matrices = as_matrices_rows(covariances, estimator.covariance_type, k, d)
@@ -886,16 +886,16 @@ def _row_messages(estimator, problem, inputs, X, Y, fits, parameters, background
         )
     axes = tuple(unique_values(column) for column in X.T)
     n_parameters = problem.bounds.shape[0]  # a background's too
-    values = Y
+    values = models
     if background is not None:
-        values = Y - background_values(
+        values = models - background_values(
             X, estimator.background, background, problem.standardisation.background_origin
         )
     with np.errstate(divide="ignore", invalid="ignore"):
         fractions = edge_fractions(X, values)
     at_edge = fractions >= EDGE_WARNING_FRACTION
     speaking = at_edge | flagged | ~fits.converged | (X.shape[0] < n_parameters)
-    messages = [""] * len(Y)
+    messages = [""] * len(models)
     for row in np.flatnonzero(speaking):  # text for the rows that have something to say
         texts = []
         if at_edge[row]:

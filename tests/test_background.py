@@ -503,3 +503,80 @@ def test_hot_pixels_beside_a_background_raise_no_floating_point_warning():
         search.fit(x, y)
     assert not [w for w in record if issubclass(w.category, RuntimeWarning)]
     assert any("width floor" in str(w.message) for w in record)
+
+
+@pytest.mark.parametrize("background", ["constant", "linear"])
+def test_a_continuum_far_above_the_lines_changes_neither_the_fit_nor_the_choice(background):
+    """An independent review: two lines of 15-40 noise sd on a continuum 1e4 to 1e5 times
+    their noise got K = 1 (the loss, measured against the continuum, read as an exact
+    fit). The loss is now normalised by what the background alone leaves."""
+    from skdensityfit import DensityGMMCV
+
+    v = np.linspace(-100.0, 100.0, 256)
+    rng = np.random.default_rng(99)
+    lines = 0.6 * np.exp(-0.5 * ((v + 40) / 2.5) ** 2) + 0.4 * np.exp(-0.5 * ((v - 42) / 3) ** 2)
+    y = lines + rng.normal(0.0, 0.02, v.size)
+    plain = DensityGMM(2, background=background, random_state=0).fit(v, y)
+    for offset in (1e4, 1e6):
+        lifted = DensityGMM(2, background=background, random_state=0).fit(v, y + offset)
+        np.testing.assert_allclose(lifted.means_, plain.means_, atol=1e-3)
+        np.testing.assert_allclose(lifted.covariances_, plain.covariances_, rtol=1e-3)
+        # loss_ keeps its meaning: relative to the data's sum of squares, continuum and all
+        expected = np.sum((y + offset - lifted.predict_density(v)) ** 2) / np.sum((y + offset) ** 2)
+        np.testing.assert_allclose(lifted.loss_, expected, rtol=1e-6)
+    for offset in (0.0, 1e5):
+        search = DensityGMMCV(n_components=5, background=background, random_state=0)
+        assert search.fit(v, y + offset).n_components_ == 2
+
+
+def test_noise_alone_is_warned_of_and_a_line_is_not():
+    """An independent review: spectra of noise alone got K = 1 with no warning that
+    counted. The criterion of no component at all (the background alone) is now
+    compared with the choice's."""
+    from skdensityfit import DensityGMMCV
+
+    v = np.linspace(-100.0, 100.0, 256)
+    rng = np.random.default_rng(3)
+    for background in (None, "linear"):
+        for seed in range(3):
+            noise = np.random.default_rng(seed).normal(0.0, 0.02, v.size)
+            with pytest.warns(UserWarning, match="No component is significant"):
+                DensityGMMCV(n_components=4, background=background, random_state=0).fit(
+                    v, noise + (0.3 if background else 0.0)
+                )
+        line = 0.15 * np.exp(-0.5 * (v / 3.0) ** 2) + rng.normal(0.0, 0.02, v.size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            search = DensityGMMCV(n_components=4, background=background, random_state=0)
+            search.fit(v, line)
+        assert search.n_components_ == 1
+        assert not [w for w in caught if "No component" in str(w.message)]
+    Y = np.random.default_rng(7).normal(0.0, 0.02, (3, v.size))
+    with pytest.warns(UserWarning, match="no component significant") as record:
+        result = fit_many(v, Y, DensityGMMCV(n_components=3, random_state=0))
+    assert sum("no component significant" in str(w.message) for w in record) == 1
+    assert all("No component is significant" in m for m in result.messages)
+
+
+def test_the_edge_warning_reads_the_fit_not_the_noise_on_the_rim():
+    """An independent review: a line in the middle of a noisy spectrum was warned of as
+    cut by the grid's edge (a noisy rim value over the data's peak)."""
+    v = np.linspace(-100.0, 100.0, 256)
+    Y = 4 * 0.02 * np.exp(-0.5 * (v / 2.7) ** 2) + np.random.default_rng(8).normal(
+        0.0, 0.02, (20, v.size)
+    )
+    result = fit_many(v, Y, DensityGMM(1, random_state=0))
+    assert not any("edge of the grid" in m for m in result.messages)
+
+
+def test_a_broad_component_centred_just_beyond_the_edge_holds_no_line():
+    """A baseline's broad component centred beyond the edge by less than its sd (an
+    eighth to a quarter of the grid wide) is flagged; a line cut by the edge is not."""
+    from skdensityfit._reports.reports import holds_no_line
+
+    low, high = np.array([-100.0]), np.array([100.0])
+    means = np.array([[[124.0]], [[104.0]], [[0.0]]])
+    sds = np.array([43.0, 5.0, 43.0])
+    outside, wide = holds_no_line(means, sds[:, None, None, None] ** 2, low, high)
+    assert outside.ravel().tolist() == [True, False, False]
+    assert not wide.any()

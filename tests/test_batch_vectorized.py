@@ -190,7 +190,7 @@ def test_vectorized_messages_carry_the_single_fits_warnings():
     )
     result = fit_many(grid, Y, DensityGMM(2, random_state=0))
     single = _single_fits(grid, Y[:1], DensityGMM(2, random_state=0))[0]
-    assert "The density at the edge of the grid reaches" in result.messages[0]
+    assert "The fitted mixture at the edge of the grid reaches" in result.messages[0]
     np.testing.assert_allclose(result.means[0], single.means_, rtol=1e-5)
 
 

@@ -31,7 +31,7 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 # expected counts are no integers, and small test grids cut densities at their edges
 pytestmark = [
     pytest.mark.filterwarnings("ignore:loss='poisson' reads y as counts"),
-    pytest.mark.filterwarnings("ignore:The density at the edge"),
+    pytest.mark.filterwarnings("ignore:The fitted mixture at the edge"),
 ]
 
 

@@ -658,3 +658,18 @@ def test_integer_values_are_fitted_as_counts_unless_told_otherwise(tmp_path, cap
         capsys, "fit", write_table(tmp_path / "d.csv", "x,y", [GRID, DENSITY])
     )
     assert code == 0 and json.loads(out)["loss"] == "l2" and "--loss" not in err
+
+
+def test_many_densities_in_one_file_are_refused_and_a_3d_grid_is_said(tmp_path):
+    """An independent review: a .npy of 40 spectra (one a row) was read as a 255-D grid
+    (a misleading subspace error), and a CSV of a grid and three spectra silently fitted
+    the last spectrum on a 3-D grid."""
+    path = tmp_path / "cube.npy"
+    np.save(path, np.random.default_rng(0).uniform(size=(40, 256)))
+    result = run("fit", path, "--n-components", 1)
+    assert result.returncode == 1
+    assert "256 columns and 40 rows" in result.stderr and "fit_many" in result.stderr
+    path = tmp_path / "cube.csv"
+    np.savetxt(path, np.random.default_rng(0).uniform(size=(30, 4)), delimiter=",")
+    result = run("fit", path, "--n-components", 1)
+    assert "reading column 0, column 1, column 2 as a 3-D grid and column 3" in result.stderr

@@ -386,8 +386,10 @@ def test_counts_on_cells_of_different_sizes_are_warned_of_at_fit():
     y = np.array([1, 5, 20, 40, 30, 10, 8, 3, 1, 0.0])
     with pytest.warns(UserWarning, match="counts / cell size"):
         DensityGMM(1, loss="poisson", random_state=0).fit(x, y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         DensityGMM(1, loss="poisson", random_state=0).fit(np.arange(10.0), y)
         width = np.gradient(x)
         DensityGMM(1, loss="poisson", random_state=0).fit(x, y / width, sample_weight=width)
+    # (the second fit's one Gaussian is high at x = 0: the edge warning is its own)
+    assert not [w for w in caught if "cell size" in str(w.message)]

@@ -236,3 +236,27 @@ def test_unique_values_equal_numpys(values):
     ):
         np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(unique_values(values), np.unique(values))
+
+
+def test_missing_values_and_masks_say_how_to_pass_points_without_a_value():
+    """An independent review: NaN gave scikit-learn's bare "Input y contains NaN", and a
+    masked array's mask was dropped silently (the values under it were fitted)."""
+    from skdensityfit import fit_many
+
+    x = np.linspace(0.0, 10.0, 50)
+    y = np.exp(-0.5 * (x - 5.0) ** 2)
+    gap = y.copy()
+    gap[3] = np.nan
+    with pytest.raises(ValueError, match=r"contains NaN.*sample_weight 0"):
+        DensityGMM(1).fit(x, gap)
+    masked = np.ma.masked_array(y, mask=x < 1.0)
+    with pytest.raises(ValueError, match="masked array with 5 masked values"):
+        DensityGMM(1).fit(x, masked)
+    with pytest.raises(ValueError, match="Y is a masked array"):
+        fit_many(
+            x, np.ma.masked_array(np.vstack([y, y]), mask=np.vstack([x < 1.0] * 2)), DensityGMM(1)
+        )
+    with pytest.warns(UserWarning, match="could not be fitted"):
+        result = fit_many(x, np.vstack([y, gap]), DensityGMM(1, random_state=0))
+    assert result.failed.tolist() == [False, True]
+    assert "per_density_grids=True" in result.messages[1]

@@ -37,6 +37,7 @@ def check_grid_density(estimator, X, y, *, reset=True):
     Returns float64 arrays ``X`` of shape ``(n_points, n_features)`` and ``y`` of
     shape ``(n_points,)``. Errors follow scikit-learn's wording.
     """
+    check_no_gaps(y, "y")
     X, y = validate_data(
         estimator,
         _as_2d_grid(X, 1 if reset else estimator.n_features_in_),
@@ -47,6 +48,33 @@ def check_grid_density(estimator, X, y, *, reset=True):
         ensure_min_samples=2 if reset else 1,
     )
     return X, np.asarray(y, dtype=np.float64)
+
+
+def check_no_gaps(Y, name):
+    """Refuse a masked array (its mask would be dropped silently) and NaN values, saying
+    how to pass points without a value."""
+    how = (
+        "set it to 0 there with sample_weight 0 at those points (in fit_many, a "
+        "per-row sample_weight), or drop those points from the grid and the density "
+        "(in fit_many, per_density_grids=True)."
+    )
+    if Y is None:
+        return  # validate_data says y is required
+    if np.ma.isMaskedArray(Y) and np.ma.getmaskarray(Y).any():
+        raise ValueError(
+            f"{name} is a masked array with {int(np.ma.getmaskarray(Y).sum())} masked "
+            f"values, and a mask is not read as missing data: {how}"
+        )
+    try:
+        values = np.asarray(Y, dtype=float)
+    except (TypeError, ValueError):
+        return  # not numbers: validate_data says so
+    missing = np.isnan(values)
+    if missing.any():
+        raise ValueError(
+            f"Input {name} contains NaN ({int(missing.sum())} of {missing.size} values). "
+            f"A density has a value at every grid point: {how}"
+        )
 
 
 def check_density_values(y, loss):

@@ -474,7 +474,8 @@ class MixtureFit:
         return cls(
             **in_order,
             scale=float(named["scale"]),
-            loss=max(float(result.loss), 0.0),  # rounding can take a perfect fit below 0
+            # rounding can take a perfect fit below 0
+            loss=max(float(result.loss), 0.0) * problem.data.loss_unit,
             n_iter=int(max(result.n_iter, 1)),
             converged=bool(result.converged),
             mass_shares=component_shares_of(problem.kernel, result.theta)[0][order],

@@ -26,7 +26,7 @@ from .._data.validation import check_sample_weight, quadrature_weights
 from .._model.cells import cells_from_edges, infer_cells
 from .._model.covariance import MATRIX_TYPES, quadratic_features
 from .._model.parameters import ParameterLayout, Standardisation, unpack
-from .rows import KernelInputs
+from .rows import KernelInputs, loss_normalisers
 
 # Grids larger than this are first fitted on a random subset of this many
 # points (or of a quarter of the grid, if fewer).
@@ -380,10 +380,22 @@ class FitData:
 
     @cached_property
     def normaliser(self):
-        """The loss of the zero model (l2) or the target mass (poisson)."""
-        if self.loss == "l2":
-            return float(np.sum(self.quadrature * self.target**2))
-        return float(np.sum(self.quadrature * self.target))
+        """The loss of the zero model, or of the background alone (l2), or the target
+        mass (poisson): :func:`~.rows.loss_normalisers`."""
+        background = self.background
+        basis = np.zeros((len(self.target), 0)) if background is None else background.basis
+        exponential = background is not None and background.exponential
+        return float(
+            loss_normalisers(self.target, self.quadrature[None], self.loss, basis, exponential)[0]
+        )
+
+    @cached_property
+    def loss_unit(self):
+        """The normaliser over the zero model's loss (l2; 1 for poisson): a loss times this
+        is relative to ``sum q y^2``, as ``loss_`` is reported."""
+        if self.loss != "l2":
+            return 1.0
+        return self.normaliser / max(float(np.sum(self.quadrature * self.target**2)), 1e-300)
 
     @cached_property
     def poisson_constant(self):

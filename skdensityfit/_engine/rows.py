@@ -162,6 +162,13 @@ class KernelInputs:
     def poisson(self):
         return bool(self.layout[5])
 
+    def loss_units(self):
+        """``(D,)``: each density's normaliser over its zero model's loss (l2; 1 for
+        poisson): a loss times this is relative to ``sum q y^2``, as ``loss_`` is reported."""
+        if self.poisson:
+            return np.ones(len(self.Y))
+        return self.normaliser / np.maximum(np.sum(self.Q * self.Y**2, axis=1), 1e-300)
+
     def with_densities(self, Y, Q=None, fixed_log_scale=None):
         """The same grid with the targets ``Y`` ``(D, n)`` (standardised: each divided by
         its unit), quadrature weights ``Q`` (``(D, n)``, or None: this one's), and
@@ -169,7 +176,6 @@ class KernelInputs:
         Y = np.ascontiguousarray(Y, dtype=float)
         Q = self.Q if Q is None else np.ascontiguousarray(np.atleast_2d(Q), dtype=float)
         loss = "poisson" if self.poisson else "l2"
-        normaliser = np.sum(Q * (np.abs(Y) if self.poisson else Y**2), axis=1)
         if fixed_log_scale is None:
             fixed_log_scale = np.full(len(Y), self.fixed_log_scale[0])
         return replace(
@@ -177,9 +183,40 @@ class KernelInputs:
             Y=Y,
             Q=Q,
             fixed_log_scale=np.ascontiguousarray(fixed_log_scale, dtype=float),
-            normaliser=np.maximum(normaliser, np.finfo(float).tiny),
+            normaliser=loss_normalisers(Y, Q, loss, self.basis, self.layout[7]),
             constant=poisson_constant(Y, Q, loss),
         )
+
+
+# The l2 normaliser under a background is at least this fraction of the zero model's loss:
+# a density that is all background leaves a residual of rounding errors.
+MIN_BACKGROUND_FREE = 1e-16
+
+
+def loss_normalisers(Y, Q, loss, basis, exponential):
+    """Each density's loss normaliser ``(D,)``: for 'poisson' its mass ``sum q |y|``; for
+    'l2' the loss of the zero model ``sum q y^2``, or with a background (columns
+    ``basis``, ``(n, J)``) the loss of the background alone, its least-squares fit (a
+    constant stands for an ``exponential`` one). A continuum far above the lines then
+    leaves the loss, its gradient and the exact-fit tests on the scale of the lines."""
+    Y = np.atleast_2d(Y)
+    if loss == "poisson":
+        return np.maximum(np.sum(Q * np.abs(Y), axis=1), np.finfo(float).tiny)
+    energy = np.sum(Q * Y**2, axis=1)
+    if basis.shape[1] == 0:
+        return np.maximum(energy, np.finfo(float).tiny)
+    columns = np.ones((basis.shape[0], 1)) if exponential else basis
+    gram = np.einsum("dn,nj,nk->djk", Q, columns, columns)  # (D or 1, J, J)
+    moments = (Y * Q) @ columns
+    # the least-squares coefficients, from the Gram matrix scaled to a unit diagonal
+    # (pinv: a user's columns may be dependent)
+    scale = np.sqrt(np.einsum("djj->dj", gram))
+    scale = np.where(scale > 0, scale, 1.0)
+    scaled = gram / (scale[:, :, None] * scale[:, None, :])
+    coefficients = (np.linalg.pinv(scaled) @ (moments / scale)[..., None])[..., 0] / scale
+    residual = Y - coefficients @ columns.T
+    free = np.sum(Q * residual**2, axis=1)
+    return np.maximum(np.maximum(free, MIN_BACKGROUND_FREE * energy), np.finfo(float).tiny)
 
 
 def poisson_constant(Y, Q, loss):

@@ -19,6 +19,10 @@ from .._model.covariance import as_matrices
 from .._model.parameters import ParameterLayout
 
 EDGE_WARNING_FRACTION = 0.25
+# A component centred beyond the grid's edge with a standard deviation above this fraction
+# of the grid's extent is a slope, not a line cut by the edge (a baseline's broad
+# components, centred 10-25% of the extent outside, have 1/7 to 1/4 of it).
+BROAD_OUTSIDE = 0.125
 # Two components closer than this Bhattacharyya distance describe one feature.
 REDUNDANT_DISTANCE = 0.02
 
@@ -417,9 +421,9 @@ def warn_if_components_hold_no_line(model):
     stands in for a baseline, a slope or an edge, and it is counted in
     ``n_components`` all the same. Centred outside the box: beyond the grid's
     range along some axis by more than one of its standard deviations (only a
-    tail on the grid), or at all with a standard deviation above a quarter of
-    the grid's extent (a broad slope); a narrower peak just beyond the edge is
-    a line cut by it, warned of as such.
+    tail on the grid), or at all with a standard deviation above
+    ``BROAD_OUTSIDE`` of the grid's extent (a broad slope); a narrower peak just
+    beyond the edge is a line cut by it, warned of as such.
     """
     k, d = model.n_components, model.n_features_in_
     for message in no_line_messages(
@@ -437,7 +441,7 @@ def holds_no_line(means, covariances, low, high):
     extent = high - low
     sds = np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
     beyond = np.maximum(low - means, means - high)
-    outside = np.any((beyond > sds) | ((beyond > 0) & (sds > 0.25 * extent)), axis=-1)
+    outside = np.any((beyond > sds) | ((beyond > 0) & (sds > BROAD_OUTSIDE * extent)), axis=-1)
     wide = np.any((sds > extent) & (extent > 0), axis=-1)
     return outside, wide
 
@@ -524,8 +528,11 @@ def underdetermined_message(n_points, n_parameters):
     )
 
 
-def warn_if_density_is_cut_at_the_edge(X, y):
-    for message in edge_messages(X, y):
+def warn_if_density_is_cut_at_the_edge(X, mixture):
+    """Warn when the fitted mixture's values ``mixture`` on the grid's rim reach
+    ``EDGE_WARNING_FRACTION`` of its peak (the fit's, not the data's: noise on the rim
+    says nothing of a cut)."""
+    for message in edge_messages(X, mixture):
         warn_at_caller(message)
 
 
@@ -539,7 +546,7 @@ def edge_fractions(X, Y):
 
 def edge_message(fraction):
     return (
-        f"The density at the edge of the grid reaches {fraction:.0%} of its peak: the "
+        f"The fitted mixture at the edge of the grid reaches {fraction:.0%} of its peak: the "
         "mixture is extrapolated beyond the grid, so scale_ and the outer components "
         "are poorly determined. Extend the grid if you can."
     )

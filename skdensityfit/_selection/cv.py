@@ -808,6 +808,8 @@ def criterion_messages(candidates, choices, Y, models):
     for choice, y, bump in zip(choices, Y, bumps, strict=True):
         n_components = int(candidates[choice.index])
         texts = choice_warnings(candidates, n_components, None, "none")
+        if choice.nothing <= choice.values[choice.index]:
+            texts.append(nothing_message(n_components, choice.noise.kind))
         if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
             largest = n_components == np.max(candidates)
             texts.append(line_left_message(bump, n_components, largest))
@@ -836,6 +838,16 @@ def choice_warnings(candidates, n_components, best_score, held_out):
             "Check the data before trusting n_components_."
         )
     return messages
+
+
+def nothing_message(n_components, noise_kind):
+    """The warning of a choice that no component at all explains as well."""
+    return (
+        f"No component is significant: the model without any (the background alone, or "
+        f"zero) has a criterion as low as the chosen fit's (n_components={n_components}) "
+        f"under the noise model ({noise_kind}). The density may hold nothing but noise: "
+        "DensityGMMCV has no candidate with no component, so n_components_ is at least 1."
+    )
 
 
 def _best_mean(scores):

@@ -577,6 +577,7 @@ class CriterionChoice:
     grid: object  # its Grid
     exact: bool = False  # the choice fits the density exactly
     models: dict = field(default_factory=dict)  # K -> the path's model of y
+    nothing: float = np.inf  # the criterion of no component (the background alone, or 0)
 
 
 def paths_for_criterion(base, X, Y, weights, random_state, loss):
@@ -787,7 +788,22 @@ def criterion_steps(
             "No candidate number of components could be fitted. Use fewer components, or "
             "check the density."
         )
-    return CriterionChoice(best, values, noise_model, grid, best == exact, models)
+    nothing = np.inf
+    if best != exact:
+        alone = background_alone(paths.problem.data.background, y, observed)
+        n_background = paths.n_parameters(1) - paths.problem_of(1).layout.n_parameters
+        nothing = noise_model.minus_two_log_likelihood(grid, y, alone[None])[0]
+        nothing += penalty * n_background
+    return CriterionChoice(best, values, noise_model, grid, best == exact, models, nothing)
+
+
+def background_alone(background, y, observed):
+    """The model of ``y`` (the values at the points ``observed``) with no component: the
+    least-squares fit of the ``background`` (a constant for an exponential one), or 0."""
+    if background is None:
+        return np.zeros_like(y)
+    columns = np.ones((len(y), 1)) if background.exponential else background.basis[observed]
+    return columns @ np.linalg.lstsq(columns, y, rcond=None)[0]
 
 
 def run_searches(paths, searches):
