@@ -496,7 +496,10 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         if problem.data.background is not None:
             self.background_origin_ = problem.standardisation.background_origin.copy()
             self.background_ = np.asarray(problem.background_to_grid(result.theta), dtype=float)
-        warn_if_density_is_cut_at_the_edge(X, self.predict_density(X) - self.predict_background(X))
+        mixture = models_of(problem.kernel, result.theta[None])[0]  # in the fit's unit
+        if problem.data.background is not None:
+            mixture -= problem.data.background.values(result.theta[problem.layout.n_parameters :])
+        warn_if_density_is_cut_at_the_edge(X, mixture)
         warn_if_components_are_redundant(self, fit)
         warn_if_components_hold_no_line(self)
         return self
