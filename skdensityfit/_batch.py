@@ -1134,11 +1134,14 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
             chunk["background"][index] = fitted.background
             chunk["background_origin"][index] = fitted.background_origin
         observed = np.broadcast_to(quadrature, (len(rows), densities.shape[1]))[group] > 0
+        _, means, covariances, _, _ = fitted.parameters
+        matrices = as_matrices_rows(covariances, estimator.covariance_type, int(k), X.shape[1])
         all_remarks = criterion_messages(
             candidates,
             [choices[group[j]][0] for j in range(len(index))],
             [densities[row, observed[j]] for j, row in enumerate(index)],
             [fitted.models[j, observed[j]] for j in range(len(index))],
+            list(zip(means, matrices, strict=True)),
         )
         for j, (row, remarks) in enumerate(zip(index, all_remarks, strict=True)):
             # in DensityGMMCV.fit's order: the fit's warnings, then the choice's
@@ -1361,6 +1364,7 @@ _FLAGGED = {
     "pressed against the width floor": "components pressed against the width floor",
     "does not support": "more components than the data supports",
     "No component is significant": "no component significant (the density may be noise alone)",
+    "share a centre": "components sharing a centre (a peak that is not Gaussian?)",
     "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
 }
 

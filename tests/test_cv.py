@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skdensityfit import DensityGMM, DensityGMMCV
+from skdensityfit import DensityGMM, DensityGMMCV, fit_many
 from skdensityfit._data.noise import noise_variance
 from skdensityfit._examples import mixture_density, random_separated_mixture_1d
 from skdensityfit._selection.rules import has_peaked, least_components, select
@@ -1696,3 +1696,22 @@ def test_a_coarse_histogram_of_many_counts_is_not_stopped_far_from_its_optimum(n
     # left from K = 1): K = 4, which fits the ten counts exactly, is chosen
     assert search.n_components_ in (3, 4)
     assert search.noise_["dispersion"] == 1.0  # the counts are Poisson
+
+
+def test_a_lorentzian_line_fitted_by_a_stack_of_gaussians_is_warned_of():
+    """A tenth independent reviewer: one Lorentzian line got K = 4 (concentric Gaussians)
+    with no warning; the stack's signature is components sharing a centre."""
+    x = np.linspace(0.0, 100.0, 500)
+    rng = np.random.default_rng(1)
+    lorentzian = 1 / (1 + ((x - 50) / 2.0) ** 2) + rng.normal(0, 0.01, x.size)
+    gaussian = np.exp(-0.5 * ((x - 50) / 1.7) ** 2) + rng.normal(0, 0.01, x.size)
+    with pytest.warns(UserWarning, match="share a centre"):
+        search = DensityGMMCV(random_state=0).fit(x, lorentzian)
+    assert search.n_components_ > 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DensityGMMCV(random_state=0).fit(x, gaussian)
+    assert not [w for w in caught if "share a centre" in str(w.message)]
+    with pytest.warns(UserWarning, match="components sharing a centre"):
+        result = fit_many(x, np.vstack([lorentzian, gaussian]), DensityGMMCV(random_state=0))
+    assert ["share a centre" in m for m in result.messages] == [True, False]

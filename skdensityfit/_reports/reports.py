@@ -435,6 +435,31 @@ def warn_if_components_hold_no_line(model):
         warn_at_caller(message)
 
 
+def concentric_messages(means, covariances):
+    """The warning of a chosen mixture with components that share a centre: their means
+    within one standard deviation of the narrower (its Mahalanobis distance under that
+    one's covariance), as a list of texts (``means`` ``(K, d)``, ``covariances``
+    ``(K, d, d)``). A Lorentzian, Voigt or skewed peak is fitted by such a stack."""
+    k = len(means)
+    log_dets = np.linalg.slogdet(covariances)[1]
+    pairs = []
+    for i in range(k):  # K is a handful: the pairs, not the grid
+        for j in range(i + 1, k):
+            narrower = covariances[i] if log_dets[i] <= log_dets[j] else covariances[j]
+            gap = means[i] - means[j]
+            if gap @ np.linalg.solve(narrower, gap) < 1.0:
+                pairs.append(f"{i} and {j}")
+    if not pairs:
+        return []
+    return [
+        f"Components {', '.join(pairs)} share a centre (their means within one standard "
+        "deviation of the narrower): a peak that is not Gaussian (a Lorentzian, Voigt or "
+        "skewed line) is fitted by several Gaussians, and n_components_ counts each. If the "
+        "peaks are not Gaussian, count their centres; if they are, this is a narrow "
+        "component on a broad one."
+    ]
+
+
 def holds_no_line(means, covariances, low, high):
     """``(outside, wide)``, each ``(..., K)``: components centred outside the box
     ``[low, high]`` (see :func:`warn_if_components_hold_no_line`) and ones wider than it."""

@@ -20,6 +20,8 @@ from .._data.validation import (
     quadrature_weights,
 )
 from .._estimator import DensityGMM
+from .._model.covariance import as_matrices
+from .._reports.reports import concentric_messages
 from .rules import (
     EXACT_CV_LOSS,
     PATH_GROWN_GAIN,
@@ -479,8 +481,14 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             print(f"DensityGMMCV: noise {self.noise_}")
         self._polish(base, X, y, sample_weight, paths.fits[self.n_components_][row])
         observed = weights > 0
-        model = self.best_estimator_.predict_density(X[observed])
-        for message in criterion_messages(candidates, [choice], [y[observed]], [model])[0]:
+        best = self.best_estimator_
+        model = best.predict_density(X[observed])
+        shape = (
+            best.means_,
+            as_matrices(best.covariances_, best.covariance_type, best.n_components, X.shape[1]),
+        )
+        messages = criterion_messages(candidates, [choice], [y[observed]], [model], [shape])
+        for message in messages[0]:
             warn_at_caller(message)
 
     def _scan(self, candidates, path, folds, selection):
@@ -793,10 +801,11 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     return results
 
 
-def criterion_messages(candidates, choices, Y, models):
+def criterion_messages(candidates, choices, Y, models, shapes):
     """The warnings of choices by a criterion (the largest candidate chosen, a line left
-    in the residual of the polished ``models[r]`` of ``Y[r]``), as a list of texts a
-    choice."""
+    in the residual of the polished ``models[r]`` of ``Y[r]``, no component significant,
+    components sharing a centre: ``shapes[r]`` the polished fit's ``(means (K, d),
+    covariances (K, d, d))``), as a list of texts a choice."""
     inexact = [r for r, choice in enumerate(choices) if not choice.exact]
     bumps = [None] * len(choices)
     found = largest_residual_bumps(
@@ -805,9 +814,10 @@ def criterion_messages(candidates, choices, Y, models):
     for r, bump in zip(inexact, found, strict=True):
         bumps[r] = bump
     messages = []
-    for choice, y, bump in zip(choices, Y, bumps, strict=True):
+    for choice, y, bump, shape in zip(choices, Y, bumps, shapes, strict=True):
         n_components = int(candidates[choice.index])
         texts = choice_warnings(candidates, n_components, None, "none")
+        texts += concentric_messages(*shape)
         if choice.nothing <= choice.values[choice.index]:
             texts.append(nothing_message(n_components, choice.noise.kind))
         if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
