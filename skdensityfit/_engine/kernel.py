@@ -61,8 +61,8 @@ _K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED, _EXPONENTIAL = range(8)
 INITIAL_DAMPING = 1e-3
 MAX_DAMPING = 1e16
 NO_GAIN = 1e-15
-# A step that gains less than ftol stops a run unless the Gauss-Newton step predicts a
-# decrease of more than this fraction of the loss (far from the optimum).
+# A step that gains less than ftol stops a Poisson run unless the Gauss-Newton step
+# predicts a decrease of more than this fraction of the loss (far from the optimum).
 FAR_FROM_OPTIMUM = 0.1
 # statuses of a row
 CONVERGED, FTOL, NO_DECREASE, MAX_ITER, LOST, NOT_FINITE = range(6)
@@ -1001,12 +1001,13 @@ def lm_row(
                     (theta[m] <= lower[m] and grad[m] > 0.0)
                     or (theta[m] >= upper[m] and grad[m] < 0.0)
                 )
-            # a step that gained less than ftol stops the run unless the Gauss-Newton step
-            # predicts a large decrease: after heavy damping a short step gains little far
-            # from the optimum (a coarse histogram of 1e5 counts stopped there)
-            if (
-                small_gain
-                and _newton_gain(theta, grad, H, scaling, lower, upper, free, L, step, candidate)
+            # a step that gained less than ftol stops the run unless (Poisson loss) the
+            # Gauss-Newton step predicts a large decrease: after heavy damping a short step
+            # gains little far from the optimum (a coarse histogram of 1e5 counts stopped
+            # there; continuing l2 fits of nearly noise-free lines over-fitted them)
+            if small_gain and (
+                layout[_LOSS] == 0
+                or _newton_gain(theta, grad, H, scaling, lower, upper, free, L, step, candidate)
                 <= FAR_FROM_OPTIMUM * value
             ):
                 return value, n_iter, FTOL
