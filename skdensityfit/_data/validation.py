@@ -65,10 +65,9 @@ def check_no_gaps(Y, name):
             f"{name} is a masked array with {int(np.ma.getmaskarray(Y).sum())} masked "
             f"values, and a mask is not read as missing data: {how}"
         )
-    try:
-        values = np.asarray(Y, dtype=float)
-    except (TypeError, ValueError):
-        return  # not numbers: validate_data says so
+    values = np.asarray(Y)
+    if values.dtype.kind != "f":
+        return  # integers have no NaN; complex values or strings: validate_data says so
     missing = np.isnan(values)
     if missing.any():
         raise ValueError(
