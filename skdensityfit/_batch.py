@@ -517,6 +517,16 @@ n_not_converged=0)
     else:
         grids, densities, weights, _ = _check_shared_inputs(X, Y, sample_weight)
     n_densities = len(densities)
+    noise = getattr(estimator, "noise", None)
+    if np.ndim(noise) == 1 and len(noise) == n_densities:
+        warnings.warn(
+            f"The estimator's noise= holds {n_densities} values, as many as there are "
+            "densities, but it is read as one standard deviation per grid point, shared by "
+            "every density: fit_many takes no noise per density. Pass noise='auto' to "
+            "estimate each density's noise, or fit each row with its own estimator.",
+            UserWarning,
+            stacklevel=2,
+        )
     if warm_start and isinstance(estimator, DensityGMMCV):
         raise ValueError(
             "warm_start=True needs a DensityGMM (a fixed number of components); with "

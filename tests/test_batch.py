@@ -502,3 +502,16 @@ def test_two_dimensional_fits_are_the_same_in_every_process():
         for _ in range(4)
     ]
     assert len(set(runs)) == 1, runs
+
+
+def test_a_noise_array_as_long_as_the_stack_is_said_to_be_per_grid_point():
+    """An eleventh independent reviewer: per-pixel noise passed to DensityGMMCV(noise=)
+    in fit_many was read per channel, silently, when there were as many pixels as
+    channels."""
+    from skdensityfit import DensityGMMCV
+
+    x = np.linspace(0.0, 10.0, 30)
+    Y = np.exp(-0.5 * (x - 5.0) ** 2) + np.random.default_rng(0).normal(0, 0.01, (30, x.size))
+    search = DensityGMMCV(n_components=2, noise=np.full(30, 0.01), random_state=0)
+    with pytest.warns(UserWarning, match="takes no noise per density"):
+        fit_many(x, Y[:30], search)
