@@ -877,6 +877,15 @@ def _damped_step(theta, grad, H, scaling, damping, lower, upper, free, L, step, 
 
 
 @njit(cache=True)
+def _free_variables(theta, grad, lower, upper, free):
+    """``free``: the variables no bound holds (at a bound with the gradient pointing out)."""
+    for m in range(theta.shape[0]):
+        free[m] = not (
+            (theta[m] <= lower[m] and grad[m] > 0.0) or (theta[m] >= upper[m] and grad[m] < 0.0)
+        )
+
+
+@njit(cache=True)
 def _newton_gain(theta, grad, H, scaling, lower, upper, free, L, step, candidate):
     """The decrease the quadratic model predicts for the (barely damped) Gauss-Newton
     step from ``theta`` within the bounds; 0 where its system is not positive definite.
@@ -943,7 +952,6 @@ def lm_row(
     # one call of evaluate (the compiler inlines each call: one is half the compiling);
     # the first evaluation is the start's, the others a trial step's
     starting = True
-    small_gain = False
     value = math.inf
     damping = INITIAL_DAMPING
     n_iter = 0
@@ -986,7 +994,20 @@ def lm_row(
                 value = new_value
                 if actual <= no_gain and largest_step <= NO_GAIN:
                     return value, n_iter, NO_DECREASE
-                small_gain = actual <= ftol * value
+                # a gain below ftol stops the run; with the Poisson loss only where the
+                # Gauss-Newton step predicts no large decrease either: after heavy damping
+                # a short step gains little far from the optimum (a coarse histogram of 1e5
+                # counts stopped there; l2 fits of nearly noise-free lines continued that
+                # way over-fitted them)
+                if actual <= ftol * value:
+                    if layout[_LOSS] == 0:
+                        return value, n_iter, FTOL
+                    _free_variables(theta, grad, lower, upper, free)
+                    gain = _newton_gain(
+                        theta, grad, H, scaling, lower, upper, free, L, step, candidate
+                    )
+                    if gain <= FAR_FROM_OPTIMUM * value:
+                        return value, n_iter, FTOL
             elif predicted <= no_gain and abs(actual) <= no_gain:
                 return value, n_iter + 1, NO_DECREASE
             else:
@@ -996,22 +1017,7 @@ def lm_row(
                 return value, n_iter, CONVERGED
             if n_iter >= max_iter:
                 return value, n_iter, MAX_ITER
-            for m in range(p):
-                free[m] = not (
-                    (theta[m] <= lower[m] and grad[m] > 0.0)
-                    or (theta[m] >= upper[m] and grad[m] < 0.0)
-                )
-            # a step that gained less than ftol stops the run unless (Poisson loss) the
-            # Gauss-Newton step predicts a large decrease: after heavy damping a short step
-            # gains little far from the optimum (a coarse histogram of 1e5 counts stopped
-            # there; continuing l2 fits of nearly noise-free lines over-fitted them)
-            if small_gain and (
-                layout[_LOSS] == 0
-                or _newton_gain(theta, grad, H, scaling, lower, upper, free, L, step, candidate)
-                <= FAR_FROM_OPTIMUM * value
-            ):
-                return value, n_iter, FTOL
-            small_gain = False
+            _free_variables(theta, grad, lower, upper, free)
             no_gain = NO_GAIN * max(value, 1.0)
             predicted = math.inf
         # the next trial step, damped until its system is positive definite
