@@ -183,7 +183,7 @@ class KernelInputs:
             Y=Y,
             Q=Q,
             fixed_log_scale=np.ascontiguousarray(fixed_log_scale, dtype=float),
-            normaliser=loss_normalisers(Y, Q, loss, self.basis, self.layout[7]),
+            normaliser=loss_normalisers(Y, Q, loss, self.basis, self.layout[_kernel._EXPONENTIAL]),
             constant=poisson_constant(Y, Q, loss),
         )
 
