@@ -475,7 +475,7 @@ class MixtureFit:
             **in_order,
             scale=float(named["scale"]),
             # rounding can take a perfect fit below 0
-            loss=max(float(result.loss), 0.0) * problem.data.loss_unit,
+            loss=max(float(result.loss), 0.0) * float(problem.kernel.loss_units()[0]),
             n_iter=int(max(result.n_iter, 1)),
             converged=bool(result.converged),
             mass_shares=component_shares_of(problem.kernel, result.theta)[0][order],

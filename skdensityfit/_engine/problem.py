@@ -390,14 +390,6 @@ class FitData:
         )
 
     @cached_property
-    def loss_unit(self):
-        """The normaliser over the zero model's loss (l2; 1 for poisson): a loss times this
-        is relative to ``sum q y^2``, as ``loss_`` is reported."""
-        if self.loss != "l2":
-            return 1.0
-        return self.normaliser / max(float(np.sum(self.quadrature * self.target**2)), 1e-300)
-
-    @cached_property
     def poisson_constant(self):
         return float(np.sum(self.quadrature * (xlogy(self.target, self.target) - self.target)))
 

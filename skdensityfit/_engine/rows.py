@@ -205,18 +205,24 @@ def loss_normalisers(Y, Q, loss, basis, exponential):
     energy = np.sum(Q * Y**2, axis=1)
     if basis.shape[1] == 0:
         return np.maximum(energy, np.finfo(float).tiny)
+    residual = Y - background_fits(Y, Q, basis, exponential)
+    free = np.sum(Q * residual**2, axis=1)
+    return np.maximum(np.maximum(free, MIN_BACKGROUND_FREE * energy), np.finfo(float).tiny)
+
+
+def background_fits(Y, Q, basis, exponential):
+    """``(D, n)``: the weighted least-squares fit of each row of ``Y`` by the background's
+    columns ``basis`` ``(n, J)`` alone (a constant stands for an ``exponential`` one),
+    ``Q`` the weights (one row, or one a density)."""
     columns = np.ones((basis.shape[0], 1)) if exponential else basis
     gram = np.einsum("dn,nj,nk->djk", Q, columns, columns)  # (D or 1, J, J)
     moments = (Y * Q) @ columns
-    # the least-squares coefficients, from the Gram matrix scaled to a unit diagonal
-    # (pinv: a user's columns may be dependent)
+    # from the Gram matrix scaled to a unit diagonal (pinv: a user's columns may be dependent)
     scale = np.sqrt(np.einsum("djj->dj", gram))
     scale = np.where(scale > 0, scale, 1.0)
     scaled = gram / (scale[:, :, None] * scale[:, None, :])
     coefficients = (np.linalg.pinv(scaled) @ (moments / scale)[..., None])[..., 0] / scale
-    residual = Y - coefficients @ columns.T
-    free = np.sum(Q * residual**2, axis=1)
-    return np.maximum(np.maximum(free, MIN_BACKGROUND_FREE * energy), np.finfo(float).tiny)
+    return coefficients @ columns.T
 
 
 def poisson_constant(Y, Q, loss):

@@ -42,7 +42,7 @@ from .._engine.fitting import (
     weakest_rows,
 )
 from .._engine.problem import problem_of
-from .._engine.rows import RowResults, leverages_of, minimize_rows, models_of
+from .._engine.rows import RowResults, background_fits, leverages_of, minimize_rows, models_of
 from .._engine.starts import LazyRandomState
 from .._model.covariance import as_matrices, constrained
 from .._model.parameters import rows_pack, rows_raw, rows_without
@@ -799,11 +799,11 @@ def criterion_steps(
 
 def background_alone(background, y, observed):
     """The model of ``y`` (the values at the points ``observed``) with no component: the
-    least-squares fit of the ``background`` (a constant for an exponential one), or 0."""
+    least-squares fit of the ``background`` (:func:`~.rows.background_fits`), or 0."""
     if background is None:
         return np.zeros_like(y)
-    columns = np.ones((len(y), 1)) if background.exponential else background.basis[observed]
-    return columns @ np.linalg.lstsq(columns, y, rcond=None)[0]
+    basis = background.basis[observed]
+    return background_fits(y[None], np.ones((1, len(y))), basis, background.exponential)[0]
 
 
 def run_searches(paths, searches):
