@@ -18,8 +18,9 @@ random_state). The peers, each written as a competent user would write it:
 Measured per case family and method: the success rate, the median relative L2 error of the
 fitted density on the grid (against the noise-free truth), the median and 90th-percentile fit
 time (fit only, including the method's own initialisation; each the fastest of up to 3 fits of
-the case, repeated while they take under 0.2 s in all) and DensityGMM's median time divided by
-the method's. Without noise a fit succeeds when its relative error is at most 1e-3; with
+the case, repeated while they take under 0.2 s in all, after one untimed fit of the family's
+first case: a first call loads numba's compiled kernel, which bench_compile.py measures) and
+DensityGMM's median time divided by the method's. Without noise a fit succeeds when its relative error is at most 1e-3; with
 noise (or for a histogram) when its error is at most 1.2 times that of DensityGMM started at
 the true parameters. A fit that raises counts as a failure with an infinite error. DensityGMM's
 noisy misses whose loss is below that of its fit started at the truth are counted apart: there
@@ -415,6 +416,7 @@ def run_method(method, case):
 def run_family(cases, methods):
     rows = {}
     for name, method in methods.items():
+        run_method(method, cases[0])  # untimed: a first call loads compiled code and caches
         results = [run_method(method, case) for case in cases]
         errors, seconds, raised = map(np.array, zip(*results, strict=True))
         tolerances = np.array([case.tolerance for case in cases])

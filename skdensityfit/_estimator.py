@@ -738,7 +738,7 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
             rows.loss,
             rows.n_iter,
             rows.converged,
-            list(map(rows.message, range(len(Y)))),
+            rows.status,
         )
     elif background is None:
         inputs = problem.kernel.with_densities(targets, Q, fixed)
@@ -858,7 +858,7 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
         best.loss,
         best.n_iter,
         best.converged,
-        [best.message(i) for i in range(len(targets))],
+        best.status,
     )
     return joint, fits
 

@@ -161,7 +161,10 @@ def quadrature_weights(X):
         axis_codes.append(codes.ravel())
     sizes = [w.size for w in axis_weights]
     n_cells = np.prod(sizes, dtype=float)
-    if n_cells < 2.0**62:  # one integer per cell: unique of rows sorts slowly
+    if n_features == 1:  # the cells are the axis's distinct values
+        point_codes = axis_codes[0]
+        multiplicity = np.bincount(point_codes, minlength=sizes[0])
+    elif n_cells < 2.0**62:  # one integer per cell: unique of rows sorts slowly
         cell = np.zeros(n_points, dtype=np.int64)
         for size, codes in zip(sizes, axis_codes, strict=True):
             cell = cell * size + codes

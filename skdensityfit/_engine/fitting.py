@@ -15,6 +15,7 @@ functions. :class:`MixtureFit` converts a parameter vector back to grid units.
 import time
 import warnings
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -169,9 +170,17 @@ N_PEAK_WIDTHS = 12
 
 def peak_widths(problem):
     """The widths (fit coordinates) the greedy peaks choose among."""
-    floor = problem.width_limits[0]
+    floor = float(problem.width_limits[0])
     extent = float(np.ptp(problem.grid, axis=0).max())
-    return np.geomspace(floor, max(0.5 * extent, 2.0 * floor), N_PEAK_WIDTHS)
+    # a copy: numba types a read-only array apart, and would compile the kernel again
+    return _geometric_widths(floor, max(0.5 * extent, 2.0 * floor)).copy()
+
+
+@lru_cache(maxsize=64)
+def _geometric_widths(low, high):
+    """``N_PEAK_WIDTHS`` widths from ``low`` to ``high``, geometric (cached: numpy's
+    geomspace costs a tenth of a small single fit)."""
+    return np.geomspace(low, high, N_PEAK_WIDTHS)
 
 
 def peak_starts(problem, inputs):
@@ -255,7 +264,7 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
             float(fits.loss[0]),
             int(fits.n_iter[0]),
             bool(fits.converged[0]),
-            fits.message[0],
+            fits.message(0),
         )
         if search is not problem and np.isfinite(best.loss):
             budget = max(settings.max_iter - best.n_iter, 1)
@@ -462,7 +471,8 @@ class MixtureFit:
 
     @classmethod
     def from_result(cls, problem, result):
-        named = problem.to_grid(result.theta)
+        unpacked = problem.unpack(result.theta)
+        named = problem.to_grid(result.theta, unpacked)
         order = np.lexsort((-named["weights"], named["means"][:, 0]))
         per_component = own_covariances(problem.layout.covariance_type)
         in_order = {
@@ -479,9 +489,9 @@ class MixtureFit:
             n_iter=int(max(result.n_iter, 1)),
             converged=bool(result.converged),
             mass_shares=component_shares_of(problem.kernel, result.theta)[0][order],
-            at_width_floor=at_width_floor(
-                problem.layout, problem.unpack(result.theta)[3], problem.width_limits[0]
-            )[order],
+            at_width_floor=at_width_floor(problem.layout, unpacked[3], problem.width_limits[0])[
+                order
+            ],
             grid_axes=tuple(
                 unique_values(
                     problem.standardisation.center[j] + problem.standardisation.spread[j] * column
@@ -513,7 +523,10 @@ class DensityFits:
     loss: np.ndarray  # (D,), inf where no start had a finite loss
     n_iter: np.ndarray  # (D,)
     converged: np.ndarray  # (D,)
-    message: list  # (D,) the kernel's last status of each row
+    status: np.ndarray  # (D,) the kernel's last status of each row
+
+    def message(self, row):
+        return STATUS_MESSAGES[int(self.status[row])]
 
 
 def best_scales(problem, inputs, thetas, density):
@@ -875,10 +888,11 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
     n_runs = 1 if settings.starts_are_all_alike(k) else settings.n_init
     run_ftol = RUN_FTOL if n_runs > 1 else NO_GAIN
 
-    # the greedy peaks are one start: the others drawn are k-means'
-    drawn = replace(settings, init_params="kmeans") if settings.init_params == "peaks" else settings
-
-    def drawn_starts(rows, how=drawn):
+    def drawn_starts(rows, how=None):
+        if how is None:  # the greedy peaks are one start: the others drawn are k-means'
+            how = settings
+            if settings.init_params == "peaks":
+                how = replace(settings, init_params="kmeans")
         starts = []
         for i in rows:
             single = row_problem(problem, inputs, i)
@@ -944,14 +958,10 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
             )
             _keep_lower(best, other, rows)
             progress("a k-means start where the fit is above the noise", best, rows, other)
-    message = [best.message(i) for i in everyone]
     theta, loss = best.theta, best.loss.copy()
-    n_iter, converged = best.n_iter.copy(), best.converged.copy()
+    n_iter, converged, status = best.n_iter.copy(), best.converged.copy(), best.status.copy()
     polish = everyone[
-        np.isfinite(loss)
-        & np.array([m == STATUS_MESSAGES[FTOL] for m in message])
-        & (run_ftol > NO_GAIN)
-        & (n_iter < settings.max_iter)
+        np.isfinite(loss) & (status == FTOL) & (run_ftol > NO_GAIN) & (n_iter < settings.max_iter)
     ]
     if polish.size:
         budget = int(settings.max_iter - n_iter[polish].max())
@@ -963,7 +973,6 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
         theta[rows], loss[rows] = polished.theta[better], polished.loss[better]
         n_iter[rows] += polished.n_iter[better]
         converged[rows] = polished.converged[better]
-        for row, r in zip(rows, np.flatnonzero(better), strict=True):
-            message[row] = polished.message(r)
+        status[rows] = polished.status[better]
         progress("polished", polished, polish)
-    return DensityFits(theta, loss, n_iter, converged, message)
+    return DensityFits(theta, loss, n_iter, converged, status)

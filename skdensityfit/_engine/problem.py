@@ -24,7 +24,7 @@ from scipy.special import xlogy
 
 from .._data.validation import check_sample_weight, quadrature_weights
 from .._model.cells import cells_from_edges, infer_cells
-from .._model.covariance import MATRIX_TYPES, quadratic_features
+from .._model.covariance import MATRIX_TYPES, own_covariances, quadratic_features, triu_indices
 from .._model.parameters import ParameterLayout, Standardisation, unpack
 from .rows import KernelInputs, loss_normalisers
 
@@ -440,9 +440,9 @@ class Problem:
         """``(log_scale, weights, means, precisions_cholesky)`` in fit coordinates."""
         return unpack(theta, self.layout, self.data.fixed_log_scale)
 
-    def to_grid(self, theta):
+    def to_grid(self, theta, unpacked=None):
         """Named parameters of ``theta`` in grid units (see ``Standardisation.to_grid``)."""
-        return self.standardisation.to_grid(theta, self.layout, self.data.fixed_log_scale)
+        return self.standardisation.to_grid(theta, self.layout, self.data.fixed_log_scale, unpacked)
 
     def to_fit(self, weights, means, precisions_cholesky, scale):
         """The parameter vector of a mixture given in grid units."""
@@ -635,18 +635,17 @@ def parameter_bounds(grid, layout, width_limits):
     log_u_low, log_u_high = -np.log(max_width), -np.log(min_width)
 
     d, k = layout.n_features, layout.n_components
+    offsets = layout.offsets
+    bounds = np.empty((offsets[4], 2))
+    bounds[: offsets[1]] = (-100.0, 100.0)  # the log scale, when fitted
+    bounds[offsets[1] : offsets[2]] = (-40.0, 40.0)  # the logits
+    bounds[offsets[2] : offsets[3], 0] = np.tile(low - 2 * extent, k)
+    bounds[offsets[2] : offsets[3], 1] = np.tile(high + 2 * extent, k)
     cov = layout.covariance_type
+    # a row per factor: the logs of its diagonal, then +-1 / min_width off it
+    chol = bounds[offsets[3] :].reshape(k if own_covariances(cov) else 1, -1, 2)
+    chol[...] = (log_u_low, log_u_high)
     if cov in MATRIX_TYPES:
-        rows, cols = np.triu_indices(d)
-        one = np.where(rows == cols, log_u_low, -1.0 / min_width)
-        two = np.where(rows == cols, log_u_high, 1.0 / min_width)
-        chol = np.tile(np.column_stack([one, two]), (k if cov == "full" else 1, 1))
-    else:
-        chol = np.tile([log_u_low, log_u_high], (layout.n_cholesky, 1))
-    blocks = []
-    if layout.fit_scale:
-        blocks.append([[-100.0, 100.0]])
-    blocks.append(np.tile([-40.0, 40.0], (k - 1, 1)))
-    blocks.append(np.column_stack([np.tile(low - 2 * extent, k), np.tile(high + 2 * extent, k)]))
-    blocks.append(chol)
-    return np.vstack([np.reshape(b, (-1, 2)) for b in blocks])
+        rows, cols = triu_indices(d)
+        chol[:, rows != cols] = (-1.0 / min_width, 1.0 / min_width)
+    return bounds

@@ -119,12 +119,21 @@ def upper_from_raw(raw, n_features):
     ``raw`` has shape ``(..., d(d+1)/2)`` in ``np.triu_indices`` order.
     *autograd-safe*.
     """
+    is_diag, basis = _triu_basis(n_features)
+    values = is_diag * anp.exp(raw * is_diag) + (1.0 - is_diag) * raw
+    return anp.einsum("...m,mij->...ij", values, basis)
+
+
+@lru_cache(maxsize=32)
+def _triu_basis(n_features):
+    """``(is_diag (m,), basis (m, d, d))``: which packed values are diagonal, and the unit
+    matrix each one fills (read-only)."""
     rows, cols = triu_indices(n_features)
     is_diag = (rows == cols).astype(float)
-    values = is_diag * anp.exp(raw * is_diag) + (1.0 - is_diag) * raw
     basis = np.zeros((rows.size, n_features, n_features))
     basis[np.arange(rows.size), rows, cols] = 1.0
-    return anp.einsum("...m,mij->...ij", values, basis)
+    is_diag.flags.writeable = basis.flags.writeable = False
+    return is_diag, basis
 
 
 def raw_from_upper(upper):

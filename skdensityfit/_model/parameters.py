@@ -201,14 +201,17 @@ class Standardisation:
             layout, weights, self.means_to_fit(means), self.cholesky_to_fit(prec_chol), log_scale
         )
 
-    def to_grid(self, theta, layout, fixed_log_scale=0.0):
-        """Named parameters in grid units, in the order of ``theta`` (*autograd-safe*).
+    def to_grid(self, theta, layout, fixed_log_scale=0.0, unpacked=None):
+        """Named parameters in grid units, in the order of ``theta`` (*autograd-safe*);
+        ``unpacked``: :func:`unpack` of ``theta`` when the caller has it.
 
         Returns a dict with ``weights``, ``means``, ``covariances``,
         ``precisions``, ``precisions_cholesky`` (shaped as scikit-learn's) and
         ``scale``.
         """
-        log_scale, weights, means, prec_chol = unpack(theta, layout, fixed_log_scale)
+        if unpacked is None:
+            unpacked = unpack(theta, layout, fixed_log_scale)
+        log_scale, weights, means, prec_chol = unpacked
         prec_chol = rescale_cholesky(prec_chol, self.covariance_type, self.spread, inverse=True)
         precisions, covariances = precisions_and_covariances(prec_chol, self.covariance_type)
         return {
