@@ -20,11 +20,12 @@ fitted density on the grid (against the noise-free truth), the median and 90th-p
 time (fit only, including the method's own initialisation; each the fastest of up to 3 fits of
 the case, repeated while they take under 0.2 s in all, after one untimed fit of the family's
 first case: a first call loads numba's compiled kernel, which bench_compile.py measures) and
-DensityGMM's median time divided by the method's. Without noise a fit succeeds when its relative error is at most 1e-3; with
-noise (or for a histogram) when its error is at most 1.2 times that of DensityGMM started at
-the true parameters. A fit that raises counts as a failure with an infinite error. DensityGMM's
-noisy misses whose loss is below that of its fit started at the truth are counted apart: there
-the loss's optimum lies away from the truth, so they are not failures of the search.
+DensityGMM's median time divided by the method's. Without noise a fit succeeds when its relative
+error is at most 1e-3; with noise (or for a histogram) when its error is at most 1.2 times that
+of DensityGMM started at the true parameters. A fit that raises counts as a failure with an
+infinite error. DensityGMM's noisy misses whose loss is below that of its fit started at the
+truth are counted apart: there the loss's optimum lies away from the truth, so they are not
+failures of the search.
 
 The scaling cases (1-D K=3 at 1e3..1e6 points, 2-D K=4 at 256x256 and 512x512) report time,
 peak memory (tracemalloc, during the fit) and the log-log slope of time against n, for the

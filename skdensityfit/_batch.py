@@ -1369,7 +1369,7 @@ _FLAGGED = {
     "the largest candidate": "K chosen at the largest candidate (pass larger n_components)",
     "still holds a Gaussian bump": "a bump left in the residual of the chosen fit",
     "hold no line of their own": (
-        "components centred outside the grid or wider than it (a baseline: pass background=)"
+        "components off the grid or broader than a quarter of it (a baseline: pass background=)"
     ),
     "pressed against the width floor": "components pressed against the width floor",
     "does not support": "more components than the data supports",

@@ -17,7 +17,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skdensityfit import DensityGMM, fit_many
+from skdensityfit import DensityGMM, DensityGMMCV, fit_many
 from skdensityfit._engine.problem import build_problem
 from skdensityfit._engine.rows import derivatives_of, models_of
 from skdensityfit._model.cells import cells_from_edges, log_cell_masses
@@ -221,6 +221,30 @@ def test_components_standing_in_for_a_baseline_are_warned_of_and_a_cut_peak_is_n
     messages = [str(w.message) for w in caught]
     assert any("edge of the grid" in m for m in messages)
     assert not any("hold no line" in m for m in messages)
+
+
+def test_a_broad_dome_inside_the_grid_standing_in_for_a_baseline_is_warned_of():
+    """A line on a constant baseline with no background= is fitted by the line and a dome
+    centred inside the grid, with a standard deviation near the grid's extent: broader than
+    a quarter of the grid, it is warned of (it was silent while only components wider
+    than the whole grid were); a broad component the grid holds to +-2.5 sd is not."""
+    from skdensityfit._reports.reports import holds_no_line
+
+    x = np.linspace(-100.0, 100.0, 256)
+    rng = np.random.default_rng(3)
+    y = np.exp(-0.5 * ((x - 20.0) / 4.0) ** 2) + 0.05 + 0.03 * rng.normal(size=x.size)
+    with pytest.warns(UserWarning, match="standard deviation above a quarter"):
+        search = DensityGMMCV(random_state=0).fit(x, y)
+    assert search.n_components_ > 1  # the baseline's dome is counted: hence the warning
+    low, high = np.array([-100.0]), np.array([100.0])
+    means = np.zeros((3, 1, 1))
+    sds = np.array([55.0, 45.0, 40.0])
+    _, wide = holds_no_line(means, sds[:, None, None, None] ** 2, low, high)
+    assert wide.ravel().tolist() == [True, False, False]
+    pdf = 0.7 * np.exp(-0.5 * (x / 40.0) ** 2) / 40 + 0.3 * np.exp(-0.5 * ((x - 30) / 5.0) ** 2) / 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DensityGMM(2, random_state=0).fit(x, pdf)
 
 
 NIST = __import__("pathlib").Path(__file__).parent / "data" / "nist"

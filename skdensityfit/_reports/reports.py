@@ -23,6 +23,9 @@ EDGE_WARNING_FRACTION = 0.25
 # of the grid's extent is a slope, not a line cut by the edge (a baseline's broad
 # components, centred 10-25% of the extent outside, have 1/7 to 1/4 of it).
 BROAD_OUTSIDE = 0.125
+# A component whose standard deviation exceeds this fraction of the grid's extent (the grid
+# holds at most +-2 sd of it) is a baseline's dome or a feature the grid cuts, not a line.
+BROAD = 0.25
 # Two components closer than this Bhattacharyya distance describe one feature.
 REDUNDANT_DISTANCE = 0.02
 
@@ -415,7 +418,7 @@ def bhattacharyya(means, covariances):
 
 
 def warn_if_components_hold_no_line(model):
-    """Warn of components centred outside the grid's box or wider than the grid.
+    """Warn of components centred outside the grid's box or broader than a quarter of it.
 
     Such a component fits no feature of its own: its tail or its flat top
     stands in for a baseline, a slope or an edge, and it is counted in
@@ -423,7 +426,9 @@ def warn_if_components_hold_no_line(model):
     range along some axis by more than one of its standard deviations (only a
     tail on the grid), or at all with a standard deviation above
     ``BROAD_OUTSIDE`` of the grid's extent (a broad slope); a narrower peak just
-    beyond the edge is a line cut by it, warned of as such.
+    beyond the edge is a line cut by it, warned of as such. Broad: a standard deviation
+    above ``BROAD`` of the extent along some axis (the grid holds at most +-2 sd of it: a
+    baseline's dome, or a feature the grid cuts).
     """
     k, d = model.n_components, model.n_features_in_
     for message in no_line_messages(
@@ -462,12 +467,12 @@ def concentric_messages(means, covariances):
 
 def holds_no_line(means, covariances, low, high):
     """``(outside, wide)``, each ``(..., K)``: components centred outside the box
-    ``[low, high]`` (see :func:`warn_if_components_hold_no_line`) and ones wider than it."""
+    ``[low, high]`` (see :func:`warn_if_components_hold_no_line`) and broad ones."""
     extent = high - low
     sds = np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
     beyond = np.maximum(low - means, means - high)
     outside = np.any((beyond > sds) | ((beyond > 0) & (sds > BROAD_OUTSIDE * extent)), axis=-1)
-    wide = np.any((sds > extent) & (extent > 0), axis=-1)
+    wide = np.any((sds > BROAD * extent) & (extent > 0), axis=-1)
     return outside, wide
 
 
@@ -477,7 +482,10 @@ def no_line_messages(means, covariances, grid_axes, background):
     high = np.array([axis[-1] for axis in grid_axes])
     outside, wide = holds_no_line(means, covariances, low, high)
     described = [f"component {i} is centred outside the grid" for i in np.flatnonzero(outside)]
-    described += [f"component {i} is wider than the grid" for i in np.flatnonzero(wide & ~outside)]
+    described += [
+        f"component {i} has a standard deviation above a quarter of the grid's extent"
+        for i in np.flatnonzero(wide & ~outside)
+    ]
     if not described:
         return []
     return [

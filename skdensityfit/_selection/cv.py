@@ -137,8 +137,8 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     ``best_estimator_``. Warnings flag a choice at the largest candidate, a
     residual of the chosen fit that still holds a Gaussian bump white noise
     would not make (the search's larger fits did not find it: look at it),
-    components of the chosen fit centred outside the grid or wider than it
-    (a baseline: pass ``background``) and, for held-out points, a best score
+    components of the chosen fit centred outside the grid or broader than a
+    quarter of it (a baseline: pass ``background``) and, for held-out points, a best score
     below 0.5.
 
     Parameters
