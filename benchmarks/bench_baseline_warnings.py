@@ -39,7 +39,7 @@ from skdensityfit import DensityGMMCV, fit_many
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 CHANNELS = np.linspace(-100.0, 100.0, 256)
 KINDS = ("none", "constant", "linear", "quadratic")
-PHRASE = "hold no line of their own"
+PHRASES = ("hold no line of their own", "broader than a quarter of the grid")
 
 
 def spectrum(seed, kind):
@@ -70,7 +70,7 @@ def baseline_rows(kind, n_seeds):
         result = fit_many(CHANNELS, np.array(Y), DensityGMMCV(random_state=0), n_jobs=2)
     over = np.asarray(result.n_components) > np.array(truth)
     spoken = np.array([bool(m) for m in result.messages])
-    no_line = np.array([PHRASE in m for m in result.messages])
+    no_line = np.array([any(p in m for p in PHRASES) for m in result.messages])
     return len(Y), int(over.sum()), int((over & ~spoken).sum()), int(no_line.sum())
 
 
@@ -81,7 +81,7 @@ def _warned(grid, y, loss, max_components, seed, keywords):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         search.fit(grid, y, **({} if weights is None else {"sample_weight": weights}))
-    return any(PHRASE in str(w.message) for w in caught)
+    return any(p in str(w.message) for w in caught for p in PHRASES)
 
 
 def false_alarms():

@@ -1368,8 +1368,9 @@ def _store_chunk(result, start, chunk):
 _FLAGGED = {
     "the largest candidate": "K chosen at the largest candidate (pass larger n_components)",
     "still holds a Gaussian bump": "a bump left in the residual of the chosen fit",
-    "hold no line of their own": (
-        "components off the grid or broader than a quarter of it (a baseline: pass background=)"
+    "hold no line of their own": "components off the grid (a baseline: pass background=)",
+    "broader than a quarter of the grid": (
+        "components broader than a quarter of the grid (a baseline's dome, or cut by the grid)"
     ),
     "pressed against the width floor": "components pressed against the width floor",
     "does not support": "more components than the data supports",

@@ -440,6 +440,9 @@ def _csv_text(result, with_errors):
     background = result.get("background", [])
     header += [*names("scale")]
     header += [name for i in range(len(background)) for name in names(f"background_{i}")]
+    # the baseline's coefficients are of powers of (x - origin): the origin goes with them
+    origin = result.get("background_origin", []) if background else []
+    header += [f"background_origin_{i}" for i in range(len(origin))]
     header += ["score", "loss_value", "converged", "n_iter"]
 
     def cells(value, error):
@@ -460,6 +463,7 @@ def _csv_text(result, with_errors):
         background_se = result.get("background_se", [None] * len(background))
         values += [*cells(result["scale"], result.get("scale_se"))]
         values += [v for i, b in enumerate(background) for v in cells(b, background_se[i])]
+        values += list(origin)
         values += [result["score"]]
         values += [result["loss_value"]]
         text = [repr(float("nan") if v is None else float(v)) for v in values]

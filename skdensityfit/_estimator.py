@@ -56,6 +56,7 @@ from ._reports.reports import (
     bhattacharyya,
     edge_fractions,
     edge_message,
+    grid_box,
     holds_no_line,
     no_line_messages,
     redundancy_messages,
@@ -877,9 +878,11 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
     index, _ = cholesky_parameter_map(layout.covariance_type, k, d)
     diagonal = raw[:, index[:, np.arange(d), np.arange(d)]]  # (R, K, d): log U_ii
     at_floor = np.any(diagonal >= np.log(0.99 / floor), axis=2)[take]
-    low, high = X.min(axis=0), X.max(axis=0)
-    outside, wide = holds_no_line(means, matrices, low, high)
-    flagged = at_floor.any(axis=1) | outside.any(axis=1) | wide.any(axis=1)
+    axes = tuple(unique_values(column) for column in X.T)
+    bin_edges = None if estimator.bins is None else cells_of(X, estimator.bins).edges
+    low, high = grid_box(axes, bin_edges)
+    outside, broad = holds_no_line(means, matrices, low, high)
+    flagged = at_floor.any(axis=1) | outside.any(axis=1) | broad.any(axis=1)
     if k > 1:
         near = bhattacharyya(means, matrices) < REDUNDANT_DISTANCE
         near &= ~np.eye(k, dtype=bool)
@@ -887,7 +890,6 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
         flagged |= (weights < NEGLIGIBLE_WEIGHT).any(axis=1) | (shares < NEGLIGIBLE_WEIGHT).any(
             axis=1
         )
-    axes = tuple(unique_values(column) for column in X.T)
     n_parameters = problem.bounds.shape[0]  # a background's too
     values = models
     if background is not None:
@@ -911,13 +913,14 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
                 for m in redundancy_messages(
                     weights[row], means[row], matrices[row], shares[row], at_floor[row]
                 )
-                + no_line_messages(means[row], matrices[row], axes, estimator.background)
+                + no_line_messages(means[row], matrices[row], low, high, estimator.background)
             ]
         if not fits.converged[row]:
             texts.append(
                 f"ConvergenceWarning: DensityGMM did not converge in {estimator.n_init} run(s) "
                 f"(best loss {fits.loss[row]:.3g} after {fits.n_iter[row]} iterations). "
-                "Increase max_iter, n_init or tol, or check the number of components."
+                "Increase max_iter or n_init (not tol: a larger tol stops further from the "
+                "optimum), or check the number of components."
             )
         messages[row] = "\\n".join(texts)
     return messages

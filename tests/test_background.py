@@ -233,14 +233,17 @@ def test_a_broad_dome_inside_the_grid_standing_in_for_a_baseline_is_warned_of():
     x = np.linspace(-100.0, 100.0, 256)
     rng = np.random.default_rng(3)
     y = np.exp(-0.5 * ((x - 20.0) / 4.0) ** 2) + 0.05 + 0.03 * rng.normal(size=x.size)
-    with pytest.warns(UserWarning, match="standard deviation above a quarter"):
+    with pytest.warns(UserWarning, match="broader than a quarter of the grid"):
         search = DensityGMMCV(random_state=0).fit(x, y)
     assert search.n_components_ > 1  # the baseline's dome is counted: hence the warning
     low, high = np.array([-100.0]), np.array([100.0])
-    means = np.zeros((3, 1, 1))
-    sds = np.array([55.0, 45.0, 40.0])
-    _, wide = holds_no_line(means, sds[:, None, None, None] ** 2, low, high)
-    assert wide.ravel().tolist() == [True, False, False]
+    # rows of a broad component beside a line at 50 (sd 5): broad above 50; alone (the
+    # density itself, cut by the grid) or under a line at its centre, not
+    means = np.array([[[0.0], [50.0]]] * 3 + [[[0.0], [0.0]], [[0.0], [1.0]]])
+    sds = np.array([[55.0, 5.0], [45.0, 5.0], [40.0, 5.0], [55.0, 5.0], [55.0, 5.0]])
+    _, broad = holds_no_line(means, sds[..., None, None] ** 2, low, high)
+    assert broad[:, 0].tolist() == [True, False, False, False, False]
+    assert not holds_no_line(means[:1, :1], sds[:1, :1, None, None] ** 2, low, high)[1].any()
     pdf = 0.7 * np.exp(-0.5 * (x / 40.0) ** 2) / 40 + 0.3 * np.exp(-0.5 * ((x - 30) / 5.0) ** 2) / 5
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

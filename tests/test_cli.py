@@ -576,6 +576,19 @@ def test_fit_with_a_background_reports_its_coefficients(tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert float(rows[0]["background_0"]) == pytest.approx(0.02, rel=1e-6)
     assert [float(r["mean_0"]) for r in rows] == pytest.approx([7.0, 12.0], rel=1e-6)
+    # far from 0 the coefficients are of powers of x - origin, and the origin is written
+    shifted = tmp_path / "shifted.csv"
+    np.savetxt(shifted, np.column_stack([x + 1e6, y + 0.001 * x]), delimiter=",", header="x,y")
+    code, out, _ = run_main(
+        capsys, "fit", shifted, "--n-components", 2, "--background", "linear", "--format", "csv"
+    )
+    row = next(csv.DictReader(io.StringIO(out)))
+    origin, (b0, b1) = (
+        float(row["background_origin_0"]),
+        (float(row["background_0"]), float(row["background_1"])),
+    )
+    assert origin == pytest.approx(1e6 + 10, rel=1e-9)
+    assert b0 + b1 * (x[0] + 1e6 - origin) == pytest.approx(0.02, rel=1e-3)
     # K chosen under the background: the baseline takes no component of its own
     code, out, err = run_main(capsys, "fit", path, "--background", "linear")
     assert code == 0 and "bic" in err

@@ -1157,6 +1157,43 @@ def test_unequal_bins_given_as_counts_per_width_get_the_binned_poisson_criterion
     assert search.n_components_ == 3
 
 
+@pytest.mark.parametrize("loss", ["l2", "poisson"])
+@pytest.mark.parametrize("density", [False, True])
+def test_unequal_bins_are_read_as_counts_under_either_loss(loss, density):
+    """Counts per width (or np.histogram's density=True) with the widths as sample_weight:
+    the counts are y * sample_weight (or its quantum's multiples) under the l2 loss too."""
+    edges = np.concatenate([np.linspace(-4, 2, 61), np.linspace(3, 9, 7)])  # widths 0.1, 1
+    width, centres = np.diff(edges), 0.5 * (edges[1:] + edges[:-1])
+    rng = np.random.default_rng(0)
+    samples = np.concatenate([rng.normal(0, 1, 3000), rng.normal(5, 1.0, 2000)])
+    y, _ = np.histogram(samples, edges, density=density)
+    if not density:
+        y = y / width
+    search = DensityGMMCV(n_components=6, loss=loss, bins=[edges], random_state=0)
+    search.fit(centres, y, sample_weight=width)
+    assert search.noise_["kind"] == "poisson"
+    assert search.noise_["n_counts"] == pytest.approx(5000)
+    assert search.n_components_ == 2
+
+
+def test_flat_counts_on_a_background_leak_no_numpy_warning_and_say_what_may_be_wrong():
+    """Counts with no line on a constant background: the moves' Pearson weights of a model
+    that has underflowed stay finite (no overflow warning), and the warning of a choice no
+    better than the background alone names noise alone and dips (absorption lines)."""
+    grid = np.linspace(0, 50, 200)
+    rng = np.random.default_rng(1)
+    lam = 100 * np.exp(-0.5 * ((grid - 20) / 1.5) ** 2) / (1.5 * np.sqrt(2 * np.pi))
+    rng.poisson(lam + 3 * np.exp(-grid / 15))  # draws before (a reviewer's third density)
+    rng.normal(0, 0.1, grid.size)
+    counts = rng.poisson(5, grid.size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DensityGMMCV(3, loss="poisson", background="constant", random_state=0).fit(grid, counts)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    texts = [str(w.message) for w in caught]
+    assert any("No component is significant" in t and "absorption" in t for t in texts)
+
+
 @pytest.mark.parametrize("kind", ["constant", "linear"])
 def test_a_baseline_is_fitted_under_every_candidate(kind):
     x, y = _spectrum(2, [6.0, 4.0, 5.0], [120.0, 250.0, 300.0], [5.0, 3.0, 8.0])

@@ -69,6 +69,22 @@ def test_poisson_counts_on_unequal_cells_warn():
         model.bic(grid, counts)
 
 
+def test_a_uniform_grid_rounded_when_written_is_not_read_as_unequal_cells():
+    """A linspace grid printed with 4 decimals (cells within 1e-3 of each other) has equal
+    cells; one printed with 2 (4% apart) does not."""
+    grid = np.linspace(0, 100, 400)
+    counts = np.random.default_rng(0).poisson(50 * np.exp(-0.5 * ((grid - 40) / 3) ** 2) + 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DensityGMM(1, loss="poisson", background="constant", random_state=0).fit(
+            np.round(grid, 4), counts
+        )
+    with pytest.warns(UserWarning, match="cells differ in size"):
+        DensityGMM(1, loss="poisson", background="constant", random_state=0).fit(
+            np.round(grid, 2), counts
+        )
+
+
 # ----------------------------------------------------------------------
 # fit_many: every row's errors at once (issue #27)
 # ----------------------------------------------------------------------

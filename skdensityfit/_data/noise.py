@@ -581,16 +581,23 @@ def _sd_floor(y):
 
 
 def _counts_unit(y, loss, sample_weight, grid):
-    """What ``y`` is multiplied by to give counts, when it holds counts; else None."""
+    """What ``y`` is multiplied by to give counts, when it holds counts; else None.
+
+    With ``sample_weight`` (a histogram's bin widths, ``y`` counts or a density per unit
+    width), under either loss, ``y * sample_weight`` are the counts, or their quantum's
+    multiples (``density=True``: counts over the total)."""
     if np.any(y < 0):
         return None
-    if loss == "poisson":
-        unit = 1.0 if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    unit = 1.0 if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    if loss == "poisson" or sample_weight is not None:
         counts = y * unit
         if np.all(np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)):
             return unit
-    quantum = counting_quantum(y, grid)
-    return None if quantum is None else 1.0 / quantum
+    if sample_weight is None:
+        quantum = counting_quantum(y, grid)
+        return None if quantum is None else 1.0 / quantum
+    quantum = counting_quantum(y * unit)  # on unequal bins: no scatter test along a grid
+    return None if quantum is None else unit / quantum
 
 
 def _poisson_unit_from_differences(grid, y):

@@ -295,8 +295,9 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
 def _warn_not_converged(best, n_runs):
     warn_at_caller(
         f"DensityGMM did not converge in {n_runs} run(s) (best loss "
-        f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter, "
-        "n_init or tol, or check the number of components.",
+        f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter "
+        "or n_init (not tol: a larger tol stops further from the optimum), or check the "
+        "number of components.",
         ConvergenceWarning,
     )
 
@@ -621,8 +622,11 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
         residuals = np.where(q > 0, residuals, 0.0)
         if inputs.poisson:  # counts scatter by the square root of the model: Pearson's weights
             floor = np.maximum(models, np.max(models, axis=1, keepdims=True) * 1e-3)
-            # (a model that is 0 everywhere, underflowed, leaves the weights as they are)
-            q = np.where(floor > 0, q / np.where(floor > 0, floor, 1.0), q)
+            # (a model that is 0 everywhere, or so small that the weights overflow, underflowed:
+            # leaves the weights as they are)
+            with np.errstate(divide="ignore", over="ignore"):
+                pearson = q / np.where(floor > 0, floor, 1.0)
+            q = np.where((floor > 0) & np.isfinite(pearson), pearson, q)
             centres = _filter_centres(residuals * np.sqrt(q))
         else:
             centres = _filter_centres(residuals)

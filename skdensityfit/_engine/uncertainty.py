@@ -25,10 +25,15 @@ from .rows import curvatures_of, losses_of
 FLAT_CURVATURE = 1e-12
 
 
+# Cell sizes this close (relative) are read as one: a grid printed with 2-3 decimals.
+EQUAL_CELLS = 0.01
+
+
 def warn_if_cells_differ(X):
-    """Warn that Poisson counts per point on unequal cells are read inconsistently."""
+    """Warn that Poisson counts per point on unequal cells are read inconsistently (cells
+    within ``EQUAL_CELLS`` of each other are equal: a uniform grid rounded when written)."""
     weights = quadrature_weights(X)
-    if weights.max() > weights.min() * (1 + 1e-6):
+    if weights.max() > weights.min() * (1 + EQUAL_CELLS):
         warn_at_caller(
             "The grid's cells differ in size, but y is read as Poisson counts per point "
             "while the fit weighted points by cell size. Pass y as a density (counts / "

@@ -418,42 +418,49 @@ def bhattacharyya(means, covariances):
 
 
 def warn_if_components_hold_no_line(model):
-    """Warn of components centred outside the grid's box or broader than a quarter of it.
+    """Warn of components centred outside the grid's box, or broader than a quarter of it.
 
-    Such a component fits no feature of its own: its tail or its flat top
-    stands in for a baseline, a slope or an edge, and it is counted in
-    ``n_components`` all the same. Centred outside the box: beyond the grid's
-    range along some axis by more than one of its standard deviations (only a
-    tail on the grid), or at all with a standard deviation above
-    ``BROAD_OUTSIDE`` of the grid's extent (a broad slope); a narrower peak just
-    beyond the edge is a line cut by it, warned of as such. Broad: a standard deviation
-    above ``BROAD`` of the extent along some axis (the grid holds at most +-2 sd of it: a
-    baseline's dome, or a feature the grid cuts).
+    Such a component may fit no feature of its own: its tail or its flat top stands in
+    for a baseline, a slope or an edge, and it is counted in ``n_components`` all the
+    same. Centred outside the box (of the points, or with bins of their outer edges):
+    beyond its range along some axis by more than one of its standard deviations (only
+    a tail on the grid), or at all with a standard deviation above ``BROAD_OUTSIDE`` of
+    the box's extent (a broad slope); a narrower peak just beyond the edge is a line cut
+    by it, warned of as such. Broad (:func:`holds_no_line`): a baseline's dome, or a
+    broad component that the grid cuts.
     """
     k, d = model.n_components, model.n_features_in_
     for message in no_line_messages(
         model.means_,
         as_matrices(model.covariances_, model.covariance_type, k, d),
-        model.grid_axes_,
+        *grid_box(model.grid_axes_, getattr(model, "bin_edges_", None)),
         getattr(model, "background", None),
     ):
         warn_at_caller(message)
 
 
-def concentric_messages(means, covariances):
-    """The warning of a chosen mixture with components that share a centre: their means
-    within one standard deviation of the narrower (its Mahalanobis distance under that
-    one's covariance), as a list of texts (``means`` ``(K, d)``, ``covariances``
-    ``(K, d, d)``). A Lorentzian, Voigt or skewed peak is fitted by such a stack."""
-    k = len(means)
+def shared_centres(means, covariances):
+    """``(..., K, K)``: the pairs of components whose means lie within one standard
+    deviation of the narrower (its Mahalanobis distance under that one's covariance),
+    diagonal False (``means`` ``(..., K, d)``, ``covariances`` ``(..., K, d, d)``)."""
     log_dets = np.linalg.slogdet(covariances)[1]
-    pairs = []
-    for i in range(k):  # K is a handful: the pairs, not the grid
-        for j in range(i + 1, k):
-            narrower = covariances[i] if log_dets[i] <= log_dets[j] else covariances[j]
-            gap = means[i] - means[j]
-            if gap @ np.linalg.solve(narrower, gap) < 1.0:
-                pairs.append(f"{i} and {j}")
+    narrower_first = log_dets[..., :, None] <= log_dets[..., None, :]
+    narrower = np.where(
+        narrower_first[..., None, None],
+        covariances[..., :, None, :, :],
+        covariances[..., None, :, :, :],
+    )
+    gap = means[..., :, None, :] - means[..., None, :, :]
+    distance = np.einsum("...i,...i->...", gap, np.linalg.solve(narrower, gap[..., None])[..., 0])
+    k = means.shape[-2]
+    return (distance < 1.0) & ~np.eye(k, dtype=bool)
+
+
+def concentric_messages(means, covariances):
+    """The warning of a chosen mixture with components that share a centre
+    (:func:`shared_centres`), as a list of texts (``means`` ``(K, d)``, ``covariances``
+    ``(K, d, d)``). A Lorentzian, Voigt or skewed peak is fitted by such a stack."""
+    pairs = [f"{i} and {j}" for i, j in np.argwhere(np.triu(shared_centres(means, covariances)))]
     if not pairs:
         return []
     return [
@@ -466,40 +473,62 @@ def concentric_messages(means, covariances):
 
 
 def holds_no_line(means, covariances, low, high):
-    """``(outside, wide)``, each ``(..., K)``: components centred outside the box
-    ``[low, high]`` (see :func:`warn_if_components_hold_no_line`) and broad ones."""
+    """``(outside, broad)``, each ``(..., K)``: components centred outside the box
+    ``[low, high]`` (see :func:`warn_if_components_hold_no_line`), and broad ones: a
+    standard deviation above ``BROAD`` of the box's extent along some axis, beside other
+    components and sharing a centre with none (a single broad component is the density
+    itself, cut by the grid; a broad one under a narrower at its centre is a stack that
+    :func:`concentric_messages` names)."""
     extent = high - low
     sds = np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
     beyond = np.maximum(low - means, means - high)
     outside = np.any((beyond > sds) | ((beyond > 0) & (sds > BROAD_OUTSIDE * extent)), axis=-1)
-    wide = np.any((sds > BROAD * extent) & (extent > 0), axis=-1)
-    return outside, wide
+    broad = np.any((sds > BROAD * extent) & (extent > 0), axis=-1)
+    if means.shape[-2] == 1:
+        return outside, np.zeros_like(broad)
+    return outside, broad & ~shared_centres(means, covariances).any(axis=-1)
 
 
-def no_line_messages(means, covariances, grid_axes, background):
-    """The text of :func:`warn_if_components_hold_no_line` for one mixture, if any."""
-    low = np.array([axis[0] for axis in grid_axes])
-    high = np.array([axis[-1] for axis in grid_axes])
-    outside, wide = holds_no_line(means, covariances, low, high)
-    described = [f"component {i} is centred outside the grid" for i in np.flatnonzero(outside)]
-    described += [
-        f"component {i} has a standard deviation above a quarter of the grid's extent"
-        for i in np.flatnonzero(wide & ~outside)
-    ]
-    if not described:
-        return []
-    return [
-        f"{len(described)} of the {len(means)} components hold no line of their own ("
-        + "; ".join(described)
-        + "): they stand in for a baseline, a slope or a feature cut by the grid's edge. "
-        + (
-            "Pass background='constant' or 'linear' (a baseline under the mixture), or "
-            "extend the grid."
-            if background is None
-            else f"The background ({background!r}) does not hold the baseline: a "
-            "baseline of another shape (a curve?), or a feature cut by the edge."
+def grid_box(grid_axes, bin_edges=None):
+    """``(low, high)``: the box of the grid's points, or of its bins' outer edges."""
+    axes = grid_axes if bin_edges is None else bin_edges
+    return np.array([axis[0] for axis in axes]), np.array([axis[-1] for axis in axes])
+
+
+def no_line_messages(means, covariances, low, high, background):
+    """The texts of :func:`warn_if_components_hold_no_line` for one mixture on the box
+    ``[low, high]`` (:func:`grid_box`)."""
+    outside, broad = holds_no_line(means, covariances, low, high)
+    messages = []
+    if outside.any():
+        messages.append(
+            f"{outside.sum()} of the {len(means)} components hold no line of their own ("
+            + "; ".join(
+                f"component {i} is centred outside the grid" for i in np.flatnonzero(outside)
+            )
+            + "): they stand in for a baseline, a slope or a feature cut by the grid's edge. "
+            + (
+                "Pass background='constant' or 'linear' (a baseline under the mixture), or "
+                "extend the grid."
+                if background is None
+                else f"The background ({background!r}) does not hold the baseline: a "
+                "baseline of another shape (a curve?), or a feature cut by the edge."
+            )
         )
-    ]
+    broad &= ~outside
+    if broad.any():
+        messages.append(
+            f"Component(s) {np.flatnonzero(broad).tolist()} are broader than a quarter of the "
+            "grid (a standard deviation above a quarter of its extent, so the grid holds less "
+            "than +-2 of them): a baseline's dome under the lines, counted in n_components ("
+            + (
+                "pass background='constant' or 'linear')"
+                if background is None
+                else f"of another shape than the background {background!r} holds)"
+            )
+            + ", or a broad component that the grid cuts (extend the grid)."
+        )
+    return messages
 
 
 # A point farther than this many grid spacings (along some axis) from every

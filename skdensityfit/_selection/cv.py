@@ -855,8 +855,10 @@ def nothing_message(n_components, noise_kind):
     return (
         f"No component is significant: the model without any (the background alone, or "
         f"zero) has a criterion as low as the chosen fit's (n_components={n_components}) "
-        f"under the noise model ({noise_kind}). The density may hold nothing but noise: "
-        "DensityGMMCV has no candidate with no component, so n_components_ is at least 1."
+        f"under the noise model ({noise_kind}). The density may hold nothing but noise "
+        "(DensityGMMCV has no candidate with no component, so n_components_ is at least 1), "
+        "or its features may be dips below a baseline (absorption lines), which a mixture "
+        "of positive weights cannot fit: fit the baseline minus the density instead."
     )
 
 
