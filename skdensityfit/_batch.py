@@ -1376,6 +1376,7 @@ _FLAGGED = {
     "does not support": "more components than the data supports",
     "No component is significant": "no component significant (the density may be noise alone)",
     "share a centre": "components sharing a centre (a peak that is not Gaussian?)",
+    "read as smooth noise": "structure read as smooth noise (pass larger n_components)",
     "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
 }
 

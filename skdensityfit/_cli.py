@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -730,10 +731,19 @@ def main(argv=None):
 
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            # a warning reads as the CLI's own line, not Python's file:line and source
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except (InputError, ValueError) as exc:
         print(f"skdensityfit: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(
+        f"skdensityfit: {category.__name__}: {message}", file=sys.stderr if file is None else file
+    )
 
 
 if __name__ == "__main__":

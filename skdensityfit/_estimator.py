@@ -470,9 +470,8 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         warn_if_underdetermined(problem)
         if problem.binned and self.loss == "poisson" and sample_weight is None:
             warn_if_not_counts(y)
-        counts = self.loss == "poisson" and np.all(y == np.round(y))
-        if counts and sample_weight is None and not problem.binned:
-            warn_if_cells_differ(X)  # counts per point on cells of different sizes
+        if sample_weight is None and np.all(y == np.round(y)):  # counts per point, any loss
+            warn_if_cells_differ(X, problem.data.quadrature)  # the bins' volumes with bins
         settings = FitSettings.of(self)
         random_state = LazyRandomState(self.random_state if seed is None else seed)
         if start is not None:

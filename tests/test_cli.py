@@ -686,3 +686,14 @@ def test_many_densities_in_one_file_are_refused_and_a_3d_grid_is_said(tmp_path):
     np.savetxt(path, np.random.default_rng(0).uniform(size=(30, 4)), delimiter=",")
     result = run("fit", path, "--n-components", 1)
     assert "reading column 0, column 1, column 2 as a 3-D grid and column 3" in result.stderr
+
+
+def test_warnings_read_as_the_cli_s_own_lines(tmp_path, capsys):
+    """A warning prints as 'skdensityfit: UserWarning: ...', not as Python's file:line
+    followed by the source line that raised it."""
+    x = np.linspace(0, 10, 200)
+    path = write_table(tmp_path / "cut.csv", "x,y", [x, norm.pdf(x, 10, 1.5)])
+    code, _, err = run_main(capsys, "fit", path, "--n-components", 1)
+    assert code == 0
+    assert "skdensityfit: UserWarning: The fitted mixture at the edge of the grid" in err
+    assert ".py:" not in err and "warn" not in err.split("UserWarning")[0]

@@ -1176,6 +1176,25 @@ def test_unequal_bins_are_read_as_counts_under_either_loss(loss, density):
     assert search.n_components_ == 2
 
 
+def test_lines_beyond_the_candidates_read_as_smooth_noise_are_warned_of():
+    """Four equal lines and candidates 1..2: the residual of the fits holds lines, which the
+    refined noise model reads as smooth noise 45 times the point-to-point noise, and K = 1
+    explains 1% of the density: warned, in fit_many's rows too; with enough candidates, not."""
+    x = np.linspace(0, 30, 200)
+    lines = sum(np.exp(-0.5 * ((x - c) / 0.8) ** 2) for c in np.linspace(4, 26, 4)) / 2
+    y = lines + np.random.default_rng(0).normal(0, 0.003, x.size)
+    with pytest.warns(UserWarning, match="read as smooth noise"):
+        DensityGMMCV(2, random_state=0).fit(x, y)
+    with pytest.warns(UserWarning, match="structure read as smooth noise"):
+        result = fit_many(x, np.vstack([y, y]), DensityGMMCV(2, random_state=0))
+    assert all("read as smooth noise" in m for m in result.messages)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search = DensityGMMCV(6, random_state=0).fit(x, y)
+    assert search.n_components_ == 4
+    assert not any("smooth noise" in str(w.message) for w in caught)
+
+
 def test_flat_counts_on_a_background_leak_no_numpy_warning_and_say_what_may_be_wrong():
     """Counts with no line on a constant background: the moves' Pearson weights of a model
     that has underflowed stay finite (no overflow warning), and the warning of a choice no

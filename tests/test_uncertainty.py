@@ -69,6 +69,24 @@ def test_poisson_counts_on_unequal_cells_warn():
         model.bic(grid, counts)
 
 
+@pytest.mark.parametrize("bins", [False, True])
+def test_raw_counts_on_unequal_bins_warn_under_the_l2_loss_too(bins):
+    """histogram_to_grid's raw counts on bins of two widths, fitted with the default l2
+    loss (with or without the bins): counts depend on the widths, so the fit warns."""
+    edges = np.concatenate([np.linspace(-4, 2, 25), np.linspace(2.5, 8, 12)])
+    rng = np.random.default_rng(2)
+    counts, _ = np.histogram(np.r_[rng.normal(0, 1, 6000), rng.normal(4, 0.7, 4000)], edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    with pytest.warns(UserWarning, match="cells differ in size"):
+        DensityGMM(2, bins=[edges] if bins else None, random_state=0).fit(centres, counts)
+    with warnings.catch_warnings():  # the recipe: a density, the widths as sample_weight
+        warnings.simplefilter("error", UserWarning)
+        width = np.diff(edges)
+        DensityGMM(2, bins=[edges] if bins else None, random_state=0).fit(
+            centres, counts / width, sample_weight=width
+        )
+
+
 def test_a_uniform_grid_rounded_when_written_is_not_read_as_unequal_cells():
     """A linspace grid printed with 4 decimals (cells within 1e-3 of each other) has equal
     cells; one printed with 2 (4% apart) does not."""

@@ -29,15 +29,17 @@ FLAT_CURVATURE = 1e-12
 EQUAL_CELLS = 0.01
 
 
-def warn_if_cells_differ(X):
-    """Warn that Poisson counts per point on unequal cells are read inconsistently (cells
-    within ``EQUAL_CELLS`` of each other are equal: a uniform grid rounded when written)."""
-    weights = quadrature_weights(X)
-    if weights.max() > weights.min() * (1 + EQUAL_CELLS):
+def warn_if_cells_differ(X, sizes=None):
+    """Warn that counts per point on unequal cells (the grid's, or ``sizes``: the bins')
+    are read inconsistently (cells within ``EQUAL_CELLS`` of each other are equal: a
+    uniform grid rounded when written)."""
+    sizes = quadrature_weights(X) if sizes is None else sizes
+    if sizes.max() > sizes.min() * (1 + EQUAL_CELLS):
         warn_at_caller(
-            "The grid's cells differ in size, but y is read as Poisson counts per point "
-            "while the fit weighted points by cell size. Pass y as a density (counts / "
-            "cell size) with the cell sizes as sample_weight, to fit and here alike."
+            "The grid's cells differ in size (with bins, the bins), but y holds counts per cell "
+            "(integers), which depend on the cell's size as much as on the density, while "
+            "the fit weighted points by cell size. Pass y as a density (counts / cell size) "
+            "with the cell sizes as sample_weight, to fit and here alike."
         )
 
 

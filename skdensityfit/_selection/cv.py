@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, fit_context, warn_at_caller
-from .._data.noise import NOISE_KINDS, Grid, check_noise, initial_noises
+from .._data.noise import NOISE_KINDS, Grid, check_noise, initial_noises, white_noise_sd
 from .._data.validation import (
     check_density_values,
     check_grid_density,
@@ -805,7 +805,7 @@ def criterion_messages(candidates, choices, Y, models, shapes):
     """The warnings of choices by a criterion (the largest candidate chosen, a line left
     in the residual of the polished ``models[r]`` of ``Y[r]``, no component significant,
     components sharing a centre: ``shapes[r]`` the polished fit's ``(means (K, d),
-    covariances (K, d, d))``), as a list of texts a choice."""
+    covariances (K, d, d))``; structure read as smooth noise), as a list of texts a choice."""
     inexact = [r for r, choice in enumerate(choices) if not choice.exact]
     bumps = [None] * len(choices)
     found = largest_residual_bumps(
@@ -814,7 +814,7 @@ def criterion_messages(candidates, choices, Y, models, shapes):
     for r, bump in zip(inexact, found, strict=True):
         bumps[r] = bump
     messages = []
-    for choice, y, bump, shape in zip(choices, Y, bumps, shapes, strict=True):
+    for choice, y, model, bump, shape in zip(choices, Y, models, bumps, shapes, strict=True):
         n_components = int(candidates[choice.index])
         texts = choice_warnings(candidates, n_components, None, "none")
         texts += concentric_messages(*shape)
@@ -823,8 +823,39 @@ def criterion_messages(candidates, choices, Y, models, shapes):
         if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
             largest = n_components == np.max(candidates)
             texts.append(line_left_message(bump, n_components, largest))
+        texts += structure_as_noise_messages(choice, y, model, candidates)
         messages.append(texts)
     return messages
+
+
+# A correlated noise model this many times the noise of the density's point-to-point
+# differences, beside a chosen fit that explains less than half the density's variance:
+# lines beyond the candidates read as smooth noise (a reviewer's comb of 4-6 lines with 2-4
+# candidates: 38-45 times, K = 1; no bench_choose_k case or real 13CO spectrum has both).
+SMOOTH_NOISE_RATIO = 10.0
+
+
+def structure_as_noise_messages(choice, y, model, candidates):
+    """The warning of a choice under a correlated noise model that holds the density's
+    structure (see ``SMOOTH_NOISE_RATIO``), as a list of texts."""
+    if choice.noise.kind != "correlated":
+        return []
+    sd = float(np.median(choice.noise.sd))
+    difference_sd = float(white_noise_sd(choice.grid, y))
+    spread = float(np.sum((y - np.mean(y)) ** 2))
+    if not (difference_sd > 0 and spread > 0) or sd <= SMOOTH_NOISE_RATIO * difference_sd:
+        return []
+    explained = 1.0 - float(np.sum((y - model) ** 2)) / spread
+    if explained >= 0.5:
+        return []
+    return [
+        f"The noise model read from the residual (correlated, sd {sd:.3g}) is "
+        f"{sd / difference_sd:.0f} times the noise of the density's point-to-point "
+        f"differences ({difference_sd:.3g}), and the chosen fit explains {explained:.0%} of "
+        "the density's variance: the residual is probably structure read as smooth noise, "
+        f"such as lines beyond the largest candidate ({int(np.max(candidates))}). Pass larger "
+        "n_components, or noise='white' if the noise is not smoothed over many points."
+    ]
 
 
 def choice_warnings(candidates, n_components, best_score, held_out):
