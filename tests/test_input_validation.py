@@ -260,3 +260,16 @@ def test_missing_values_and_masks_say_how_to_pass_points_without_a_value():
         result = fit_many(x, np.vstack([y, gap]), DensityGMM(1, random_state=0))
     assert result.failed.tolist() == [False, True]
     assert "per_density_grids=True" in result.messages[1]
+
+
+@pytest.mark.parametrize("unit", [1e-200, 1e200])
+def test_a_grid_whose_covariances_cannot_be_represented_is_refused(unit):
+    """A grid in units of 1e-200 (or 1e200): its variances under- (over-)flow float64, so
+    the reported covariances cannot hold them: a clear error, not numpy's LinAlgError; 1e150
+    still fits."""
+    x = np.linspace(0, 25, 75)
+    y = 0.8 * np.exp(-0.5 * (x - 15) ** 2) + 0.2 * np.exp(-0.5 * (x - 20) ** 2)
+    with pytest.raises(ValueError, match="Rescale the grid"):
+        DensityGMM(2, random_state=0).fit(x * unit, y)
+    model = DensityGMM(2, random_state=0).fit(x * 1e150, y)
+    np.testing.assert_allclose(model.means_.ravel() / 1e150, [15.0, 20.0], rtol=1e-6)
