@@ -26,6 +26,7 @@ from ._engine.fitting import (
     fit_densities,
     fit_measurement,
     fit_problem,
+    not_converged_message,
     place_parked_rows,
 )
 from ._engine.prediction import (
@@ -916,10 +917,7 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
             ]
         if not fits.converged[row]:
             texts.append(
-                f"ConvergenceWarning: DensityGMM did not converge in {estimator.n_init} run(s) "
-                f"(best loss {fits.loss[row]:.3g} after {fits.n_iter[row]} iterations). "
-                "Increase max_iter or n_init (not tol: a larger tol stops further from the "
-                "optimum), or check the number of components."
+                "ConvergenceWarning: " + not_converged_message(fits.loss[row], fits.n_iter[row])
             )
-        messages[row] = "\\n".join(texts)
+        messages[row] = "\n".join(texts)
     return messages

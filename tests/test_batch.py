@@ -515,3 +515,27 @@ def test_a_noise_array_as_long_as_the_stack_is_said_to_be_per_grid_point():
     search = DensityGMMCV(n_components=2, noise=np.full(30, 0.01), random_state=0)
     with pytest.warns(UserWarning, match="takes no noise per density"):
         fit_many(x, Y[:30], search)
+
+
+def test_a_row_that_did_not_converge_says_what_the_single_fit_says():
+    """fit_many's row message and DensityGMM.fit's warning of a fit stopped at max_iter are
+    the same text (they named n_init and the runs counted two ways)."""
+    x = np.linspace(0, 25, 75)
+    y = 0.8 * np.exp(-0.5 * (x - 15) ** 2) + 0.2 * np.exp(-0.5 * (x - 20) ** 2)
+    y = y + np.random.default_rng(0).normal(0, 0.01, x.size)
+    estimator = DensityGMM(2, max_iter=2, n_init=3, random_state=0)
+    with pytest.warns(ConvergenceWarning) as caught:
+        estimator.fit(x, y)
+    single = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(x, y[None], DensityGMM(2, max_iter=2, n_init=3, random_state=0))
+    assert f"ConvergenceWarning: {single[0]}" in result.messages[0].split("\n")
+    # a row with several warnings: one a line (they were joined by a backslash and an 'n')
+    x = np.linspace(0, 10, 200)
+    y = np.exp(-0.5 * ((x - 10) / 1.5) ** 2) + np.exp(-0.5 * ((x - 3) / 0.3) ** 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(x, y[None], DensityGMM(3, max_iter=3, random_state=0))
+    lines = result.messages[0].split("\n")
+    assert len(lines) >= 2 and all(line.split(": ")[0].endswith("Warning") for line in lines)

@@ -283,22 +283,16 @@ def fit_problem(problem, settings, random_state, *, start=None, warm=None):
             "Check the density for extreme values, or pass means_init."
         )
     if not best.converged:
-        n_runs = (
-            1
-            if given or settings.starts_are_all_alike(problem.layout.n_components)
-            else settings.n_init
-        )
-        _warn_not_converged(best, n_runs)
+        warn_at_caller(not_converged_message(best.loss, best.n_iter), ConvergenceWarning)
     return best
 
 
-def _warn_not_converged(best, n_runs):
-    warn_at_caller(
-        f"DensityGMM did not converge in {n_runs} run(s) (best loss "
-        f"{best.loss:.3g} after {best.n_iter} iterations). Increase max_iter "
-        "or n_init (not tol: a larger tol stops further from the optimum), or check the "
-        "number of components.",
-        ConvergenceWarning,
+def not_converged_message(loss, n_iter):
+    """The text of a fit that did not converge (a single fit's, and fit_many's rows')."""
+    return (
+        f"DensityGMM did not converge (best loss {loss:.3g} after {n_iter} iterations). "
+        "Increase max_iter or n_init (not tol: a larger tol stops further from the "
+        "optimum), or check the number of components."
     )
 
 
@@ -345,7 +339,7 @@ def fit_measurement(problem, settings, random_state, *, warm=None, warm_backgrou
         ]
     best = _place_parked_jointly(problem, settings, min(results, key=lambda result: result.loss))
     if not best.converged:
-        _warn_not_converged(best, 1)
+        warn_at_caller(not_converged_message(best.loss, best.n_iter), ConvergenceWarning)
     return best
 
 
