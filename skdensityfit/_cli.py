@@ -740,10 +740,20 @@ def main(argv=None):
         return 1
 
 
+# The library's advice in a warning, as the command line's options.
+_CLI_ADVICE = (
+    ("n_components", "--max-components N (or --n-components K)"),
+    ("background=", "--background constant, linear, quadratic, cubic or exponential"),
+    ("sample_weight", "--bins edges, the bins' left and right edges as two grid columns"),
+)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(
-        f"skdensityfit: {category.__name__}: {message}", file=sys.stderr if file is None else file
-    )
+    hints = [option for phrase, option in _CLI_ADVICE if phrase in str(message)]
+    text = f"skdensityfit: {category.__name__}: {message}"
+    if hints:
+        text += f" [on the command line: {'; '.join(hints)}]"
+    print(text, file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

@@ -697,3 +697,9 @@ def test_warnings_read_as_the_cli_s_own_lines(tmp_path, capsys):
     assert code == 0
     assert "skdensityfit: UserWarning: The fitted mixture at the edge of the grid" in err
     assert ".py:" not in err and "warn" not in err.split("UserWarning")[0]
+    # the library's advice (pass larger candidates, n_components=...) with the CLI's option
+    peaks = sum(norm.pdf(x, c, 0.3) for c in (2, 5, 8))
+    lines = write_table(tmp_path / "lines.csv", "x,y", [x, peaks])
+    code, _, err = run_main(capsys, "fit", lines, "--max-components", 2)
+    assert code == 0 and "the largest candidate" in err
+    assert "[on the command line: --max-components N" in err
