@@ -25,7 +25,7 @@ from .rows import curvatures_of, losses_of
 FLAT_CURVATURE = 1e-12
 
 
-# Cell sizes this close (relative) are read as one: a grid printed with 2-3 decimals.
+# Cell sizes this close (relative) are read as one: a uniform grid printed with a few decimals.
 EQUAL_CELLS = 0.01
 
 

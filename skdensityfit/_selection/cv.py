@@ -138,8 +138,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
     residual of the chosen fit that still holds a Gaussian bump white noise
     would not make (the search's larger fits did not find it: look at it),
     components of the chosen fit centred outside the grid or broader than a
-    quarter of it (a baseline: pass ``background``) and, for held-out points, a best score
-    below 0.5.
+    quarter of it (a baseline: pass ``background``), a residual read as smooth
+    noise that holds most of the density (lines beyond the candidates) and, for
+    held-out points, a best score below 0.5.
 
     Parameters
     ----------
@@ -829,9 +830,8 @@ def criterion_messages(candidates, choices, Y, models, shapes):
 
 
 # A correlated noise model this many times the noise of the density's point-to-point
-# differences, beside a chosen fit that explains less than half the density's variance:
-# lines beyond the candidates read as smooth noise (a reviewer's comb of 4-6 lines with 2-4
-# candidates: 38-45 times, K = 1; no bench_choose_k case or real 13CO spectrum has both).
+# differences, beside a chosen fit that explains less than half the density's variance, is
+# structure read as smooth noise (lines beyond the largest candidate, say).
 SMOOTH_NOISE_RATIO = 10.0
 
 
