@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, fit_context, warn_at_caller
-from .._data.noise import NOISE_KINDS, Grid, check_noise, initial_noises
+from .._data.noise import NOISE_KINDS, Grid, check_noise, initial_noises, white_noise_sd
 from .._data.validation import (
     check_density_values,
     check_grid_density,
@@ -45,7 +45,6 @@ from .search import (
     largest_residual_bumps,
     paths_for_criterion,
     run_searches,
-    structure_as_noise,
 )
 
 # A best held-out score below this explains little of the density: warned of.
@@ -830,18 +829,30 @@ def criterion_messages(candidates, choices, Y, models, shapes):
     return messages
 
 
+# A correlated noise model this many times the noise of the density's point-to-point
+# differences, beside a chosen fit that explains less than half the density's variance, is
+# structure read as smooth noise (lines beyond the largest candidate, say).
+SMOOTH_NOISE_RATIO = 10.0
+
+
 def structure_as_noise_messages(choice, y, model, candidates):
     """The warning of a choice under a correlated noise model that holds the density's
-    structure (:func:`~.search.structure_as_noise`), as a list of texts."""
-    found = structure_as_noise(choice.noise, choice.grid, y, model)
-    if found is None:
+    structure (see ``SMOOTH_NOISE_RATIO``), as a list of texts."""
+    if choice.noise.kind != "correlated":
         return []
-    ratio, explained = found
+    sd = float(np.median(choice.noise.sd))
+    difference_sd = float(white_noise_sd(choice.grid, y))
+    spread = float(np.sum((y - np.mean(y)) ** 2))
+    if not (difference_sd > 0 and spread > 0) or sd <= SMOOTH_NOISE_RATIO * difference_sd:
+        return []
+    explained = 1.0 - float(np.sum((y - model) ** 2)) / spread
+    if explained >= 0.5:
+        return []
     return [
-        f"The noise model read from the residual (correlated, sd "
-        f"{float(np.median(choice.noise.sd)):.3g}) is {ratio:.0f} times the noise of the "
-        f"density's point-to-point differences, and the chosen fit explains {explained:.0%} "
-        "of the density's variance: the residual is probably structure read as smooth noise, "
+        f"The noise model read from the residual (correlated, sd {sd:.3g}) is "
+        f"{sd / difference_sd:.0f} times the noise of the density's point-to-point "
+        f"differences ({difference_sd:.3g}), and the chosen fit explains {explained:.0%} of "
+        "the density's variance: the residual is probably structure read as smooth noise, "
         f"such as lines beyond the largest candidate ({int(np.max(candidates))}). Pass larger "
         "n_components, or noise='white' if the noise is not smoothed over many points."
     ]

@@ -25,7 +25,6 @@ from .._data.noise import (
     noise_variance,
     refined_noises,
     variance_profile,
-    white_noise_sd,
 )
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
@@ -77,10 +76,6 @@ PATH_SPLIT = True
 # most MAX_NOISE_ROUNDS times: the first best, under white noise, over-fits correlated
 # or heteroscedastic noise, and its residual understates the noise.
 MAX_NOISE_ROUNDS = 5
-# A correlated noise model this many times the noise of the density's point-to-point
-# differences, beside a best fit that explains less than half the density's variance, is
-# structure read as smooth noise (lines beyond the largest candidate, say): not kept.
-SMOOTH_NOISE_RATIO = 10.0
 BUMP_WIDTHS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 
 
@@ -719,9 +714,6 @@ def criterion_steps(
             score()
             if best_index() == best:
                 break
-        if structure_as_noise(noise_model, grid, y, models[int(candidates[best_index()])]):
-            noise_model = initial  # the differences' noise, under which the choice says more
-            score()
         if noise_model.kind == "heteroscedastic":  # found only under noise='auto'
             # a component the best fit misses (a shoulder on a narrow line) leaves a residual
             # where the signal is, read as variance growing with it: white noise instead when
@@ -803,22 +795,6 @@ def criterion_steps(
         nothing = noise_model.minus_two_log_likelihood(grid, y, alone[None])[0]
         nothing += penalty * n_background
     return CriterionChoice(best, values, noise_model, grid, best == exact, models, nothing)
-
-
-def structure_as_noise(noise_model, grid, y, model):
-    """``(ratio, explained)`` when the correlated ``noise_model`` is more than
-    ``SMOOTH_NOISE_RATIO`` times the noise of ``y``'s point-to-point differences and the
-    fit ``model`` explains less than half ``y``'s variance (structure read as smooth
-    noise), else None."""
-    if noise_model.kind != "correlated":
-        return None
-    sd = float(np.median(noise_model.sd))
-    difference_sd = float(white_noise_sd(grid, y))
-    spread = float(np.sum((y - np.mean(y)) ** 2))
-    if not (difference_sd > 0 and spread > 0) or sd <= SMOOTH_NOISE_RATIO * difference_sd:
-        return None
-    explained = 1.0 - float(np.sum((y - model) ** 2)) / spread
-    return (sd / difference_sd, explained) if explained < 0.5 else None
 
 
 def background_alone(background, y, observed):
