@@ -1193,6 +1193,22 @@ def test_lines_beyond_the_candidates_read_as_smooth_noise_are_warned_of():
         search = DensityGMMCV(6, random_state=0).fit(x, y)
     assert search.n_components_ == 4
     assert not any("smooth noise" in str(w.message) for w in caught)
+    # a weak line under noise smoothed over 4 channels: the same ratio, but its fit explains
+    # a third of the density: no warning
+    from scipy.ndimage import gaussian_filter1d
+
+    channels = np.arange(256.0)
+    rng = np.random.default_rng(1004)
+    noise = gaussian_filter1d(rng.normal(size=296), 4.0)[20:-20]
+    weak = noise / noise.std()
+    weak += rng.uniform(3, 8) * np.exp(
+        -0.5 * ((channels - rng.uniform(40, 216)) / rng.uniform(3, 8)) ** 2
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search = DensityGMMCV(random_state=0).fit(channels, weak)
+    assert search.n_components_ == 1 and search.noise_["kind"] == "correlated"
+    assert not any("smooth noise" in str(w.message) for w in caught)
 
 
 def test_flat_counts_on_a_background_leak_no_numpy_warning_and_say_what_may_be_wrong():

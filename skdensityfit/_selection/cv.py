@@ -830,9 +830,12 @@ def criterion_messages(candidates, choices, Y, models, shapes):
 
 
 # A correlated noise model this many times the noise of the density's point-to-point
-# differences, beside a chosen fit that explains less than half the density's variance, is
-# structure read as smooth noise (lines beyond the largest candidate, say).
+# differences, beside a chosen fit that explains less than SMOOTH_NOISE_EXPLAINED of the
+# density's variance, is structure read as smooth noise (lines beyond the largest
+# candidate, say). Weak lines under strongly smoothed noise have the ratio too, but their
+# fits explain more.
 SMOOTH_NOISE_RATIO = 10.0
+SMOOTH_NOISE_EXPLAINED = 0.1
 
 
 def structure_as_noise_messages(choice, y, model, candidates):
@@ -846,7 +849,7 @@ def structure_as_noise_messages(choice, y, model, candidates):
     if not (difference_sd > 0 and spread > 0) or sd <= SMOOTH_NOISE_RATIO * difference_sd:
         return []
     explained = 1.0 - float(np.sum((y - model) ** 2)) / spread
-    if explained >= 0.5:
+    if explained >= SMOOTH_NOISE_EXPLAINED:
         return []
     return [
         f"The noise model read from the residual (correlated, sd {sd:.3g}) is "
