@@ -742,14 +742,15 @@ def main(argv=None):
 
 # The library's advice in a warning, as the command line's options.
 _CLI_ADVICE = (
-    ("n_components", "--max-components N (or --n-components K)"),
+    ("the largest candidate", "--max-components N"),
+    ("pass larger n_components", "--max-components N"),
     ("background=", "--background constant, linear, quadratic, cubic or exponential"),
     ("sample_weight", "--bins edges, the bins' left and right edges as two grid columns"),
 )
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    hints = [option for phrase, option in _CLI_ADVICE if phrase in str(message)]
+    hints = list(dict.fromkeys(option for phrase, option in _CLI_ADVICE if phrase in str(message)))
     text = f"skdensityfit: {category.__name__}: {message}"
     if hints:
         text += f" [on the command line: {'; '.join(hints)}]"

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from joblib import Parallel, delayed
+from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
@@ -1785,3 +1786,48 @@ def test_a_lorentzian_line_fitted_by_a_stack_of_gaussians_is_warned_of():
     with pytest.warns(UserWarning, match="components sharing a centre"):
         result = fit_many(x, np.vstack([lorentzian, gaussian]), DensityGMMCV(random_state=0))
     assert ["share a centre" in m for m in result.messages] == [True, False]
+
+
+def test_values_in_physical_units_with_unequal_weights_are_not_read_as_counts():
+    """A spectrum in flux units (1e-17) on a log-lambda grid with the pixel widths as
+    sample_weight: y * sample_weight is 'within 1e-6 of an integer' (0) but holds no count;
+    it is read as white noise, as without the weights (K = 3). A fourteenth reviewer's case:
+    read as Poisson counts totalling 1e-14, K = 1."""
+    rng = np.random.default_rng(0)
+    lam = 4000.0 * 10 ** (1e-4 * np.arange(600))
+    u = np.linspace(0, 10, lam.size)
+    lines = sum(
+        a * np.exp(-0.5 * ((u - m) / 0.25) ** 2) for a, m in [(0.6, 2.5), (0.4, 5.0), (0.8, 7.5)]
+    )
+    flux = 1e-17 * (2.0 + 3.0 * lines + rng.normal(0, 0.1, lam.size))
+    search = DensityGMMCV(n_components=6, background="constant", random_state=0)
+    search.fit(lam, flux, sample_weight=np.gradient(lam))
+    assert search.noise_["kind"] == "white" and search.n_components_ == 3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_smoothed_noise_alone_is_not_warned_of_as_lines_beyond_the_candidates(seed):
+    """Noise alone smoothed over 2 channels: 'no component is significant', but not
+    'structure read as smooth noise' (a fourteenth reviewer: 13 of 15 such spectra)."""
+    rng = np.random.default_rng(seed)
+    z = gaussian_filter1d(rng.normal(size=800), 2.0)[100:-100]
+    x = np.arange(z.size, dtype=float)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DensityGMMCV(n_components=6, random_state=0).fit(x, z / z.std())
+    assert not any("smooth noise" in str(w.message) for w in caught)
+
+
+def test_integer_values_with_unit_weights_are_read_as_without_weights():
+    """Integer detector units (1,000 plus lines, read noise sd 10: far below Poisson's 32)
+    with sample_weight=np.ones: the same noise model and K as without it (equal weights say
+    nothing of bins; a fourteenth reviewer's case read them as Poisson counts and chose K = 1)."""
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 10, 400)
+    lines = np.exp(-0.5 * ((x - 3) / 0.3) ** 2) + 0.6 * np.exp(-0.5 * ((x - 6.5) / 0.4) ** 2)
+    y = np.round(1000 + 120 * lines + rng.normal(0, 10, x.size))
+    weighted = DensityGMMCV(n_components=5, background="constant", random_state=0)
+    weighted.fit(x, y, sample_weight=np.ones(x.size))
+    plain = DensityGMMCV(n_components=5, background="constant", random_state=0).fit(x, y)
+    assert weighted.noise_["kind"] == plain.noise_["kind"] != "poisson"
+    assert weighted.n_components_ == plain.n_components_ == 2

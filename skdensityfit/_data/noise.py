@@ -583,21 +583,43 @@ def _sd_floor(y):
 def _counts_unit(y, loss, sample_weight, grid):
     """What ``y`` is multiplied by to give counts, when it holds counts; else None.
 
-    With ``sample_weight`` (a histogram's bin widths, ``y`` counts or a density per unit
-    width), under either loss, ``y * sample_weight`` are the counts, or their quantum's
-    multiples (``density=True``: counts over the total)."""
+    With ``loss='poisson'`` the counts are ``y * sample_weight`` when those are integers.
+    Under the l2 loss with unequal positive ``sample_weight`` (a histogram's bin widths,
+    ``y`` counts or a density per unit width), likewise, or their quantum's multiples
+    (``density=True``: counts over the total), when they are plausible counts
+    (:func:`_plausible_counts`). Else values that are multiples of one quantum and
+    scatter as counts along the grid (:func:`counting_quantum`)."""
     if np.any(y < 0):
         return None
     unit = 1.0 if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    if loss == "poisson" or sample_weight is not None:
-        counts = y * unit
-        if np.all(np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)):
+    counts = y * unit
+    integers = np.all(
+        np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)
+    )
+    if loss == "poisson" and integers:
+        return unit
+    positive = np.ravel(unit)[np.ravel(unit) > 0]
+    if positive.size and np.ptp(positive) > 0:  # unequal bins
+        if integers and _plausible_counts(counts[y > 0]):
             return unit
-    if sample_weight is None:
-        quantum = counting_quantum(y, grid)
-        return None if quantum is None else 1.0 / quantum
-    quantum = counting_quantum(y * unit)  # on unequal bins: no scatter test along a grid
-    return None if quantum is None else unit / quantum
+        quantum = counting_quantum(counts)  # no scatter test along a grid of unequal bins
+        if quantum is not None and _plausible_counts(counts[y > 0] / quantum):
+            return unit / quantum
+    quantum = counting_quantum(y, grid)
+    return None if quantum is None else 1.0 / quantum
+
+
+# Counts this large pass any test of being integers (within QUANTUM_TOLERANCE of them).
+MAX_TESTED_COUNT = 0.5 / QUANTUM_TOLERANCE
+
+
+def _plausible_counts(positive):
+    """Whether the counts of the positive values tell anything: each at least one count,
+    and not all beyond ``MAX_TESTED_COUNT`` (values in physical units, 1e-17 or 1e7, pass
+    the integer test trivially)."""
+    return bool(
+        positive.size and np.min(np.rint(positive)) >= 1 and np.min(positive) < MAX_TESTED_COUNT
+    )
 
 
 def _poisson_unit_from_differences(grid, y):

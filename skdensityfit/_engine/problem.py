@@ -566,7 +566,24 @@ def build_problem(
     limits = width_limits(grid)
     if cells is not None:
         limits = (BINNED_WIDTH_FLOOR * limits[0], limits[1])
+    check_representable(limits[0] * standardisation.spread)
     return Problem(grid, data, standardisation, limits, _bounds(grid, data, limits))
+
+
+def check_representable(floor):
+    """Refuse a grid in units so small or large that the variance of a component at the
+    width floor ``floor`` (grid units, per axis) under- or overflows float64: its
+    covariances and precisions could not be reported."""
+    with np.errstate(over="ignore", under="ignore"):
+        squares = floor**2
+    if not np.all(np.isfinite(squares) & (squares >= np.finfo(float).tiny)):
+        raise ValueError(
+            f"The grid's units are too {'small' if np.any(squares < 1) else 'large'} for "
+            f"float64: the narrowest component it resolves (sd {np.min(floor):.3g}) has a "
+            "variance that under- or overflows, so covariances and precisions in these units "
+            "cannot be represented. Rescale the grid (e.g. X / X.std(axis=0)) and scale the "
+            "fitted means and covariances back."
+        )
 
 
 def _bounds(grid, data, limits):

@@ -36,10 +36,10 @@ def warn_if_cells_differ(X, sizes=None):
     sizes = quadrature_weights(X) if sizes is None else sizes
     if sizes.max() > sizes.min() * (1 + EQUAL_CELLS):
         warn_at_caller(
-            "The grid's cells differ in size (with bins, the bins), but y holds counts per cell "
-            "(integers), which depend on the cell's size as much as on the density, while "
-            "the fit weighted points by cell size. Pass y as a density (counts / cell size) "
-            "with the cell sizes as sample_weight, to fit and here alike."
+            "The grid's cells differ in size (with bins, the bins), and y holds integers: if "
+            "they are counts per cell, they depend on the cell's size as much as on the "
+            "density, while the fit weighted points by cell size. Then pass y as a density "
+            "(counts / cell size) with the cell sizes as sample_weight, to fit and here alike."
         )
 
 

@@ -138,15 +138,6 @@ def grid_standardisation(X, covariance_type):
             "the mixture's extent along them cannot be fitted. Drop those columns."
         )
     spread = np.where(spread > 0, spread, 1.0)
-    with np.errstate(over="ignore", under="ignore"):
-        representable = np.all(np.isfinite(spread**2) & (spread**2 >= np.finfo(float).tiny))
-    if not representable:
-        raise ValueError(
-            f"The grid's spread ({', '.join(f'{v:.3g}' for v in spread)}) squared is not a "
-            "float64 (it under- or overflows), so the covariances and precisions in its units "
-            "cannot be represented. Rescale the grid (e.g. X / spread) and scale the fitted "
-            "means and covariances back."
-        )
     if X.shape[1] > 1:
         correlation = np.corrcoef((X - center) / spread, rowvar=False)
         if np.linalg.eigvalsh(correlation)[0] < 1e-10:

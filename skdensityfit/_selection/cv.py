@@ -824,7 +824,8 @@ def criterion_messages(candidates, choices, Y, models, shapes):
         if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
             largest = n_components == np.max(candidates)
             texts.append(line_left_message(bump, n_components, largest))
-        texts += structure_as_noise_messages(choice, y, model, candidates)
+        if choice.nothing > choice.values[choice.index]:  # else noise alone may be all there is
+            texts += structure_as_noise_messages(choice, y, model, candidates)
         messages.append(texts)
     return messages
 
@@ -849,7 +850,7 @@ def structure_as_noise_messages(choice, y, model, candidates):
     if not (difference_sd > 0 and spread > 0) or sd <= SMOOTH_NOISE_RATIO * difference_sd:
         return []
     explained = 1.0 - float(np.sum((y - model) ** 2)) / spread
-    if explained >= SMOOTH_NOISE_EXPLAINED:
+    if not 0.0 <= explained < SMOOTH_NOISE_EXPLAINED:  # below 0: a background explains more
         return []
     return [
         f"The noise model read from the residual (correlated, sd {sd:.3g}) is "
