@@ -576,13 +576,17 @@ def check_representable(floor):
     covariances and precisions could not be reported."""
     with np.errstate(over="ignore", under="ignore"):
         squares = floor**2
-    if not np.all(np.isfinite(squares) & (squares >= np.finfo(float).tiny)):
+    large = ~np.isfinite(squares)
+    bad = large | (squares < np.finfo(float).tiny)
+    if bad.any():
+        axis = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"The grid's units are too {'small' if np.any(squares < 1) else 'large'} for "
-            f"float64: the narrowest component it resolves (sd {np.min(floor):.3g}) has a "
-            "variance that under- or overflows, so covariances and precisions in these units "
-            "cannot be represented. Rescale the grid (e.g. X / X.std(axis=0)) and scale the "
-            "fitted means and covariances back."
+            f"The grid's units along feature {axis} are too "
+            f"{'large' if large[axis] else 'small'} for float64: the narrowest component it "
+            f"resolves there (sd {floor[axis]:.3g}) has a variance that "
+            f"{'overflows' if large[axis] else 'underflows'}, so covariances and precisions "
+            "in these units cannot be represented. Rescale the grid (e.g. X / X.std(axis=0)) "
+            "and scale the fitted means and covariances back."
         )
 
 
