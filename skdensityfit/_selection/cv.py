@@ -819,12 +819,13 @@ def criterion_messages(candidates, choices, Y, models, shapes):
         n_components = int(candidates[choice.index])
         texts = choice_warnings(candidates, n_components, None, "none")
         texts += concentric_messages(*shape)
-        if choice.nothing <= choice.values[choice.index]:
+        nothing = choice.nothing <= choice.values[choice.index]
+        if nothing:
             texts.append(nothing_message(n_components, choice.noise.kind))
         if bump is not None and bump[0] > 2.0 * np.log(len(y)) + LINE_LEFT:
             largest = n_components == np.max(candidates)
             texts.append(line_left_message(bump, n_components, largest))
-        if choice.nothing > choice.values[choice.index]:  # else noise alone may be all there is
+        if not nothing:  # with no component significant, noise alone may be all there is
             texts += structure_as_noise_messages(choice, y, model, candidates)
         messages.append(texts)
     return messages
