@@ -2,8 +2,9 @@
 
 Run: python benchmarks/bench_compile.py          (about a minute on 2 cores)
 
-The kernel (``skdensityfit._engine.kernel``) is compiled by numba at its first call in a process
-and written to numba's cache (``cache=True``); a later process loads it from there. For
+The kernel (``skdensityfit._engine.kernel``) is compiled by numba at the first call on a machine,
+in two child processes at once (``skdensityfit._engine.compile``), which write numba's cache
+(``cache=True``); that process and every later one load it from there. For
 three first calls, the write-up's demo (``DensityGMM(2).fit``), a batch (``fit_many`` of
 200 noisy 1-D densities) and a choice of K (``DensityGMMCV().fit``), each in a fresh
 Python process, this prints the seconds from the start of the process to the end of the
@@ -61,7 +62,8 @@ CALLS = {
 
 # A package directory numba cannot write to (what it finds when it tries to write a
 # temporary file there). Only root runs here, which writes anywhere: the refusal is
-# simulated, numba's fallback to the user-wide cache is its own code.
+# simulated (a sitecustomize module, so that the processes that compile the kernel see
+# it too), numba's fallback to the user-wide cache is its own code.
 READ_ONLY = """
 import numba.core.caching as caching
 def _refuse(self):
@@ -70,10 +72,9 @@ caching.InTreeCacheLocator.ensure_cache_path = _refuse
 """
 
 
-def _script(call, repeat, read_only=False):
+def _script(call, repeat):
     body = textwrap.dedent(CALLS[call])
     lines = [
-        READ_ONLY if read_only else "",
         "import sys, time, warnings",
         # an editable install's import hook would take the package from the checkout
         "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]",
@@ -94,10 +95,10 @@ def _script(call, repeat, read_only=False):
     return "\n".join(lines)
 
 
-def _run(call, env, repeat=False, read_only=False):
+def _run(call, env, repeat=False):
     # ``(package file, import seconds, first call seconds, repeated call seconds)``
     output = subprocess.run(
-        [sys.executable, "-c", _script(call, repeat, read_only)],
+        [sys.executable, "-c", _script(call, repeat)],
         env=env,
         cwd=tempfile.gettempdir(),  # not the checkout, which "-c" would put first on sys.path
         capture_output=True,
@@ -130,10 +131,12 @@ def main():
     # a read-only installation: the cache goes to the user-wide directory
     with tempfile.TemporaryDirectory() as root:
         user_cache = Path(root) / "user-cache"
-        env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "XDG_CACHE_HOME": str(user_cache)}
+        Path(root, "sitecustomize.py").write_text(READ_ONLY)
+        path = os.pathsep.join([root, str(REPOSITORY)])
+        env = {**os.environ, "PYTHONPATH": path, "XDG_CACHE_HOME": str(user_cache)}
         env.pop("NUMBA_CACHE_DIR", None)
-        _, _, cold, _ = _run("demo", env, read_only=True)
-        _, _, warm, _ = _run("demo", env, read_only=True)
+        _, _, cold, _ = _run("demo", env)
+        _, _, warm, _ = _run("demo", env)
         written = sorted(user_cache.rglob("*.nbi"))
         print(
             f"read-only package (simulated): first call {cold:.2f} s, in a second process "

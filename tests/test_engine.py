@@ -43,6 +43,7 @@ LAYERS = [
     "_engine.kernel",
     "_engine.rows",
     "_engine.problem",
+    "_engine.compile",
     "_engine.starts",
     "_engine.fitting",
     "_engine.uncertainty",

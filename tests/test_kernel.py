@@ -14,6 +14,11 @@ linear background, at random parameters:
 - the model's Jacobian (for the leverages) equals autograd's.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -211,3 +216,47 @@ def test_the_kernels_exp_is_within_one_and_a_half_ulp_of_numpys():
     values = np.empty_like(special)
     _kernel_exp(special, values)
     np.testing.assert_array_equal(values, [np.nan, 0.0, np.inf, 0.0, 0.0, np.inf])
+
+
+# Fits Old Faithful's 2-D histogram (15 x 15 counts) and prints its parameters' bits.
+_FAITHFUL_FIT = """
+import sys
+import numpy as np
+from skdensityfit import DensityGMM
+data = np.loadtxt(sys.argv[1], delimiter=",", skiprows=1)
+counts, ex, ey = np.histogram2d(data[:, 0], data[:, 1], bins=15)
+centres = [0.5 * (e[1:] + e[:-1]) for e in (ex, ey)]
+grid = np.column_stack([g.ravel() for g in np.meshgrid(*centres, indexing="ij")])
+model = DensityGMM(n_components=2, loss="poisson", random_state=4).fit(grid, counts.ravel())
+fitted = [model.weights_, model.means_.ravel(), model.covariances_.ravel()]
+print(np.concatenate(fitted).tobytes().hex())
+"""
+
+
+@pytest.mark.slow
+def test_a_process_that_compiles_the_kernel_fits_as_one_that_loads_it(tmp_path):
+    """The first process on a machine (the kernel compiled) and a later one (loaded from
+    numba's cache) fit the same bits: under fast-math, code compiled in the process
+    differed in the last bits from the cache's."""
+    data = Path(__file__).parent / "data" / "faithful.csv"
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    command = [sys.executable, "-c", _FAITHFUL_FIT, str(data)]
+    runs = [
+        subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    assert any(tmp_path.rglob("*.nbi"))  # the first compiled the kernel into this cache
+    assert runs[0] == runs[1]
+
+
+def test_compile_part_names_its_parts():
+    from skdensityfit._engine.compile import compile_part
+
+    with pytest.raises(ValueError, match="'fit' and 'rest'"):
+        compile_part("fit", "everything")
+
+
+def test_children_that_fail_or_cannot_start_say_so():
+    assert _kernel._run_children([[sys.executable, "-c", "pass"]] * 2)
+    assert not _kernel._run_children([[sys.executable, "-c", "raise SystemExit(1)"]])
+    assert not _kernel._run_children([["/nonexistent/python", "-c", "pass"]])

@@ -34,7 +34,14 @@ that the per-row functions can later be compiled for a GPU unchanged.
 """
 
 import math
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -1165,6 +1172,20 @@ def derivatives_of(
     return loss, grad, H
 
 
+@njit(cache=True, nogil=True)
+def jacobian_rows(
+    first, last, thetas, density, X, lo, hi, basis, layout, chol_index, chol_log,
+    fixed_log_scale, out,
+):  # fmt: skip
+    """The model's Jacobian (:func:`jacobian`) of rows ``first .. last - 1`` of ``thetas``
+    into ``out`` ``(R, n, p)``; row ``r`` is of density ``density[r]``."""
+    for r in range(first, last):
+        jacobian(
+            thetas[r], X, lo, hi, basis, layout, chol_index, chol_log,
+            fixed_log_scale[density[r]], out[r],
+        )  # fmt: skip
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_scale, out):
     """``out[i] = d model_i / d theta`` ``(n, p)``: the model's Jacobian at every point
@@ -1413,3 +1434,127 @@ def component_shares(
             total += shares[r, k]
         for k in range(K):
             shares[r, k] = shares[r, k] / total if total > 0.0 else 0.0
+
+
+# --------------------------------------------------------------------------
+# what Python calls
+# --------------------------------------------------------------------------
+# Set in the child processes that compile the kernel (they compile in-process).
+COMPILING = "SKDENSITYFIT_COMPILING"
+# Compiles the entry points at their usual argument types in a child process (:mod:`.compile`).
+_COMPILE_PART = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from {__name__.rpartition(".")[0]}.compile import compile_part
+compile_part(*sys.argv[1:])
+"""
+# Compiles one function of this file at one signature in a child process.
+_COMPILE_ONE = """
+import importlib.util, pickle, sys
+spec = importlib.util.spec_from_file_location(sys.argv[1], sys.argv[2])
+module = importlib.util.module_from_spec(spec)
+sys.modules[sys.argv[1]] = module
+spec.loader.exec_module(module)
+getattr(module, sys.argv[3]).compile(pickle.loads(sys.stdin.buffer.read()))
+"""
+_CHILDREN = {"tried": False, "help": True}
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+def _run_children(commands, stdin=b""):
+    """Run ``commands`` as child processes, all at once; whether they all succeeded."""
+    environment = {**os.environ, COMPILING: "1"}
+    try:
+        children = [
+            subprocess.Popen(
+                command,
+                env=environment,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for command in commands
+        ]
+        for child in children:
+            child.communicate(stdin)
+    except (OSError, subprocess.SubprocessError):  # no child processes here
+        return False
+    return all(child.returncode == 0 for child in children)
+
+
+class _CacheCode:
+    """An entry point that runs the code numba's cache holds, in every process.
+
+    A process that compiles a function runs the code LLVM made for numba's JIT; one that
+    loads it from the cache runs the object code written there, and under fast-math the
+    two differ in the last bits (``benchmarks/results/cache_determinism.txt``), which can
+    change a chosen K. So the kernel is compiled in child processes and every process
+    loads it from the cache. The first function found missing has children compile
+    every entry point at its usual argument types (:mod:`.compile`: with two cores, two
+    processes at once); other argument types are compiled one at a time in a child. Only if the
+    children cannot write the cache is a function compiled here. Calls go to a
+    dispatcher that does not compile (no cost a call); new argument types take a lock.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, dispatcher):
+        self._dispatcher = dispatcher
+        self._jit = hasattr(dispatcher, "overloads")  # not under NUMBA_DISABLE_JIT
+        self._ready = not self._jit
+
+    def __call__(self, *args):
+        if self._ready:
+            try:
+                return self._dispatcher(*args)
+            except TypeError:  # no code for these argument types yet
+                if not self._jit:
+                    raise
+        self._load(args)
+        return self._dispatcher(*args)
+
+    def _load(self, args):
+        dispatcher = self._dispatcher
+        with self._lock:
+            signature = tuple(numba.typeof(arg) for arg in args)
+            if signature not in dispatcher.overloads:
+                dispatcher.disable_compile(False)
+                if not os.environ.get(COMPILING) and not self._in_cache(signature):
+                    self._compile_apart(signature)
+                dispatcher.compile(signature)  # loads it (compiles it if the children failed)
+            dispatcher.disable_compile()
+            self._ready = True
+
+    def _in_cache(self, signature):
+        # numba has no public call that loads from its cache without compiling on a miss
+        dispatcher = self._dispatcher
+        return dispatcher._cache.load_overload(signature, dispatcher.targetctx) is not None
+
+    def _compile_apart(self, signature):
+        if not _CHILDREN["tried"]:
+            _CHILDREN["tried"] = True
+            parts = [["fit"], ["rest"]] if _cores() > 1 else [["fit", "rest"]]
+            commands = [[sys.executable, "-c", _COMPILE_PART, *part] for part in parts]
+            _CHILDREN["help"] = _run_children(commands)
+            if self._in_cache(signature):
+                return
+        if _CHILDREN["help"]:
+            function = self._dispatcher.py_func
+            command = [sys.executable, "-c", _COMPILE_ONE, __name__, __file__, function.__name__]
+            _CHILDREN["help"] = _run_children([command], pickle.dumps(signature))
+
+
+fit_rows_code = _CacheCode(fit_rows)
+evaluate_rows_code = _CacheCode(evaluate_rows)
+derivatives_of_code = _CacheCode(derivatives_of)
+jacobian_rows_code = _CacheCode(jacobian_rows)
+greedy_peaks_code = _CacheCode(greedy_peaks)
+matched_filter_code = _CacheCode(matched_filter)
+matched_filter_uniform_code = _CacheCode(matched_filter_uniform)
+component_shares_code = _CacheCode(component_shares)

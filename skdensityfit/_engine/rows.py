@@ -25,6 +25,8 @@ from . import kernel as _kernel
 
 # A thread gets at least this many rows (a few rows cost less than handing them over).
 SERIAL_ROWS = 8
+# Values of the Jacobians the leverages hold at once (32 MB).
+LEVERAGE_VALUES = 4_000_000
 
 
 def _cores():
@@ -271,7 +273,7 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
     n_iter = np.empty(n_rows, dtype=np.int64)
     status = np.empty(n_rows, dtype=np.int64)
     _in_threads(
-        _kernel.fit_rows,
+        _kernel.fit_rows_code,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
@@ -299,7 +301,7 @@ def _evaluate(inputs, thetas, density, *, with_models=False, with_curvatures=Fal
     models = np.empty((n_rows if with_models else 0, inputs.X.shape[0]))
     curvatures = np.empty((n_rows if with_curvatures else 0, p, p))
     _in_threads(
-        _kernel.evaluate_rows,
+        _kernel.evaluate_rows_code,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
@@ -331,7 +333,7 @@ def curvatures_of(inputs, thetas, density=None):
 
 def derivatives_of(inputs, theta, density=0):
     """``(loss, gradient, Gauss-Newton matrix)`` of one parameter vector."""
-    return _kernel.derivatives_of(
+    return _kernel.derivatives_of_code(
         np.ascontiguousarray(theta, dtype=float),
         inputs.X,
         inputs.lo,
@@ -356,7 +358,7 @@ def component_shares_of(inputs, thetas, density=None, burdens=False):
     shares = np.empty((n_rows, int(inputs.layout[0])))
     burden = np.empty_like(shares)
     _in_threads(
-        _kernel.component_shares,
+        _kernel.component_shares_code,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
@@ -376,7 +378,7 @@ def greedy_peaks(inputs, widths, n_components, residuals=None):
     sds = np.empty((D, n_components))
     heights = np.empty((D, n_components))
     _in_threads(
-        _kernel.greedy_peaks,
+        _kernel.greedy_peaks_code,
         D,
         inputs.X,
         Y,
@@ -403,12 +405,12 @@ def matched_filter(inputs, residuals, centres, upper, q=None):
     spacing = uniform_spacing(inputs.X)
     if spacing is not None:
         _in_threads(
-            _kernel.matched_filter_uniform, len(centres), residuals, q, centres, upper,
+            _kernel.matched_filter_uniform_code, len(centres), residuals, q, centres, upper,
             spacing, gains, heights,
         )  # fmt: skip
         return gains, heights
     _in_threads(
-        _kernel.matched_filter,
+        _kernel.matched_filter_code,
         len(centres),
         inputs.X,
         residuals,
@@ -433,11 +435,16 @@ def uniform_spacing(X):
 
 
 def jacobian_of(inputs, theta, density=0):
-    """The model's Jacobian ``(n, p)`` at every point of density ``density``'s grid."""
-    theta = np.ascontiguousarray(theta, dtype=float)
-    out = np.empty((inputs.X.shape[0], theta.shape[0]))
-    _kernel.jacobian(
-        theta,
+    """The model's Jacobian at every point of the grid: ``(n, p)`` for one parameter
+    vector, ``(R, n, p)`` for rows ``theta`` ``(R, p)`` of densities ``density``."""
+    thetas = np.array(np.atleast_2d(theta), dtype=float, order="C")
+    n_rows = len(thetas)
+    out = np.empty((n_rows, inputs.X.shape[0], thetas.shape[1]))
+    _in_threads(
+        _kernel.jacobian_rows_code,
+        n_rows,
+        thetas,
+        _density_index(inputs, density, n_rows),
         inputs.X,
         inputs.lo,
         inputs.hi,
@@ -445,10 +452,10 @@ def jacobian_of(inputs, theta, density=0):
         inputs.layout,
         inputs.chol_index,
         inputs.chol_log,
-        float(inputs.fixed_log_scale[density]),
+        inputs.fixed_log_scale,
         out,
     )
-    return out
+    return out[0] if np.ndim(theta) == 1 else out
 
 
 def leverages_of(inputs, theta, density=0):
@@ -456,20 +463,19 @@ def leverages_of(inputs, theta, density=0):
     ``density``: the diagonal of the hat matrix ``W^1/2 J (J^T W J)^-1 J^T W^1/2`` (they
     sum to the parameters the data determine). A residual's variance is the noise's
     times ``1 - leverage``. ``theta`` ``(R, p)`` and ``density`` ``(R,)``: ``(R, n)``,
-    one singular value decomposition for all rows."""
+    a stacked singular value decomposition for a chunk of rows at a time."""
     thetas = np.atleast_2d(theta)
     densities = np.broadcast_to(density, len(thetas))
-    weighted = []
-    for theta_row, row in zip(thetas, densities, strict=True):
-        q = inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[row]
-        columns = np.sqrt(q)[:, None] * jacobian_of(inputs, theta_row, row)
-        scale = np.linalg.norm(columns, axis=0)
-        weighted.append(columns[:, scale > 0] / scale[scale > 0])
-    out = np.zeros((len(thetas), inputs.X.shape[0]))
-    for width in {w.shape[1] for w in weighted} - {0}:
-        rows = [r for r, w in enumerate(weighted) if w.shape[1] == width]
-        u, singular, _ = np.linalg.svd(np.stack([weighted[r] for r in rows]), full_matrices=False)
-        for j, r in enumerate(rows):
-            kept = singular[j] > singular[j, 0] * 1e-10  # directions the data do not determine
-            out[r] = np.sum(u[j][:, kept] ** 2, axis=1)
+    n, p = inputs.X.shape[0], thetas.shape[1]
+    out = np.empty((len(thetas), n))
+    chunk = max(1, LEVERAGE_VALUES // (n * p))  # bounds the memory the Jacobians take
+    for first in range(0, len(thetas), chunk):
+        rows = slice(first, first + chunk)
+        q = inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[densities[rows]]
+        columns = np.sqrt(q)[..., None] * jacobian_of(inputs, thetas[rows], densities[rows])
+        scale = np.linalg.norm(columns, axis=1, keepdims=True)
+        columns = np.divide(columns, scale, out=np.zeros_like(columns), where=scale > 0)
+        u, singular, _ = np.linalg.svd(columns, full_matrices=False)
+        kept = singular > singular[:, :1] * 1e-10  # directions the data do not determine
+        out[rows] = np.einsum("rnk,rk->rn", u**2, kept)
     return out[0] if np.ndim(theta) == 1 else out
