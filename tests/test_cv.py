@@ -1831,3 +1831,20 @@ def test_integer_values_with_unit_weights_are_read_as_without_weights():
     plain = DensityGMMCV(n_components=5, background="constant", random_state=0).fit(x, y)
     assert weighted.noise_["kind"] == plain.noise_["kind"] != "poisson"
     assert weighted.n_components_ == plain.n_components_ == 2
+
+
+@pytest.mark.parametrize("selection", ["auto", "best"])
+def test_criteria_of_an_l2_search_say_what_it_chose_by(selection):
+    """DensityGMMCV.bic under 'l2' said "Use DensityGMMCV to choose n_components": it now
+    says what this search chose by (the criterion under its noise model, or held-out
+    scores); DensityGMM's own message names the noise model DensityGMMCV measures."""
+    x = np.linspace(-5, 5, 120)
+    y = np.exp(-0.5 * (x - 1) ** 2) + 0.5 * np.exp(-0.5 * ((x + 2) / 0.5) ** 2)
+    y = y + np.random.default_rng(0).normal(0, 0.01, x.size)
+    search = DensityGMMCV(n_components=3, selection=selection, random_state=0).fit(x, y)
+    expected = "BIC under the noise model" if selection == "auto" else "held-out scores"
+    for criterion in (search.aic, search.bic):
+        with pytest.raises(ValueError, match=expected):
+            criterion(x, y)
+    with pytest.raises(ValueError, match="DensityGMMCV measures one"):
+        search.best_estimator_.bic(x, y)

@@ -1,5 +1,7 @@
 """Bad input gets a clear error; odd but valid input gets the right answer."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -273,3 +275,24 @@ def test_a_grid_whose_covariances_cannot_be_represented_is_refused(unit):
         DensityGMM(2, random_state=0).fit(x * unit, y)
     model = DensityGMM(2, random_state=0).fit(x * 1e150, y)
     np.testing.assert_allclose(model.means_.ravel() / 1e150, [15.0, 20.0], rtol=1e-6)
+
+
+def test_a_grid_whose_offset_cost_its_digits_is_warned_of():
+    """x = 1e6 + 1e-6 t: float64 holds the points only to 1.2e-10, 2% of their spacing (at
+    1e6 + 1e-9 t, ten distinct values are left of 200): a warning says so and what to do;
+    1e6 + 1e-4 t and everyday offsets (6563 + t, 1.4e9 + 1e6 t) fit without one."""
+    t = np.linspace(0, 1, 200)
+    y = np.exp(-0.5 * ((t - 0.6) / 0.1) ** 2) + 0.5 * np.exp(-0.5 * ((t - 0.3) / 0.05) ** 2)
+    for span in (1e-6, 1e-9):
+        with pytest.warns(UserWarning, match=r"lost|cost the grid its digits.*about an origin"):
+            DensityGMM(2, random_state=0).fit(1e6 + span * t, y)
+    for offset, span in ((1e6, 1e-4), (6563.0, 50.0), (1.4e9, 1e6)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = DensityGMM(2, random_state=0).fit(offset + span * t, y)
+        np.testing.assert_allclose(
+            np.sort(model.means_.ravel()),
+            offset + span * np.array([0.3, 0.6]),
+            rtol=0,
+            atol=1e-4 * span,
+        )

@@ -13,6 +13,7 @@ divided by the cell's volume) instead of its value at the point.
 """
 
 import itertools
+import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
 from math import comb
@@ -564,10 +565,15 @@ def build_problem(
         background=floor,
     )
     limits = width_limits(grid)
+    warn_if_digits_lost(X, 2.0 * limits[0] * standardisation.spread)
     if cells is not None:
         limits = (BINNED_WIDTH_FLOOR * limits[0], limits[1])
     check_representable(limits[0] * standardisation.spread)
     return Problem(grid, data, standardisation, limits, _bounds(grid, data, limits))
+
+
+# A grid whose points float64 holds to worse than this part of a step has lost digits.
+DIGITS_LOST = 1e-3
 
 
 def check_representable(floor):
@@ -587,6 +593,27 @@ def check_representable(floor):
             f"{'overflows' if large[axis] else 'underflows'}, so covariances and precisions "
             "in these units cannot be represented. Rescale the grid (e.g. X / X.std(axis=0)) "
             "and scale the fitted means and covariances back."
+        )
+
+
+def warn_if_digits_lost(X, step):
+    """Warn when float64 holds the grid's points only to more than ``DIGITS_LOST`` of a
+    ``step`` (the typical spacing, grid units, per axis): values far larger than their
+    spacing (an offset such as 1e6 + 1e-9 t) have lost the digits that tell points apart."""
+    magnitude = np.max(np.abs(X), axis=0)
+    error = np.spacing(magnitude) / step
+    lost = np.flatnonzero(error > DIGITS_LOST)
+    if lost.size:
+        axis = int(lost[0])
+        warnings.warn(
+            f"The grid's values along feature {axis} reach {magnitude[axis]:.3g} with points "
+            f"about {step[axis]:.3g} apart, so float64 holds their positions only to "
+            f"{np.spacing(magnitude[axis]):.3g}, {error[axis]:.1%} of the spacing (an offset "
+            "has cost the grid its digits), and the fit can be off by as much. Build the grid "
+            "about an origin (e.g. x - 1e6 before it is rounded to float64) and add the "
+            "origin to the fitted means.",
+            UserWarning,
+            stacklevel=2,
         )
 
 

@@ -229,8 +229,9 @@ class FitReportsMixin:
         if self.loss != "poisson":
             raise ValueError(
                 "aic and bic need a likelihood, which only loss='poisson' fitted to "
-                "histogram counts has; the 'l2' loss has none. Use DensityGMMCV to "
-                "choose n_components for other densities."
+                "histogram counts has; the 'l2' loss has none without a noise model. "
+                "DensityGMMCV measures one and chooses n_components by the BIC under it "
+                "(selection='auto')."
             )
         check_is_fitted(self)
         X, y = check_grid_density(self, X, y, reset=False)

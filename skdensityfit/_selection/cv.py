@@ -704,6 +704,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         aic : float
         """
         check_is_fitted(self)
+        _refuse_criteria_without_likelihood(self)
         return self.best_estimator_.aic(X, y, sample_weight)
 
     def bic(self, X, y, sample_weight=None):
@@ -719,7 +720,27 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         bic : float
         """
         check_is_fitted(self)
+        _refuse_criteria_without_likelihood(self)
         return self.best_estimator_.bic(X, y, sample_weight)
+
+
+def _refuse_criteria_without_likelihood(search):
+    """aic and bic of new data need a likelihood: under the 'l2' loss, say what the search
+    chose by instead."""
+    if search.loss == "poisson":
+        return
+    criterion = {"auto": "bic", "bic": "bic", "aic": "aic"}.get(search.selection)
+    chosen = (
+        f"by the {criterion.upper()} under the noise model it measured (noise_); "
+        "cv_results_['mean_test_score'] holds minus half of it for each candidate"
+        if criterion
+        else "by held-out scores (cv_results_)"
+    )
+    raise ValueError(
+        "aic and bic need a likelihood, which only loss='poisson' fitted to histogram counts "
+        f"has; the 'l2' loss has none without a noise model. This search chose n_components "
+        f"{chosen}."
+    )
 
 
 def seed_draws(rng):
