@@ -17,6 +17,7 @@ import math
 import threading
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,6 +34,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
 from ._data.validation import check_no_gaps, quadrature_weights
+from ._engine.kernel import available_cores
 from ._engine.prediction import background_values
 from ._engine.problem import background_size
 from ._engine.rows import kernel_threads
@@ -595,7 +597,11 @@ n_not_converged=0)
     try:
         tasks = [task(a, b) for a, b in bounds]
         run = _run_tasks(
-            tasks, n_jobs, threads=vectorized and not in_processes, n_threads=n_threads
+            tasks,
+            n_jobs,
+            threads=vectorized and not in_processes,
+            n_threads=n_threads,
+            chunk_threads=not isinstance(estimator, DensityGMMCV),
         )
         for start, chunk in run:
             _store_chunk(result, start, chunk)
@@ -833,21 +839,38 @@ def _seeds(random_state, n_densities):
 # ----------------------------------------------------------------------
 # running the chunks
 # ----------------------------------------------------------------------
-def _run_tasks(tasks, n_jobs, threads=False, n_threads=None):
+def _run_tasks(tasks, n_jobs, threads=False, n_threads=None, chunk_threads=False):
     """Run ``(function, args, kwargs)`` tasks; yields their results as they complete
     (each is ``(start, chunk arrays)``).
 
     Under joblib's Dask backend the tasks go to the cluster directly, so that a
     task lost with a worker (a worker process that dies mid-batch) is submitted
     again instead of losing the batch. Otherwise, with ``threads`` (the vectorised
-    path), in this process one after the other, the kernel's rows on ``n_threads``
-    threads (None: every core; no processes to start, no data to copy, no kernel to
-    load in each); else through joblib's active backend.
+    path), in this process, the kernel's rows on ``n_threads`` threads (None: every
+    core; no processes to start, no data to copy, no kernel to load in each): with
+    ``chunk_threads``, as many chunks at once as there are kernel threads, each on a
+    thread of its own, so that one chunk's Python (which holds the GIL) runs while
+    the others' kernel rows (which release it) keep the cores busy; the chunks share
+    the kernel's pool of threads. Else one after the other. Otherwise through
+    joblib's active backend.
     """
     client = _dask_client()
     if client is not None:
         yield from _run_on_dask(client, tasks)
     elif threads:
+        n_workers = min(len(tasks), available_cores() if n_threads is None else n_threads)
+        if chunk_threads and n_workers > 1:
+            pool = ThreadPoolExecutor(n_workers, "skdensityfit-chunk")
+            try:
+                futures = [
+                    pool.submit(_in_kernel_threads, n_threads, function, args, kwargs)
+                    for function, args, kwargs in tasks
+                ]
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:  # a chunk that raised, or a caller that stopped: no more chunks start
+                pool.shutdown(wait=True, cancel_futures=True)
+            return
         with kernel_threads(n_threads):
             for function, args, kwargs in tasks:
                 yield function(*args, **kwargs)
@@ -855,6 +878,13 @@ def _run_tasks(tasks, n_jobs, threads=False, n_threads=None):
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(function)(*args, **kwargs) for function, args, kwargs in tasks
         )
+
+
+def _in_kernel_threads(n_threads, function, args, kwargs):
+    """``function(*args, **kwargs)`` with the kernel's rows on ``n_threads`` threads (the
+    setting is per thread)."""
+    with kernel_threads(n_threads):
+        return function(*args, **kwargs)
 
 
 def _on_loky():
@@ -1042,7 +1072,7 @@ def _fit_rows_vectorized(estimator, X, densities, weights, seeds):
         fitted = fit_rows_of(
             estimator,
             X,
-            densities[rows],
+            densities if rows.size == n_rows else densities[rows],  # no copy of every row
             _weights_of(row_weights, rows),
             None if seeds is None else seeds[rows],
         )

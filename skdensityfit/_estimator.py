@@ -758,7 +758,8 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
             standardisation.spread,
             units[:, None],
         )
-    models = models_of(inputs, fits.theta) * units[:, None]
+    models = models_of(inputs, fits.theta)
+    models *= units[:, None]
     messages = _row_messages(estimator, problem, inputs, X, models, fits, parameters, coefficients)
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     loss *= inputs.loss_units()
@@ -774,7 +775,7 @@ def _rows_problem(estimator, X, Y, sample_weight):
     unit, its fixed log scale (or None) and the normalised quadrature weights (or None)."""
     first_weight = None if sample_weight is None else np.atleast_2d(sample_weight)[0]
     problem = problem_of(estimator, X, Y[0], first_weight)
-    units = np.max(np.abs(Y), axis=1)
+    units = np.maximum(np.max(Y, axis=1), -np.min(Y, axis=1))  # the largest |y|, no temporary
     units = np.where(units > 0, units, 1.0)
     log_units = np.log(units) + np.sum(np.log(problem.standardisation.spread))
     fixed = None if estimator.scale is None else np.log(estimator.scale) - log_units

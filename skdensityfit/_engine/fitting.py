@@ -653,7 +653,15 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
 def _inputs_with_components(problem, inputs, n_components):
     """``(problem, inputs)`` with another number of components, for the same densities."""
     other = problem.with_components(n_components)
-    return other, other.kernel.with_densities(inputs.Y, inputs.Q, inputs.fixed_log_scale)
+    # the densities' normalisers and constants do not depend on K: kept, not recomputed
+    return other, replace(
+        other.kernel,
+        Y=inputs.Y,
+        Q=inputs.Q,
+        fixed_log_scale=inputs.fixed_log_scale,
+        normaliser=inputs.normaliser,
+        constant=inputs.constant,
+    )
 
 
 def greedy_path_rows(problem, inputs, settings, density):
@@ -662,7 +670,7 @@ def greedy_path_rows(problem, inputs, settings, density):
     component where its residual asks for one (:func:`grown_rows`). ``(R, p)``."""
     n_components = problem.layout.n_components
     current, current_inputs = _inputs_with_components(problem, inputs, 1)
-    thetas = peak_starts(current, current_inputs)[density]
+    thetas = peak_starts(current, _rows_of(current_inputs, density))
     short = settings.short()
     for k in range(1, n_components):
         fitted = minimize_rows(
@@ -678,6 +686,18 @@ def greedy_path_rows(problem, inputs, settings, density):
         if k + 1 < n_components:
             current, current_inputs = _inputs_with_components(problem, inputs, k + 1)
     return thetas
+
+
+def _rows_of(inputs, rows):
+    """``inputs`` holding only the densities ``rows`` (in that order)."""
+    return replace(
+        inputs,
+        Y=inputs.Y[rows],
+        Q=inputs.Q if len(inputs.Q) == 1 else inputs.Q[rows],
+        fixed_log_scale=inputs.fixed_log_scale[rows],
+        normaliser=inputs.normaliser[rows],
+        constant=inputs.constant[rows],
+    )
 
 
 def _keep_lower(best, other, rows):

@@ -758,17 +758,20 @@ def _l2_block(
         for i in range(size):
             model[start + i] = f_row[i]
     if derivatives:
+        cm_row = block[p + 4]  # free too: c_row times the row m, once for its sums
         for m in range(p):
             m_row = block[m]
             s = 0.0
             for i in range(size):
                 s += g_row[i] * m_row[i]
             grad[m] += s
+            for i in range(size):
+                cm_row[i] = c_row[i] * m_row[i]
             for c in range(m + 1):
                 other = block[c]
                 s = 0.0
                 for i in range(size):
-                    s += c_row[i] * m_row[i] * other[i]
+                    s += cm_row[i] * other[i]
                 H[m, c] += s
     return total
 
@@ -1460,7 +1463,8 @@ getattr(module, sys.argv[3]).compile(pickle.loads(sys.stdin.buffer.read()))
 _CHILDREN = {"tried": False, "help": True}
 
 
-def _cores():
+def available_cores():
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
@@ -1539,7 +1543,7 @@ class _CacheCode:
     def _compile_apart(self, signature):
         if not _CHILDREN["tried"]:
             _CHILDREN["tried"] = True
-            parts = [["fit"], ["rest"]] if _cores() > 1 else [["fit", "rest"]]
+            parts = [["fit"], ["rest"]] if available_cores() > 1 else [["fit", "rest"]]
             commands = [[sys.executable, "-c", _COMPILE_PART, *part] for part in parts]
             _CHILDREN["help"] = _run_children(commands)
             if self._in_cache(signature):

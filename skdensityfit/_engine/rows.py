@@ -11,7 +11,6 @@ density and a start), :func:`losses_of` and :func:`models_of` evaluate them.
 """
 
 import itertools
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,20 +28,13 @@ SERIAL_ROWS = 8
 LEVERAGE_VALUES = 4_000_000
 
 
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on every platform
-        return os.cpu_count() or 1
-
-
 _THREADS = threading.local()
 _POOL = {}
 _POOL_LOCK = threading.Lock()
 
 
 def _n_threads():
-    return getattr(_THREADS, "n", None) or _cores()
+    return getattr(_THREADS, "n", None) or _kernel.available_cores()
 
 
 @contextmanager
@@ -169,6 +161,8 @@ class KernelInputs:
         poisson): a loss times this is relative to ``sum q y^2``, as ``loss_`` is reported."""
         if self.poisson:
             return np.ones(len(self.Y))
+        if self.basis.shape[1] == 0:  # the normaliser is that sum (at least tiny): no pass
+            return self.normaliser / np.maximum(self.normaliser, 1e-300)
         return self.normaliser / np.maximum(np.sum(self.Q * self.Y**2, axis=1), 1e-300)
 
     def with_densities(self, Y, Q=None, fixed_log_scale=None):
