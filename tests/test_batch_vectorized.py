@@ -110,7 +110,8 @@ def test_vectorized_result_does_not_depend_on_n_jobs():
     estimator = DensityGMM(2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        serial = fit_many(grid, Y, estimator, chunk_size=5)
+        serial = fit_many(grid, Y, estimator, chunk_size=5, n_jobs=1)
+        # three chunks on two threads at once, sharing the kernel's two threads
         parallel = fit_many(grid, Y, estimator, chunk_size=5, n_jobs=2)
         rechunked = fit_many(grid, Y, estimator, chunk_size=3)
     for name in ("weights", "means", "covariances", "scale", "loss", "failed", "fallback"):

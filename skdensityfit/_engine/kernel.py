@@ -60,7 +60,7 @@ TINY = 2.2250738585072014e-308
 FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 # Points a block of the l2 sums over points (their Jacobian held in a (p + 3 + 2 d, BLOCK) array).
-BLOCK = 64
+BLOCK = 256
 
 # layout slots
 _K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED, _EXPONENTIAL = range(8)

@@ -487,6 +487,8 @@ def holds_no_line(means, covariances, low, high):
     broad = np.any((sds > BROAD * extent) & (extent > 0), axis=-1)
     if means.shape[-2] == 1:
         return outside, np.zeros_like(broad)
+    if not broad.any():  # nothing to test (the usual case)
+        return outside, broad
     return outside, broad & ~shared_centres(means, covariances).any(axis=-1)
 
 
