@@ -195,3 +195,24 @@ def test_fit_many_standard_errors_of_a_choice_of_k_and_failed_rows():
     )
     with pytest.raises(ValueError, match="rows"):
         result.standard_errors(x, Y[:2])
+
+
+def test_equal_bins_with_a_gap_warn_and_the_advice_mends_it():
+    """Equal bins with five left out: the points beside the gap get larger cells, so raw
+    counts warn; sample_weight=np.ones(n), as the warning says, reads each as one bin's and
+    is silent, and recovers the mixture."""
+    rng = np.random.default_rng(0)
+    samples = np.r_[rng.normal(0, 1, 3000), rng.normal(4, 0.7, 2000)]
+    counts, edges = np.histogram(samples, bins=np.linspace(-4, 7, 56))
+    keep = np.ones(counts.size, dtype=bool)
+    keep[20:25] = False
+    x, y = 0.5 * (edges[1:] + edges[:-1])[keep], counts[keep].astype(float)
+    with pytest.warns(UserWarning, match=r"left out \(a gap\).*sample_weight=np.ones"):
+        DensityGMM(2, loss="poisson", random_state=0).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = DensityGMM(2, loss="poisson", random_state=0).fit(
+            x, y, sample_weight=np.ones(y.size)
+        )
+        model.bic(x, y, sample_weight=np.ones(y.size))
+    np.testing.assert_allclose(np.sort(model.means_.ravel()), [0.0, 4.0], atol=0.1)

@@ -39,7 +39,9 @@ def warn_if_cells_differ(X, sizes=None):
             "The grid's cells differ in size (with bins, the bins), and y holds integers: if "
             "they are counts per cell, they depend on the cell's size as much as on the "
             "density, while the fit weighted points by cell size. Then pass y as a density "
-            "(counts / cell size) with the cell sizes as sample_weight, to fit and here alike."
+            "(counts / cell size) with the cell sizes as sample_weight, to fit and here alike. "
+            "Equal bins with some left out (a gap) give the points beside the gap larger "
+            "cells: pass sample_weight=np.ones(len(y)) there."
         )
 
 
