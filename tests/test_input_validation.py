@@ -278,15 +278,20 @@ def test_a_grid_whose_covariances_cannot_be_represented_is_refused(unit):
 
 
 def test_a_grid_whose_offset_cost_its_digits_is_warned_of():
-    """x = 1e6 + 1e-6 t: float64 holds the points only to 1.2e-10, 2% of their spacing (at
-    1e6 + 1e-9 t, ten distinct values are left of 200): a warning says so and what to do;
-    1e6 + 1e-4 t and everyday offsets (6563 + t, 1.4e9 + 1e6 t) fit without one."""
+    """x = 1e6 + 1e-6 t: float64 rounds the points by up to 5.8e-11, 1.2% of their spacing
+    (at 1e6 + 1e-9 t ten distinct values are left of 200; at 1e6 + 1e-12 t one, which is
+    refused): a warning says so and what to do. 1e6 + 1e-4 t, everyday offsets (6563 + t,
+    1.4e9 + 1e6 t, Unix times 1 ms apart) and a 2-D grid whose second axis is three Unix times
+    (an independent review: the first version read the axes' spacing as one and warned) fit
+    without one."""
     t = np.linspace(0, 1, 200)
     y = np.exp(-0.5 * ((t - 0.6) / 0.1) ** 2) + 0.5 * np.exp(-0.5 * ((t - 0.3) / 0.05) ** 2)
     for span in (1e-6, 1e-9):
-        with pytest.warns(UserWarning, match=r"lost|cost the grid its digits.*about an origin"):
+        with pytest.warns(UserWarning, match=r"1.2%|50.0%.*cost the grid its digits.*an origin"):
             DensityGMM(2, random_state=0).fit(1e6 + span * t, y)
-    for offset, span in ((1e6, 1e-4), (6563.0, 50.0), (1.4e9, 1e6)):
+    with pytest.raises(ValueError, match=r"all lie at one value.*lost the differences"):
+        DensityGMM(2, random_state=0).fit(1e6 + 1e-12 * t, y)
+    for offset, span in ((1e6, 1e-4), (6563.0, 50.0), (1.4e9, 1e6), (1.7e9, 0.2)):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             model = DensityGMM(2, random_state=0).fit(offset + span * t, y)
@@ -296,3 +301,10 @@ def test_a_grid_whose_offset_cost_its_digits_is_warned_of():
             rtol=0,
             atol=1e-4 * span,
         )
+    wavelengths, times = np.linspace(500, 800, 300), 1.7e9 + 1e-3 * np.arange(3)
+    grid = np.column_stack([g.ravel() for g in np.meshgrid(wavelengths, times, indexing="ij")])
+    values = np.exp(-0.5 * ((grid[:, 0] - 650) / 20) ** 2) * (1 + 0.1 * (grid[:, 1] > 1.7e9))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DensityGMM(1, covariance_type="diag", random_state=0).fit(grid, values)
+    assert not [w for w in caught if "digits" in str(w.message)]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import autograd
 import autograd.numpy as anp
+import numba
 import numpy as np
 import pytest
 from numba import njit
@@ -260,3 +261,57 @@ def test_children_that_fail_or_cannot_start_say_so():
     assert _kernel._run_children([[sys.executable, "-c", "pass"]] * 2)
     assert not _kernel._run_children([[sys.executable, "-c", "raise SystemExit(1)"]])
     assert not _kernel._run_children([["/nonexistent/python", "-c", "pass"]])
+
+
+def test_without_a_python_to_start_no_child_is_tried(monkeypatch):
+    """An embedded interpreter's sys.executable may be None: the children are not tried
+    (it crashed every fit), and the kernel is compiled in the process."""
+    monkeypatch.setattr(sys, "executable", None)
+    monkeypatch.setitem(_kernel._CHILDREN, "tried", False)
+    monkeypatch.setitem(_kernel._CHILDREN, "help", True)
+    code = _kernel._CacheCode(_kernel.greedy_peaks)
+    assert not code._compile_apart((numba.types.int64,))  # no such code in the cache
+    assert _kernel._CHILDREN == {"tried": True, "help": False}
+
+
+# Fits with a Python that hangs as the children's interpreter, the children given 2 s.
+_HANGING_CHILDREN = """
+import sys, warnings
+import numpy as np
+from skdensityfit._engine import kernel
+from skdensityfit import DensityGMM
+kernel.CHILD_SECONDS = 2.0
+sys.executable = sys.argv[1]
+x = np.linspace(-5, 5, 200)
+y = np.exp(-0.5 * (x - 1) ** 2) + 0.5 * np.exp(-0.5 * ((x + 2) / 0.5) ** 2)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model = DensityGMM(2, random_state=0).fit(x, y)
+print(np.sort(np.round(model.means_.ravel(), 6)).tolist())
+print([str(w.message) for w in caught if w.category is RuntimeWarning])
+"""
+
+
+@pytest.mark.slow
+def test_children_that_hang_are_stopped_and_the_process_compiles_with_a_warning(tmp_path):
+    """A child interpreter that never finishes (an independent review: the first fit took
+    259 s, a child a function after the pair, with no timeout) is stopped after
+    CHILD_SECONDS, with what it started; the process compiles the kernel itself and says
+    its bits may differ."""
+    hanging = tmp_path / "python"  # its own child, whose number it writes, sleeps
+    hanging.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {tmp_path / 'sleeping'}\nwait\n")
+    hanging.chmod(0o755)
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", _HANGING_CHILDREN, str(hanging)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    means, warned = done.stdout.strip().splitlines()
+    assert means == "[-2.0, 1.0]"
+    assert "compiles its kernel in this process" in warned
+    with pytest.raises(ProcessLookupError):  # the children's own children were stopped too
+        os.kill(int((tmp_path / "sleeping").read_text()), 0)

@@ -36,9 +36,12 @@ that the per-row functions can later be compiled for a GPU unchanged.
 import math
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
+import time
+import warnings
 from pathlib import Path
 
 import numba
@@ -1461,6 +1464,13 @@ spec.loader.exec_module(module)
 getattr(module, sys.argv[3]).compile(pickle.loads(sys.stdin.buffer.read()))
 """
 _CHILDREN = {"tried": False, "help": True}
+# How long the children may take to compile (the whole kernel takes about 20 s).
+CHILD_SECONDS = 600.0
+IN_PROCESS = (
+    "skdensityfit compiles its kernel in this process: child processes could not compile "
+    "it into numba's cache (none can be started here, or they failed). Fits are right, but "
+    "may differ in the last bits from those of a later process, which loads the cache."
+)
 
 
 def available_cores():
@@ -1472,24 +1482,42 @@ def available_cores():
 
 
 def _run_children(commands, stdin=b""):
-    """Run ``commands`` as child processes, all at once; whether they all succeeded."""
+    """Run ``commands`` as child processes, all at once, for at most ``CHILD_SECONDS``;
+    whether they all succeeded. Each child leads a process group of its own, stopped
+    whole if it overruns or this process is interrupted."""
     environment = {**os.environ, COMPILING: "1"}
+    children = []
     try:
-        children = [
-            subprocess.Popen(
-                command,
-                env=environment,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        for command in commands:
+            children.append(
+                subprocess.Popen(
+                    command,
+                    env=environment,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             )
-            for command in commands
-        ]
+        deadline = time.monotonic() + CHILD_SECONDS
         for child in children:
-            child.communicate(stdin)
-    except (OSError, subprocess.SubprocessError):  # no child processes here
+            child.communicate(stdin, timeout=max(deadline - time.monotonic(), 0.0))
+    except BaseException as error:  # no child processes here (no Python, none allowed), too slow
+        for child in children:
+            _stop(child)
+        if not isinstance(error, Exception):  # an interrupt: stopped, and passed on
+            raise
         return False
     return all(child.returncode == 0 for child in children)
+
+
+def _stop(child):
+    """Kill ``child`` and whatever it started."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (AttributeError, OSError):  # not on every platform, or already gone
+        child.kill()
+    child.wait()
 
 
 class _CacheCode:
@@ -1501,9 +1529,10 @@ class _CacheCode:
     change a chosen K. So the kernel is compiled in child processes and every process
     loads it from the cache. The first function found missing has children compile
     every entry point at its usual argument types (:mod:`.compile`: with two cores, two
-    processes at once); other argument types are compiled one at a time in a child. Only if the
-    children cannot write the cache is a function compiled here. Calls go to a
-    dispatcher that does not compile (no cost a call); new argument types take a lock.
+    processes at once); other argument types are compiled one at a time in a child. If
+    the children cannot run or do not fill the cache, the kernel is compiled here, with
+    a warning. Calls go to a dispatcher that does not compile (no cost a call); new
+    argument types take a lock.
     """
 
     _lock = threading.Lock()
@@ -1530,7 +1559,8 @@ class _CacheCode:
             if signature not in dispatcher.overloads:
                 dispatcher.disable_compile(False)
                 if not os.environ.get(COMPILING) and not self._in_cache(signature):
-                    self._compile_apart(signature)
+                    if not self._compile_apart(signature):
+                        warnings.warn(IN_PROCESS, RuntimeWarning, stacklevel=4)
                 dispatcher.compile(signature)  # loads it (compiles it if the children failed)
             dispatcher.disable_compile()
             self._ready = True
@@ -1541,17 +1571,27 @@ class _CacheCode:
         return dispatcher._cache.load_overload(signature, dispatcher.targetctx) is not None
 
     def _compile_apart(self, signature):
+        """Have children compile the function at ``signature`` into the cache; whether
+        it is there now."""
         if not _CHILDREN["tried"]:
             _CHILDREN["tried"] = True
-            parts = [["fit"], ["rest"]] if available_cores() > 1 else [["fit", "rest"]]
-            commands = [[sys.executable, "-c", _COMPILE_PART, *part] for part in parts]
-            _CHILDREN["help"] = _run_children(commands)
+            if sys.executable:
+                parts = [["fit"], ["rest"]] if available_cores() > 1 else [["fit", "rest"]]
+                commands = [[sys.executable, "-c", _COMPILE_PART, *part] for part in parts]
+                _CHILDREN["help"] = _run_children(commands)
+            else:  # an embedded interpreter: no Python to start
+                _CHILDREN["help"] = False
             if self._in_cache(signature):
-                return
-        if _CHILDREN["help"]:
-            function = self._dispatcher.py_func
-            command = [sys.executable, "-c", _COMPILE_ONE, __name__, __file__, function.__name__]
-            _CHILDREN["help"] = _run_children([command], pickle.dumps(signature))
+                return True
+        if not _CHILDREN["help"]:
+            return False
+        function = self._dispatcher.py_func
+        command = [sys.executable, "-c", _COMPILE_ONE, __name__, __file__, function.__name__]
+        # children that run but leave the cache empty do not help: no more are started
+        _CHILDREN["help"] = _run_children([command], pickle.dumps(signature)) and (
+            self._in_cache(signature)
+        )
+        return _CHILDREN["help"]
 
 
 fit_rows_code = _CacheCode(fit_rows)

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy.special import xlogy
 
-from .._data.validation import check_sample_weight, quadrature_weights
+from .._data.validation import check_sample_weight, quadrature_weights, unique_values
 from .._model.cells import cells_from_edges, infer_cells
 from .._model.covariance import MATRIX_TYPES, own_covariances, quadratic_features, triu_indices
 from .._model.parameters import ParameterLayout, Standardisation, unpack
@@ -565,15 +565,15 @@ def build_problem(
         background=floor,
     )
     limits = width_limits(grid)
-    warn_if_digits_lost(X, 2.0 * limits[0] * standardisation.spread)
+    warn_if_digits_lost(X)
     if cells is not None:
         limits = (BINNED_WIDTH_FLOOR * limits[0], limits[1])
     check_representable(limits[0] * standardisation.spread)
     return Problem(grid, data, standardisation, limits, _bounds(grid, data, limits))
 
 
-# A grid whose points float64 holds to worse than this part of a step has lost digits.
-DIGITS_LOST = 1e-3
+# A grid whose points float64 rounds by more than this part of their spacing has lost digits.
+DIGITS_LOST = 0.01
 
 
 def check_representable(floor):
@@ -596,25 +596,30 @@ def check_representable(floor):
         )
 
 
-def warn_if_digits_lost(X, step):
-    """Warn when float64 holds the grid's points only to more than ``DIGITS_LOST`` of a
-    ``step`` (the typical spacing, grid units, per axis): values far larger than their
-    spacing (an offset such as 1e6 + 1e-9 t) have lost the digits that tell points apart."""
+def warn_if_digits_lost(X):
+    """Warn when float64 rounds the grid's points by more than ``DIGITS_LOST`` of the
+    spacing along some axis (the median gap between its distinct values): values far
+    larger than their spacing (an offset such as 1e6 + 1e-7 t) have lost the digits that
+    tell points apart."""
     magnitude = np.max(np.abs(X), axis=0)
-    error = np.spacing(magnitude) / step
-    lost = np.flatnonzero(error > DIGITS_LOST)
-    if lost.size:
-        axis = int(lost[0])
-        warnings.warn(
-            f"The grid's values along feature {axis} reach {magnitude[axis]:.3g} with points "
-            f"about {step[axis]:.3g} apart, so float64 holds their positions only to "
-            f"{np.spacing(magnitude[axis]):.3g}, {error[axis]:.1%} of the spacing (an offset "
-            "has cost the grid its digits), and the fit can be off by as much. Build the grid "
-            "about an origin (e.g. x - 1e6 before it is rounded to float64) and add the "
-            "origin to the fitted means.",
-            UserWarning,
-            stacklevel=2,
-        )
+    rounding = 0.5 * np.spacing(magnitude)
+    # cheap first: the mean gap bounds what the median gap can be on any sensible grid
+    mean_gap = np.ptp(X, axis=0) / max(len(X) - 1, 1)
+    for axis in np.flatnonzero(rounding > 1e-6 * DIGITS_LOST * mean_gap):
+        gaps = np.diff(unique_values(X[:, axis]))
+        step = float(np.median(gaps)) if gaps.size else 0.0
+        if step > 0 and rounding[axis] > DIGITS_LOST * step:
+            warnings.warn(
+                f"The grid's values along feature {axis} reach {magnitude[axis]:.3g} with "
+                f"points about {step:.3g} apart, so float64 rounds their positions by up to "
+                f"{rounding[axis]:.3g}, {rounding[axis] / step:.1%} of the spacing (an offset "
+                "has cost the grid its digits), and the fit can be off by as much. Build the "
+                "grid about an origin (e.g. x - 1e6 before it is rounded to float64) and add "
+                "the origin to the fitted means.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
 
 
 def _bounds(grid, data, limits):

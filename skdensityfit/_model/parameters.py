@@ -132,6 +132,13 @@ def grid_standardisation(X, covariance_type):
     reach = np.max(np.abs(X - center), axis=0)
     reach = np.where(reach > 0, reach, 1.0)
     spread = ((X - center) / reach).std(axis=0) * reach
+    if X.shape[1] == 1 and spread[0] == 0:
+        raise ValueError(
+            f"The grid's points all lie at one value ({center[0]:.17g}): a density needs at "
+            "least two distinct points. If the grid was offset by a large value, float64 has "
+            "lost the differences between its points: build it about an origin (e.g. "
+            "x - 1e6 before it is rounded to float64)."
+        )
     if X.shape[1] > 1 and np.any(spread == 0):
         raise ValueError(
             f"Grid feature(s) {np.flatnonzero(spread == 0).tolist()} are constant, so "
