@@ -14,6 +14,7 @@ linear background, at random parameters:
 - the model's Jacobian (for the leverages) equals autograd's.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -315,3 +316,23 @@ def test_children_that_hang_are_stopped_and_the_process_compiles_with_a_warning(
     assert "compiles its kernel in this process" in warned
     with pytest.raises(ProcessLookupError):  # the children's own children were stopped too
         os.kill(int((tmp_path / "sleeping").read_text()), 0)
+
+
+# The write-up's kind of fit, its means printed.
+_SMALL_FIT = """
+import numpy as np
+from skdensityfit import DensityGMM
+x = np.linspace(-5, 5, 60)
+y = np.exp(-0.5 * (x - 1) ** 2) + 0.5 * np.exp(-0.5 * ((x + 2) / 0.5) ** 2)
+print(np.sort(DensityGMM(2, random_state=0).fit(x, y).means_.ravel()).tolist())
+"""
+
+
+def test_the_kernel_runs_as_python_under_numba_disable_jit():
+    """NUMBA_DISABLE_JIT=1 (numba's switch for debugging) ran into the kernel's exp
+    intrinsic, which has no Python form (an independent review): the kernel now runs as
+    Python there, and fits as compiled."""
+    environment = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    command = [sys.executable, "-c", _SMALL_FIT]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+    np.testing.assert_allclose(json.loads(done.stdout), [-2.0, 1.0], atol=1e-8)

@@ -108,6 +108,12 @@ def _bits_as_float(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+if numba.config.DISABLE_JIT:  # the kernel runs as Python (for debugging): no intrinsics
+
+    def _bits_as_float(bits):
+        return float(np.int64(bits).view(np.float64))
+
+
 @njit(cache=True, fastmath={"contract"})
 def _exp(x):
     """``exp(x)`` within 1.5 ulp (``tests/test_kernel.py``), in arithmetic the compiler
