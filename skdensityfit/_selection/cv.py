@@ -856,9 +856,11 @@ def criterion_messages(candidates, choices, Y, models, shapes):
 # differences, beside a chosen fit that explains less than SMOOTH_NOISE_EXPLAINED of the
 # density's variance, is structure read as smooth noise (lines beyond the largest
 # candidate, say). Weak lines under strongly smoothed noise have the ratio too, but their
-# fits explain more.
+# fits explain more. When the candidates stop at most one above the choice, less than
+# SMOOTH_NOISE_EXPLAINED_AT_TOP will do: lines beyond them are then the likelier reading.
 SMOOTH_NOISE_RATIO = 10.0
 SMOOTH_NOISE_EXPLAINED = 0.1
+SMOOTH_NOISE_EXPLAINED_AT_TOP = 0.5
 
 
 def structure_as_noise_messages(choice, y, model, candidates):
@@ -872,7 +874,9 @@ def structure_as_noise_messages(choice, y, model, candidates):
     if not (difference_sd > 0 and spread > 0) or sd <= SMOOTH_NOISE_RATIO * difference_sd:
         return []
     explained = 1.0 - float(np.sum((y - model) ** 2)) / spread
-    if not 0.0 <= explained < SMOOTH_NOISE_EXPLAINED:  # below 0: a background explains more
+    at_top = candidates[choice.index] + 1 >= np.max(candidates)
+    limit = SMOOTH_NOISE_EXPLAINED_AT_TOP if at_top else SMOOTH_NOISE_EXPLAINED
+    if not 0.0 <= explained < limit:  # below 0: a background explains more
         return []
     return [
         f"The noise model read from the residual (correlated, sd {sd:.3g}) is "
