@@ -653,15 +653,7 @@ def grown_rows(problem, inputs, thetas, density, placement="peaks"):
 def _inputs_with_components(problem, inputs, n_components):
     """``(problem, inputs)`` with another number of components, for the same densities."""
     other = problem.with_components(n_components)
-    # the densities' normalisers and constants do not depend on K: kept, not recomputed
-    return other, replace(
-        other.kernel,
-        Y=inputs.Y,
-        Q=inputs.Q,
-        fixed_log_scale=inputs.fixed_log_scale,
-        normaliser=inputs.normaliser,
-        constant=inputs.constant,
-    )
+    return other, other.kernel.with_densities_of(inputs)
 
 
 def greedy_path_rows(problem, inputs, settings, density):
@@ -670,7 +662,7 @@ def greedy_path_rows(problem, inputs, settings, density):
     component where its residual asks for one (:func:`grown_rows`). ``(R, p)``."""
     n_components = problem.layout.n_components
     current, current_inputs = _inputs_with_components(problem, inputs, 1)
-    thetas = peak_starts(current, _rows_of(current_inputs, density))
+    thetas = peak_starts(current, current_inputs.subset(density))
     short = settings.short()
     for k in range(1, n_components):
         fitted = minimize_rows(
@@ -686,18 +678,6 @@ def greedy_path_rows(problem, inputs, settings, density):
         if k + 1 < n_components:
             current, current_inputs = _inputs_with_components(problem, inputs, k + 1)
     return thetas
-
-
-def _rows_of(inputs, rows):
-    """``inputs`` holding only the densities ``rows`` (in that order)."""
-    return replace(
-        inputs,
-        Y=inputs.Y[rows],
-        Q=inputs.Q if len(inputs.Q) == 1 else inputs.Q[rows],
-        fixed_log_scale=inputs.fixed_log_scale[rows],
-        normaliser=inputs.normaliser[rows],
-        constant=inputs.constant[rows],
-    )
 
 
 def _keep_lower(best, other, rows):

@@ -165,6 +165,29 @@ class KernelInputs:
             return self.normaliser / np.maximum(self.normaliser, 1e-300)
         return self.normaliser / np.maximum(np.sum(self.Q * self.Y**2, axis=1), 1e-300)
 
+    def with_densities_of(self, other):
+        """This grid and parameter map with ``other``'s densities: their targets, weights,
+        fixed log scales, normalisers and constants (none depends on K)."""
+        return replace(
+            self,
+            Y=other.Y,
+            Q=other.Q,
+            fixed_log_scale=other.fixed_log_scale,
+            normaliser=other.normaliser,
+            constant=other.constant,
+        )
+
+    def subset(self, rows):
+        """The densities ``rows`` only (in that order)."""
+        return replace(
+            self,
+            Y=self.Y[rows],
+            Q=self.Q if len(self.Q) == 1 else self.Q[rows],
+            fixed_log_scale=self.fixed_log_scale[rows],
+            normaliser=self.normaliser[rows],
+            constant=self.constant[rows],
+        )
+
     def with_densities(self, Y, Q=None, fixed_log_scale=None):
         """The same grid with the targets ``Y`` ``(D, n)`` (standardised: each divided by
         its unit), quadrature weights ``Q`` (``(D, n)``, or None: this one's), and

@@ -228,10 +228,8 @@ class FitReportsMixin:
     def _poisson_log_likelihood(self, X, y, sample_weight):
         if self.loss != "poisson":
             raise ValueError(
-                "aic and bic need a likelihood, which only loss='poisson' fitted to "
-                "histogram counts has; the 'l2' loss has none without a noise model. "
-                "DensityGMMCV measures one and chooses n_components by the BIC under it "
-                "(selection='auto')."
+                f"{NO_LIKELIHOOD} DensityGMMCV measures one and chooses n_components by the "
+                "BIC under it (selection='auto')."
             )
         check_is_fitted(self)
         X, y = check_grid_density(self, X, y, reset=False)
@@ -404,6 +402,13 @@ def redundancy_messages(weights, means, covariances, shares, at_floor):
             + "). Use fewer components; DensityGMMCV chooses their number."
         )
     return messages
+
+
+# Why aic and bic are refused under the l2 loss (DensityGMM and DensityGMMCV say what to do).
+NO_LIKELIHOOD = (
+    "aic and bic need a likelihood, which only loss='poisson' fitted to histogram counts "
+    "has; the 'l2' loss has none without a noise model."
+)
 
 
 def bhattacharyya(means, covariances):

@@ -21,7 +21,7 @@ from .._data.validation import (
 )
 from .._estimator import DensityGMM
 from .._model.covariance import as_matrices
-from .._reports.reports import concentric_messages
+from .._reports.reports import NO_LIKELIHOOD, concentric_messages
 from .rules import (
     EXACT_CV_LOSS,
     PATH_GROWN_GAIN,
@@ -736,11 +736,7 @@ def _refuse_criteria_without_likelihood(search):
         if criterion
         else "by held-out scores (cv_results_)"
     )
-    raise ValueError(
-        "aic and bic need a likelihood, which only loss='poisson' fitted to histogram counts "
-        f"has; the 'l2' loss has none without a noise model. This search chose n_components "
-        f"{chosen}."
-    )
+    raise ValueError(f"{NO_LIKELIHOOD} This search chose n_components {chosen}.")
 
 
 def seed_draws(rng):
