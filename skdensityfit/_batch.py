@@ -34,9 +34,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array
 
 from ._data.validation import check_no_gaps, quadrature_weights
-from ._engine.kernel import available_cores
 from ._engine.prediction import background_values
 from ._engine.problem import background_size
+from ._engine.processes import available_cores
 from ._engine.rows import kernel_threads
 from ._estimator import DensityGMM, fit_rows_of, rows_standard_errors_of
 from ._model.covariance import as_matrices_rows, own_covariances

@@ -28,6 +28,7 @@ import pytest
 from numba import njit
 
 from skdensityfit._engine import kernel as _kernel
+from skdensityfit._engine import processes as _processes
 from skdensityfit._engine.problem import build_problem
 from skdensityfit._engine.rows import (
     derivatives_of,
@@ -259,29 +260,29 @@ def test_compile_part_names_its_parts():
 
 
 def test_children_that_fail_or_cannot_start_say_so():
-    assert _kernel._run_children([[sys.executable, "-c", "pass"]] * 2)
-    assert not _kernel._run_children([[sys.executable, "-c", "raise SystemExit(1)"]])
-    assert not _kernel._run_children([["/nonexistent/python", "-c", "pass"]])
+    assert _processes._run_children([[sys.executable, "-c", "pass"]] * 2)
+    assert not _processes._run_children([[sys.executable, "-c", "raise SystemExit(1)"]])
+    assert not _processes._run_children([["/nonexistent/python", "-c", "pass"]])
 
 
 def test_without_a_python_to_start_no_child_is_tried(monkeypatch):
     """An embedded interpreter's sys.executable may be None: the children are not tried
     (it crashed every fit), and the kernel is compiled in the process."""
     monkeypatch.setattr(sys, "executable", None)
-    monkeypatch.setitem(_kernel._CHILDREN, "tried", False)
-    monkeypatch.setitem(_kernel._CHILDREN, "help", True)
-    code = _kernel._CacheCode(_kernel.greedy_peaks)
+    monkeypatch.setitem(_processes._CHILDREN, "tried", False)
+    monkeypatch.setitem(_processes._CHILDREN, "help", True)
+    code = _processes.CacheCode(_kernel.greedy_peaks)
     assert not code._compile_apart((numba.types.int64,))  # no such code in the cache
-    assert _kernel._CHILDREN == {"tried": True, "help": False}
+    assert _processes._CHILDREN == {"tried": True, "help": False}
 
 
 # Fits with a Python that hangs as the children's interpreter, the children given 2 s.
 _HANGING_CHILDREN = """
 import sys, warnings
 import numpy as np
-from skdensityfit._engine import kernel
+from skdensityfit._engine import processes
 from skdensityfit import DensityGMM
-kernel.CHILD_SECONDS = 2.0
+processes.CHILD_SECONDS = 2.0
 sys.executable = sys.argv[1]
 x = np.linspace(-5, 5, 200)
 y = np.exp(-0.5 * (x - 1) ** 2) + 0.5 * np.exp(-0.5 * ((x + 2) / 0.5) ** 2)

@@ -4,7 +4,7 @@
 (``fit``: Levenberg-Marquardt and the model's evaluation, the longest to compile;
 ``rest``: the others, which do not evaluate the loss) on a small
 problem, with the argument types every caller uses, so that numba compiles them and writes
-its cache. :class:`~.kernel._CacheCode` starts the two parts at once (one after the other
+its cache. :class:`~.processes.CacheCode` starts the two parts at once (one after the other
 with one core) the first time a process finds the kernel missing from the cache, then
 loads what they wrote.
 """

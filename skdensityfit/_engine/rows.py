@@ -21,11 +21,23 @@ from scipy.special import xlogy
 
 from .._model.covariance import axis_aligned, cholesky_parameter_map
 from . import kernel as _kernel
+from .processes import CacheCode, available_cores
 
 # A thread gets at least this many rows (a few rows cost less than handing them over).
 SERIAL_ROWS = 8
 # Values of the Jacobians the leverages hold at once (32 MB).
 LEVERAGE_VALUES = 4_000_000
+
+
+# The kernel's entry points, run from numba's cache in every process (:mod:`.processes`).
+_fit_rows = CacheCode(_kernel.fit_rows)
+_evaluate_rows = CacheCode(_kernel.evaluate_rows)
+_derivatives_of = CacheCode(_kernel.derivatives_of)
+_jacobian_rows = CacheCode(_kernel.jacobian_rows)
+_greedy_peaks = CacheCode(_kernel.greedy_peaks)
+_matched_filter = CacheCode(_kernel.matched_filter)
+_matched_filter_uniform = CacheCode(_kernel.matched_filter_uniform)
+_component_shares = CacheCode(_kernel.component_shares)
 
 
 _THREADS = threading.local()
@@ -34,7 +46,7 @@ _POOL_LOCK = threading.Lock()
 
 
 def _n_threads():
-    return getattr(_THREADS, "n", None) or _kernel.available_cores()
+    return getattr(_THREADS, "n", None) or available_cores()
 
 
 @contextmanager
@@ -290,7 +302,7 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
     n_iter = np.empty(n_rows, dtype=np.int64)
     status = np.empty(n_rows, dtype=np.int64)
     _in_threads(
-        _kernel.fit_rows_code,
+        _fit_rows,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
@@ -318,7 +330,7 @@ def _evaluate(inputs, thetas, density, *, with_models=False, with_curvatures=Fal
     models = np.empty((n_rows if with_models else 0, inputs.X.shape[0]))
     curvatures = np.empty((n_rows if with_curvatures else 0, p, p))
     _in_threads(
-        _kernel.evaluate_rows_code,
+        _evaluate_rows,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
@@ -350,7 +362,7 @@ def curvatures_of(inputs, thetas, density=None):
 
 def derivatives_of(inputs, theta, density=0):
     """``(loss, gradient, Gauss-Newton matrix)`` of one parameter vector."""
-    return _kernel.derivatives_of_code(
+    return _derivatives_of(
         np.ascontiguousarray(theta, dtype=float),
         inputs.X,
         inputs.lo,
@@ -375,7 +387,7 @@ def component_shares_of(inputs, thetas, density=None, burdens=False):
     shares = np.empty((n_rows, int(inputs.layout[0])))
     burden = np.empty_like(shares)
     _in_threads(
-        _kernel.component_shares_code,
+        _component_shares,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
@@ -395,7 +407,7 @@ def greedy_peaks(inputs, widths, n_components, residuals=None):
     sds = np.empty((D, n_components))
     heights = np.empty((D, n_components))
     _in_threads(
-        _kernel.greedy_peaks_code,
+        _greedy_peaks,
         D,
         inputs.X,
         Y,
@@ -422,12 +434,12 @@ def matched_filter(inputs, residuals, centres, upper, q=None):
     spacing = uniform_spacing(inputs.X)
     if spacing is not None:
         _in_threads(
-            _kernel.matched_filter_uniform_code, len(centres), residuals, q, centres, upper,
+            _matched_filter_uniform, len(centres), residuals, q, centres, upper,
             spacing, gains, heights,
         )  # fmt: skip
         return gains, heights
     _in_threads(
-        _kernel.matched_filter_code,
+        _matched_filter,
         len(centres),
         inputs.X,
         residuals,
@@ -458,7 +470,7 @@ def jacobian_of(inputs, theta, density=0):
     n_rows = len(thetas)
     out = np.empty((n_rows, inputs.X.shape[0], thetas.shape[1]))
     _in_threads(
-        _kernel.jacobian_rows_code,
+        _jacobian_rows,
         n_rows,
         thetas,
         _density_index(inputs, density, n_rows),
