@@ -1408,6 +1408,7 @@ _FLAGGED = {
     "share a centre": "components sharing a centre (a peak that is not Gaussian?)",
     "read as smooth noise": "structure read as smooth noise (pass larger n_components)",
     "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
+    "cost the grid its digits": "a grid whose offset cost it its digits (build it about an origin)",
 }
 
 

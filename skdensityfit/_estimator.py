@@ -38,7 +38,7 @@ from ._engine.prediction import (
     log_mixture_pdf,
     model_of_y,
 )
-from ._engine.problem import cells_of, problem_of
+from ._engine.problem import cells_of, digits_lost_message, problem_of, warn_if_digits_lost
 from ._engine.rows import component_shares_of, minimize_rows, models_of
 from ._engine.starts import INIT_METHODS, LazyRandomState
 from ._engine.uncertainty import rows_standard_errors, warn_if_cells_differ
@@ -468,6 +468,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
                 "Use fewer components or a finer grid."
             )
         problem = problem_of(self, X, y, sample_weight)
+        warn_if_digits_lost(X)
         warn_if_underdetermined(problem)
         if problem.binned and self.loss == "poisson" and sample_weight is None:
             warn_if_not_counts(y)
@@ -900,10 +901,12 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
     with np.errstate(divide="ignore", invalid="ignore"):
         fractions = edge_fractions(X, values)
     at_edge = fractions >= EDGE_WARNING_FRACTION
+    digits = digits_lost_message(X)  # the grid's: every row's
     speaking = at_edge | flagged | ~fits.converged | (X.shape[0] < n_parameters)
+    speaking |= digits is not None
     messages = [""] * len(models)
     for row in np.flatnonzero(speaking):  # text for the rows that have something to say
-        texts = []
+        texts = [] if digits is None else [f"UserWarning: {digits}"]
         if at_edge[row]:
             texts.append(f"UserWarning: {edge_message(fractions[row])}")
         if X.shape[0] < n_parameters:

@@ -40,6 +40,7 @@ LAYERS = [
     "_model.reference",
     "_data.validation",
     "_data.noise",
+    "_engine.processes",
     "_engine.kernel",
     "_engine.rows",
     "_engine.problem",

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.stats import norm
 from sklearn.base import clone
 
-from skdensityfit import DensityGMM, make_writeup_problem
+from skdensityfit import DensityGMM, DensityGMMCV, fit_many, make_writeup_problem
 
 
 @pytest.fixture
@@ -243,7 +243,6 @@ def test_unique_values_equal_numpys(values):
 def test_missing_values_and_masks_say_how_to_pass_points_without_a_value():
     """An independent review: NaN gave scikit-learn's bare "Input y contains NaN", and a
     masked array's mask was dropped silently (the values under it were fitted)."""
-    from skdensityfit import fit_many
 
     x = np.linspace(0.0, 10.0, 50)
     y = np.exp(-0.5 * (x - 5.0) ** 2)
@@ -308,3 +307,22 @@ def test_a_grid_whose_offset_cost_its_digits_is_warned_of():
         warnings.simplefilter("always")
         DensityGMM(1, covariance_type="diag", random_state=0).fit(grid, values)
     assert not [w for w in caught if "digits" in str(w.message)]
+
+
+@pytest.mark.parametrize("searched", [False, True])
+def test_fit_many_gives_every_row_the_grid_digits_warning_and_says_it_once(searched):
+    """The digits warning is the grid's: fit_many put it in no row's messages and raised
+    it once a chunk (an independent review); now every row's messages hold it, as a
+    single fit's warnings do, and the summary says it once."""
+    t = np.linspace(0, 1, 200)
+    y = np.exp(-0.5 * ((t - 0.6) / 0.1) ** 2) + 0.5 * np.exp(-0.5 * ((t - 0.3) / 0.05) ** 2)
+    x, Y = 1e6 + 1e-6 * t, np.vstack([y * (1 + 0.1 * i) for i in range(4)])
+    estimator = (
+        DensityGMMCV(n_components=3, random_state=0) if searched else DensityGMM(2, random_state=0)
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_many(x, Y, estimator, chunk_size=2)
+    digits = [str(w.message) for w in caught if "its digits" in str(w.message)]
+    assert len(digits) == 1 and digits[0].startswith("fit_many:") and "4 of 4" in digits[0]
+    assert all("cost the grid its digits" in message for message in result.messages)

@@ -13,7 +13,6 @@ divided by the cell's volume) instead of its value at the point.
 """
 
 import itertools
-import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
 from math import comb
@@ -23,6 +22,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy.special import xlogy
 
+from .._compat import warn_at_caller
 from .._data.validation import check_sample_weight, quadrature_weights, unique_values
 from .._model.cells import cells_from_edges, infer_cells
 from .._model.covariance import MATRIX_TYPES, own_covariances, quadratic_features, triu_indices
@@ -565,7 +565,6 @@ def build_problem(
         background=floor,
     )
     limits = width_limits(grid)
-    warn_if_digits_lost(X)
     if cells is not None:
         limits = (BINNED_WIDTH_FLOOR * limits[0], limits[1])
     check_representable(limits[0] * standardisation.spread)
@@ -596,11 +595,11 @@ def check_representable(floor):
         )
 
 
-def warn_if_digits_lost(X):
-    """Warn when float64 rounds the grid's points by more than ``DIGITS_LOST`` of the
-    spacing along some axis (the median gap between its distinct values): values far
-    larger than their spacing (an offset such as 1e6 + 1e-7 t) have lost the digits that
-    tell points apart."""
+def digits_lost_message(X):
+    """The warning (text, or None) for a grid that float64 rounds by more than
+    ``DIGITS_LOST`` of the spacing along some axis (the median gap between its distinct
+    values): values far larger than their spacing (an offset such as 1e6 + 1e-7 t) have
+    lost the digits that tell points apart."""
     magnitude = np.max(np.abs(X), axis=0)
     rounding = 0.5 * np.spacing(magnitude)
     # cheap first: the mean gap bounds what the median gap can be on any sensible grid
@@ -609,17 +608,22 @@ def warn_if_digits_lost(X):
         gaps = np.diff(unique_values(X[:, axis]))
         step = float(np.median(gaps)) if gaps.size else 0.0
         if step > 0 and rounding[axis] > DIGITS_LOST * step:
-            warnings.warn(
+            return (
                 f"The grid's values along feature {axis} reach {magnitude[axis]:.3g} with "
                 f"points about {step:.3g} apart, so float64 rounds their positions by up to "
                 f"{rounding[axis]:.3g}, {rounding[axis] / step:.1%} of the spacing (an offset "
                 "has cost the grid its digits), and the fit can be off by as much. Build the "
                 "grid about an origin (e.g. x - 1e6 before it is rounded to float64) and add "
-                "the origin to the fitted means.",
-                UserWarning,
-                stacklevel=2,
+                "the origin to the fitted means."
             )
-            return
+    return None
+
+
+def warn_if_digits_lost(X):
+    """Warn of :func:`digits_lost_message`'s grids."""
+    message = digits_lost_message(X)
+    if message is not None:
+        warn_at_caller(message)
 
 
 def _bounds(grid, data, limits):
