@@ -149,6 +149,15 @@ not channel averages, so the model with ``bins=None`` holds exactly; K cycles wi
   sigma, sigma as ``corr``; loss='l2' (the noise a spectrometer's smoothing or resampling
   leaves).
 
+- ``graded`` (40 cases, K = 1..4): a log-spaced grid (a particle-size axis) of 120 to 300
+  points over 2 to 3 decades, in units log-uniform in [0.01, 100]; means log-uniform over the
+  inner 80% of the log range, each sd 0.7 to 8 local spacings (log-uniform), every pair at
+  least 1.5 (max(s_i, h_i) + max(s_j, h_j)) apart (h the local spacing at the mean), 4 sd
+  inside the grid; weights as ``narrow`` (amplitudes 1 to 20); noise-free at even seeds
+  (each component's own peak at least 2.5% of the maximum), white noise of 1-3% of the
+  maximum at odd seeds (each own peak at least 5 noise sds); loss='l2'. An independent
+  review's log-spaced grids found noise-free mixtures chosen below their K there.
+
 Identifiability of the new families (a draw that breaks a rule is redrawn):
 
 - ``narrow``/``narrowclean``: every pair of means at least 1.5 (max(s_i, h) + max(s_j, h))
@@ -216,6 +225,7 @@ NEW_FAMILIES = {
     "wide2d": (116, 30),
     "gain": (117, 50),
     "smooth": (118, 60),
+    "graded": (119, 40),
 }
 DEFAULT_FAMILIES = tuple(FAMILIES)
 FAMILIES.update(NEW_FAMILIES)
@@ -791,6 +801,45 @@ def _gain(rng, family, seed):
     return Case(family, seed, grid, y, "l2", k, False, label)
 
 
+def _graded(rng, family, seed):
+    """Components on a log-spaced grid (a particle-size axis), each 0.7 to 8 local spacings
+    wide; noise-free (even seeds) or white noise of 1-3% (odd seeds)."""
+    k = 1 + seed % 4
+    noisy = seed % 2 == 1
+    while True:
+        n = int(rng.integers(120, 301))
+        unit = _log_uniform(rng, 1e-2, 1e2)
+        grid = unit * np.geomspace(1.0, 10.0 ** rng.uniform(2.0, 3.0), n)
+        growth = grid[1] / grid[0] - 1.0  # local spacing over position
+        weights = _amplitude_weights(rng, k, 20.0)
+        if weights is None:
+            continue
+        span = np.log(grid[-1] / grid[0])
+        means = np.exp(rng.uniform(np.log(grid[0]) + 0.1 * span, np.log(grid[-1]) - 0.1 * span, k))
+        local = growth * means
+        sds = local * _log_uniform(rng, 0.7, 8.0, k)
+        resolved = np.maximum(sds, local)
+        apart = np.abs(means[:, None] - means[None, :]) >= 1.5 * (
+            resolved[:, None] + resolved[None, :]
+        )
+        inside = np.all((means - 4 * sds > grid[0]) & (means + 4 * sds < grid[-1]))
+        if not (inside and np.all(apart | np.eye(k, dtype=bool))):
+            continue
+        parts = _components(grid, weights, means, sds)
+        clean = parts.sum(axis=1)
+        own_peaks = parts.max(axis=0)
+        level = rng.uniform(0.01, 0.03) if noisy else 0.0
+        if np.all(own_peaks >= (5 * level if noisy else 0.025) * clean.max()):
+            break
+    y = clean + (rng.normal(0, level * clean.max(), n) if noisy else 0.0)
+    what = f"noise {level:.3f} of max" if noisy else "noise-free"
+    label = (
+        f"n={n} x {grid[0]:.3g}..{grid[-1]:.3g} sd/local spacing {_fmt(sds / local)} "
+        f"w {_fmt(weights)} {what}, own peaks/max {_fmt(own_peaks / clean.max(), 3)}"
+    )
+    return Case(family, seed, grid, y, "l2", k, False, label)
+
+
 NEW_GENERATORS = {
     "narrow": lambda rng, family, seed: _narrow(rng, family, seed, noisy=True),
     "narrowclean": lambda rng, family, seed: _narrow(rng, family, seed, noisy=False),
@@ -800,6 +849,7 @@ NEW_GENERATORS = {
     "wide2d": _wide2d,
     "gain": _gain,
     "smooth": _smooth,
+    "graded": _graded,
 }
 
 

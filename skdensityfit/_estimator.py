@@ -125,7 +125,8 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
     reg_covar : float, default=1e-6
         Added to the diagonal of the covariances of the initial EM steps, in
         units of the standardised grid (grid standard deviation = 1); at
-        least the square of the width floor (half the typical grid spacing).
+        least the square of the width floor (half the typical grid spacing, the
+        finest on a log-spaced or refined grid).
 
     max_iter : int, default=500
         Maximum number of optimiser iterations of each run, its polishes

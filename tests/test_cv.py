@@ -980,6 +980,27 @@ def test_a_narrow_line_on_a_coarse_grid_is_not_left_in_the_residual(width):
     np.testing.assert_allclose(means, [150.0, 300.0], atol=1.0)
 
 
+@pytest.mark.parametrize(
+    ("means", "noise"), [((0.65, 1.14, 3.68), 0.0), ((0.5, 5.0), 0.0), ((0.65, 1.14, 3.68), 0.01)]
+)
+def test_components_on_a_log_spaced_grid_are_all_found(means, noise):
+    """Particle sizes on np.geomspace(0.1, 100, 160), each sd a tenth of its mean (2 to 20
+    local spacings): the width floor, half the typical spacing, held the fine end's
+    components 5 times too wide, and these noise-free mixtures got K = 1 (an independent
+    review); the floor is now half the finest spacing."""
+    grid = np.geomspace(0.1, 100, 160)
+    weights = np.full(len(means), 1 / len(means))
+    y = sum(
+        w * np.exp(-0.5 * ((grid - m) / (0.1 * m)) ** 2) / (0.1 * m)
+        for w, m in zip(weights, means, strict=True)
+    )
+    y = y + np.random.default_rng(0).normal(0, noise * y.max(), grid.size)
+    search = DensityGMMCV(n_components=6, random_state=0).fit(grid, y)
+    assert search.n_components_ == len(means)
+    found = np.sort(search.best_estimator_.means_[:, 0])
+    np.testing.assert_allclose(found, means, rtol=1e-6 if noise == 0 else 0.02)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_correlated_noise_is_recognised_and_does_not_add_components(seed):
     """Real spectra share noise between neighbouring channels: white-noise BIC would

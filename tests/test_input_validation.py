@@ -96,6 +96,27 @@ def test_a_spike_at_one_grid_point_gives_finite_floored_widths():
     assert model.means_[0, 0] == pytest.approx(GRID[20], abs=spacing)
 
 
+def test_the_width_floor_of_a_graded_grid_is_half_its_finest_spacing():
+    """On a log-spaced grid the floor was half the typical spacing, 70 times the finest:
+    components at its fine end were held 5 to 10 times wider than they are (an independent
+    review). Uniform, jittered and scattered grids keep half the typical spacing."""
+    from skdensityfit._engine.problem import width_limits
+
+    graded = np.geomspace(0.1, 100, 160)[:, None]
+    assert width_limits(graded)[0] == pytest.approx(0.5 * 0.1 * (1000 ** (1 / 159) - 1), rel=0.05)
+    uniform = np.linspace(0.0, 10.0, 101)[:, None]
+    jittered = uniform + np.random.default_rng(0).uniform(-0.03, 0.03, uniform.shape)
+    scattered = np.random.default_rng(1).uniform(-5, 5, (1000, 2))
+    for grid, typical in ((uniform, 10 / 101), (jittered, np.ptp(jittered) / 101)):
+        assert width_limits(grid)[0] == pytest.approx(0.5 * typical)
+    assert width_limits(scattered)[0] == pytest.approx(
+        0.5 * np.sqrt(np.prod(np.ptp(scattered, 0)) / 1000)
+    )
+    y = np.exp(-0.5 * ((graded[:, 0] - 0.5) / 0.05) ** 2)
+    model = DensityGMM(1, random_state=0).fit(graded, y)
+    assert np.sqrt(model.covariances_.ravel()[0]) == pytest.approx(0.05, rel=1e-6)
+
+
 def test_a_spike_is_not_reported_as_a_converged_zero_model():
     y = np.zeros(75)
     y[30] = 1.0

@@ -20,6 +20,7 @@ from math import comb
 import autograd.numpy as anp
 import numpy as np
 from numpy.polynomial import legendre
+from scipy.ndimage import median_filter
 from scipy.special import xlogy
 
 from .._compat import warn_at_caller
@@ -667,21 +668,51 @@ def prefit_size(n_points):
 
 
 def width_limits(grid):
-    """Smallest and largest component width allowed on a standardised grid."""
+    """Smallest and largest component width allowed on a standardised grid: half the
+    typical spacing (half the finest on a graded grid, :func:`finest_spacing`) and a
+    hundred extents."""
     extent = np.maximum(np.ptp(grid, axis=0), 1e-12)
     # rows in lexicographic order (np.unique along axis 0 sorts them far more slowly)
     rows = grid[np.lexsort(grid.T[::-1])]
     n_distinct = 1 + int(np.count_nonzero(np.any(rows[1:] != rows[:-1], axis=1)))
     # the side of the cube each distinct point has to itself: robust to jitter and scatter
     typical = np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1])
+    finest = finest_spacing(grid, n_distinct)
+    if finest is not None and finest < GRADED * typical:
+        typical = finest
     return 0.5 * typical, 100.0 * extent.max()
+
+
+# A grid whose finest local spacing is below this part of its typical spacing is graded
+# (log-spaced, refined where the lines are): its width floor is set by the finest part.
+GRADED = 0.5
+# Gaps whose median is a point's local spacing (robust to a gap that jitter narrows).
+LOCAL_GAPS = 9
+
+
+def finest_spacing(grid, n_distinct):
+    """The local spacing of a grid's finest part (the smallest running median of
+    ``LOCAL_GAPS`` neighbouring gaps along each axis; their geometric mean over the axes),
+    or None for scattered points (not most of a product of the axes' values)."""
+    axes = [unique_values(column) for column in grid.T]
+    if np.prod([float(len(values)) for values in axes]) > 2.0 * n_distinct:
+        return None
+    finest = []
+    for values in axes:
+        gaps = np.diff(values)
+        if gaps.size == 0:
+            return None
+        size = min(LOCAL_GAPS, gaps.size)
+        finest.append(float(np.min(median_filter(gaps, size=size, mode="nearest"))))
+    return float(np.exp(np.mean(np.log(finest))))
 
 
 def parameter_bounds(grid, layout, width_limits):
     """Box bounds that keep every parameter finite and meaningful.
 
     Widths range from half the typical grid spacing (the side of the cell each
-    distinct point has in the grid's bounding box), below which a
+    distinct point has in the grid's bounding box; the finest part's on a graded
+    grid, :func:`width_limits`), below which a
     component falls between grid points and is fixed by one or two values
     only (in cross-validation it would hide between training points), to a
     hundred times the grid's extent; means stay within two extents of it.

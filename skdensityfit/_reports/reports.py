@@ -352,7 +352,7 @@ def warn_if_components_are_redundant(model, fit):
     negligible, or a component holds a negligible share of the fitted mass
     on the grid (``fit.mass_shares``: parked outside it, or narrower than the
     grid spacing between points). A component pressed against the width
-    floor (``fit.at_width_floor``, half the typical grid spacing) describes
+    floor (``fit.at_width_floor``, half the grid spacing) describes
     a point or two: a spike on noise, or a feature narrower than the grid
     resolves, whose width and mass are then wrong; that is warned of
     separately, for any number of components.
@@ -377,7 +377,7 @@ def redundancy_messages(weights, means, covariances, shares, at_floor):
     if len(floor):
         messages.append(
             f"Component(s) {floor.tolist()} are pressed against the width floor (half the "
-            "typical grid spacing): each describes one or two grid points, a spike on noise or "
+            "grid spacing): each describes one or two grid points, a spike on noise or "
             "a feature narrower than the grid resolves, so its width and mass are not reliable. "
             "Use fewer components (DensityGMMCV chooses their number), or a finer grid (for a "
             "histogram, narrower bins)."
