@@ -877,10 +877,10 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
     _, log_weights, fit_means, raw = rows_split(fits.theta, layout, inputs.fixed_log_scale)
     take = canonical_order(np.exp(log_weights), fit_means)  # as the parameters are ordered
     shares = component_shares_of(inputs, fits.theta)[take]
-    floor = problem.width_limits[0]
+    floors = problem.width_floors(fit_means)  # (R, K, 1)
     index, _ = cholesky_parameter_map(layout.covariance_type, k, d)
     diagonal = raw[:, index[:, np.arange(d), np.arange(d)]]  # (R, K, d): log U_ii
-    at_floor = np.any(diagonal >= np.log(0.99 / floor), axis=2)[take]
+    at_floor = np.any(diagonal >= np.log(0.99 / floors), axis=2)[take]
     axes = tuple(unique_values(column) for column in X.T)
     bin_edges = None if estimator.bins is None else cells_of(X, estimator.bins).edges
     low, high = grid_box(axes, bin_edges)

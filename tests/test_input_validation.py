@@ -97,24 +97,65 @@ def test_a_spike_at_one_grid_point_gives_finite_floored_widths():
 
 
 def test_the_width_floor_of_a_graded_grid_is_half_its_finest_spacing():
-    """On a log-spaced grid the floor was half the typical spacing, 70 times the finest:
+    """On a log-spaced grid the floor was half the typical spacing, 100 times the finest:
     components at its fine end were held 5 to 10 times wider than they are (an independent
-    review). Uniform, jittered and scattered grids keep half the typical spacing."""
+    review). It is now half the finest part's spacing (the least mean of a tenth of the
+    gaps). Uniform, jittered, random (another review: its floor fell six-fold) and
+    scattered grids, a grid with a point just past its end (the floor fell a
+    hundred-fold) and 2-D grids (one floor serves both axes) keep half the typical
+    spacing."""
     from skdensityfit._engine.problem import width_limits
 
     graded = np.geomspace(0.1, 100, 160)[:, None]
-    assert width_limits(graded)[0] == pytest.approx(0.5 * 0.1 * (1000 ** (1 / 159) - 1), rel=0.05)
+    assert width_limits(graded)[0] == pytest.approx(0.5 * (graded[15, 0] - graded[0, 0]) / 15)
     uniform = np.linspace(0.0, 10.0, 101)[:, None]
-    jittered = uniform + np.random.default_rng(0).uniform(-0.03, 0.03, uniform.shape)
-    scattered = np.random.default_rng(1).uniform(-5, 5, (1000, 2))
-    for grid, typical in ((uniform, 10 / 101), (jittered, np.ptp(jittered) / 101)):
+    rng = np.random.default_rng(0)
+    jittered = uniform + rng.uniform(-0.03, 0.03, uniform.shape)
+    random = np.sort(rng.uniform(0, 10, 100))[:, None]
+    past_the_end = np.r_[uniform[:, 0], 10.001][:, None]
+    for grid in (uniform, jittered, random, past_the_end):
+        typical = np.ptp(grid) / len(grid)
         assert width_limits(grid)[0] == pytest.approx(0.5 * typical)
-    assert width_limits(scattered)[0] == pytest.approx(
-        0.5 * np.sqrt(np.prod(np.ptp(scattered, 0)) / 1000)
+    scattered = rng.uniform(-5, 5, (1000, 2))
+    log_by_plain = np.column_stack(
+        [g.ravel() for g in np.meshgrid(np.geomspace(1, 300, 75), np.linspace(0, 1, 21))]
     )
+    for grid in (scattered, log_by_plain):
+        side = np.sqrt(np.prod(np.ptp(grid, 0)) / len(grid))
+        assert width_limits(grid)[0] == pytest.approx(0.5 * side)
     y = np.exp(-0.5 * ((graded[:, 0] - 0.5) / 0.05) ** 2)
     model = DensityGMM(1, random_state=0).fit(graded, y)
     assert np.sqrt(model.covariances_.ravel()[0]) == pytest.approx(0.05, rel=1e-6)
+
+
+def test_a_component_narrower_than_the_coarse_spacing_of_a_graded_grid_warns():
+    """The floor of a graded grid is its fine part's: at its coarse end a component can
+    be narrower than the points are apart there, a spike on one point. The floor each
+    component is judged by is half the spacing where it sits (on other grids the bounds'
+    floor), so such a component is warned of (and moved, while fitting, as a parked one)."""
+    from skdensityfit._engine.problem import build_problem
+
+    grid = np.geomspace(1.0, 1000.0, 150)
+    y = np.exp(-0.5 * ((grid - 3.0) / 0.4) ** 2)
+    problem = build_problem(
+        grid[:, None], y, None, n_components=2, covariance_type="full", loss="l2", scale=None
+    )
+    at = problem.standardisation
+    means = (np.array([[1.0], [700.0]]) - at.center) / at.spread  # (K, d)
+    floors = problem.width_floors(means)[:, 0] * at.spread[0]
+    assert floors[0] == pytest.approx(problem.width_limits[0] * at.spread[0])
+    assert floors[1] == pytest.approx(0.5 * 700.0 * (1000 ** (1 / 149) - 1), rel=0.1)
+    uniform = build_problem(
+        np.linspace(0, 10, 101)[:, None], y[:101], None, n_components=2,
+        covariance_type="full", loss="l2", scale=None,
+    )  # fmt: skip
+    assert np.all(uniform.width_floors(np.zeros((3, 1))) == uniform.width_limits[0])
+    y[130] += 0.5  # one loud point where the points are 20 apart
+    with pytest.warns(UserWarning, match=r"against the width floor \(half the grid spacing where"):
+        model = DensityGMM(2, random_state=0).fit(grid, y)
+    spike = np.argmax(model.means_[:, 0])
+    assert model.means_[spike, 0] == pytest.approx(grid[130], rel=0.01)
+    assert np.sqrt(model.covariances_[spike, 0, 0]) < 0.5 * (grid[131] - grid[130])
 
 
 def test_a_spike_is_not_reported_as_a_converged_zero_model():

@@ -433,7 +433,8 @@ def _fit_mixture(problem, settings, random_state, previous=None):
 # the result in grid units
 # ----------------------------------------------------------------------
 def at_width_floor(layout, prec_chol, min_width):
-    """Components with a precision Cholesky diagonal at ``1 / min_width`` (within 1%)."""
+    """Components with a precision Cholesky diagonal at ``1 / min_width`` (within 1%):
+    ``min_width`` a number, or ``(K, 1)``, one a component (``Problem.width_floors``)."""
     diagonal = cholesky_diagonals(
         prec_chol, layout.covariance_type, layout.n_components, layout.n_features
     )
@@ -484,9 +485,9 @@ class MixtureFit:
             n_iter=int(max(result.n_iter, 1)),
             converged=bool(result.converged),
             mass_shares=component_shares_of(problem.kernel, result.theta)[0][order],
-            at_width_floor=at_width_floor(problem.layout, unpacked[3], problem.width_limits[0])[
-                order
-            ],
+            at_width_floor=at_width_floor(
+                problem.layout, unpacked[3], problem.width_floors(unpacked[2])
+            )[order],
             grid_axes=tuple(
                 unique_values(
                     problem.standardisation.center[j] + problem.standardisation.spread[j] * column
@@ -703,7 +704,7 @@ def parked_rows(problem, inputs, thetas, density, *, width_floor=True):
     parked = (shares < NEGLIGIBLE_WEIGHT) | outside
     if width_floor:
         diagonal = np.diagonal(rows_upper(layout, raw), axis1=-2, axis2=-1)
-        parked |= np.any(diagonal * problem.width_limits[0] >= 0.99, axis=2)
+        parked |= np.any(diagonal * problem.width_floors(means) >= 0.99, axis=2)
     return parked
 
 

@@ -20,7 +20,6 @@ from math import comb
 import autograd.numpy as anp
 import numpy as np
 from numpy.polynomial import legendre
-from scipy.ndimage import median_filter
 from scipy.special import xlogy
 
 from .._compat import warn_at_caller
@@ -450,6 +449,21 @@ class Problem:
         """The parameter vector of a mixture given in grid units."""
         return self.standardisation.to_fit(self.layout, weights, means, precisions_cholesky, scale)
 
+    @cached_property
+    def _graded(self):
+        return graded_spacing(self.grid)
+
+    def width_floors(self, means):
+        """The width floor at each component's mean (fit coordinates, ``(..., K, d)``), as
+        ``(..., K, 1)``: on a graded grid half the grid's spacing there (a component
+        narrower falls between its points), never below the bounds' floor."""
+        floor = self.width_limits[0]
+        means = np.asarray(means)
+        if self._graded is None:
+            return np.full((*means.shape[:-1], 1), floor)
+        centres, spacings, _ = self._graded
+        return np.maximum(floor, 0.5 * np.interp(means[..., :1], centres, spacings))
+
     def with_components(self, n_components):
         """The same data with another number of components (bounds from this grid)."""
         data = self.data.with_components(n_components)
@@ -669,42 +683,52 @@ def prefit_size(n_points):
 
 def width_limits(grid):
     """Smallest and largest component width allowed on a standardised grid: half the
-    typical spacing (half the finest on a graded grid, :func:`finest_spacing`) and a
+    typical spacing (half the finest on a graded 1-D grid, :func:`graded_spacing`) and a
     hundred extents."""
+    typical, extent = _typical_spacing(grid)
+    graded = graded_spacing(grid, typical)
+    if graded is not None:
+        typical = graded[2]
+    return 0.5 * typical, 100.0 * extent.max()
+
+
+def _typical_spacing(grid):
+    """The side of the cube each distinct point has to itself in the grid's bounding box
+    (robust to jitter and scatter), and the box's extents."""
     extent = np.maximum(np.ptp(grid, axis=0), 1e-12)
     # rows in lexicographic order (np.unique along axis 0 sorts them far more slowly)
     rows = grid[np.lexsort(grid.T[::-1])]
     n_distinct = 1 + int(np.count_nonzero(np.any(rows[1:] != rows[:-1], axis=1)))
-    # the side of the cube each distinct point has to itself: robust to jitter and scatter
-    typical = np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1])
-    finest = finest_spacing(grid, n_distinct)
-    if finest is not None and finest < GRADED * typical:
-        typical = finest
-    return 0.5 * typical, 100.0 * extent.max()
+    return np.exp(np.mean(np.log(extent)) - np.log(n_distinct) / grid.shape[1]), extent
 
 
-# A grid whose finest local spacing is below this part of its typical spacing is graded
-# (log-spaced, refined where the lines are): its width floor is set by the finest part.
-GRADED = 0.5
-# Gaps whose median is a point's local spacing (robust to a gap that jitter narrows).
+# A 1-D grid whose finest local spacing is below this part of its typical spacing is
+# graded (log-spaced over a decade and more, refined where the lines are): its width floor
+# is set by the finest part. (Random points rarely come that close: a tenth of their gaps
+# averages near their mean.)
+GRADED = 0.25
+# The local spacing is the mean of this many neighbouring gaps, or of a tenth of them.
 LOCAL_GAPS = 9
 
 
-def finest_spacing(grid, n_distinct):
-    """The local spacing of a grid's finest part (the smallest running median of
-    ``LOCAL_GAPS`` neighbouring gaps along each axis; their geometric mean over the axes),
-    or None for scattered points (not most of a product of the axes' values)."""
-    axes = [unique_values(column) for column in grid.T]
-    if np.prod([float(len(values)) for values in axes]) > 2.0 * n_distinct:
+def graded_spacing(grid, typical=None):
+    """For a graded 1-D grid, ``(centres, spacings, finest)``: the local spacing (the mean
+    of ``LOCAL_GAPS``, or a tenth of all, consecutive gaps between its distinct values) at
+    the centre of each run of gaps, and its least; else None (and in more dimensions,
+    where one floor serves every axis)."""
+    if grid.shape[1] != 1:
         return None
-    finest = []
-    for values in axes:
-        gaps = np.diff(values)
-        if gaps.size == 0:
-            return None
-        size = min(LOCAL_GAPS, gaps.size)
-        finest.append(float(np.min(median_filter(gaps, size=size, mode="nearest"))))
-    return float(np.exp(np.mean(np.log(finest))))
+    values = unique_values(grid[:, 0])
+    if values.size < 2:
+        return None
+    size = min(max(LOCAL_GAPS, (values.size - 1) // 10), values.size - 1)
+    spacings = (values[size:] - values[:-size]) / size
+    finest = float(np.min(spacings))
+    if typical is None:
+        typical = _typical_spacing(grid)[0]
+    if not finest < GRADED * typical:
+        return None
+    return 0.5 * (values[size:] + values[:-size]), spacings, finest
 
 
 def parameter_bounds(grid, layout, width_limits):

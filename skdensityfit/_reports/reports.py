@@ -377,8 +377,9 @@ def redundancy_messages(weights, means, covariances, shares, at_floor):
     if len(floor):
         messages.append(
             f"Component(s) {floor.tolist()} are pressed against the width floor (half the "
-            "grid spacing): each describes one or two grid points, a spike on noise or "
-            "a feature narrower than the grid resolves, so its width and mass are not reliable. "
+            "grid spacing where they sit): each describes one or two grid points, a spike on "
+            "noise or a feature narrower than the grid resolves, so its width and mass are not "
+            "reliable. "
             "Use fewer components (DensityGMMCV chooses their number), or a finer grid (for a "
             "histogram, narrower bins)."
         )

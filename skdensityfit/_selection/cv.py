@@ -767,7 +767,13 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     bases = [search._base(seed) for seed, _ in draws]
     seeds = [seed for _, seed in draws]
     observed = list(rows_weights > 0)
-    if sample_weight is None and np.ndim(requested) == 0 and rows_weights.all():
+    noise_weights = None if sample_weight is None else rows_weights
+    unequal = np.ptp(weights) > 1e-6 * np.max(weights)  # not the rounding of equal bins
+    if sample_weight is None and search.bins is not None and unequal:
+        # unequal bins without their widths: the cells' volumes are (a density=True
+        # histogram's values times them are counts over the total, as with sample_weight)
+        noise_weights = rows_weights
+    if noise_weights is None and np.ndim(requested) == 0 and rows_weights.all():
         grid = Grid.of(X)
         grids = [grid] * n_rows
         models = initial_noises(X, Y, grid, loss=search.loss, noise=requested)
@@ -780,7 +786,7 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
                 Y[i, seen],
                 loss=search.loss,
                 noise=requested if np.ndim(requested) == 0 else requested[seen],
-                sample_weight=None if sample_weight is None else rows_weights[i, seen],
+                sample_weight=None if noise_weights is None else noise_weights[i, seen],
             )
             models.append(noise_model)
             grids.append(grid)

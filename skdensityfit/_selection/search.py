@@ -259,7 +259,8 @@ class Paths:
         ``(m, d)``."""
         problem = self.problem_of(n_components)
         theta = self.fits[n_components][row]
-        floor = at_width_floor(problem.layout, problem.unpack(theta)[3], problem.width_limits[0])
+        _, _, means, factors = problem.unpack(theta)
+        floor = at_width_floor(problem.layout, factors, problem.width_floors(means))
         return problem.to_grid(theta)["means"][floor]
 
     def leverages(self, rows, n_components):
