@@ -1019,6 +1019,34 @@ def test_a_density_histogram_on_geometric_bins_is_read_as_counts(means, sds):
     np.testing.assert_allclose(np.sort(search.best_estimator_.means_[:, 0]), means, rtol=0.02)
 
 
+def test_only_histograms_on_unequal_bins_are_read_as_counts():
+    """The bins' widths stand in for sample_weight only where the values times them are
+    counts or sum to one: on random-width bins (whose widths the first version did not
+    read), density=True and counts / width are histograms; a spectrum rounded to three
+    decimals on edges rounded to two (its values times the widths multiples of one
+    quantum: read as counts and over-fitted, an independent review) and values of 1e7
+    (integers to any tolerance) are not."""
+    from skdensityfit._data.noise import histogram_rows
+
+    rng = np.random.default_rng(0)
+    edges = np.cumsum(np.r_[0.0, rng.gamma(1.5, 1.0, 60)])
+    widths = np.diff(edges)
+    counts = np.histogram(rng.normal(edges[-1] / 2, edges[-1] / 8, 3000), bins=edges)[0]
+    spectrum = np.round(np.exp(-0.5 * ((edges[:-1] - 30) / 5) ** 2), 3)
+    rows = np.vstack([counts / counts.sum() / widths, counts / widths, spectrum, 1e7 + 0 * widths])
+    assert histogram_rows(rows, widths).tolist() == [True, True, False, False]
+    rounded = np.unique(np.round(np.geomspace(1, 100, 91), 2))
+    centres = 0.5 * (rounded[1:] + rounded[:-1])
+    flux = np.round(2.0 * np.exp(-0.5 * ((centres - 12) / 1.2) ** 2) + 0.01, 3)
+    assert not histogram_rows(flux[None], np.diff(rounded))[0]
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    density = np.histogram(
+        rng.normal(edges[-1] / 2, edges[-1] / 8, 3000), bins=edges, density=True
+    )[0]
+    search = DensityGMMCV(n_components=6, bins=edges, random_state=0).fit(centres, density)
+    assert search.noise_["kind"] == "poisson" and search.n_components_ == 1
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_correlated_noise_is_recognised_and_does_not_add_components(seed):
     """Real spectra share noise between neighbouring channels: white-noise BIC would

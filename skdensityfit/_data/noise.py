@@ -622,6 +622,30 @@ def _plausible_counts(positive):
     )
 
 
+def histogram_rows(Y, widths):
+    """For each row of ``Y`` ``(D, n)`` on bins of unequal ``widths`` ``(n,)``: whether it
+    is a histogram passed without its widths, its values times them counts (``counts /
+    width``) or summing to one (``np.histogram(..., density=True)``). (Values merely
+    rounded, on widths rounded too, make multiples of one quantum as well: they are not.)"""
+    widths = np.asarray(widths, dtype=float)
+    if not np.ptp(widths) > 1e-6 * np.max(widths):  # equal bins: the values show the quantum
+        return np.zeros(len(Y), dtype=bool)
+    masses = np.asarray(Y, dtype=float) * widths
+    non_negative = np.all(masses >= 0, axis=1)
+    integers = np.all(
+        np.abs(masses - np.rint(masses)) <= QUANTUM_TOLERANCE * np.maximum(masses, 1.0), axis=1
+    )
+    # most of them small enough that being integers tells (values of 1e7 pass trivially)
+    integers &= np.array(
+        [
+            _plausible_counts(row[row > 0]) and np.median(row[row > 0]) < 0.1 * MAX_TESTED_COUNT
+            for row in masses
+        ]
+    )
+    normalised = np.abs(np.sum(masses, axis=1) - 1.0) <= 1e-9
+    return non_negative & (integers | normalised)
+
+
 def _poisson_unit_from_differences(grid, y):
     """``1 / c`` for values whose variance is ``c`` times their mean: the square root
     of Poisson counts times ``c`` has variance ``c / 4``."""

@@ -12,13 +12,21 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import Interval, StrOptions, fit_context, warn_at_caller
-from .._data.noise import NOISE_KINDS, Grid, check_noise, initial_noises, white_noise_sd
+from .._data.noise import (
+    NOISE_KINDS,
+    Grid,
+    check_noise,
+    histogram_rows,
+    initial_noises,
+    white_noise_sd,
+)
 from .._data.validation import (
     check_density_values,
     check_grid_density,
     check_sample_weight,
     quadrature_weights,
 )
+from .._engine.problem import cells_of
 from .._estimator import DensityGMM
 from .._model.covariance import as_matrices
 from .._reports.reports import NO_LIKELIHOOD, concentric_messages
@@ -744,6 +752,14 @@ def seed_draws(rng):
     return rng.randint(SEED_BOUND), rng.randint(SEED_BOUND)
 
 
+def _noise_weights(noise_weights, row, seen):
+    """The sample weights that row ``row``'s noise model reads (None: none; NaN rows:
+    none, the row's values not a histogram's)."""
+    if noise_weights is None or np.isnan(noise_weights[row, 0]):
+        return None
+    return noise_weights[row, seen]
+
+
 def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     """:class:`DensityGMMCV`'s choice by ``criterion`` for every row of ``Y`` ``(D, n)``
     on the grid ``X`` (validated), all searched together (:func:`~.search.run_searches`).
@@ -768,11 +784,13 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     seeds = [seed for _, seed in draws]
     observed = list(rows_weights > 0)
     noise_weights = None if sample_weight is None else rows_weights
-    unequal = np.ptp(weights) > 1e-6 * np.max(weights)  # not the rounding of equal bins
-    if sample_weight is None and search.bins is not None and unequal:
-        # unequal bins without their widths: the cells' volumes are (a density=True
-        # histogram's values times them are counts over the total, as with sample_weight)
-        noise_weights = rows_weights
+    if sample_weight is None and search.bins is not None:
+        # a histogram on unequal bins passed without their widths as sample_weight: the
+        # rows whose values times the widths are counts, or sum to one (density=True)
+        widths = cells_of(X, search.bins).volume
+        counted = histogram_rows(Y, widths)
+        if counted.any():
+            noise_weights = np.where(counted[:, None], widths, np.nan)
     if noise_weights is None and np.ndim(requested) == 0 and rows_weights.all():
         grid = Grid.of(X)
         grids = [grid] * n_rows
@@ -786,7 +804,7 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
                 Y[i, seen],
                 loss=search.loss,
                 noise=requested if np.ndim(requested) == 0 else requested[seen],
-                sample_weight=None if noise_weights is None else noise_weights[i, seen],
+                sample_weight=_noise_weights(noise_weights, i, seen),
             )
             models.append(noise_model)
             grids.append(grid)
