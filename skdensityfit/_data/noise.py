@@ -635,13 +635,14 @@ def histogram_rows(Y, widths):
     integers = np.all(
         np.abs(masses - np.rint(masses)) <= QUANTUM_TOLERANCE * np.maximum(masses, 1.0), axis=1
     )
-    # most of them small enough that being integers tells (values of 1e7 pass trivially)
-    integers &= np.array(
-        [
-            _plausible_counts(row[row > 0]) and np.median(row[row > 0]) < 0.1 * MAX_TESTED_COUNT
-            for row in masses
-        ]
-    )
+    # plausible counts (:func:`_plausible_counts`), most of them small enough for being
+    # integers to tell (values of 1e7 pass trivially)
+    positive = masses > 0
+    count = np.sum(positive, axis=1)
+    ordered = np.sort(np.where(positive, masses, np.inf), axis=1)
+    smallest, median = ordered[:, 0], _sorted_quantile(ordered, count, 0.5)
+    integers &= (count > 0) & (np.rint(smallest) >= 1) & (smallest < MAX_TESTED_COUNT)
+    integers &= median < 0.1 * MAX_TESTED_COUNT
     normalised = np.abs(np.sum(masses, axis=1) - 1.0) <= 1e-9
     return non_negative & (integers | normalised)
 

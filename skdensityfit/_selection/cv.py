@@ -752,14 +752,6 @@ def seed_draws(rng):
     return rng.randint(SEED_BOUND), rng.randint(SEED_BOUND)
 
 
-def _noise_weights(noise_weights, row, seen):
-    """The sample weights that row ``row``'s noise model reads (None: none; NaN rows:
-    none, the row's values not a histogram's)."""
-    if noise_weights is None or np.isnan(noise_weights[row, 0]):
-        return None
-    return noise_weights[row, seen]
-
-
 def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     """:class:`DensityGMMCV`'s choice by ``criterion`` for every row of ``Y`` ``(D, n)``
     on the grid ``X`` (validated), all searched together (:func:`~.search.run_searches`).
@@ -783,15 +775,14 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     bases = [search._base(seed) for seed, _ in draws]
     seeds = [seed for _, seed in draws]
     observed = list(rows_weights > 0)
-    noise_weights = None if sample_weight is None else rows_weights
+    # a histogram on unequal bins passed without its widths as sample_weight: the rows
+    # whose values times the widths are counts, or sum to one (density=True), read them
+    histogram, widths = np.zeros(n_rows, dtype=bool), None
     if sample_weight is None and search.bins is not None:
-        # a histogram on unequal bins passed without their widths as sample_weight: the
-        # rows whose values times the widths are counts, or sum to one (density=True)
         widths = cells_of(X, search.bins).volume
-        counted = histogram_rows(Y, widths)
-        if counted.any():
-            noise_weights = np.where(counted[:, None], widths, np.nan)
-    if noise_weights is None and np.ndim(requested) == 0 and rows_weights.all():
+        histogram = histogram_rows(Y, widths)
+    alike = sample_weight is None and not histogram.any() and rows_weights.all()
+    if alike and np.ndim(requested) == 0:
         grid = Grid.of(X)
         grids = [grid] * n_rows
         models = initial_noises(X, Y, grid, loss=search.loss, noise=requested)
@@ -799,12 +790,15 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
         models, grids = [], []
         for i in range(n_rows):  # each density's noise model (no fit)
             seen = observed[i]
+            noise_weights = None if sample_weight is None else rows_weights[i, seen]
+            if histogram[i]:
+                noise_weights = widths[seen]
             noise_model, grid = initial_noise(
                 X[seen],
                 Y[i, seen],
                 loss=search.loss,
                 noise=requested if np.ndim(requested) == 0 else requested[seen],
-                sample_weight=_noise_weights(noise_weights, i, seen),
+                sample_weight=noise_weights,
             )
             models.append(noise_model)
             grids.append(grid)
