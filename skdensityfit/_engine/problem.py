@@ -456,13 +456,15 @@ class Problem:
     def width_floors(self, means):
         """The width floor at each component's mean (fit coordinates, ``(..., K, d)``), as
         ``(..., K, 1)``: on a graded grid half the grid's spacing there (a component
-        narrower falls between its points), never below the bounds' floor."""
+        narrower falls between its points; with bins ``BINNED_WIDTH_FLOOR`` of that), never
+        below the bounds' floor."""
         floor = self.width_limits[0]
         means = np.asarray(means)
         if self._graded is None:
             return np.full((*means.shape[:-1], 1), floor)
         centres, spacings, _ = self._graded
-        return np.maximum(floor, 0.5 * np.interp(means[..., :1], centres, spacings))
+        local = 0.5 * np.interp(means[..., :1], centres, spacings)
+        return np.maximum(floor, BINNED_WIDTH_FLOOR * local if self.binned else local)
 
     def with_components(self, n_components):
         """The same data with another number of components (bounds from this grid)."""
