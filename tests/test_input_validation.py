@@ -158,6 +158,26 @@ def test_a_component_narrower_than_the_coarse_spacing_of_a_graded_grid_warns():
     assert np.sqrt(model.covariances_[spike, 0, 0]) < 0.5 * (grid[131] - grid[130])
 
 
+def test_fit_many_judges_components_by_the_local_floor_as_single_fits_do():
+    """fit_many's rows carry the floor warning of a graded grid's coarse end (the floor
+    where each component sits) exactly where single fits give it."""
+    grid = np.geomspace(1.0, 1000.0, 150)
+    Y = np.array([np.exp(-0.5 * ((grid - 3.0 - i) / 0.4) ** 2) for i in range(4)])
+    Y[1, 126] += 0.5
+    Y[3, 128] += 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(grid, Y, DensityGMM(2, random_state=0))
+    alone = []
+    for y in Y:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            DensityGMM(2, random_state=0).fit(grid, y)
+        alone.append(any("width floor" in str(w.message) for w in caught))
+    assert alone == [False, True, False, True]
+    assert ["width floor" in message for message in result.messages] == alone
+
+
 def test_a_spike_is_not_reported_as_a_converged_zero_model():
     y = np.zeros(75)
     y[30] = 1.0
