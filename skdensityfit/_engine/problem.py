@@ -423,6 +423,7 @@ class Problem:
     standardisation: Standardisation
     width_limits: tuple  # smallest and largest component width
     bounds: np.ndarray  # (n_parameters, 2)
+    graded: tuple | None = None  # a graded 1-D grid's local spacings (graded_spacing)
 
     @property
     def layout(self):
@@ -449,10 +450,6 @@ class Problem:
         """The parameter vector of a mixture given in grid units."""
         return self.standardisation.to_fit(self.layout, weights, means, precisions_cholesky, scale)
 
-    @cached_property
-    def _graded(self):
-        return graded_spacing(self.grid)
-
     def width_floors(self, means):
         """The width floor at each component's mean (fit coordinates, ``(..., K, d)``), as
         ``(..., K, 1)``: on a graded grid half the grid's spacing there (a component
@@ -460,9 +457,9 @@ class Problem:
         below the bounds' floor."""
         floor = self.width_limits[0]
         means = np.asarray(means)
-        if self._graded is None:
+        if self.graded is None:
             return np.full((*means.shape[:-1], 1), floor)
-        centres, spacings, _ = self._graded
+        centres, spacings, _ = self.graded
         local = 0.5 * np.interp(means[..., :1], centres, spacings)
         return np.maximum(floor, BINNED_WIDTH_FLOOR * local if self.binned else local)
 
@@ -581,11 +578,11 @@ def build_problem(
         cells=fit_cells,
         background=floor,
     )
-    limits = width_limits(grid)
+    limits, graded = _width_limits(grid)
     if cells is not None:
         limits = (BINNED_WIDTH_FLOOR * limits[0], limits[1])
     check_representable(limits[0] * standardisation.spread)
-    return Problem(grid, data, standardisation, limits, _bounds(grid, data, limits))
+    return Problem(grid, data, standardisation, limits, _bounds(grid, data, limits), graded)
 
 
 # A grid whose points float64 rounds by more than this part of their spacing has lost digits.
@@ -687,11 +684,16 @@ def width_limits(grid):
     """Smallest and largest component width allowed on a standardised grid: half the
     typical spacing (half the finest on a graded 1-D grid, :func:`graded_spacing`) and a
     hundred extents."""
+    return _width_limits(grid)[0]
+
+
+def _width_limits(grid):
+    """:func:`width_limits` and :func:`graded_spacing` of a standardised grid."""
     typical, extent = _typical_spacing(grid)
     graded = graded_spacing(grid, typical)
     if graded is not None:
         typical = graded[2]
-    return 0.5 * typical, 100.0 * extent.max()
+    return (0.5 * typical, 100.0 * extent.max()), graded
 
 
 def _typical_spacing(grid):
