@@ -1047,6 +1047,31 @@ def test_only_histograms_on_unequal_bins_are_read_as_counts():
     assert search.noise_["kind"] == "poisson" and search.n_components_ == 1
 
 
+def test_a_faint_component_of_a_noise_free_image_does_not_add_one():
+    """A noise-free 64 x 64 image of three components, one of weight 0.005: the path's fit
+    at K = 3 stopped in a poor optimum, the exact fit at K = 4 (a component of no weight)
+    ended the walk and won (an independent review). The candidate before an exact fit is
+    now improved from it, and exact there the walk stops there: K = 3."""
+    axis = np.arange(64.0)
+    grid = np.column_stack([g.ravel() for g in np.meshgrid(axis, axis, indexing="ij")])
+    parts = [
+        (0.595, (20.0, 20.0), (3.0, 3.0)),
+        (0.4, (44.0, 44.0), (6.0, 4.0)),
+        (0.005, (20.0, 46.0), (3.0, 3.0)),
+    ]
+    y = sum(
+        w
+        * np.exp(-0.5 * np.sum(((grid - m) / np.array(s)) ** 2, axis=1))
+        / (2 * np.pi * s[0] * s[1])
+        for w, m, s in parts
+    )
+    search = DensityGMMCV(n_components=6, random_state=0).fit(grid, y / y.max())
+    assert search.n_components_ == 3
+    np.testing.assert_allclose(
+        np.sort(search.best_estimator_.weights_), [0.005, 0.4, 0.595], atol=1e-4
+    )
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_correlated_noise_is_recognised_and_does_not_add_components(seed):
     """Real spectra share noise between neighbouring channels: white-noise BIC would

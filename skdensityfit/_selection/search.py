@@ -701,6 +701,20 @@ def criterion_steps(
         first = yield ("exact", int(candidates[-1]))
     start = int(np.searchsorted(candidates, first))
     next_index, exact = yield from walk(start)
+    # an exact fit whose weakest component holds nothing (a faint line's fit, a poor
+    # optimum of the path's) makes the candidate before it exact too: improve that one from
+    # it (Paths.improve's pruned start), and so on down while each becomes exact; the walk
+    # would have stopped there, so the candidates above are not evaluated
+    while exact is not None and exact > start:
+        k = int(candidates[exact - 1])
+        if k not in models or not (yield ("improve", k)):
+            break
+        set_model(k)
+        score()
+        if not paths.losses[k][row] <= EXACT_CV_LOSS:
+            break
+        exact -= 1
+        values[exact + 1 :] = np.nan
     if exact is None and best_index() is not None:
         # the noise model from the best fit's residual, until the best stays put (a
         # correlated noise read as white over-fits, and the over-fit's residual
