@@ -97,7 +97,7 @@ def test_a_spike_at_one_grid_point_gives_finite_floored_widths():
 
 
 def test_the_width_floor_of_a_graded_grid_is_half_its_finest_spacing():
-    """On a log-spaced grid the floor was half the typical spacing, 100 times the finest:
+    """On a log-spaced grid the floor was half the typical spacing, 70 times the finest gap:
     components at its fine end were held 5 to 10 times wider than they are (an independent
     review). It is now half the finest part's spacing (the least mean of a tenth of the
     gaps). Uniform, jittered, random (another review: its floor fell six-fold) and
