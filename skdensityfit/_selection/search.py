@@ -28,6 +28,7 @@ from .._data.noise import (
 )
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
+    NEGLIGIBLE_WEIGHT,
     FitSettings,
     _inputs_with_components,
     at_width_floor,
@@ -46,6 +47,7 @@ from .._engine.rows import RowResults, background_fits, leverages_of, minimize_r
 from .._engine.starts import LazyRandomState
 from .._model.covariance import as_matrices, constrained
 from .._model.parameters import rows_pack, rows_raw, rows_without
+from .._reports.reports import REDUNDANT_DISTANCE, bhattacharyya
 from .rules import (
     CV_FTOL,
     CV_MAX_ITER,
@@ -236,6 +238,21 @@ class Paths:
             fitted[missing] = models_of(self.inputs(n_components), theta, density=missing)
             current[missing] = True
         return fitted[rows] * self.units[rows, None]
+
+    def surplus(self, row, n_components):
+        """Whether density ``row``'s fit with ``n_components`` has a component too many by
+        the redundancy warning's tests: two components that nearly coincide, or one of
+        negligible weight."""
+        problem = self.problem_of(n_components)
+        layout = problem.layout
+        named = problem.to_grid(self.fits[n_components][row])
+        if np.min(named["weights"]) < NEGLIGIBLE_WEIGHT:
+            return True
+        matrices = as_matrices(
+            named["covariances"], layout.covariance_type, layout.n_components, layout.n_features
+        )
+        distance = bhattacharyya(named["means"][None], matrices[None])[0]
+        return bool(np.any(np.triu(distance < REDUNDANT_DISTANCE, k=1)))
 
     def resolved(self, row, n_components, grid):
         """Whether every component of density ``row``'s fit with ``n_components`` is at
@@ -701,12 +718,14 @@ def criterion_steps(
         first = yield ("exact", int(candidates[-1]))
     start = int(np.searchsorted(candidates, first))
     next_index, exact = yield from walk(start)
-    # an exact fit whose weakest component holds nothing (a faint line's fit, a poor
-    # optimum of the path's) makes the candidate before it exact too: improve that one from
-    # it (Paths.improve's pruned start), and so on down while each becomes exact; the walk
+    # an exact fit with a component too many (a faint line's fit above a poor optimum of
+    # the path's) makes the candidate before it exact too: improve that one from it
+    # (Paths.improve's pruned start), and so on down while each becomes exact; the walk
     # would have stopped there, so the candidates above are not evaluated
     while exact is not None and exact > start:
         k = int(candidates[exact - 1])
+        if not paths.surplus(row, int(candidates[exact])):
+            break
         if k not in models or not (yield ("improve", k)):
             break
         set_model(k)
