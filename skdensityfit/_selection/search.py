@@ -628,7 +628,9 @@ def criterion_steps(
     The path is walked upwards until the lowest criterion is ``patience``
     candidates behind (``patience`` 0: every candidate), or a fit is exact
     (then a smaller candidate wins only with a lower criterion still: a fit
-    exact within the noise). Then the noise model is refined from the
+    exact within the noise; and an exact fit with a component too many has the
+    candidate before it improved from it, the walk ending there if that becomes
+    exact). Otherwise the noise model is refined from the
     residual of the best fit (:func:`~.noise.refined_noise`, ``requested``
     the user's ``noise``); heteroscedastic and white noise are checked against
     each other on the fits beside the best (a missed shoulder read as variance
