@@ -593,9 +593,7 @@ def _counts_unit(y, loss, sample_weight, grid):
         return None
     unit = 1.0 if sample_weight is None else np.asarray(sample_weight, dtype=float)
     counts = y * unit
-    integers = np.all(
-        np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)
-    )
+    integers = _integers(counts)
     if loss == "poisson" and integers:
         return unit
     positive = np.ravel(unit)[np.ravel(unit) > 0]
@@ -613,13 +611,24 @@ def _counts_unit(y, loss, sample_weight, grid):
 MAX_TESTED_COUNT = 0.5 / QUANTUM_TOLERANCE
 
 
+def _integers(counts):
+    """Whether every value of ``counts`` (along its last axis) is an integer within
+    ``QUANTUM_TOLERANCE``."""
+    close = np.abs(counts - np.rint(counts)) <= QUANTUM_TOLERANCE * np.maximum(counts, 1.0)
+    return np.all(close, axis=-1)
+
+
 def _plausible_counts(positive):
     """Whether the counts of the positive values tell anything: each at least one count,
     and not all beyond ``MAX_TESTED_COUNT`` (values in physical units, 1e-17 or 1e7, pass
     the integer test trivially)."""
-    return bool(
-        positive.size and np.min(np.rint(positive)) >= 1 and np.min(positive) < MAX_TESTED_COUNT
-    )
+    return bool(_plausible_rows(positive.size, np.min(positive, initial=np.inf)))
+
+
+def _plausible_rows(count, smallest):
+    """:func:`_plausible_counts` of rows given their number of positive values and the
+    least of them (arrays, or numbers)."""
+    return (np.asarray(count) > 0) & (np.rint(smallest) >= 1) & (smallest < MAX_TESTED_COUNT)
 
 
 def histogram_rows(Y, widths):
@@ -632,17 +641,13 @@ def histogram_rows(Y, widths):
         return np.zeros(len(Y), dtype=bool)
     masses = np.asarray(Y, dtype=float) * widths
     non_negative = np.all(masses >= 0, axis=1)
-    integers = np.all(
-        np.abs(masses - np.rint(masses)) <= QUANTUM_TOLERANCE * np.maximum(masses, 1.0), axis=1
-    )
-    # plausible counts (:func:`_plausible_counts`), most of them small enough for being
-    # integers to tell (values of 1e7 pass trivially)
+    # plausible counts, most of them small enough for being integers to tell (values of
+    # 1e7 pass trivially)
     positive = masses > 0
     count = np.sum(positive, axis=1)
     ordered = np.sort(np.where(positive, masses, np.inf), axis=1)
-    smallest, median = ordered[:, 0], _sorted_quantile(ordered, count, 0.5)
-    integers &= (count > 0) & (np.rint(smallest) >= 1) & (smallest < MAX_TESTED_COUNT)
-    integers &= median < 0.1 * MAX_TESTED_COUNT
+    integers = _integers(masses) & _plausible_rows(count, ordered[:, 0])
+    integers &= _sorted_quantile(ordered, count, 0.5) < 0.1 * MAX_TESTED_COUNT
     normalised = np.abs(np.sum(masses, axis=1) - 1.0) <= 1e-9
     return non_negative & (integers | normalised)
 

@@ -715,11 +715,12 @@ GRADED = 0.25
 LOCAL_GAPS = 9
 
 
-def graded_spacing(grid, typical=None):
+def graded_spacing(grid, typical):
     """For a graded 1-D grid, ``(centres, spacings, finest)``: the local spacing (the mean
     of ``LOCAL_GAPS``, or a tenth of all, consecutive gaps between its distinct values) at
-    the centre of each run of gaps, and its least; else None (and in more dimensions,
-    where one floor serves every axis)."""
+    the centre of each run of gaps, and its least, when that is under ``GRADED`` of the
+    grid's ``typical`` spacing (:func:`_typical_spacing`); else None (and in more
+    dimensions, where one floor serves every axis)."""
     if grid.shape[1] != 1:
         return None
     values = unique_values(grid[:, 0])
@@ -728,8 +729,6 @@ def graded_spacing(grid, typical=None):
     size = min(max(LOCAL_GAPS, (values.size - 1) // 10), values.size - 1)
     spacings = (values[size:] - values[:-size]) / size
     finest = float(np.min(spacings))
-    if typical is None:
-        typical = _typical_spacing(grid)[0]
     if not finest < GRADED * typical:
         return None
     return 0.5 * (values[size:] + values[:-size]), spacings, finest

@@ -383,13 +383,9 @@ def redundancy_messages(weights, means, covariances, shares, at_floor):
             "Use fewer components (DensityGMMCV chooses their number), or a finer grid (for a "
             "histogram, narrower bins)."
         )
-    k = len(weights)
-    if k < 2:
+    if len(weights) < 2:
         return messages
-    pairs = np.argwhere(
-        np.triu(bhattacharyya(means[None], covariances[None])[0] < REDUNDANT_DISTANCE, k=1)
-    )
-    light = np.flatnonzero(weights < NEGLIGIBLE_WEIGHT)
+    pairs, light = surplus_components(weights, means, covariances)
     absent = np.setdiff1d(np.flatnonzero(shares < NEGLIGIBLE_WEIGHT), light)
     if len(pairs) or len(light) or len(absent):
         described = [f"components {i} and {j} nearly coincide" for i, j in pairs]
@@ -398,11 +394,19 @@ def redundancy_messages(weights, means, covariances, shares, at_floor):
             f"component {i} holds {shares[i]:.1e} of the fitted mass on the grid" for i in absent
         ]
         messages.append(
-            f"The data does not support {k} components ("
+            f"The data does not support {len(weights)} components ("
             + "; ".join(described)
             + "). Use fewer components; DensityGMMCV chooses their number."
         )
     return messages
+
+
+def surplus_components(weights, means, covariances):
+    """The signs of a component too many in one mixture (covariances as ``(K, d, d)``
+    matrices): ``(pairs that nearly coincide (m, 2), components of negligible weight)``."""
+    distance = bhattacharyya(means[None], covariances[None])[0]
+    pairs = np.argwhere(np.triu(distance < REDUNDANT_DISTANCE, k=1))
+    return pairs, np.flatnonzero(weights < NEGLIGIBLE_WEIGHT)
 
 
 # Why aic and bic are refused under the l2 loss (DensityGMM and DensityGMMCV say what to do).

@@ -28,7 +28,6 @@ from .._data.noise import (
 )
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
-    NEGLIGIBLE_WEIGHT,
     FitSettings,
     _inputs_with_components,
     at_width_floor,
@@ -47,7 +46,7 @@ from .._engine.rows import RowResults, background_fits, leverages_of, minimize_r
 from .._engine.starts import LazyRandomState
 from .._model.covariance import as_matrices, constrained
 from .._model.parameters import rows_pack, rows_raw, rows_without
-from .._reports.reports import REDUNDANT_DISTANCE, bhattacharyya
+from .._reports.reports import surplus_components
 from .rules import (
     CV_FTOL,
     CV_MAX_ITER,
@@ -246,13 +245,11 @@ class Paths:
         problem = self.problem_of(n_components)
         layout = problem.layout
         named = problem.to_grid(self.fits[n_components][row])
-        if np.min(named["weights"]) < NEGLIGIBLE_WEIGHT:
-            return True
         matrices = as_matrices(
             named["covariances"], layout.covariance_type, layout.n_components, layout.n_features
         )
-        distance = bhattacharyya(named["means"][None], matrices[None])[0]
-        return bool(np.any(np.triu(distance < REDUNDANT_DISTANCE, k=1)))
+        pairs, light = surplus_components(named["weights"], named["means"], matrices)
+        return bool(len(pairs) or len(light))
 
     def resolved(self, row, n_components, grid):
         """Whether every component of density ``row``'s fit with ``n_components`` is at
