@@ -88,6 +88,7 @@ LAG_SIGNIFICANCE = 2.0
 # are lower (where higher, a peak's curvature adds to the scatter: no upper bound).
 QUANTUM_TOLERANCE = 1e-6
 MAX_QUANTUM_DIVISOR = 64
+QUANTUM_FEW = 16  # values every divisor is tried on at once before all values are
 POISSON_SPREAD = (0.5, 4.0)
 # The scatter is judged on differences of values of at least this many counts, when
 # there are this many such differences (fewer: the quantum alone speaks).
@@ -386,14 +387,18 @@ def counting_quantum(y, grid=None):
     if positive.size < 3:
         return None
     smallest = positive.min()
-    for divisor in range(1, MAX_QUANTUM_DIVISOR + 1):
-        quantum = smallest / divisor
-        with np.errstate(over="ignore", invalid="ignore"):
-            ratio = positive / quantum
-        if not np.all(np.isfinite(ratio)):
+    quanta = smallest / np.arange(1, MAX_QUANTUM_DIVISOR + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(positive.max() / quanta)  # no ratio overflows
+        # every divisor tried on a few values at once first: most fail there
+        passes = _integers(positive[:QUANTUM_FEW] / quanta[:, None])
+    for quantum, ratio_finite, passed in zip(quanta, finite, passes, strict=True):
+        if not ratio_finite:
             return None
-        if np.all(np.abs(ratio - np.rint(ratio)) <= QUANTUM_TOLERANCE * np.maximum(ratio, 1.0)):
-            break
+        if passed:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if _integers(positive / quantum):
+                    break
     else:
         return None
     if grid is not None:

@@ -464,9 +464,20 @@ class Problem:
         return np.maximum(floor, BINNED_WIDTH_FLOOR * local if self.binned else local)
 
     def with_components(self, n_components):
-        """The same data with another number of components (bounds from this grid)."""
-        data = self.data.with_components(n_components)
-        return replace(self, data=data, bounds=_bounds(self.grid, data, self.width_limits))
+        """The same data with another number of components (bounds from this grid); made
+        once a number (the search asks for the same ones many times)."""
+        if n_components == self.layout.n_components:
+            return self
+        if n_components not in self._with:
+            data = self.data.with_components(n_components)
+            self._with[n_components] = replace(
+                self, data=data, bounds=_bounds(self.grid, data, self.width_limits)
+            )
+        return self._with[n_components]
+
+    @cached_property
+    def _with(self):
+        return {}
 
     @property
     def n_mixture_parameters(self):
@@ -648,20 +659,13 @@ def _bounds(grid, data, limits):
     return np.vstack([bounds, data.background.bounds()])
 
 
-def problem_of(estimator, X, y, sample_weight=None):
+def problem_of(estimator, X, y, sample_weight=None, **settings):
     """:func:`build_problem` with an estimator's ``n_components``, ``covariance_type``,
-    ``loss``, ``scale``, ``bins`` and ``background`` (None for estimators without them)."""
-    return build_problem(
-        X,
-        y,
-        sample_weight,
-        n_components=estimator.n_components,
-        covariance_type=estimator.covariance_type,
-        loss=estimator.loss,
-        scale=estimator.scale,
-        bins=getattr(estimator, "bins", None),
-        background=getattr(estimator, "background", None),
-    )
+    ``loss``, ``scale``, ``bins`` and ``background`` (None for estimators without them),
+    or the ``settings`` given in their place."""
+    names = ("n_components", "covariance_type", "loss", "scale", "bins", "background")
+    chosen = {name: getattr(estimator, name, None) for name in names}
+    return build_problem(X, y, sample_weight, **{**chosen, **settings})
 
 
 def random_subset(n_points, size, target, random_state):

@@ -967,6 +967,7 @@ def line_left_message(bump, n_components, largest):
 
 def _polished(estimator, X, y, sample_weight, start, seed):
     """``estimator`` fitted by one run from ``start`` (a path's parameter vector, the
-    background's parameters last), with the random state ``seed`` for that run."""
-    X, y = check_grid_density(estimator, X, y)
+    background's parameters last), with the random state ``seed`` for that run; ``X`` and
+    ``y`` validated already (by the search's fit)."""
+    estimator.n_features_in_ = X.shape[1]
     return estimator._fit_checked(X, y, sample_weight, start=start, seed=seed)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
-from sklearn.base import clone
 
 from .._data.noise import (
     HIGH_LEVEL,
@@ -125,7 +124,8 @@ class Paths:
     ``Y`` ``(D, n)`` the densities, ``weights`` their quadrature weights ``(n,)`` or
     ``(D, n)``, ``random_state`` one or a list of one per density (for starts that
     draw: ``init_params`` other than 'peaks'; a seed in the list becomes its
-    ``RandomState`` when first drawn from, which costs as much as a fit's Python).
+    ``RandomState`` when first drawn from, which costs as much as a fit's Python);
+    ``loss`` in place of ``base``'s.
     """
 
     def __init__(
@@ -141,7 +141,9 @@ class Paths:
         ftol=CV_FTOL,
         max_iter=CV_MAX_ITER,
         split=False,
+        loss=None,
     ):
+        loss = base.loss if loss is None else loss
         Y = np.atleast_2d(np.asarray(Y, dtype=float))
         weights = np.asarray(weights, dtype=float)
         self.settings = FitSettings(
@@ -159,8 +161,7 @@ class Paths:
         else:
             self.random_state = LazyRandomState(random_state)
         first_weights = weights if weights.ndim == 1 else weights[0]
-        base = clone(base).set_params(n_components=1)
-        self.problem = problem_of(base, X, Y[0], first_weights)
+        self.problem = problem_of(base, X, Y[0], first_weights, n_components=1, loss=loss)
         self.n_densities = len(Y)
         units = np.max(np.abs(Y), axis=1)
         # in each density's unit (densities of 1e-300 or 1e300 neither under- nor overflow)
@@ -181,7 +182,7 @@ class Paths:
         normaliser = self.inputs(1).normaliser
         # for leaves_noise: the white noise variance in the targets' unit, and the
         # relative loss it alone would leave
-        self.noise = noise_variance(X, self.targets) if base.loss == "l2" else None
+        self.noise = noise_variance(X, self.targets) if loss == "l2" else None
         self.noise_loss = None if self.noise is None else self.noise / normaliser
         # the densities' clear peaks: fewer components cannot fit them exactly
         background = self.problem.data.background
@@ -597,8 +598,8 @@ class CriterionChoice:
 
 def paths_for_criterion(base, X, Y, weights, random_state, loss):
     """The :class:`Paths` a criterion walks: fits to a fraction ``CRITERION_FTOL / n``
-    of their loss, with the loss the noise model's likelihood calls for."""
-    base = clone(base).set_params(loss=loss)
+    of their loss, with the loss the noise model's likelihood calls for (``base``'s
+    other settings)."""
     return Paths(
         base,
         X,
@@ -609,6 +610,7 @@ def paths_for_criterion(base, X, Y, weights, random_state, loss):
         ftol=min(CV_FTOL, CRITERION_FTOL / np.shape(Y)[-1]),
         max_iter=CRITERION_MAX_ITER,
         split=PATH_SPLIT,
+        loss=loss,
     )
 
 
