@@ -46,6 +46,7 @@ from ._selection.cv import (
     criterion_choices,
     criterion_messages,
     seed_draws,
+    warn_if_cv_unused,
 )
 
 # A warm fit is kept when its loss is at most this many times the neighbour's
@@ -626,6 +627,8 @@ def _check_estimator(estimator):
         )
     # bad settings fail once here, not once per density
     estimator._validate_params()
+    if isinstance(estimator, DensityGMMCV) and estimator.selection in ("auto", "bic", "aic"):
+        warn_if_cv_unused(estimator)
 
 
 def _max_components(estimator):
@@ -725,7 +728,7 @@ def _check_shared_inputs(X, Y, sample_weight):
     n_points = X.shape[0]
     if sp.issparse(Y):
         raise TypeError("Y is a sparse matrix; pass a dense array (Y.toarray()).")
-    if np.ma.isMaskedArray(Y) and np.ma.getmaskarray(Y).any():
+    if (np.ma.isMaskedArray(Y) and np.ma.getmaskarray(Y).any()) or np.asarray(Y).dtype == bool:
         check_no_gaps(Y, "Y")  # says what to pass (a NaN row fails alone, in its row)
     Y = _as_float(Y, "Y", "one density per row")
     if Y.ndim != 2:
@@ -1408,6 +1411,8 @@ _FLAGGED = {
     "share a centre": "components sharing a centre (a peak that is not Gaussian?)",
     "read as smooth noise": "structure read as smooth noise (pass larger n_components)",
     "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
+    "a mixture of Gaussians cannot take": "a baseline under the mixture (pass background=)",
+    "bins of bins= hold no grid point": "empty bins left out (pass them with the value 0)",
     "cost the grid its digits": "a grid whose offset cost it its digits (build it about an origin)",
 }
 

@@ -707,7 +707,8 @@ def main(argv=None):
         default="none",
         help="'infer': y are bin contents of a histogram whose bin centres are the grid; "
         "'edges': the two grid columns are each bin's left and right edge (1-D; bins may "
-        "be unequal and leave gaps); either way the mixture is integrated over each bin "
+        "be unequal and leave gaps where nothing was measured: give empty bins as 0); "
+        "either way the mixture is integrated over each bin "
         "(default: none, pdf values at points)",
     )
     fit.add_argument(

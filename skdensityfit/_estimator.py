@@ -9,7 +9,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils import gen_batches
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import Interval, StrOptions, fit_context
+from ._compat import Interval, StrOptions, fit_context, warn_at_caller
 from ._data.validation import (
     check_density_values,
     check_grid,
@@ -54,12 +54,15 @@ from ._reports.reports import (
     EDGE_WARNING_FRACTION,
     REDUNDANT_DISTANCE,
     FitReportsMixin,
+    baseline_offsets,
     bhattacharyya,
     edge_fractions,
     edge_message,
+    empty_bins_message,
     grid_box,
     holds_no_line,
     no_line_messages,
+    offset_message,
     redundancy_messages,
     score_prediction,
     underdetermined_message,
@@ -67,8 +70,10 @@ from ._reports.reports import (
     warn_if_components_hold_no_line,
     warn_if_density_is_cut_at_the_edge,
     warn_if_not_counts,
+    warn_if_on_a_baseline,
     warn_if_scoring_outside_the_fit,
     warn_if_underdetermined,
+    zeros_left_out,
 )
 
 
@@ -180,7 +185,8 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         - ``[edges_0, ..., edges_{d-1}]``: the content of the bin of these
           edges (as ``np.histogramdd`` returns them; one array in 1-D) that
           contains ``X[i]``; bins may be non-uniform and some may be left
-          out, but each holds at most one point.
+          out (not measured: a histogram's empty bins are data, pass them
+          with 0), but each holds at most one point.
 
         :func:`histogram_to_grid` turns the output of ``np.histogram`` or
         ``np.histogramdd`` into ``(X, y)``. Use explicit edges in
@@ -499,10 +505,17 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         if problem.data.background is not None:
             self.background_origin_ = problem.standardisation.background_origin.copy()
             self.background_ = np.asarray(problem.background_to_grid(result.theta), dtype=float)
-        mixture = models_of(problem.kernel, result.theta[None])[0]  # in the fit's unit
+        model = models_of(problem.kernel, result.theta[None])[0]  # in the fit's unit
+        mixture = model
         if problem.data.background is not None:
-            mixture -= problem.data.background.values(result.theta[problem.layout.n_parameters :])
+            n_mixture = problem.layout.n_parameters
+            mixture = model - problem.data.background.values(result.theta[n_mixture:])
         warn_if_density_is_cut_at_the_edge(X, mixture)
+        data = problem.data
+        warn_if_on_a_baseline(data.target, model, mixture, data.quadrature, self.background)
+        message = empty_bins_message(X, self.bins)
+        if message is not None and (isinstance(self.bins, str) or zeros_left_out(y)[0]):
+            warn_at_caller(message)
         warn_if_components_are_redundant(self, fit)
         warn_if_components_hold_no_line(self)
         return self
@@ -762,7 +775,10 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
         )
     models = models_of(inputs, fits.theta)
     models *= units[:, None]
-    messages = _row_messages(estimator, problem, inputs, X, models, fits, parameters, coefficients)
+    weights = problem.data.quadrature if Q is None else Q
+    messages = _row_messages(
+        estimator, problem, inputs, (X, Y, weights), models, fits, parameters, coefficients
+    )
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     loss *= inputs.loss_units()
     origin = None if background is None else standardisation.background_origin
@@ -867,9 +883,11 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     return joint, fits
 
 
-def _row_messages(estimator, problem, inputs, X, models, fits, parameters, background):
+def _row_messages(estimator, problem, inputs, data, models, fits, parameters, background):
     """The warnings ``DensityGMM.fit`` gives each row, as ``'Category: text'`` lines
-    (``models``: the fitted models on the grid, a background included)."""
+    (``data``: the grid, the densities and their quadrature weights; ``models``: the
+    fitted models on the grid, a background included)."""
+    X, Y, quadrature = data
     weights, means, covariances, _, _ = parameters
     k, d = estimator.n_components, X.shape[1]
     matrices = as_matrices_rows(covariances, estimator.covariance_type, k, d)
@@ -902,14 +920,25 @@ def _row_messages(estimator, problem, inputs, X, models, fits, parameters, backg
     with np.errstate(divide="ignore", invalid="ignore"):
         fractions = edge_fractions(X, values)
     at_edge = fractions >= EDGE_WARNING_FRACTION
+    offsets, offset_shares = baseline_offsets(Y, models, values, quadrature)
+    on_baseline = np.isfinite(offsets)
     digits = digits_lost_message(X)  # the grid's: every row's
-    speaking = at_edge | flagged | ~fits.converged | (X.shape[0] < n_parameters)
-    speaking |= digits is not None
+    empty_bins = empty_bins_message(X, estimator.bins)
+    left_out = np.zeros(len(Y), dtype=bool)
+    if empty_bins is not None:
+        left_out[:] = True if isinstance(estimator.bins, str) else zeros_left_out(Y)
+    speaking = at_edge | on_baseline | flagged | ~fits.converged | (X.shape[0] < n_parameters)
+    speaking |= left_out | (digits is not None)
     messages = [""] * len(models)
     for row in np.flatnonzero(speaking):  # text for the rows that have something to say
         texts = [] if digits is None else [f"UserWarning: {digits}"]
         if at_edge[row]:
             texts.append(f"UserWarning: {edge_message(fractions[row])}")
+        if left_out[row]:
+            texts.append(f"UserWarning: {empty_bins}")
+        if on_baseline[row]:
+            message = offset_message(offsets[row], offset_shares[row], estimator.background)
+            texts.append(f"UserWarning: {message}")
         if X.shape[0] < n_parameters:
             texts.append(f"UserWarning: {underdetermined_message(X.shape[0], n_parameters)}")
         if flagged[row]:

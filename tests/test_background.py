@@ -250,6 +250,46 @@ def test_a_broad_dome_inside_the_grid_standing_in_for_a_baseline_is_warned_of():
         DensityGMM(2, random_state=0).fit(x, pdf)
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.004])
+def test_a_baseline_below_zero_is_warned_of_in_single_fits_searches_and_fit_many(noise):
+    """A baseline over-subtracted below zero cannot be taken by any component (they are
+    non-negative): the fit is biased, and the warning says so and names background=; the
+    same density with a constant background, or without the offset, raises none."""
+    x = np.linspace(0.0, 25.0, 100)
+    rng = np.random.default_rng(0)
+    pdf = 0.8 * norm.pdf(x, 10, 1) + 0.2 * norm.pdf(x, 16, 1.5) + noise * rng.normal(size=100)
+    match = "below zero by .* cannot take.*background='constant'"
+    with pytest.warns(UserWarning, match=match):
+        DensityGMM(2, random_state=0).fit(x, pdf - 0.01)
+    with pytest.warns(UserWarning, match=match):
+        DensityGMMCV(n_components=4, random_state=0).fit(x, pdf - 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fitted = DensityGMM(2, background="constant", random_state=0).fit(x, pdf - 0.01)
+        DensityGMM(2, random_state=0).fit(x, pdf)
+    np.testing.assert_allclose(fitted.background_, [-0.01], atol=2e-3)
+    with pytest.warns(UserWarning, match="a baseline under the mixture .* in 1 of 2 densities"):
+        result = fit_many(x, np.stack([pdf - 0.01, pdf]), DensityGMM(2, random_state=0))
+    assert "below zero" in result.messages[0] and "zero" not in result.messages[1]
+
+
+def test_smoothed_noise_in_the_tails_is_not_read_as_a_baseline():
+    """Noise smoothed over many points wanders away from zero in the tails for long
+    stretches: the mean's error counts the neighbours' correlation, so no warning."""
+    from skdensityfit._reports.reports import baseline_offsets
+
+    x = np.linspace(0.0, 100.0, 400)
+    rng = np.random.default_rng(1)
+    kernel = np.exp(-0.5 * (np.arange(-12, 13) / 4.0) ** 2)
+    smooth = np.convolve(rng.normal(size=424), kernel / np.sqrt(np.sum(kernel**2)), "valid")
+    model = np.exp(-0.5 * ((x - 50) / 3.0) ** 2)
+    y = model + 0.1 * smooth
+    mean, _ = baseline_offsets(y, model, model, np.ones(400))
+    assert np.isnan(mean[0])
+    mean, share = baseline_offsets(y - 0.2, model, model, np.ones(400))
+    assert mean[0] < 0 and share[0] > 0.5
+
+
 NIST = __import__("pathlib").Path(__file__).parent / "data" / "nist"
 
 

@@ -169,7 +169,7 @@ def test_sampled_histogram_within_its_noise(d):
     edges = [np.arange(-7.3, 7.4, 2.0)] * d
     counts, edges = np.histogramdd(samples, bins=edges)
     X, y = histogram_to_grid(counts, edges)
-    keep = y > 0  # empty bins may be left out
+    keep = y > 0  # empty bins left out (no warning: the least count kept is many)
     X, y = X[keep], y[keep]
     integrated = DensityGMM(loss="poisson", bins=edges, random_state=0).fit(X, y)
     with warnings.catch_warnings():
@@ -255,3 +255,36 @@ def test_in_pipeline_grid_search_and_fit_many():
     Y = np.vstack([y, 2 * y])
     result = fit_many(X, Y, DensityGMM(2, covariance_type="diag", bins=edges, random_state=0))
     np.testing.assert_allclose(result.scale[1], 2 * result.scale[0], rtol=1e-6)
+
+
+def test_empty_bins_left_out_and_missing_centres_under_infer_are_warned_of():
+    """A new user's review: a histogram with its empty bins dropped (the docs said bins
+    may be left out) was fitted with every width too large, silently; bins='infer' on
+    centres with some missing widened the bins beside each gap, silently."""
+    rng = np.random.default_rng(0)
+    samples = np.concatenate([rng.normal(0, 1, 300), rng.normal(5, 0.7, 200)])
+    counts, edges = np.histogram(samples, bins=np.linspace(-6, 10, 161))
+    X, y = histogram_to_grid(counts, edges)
+    full = DensityGMM(2, loss="poisson", bins=edges, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        full.fit(X, y)  # every bin, zeros too: no warning
+    kept = y > 0
+    dropped = DensityGMM(2, loss="poisson", bins=edges, random_state=0)
+    with pytest.warns(UserWarning, match="81 of the 160 bins of bins= hold no grid point"):
+        dropped.fit(X[kept], y[kept])
+    assert dropped.scale_ > full.scale_  # the bias the warning names: mass put in the gaps
+    with pytest.warns(UserWarning, match="empty bins left out .* in 2 of 2 densities"):
+        result = fit_many(X[kept], np.vstack([y[kept]] * 2), dropped)
+    assert all("hold no grid point" in m for m in result.messages)
+
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    pdf = np.diff(norm.cdf(edges, 2.0, 1.5)) / np.diff(edges)
+    gappy = np.delete(np.arange(160), [40, 41, 90, 120])
+    with pytest.warns(UserWarning, match=r"leave 3 gap\(s\) .*near x = -1.9, 3.05, 6.05"):
+        DensityGMM(1, bins="infer", random_state=0).fit(centres[gappy], pdf[gappy])
+    log_edges = np.geomspace(1.0, 100.0, 41)  # unequal bins, none missing: no warning
+    log_centres = np.sqrt(log_edges[1:] * log_edges[:-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DensityGMM(1, bins="infer", random_state=0).fit(log_centres, norm.pdf(log_centres, 30, 10))

@@ -37,7 +37,8 @@ def _expected_failed_checks(estimator):
     [
         DensityGMM(),
         DensityGMM(covariance_type="diag", loss="poisson", n_init=1),
-        DensityGMMCV(n_components=[1, 2], cv=2, n_init=1),
+        DensityGMMCV(n_components=[1, 2], n_init=1),
+        DensityGMMCV(n_components=[1, 2], cv=2, selection="standard_error", n_init=1),
     ],
     expected_failed_checks=_expected_failed_checks,
 )

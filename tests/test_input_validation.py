@@ -345,6 +345,27 @@ def test_missing_values_and_masks_say_how_to_pass_points_without_a_value():
     assert "per_density_grids=True" in result.messages[1]
 
 
+def test_a_boolean_density_is_refused_and_an_unused_cv_is_warned_of():
+    """A new user's review: a boolean mask passed as the density was fitted as 0s and 1s,
+    and cv= was ignored silently under the default selection (BIC, no folds)."""
+    from sklearn.model_selection import KFold
+
+    x = np.linspace(0.0, 10.0, 50)
+    y = np.exp(-0.5 * (x - 5.0) ** 2)
+    with pytest.raises(ValueError, match="y is boolean"):
+        DensityGMM(1).fit(x, y > 0.5)
+    with pytest.raises(ValueError, match="Y is boolean"):
+        fit_many(x, np.vstack([y, y]) > 0.5, DensityGMM(1))
+    with pytest.warns(UserWarning, match="cv=3 is not used: selection='auto'"):
+        DensityGMMCV(n_components=2, cv=3, random_state=0).fit(x, y)
+    with pytest.warns(UserWarning, match="cv=KFold.* is not used"):
+        fit_many(x, np.vstack([y, y]), DensityGMMCV(n_components=2, cv=KFold(3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DensityGMMCV(n_components=2, random_state=0).fit(x, y)
+        DensityGMMCV(n_components=2, cv=3, selection="standard_error", random_state=0).fit(x, y)
+
+
 @pytest.mark.parametrize("unit", [1e-200, 1e200])
 def test_a_grid_whose_covariances_cannot_be_represented_is_refused(unit):
     """A grid in units of 1e-200 (or 1e200): its variances under- (over-)flow float64, so

@@ -51,8 +51,8 @@ def check_grid_density(estimator, X, y, *, reset=True):
 
 
 def check_no_gaps(Y, name):
-    """Refuse a masked array (its mask would be dropped silently) and NaN values, saying
-    how to pass points without a value."""
+    """Refuse a masked array (its mask would be dropped silently), NaN and infinite values
+    and booleans, saying how to pass points without a value."""
     how = (
         "set it to 0 there with sample_weight 0 at those points (in fit_many, a "
         "per-row sample_weight), or drop those points from the grid and the density "
@@ -60,6 +60,11 @@ def check_no_gaps(Y, name):
     )
     if Y is None:
         return  # validate_data says y is required
+    if np.asarray(Y).dtype == bool:
+        raise ValueError(
+            f"{name} is boolean (a mask?): a density holds numbers. Pass the density's "
+            "values, or y.astype(float) if 0 and 1 are what you mean."
+        )
     if np.ma.isMaskedArray(Y) and np.ma.getmaskarray(Y).any():
         raise ValueError(
             f"{name} is a masked array with {int(np.ma.getmaskarray(Y).sum())} masked "
@@ -73,6 +78,13 @@ def check_no_gaps(Y, name):
         raise ValueError(
             f"Input {name} contains NaN ({int(missing.sum())} of {missing.size} values). "
             f"A density has a value at every grid point: {how}"
+        )
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise ValueError(
+            f"Input {name} contains infinity ({int(infinite.sum())} of {infinite.size} "
+            "values), e.g. from a division by zero or the log of 0. A density is finite: "
+            f"fix those values, or if they are not measured, {how}"
         )
 
 

@@ -326,7 +326,7 @@ def _check_edges(edges, n_features):
             k = int(np.flatnonzero(np.diff(e) <= 0)[0])
             raise ValueError(
                 f"bins[{j}] must be strictly increasing; edges {k} and {k + 1} are "
-                f"{e[k]!r} and {e[k + 1]!r}."
+                f"{e[k]:.6g} and {e[k + 1]:.6g}."
             )
         checked.append(e)
     return checked
@@ -373,7 +373,7 @@ def cells_from_edges(X, edges, *, shared=False):
         index[:, j] = idx
     if np.any(outside):
         i = int(np.flatnonzero(outside)[0])
-        ranges = ", ".join(f"[{e[0]!r}, {e[-1]!r}]" for e in edges)
+        ranges = ", ".join(f"[{e[0]:.6g}, {e[-1]:.6g}]" for e in edges)
         raise ValueError(
             f"point {i} of X, {X[i].tolist()}, lies outside the edges in bins ({ranges}); "
             "every point must lie in one of the cells."
@@ -417,6 +417,12 @@ def histogram_to_grid(counts, edges):
     (array([0.25, 0.75]), array([2., 1.]))
     """
     counts = np.asarray(counts, dtype=float)
+    if counts.ndim == 1 and np.ndim(edges) == 1 and counts.size == np.size(edges) + 1:
+        raise ValueError(
+            f"counts has {counts.size} values and edges {np.size(edges)}, one fewer: the "
+            "arguments are swapped? Pass histogram_to_grid(counts, edges), in np.histogram's "
+            "order."
+        )
     single = (isinstance(edges, np.ndarray) and edges.ndim == 1) or (
         isinstance(edges, (list, tuple)) and len(edges) > 0 and np.ndim(edges[0]) == 0
     )

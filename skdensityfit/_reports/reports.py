@@ -11,9 +11,15 @@ from scipy.special import gammaln, xlogy
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import warn_at_caller
-from .._data.validation import check_density_values, check_grid_density, check_sample_weight
+from .._data.noise import counting_quantum
+from .._data.validation import (
+    check_density_values,
+    check_grid_density,
+    check_sample_weight,
+    unique_values,
+)
 from .._engine.fitting import NEGLIGIBLE_WEIGHT
-from .._engine.problem import background_term_names, problem_of
+from .._engine.problem import background_term_names, cells_of, problem_of
 from .._engine.uncertainty import standard_errors, warn_if_cells_differ
 from .._model.covariance import as_matrices
 from .._model.parameters import ParameterLayout
@@ -632,3 +638,134 @@ def edge_messages(X, y):
     ``EDGE_WARNING_FRACTION`` of its peak."""
     fraction = edge_fractions(X, y)[0]
     return [edge_message(fraction)] if fraction >= EDGE_WARNING_FRACTION else []
+
+
+# A mixture falls to zero away from its lines: where it is below OFFSET_TAIL of its peak
+# (OFFSET_MIN_POINTS points at least), data whose mean is away from zero by OFFSET_MASS of
+# the mixture's mass and OFFSET_SIGNIFICANCE standard errors of that mean (for residuals
+# correlated as an AR(1) with their lag-1 correlation) sit on a baseline.
+OFFSET_TAIL = 0.01
+OFFSET_MIN_POINTS = 10
+OFFSET_MASS = 0.02
+OFFSET_SIGNIFICANCE = 5.0
+OFFSET_MAX_CORRELATION = 0.9  # of neighbouring residuals (a slope, not noise, beyond it)
+
+
+def baseline_offsets(Y, models, mixtures, weights):
+    """For each density of ``Y`` ``(R, n)``: the mean of its residual ``Y - models`` where
+    its fitted ``mixtures`` (the models without a background) are below ``OFFSET_TAIL`` of
+    their peak, over that peak, and that mean's mass (times the ``weights`` of those
+    points, ``(n,)`` or ``(R, n)``) over the mixture's, when both pass the tests of
+    ``OFFSET_MIN_POINTS``, ``OFFSET_MASS`` and ``OFFSET_SIGNIFICANCE``; NaN for the others.
+    ``((R,), (R,))``."""
+    Y, models, mixtures = np.atleast_2d(Y), np.atleast_2d(models), np.atleast_2d(mixtures)
+    weights = np.broadcast_to(weights, Y.shape)
+    tail = (mixtures <= OFFSET_TAIL * np.max(mixtures, axis=1, keepdims=True)) & (weights > 0)
+    n_tail = np.sum(tail, axis=1)
+    residual = np.where(tail, Y - models, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.sum(residual, axis=1) / n_tail
+        centred = np.where(tail, residual - mean[:, None], 0.0)
+        spread = np.sum(centred**2, axis=1)
+        # neighbours' correlation (smoothed noise) makes the mean's error larger: AR(1)'s
+        lag_one = np.sum(centred[:, 1:] * centred[:, :-1], axis=1) / spread
+        lag_one = np.clip(np.nan_to_num(lag_one), 0.0, OFFSET_MAX_CORRELATION)
+        inflation = (1.0 + lag_one) / (1.0 - lag_one)
+        standard_error = np.sqrt(spread / (n_tail - 1) / n_tail * inflation)
+        mass = np.abs(mean) * np.sum(np.where(tail, weights, 0.0), axis=1)
+        share = mass / np.sum(weights * np.maximum(mixtures, 0.0), axis=1)
+    found = (n_tail >= OFFSET_MIN_POINTS) & (share >= OFFSET_MASS)
+    found &= np.abs(mean) >= OFFSET_SIGNIFICANCE * standard_error
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = mean / np.max(mixtures, axis=1)
+    return np.where(found, mean, np.nan), np.where(found, share, np.nan)
+
+
+def offset_message(mean, share, background):
+    """The warning of a baseline under the mixture (:func:`baseline_offsets`)."""
+    side = "below" if mean < 0 else "above"
+    what = (
+        "Pass background='constant' (or 'linear', ...): the baseline is then fitted with "
+        "the mixture"
+        if background is None
+        else f"The background {background!r} does not take it: try one with more terms"
+    )
+    return (
+        f"Where the fitted mixture is below {OFFSET_TAIL:.0%} of its peak, the density "
+        f"averages {mean:.2%} of the mixture's peak, {side} zero by {share:.0%} of its mass: "
+        "a baseline (or tails that are not Gaussian) that a mixture of Gaussians cannot "
+        f"take, so its weights, widths and scale_ are biased. {what}."
+    )
+
+
+def warn_if_on_a_baseline(y, model, mixture, weights, background):
+    """Warn of :func:`baseline_offsets`'s baseline under one fit."""
+    mean, share = baseline_offsets(y, model, mixture, weights)
+    if np.isfinite(mean[0]):
+        warn_at_caller(offset_message(mean[0], share[0], background))
+
+
+# A histogram whose least value is this many counts at most has empty bins beside it.
+FEW_COUNTS = 3
+
+
+def zeros_left_out(Y):
+    """Whether each density of ``Y`` ``(R, n)`` is a histogram with its zeros left out:
+    counts (times a quantum, :func:`~.noise.counting_quantum`) down to ``FEW_COUNTS``, and
+    no zero. (The training points of a cross-validation fold leave bins out too, but
+    with a histogram's zeros among them.)"""
+    Y = np.atleast_2d(Y)
+    found = np.all(Y > 0, axis=1)
+    for row in np.flatnonzero(found):  # only densities with no zero: rarely many
+        quantum = counting_quantum(Y[row])
+        found[row] = quantum is not None and Y[row].min() <= FEW_COUNTS * quantum * (1 + 1e-9)
+    return found
+
+
+# A gap between 1-D bin centres this many times both neighbouring gaps is a missing bin.
+MISSING_BIN_GAP = 1.8
+
+
+def empty_bins_message(X, bins):
+    """The warning of bins of ``bins`` (edges) that hold no point of ``X`` (to give when
+    :func:`zeros_left_out` of the density); with ``bins='infer'`` on a 1-D grid, of a
+    missing centre (:data:`MISSING_BIN_GAP`), whose neighbours' inferred bins are widened
+    over it; None otherwise."""
+    if isinstance(bins, str) and X.shape[1] == 1:
+        return _missing_centres_message(X[:, 0])
+    if bins is None or isinstance(bins, str):
+        return None
+    edges = cells_of(X, bins).edges
+    n_bins = int(np.prod([len(e) - 1 for e in edges]))
+    if n_bins <= len(X):
+        return None
+    return (
+        f"{n_bins - len(X)} of the {n_bins} bins of bins= hold no grid point, and the "
+        "density is counts down to a few, with no zero: if they are a histogram's empty "
+        "bins, pass them with "
+        "the value 0 (left out, they are read as not measured, and the fit is free to put "
+        "mass there: its widths and scale_ are biased); if they were not measured, pass "
+        "them with sample_weight 0 (and any value)."
+    )
+
+
+def _missing_centres_message(centres):
+    """:func:`empty_bins_message` of inferred bins on the 1-D ``centres``."""
+    values = unique_values(centres)
+    gaps = np.diff(values)
+    if gaps.size < 3:
+        return None
+    # each gap against the larger of its neighbours (the end gaps: their one neighbour)
+    neighbours = np.maximum(np.r_[gaps[1], gaps[:-1]], np.r_[gaps[1:], gaps[-2]])
+    missing = np.flatnonzero(gaps >= MISSING_BIN_GAP * neighbours)
+    if missing.size == 0:
+        return None
+    middles = 0.5 * (values[missing] + values[missing + 1])
+    where = ", ".join(f"{x:.6g}" for x in middles[:5]) + (", ..." if missing.size > 5 else "")
+    return (
+        f"bins='infer': the grid's centres leave {missing.size} gap(s) of about twice their "
+        f"neighbours' spacing or more (near x = {where}): missing bins? The bins inferred "
+        "beside a gap are widened over it, which biases the fit. Pass the full grid of "
+        "centres (a histogram's empty bins with the value 0, bins not measured with "
+        "sample_weight 0), or the bins' edges as bins= (which may leave bins out)."
+    )

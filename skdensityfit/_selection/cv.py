@@ -157,7 +157,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         None means ``1..8``.
 
     cv : int, cross-validation generator or iterable, default=None
-        None is 10 shuffled folds on grids of at most 1,000 points and 5 on
+        The folds of held-out selection (``selection='standard_error'`` or
+        ``'best'``; the information criteria use none, and warn when ``cv`` is
+        given). None is 10 shuffled folds on grids of at most 1,000 points and 5 on
         larger ones, never more folds than points (count splitting: 5 folds);
         an int is that many shuffled folds (unlike scikit-learn's default, see
         above; more than the grid's points is an error); splitters and
@@ -417,6 +419,7 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         selection = "bic" if self.selection == "auto" else self.selection
         self.noise_ = None
         if selection in ("bic", "aic"):
+            warn_if_cv_unused(self)
             self._fit_criterion(X, y, sample_weight, weights, candidates, rng, selection)
             return self
         folds = self._held_out_folds(X, y, weights, rng)
@@ -935,6 +938,16 @@ def nothing_message(n_components, noise_kind):
         "or its features may be dips below a baseline (absorption lines), which a mixture "
         "of positive weights cannot fit: fit the baseline minus the density instead."
     )
+
+
+def warn_if_cv_unused(search):
+    """Warn that ``cv`` (given) has no part in a choice by an information criterion."""
+    if search.cv is not None:
+        warn_at_caller(
+            f"cv={search.cv!r} is not used: selection={search.selection!r} chooses by "
+            "an information criterion of the fits on all points, with no folds. Pass "
+            "selection='standard_error' (or 'best') to choose by held-out scores."
+        )
 
 
 def _best_mean(scores):
