@@ -1959,3 +1959,30 @@ def test_a_comb_whose_fit_explains_a_fifth_below_the_top_candidate_is_warned_of(
         search = DensityGMMCV(n_components=n_components, random_state=0).fit(x, y)
     assert search.n_components_ == 1
     assert "explains 20%" in " ".join(str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("continuum", [1e3, 1e5])
+def test_a_weak_line_on_a_high_poisson_continuum_is_found(continuum):
+    """The twentieth reviewer: a line of matched-filter significance 6 beside a strong one
+    on a flat continuum of Poisson counts, loss='poisson' with background='constant', was
+    lost as the continuum grew (2 of 40 at 1e5 counts a channel), silently: the path's fits
+    stopped at a gradient as large as the loss at the noise level (K = 1's deviance 191
+    against 101 at its optimum), and BIC's log n counted the continuum's counts as samples
+    of the mixture. Before: K = [2, 1, 2, 1] and [1, 1, 1, 1] on these four seeds."""
+    x = np.arange(100.0)
+
+    def line(mean, height):
+        return height * np.exp(-0.5 * ((x - mean) / 2.0) ** 2)
+
+    per_sigma = np.sqrt(continuum) / np.sqrt(np.sqrt(np.pi) * 2.0)
+    rate = continuum + line(30.0, 50 * per_sigma) + line(65.0, 6 * per_sigma)
+    chosen = []
+    for seed in range(4):
+        y = np.random.default_rng(seed).poisson(rate).astype(float)
+        search = DensityGMMCV(
+            n_components=4, loss="poisson", background="constant", random_state=0
+        ).fit(x, y)
+        chosen.append(search.n_components_)
+    assert chosen == [2, 2, 2, 2]
+    means = np.sort(search.best_estimator_.means_.ravel())
+    np.testing.assert_allclose(means, [30.0, 65.0], atol=1.0)

@@ -812,6 +812,14 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
         warnings.simplefilter("ignore", UserWarning)
         for loss in np.unique(losses):
             rows = np.flatnonzero(losses == loss)
+            counts = None
+            if loss == "poisson":
+                counts = [
+                    models[i].n_observations * models[i].dispersion
+                    if models[i].kind == "poisson"
+                    else 0.0
+                    for i in rows
+                ]
             paths = paths_for_criterion(
                 bases[rows[0]],
                 X,
@@ -819,6 +827,7 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
                 weights if weights.ndim == 1 else weights[rows],
                 [seeds[i] for i in rows],
                 loss,
+                counts,
             )
             searches = [
                 criterion_steps(

@@ -66,6 +66,10 @@ TINY = np.finfo(float).tiny
 # differences carry no optimiser error larger than that.
 CRITERION_FTOL = 0.2
 CRITERION_MAX_ITER = 100
+# Counts on a background are samples of the mixture in BIC's log n up to this many a point
+# (a histogram's); more are a continuum's, whose count would raise the penalty past a weak
+# line's gain, and the points are the observations.
+CONTINUUM_COUNTS = 10
 # The chosen fit's residual "holds a line" when the matched filter scores a
 # Gaussian bump of it above 2 ln(n) + LINE_LEFT squared noise standard
 # deviations (white noise reaches 2 ln(n) + 5.3 to 9.8 in 99% of draws,
@@ -125,7 +129,8 @@ class Paths:
     ``(D, n)``, ``random_state`` one or a list of one per density (for starts that
     draw: ``init_params`` other than 'peaks'; a seed in the list becomes its
     ``RandomState`` when first drawn from, which costs as much as a fit's Python);
-    ``loss`` in place of ``base``'s.
+    ``loss`` in place of ``base``'s; ``tol`` the projected gradient the fits stop at
+    (or ``base``'s, if larger).
     """
 
     def __init__(
@@ -142,12 +147,13 @@ class Paths:
         max_iter=CV_MAX_ITER,
         split=False,
         loss=None,
+        tol=CV_TOL,
     ):
         loss = base.loss if loss is None else loss
         Y = np.atleast_2d(np.asarray(Y, dtype=float))
         weights = np.asarray(weights, dtype=float)
         self.settings = FitSettings(
-            tol=max(base.tol, CV_TOL),
+            tol=max(base.tol, tol),
             max_iter=min(base.max_iter, max_iter),
             n_init=base.n_init,
             init_params=base.init_params,
@@ -596,10 +602,16 @@ class CriterionChoice:
     nothing: float = np.inf  # the criterion of no component (the background alone, or 0)
 
 
-def paths_for_criterion(base, X, Y, weights, random_state, loss):
+def paths_for_criterion(base, X, Y, weights, random_state, loss, counts=None):
     """The :class:`Paths` a criterion walks: fits to a fraction ``CRITERION_FTOL / n``
     of their loss, with the loss the noise model's likelihood calls for (``base``'s
-    other settings)."""
+    other settings). ``counts``: each density's total counts under Poisson noise, whose
+    loss at the noise level, ``n / (2 counts)`` (half the deviance over the mass), the
+    fits' gradient test is scaled to where it is small (a high continuum)."""
+    n_points = np.shape(Y)[-1]
+    tol = CV_TOL
+    if counts is not None and np.max(counts) > 0:
+        tol = min(CV_TOL, CRITERION_FTOL * n_points / (2.0 * np.max(counts)))
     return Paths(
         base,
         X,
@@ -611,6 +623,7 @@ def paths_for_criterion(base, X, Y, weights, random_state, loss):
         max_iter=CRITERION_MAX_ITER,
         split=PATH_SPLIT,
         loss=loss,
+        tol=tol,
     )
 
 
@@ -713,7 +726,14 @@ def criterion_steps(
                 break
         return index, None
 
-    penalty = np.log(max(noise_model.n_observations, 2.0)) if criterion == "bic" else 2.0
+    n_observations = noise_model.n_observations
+    background = paths.problem.data.background
+    if noise_model.kind == "poisson" and background is not None:
+        # many counts a point on a continuum are no sample of the mixture: the information
+        # on its lines does not grow with the continuum's counts, the points observe them
+        if n_observations > CONTINUUM_COUNTS * len(y):
+            n_observations = len(y)
+    penalty = np.log(max(n_observations, 2.0)) if criterion == "bic" else 2.0
     first = 1
     if noise_model.kind != "poisson":
         first = yield ("exact", int(candidates[-1]))
