@@ -1185,6 +1185,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
             [densities[row, observed[j]] for j, row in enumerate(index)],
             [fitted.models[j, observed[j]] for j in range(len(index))],
             list(zip(means, matrices, strict=True)),
+            estimator.background,
         )
         for j, (row, remarks) in enumerate(zip(index, all_remarks, strict=True)):
             # in DensityGMMCV.fit's order: the fit's warnings, then the choice's
@@ -1410,6 +1411,7 @@ _FLAGGED = {
     "No component is significant": "no component significant (the density may be noise alone)",
     "share a centre": "components sharing a centre (a peak that is not Gaussian?)",
     "read as smooth noise": "structure read as smooth noise (pass larger n_components)",
+    "stands on a pedestal": "a mixture on a pedestal (a baseline? pass background=)",
     "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
     "a mixture of Gaussians cannot take": "a baseline under the mixture (pass background=)",
     "bins of bins= hold no grid point": "empty bins left out (pass them with the value 0)",

@@ -499,7 +499,9 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
             best.means_,
             as_matrices(best.covariances_, best.covariance_type, best.n_components, X.shape[1]),
         )
-        messages = criterion_messages(candidates, [choice], [y[observed]], [model], [shape])
+        messages = criterion_messages(
+            candidates, [choice], [y[observed]], [model], [shape], self.background
+        )
         for message in messages[0]:
             warn_at_caller(message)
 
@@ -849,11 +851,12 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
     return results
 
 
-def criterion_messages(candidates, choices, Y, models, shapes):
+def criterion_messages(candidates, choices, Y, models, shapes, background=None):
     """The warnings of choices by a criterion (the largest candidate chosen, a line left
     in the residual of the polished ``models[r]`` of ``Y[r]``, no component significant,
     components sharing a centre: ``shapes[r]`` the polished fit's ``(means (K, d),
-    covariances (K, d, d))``; structure read as smooth noise), as a list of texts a choice."""
+    covariances (K, d, d))``; structure read as smooth noise; with no ``background``, a
+    pedestal under the mixture), as a list of texts a choice."""
     inexact = [r for r, choice in enumerate(choices) if not choice.exact]
     bumps = [None] * len(choices)
     found = largest_residual_bumps(
@@ -874,8 +877,34 @@ def criterion_messages(candidates, choices, Y, models, shapes):
             texts.append(line_left_message(bump, n_components, largest))
         if not nothing:  # with no component significant, noise alone may be all there is
             texts += structure_as_noise_messages(choice, y, model, candidates)
+        if background is None:
+            texts += pedestal_messages(model, n_components, choice.noise.kind)
         messages.append(texts)
     return messages
+
+
+# A mixture of two components or more that stays above this part of its peak over the whole
+# grid stands on a pedestal: a baseline tiled by components (a dome of several, each narrower
+# than the broad-component warning's quarter of the grid), or tails the grid cuts.
+PEDESTAL = 0.03
+
+
+def pedestal_messages(model, n_components, noise_kind):
+    """The warning of a chosen mixture ``model`` (no background) whose least value on the
+    grid is ``PEDESTAL`` of its peak or more; not for counts (a histogram's range often cuts
+    its tails, and says nothing of a baseline)."""
+    if n_components < 2 or noise_kind == "poisson" or not np.max(model) > 0:
+        return []
+    floor = float(np.min(model) / np.max(model))
+    if floor < PEDESTAL:
+        return []
+    return [
+        f"The chosen mixture (n_components={n_components}) stays above {floor:.0%} of its "
+        "peak everywhere on the grid: the density stands on a pedestal, a baseline that "
+        "some of the components are taking (and n_components counts them), or the grid "
+        "cuts its tails. If it is a baseline, pass background= ('constant', 'linear', "
+        "'quadratic', ...) so that the candidates carry it."
+    ]
 
 
 # A correlated noise model this many times the noise of the density's point-to-point
