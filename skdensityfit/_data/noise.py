@@ -510,7 +510,7 @@ class NoiseModel:
         if self.kind == "poisson":
             info["n_counts"] = float(self.n_observations)
             info["dispersion"] = float(self.dispersion)
-        if self.kind == "heteroscedastic":
+        if self.kind in ("heteroscedastic", "varying"):
             info["sd_range"] = [float(np.min(self.sd)), float(np.max(self.sd))]
         return info
 
@@ -570,6 +570,11 @@ def initial_noise(X, y, *, loss, noise="auto", sample_weight=None, grid=None):
         )
     sd = max(float(white_noise_sd(grid, y)), _sd_floor(y))
     if noise == "auto":
+        # a level varying along the grid first: lines where the noise is high would pass
+        # for a variance growing with the values
+        per_point = varying_sds(grid, y[None], np.array([sd]))[0]
+        if np.all(np.isfinite(per_point)):
+            return NoiseModel("varying", sd=per_point, n_observations=n, loss=loss), grid
         per_point = _heteroscedastic_from_differences(grid, y, sd)
         if per_point is not None:
             return NoiseModel("heteroscedastic", sd=per_point, n_observations=n, loss=loss), grid
@@ -1007,6 +1012,60 @@ def _heteroscedastic_from_differences(grid, y, sd):
     return sd * np.sqrt(variance)
 
 
+# Noise whose level varies along a 1-D grid (a detector's sensitivity), not with the values:
+# the log-variances of the second differences in VARYING_SEGMENTS runs along the grid lie
+# on a line in position that rises (or falls) by a factor VARYING_RATIO or more across the
+# grid, VARYING_Z standard errors of its slope from flat, and the runs scatter about it as
+# their sizes allow (chi-square per run at most VARYING_FIT: a line's curvature in one run
+# is no trend).
+VARYING_SEGMENTS = 8
+VARYING_RATIO = 4.0
+VARYING_Z = 5.0
+VARYING_FIT = 6.0
+
+
+def varying_sds(grid, Y, sd):
+    """For the rows of ``Y`` ``(R, n)`` with white noise ``sd`` ``(R,)`` on a 1-D ``grid``:
+    the standard deviation at each point ``(R, n)`` of noise whose variance is
+    log-linear in the position (:data:`VARYING_RATIO`), NaN rows where it is not found."""
+    Y = np.atleast_2d(Y)
+    out = np.full(Y.shape, np.nan)
+    if grid.axes is None or len(grid.axes) != 1:
+        return out
+    found = _level_differences(grid, Y, np.asarray(sd, dtype=float))
+    if found is None:
+        return out
+    scaled, following, level = found
+    size = scaled.shape[-1] // VARYING_SEGMENTS
+    if size < MIN_GROUP:
+        return out
+    noise_like = _noise_like(scaled, following, level)
+    used = VARYING_SEGMENTS * size
+    runs = scaled[:, :used].reshape(len(Y), VARYING_SEGMENTS, size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_variance = np.log(robust_scale(runs) ** 2)  # (R, S)
+    axis = grid.axes[0]
+    centres = axis[2 : 2 + used].reshape(VARYING_SEGMENTS, size).mean(axis=1)
+    position = (centres - axis[0]) / (axis[-1] - axis[0])  # (S,)
+    weight = size / 2.5  # the inverse variance of a trimmed log-variance of `size` values
+    design = np.stack([np.ones(VARYING_SEGMENTS), position], axis=1)
+    gram_inverse = np.linalg.inv(weight * design.T @ design)
+    with np.errstate(invalid="ignore"):
+        coefficients = (weight * log_variance @ design) @ gram_inverse  # (R, 2)
+        misfit = log_variance - coefficients @ design.T
+        chi2 = weight * np.sum(misfit**2, axis=1) / (VARYING_SEGMENTS - 2)
+        slope, error = coefficients[:, 1], np.sqrt(gram_inverse[1, 1])
+    span = np.abs(slope) * (np.max(position) - np.min(position))
+    varies = noise_like & np.isfinite(slope) & (span >= np.log(VARYING_RATIO))
+    varies &= (np.abs(slope) >= VARYING_Z * error) & (chi2 <= VARYING_FIT)
+    along = (axis - axis[0]) / (axis[-1] - axis[0])
+    profile = grid.as_points(
+        np.exp(0.5 * (coefficients[:, :1] + coefficients[:, 1:] * along[None])), 1
+    )
+    out[varies] = np.asarray(sd, dtype=float).reshape(-1, 1)[varies] * profile[varies]
+    return out
+
+
 def _variance_grows(scaled, level, mask, margin=0.0):
     """For each row of ``scaled`` ``(R, m)`` (noise in units of a white noise's standard
     deviation, at ``level`` in [0, 1], ``mask`` the values to judge): whether its
@@ -1102,6 +1161,8 @@ def initial_noises(X, Y, grid, *, loss, noise="auto"):
         sds = np.maximum(white_noise_sd(grid, Y[rows]), floor)
         if noise == "auto":
             alone[rows[_maybe_heteroscedastic(grid, Y[rows], sds)]] = True
+            varying = np.all(np.isfinite(varying_sds(grid, Y[rows], sds)), axis=1)
+            alone[rows[varying]] = True  # initial_noise finds it again
         kind = "correlated" if noise == "correlated" else "white"
         for i, sd in zip(rows, sds, strict=True):
             if not alone[i]:

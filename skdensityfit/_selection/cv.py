@@ -252,7 +252,8 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
 
     noise_ : dict or None
         With 'bic' or 'aic', the noise model the criterion used: its ``kind``
-        ('white', 'correlated', 'heteroscedastic', 'poisson' or 'given'), and
+        ('white', 'correlated', 'heteroscedastic', 'varying': a standard
+        deviation log-linear along a 1-D grid, 'poisson' or 'given'), and
         ``sd`` (the marginal standard deviation, in the units of ``y``),
         ``correlation`` (autocorrelations at lags 1, 2, ...) with
         ``autoregressive`` (True: continued beyond those lags as the
