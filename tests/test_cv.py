@@ -8,6 +8,7 @@ import pytest
 from joblib import Parallel, delayed
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
+from scipy.stats import norm
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -2027,3 +2028,18 @@ def test_white_noise_with_lines_at_one_end_is_not_read_as_varying():
     search = DensityGMMCV(n_components=6, random_state=0).fit(x, y)
     assert search.noise_["kind"] == "white"
     assert search.n_components_ == 3
+
+
+def test_a_pdf_with_a_tiny_tail_value_is_not_read_as_counts():
+    """A new user's review: ten points of a noise-free pdf, one of them in a tail (1e-20),
+    were read as Poisson counts with a dispersion of 1e19: every value over so small a
+    quantum passes for an integer. Counts are read only where most are below the largest
+    count the integer test can tell."""
+    from skdensityfit._data.noise import counting_quantum
+
+    grid = np.linspace(0, 25, 100)[::10]
+    y = 0.8 * norm.pdf(grid, 10, 1) + 0.2 * norm.pdf(grid, 16, 1.5)
+    assert counting_quantum(y) is None
+    assert counting_quantum(np.array([3.0, 1.0, 7.0, 12.0]) / 40.0) == pytest.approx(1 / 40)
+    search = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
+    assert search.noise_["kind"] == "white"
