@@ -1019,11 +1019,16 @@ def _heteroscedastic_from_differences(grid, y, sd):
 # on a line in position that rises (or falls) by a factor VARYING_RATIO or more across the
 # grid, VARYING_Z standard errors of its slope from flat, and the runs scatter about it as
 # their sizes allow (chi-square per run at most VARYING_FIT: a line's curvature in one run
-# is no trend).
+# is no trend), and better by VARYING_BETTER in that chi-square than a line in the runs'
+# mean level (a variance growing with the values: lines crowded at one end, a decaying
+# baseline, are no varying level).
 VARYING_SEGMENTS = 8
 VARYING_RATIO = 4.0
 VARYING_Z = 5.0
-VARYING_FIT = 6.0
+VARYING_FIT = 4.5
+VARYING_BETTER = 4.0
+# White noise's second differences correlate with the next at -2/3 (AR(1) noise of 0.4: -0.57).
+VARYING_WHITE = -0.6
 
 
 def varying_sds(grid, Y, sd):
@@ -1041,7 +1046,9 @@ def varying_sds(grid, Y, sd):
     size = scaled.shape[-1] // VARYING_SEGMENTS
     if size < MIN_GROUP:
         return out
-    noise_like = _noise_like(scaled, following, level)
+    # white where the values are low (correlated noise under a varying level is left to the
+    # correlated model, which the fits refine)
+    noise_like = _noise_like(scaled, following, level, VARYING_WHITE - NOISE_DIFFERENCE_CORRELATION)
     used = VARYING_SEGMENTS * size
     runs = scaled[:, :used].reshape(len(Y), VARYING_SEGMENTS, size)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -1057,9 +1064,21 @@ def varying_sds(grid, Y, sd):
         misfit = log_variance - coefficients @ design.T
         chi2 = weight * np.sum(misfit**2, axis=1) / (VARYING_SEGMENTS - 2)
         slope, error = coefficients[:, 1], np.sqrt(gram_inverse[1, 1])
+    # the same line in each run's mean level instead of its position, row by row
+    run_level = level[:, :used].reshape(len(Y), VARYING_SEGMENTS, size).mean(axis=2)
+    peak = np.max(run_level, axis=1, keepdims=True)  # in the density's unit: 1e300 overflows
+    run_level = run_level / np.where(peak > 0, peak, 1.0)
+    centred = run_level - run_level.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level_slope = np.sum(centred * log_variance, axis=1) / np.sum(centred**2, axis=1)
+        level_misfit = log_variance - log_variance.mean(axis=1, keepdims=True)
+        level_misfit -= level_slope[:, None] * centred
+        level_chi2 = weight * np.sum(level_misfit**2, axis=1) / (VARYING_SEGMENTS - 2)
+    level_chi2 = np.where(np.isfinite(level_chi2), level_chi2, np.inf)
     span = np.abs(slope) * (np.max(position) - np.min(position))
     varies = noise_like & np.isfinite(slope) & (span >= np.log(VARYING_RATIO))
     varies &= (np.abs(slope) >= VARYING_Z * error) & (chi2 <= VARYING_FIT)
+    varies &= VARYING_BETTER * chi2 <= level_chi2
     along = (axis - axis[0]) / (axis[-1] - axis[0])
     profile = grid.as_points(
         np.exp(0.5 * (coefficients[:, :1] + coefficients[:, 1:] * along[None])), 1
