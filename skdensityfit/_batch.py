@@ -1411,7 +1411,7 @@ _FLAGGED = {
     "No component is significant": "no component significant (the density may be noise alone)",
     "share a centre": "components sharing a centre (a peak that is not Gaussian?)",
     "read as smooth noise": "structure read as smooth noise (pass larger n_components)",
-    "stands on a pedestal": "a mixture on a pedestal (a baseline? pass background=)",
+    "stands on a pedestal": "a mixture above 3% of its peak everywhere (tails cut, or a baseline)",
     "edge of the grid reaches": "the fitted mixture high at the grid's edge (extend the grid)",
     "a mixture of Gaussians cannot take": "a baseline under the mixture (pass background=)",
     "bins of bins= hold no grid point": "empty bins left out (pass them with the value 0)",

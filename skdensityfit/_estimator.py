@@ -512,9 +512,11 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             mixture = model - problem.data.background.values(result.theta[n_mixture:])
         warn_if_density_is_cut_at_the_edge(X, mixture)
         data = problem.data
-        warn_if_on_a_baseline(data.target, model, mixture, data.quadrature, self.background)
+        warn_if_on_a_baseline(X, data.target, model, mixture, data.quadrature, self.background)
         message = empty_bins_message(X, self.bins)
-        if message is not None and (isinstance(self.bins, str) or zeros_left_out(y)[0]):
+        if message is not None and (
+            isinstance(self.bins, str) or zeros_left_out(X, y, self.bins)[0]
+        ):
             warn_at_caller(message)
         warn_if_components_are_redundant(self, fit)
         warn_if_components_hold_no_line(self)
@@ -920,13 +922,15 @@ def _row_messages(estimator, problem, inputs, data, models, fits, parameters, ba
     with np.errstate(divide="ignore", invalid="ignore"):
         fractions = edge_fractions(X, values)
     at_edge = fractions >= EDGE_WARNING_FRACTION
-    offsets, offset_shares = baseline_offsets(Y, models, values, quadrature)
+    offsets, offset_shares = baseline_offsets(X, Y, models, values, quadrature)
     on_baseline = np.isfinite(offsets)
     digits = digits_lost_message(X)  # the grid's: every row's
     empty_bins = empty_bins_message(X, estimator.bins)
     left_out = np.zeros(len(Y), dtype=bool)
     if empty_bins is not None:
-        left_out[:] = True if isinstance(estimator.bins, str) else zeros_left_out(Y)
+        left_out[:] = (
+            True if isinstance(estimator.bins, str) else zeros_left_out(X, Y, estimator.bins)
+        )
     speaking = at_edge | on_baseline | flagged | ~fits.converged | (X.shape[0] < n_parameters)
     speaking |= left_out | (digits is not None)
     messages = [""] * len(models)

@@ -401,7 +401,9 @@ def counting_quantum(y, grid=None):
                     break
     else:
         return None
-    if np.median(positive) / quantum >= MAX_TESTED_COUNT:
+    with np.errstate(divide="ignore", over="ignore"):  # a subnormal quantum: 0
+        most = np.median(positive) / quantum
+    if not most < MAX_TESTED_COUNT:
         return None  # a tiny smallest value (a pdf's tail): every ratio passes for an integer
     if grid is not None:
         # only where the counts are many (the square root of a few counts scatters less),

@@ -11,7 +11,7 @@ from scipy.special import gammaln, xlogy
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import warn_at_caller
-from .._data.noise import counting_quantum
+from .._data.noise import Grid, counting_quantum
 from .._data.validation import (
     check_density_values,
     check_grid_density,
@@ -651,13 +651,14 @@ OFFSET_SIGNIFICANCE = 5.0
 OFFSET_MAX_CORRELATION = 0.9  # of neighbouring residuals (a slope, not noise, beyond it)
 
 
-def baseline_offsets(Y, models, mixtures, weights):
-    """For each density of ``Y`` ``(R, n)``: the mean of its residual ``Y - models`` where
-    its fitted ``mixtures`` (the models without a background) are below ``OFFSET_TAIL`` of
-    their peak, over that peak, and that mean's mass (times the ``weights`` of those
-    points, ``(n,)`` or ``(R, n)``) over the mixture's, when both pass the tests of
-    ``OFFSET_MIN_POINTS``, ``OFFSET_MASS`` and ``OFFSET_SIGNIFICANCE``; NaN for the others.
-    ``((R,), (R,))``."""
+def baseline_offsets(X, Y, models, mixtures, weights):
+    """For each density of ``Y`` ``(R, n)`` on the points ``X``: the mean of its residual
+    ``Y - models`` where its fitted ``mixtures`` (the models without a background) are
+    below ``OFFSET_TAIL`` of their peak, over that peak, and that mean's mass (times the
+    ``weights`` of those points, ``(n,)`` or ``(R, n)``) over the mixture's, when both pass
+    the tests of ``OFFSET_MIN_POINTS``, ``OFFSET_MASS`` and ``OFFSET_SIGNIFICANCE`` (the
+    mean's error counting neighbours' correlation, :func:`_correlation_inflation`); NaN for
+    the others. ``((R,), (R,))``."""
     Y, models, mixtures = np.atleast_2d(Y), np.atleast_2d(models), np.atleast_2d(mixtures)
     weights = np.broadcast_to(weights, Y.shape)
     tail = (mixtures <= OFFSET_TAIL * np.max(mixtures, axis=1, keepdims=True)) & (weights > 0)
@@ -667,10 +668,7 @@ def baseline_offsets(Y, models, mixtures, weights):
         mean = np.sum(residual, axis=1) / n_tail
         centred = np.where(tail, residual - mean[:, None], 0.0)
         spread = np.sum(centred**2, axis=1)
-        # neighbours' correlation (smoothed noise) makes the mean's error larger: AR(1)'s
-        lag_one = np.sum(centred[:, 1:] * centred[:, :-1], axis=1) / spread
-        lag_one = np.clip(np.nan_to_num(lag_one), 0.0, OFFSET_MAX_CORRELATION)
-        inflation = (1.0 + lag_one) / (1.0 - lag_one)
+        inflation = _correlation_inflation(X, centred, spread)
         standard_error = np.sqrt(spread / (n_tail - 1) / n_tail * inflation)
         mass = np.abs(mean) * np.sum(np.where(tail, weights, 0.0), axis=1)
         share = mass / np.sum(weights * np.maximum(mixtures, 0.0), axis=1)
@@ -679,6 +677,29 @@ def baseline_offsets(Y, models, mixtures, weights):
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = mean / np.max(mixtures, axis=1)
     return np.where(found, mean, np.nan), np.where(found, share, np.nan)
+
+
+def _correlation_inflation(X, centred, spread):
+    """How much neighbours' correlation (smoothed noise) enlarges the variance of a mean of
+    ``centred`` ``(R, n)``: AR(1)'s ``(1 + r) / (1 - r)`` for the lag-1 correlation ``r``
+    along each axis of a rectilinear grid (their product), or with each point's nearest
+    neighbour on scattered points; ``r`` clipped to [0, ``OFFSET_MAX_CORRELATION``]."""
+    grid = Grid.of(X)
+    if grid.axes is None:
+        pairs = [np.sum(centred * centred[:, grid.neighbour], axis=1)]
+    else:
+        array = grid.as_array(centred)
+        pairs = []
+        for axis in range(1, array.ndim):
+            along = np.moveaxis(array, axis, -1)
+            products = along[..., 1:] * along[..., :-1]
+            pairs.append(np.sum(products.reshape(len(centred), -1), axis=1))
+    inflation = np.ones(len(centred))
+    for pair in pairs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lag_one = np.clip(np.nan_to_num(pair / spread), 0.0, OFFSET_MAX_CORRELATION)
+        inflation *= (1.0 + lag_one) / (1.0 - lag_one)
+    return inflation
 
 
 def offset_message(mean, share, background):
@@ -698,9 +719,9 @@ def offset_message(mean, share, background):
     )
 
 
-def warn_if_on_a_baseline(y, model, mixture, weights, background):
+def warn_if_on_a_baseline(X, y, model, mixture, weights, background):
     """Warn of :func:`baseline_offsets`'s baseline under one fit."""
-    mean, share = baseline_offsets(y, model, mixture, weights)
+    mean, share = baseline_offsets(X, y, model, mixture, weights)
     if np.isfinite(mean[0]):
         warn_at_caller(offset_message(mean[0], share[0], background))
 
@@ -709,16 +730,39 @@ def warn_if_on_a_baseline(y, model, mixture, weights, background):
 FEW_COUNTS = 3
 
 
-def zeros_left_out(Y):
-    """Whether each density of ``Y`` ``(R, n)`` is a histogram with its zeros left out:
-    counts (times a quantum, :func:`~.noise.counting_quantum`) down to ``FEW_COUNTS``, and
-    no zero. (The training points of a cross-validation fold leave bins out too, but
-    with a histogram's zeros among them.)"""
+def zeros_left_out(X, Y, bins):
+    """Whether each density of ``Y`` ``(R, n)`` on the points ``X`` of the ``bins`` (edges)
+    is a histogram with its zeros left out: counts (times a quantum,
+    :func:`~.noise.counting_quantum`) with no zero, and the bins left out beside bins of
+    ``FEW_COUNTS`` at most, for the most part (empty bins lie where the counts run out; the
+    training points of a cross-validation fold leave bins out beside many counts)."""
     Y = np.atleast_2d(Y)
     found = np.all(Y > 0, axis=1)
+    if not found.any():
+        return found
+    edges = cells_of(X, bins).edges
+    shape = tuple(len(e) - 1 for e in edges)
+    index = tuple(
+        np.clip(np.searchsorted(e, X[:, j], side="right") - 1, 0, len(e) - 2)
+        for j, e in enumerate(edges)
+    )
     for row in np.flatnonzero(found):  # only densities with no zero: rarely many
         quantum = counting_quantum(Y[row])
-        found[row] = quantum is not None and Y[row].min() <= FEW_COUNTS * quantum * (1 + 1e-9)
+        if quantum is None:
+            found[row] = False
+            continue
+        counts = np.full(shape, np.nan)
+        counts[index] = Y[row] / quantum
+        beside = np.full(shape, -np.inf)  # the most counts next to each bin, along any axis
+        for axis in range(len(shape)):
+            for step in (1, -1):
+                shifted = np.roll(counts, step, axis=axis)
+                edge = [slice(None)] * len(shape)
+                edge[axis] = 0 if step == 1 else -1
+                shifted[tuple(edge)] = np.nan
+                beside = np.fmax(beside, shifted)
+        missing = np.isnan(counts) & np.isfinite(beside)
+        found[row] = missing.any() and np.median(beside[missing]) <= FEW_COUNTS * (1 + 1e-9)
     return found
 
 
@@ -755,9 +799,10 @@ def _missing_centres_message(centres):
     gaps = np.diff(values)
     if gaps.size < 3:
         return None
-    # each gap against the larger of its neighbours (the end gaps: their one neighbour)
-    neighbours = np.maximum(np.r_[gaps[1], gaps[:-1]], np.r_[gaps[1:], gaps[-2]])
-    missing = np.flatnonzero(gaps >= MISSING_BIN_GAP * neighbours)
+    # each inner gap against the larger of its neighbours (an end gap has one: geometric
+    # bins' last gap is its ratio times the one before)
+    neighbours = np.maximum(gaps[:-2], gaps[2:])
+    missing = 1 + np.flatnonzero(gaps[1:-1] >= MISSING_BIN_GAP * neighbours)
     if missing.size == 0:
         return None
     middles = 0.5 * (values[missing] + values[missing + 1])

@@ -901,10 +901,11 @@ def pedestal_messages(model, n_components, noise_kind):
         return []
     return [
         f"The chosen mixture (n_components={n_components}) stays above {floor:.0%} of its "
-        "peak everywhere on the grid: the density stands on a pedestal, a baseline that "
-        "some of the components are taking (and n_components counts them), or the grid "
-        "cuts its tails. If it is a baseline, pass background= ('constant', 'linear', "
-        "'quadratic', ...) so that the candidates carry it."
+        "peak everywhere on the grid: the grid cuts its tails (scale_ and the outer "
+        "components are then poorly determined: extend the grid if you can), or the "
+        "density stands on a pedestal, a baseline that some of the components are taking "
+        "(n_components then counts them: pass background= 'constant', 'linear', "
+        "'quadratic', ... so that the candidates carry it)."
     ]
 
 

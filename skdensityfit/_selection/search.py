@@ -66,10 +66,6 @@ TINY = np.finfo(float).tiny
 # differences carry no optimiser error larger than that.
 CRITERION_FTOL = 0.2
 CRITERION_MAX_ITER = 100
-# Counts on a background are samples of the mixture in BIC's log n up to this many a point
-# (a histogram's); more are a continuum's, whose count would raise the penalty past a weak
-# line's gain, and the points are the observations.
-CONTINUUM_COUNTS = 10
 # The chosen fit's residual "holds a line" when the matched filter scores a
 # Gaussian bump of it above 2 ln(n) + LINE_LEFT squared noise standard
 # deviations (white noise reaches 2 ln(n) + 5.3 to 9.8 in 99% of draws,
@@ -726,14 +722,7 @@ def criterion_steps(
                 break
         return index, None
 
-    n_observations = noise_model.n_observations
-    background = paths.problem.data.background
-    if noise_model.kind == "poisson" and background is not None:
-        # many counts a point on a continuum are no sample of the mixture: the information
-        # on its lines does not grow with the continuum's counts, the points observe them
-        if n_observations > CONTINUUM_COUNTS * len(y):
-            n_observations = len(y)
-    penalty = np.log(max(n_observations, 2.0)) if criterion == "bic" else 2.0
+    penalty = np.log(max(noise_model.n_observations, 2.0)) if criterion == "bic" else 2.0
     first = 1
     if noise_model.kind != "poisson":
         first = yield ("exact", int(candidates[-1]))
