@@ -661,21 +661,30 @@ def baseline_offsets(X, Y, models, mixtures, weights):
     the others. ``((R,), (R,))``."""
     Y, models, mixtures = np.atleast_2d(Y), np.atleast_2d(models), np.atleast_2d(mixtures)
     weights = np.broadcast_to(weights, Y.shape)
-    tail = (mixtures <= OFFSET_TAIL * np.max(mixtures, axis=1, keepdims=True)) & (weights > 0)
+    peak = np.max(mixtures, axis=1, keepdims=True)
+    tail = (mixtures <= OFFSET_TAIL * peak) & (weights > 0)
     n_tail = np.sum(tail, axis=1)
     residual = np.where(tail, Y - models, 0.0)
+    nothing = np.full(len(Y), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.sum(residual, axis=1) / n_tail
-        centred = np.where(tail, residual - mean[:, None], 0.0)
-        spread = np.sum(centred**2, axis=1)
-        inflation = _correlation_inflation(X, centred, spread)
-        standard_error = np.sqrt(spread / (n_tail - 1) / n_tail * inflation)
         mass = np.abs(mean) * np.sum(np.where(tail, weights, 0.0), axis=1)
         share = mass / np.sum(weights * np.maximum(mixtures, 0.0), axis=1)
     found = (n_tail >= OFFSET_MIN_POINTS) & (share >= OFFSET_MASS)
-    found &= np.abs(mean) >= OFFSET_SIGNIFICANCE * standard_error
+    if not found.any():  # most fits: the rest is not needed
+        return nothing, nothing
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = mean / np.max(mixtures, axis=1)
+        centred = np.where(tail, residual - mean[:, None], 0.0)
+        spread = np.sum(centred**2, axis=1)
+        standard_error = np.sqrt(spread / (n_tail - 1) / n_tail)
+    found &= np.abs(mean) >= OFFSET_SIGNIFICANCE * standard_error
+    if found.any():  # only then the grid's neighbours (a large grid's take time)
+        rows = np.flatnonzero(found)
+        inflation = _correlation_inflation(X, centred[rows], spread[rows])
+        bound = OFFSET_SIGNIFICANCE * standard_error[rows] * np.sqrt(inflation)
+        found[rows] = np.abs(mean[rows]) >= bound
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = mean / peak[:, 0]
     return np.where(found, mean, np.nan), np.where(found, share, np.nan)
 
 
