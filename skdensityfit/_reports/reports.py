@@ -735,7 +735,8 @@ def warn_if_on_a_baseline(X, y, model, mixture, weights, background):
         warn_at_caller(offset_message(mean[0], share[0], background))
 
 
-# A histogram whose least value is this many counts at most has empty bins beside it.
+# Bins left out beside bins of this many counts at most, for the most part, are a histogram's
+# empty bins (the counts run out there).
 FEW_COUNTS = 3
 
 
@@ -795,10 +796,9 @@ def empty_bins_message(X, bins):
     return (
         f"{n_bins - len(X)} of the {n_bins} bins of bins= hold no grid point, and the "
         "density is counts down to a few, with no zero: if they are a histogram's empty "
-        "bins, pass them with "
-        "the value 0 (left out, they are read as not measured, and the fit is free to put "
-        "mass there: its widths and scale_ are biased); if they were not measured, pass "
-        "them with sample_weight 0 (and any value)."
+        "bins, pass them with the value 0 (left out, they are read as not measured, and "
+        "the fit is free to put mass there: its widths and scale_ are biased); if they "
+        "were not measured, pass them with sample_weight 0 (and any value)."
     )
 
 
