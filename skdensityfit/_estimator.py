@@ -922,8 +922,8 @@ def _row_messages(estimator, problem, inputs, data, models, fits, parameters, ba
     with np.errstate(divide="ignore", invalid="ignore"):
         fractions = edge_fractions(X, values)
     at_edge = fractions >= EDGE_WARNING_FRACTION
-    offsets, offset_shares = baseline_offsets(X, Y, models, values, quadrature)
-    on_baseline = np.isfinite(offsets)
+    least, most, offset_shares = baseline_offsets(X, Y, models, values, quadrature)
+    on_baseline = np.isfinite(offset_shares)
     digits = digits_lost_message(X)  # the grid's: every row's
     empty_bins = empty_bins_message(X, estimator.bins)
     left_out = np.zeros(len(Y), dtype=bool)
@@ -941,7 +941,9 @@ def _row_messages(estimator, problem, inputs, data, models, fits, parameters, ba
         if left_out[row]:
             texts.append(f"UserWarning: {empty_bins}")
         if on_baseline[row]:
-            message = offset_message(offsets[row], offset_shares[row], estimator.background)
+            message = offset_message(
+                least[row], most[row], offset_shares[row], estimator.background
+            )
             texts.append(f"UserWarning: {message}")
         if X.shape[0] < n_parameters:
             texts.append(f"UserWarning: {underdetermined_message(X.shape[0], n_parameters)}")

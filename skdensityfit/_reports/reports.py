@@ -648,17 +648,20 @@ OFFSET_TAIL = 0.01
 OFFSET_MIN_POINTS = 10
 OFFSET_MASS = 0.02
 OFFSET_SIGNIFICANCE = 5.0
-OFFSET_MAX_CORRELATION = 0.9  # of neighbouring residuals (a slope, not noise, beyond it)
+OFFSET_MAX_CORRELATION = 0.97  # of neighbouring residuals (a slope, not noise, beyond it)
 
 
 def baseline_offsets(X, Y, models, mixtures, weights):
-    """For each density of ``Y`` ``(R, n)`` on the points ``X``: the mean of its residual
-    ``Y - models`` where its fitted ``mixtures`` (the models without a background) are
-    below ``OFFSET_TAIL`` of their peak, over that peak, and that mean's mass (times the
-    ``weights`` of those points, ``(n,)`` or ``(R, n)``) over the mixture's, when both pass
-    the tests of ``OFFSET_MIN_POINTS``, ``OFFSET_MASS`` and ``OFFSET_SIGNIFICANCE`` (the
-    mean's error counting neighbours' correlation, :func:`_correlation_inflation`); NaN for
-    the others. ``((R,), (R,))``."""
+    """For each density of ``Y`` ``(R, n)`` on the points ``X``: a baseline under its fitted
+    ``mixtures`` (the models without a background), read from its residual ``Y - models``
+    where the mixture is below ``OFFSET_TAIL`` of its peak: the least-squares plane
+    (a constant and a slope along each axis) through the residual there, when its mass (its
+    absolute values times the ``weights`` of those points, ``(n,)`` or ``(R, n)``) is
+    ``OFFSET_MASS`` of the mixture's or more, and it explains ``OFFSET_SIGNIFICANCE``
+    squared, plus 4 a slope, times the residual's variance left (counting neighbours'
+    correlation, :func:`_correlation_inflation`). Returns, over the mixture's peak, the
+    plane's least and largest values there, and its mass over the mixture's; NaN for the
+    others. ``((R,), (R,), (R,))``."""
     Y, models, mixtures = np.atleast_2d(Y), np.atleast_2d(models), np.atleast_2d(mixtures)
     weights = np.broadcast_to(weights, Y.shape)
     peak = np.max(mixtures, axis=1, keepdims=True)
@@ -666,26 +669,46 @@ def baseline_offsets(X, Y, models, mixtures, weights):
     n_tail = np.sum(tail, axis=1)
     residual = np.where(tail, Y - models, 0.0)
     nothing = np.full(len(Y), np.nan)
+    mixture_mass = np.sum(weights * np.maximum(mixtures, 0.0), axis=1)
+    # the plane's mass is at most |weights| |residual| there (Cauchy-Schwarz; a projection
+    # shortens): most fits end here
+    with np.errstate(invalid="ignore"):
+        bound = np.sqrt(
+            np.sum(np.where(tail, weights**2, 0.0), axis=1) * np.sum(residual**2, axis=1)
+        )
+    if not np.any((n_tail >= OFFSET_MIN_POINTS) & (bound >= OFFSET_MASS * mixture_mass)):
+        return nothing, nothing, nothing
+    low, high = X.min(axis=0), X.max(axis=0)
+    middle, half = 0.5 * (low + high), np.where(high > low, 0.5 * (high - low), 1.0)
+    design = np.hstack([np.ones((len(X), 1)), (X - middle) / half])  # (n, p)
+    n_terms = design.shape[1]
+    gram = np.einsum("rn,ni,nj->rij", tail.astype(float), design, design, optimize=True)
+    moments = residual @ design  # (R, p)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.sum(residual, axis=1) / n_tail
-        mass = np.abs(mean) * np.sum(np.where(tail, weights, 0.0), axis=1)
-        share = mass / np.sum(weights * np.maximum(mixtures, 0.0), axis=1)
-    found = (n_tail >= OFFSET_MIN_POINTS) & (share >= OFFSET_MASS)
+        valid = n_tail >= max(OFFSET_MIN_POINTS, 2 * n_terms)
+        gram[~valid] = np.eye(n_terms)
+        coefficients = np.linalg.solve(gram, moments[..., None])[..., 0]
+        plane = np.where(tail, coefficients @ design.T, 0.0)
+        mass = np.sum(np.abs(plane) * weights, axis=1)
+        share = mass / mixture_mass
+    found = valid & (share >= OFFSET_MASS)
     if not found.any():  # most fits: the rest is not needed
-        return nothing, nothing
+        return nothing, nothing, nothing
     with np.errstate(divide="ignore", invalid="ignore"):
-        centred = np.where(tail, residual - mean[:, None], 0.0)
+        centred = np.where(tail, residual - plane, 0.0)
         spread = np.sum(centred**2, axis=1)
-        standard_error = np.sqrt(spread / (n_tail - 1) / n_tail)
-    found &= np.abs(mean) >= OFFSET_SIGNIFICANCE * standard_error
+        variance = spread / (n_tail - n_terms)
+        explained = np.sum(plane**2, axis=1)
+    bound = OFFSET_SIGNIFICANCE**2 + 4.0 * (n_terms - 1)
+    found &= explained >= bound * variance
     if found.any():  # only then the grid's neighbours (a large grid's take time)
         rows = np.flatnonzero(found)
         inflation = _correlation_inflation(X, centred[rows], spread[rows])
-        bound = OFFSET_SIGNIFICANCE * standard_error[rows] * np.sqrt(inflation)
-        found[rows] = np.abs(mean[rows]) >= bound
+        found[rows] = explained[rows] >= bound * variance[rows] * inflation
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = mean / peak[:, 0]
-    return np.where(found, mean, np.nan), np.where(found, share, np.nan)
+        least = np.min(np.where(tail, plane, np.inf), axis=1) / peak[:, 0]
+        most = np.max(np.where(tail, plane, -np.inf), axis=1) / peak[:, 0]
+    return tuple(np.where(found, value, np.nan) for value in (least, most, share))
 
 
 def _correlation_inflation(X, centred, spread):
@@ -711,9 +734,9 @@ def _correlation_inflation(X, centred, spread):
     return inflation
 
 
-def offset_message(mean, share, background):
+def offset_message(least, most, share, background):
     """The warning of a baseline under the mixture (:func:`baseline_offsets`)."""
-    side = "below" if mean < 0 else "above"
+    side = "below" if most < 0 else "above" if least > 0 else "on both sides of"
     what = (
         "Pass background='constant' (or 'linear', ...): the baseline is then fitted with "
         "the mixture"
@@ -722,17 +745,18 @@ def offset_message(mean, share, background):
     )
     return (
         f"Where the fitted mixture is below {OFFSET_TAIL:.0%} of its peak, the density "
-        f"averages {mean:.2%} of the mixture's peak, {side} zero by {share:.0%} of its mass: "
-        "a baseline (or tails that are not Gaussian) that a mixture of Gaussians cannot "
-        f"take, so its weights, widths and scale_ are biased. {what}."
+        f"runs from {least:.2%} to {most:.2%} of the mixture's peak, {side} zero by "
+        f"{share:.0%} of its mass: a baseline (or tails that are not Gaussian) that a "
+        f"mixture of Gaussians cannot take, so its weights, widths and scale_ are biased. "
+        f"{what}."
     )
 
 
 def warn_if_on_a_baseline(X, y, model, mixture, weights, background):
     """Warn of :func:`baseline_offsets`'s baseline under one fit."""
-    mean, share = baseline_offsets(X, y, model, mixture, weights)
-    if np.isfinite(mean[0]):
-        warn_at_caller(offset_message(mean[0], share[0], background))
+    least, most, share = baseline_offsets(X, y, model, mixture, weights)
+    if np.isfinite(share[0]):
+        warn_at_caller(offset_message(least[0], most[0], share[0], background))
 
 
 # Bins left out beside bins of this many counts at most, for the most part, are a histogram's
