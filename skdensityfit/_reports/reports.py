@@ -641,9 +641,9 @@ def edge_messages(X, y):
 
 
 # A mixture falls to zero away from its lines: where it is below OFFSET_TAIL of its peak
-# (OFFSET_MIN_POINTS points at least), data whose mean is away from zero by OFFSET_MASS of
-# the mixture's mass and OFFSET_SIGNIFICANCE standard errors of that mean (for residuals
-# correlated as an AR(1) with their lag-1 correlation) sit on a baseline.
+# (OFFSET_MIN_POINTS points at least), data on a plane away from zero by OFFSET_MASS of the
+# mixture's mass and standing OFFSET_SIGNIFICANCE standard errors out of their scatter (for
+# residuals correlated as an AR(1) with their lag-1 correlation) sit on a baseline.
 OFFSET_TAIL = 0.01
 OFFSET_MIN_POINTS = 10
 OFFSET_MASS = 0.02
@@ -673,10 +673,10 @@ def baseline_offsets(X, Y, models, mixtures, weights):
     # the plane's mass is at most |weights| |residual| there (Cauchy-Schwarz; a projection
     # shortens): most fits end here
     with np.errstate(invalid="ignore"):
-        bound = np.sqrt(
+        largest_mass = np.sqrt(
             np.sum(np.where(tail, weights**2, 0.0), axis=1) * np.sum(residual**2, axis=1)
         )
-    if not np.any((n_tail >= OFFSET_MIN_POINTS) & (bound >= OFFSET_MASS * mixture_mass)):
+    if not np.any((n_tail >= OFFSET_MIN_POINTS) & (largest_mass >= OFFSET_MASS * mixture_mass)):
         return nothing, nothing, nothing
     low, high = X.min(axis=0), X.max(axis=0)
     middle, half = 0.5 * (low + high), np.where(high > low, 0.5 * (high - low), 1.0)
@@ -774,12 +774,9 @@ def zeros_left_out(X, Y, bins):
     found = np.all(Y > 0, axis=1)
     if not found.any():
         return found
-    edges = cells_of(X, bins).edges
-    shape = tuple(len(e) - 1 for e in edges)
-    index = tuple(
-        np.clip(np.searchsorted(e, X[:, j], side="right") - 1, 0, len(e) - 2)
-        for j, e in enumerate(edges)
-    )
+    cells = cells_of(X, bins)
+    shape = tuple(len(e) - 1 for e in cells.edges)
+    index = tuple(cells.index.T)  # each point's bin along each axis
     for row in np.flatnonzero(found):  # only densities with no zero: rarely many
         quantum = counting_quantum(Y[row])
         if quantum is None:

@@ -818,10 +818,7 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
             counts = None
             if loss == "poisson":
                 counts = [
-                    models[i].n_observations * models[i].dispersion
-                    if models[i].kind == "poisson"
-                    else 0.0
-                    for i in rows
+                    models[i].n_observations if models[i].kind == "poisson" else 0.0 for i in rows
                 ]
             paths = paths_for_criterion(
                 bases[rows[0]],

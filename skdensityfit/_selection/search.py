@@ -615,7 +615,7 @@ def paths_for_criterion(base, X, Y, weights, random_state, loss, counts=None):
         weights,
         random_state,
         noise_tests=False,
-        ftol=min(CV_FTOL, CRITERION_FTOL / np.shape(Y)[-1]),
+        ftol=min(CV_FTOL, CRITERION_FTOL / n_points),
         max_iter=CRITERION_MAX_ITER,
         split=PATH_SPLIT,
         loss=loss,
