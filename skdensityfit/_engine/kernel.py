@@ -56,6 +56,13 @@ FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 # Points a block of the l2 sums over points (their Jacobian held in a (p + 3 + 2 d, BLOCK) array).
 BLOCK = 256
 
+
+def _inner(**options):
+    """numba's ``njit`` for a function only the kernel calls: no Python or C wrapper to
+    compile (``benchmarks/results/compile.txt``: 1.5 s of the first call)."""
+    return njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True, **options)
+
+
 # layout slots
 _K, _D, _FIT_SCALE, _P, _J, _LOSS, _BINNED, _EXPONENTIAL = range(8)
 # Levenberg-Marquardt
@@ -105,7 +112,7 @@ if numba.config.DISABLE_JIT:  # the kernel runs as Python (for debugging): no in
         return float(np.int64(bits).view(np.float64))
 
 
-@njit(cache=True, fastmath={"contract"})
+@_inner(fastmath={"contract"})
 def _exp(x):
     """``exp(x)`` within 1.5 ulp (``tests/test_kernel.py``), in arithmetic the compiler
     vectorises over the points: libm's ``exp`` is a call that stops it, several times as
@@ -131,7 +138,7 @@ def _exp(x):
 # --------------------------------------------------------------------------
 # parameters
 # --------------------------------------------------------------------------
-@njit(cache=True)
+@_inner()
 def _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U, logdet):
     """Fill the log weights, means, Cholesky factors and their log-determinants; return
     the log scale."""
@@ -170,7 +177,7 @@ def _unpack(theta, layout, chol_index, chol_log, fixed_log_scale, logw, means, U
 # --------------------------------------------------------------------------
 # one point
 # --------------------------------------------------------------------------
-@njit(cache=True)
+@_inner()
 def _log_ndtr(x):
     """log Phi(x), accurate in both tails."""
     if x > -30.0:
@@ -181,7 +188,7 @@ def _log_ndtr(x):
     return -0.5 * z - math.log(-x) - 0.5 * LOG_2PI + math.log(series)
 
 
-@njit(cache=True)
+@_inner()
 def _log_interval(a, b):
     """``log(Phi(b) - Phi(a))`` for ``a < b``, without cancellation in either tail."""
     if a > 0.0:  # both in the upper tail: use the symmetry
@@ -203,7 +210,7 @@ _GL_WEIGHTS = 0.5 * _GL_WEIGHTS
 CUBATURE = 2  # the layout's binned slot for the cubature (1: products of cdf differences)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _cell_cubature(point, lo, hi, k, d, means, U, g_mean, g_upper, y, delta):
     """``log P_k``, the mass of component ``k`` in cell ``point``, by the hybrid rule: the
     last coordinate integrated exactly (``Phi(b) - Phi(a)`` of the whitened bounds at
@@ -298,7 +305,7 @@ def _cell_cubature(point, lo, hi, k, d, means, U, g_mean, g_upper, y, delta):
     return log_sum + log_volume + log_det - 0.5 * m * LOG_2PI
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _cell_log_densities(point, lo, hi, K, d, const, means, U, a, diff, z, mass, g_upper, binned):
     """Fill ``a[k] = log w_k + log P_k(cell) - log vol`` for the cell of point ``point``,
     ``const[k]`` being ``log w_k``, and the per-component work: the per-axis standardised
@@ -329,7 +336,7 @@ def _cell_log_densities(point, lo, hi, K, d, const, means, U, a, diff, z, mass, 
 
 
 # inlined where it is called: a call for every point costs more than its arithmetic
-@njit(cache=True, fastmath=FASTMATH, inline="always")
+@_inner(fastmath=FASTMATH, inline="always")
 def _point_log_densities(point, X, K, d, const, means, U, a, diff, z):
     """Fill ``a[k] = log w_k + log N_k(x)`` at the point ``point``, ``const[k]`` being
     ``log w_k + log det U_k - d log(2 pi) / 2``, and the per-component work ``diff``
@@ -347,7 +354,7 @@ def _point_log_densities(point, X, K, d, const, means, U, a, diff, z):
         a[k] = const[k] - 0.5 * q
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _background_value(theta, basis, point, p, J, exponential):
     """The background at point ``point``: ``basis @ c``, or ``c exp(r v)``."""
     if exponential:
@@ -358,7 +365,7 @@ def _background_value(theta, basis, point, p, J, exponential):
     return value
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _background_jacobian(theta, basis, point, p, J, exponential, jv):
     """The background's derivatives at point ``point`` into the last ``J`` entries of ``jv``."""
     if exponential:
@@ -370,7 +377,7 @@ def _background_jacobian(theta, basis, point, p, J, exponential, jv):
         jv[p - J + j] = basis[point, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _point_jacobian(
     f, rho, w, point, theta, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
     U, diff, z, mass, g_upper, jv, binned,
@@ -445,7 +452,7 @@ def _point_jacobian(
 # --------------------------------------------------------------------------
 # one evaluation of one row
 # --------------------------------------------------------------------------
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _loss_term(loss_kind, log_space, weight, y_point, value, log_f):
     """A point's weighted loss: squared error, or the Poisson ``value - y log value``
     (``log_f`` the mixture's log when ``log_space``: it may underflow); infinite for a
@@ -465,7 +472,7 @@ def _loss_term(loss_kind, log_space, weight, y_point, value, log_f):
     return weight * (value - y_point * log_value)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _add_point(loss_kind, log_space, weight, y_point, value, f, jv, grad, H, p):
     """A point's gradient ``g jv`` and Gauss-Newton matrix ``curvature jv jv^T`` (lower
     triangle) added to ``grad`` and ``H``; in ``log_space`` ``jv`` is ``d log f``."""
@@ -488,7 +495,7 @@ def _add_point(loss_kind, log_space, weight, y_point, value, f, jv, grad, H, p):
             H[m, c] += cm * jv[c]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def evaluate(
     theta,
     X,
@@ -590,7 +597,7 @@ def evaluate(
     return _finish(total, constant, normaliser, derivatives, grad, H, p)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _finish(total, constant, normaliser, derivatives, grad, H, p):
     """The sums of the points over the normaliser; the matrix made symmetric."""
     total = (total + constant) / normaliser
@@ -607,7 +614,7 @@ def _finish(total, constant, normaliser, derivatives, grad, H, p):
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _block_terms(X, start, size, k, d, c, means, U, block, X0, Z0, e_row):
     """Component ``k``'s terms ``exp(c - |z|^2 / 2)``, ``z = U_k^T (x - mean_k)``, at the
     block's points ``start .. start + size - 1`` into ``e_row``; ``z`` into the rows
@@ -635,7 +642,7 @@ def _block_terms(X, start, size, k, d, c, means, U, block, X0, Z0, e_row):
         e_row[i] = _exp(c - 0.5 * e_row[i])
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _l2_points(
     theta, X, y, q, basis, K, d, p, J, exponential, fit_scale, chol_index, chol_log,
     log_scale, const, w, means, U, diff, z, derivatives, grad, H, model, jv, block,
@@ -717,7 +724,7 @@ def _l2_points(
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _l2_block(
     theta, y, q, basis, K, p, J, exponential, fit_scale, w, start, size, derivatives, grad,
     H, model, jv, block,
@@ -776,7 +783,7 @@ def _l2_block(
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _points_1d(
     theta, X, y, q, basis, K, p, J, exponential, fit_scale, loss_kind, chol_index, log_scale,
     const, w, means, U, a, rho, t, derivatives, grad, H, model, jv,
@@ -835,7 +842,7 @@ def _points_1d(
 # --------------------------------------------------------------------------
 # Levenberg-Marquardt on one row
 # --------------------------------------------------------------------------
-@njit(cache=True)
+@_inner()
 def _projected_gradient(theta, grad, lower, upper):
     largest = 0.0
     for m in range(theta.shape[0]):
@@ -844,7 +851,7 @@ def _projected_gradient(theta, grad, lower, upper):
     return largest
 
 
-@njit(cache=True)
+@_inner()
 def _damped_step(theta, grad, H, scaling, damping, lower, upper, free, L, step, candidate):
     """``candidate = clip(theta + step)``, ``(H + damping diag(scaling)) step = -grad``
     on the free variables; False if that system is not positive definite."""
@@ -886,7 +893,7 @@ def _damped_step(theta, grad, H, scaling, damping, lower, upper, free, L, step, 
     return True
 
 
-@njit(cache=True)
+@_inner()
 def _free_variables(theta, grad, lower, upper, free):
     """``free``: the variables no bound holds (at a bound with the gradient pointing out)."""
     for m in range(theta.shape[0]):
@@ -895,7 +902,7 @@ def _free_variables(theta, grad, lower, upper, free):
         )
 
 
-@njit(cache=True)
+@_inner()
 def _newton_gain(theta, grad, H, scaling, lower, upper, free, L, step, candidate):
     """The decrease the quadratic model predicts for the (barely damped) Gauss-Newton
     step from ``theta`` within the bounds; 0 where its system is not positive definite.
@@ -911,7 +918,7 @@ def _newton_gain(theta, grad, H, scaling, lower, upper, free, L, step, candidate
     return gain
 
 
-@njit(cache=True)
+@_inner()
 def lm_row(
     theta,
     X,
@@ -1189,7 +1196,7 @@ def jacobian_rows(
         )  # fmt: skip
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_scale, out):
     """``out[i] = d model_i / d theta`` ``(n, p)``: the model's Jacobian at every point
     (for the leverages of a fit)."""
@@ -1235,7 +1242,7 @@ def jacobian(theta, X, lo, hi, basis, layout, chol_index, chol_log, fixed_log_sc
 # --------------------------------------------------------------------------
 # starts: greedy peaks, matched-filter bumps
 # --------------------------------------------------------------------------
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _best_bump(residual, q, r2, widths, gains):
     """The isotropic Gaussian bump centred on a point that explains most of ``residual``
     (weighted by ``q``; ``r2`` the squared distances from that point): ``(width,
@@ -1258,7 +1265,7 @@ def _best_bump(residual, q, r2, widths, gains):
     return best_width, best_height
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _peaks_row(X, y, q, widths, means, sds, heights, residual, r2, gains):
     """Greedy peaks of one density: the highest point of what is left, the bump there
     that explains most of it, subtracted; ``K = means.shape[0]`` times."""
@@ -1304,7 +1311,7 @@ def greedy_peaks(first, last, X, Y, Q, widths, means, sds, heights):
         _peaks_row(X, Y[r], q, widths, means[r], sds[r], heights[r], residual, r2, gains)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@_inner(fastmath=FASTMATH)
 def _shape_fit(residual, q, g):
     """``(gain, height)`` of the shape whose values at the points are ``g``, fitted to
     ``residual`` weighted by ``q`` (points of weight 0 left out): the squared residual it
