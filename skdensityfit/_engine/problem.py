@@ -27,7 +27,7 @@ from .._data.validation import check_sample_weight, quadrature_weights, unique_v
 from .._model.cells import cells_from_edges, infer_cells
 from .._model.covariance import MATRIX_TYPES, own_covariances, quadratic_features, triu_indices
 from .._model.parameters import ParameterLayout, Standardisation, unpack
-from .rows import KernelInputs, loss_normalisers
+from .rows import KernelInputs, combined_columns, loss_normalisers, row_products
 
 # Grids larger than this are first fitted on a random subset of this many
 # points (or of a quarter of the grid, if fewer).
@@ -252,7 +252,7 @@ class Background:
         """``b`` of each row of ``thetas`` ``(R, J)`` at the points: ``(R, n)``."""
         if self.exponential:
             return thetas[:, :1] * np.exp(thetas[:, 1:2] * self.basis[None, :, 0])
-        return thetas @ self.basis.T
+        return combined_columns(thetas, self.basis)
 
     def derivatives(self, theta, rows=slice(None)):
         """``d b / d theta`` at the points ``rows``: ``(J, n_rows)``."""
@@ -286,7 +286,7 @@ class Background:
             theta[ok, 0] = np.exp(log_mean[ok] - slope[ok] * v_mean[ok])
             theta[ok, 1] = slope[ok]
         elif values.shape[1] > self.n_parameters:
-            theta = np.linalg.lstsq(design, values.T, rcond=None)[0].T
+            theta = row_products(values, np.linalg.pinv(design).T)
         if self.nonnegative and self.kind != "exponential":
             bad = np.min(self.values_rows(theta), axis=1) <= 0
             theta[bad] = 0.0

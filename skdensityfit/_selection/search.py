@@ -41,7 +41,14 @@ from .._engine.fitting import (
     weakest_rows,
 )
 from .._engine.problem import problem_of
-from .._engine.rows import RowResults, background_fits, leverages_of, minimize_rows, models_of
+from .._engine.rows import (
+    RowResults,
+    background_fits,
+    leverages_of,
+    minimize_rows,
+    models_of,
+    row_products,
+)
 from .._engine.starts import LazyRandomState
 from .._model.covariance import as_matrices, constrained
 from .._model.parameters import rows_pack, rows_raw, rows_without
@@ -87,9 +94,14 @@ def moment_starts(problem, inputs, reg_covar):
     X = inputs.X
     mass = inputs.Q * np.maximum(inputs.Y, 0.0)
     share = mass / np.maximum(mass.sum(axis=1), TINY)[:, None]
-    mean = share @ X
+    mean = row_products(share, X)
     centred = X[None] - mean[:, None]
-    covariance = np.einsum("rn,rni,rnj->rij", share, centred, centred)
+    d = layout.n_features
+    covariance = np.empty((len(mean), d, d))
+    for i, j in zip(*np.triu_indices(d), strict=True):  # sums along rows: see row_products
+        covariance[:, i, j] = covariance[:, j, i] = np.sum(
+            share * centred[..., i] * centred[..., j], axis=1
+        )
     covariance += reg_covar * np.eye(layout.n_features)
     covariance = constrained(covariance, layout.covariance_type)
     upper = np.swapaxes(np.linalg.inv(np.linalg.cholesky(covariance)), -1, -2)
