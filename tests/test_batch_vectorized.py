@@ -568,7 +568,7 @@ def test_the_row_products_of_a_row_are_the_same_bits_in_any_stack():
     assert np.allclose(combined_columns(coefficients, basis), coefficients @ basis.T, atol=1e-12)
 
 
-@pytest.mark.parametrize("background", ["linear", "quadratic"])
+@pytest.mark.parametrize("background", ["linear", "quadratic", "exponential"])
 def test_a_row_with_a_background_fits_alike_alone_and_in_a_stack(background):
     rng = np.random.default_rng(4)
     grid = np.linspace(0.0, 30.0, 301)
@@ -580,3 +580,18 @@ def test_a_row_with_a_background_fits_alike_alone_and_in_a_stack(background):
     stacked = fit_many(grid, Y[[0, 1, 2, 1]], estimator)
     assert np.array_equal(stacked.loss[[1, 3]], np.repeat(alone.loss, 2))
     assert np.array_equal(stacked.means[1], alone.means[0])
+
+
+@pytest.mark.parametrize("background", ["linear", "quadratic", "exponential"])
+def test_the_rim_baseline_of_a_row_is_the_same_bits_in_any_stack(background):
+    rng = np.random.default_rng(1)
+    grid = np.linspace(0.0, 40.0, 257)
+    Y = 0.05 * np.exp(-grid / rng.uniform(5.0, 20.0, (6, 1))) + rng.normal(0.0, 0.003, (6, 257))
+    Y = Y + np.exp(-0.5 * (grid - 20.0) ** 2)
+    problem = problem_of(DensityGMM(n_components=1, background=background), grid[:, None], Y[0])
+    baseline = problem.data.background
+    stacked = baseline.fitted_to(Y, problem.grid)
+    for row in range(6):
+        assert np.array_equal(baseline.fitted_to(Y[[row]], problem.grid)[0], stacked[row])
+        values = baseline.values_rows(stacked[[row]])[0]
+        assert np.array_equal(values, baseline.values_rows(stacked)[row])

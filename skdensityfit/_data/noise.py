@@ -224,12 +224,10 @@ def robust_scale(values, mask=None):
 
 
 def _row_sums(values):
-    """The sums over the last axis, each row's rounded as a 1-D array's (numpy sums the
-    rows of a 2-D array in another order): many rows give what each gives alone."""
-    if values.ndim == 1:
-        return np.sum(values)
-    rows = values.reshape(-1, values.shape[-1])
-    return np.array([np.sum(row) for row in rows]).reshape(values.shape[:-1])
+    """The sums over the last axis, each row's rounded as a 1-D array's: numpy sums the
+    rows of a C-ordered array as it sums each alone (not those of other layouts), so that
+    many rows give what each gives alone."""
+    return np.sum(np.ascontiguousarray(values), axis=-1)
 
 
 def white_noise_sd(grid, values):

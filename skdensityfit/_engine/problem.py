@@ -270,7 +270,8 @@ class Background:
         not positive at every point is replaced by the rim's mean value (at least 0)."""
         rows = np.atleast_2d(target)
         rim = self.rim(points)
-        values, design = rows[:, rim], self.basis[rim]
+        # C order: a row's sums the same bits alone and stacked (see rows.row_products)
+        values, design = np.ascontiguousarray(rows[:, rim]), self.basis[rim]
         theta = np.zeros((len(rows), self.n_parameters))
         theta[:, 0] = values.mean(axis=1)
         if self.exponential:  # least squares of log b = log c + r v on each row's positive values
