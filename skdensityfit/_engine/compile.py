@@ -36,7 +36,7 @@ def compile_part(*parts):
         rows.minimize_rows(inputs, thetas, tol=1e-8, max_iter=2)
         rows.models_of(inputs, thetas)
         rows.curvatures_of(inputs, thetas)
-        rows.derivatives_of(inputs, thetas[0])
+        rows.derivatives_of(inputs, thetas[0])  # the same entry point with gradients
     if "rest" in parts:
         rows.greedy_peaks(inputs, np.array([1.0]), 1)
         rows.component_shares_of(inputs, thetas)

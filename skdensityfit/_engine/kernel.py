@@ -1136,15 +1136,17 @@ def evaluate_rows(
     losses,
     models,
     curvatures,
+    gradients,
 ):
     """The loss of rows ``first .. last - 1`` (``losses``); if ``models`` has a row per
     row, the model of every value of its density; if ``curvatures`` ``(R, p, p)`` does,
-    the Gauss-Newton matrix."""
+    the Gauss-Newton matrix, and then if ``gradients`` ``(R, p)`` does, the gradient."""
     R, p = thetas.shape
     K, d = layout[_K], layout[_D]
     shared_q = Q.shape[0] == 1
     want_model = models.shape[0] == R
     want_curvature = curvatures.shape[0] == R
+    want_gradient = want_curvature and gradients.shape[0] == R
     grad = np.empty(p if want_curvature else 0)
     no_curvature = np.empty((0, 0))
     no_model = np.empty(0)
@@ -1162,24 +1164,9 @@ def evaluate_rows(
             curvatures[r] if want_curvature else no_curvature,
             models[r] if want_model else no_model, work_k, work_kd, U, jv, block,
         )  # fmt: skip
-
-
-@njit(cache=True)
-def derivatives_of(
-    theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-    normaliser, constant,
-):  # fmt: skip
-    """``(loss, gradient, Gauss-Newton matrix)`` of one row (for tests and moves)."""
-    p = theta.shape[0]
-    K, d = layout[_K], layout[_D]
-    grad = np.empty(p)
-    H = np.empty((p, p))
-    loss = evaluate(
-        theta, X, lo, hi, y, q, basis, layout, chol_index, chol_log, fixed_log_scale,
-        normaliser, constant, grad, H, np.empty(0), np.empty((5, K)),
-        np.empty((4 + d, K, d)), np.empty((K, d, d)), np.empty(p), np.empty((p + 3 + 2 * d, BLOCK)),
-    )  # fmt: skip
-    return loss, grad, H
+        if want_gradient:
+            for m in range(p):
+                gradients[r, m] = grad[m]
 
 
 @njit(cache=True, nogil=True)

@@ -32,7 +32,6 @@ LEVERAGE_VALUES = 4_000_000
 # The kernel's entry points, run from numba's cache in every process (:mod:`.processes`).
 _fit_rows = CacheCode(_kernel.fit_rows)
 _evaluate_rows = CacheCode(_kernel.evaluate_rows)
-_derivatives_of = CacheCode(_kernel.derivatives_of)
 _jacobian_rows = CacheCode(_kernel.jacobian_rows)
 _greedy_peaks = CacheCode(_kernel.greedy_peaks)
 _matched_filter = CacheCode(_kernel.matched_filter)
@@ -350,14 +349,18 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
     return RowResults(thetas, losses, n_iter, status)
 
 
-def _evaluate(inputs, thetas, density, *, with_models=False, with_curvatures=False):
+def _evaluate(
+    inputs, thetas, density, *, with_models=False, with_curvatures=False, with_gradients=False
+):
     """``(losses (R,), models (R, n) or (0, n), Gauss-Newton matrices (R, p, p) or (0, p,
-    p))`` of the rows ``thetas``."""
+    p), gradients (R, p) or (0, p))`` of the rows ``thetas`` (gradients only with the
+    matrices)."""
     thetas = np.ascontiguousarray(np.atleast_2d(thetas), dtype=float)
     n_rows, p = thetas.shape
     losses = np.empty(n_rows)
     models = np.empty((n_rows if with_models else 0, inputs.X.shape[0]))
     curvatures = np.empty((n_rows if with_curvatures else 0, p, p))
+    gradients = np.empty((n_rows if with_gradients else 0, p))
     _in_threads(
         _evaluate_rows,
         n_rows,
@@ -369,8 +372,9 @@ def _evaluate(inputs, thetas, density, *, with_models=False, with_curvatures=Fal
         losses,
         models,
         curvatures,
+        gradients,
     )
-    return losses, models, curvatures
+    return losses, models, curvatures, gradients
 
 
 def losses_of(inputs, thetas, density=None):
@@ -385,27 +389,16 @@ def models_of(inputs, thetas, density=None):
 
 def curvatures_of(inputs, thetas, density=None):
     """``(losses (R,), Gauss-Newton matrices (R, p, p))`` of the rows ``thetas``."""
-    losses, _, curvatures = _evaluate(inputs, thetas, density, with_curvatures=True)
+    losses, _, curvatures, _ = _evaluate(inputs, thetas, density, with_curvatures=True)
     return losses, curvatures
 
 
 def derivatives_of(inputs, theta, density=0):
     """``(loss, gradient, Gauss-Newton matrix)`` of one parameter vector."""
-    return _derivatives_of(
-        np.ascontiguousarray(theta, dtype=float),
-        inputs.X,
-        inputs.lo,
-        inputs.hi,
-        inputs.Y[density],
-        inputs.Q[0] if len(inputs.Q) == 1 else inputs.Q[density],
-        inputs.basis,
-        inputs.layout,
-        inputs.chol_index,
-        inputs.chol_log,
-        float(inputs.fixed_log_scale[density]),
-        float(inputs.normaliser[density]),
-        float(inputs.constant[density]),
+    losses, _, curvatures, gradients = _evaluate(
+        inputs, theta, np.array([density]), with_curvatures=True, with_gradients=True
     )
+    return losses[0], gradients[0], curvatures[0]
 
 
 def component_shares_of(inputs, thetas, density=None, burdens=False):
