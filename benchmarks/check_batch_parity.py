@@ -6,8 +6,9 @@ For each seed and setting, six seeded densities (generated here: 1-D mixtures of
 Gaussians on 257 points, white or correlated noise, a sloped or exponential baseline, Poisson
 counts, histograms on unequal bins, and 2-D images on 24x24) are chosen for by
 ``fit_many(grid, Y, DensityGMMCV(...))``, by ``DensityGMMCV(...).fit`` on each alone, and by
-``fit_many`` on the rows reversed. Printed per setting: whether the chosen K and the polished
-fits' losses are the same bits alone, stacked and reversed. The README says a row of
+``fit_many`` on the rows reversed. Printed per setting: whether the chosen K, the polished
+fits' losses and their weights, means and covariances are the same bits alone and stacked,
+and K and losses the same reversed. The README says a row of
 ``fit_many`` is what ``DensityGMMCV.fit`` gives that density: any ``False`` contradicts it.
 (numpy's matrix products are not the same bits for one row and for several: the background's
 least squares and the search's moment starts were such products, and a search turned their
@@ -82,6 +83,18 @@ SETTINGS = [
 ]
 
 
+def _same_mixture(result, row, fitted):
+    """Whether row ``row`` of a fit_many ``result`` holds ``fitted``'s weights, means and
+    covariances to the last bit (a row's arrays are padded to the largest K)."""
+    k = fitted.n_components
+    return (
+        np.array_equal(result.weights[row][:k], fitted.weights_)
+        and np.array_equal(result.means[row][:k], fitted.means_)
+        and np.array_equal(np.asarray(result.covariances[row])[: len(fitted.covariances_)],
+                           fitted.covariances_)
+    )  # fmt: skip
+
+
 def check(seed):
     rng = np.random.default_rng(seed)
     differing = 0
@@ -96,14 +109,15 @@ def check(seed):
         alone_loss = np.array([a.best_estimator_.loss_ for a in alone])
         same = (
             np.array_equal(stacked.n_components, alone_k),
-            np.array_equal(stacked.loss, alone_loss),
+            np.array_equal(stacked.loss, alone_loss)
+            and all(_same_mixture(stacked, i, a.best_estimator_) for i, a in enumerate(alone)),
             np.array_equal(reversed_.n_components[::-1], alone_k)
             and np.array_equal(reversed_.loss[::-1], alone_loss),
         )
         differing += not all(same)
         print(
-            f"seed {seed} {label:32s} K alone = stacked {same[0]!s:5s} loss bits {same[1]!s:5s} "
-            f"reversed {same[2]!s:5s} K {stacked.n_components.tolist()}",
+            f"seed {seed} {label:32s} K alone = stacked {same[0]!s:5s} loss and mixture bits "
+            f"{same[1]!s:5s} reversed {same[2]!s:5s} K {stacked.n_components.tolist()}",
             flush=True,
         )
     return differing

@@ -447,8 +447,10 @@ def fit_many(
         the single fit's engine, every start of every density a row of one
         compiled Levenberg-Marquardt (see ``docs/scaling.md``): the same search,
         starts and moves as ``DensityGMM.fit``, and the same warnings in
-        ``messages``. The rows agree with single fits to the optimiser's
-        tolerance, not bit for bit. It needs a shared grid and data-driven
+        ``messages``. A row is the single fit of its density to the last bit,
+        whatever the other rows, their order, ``chunk_size`` and ``n_jobs``
+        (with an integer or ``RandomState`` ``random_state``; None draws from
+        numpy's global state). It needs a shared grid and data-driven
         starts: with per-density grids, ``warm_start=True``,
         ``return_estimators=True`` or an estimator with ``weights_init``,
         ``means_init`` or ``precisions_init``, the loop runs instead.

@@ -23,8 +23,8 @@ from ._engine.fitting import (
     DensityFits,
     FitSettings,
     MixtureFit,
-    fit_densities,
     fit_measurement,
+    fit_mixture_rows,
     fit_problem,
     not_converged_message,
     place_parked_rows,
@@ -41,7 +41,11 @@ from ._engine.prediction import (
 from ._engine.problem import cells_of, digits_lost_message, problem_of, warn_if_digits_lost
 from ._engine.rows import component_shares_of, minimize_rows, models_of
 from ._engine.starts import INIT_METHODS, LazyRandomState
-from ._engine.uncertainty import rows_standard_errors, warn_if_cells_differ
+from ._engine.uncertainty import (
+    cells_differ_message,
+    rows_standard_errors,
+    warn_if_cells_differ,
+)
 from ._model.covariance import (
     COVARIANCE_TYPES,
     as_matrices_rows,
@@ -52,6 +56,7 @@ from ._model.parameters import canonical_order, rows_pack, rows_raw, rows_split,
 from ._model.reference import LOSSES
 from ._reports.reports import (
     EDGE_WARNING_FRACTION,
+    NOT_COUNTS,
     REDUNDANT_DISTANCE,
     FitReportsMixin,
     baseline_offsets,
@@ -728,7 +733,7 @@ class RowFits:
 
 def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     """What ``clone(estimator).fit(X, Y[i], sample_weight[i])`` gives for every row ``i``,
-    all rows searched together by the engine (:func:`~.fitting.fit_densities`).
+    all rows searched together by the engine (:func:`~.fitting.fit_mixture_rows`).
 
     ``X`` the validated shared grid, ``Y`` ``(R, n)`` densities the single fit accepts,
     ``sample_weight`` None, ``(n,)`` or ``(R, n)``, ``seeds`` None or one per row
@@ -742,7 +747,11 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     standardisation = problem.standardisation
     targets = Y / units[:, None]
     settings = FitSettings.of(estimator)
-    if seeds is None:
+    if seeds is None and isinstance(estimator.random_state, Integral):
+        # each row its own state, as each single fit makes one: a row's starts do not
+        # depend on the rows drawn before it
+        random_state = [LazyRandomState(estimator.random_state) for _ in range(len(Y))]
+    elif seeds is None:
         random_state = LazyRandomState(estimator.random_state)
     else:
         random_state = [LazyRandomState(int(seed)) for seed in seeds]
@@ -760,7 +769,7 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
         )
     elif background is None:
         inputs = problem.kernel.with_densities(targets, Q, fixed)
-        fits = fit_densities(problem, inputs, settings, random_state)
+        fits = fit_mixture_rows(problem, inputs, settings, random_state)
     else:
         inputs, fits = _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state)
     layout = problem.layout
@@ -779,7 +788,14 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     models *= units[:, None]
     weights = problem.data.quadrature if Q is None else Q
     messages = _row_messages(
-        estimator, problem, inputs, (X, Y, weights), models, fits, parameters, coefficients
+        estimator,
+        problem,
+        inputs,
+        (X, Y, weights, sample_weight is not None),
+        models,
+        fits,
+        parameters,
+        coefficients,
     )
     loss = np.where(np.isfinite(fits.loss), np.maximum(fits.loss, 0.0), np.nan)
     loss *= inputs.loss_units()
@@ -863,7 +879,7 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     starts = []
     for target, below in ((residual, under), (targets, np.zeros_like(under))):
         inputs = mixture.kernel.with_densities(target, Q, fixed)
-        fits = fit_densities(mixture, inputs, settings, random_state)
+        fits = fit_mixture_rows(mixture, inputs, settings, random_state)
         starts.append(np.hstack([fits.theta, below]))
     joint = problem.kernel.with_densities(targets, Q, fixed)
     results = [
@@ -886,10 +902,11 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
 
 
 def _row_messages(estimator, problem, inputs, data, models, fits, parameters, background):
-    """The warnings ``DensityGMM.fit`` gives each row, as ``'Category: text'`` lines
-    (``data``: the grid, the densities and their quadrature weights; ``models``: the
-    fitted models on the grid, a background included)."""
-    X, Y, quadrature = data
+    """The warnings ``DensityGMM.fit`` gives each row, in its order, as ``'Category:
+    text'`` lines (``data``: the grid, the densities, their quadrature weights and whether
+    the user weighted them; ``models``: the fitted models on the grid, a background
+    included)."""
+    X, Y, quadrature, weighted = data
     weights, means, covariances, _, _ = parameters
     k, d = estimator.n_components, X.shape[1]
     matrices = as_matrices_rows(covariances, estimator.covariance_type, k, d)
@@ -931,22 +948,36 @@ def _row_messages(estimator, problem, inputs, data, models, fits, parameters, ba
         left_out[:] = (
             True if isinstance(estimator.bins, str) else zeros_left_out(X, Y, estimator.bins)
         )
+    integers = np.all(Y == np.round(Y), axis=1)
+    not_counts = np.zeros(len(Y), dtype=bool)
+    if problem.binned and estimator.loss == "poisson" and not weighted:
+        not_counts = ~integers
+    cells_differ = None if weighted else cells_differ_message(X, problem.data.quadrature)
+    counts_on_cells = integers & (cells_differ is not None)
     speaking = at_edge | on_baseline | flagged | ~fits.converged | (X.shape[0] < n_parameters)
-    speaking |= left_out | (digits is not None)
+    speaking |= left_out | (digits is not None) | not_counts | counts_on_cells
     messages = [""] * len(models)
     for row in np.flatnonzero(speaking):  # text for the rows that have something to say
         texts = [] if digits is None else [f"UserWarning: {digits}"]
+        if X.shape[0] < n_parameters:
+            texts.append(f"UserWarning: {underdetermined_message(X.shape[0], n_parameters)}")
+        if not_counts[row]:
+            texts.append(f"UserWarning: {NOT_COUNTS}")
+        if counts_on_cells[row]:
+            texts.append(f"UserWarning: {cells_differ}")
+        if not fits.converged[row]:
+            texts.append(
+                "ConvergenceWarning: " + not_converged_message(fits.loss[row], fits.n_iter[row])
+            )
         if at_edge[row]:
             texts.append(f"UserWarning: {edge_message(fractions[row])}")
-        if left_out[row]:
-            texts.append(f"UserWarning: {empty_bins}")
         if on_baseline[row]:
             message = offset_message(
                 least[row], most[row], offset_shares[row], estimator.background
             )
             texts.append(f"UserWarning: {message}")
-        if X.shape[0] < n_parameters:
-            texts.append(f"UserWarning: {underdetermined_message(X.shape[0], n_parameters)}")
+        if left_out[row]:
+            texts.append(f"UserWarning: {empty_bins}")
         if flagged[row]:
             texts += [
                 f"UserWarning: {m}"
@@ -955,9 +986,5 @@ def _row_messages(estimator, problem, inputs, data, models, fits, parameters, ba
                 )
                 + no_line_messages(means[row], matrices[row], low, high, estimator.background)
             ]
-        if not fits.converged[row]:
-            texts.append(
-                "ConvergenceWarning: " + not_converged_message(fits.loss[row], fits.n_iter[row])
-            )
         messages[row] = "\n".join(texts)
     return messages

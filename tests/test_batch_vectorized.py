@@ -595,3 +595,109 @@ def test_the_rim_baseline_of_a_row_is_the_same_bits_in_any_stack(background):
         assert np.array_equal(baseline.fitted_to(Y[[row]], problem.grid)[0], stacked[row])
         values = baseline.values_rows(stacked[[row]])[0]
         assert np.array_equal(values, baseline.values_rows(stacked)[row])
+
+
+def _three_lines(n_rows, seed, noise=0.0):
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.0, 40.0, 161)
+    weights = rng.dirichlet(np.full(3, 4.0), n_rows)
+    means = np.sort(rng.uniform(6.0, 34.0, (n_rows, 3)), axis=1)
+    Y = mixture_densities_1d(grid, weights, means, rng.uniform(0.8, 2.5, (n_rows, 3)))
+    return grid, Y + noise * Y.max() * rng.normal(size=Y.shape)
+
+
+def _same_fit(result, row, fitted):
+    return (
+        result.loss[row] == fitted.loss_
+        and np.array_equal(result.weights[row], fitted.weights_)
+        and np.array_equal(result.means[row], fitted.means_)
+        and np.array_equal(result.covariances[row], fitted.covariances_)
+    )
+
+
+@pytest.mark.parametrize("init_params", ["peaks", "random", "kmeans"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_a_row_is_its_single_fit_whatever_the_rows_before_it(init_params, covariance_type):
+    # each row draws its starts from its own random state, polishes with its own budget and
+    # reports weights and covariances as the single fit computes them (the twenty-fifth
+    # reviewer: a row drawn after another differed, up to 0.7 in the means for 'random')
+    grid, Y = _three_lines(3, 7, noise=0.01)
+    estimator = DensityGMM(
+        n_components=3, init_params=init_params, covariance_type=covariance_type, random_state=0
+    )
+    stacked = fit_many(grid, Y, estimator)
+    reversed_ = fit_many(grid, Y[::-1], estimator)
+    for row in range(3):
+        single = DensityGMM(**estimator.get_params()).fit(grid, Y[row])
+        assert _same_fit(stacked, row, single)
+        assert _same_fit(reversed_, 2 - row, single)
+
+
+@pytest.mark.parametrize("loss", ["poisson", "l2"])
+def test_a_histogram_row_on_unequal_bins_is_its_single_fit(loss):
+    # fit_many searched the binned model directly; the single fit searches the centre model
+    # first and polishes on the bins: other optima (weights 1 apart)
+    rng = np.random.default_rng(3)
+    edges = np.concatenate([np.linspace(0.0, 20.0, 31), np.geomspace(20.5, 50.0, 30)])
+    samples = [np.concatenate([rng.normal(15, 2, 1500), rng.normal(30, 3, 900)]) for _ in range(2)]
+    counts = np.array([np.histogram(s, edges)[0] for s in samples], dtype=float)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    widths = np.diff(edges)
+    Y, weight = (counts, None) if loss == "poisson" else (counts / widths, widths)
+    estimator = DensityGMM(n_components=2, loss=loss, bins=edges, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stacked = fit_many(centres, Y, estimator, sample_weight=weight)
+        for row in range(2):
+            single = DensityGMM(**estimator.get_params()).fit(centres, Y[row], sample_weight=weight)
+            assert _same_fit(stacked, row, single)
+
+
+def test_a_poisson_choice_does_not_depend_on_another_rows_counts():
+    # the search's gradient test is each density's (it took the chunk's largest count)
+    grid = np.linspace(0.0, 50.0, 200)
+    rng = np.random.default_rng(0)
+    y = rng.poisson(100 * np.exp(-0.5 * ((grid - 22) / 3) ** 2)).astype(float)
+    big = np.round(1e7 * np.exp(-0.5 * ((grid - 25) / 3) ** 2))
+    search = DensityGMMCV(n_components=2, loss="poisson", random_state=0)
+    alone = DensityGMMCV(**search.get_params()).fit(grid, y).best_estimator_
+    beside = fit_many(grid, np.vstack([y, big]), search)
+    k = alone.n_components
+    assert beside.n_components[0] == k and beside.loss[0] == alone.loss_
+    assert np.array_equal(beside.means[0, :k], alone.means_)
+
+
+def test_a_density_the_noise_model_refuses_fails_alone_in_a_batch():
+    grid = np.linspace(0.0, 50.0, 200)
+    good = np.exp(-0.5 * ((grid - 20.0) / 3.0) ** 2) + 0.02
+    spike = np.zeros(grid.size)
+    spike[66] = 1e6
+    search = DensityGMMCV(n_components=3, noise="poisson", random_state=0)
+    with pytest.raises(ValueError, match="noise='poisson'"):
+        DensityGMMCV(**search.get_params()).fit(grid, spike)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit_many(grid, np.vstack([good, spike]), search)
+    assert result.failed.tolist() == [False, True]
+    assert "noise='poisson'" in result.messages[1]
+
+
+def test_fit_many_messages_are_the_single_fits_warnings_in_their_order():
+    rng = np.random.default_rng(0)
+    edges = np.concatenate([np.linspace(0, 20, 31), np.geomspace(20.5, 50, 40)])
+    samples = np.concatenate([rng.normal(15, 2, 2000), rng.normal(30, 3, 1000)])
+    counts = np.histogram(samples, edges)[0].astype(float)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    grid, Y = _three_lines(1, 2, noise=0.01)
+    for estimator, X, y in (
+        (DensityGMM(n_components=2, random_state=0), centres, counts),  # integers, cells differ
+        (DensityGMM(n_components=3, tol=1e-12, max_iter=3, random_state=0), grid, Y[0]),
+    ):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            DensityGMM(**estimator.get_params()).fit(X, y)
+        alone = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fit_many(X, y[None], estimator)
+        assert alone and result.messages[0].split("\n") == alone

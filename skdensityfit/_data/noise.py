@@ -1168,7 +1168,7 @@ def initial_noises(X, Y, grid, *, loss, noise="auto"):
     (``grid`` ``Grid.of(X)``), without sample weights: the white noise's standard
     deviations and the first tests of heteroscedastic noise for the rows together; rows
     that may hold counts (no negative value) and the few that may be heteroscedastic one
-    by one. A list of ``NoiseModel``."""
+    by one. A list of ``NoiseModel`` (or the ``ValueError`` a density's raised)."""
     Y = np.asarray(Y, dtype=float)
     models = [None] * len(Y)
     alone = np.ones(len(Y), dtype=bool)
@@ -1189,7 +1189,10 @@ def initial_noises(X, Y, grid, *, loss, noise="auto"):
             if not alone[i]:
                 models[i] = NoiseModel(kind, sd=float(sd), n_observations=Y.shape[1], loss=loss)
     for i in np.flatnonzero(alone):
-        models[i] = initial_noise(X, Y[i], loss=loss, noise=noise, grid=grid)[0]
+        try:
+            models[i] = initial_noise(X, Y[i], loss=loss, noise=noise, grid=grid)[0]
+        except ValueError as error:  # that density's alone (as its single fit would raise)
+            models[i] = error
     return models
 
 

@@ -319,7 +319,7 @@ def fit_measurement(problem, settings, random_state, *, warm=None, warm_backgrou
             start = np.concatenate([warm, problem.background_to_fit(warm_background)])
             return fit_problem(problem, settings, random_state, start=start)
     under = background.fitted_to(data.target, problem.grid)
-    residual = data.target - background.values(under)
+    residual = data.target - background.values_rows(under[None])[0]  # as fit_many's rows
     if data.loss == "poisson":
         residual = np.maximum(residual, 0.0)
     if not np.any(residual > 0):
@@ -427,6 +427,18 @@ def _fit_mixture(problem, settings, random_state, previous=None):
             centre = fit_problem(problem.without_cells(), settings, random_state)
         return fit_problem(problem, settings, random_state, start=centre.theta)
     return fit_problem(problem, settings, random_state, warm=previous)
+
+
+def fit_mixture_rows(problem, inputs, settings, random_state):
+    """:func:`fit_densities` of the densities of ``inputs``, as :func:`_fit_mixture` fits
+    one: a binned problem's rows are started from the centre model's fits."""
+    if not problem.binned:
+        return fit_densities(problem, inputs, settings, random_state)
+    centre = problem.without_cells()
+    fits = fit_densities(centre, centre.kernel.with_densities_of(inputs), settings, random_state)
+    starts = np.clip(fits.theta, problem.bounds[:, 0], problem.bounds[:, 1])
+    rows = minimize_rows(inputs, starts, tol=settings.tol, max_iter=settings.max_iter)
+    return DensityFits(rows.theta, rows.loss, rows.n_iter, rows.converged, rows.status)
 
 
 # ----------------------------------------------------------------------
@@ -803,7 +815,7 @@ def moved_rows(problem, inputs, fits, rows, index, settings, *, ftol=NO_GAIN):
         inputs,
         trial_theta[promising],
         tol=settings.tol,
-        max_iter=int(max(budget[promising].max(), 1)),
+        max_iter=np.maximum(budget[promising], 1),  # each row its own: none waits for others
         ftol=ftol,
         density=candidates,
     )
@@ -963,9 +975,9 @@ def fit_densities(problem, inputs, settings, random_state, *, data_start=data_dr
         np.isfinite(loss) & (status == FTOL) & (run_ftol > NO_GAIN) & (n_iter < settings.max_iter)
     ]
     if polish.size:
-        budget = int(settings.max_iter - n_iter[polish].max())
+        budget = np.maximum(settings.max_iter - n_iter[polish], 1)
         polished = minimize_rows(
-            inputs, theta[polish], tol=settings.tol, max_iter=max(budget, 1), density=polish
+            inputs, theta[polish], tol=settings.tol, max_iter=budget, density=polish
         )
         better = polished.loss <= loss[polish]
         rows = polish[better]

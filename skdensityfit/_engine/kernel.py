@@ -1073,11 +1073,12 @@ def fit_rows(
     fixed_log_scale,
     normaliser,
     constant,
+    tolerance,
     lower,
     upper,
     tol,
     ftol,
-    max_iter,
+    max_iters,
     losses,
     n_iters,
     statuses,
@@ -1085,7 +1086,9 @@ def fit_rows(
     """Levenberg-Marquardt on rows ``first .. last - 1`` of ``thetas`` (modified in
     place): row ``r`` fits density ``density[r]`` (row ``density[r]`` of ``Y``, of ``Q``
     if it has more than one row, and of the per-density ``fixed_log_scale``,
-    ``normaliser`` and ``constant``). Fills ``losses``, ``n_iters`` and ``statuses``."""
+    ``normaliser``, ``constant`` and ``tolerance``, the factor of ``tol`` its gradient
+    test takes) in at most ``max_iters[r]`` iterations. Fills ``losses``, ``n_iters`` and
+    ``statuses``."""
     p = thetas.shape[1]
     K, d = layout[_K], layout[_D]
     shared_q = Q.shape[0] == 1
@@ -1110,7 +1113,8 @@ def fit_rows(
         losses[r], n_iters[r], statuses[r] = lm_row(
             thetas[r], X, lo, hi, Y[i], q, basis, layout,
             chol_index, chol_log, fixed_log_scale[i], normaliser[i], constant[i], lower,
-            upper, tol, ftol, max_iter, grad, H, candidate, grad_new, H_new, step, scaling,
+            upper, tol * tolerance[i], ftol, max_iters[r], grad, H, candidate, grad_new,
+            H_new, step, scaling,
             free, L, work_k, work_kd, U, jv, block, no_model,
         )  # fmt: skip
 

@@ -101,6 +101,7 @@ class KernelInputs:
     fixed_log_scale: np.ndarray  # (D,)
     normaliser: np.ndarray  # (D,)
     constant: np.ndarray  # (D,)
+    tolerance: np.ndarray  # (D,) the factor of the fits' gradient tolerance (1: the fit's own)
 
     @property
     def row_arrays(self):
@@ -157,6 +158,7 @@ class KernelInputs:
             fixed_log_scale=np.array([data.fixed_log_scale], dtype=float),
             normaliser=np.array([data.normaliser], dtype=float),
             constant=np.array([poisson_constant(data.target, data.quadrature, data.loss)]),
+            tolerance=np.ones(1),
         )
 
     @property
@@ -186,6 +188,7 @@ class KernelInputs:
             fixed_log_scale=other.fixed_log_scale,
             normaliser=other.normaliser,
             constant=other.constant,
+            tolerance=other.tolerance,
         )
 
     def subset(self, rows):
@@ -197,12 +200,13 @@ class KernelInputs:
             fixed_log_scale=self.fixed_log_scale[rows],
             normaliser=self.normaliser[rows],
             constant=self.constant[rows],
+            tolerance=self.tolerance[rows],
         )
 
-    def with_densities(self, Y, Q=None, fixed_log_scale=None):
+    def with_densities(self, Y, Q=None, fixed_log_scale=None, tolerance=None):
         """The same grid with the targets ``Y`` ``(D, n)`` (standardised: each divided by
         its unit), quadrature weights ``Q`` (``(D, n)``, or None: this one's), and
-        per-density fixed log scales."""
+        per-density fixed log scales and gradient tolerances' factors (None: 1)."""
         Y = np.ascontiguousarray(Y, dtype=float)
         Q = self.Q if Q is None else np.ascontiguousarray(np.atleast_2d(Q), dtype=float)
         loss = "poisson" if self.poisson else "l2"
@@ -215,6 +219,7 @@ class KernelInputs:
             fixed_log_scale=np.ascontiguousarray(fixed_log_scale, dtype=float),
             normaliser=loss_normalisers(Y, Q, loss, self.basis, self.layout[_kernel._EXPONENTIAL]),
             constant=poisson_constant(Y, Q, loss),
+            tolerance=np.ones(len(Y)) if tolerance is None else np.asarray(tolerance, float),
         )
 
 
@@ -323,9 +328,12 @@ def _density_index(inputs, density, n_rows):
 
 def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, density=None):
     """Levenberg-Marquardt on each row of ``thetas`` ``(R, p)`` (row ``r`` fits density
-    ``density[r]``, default 0), each within the bounds and to its own convergence."""
+    ``density[r]``, default 0), each within the bounds and to its own convergence: a
+    gradient of at most ``tol`` times its density's ``inputs.tolerance``, at most
+    ``max_iter`` iterations (a number, or one a row)."""
     thetas = np.array(np.atleast_2d(thetas), dtype=float, order="C")
     n_rows = len(thetas)
+    max_iters = np.array(np.broadcast_to(max_iter, (n_rows,)), dtype=np.int64)
     losses = np.empty(n_rows)
     n_iter = np.empty(n_rows, dtype=np.int64)
     status = np.empty(n_rows, dtype=np.int64)
@@ -337,11 +345,12 @@ def minimize_rows(inputs, thetas, *, tol, max_iter, ftol=_kernel.NO_GAIN, densit
         *inputs.row_arrays,
         inputs.normaliser,
         inputs.constant,
+        inputs.tolerance,
         inputs.lower,
         inputs.upper,
         float(tol),
         float(ftol),
-        int(max_iter),
+        max_iters,
         losses,
         n_iter,
         status,

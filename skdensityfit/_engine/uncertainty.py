@@ -33,9 +33,16 @@ def warn_if_cells_differ(X, sizes=None):
     """Warn that counts per point on unequal cells (the grid's, or ``sizes``: the bins')
     are read inconsistently (cells within ``EQUAL_CELLS`` of each other are equal: a
     uniform grid rounded when written)."""
+    message = cells_differ_message(X, sizes)
+    if message is not None:
+        warn_at_caller(message)
+
+
+def cells_differ_message(X, sizes=None):
+    """The text of :func:`warn_if_cells_differ`, or None where the cells are equal."""
     sizes = quadrature_weights(X) if sizes is None else sizes
     if sizes.max() > sizes.min() * (1 + EQUAL_CELLS):
-        warn_at_caller(
+        return (
             "The grid's cells differ in size (with bins, the bins), and y holds integers: if "
             "they are counts per cell, they depend on the cell's size as much as on the "
             "density, while the fit weighted points by cell size. Then pass y as a density "
@@ -43,6 +50,7 @@ def warn_if_cells_differ(X, sizes=None):
             "Equal bins with some left out (a gap) give the points beside the gap larger "
             "cells: pass sample_weight=np.ones(len(y)) there."
         )
+    return None
 
 
 def parameter_covariance(problem, theta, X, y, sample_weight):

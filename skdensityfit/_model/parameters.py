@@ -22,6 +22,7 @@ import numpy as np
 
 from .covariance import (
     COVARIANCE_TYPES,
+    MATRIX_TYPES,
     as_reported,
     cholesky_from_raw,
     cholesky_parameter_map,
@@ -345,8 +346,12 @@ def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0
     in the canonical order (by the first coordinate of the mean, then by decreasing
     weight); ``log_units`` ``(R,)`` the rows' log density units."""
     cov = layout.covariance_type
-    log_scale, log_weights, means, raw = rows_split(thetas, layout, fixed_log_scale)
-    weights = np.exp(log_weights)
+    log_scale, _, means, raw = rows_split(thetas, layout, fixed_log_scale)
+    # the softmax as unpack computes it for one fit: a row's weights are the single fit's bits
+    offsets = layout.offsets
+    logits = np.concatenate([thetas[:, offsets[1] : offsets[2]], np.zeros((len(thetas), 1))], 1)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights = weights / np.sum(weights, axis=1, keepdims=True)
     means = standardisation.center + standardisation.spread * means
     upper = rows_upper(layout, raw) / standardisation.spread[:, None]  # scales with the unit
     inverse = np.linalg.inv(upper)
@@ -354,5 +359,7 @@ def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0
     take = canonical_order(weights, means)
     weights, means, upper, covariances = weights[take], means[take], upper[take], covariances[take]
     upper, covariances = as_reported(upper, cov), as_reported(covariances, cov)
+    if cov not in MATRIX_TYPES:  # as precisions_and_covariances for one fit: its bits
+        covariances = 1.0 / upper**2
     scale = np.exp(np.asarray(log_scale) + log_units)
     return weights, means, covariances, upper, scale

@@ -582,16 +582,19 @@ def warn_if_scoring_outside_the_fit(model, X):
         )
 
 
+NOT_COUNTS = (
+    "loss='poisson' reads y as counts per bin (its standard errors, aic and bic "
+    "assume Poisson counts), but y has non-integer values, e.g. a histogram with "
+    "density=True or a pdf. Pass the counts themselves (np.histogram(..., "
+    "density=False)), or the density with the bin sizes as sample_weight, so that "
+    "y * sample_weight are the counts."
+)
+
+
 def warn_if_not_counts(y):
     """Warn when ``loss='poisson'`` reads values that are not counts as counts per bin."""
     if np.any(y != np.round(y)):
-        warn_at_caller(
-            "loss='poisson' reads y as counts per bin (its standard errors, aic and bic "
-            "assume Poisson counts), but y has non-integer values, e.g. a histogram with "
-            "density=True or a pdf. Pass the counts themselves (np.histogram(..., "
-            "density=False)), or the density with the bin sizes as sample_weight, so that "
-            "y * sample_weight are the counts."
-        )
+        warn_at_caller(NOT_COUNTS)
 
 
 def warn_if_underdetermined(problem):

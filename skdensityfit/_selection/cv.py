@@ -799,21 +799,27 @@ def criterion_choices(search, X, Y, sample_weight, weights, draws, criterion):
             noise_weights = None if sample_weight is None else rows_weights[i, seen]
             if histogram[i]:
                 noise_weights = widths[seen]
-            noise_model, grid = initial_noise(
-                X[seen],
-                Y[i, seen],
-                loss=search.loss,
-                noise=requested if np.ndim(requested) == 0 else requested[seen],
-                sample_weight=noise_weights,
-            )
+            try:
+                noise_model, grid = initial_noise(
+                    X[seen],
+                    Y[i, seen],
+                    loss=search.loss,
+                    noise=requested if np.ndim(requested) == 0 else requested[seen],
+                    sample_weight=noise_weights,
+                )
+            except ValueError as error:  # that density's alone (its single fit raises it)
+                noise_model, grid = error, None
             models.append(noise_model)
             grids.append(grid)
     results = [None] * n_rows
-    losses = np.array([model.loss for model in models])
+    for i, model in enumerate(models):
+        if isinstance(model, Exception):
+            results[i] = (model, None, None, bases[i])
+    losses = np.array([None if results[i] else model.loss for i, model in enumerate(models)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
-        for loss in np.unique(losses):
+        for loss in sorted({loss for loss in losses if loss is not None}):
             rows = np.flatnonzero(losses == loss)
             counts = None
             if loss == "poisson":

@@ -160,8 +160,12 @@ class Paths:
         loss = base.loss if loss is None else loss
         Y = np.atleast_2d(np.asarray(Y, dtype=float))
         weights = np.asarray(weights, dtype=float)
+        # tol: one for all densities, or one each (the settings' the largest, each
+        # density's gradient test that times its inputs' tolerance factor)
+        tols = np.maximum(base.tol, np.broadcast_to(tol, (len(Y),)))
+        self.tolerance = tols / np.max(tols)
         self.settings = FitSettings(
-            tol=max(base.tol, tol),
+            tol=float(np.max(tols)),
             max_iter=min(base.max_iter, max_iter),
             n_init=base.n_init,
             init_params=base.init_params,
@@ -219,7 +223,7 @@ class Paths:
         """The kernel's inputs with ``n_components`` of every density (or of ``rows``)."""
         if n_components not in self._inputs:
             self._inputs[n_components] = self.problem_of(n_components).kernel.with_densities(
-                self.targets, self.Q, self.fixed
+                self.targets, self.Q, self.fixed, self.tolerance
             )
         inputs = self._inputs[n_components]
         if rows is None:
@@ -231,6 +235,7 @@ class Paths:
             self.targets[rows] if targets is None else targets,
             None if self.Q is None else self.Q[rows],
             None if self.fixed is None else self.fixed[rows],
+            self.tolerance[rows],
         )
 
     def n_parameters(self, n_components):
@@ -618,8 +623,11 @@ def paths_for_criterion(base, X, Y, weights, random_state, loss, counts=None):
     fits' gradient test is scaled to where it is small (a high continuum)."""
     n_points = np.shape(Y)[-1]
     tol = CV_TOL
-    if counts is not None and np.max(counts) > 0:
-        tol = min(CV_TOL, CRITERION_FTOL * n_points / (2.0 * np.max(counts)))
+    if counts is not None:  # each density's own (another's counts do not move its fits)
+        counts = np.asarray(counts, dtype=float)
+        with np.errstate(divide="ignore"):
+            noise_level = CRITERION_FTOL * n_points / (2.0 * counts)
+        tol = np.where(counts > 0, np.minimum(CV_TOL, noise_level), CV_TOL)
     return Paths(
         base,
         X,
