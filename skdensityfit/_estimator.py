@@ -523,7 +523,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             isinstance(self.bins, str) or zeros_left_out(X, y, self.bins)[0]
         ):
             warn_at_caller(message)
-        warn_if_components_are_redundant(self, fit)
+        warn_if_components_are_redundant(self, fit, chosen=start is not None)
         warn_if_components_hold_no_line(self)
         return self
 
@@ -792,6 +792,7 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
         problem,
         inputs,
         (X, Y, weights, sample_weight is not None),
+        starts is not None,
         models,
         fits,
         parameters,
@@ -901,11 +902,12 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     return joint, fits
 
 
-def _row_messages(estimator, problem, inputs, data, models, fits, parameters, background):
+def _row_messages(estimator, problem, inputs, data, chosen, models, fits, parameters, background):
     """The warnings ``DensityGMM.fit`` gives each row, in its order, as ``'Category:
     text'`` lines (``data``: the grid, the densities, their quadrature weights and whether
-    the user weighted them; ``models``: the fitted models on the grid, a background
-    included)."""
+    the user weighted them; ``chosen``: the fits are DensityGMMCV's choices, see
+    :func:`~.reports.redundancy_messages`; ``models``: the fitted models on the grid, a
+    background included)."""
     X, Y, quadrature, weighted = data
     weights, means, covariances, _, _ = parameters
     k, d = estimator.n_components, X.shape[1]
@@ -982,7 +984,7 @@ def _row_messages(estimator, problem, inputs, data, models, fits, parameters, ba
             texts += [
                 f"UserWarning: {m}"
                 for m in redundancy_messages(
-                    weights[row], means[row], matrices[row], shares[row], at_floor[row]
+                    weights[row], means[row], matrices[row], shares[row], at_floor[row], chosen
                 )
                 + no_line_messages(means[row], matrices[row], low, high, estimator.background)
             ]

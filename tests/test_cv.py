@@ -15,7 +15,11 @@ from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
 from skdensityfit._data.noise import noise_variance
-from skdensityfit._examples import mixture_density, random_separated_mixture_1d
+from skdensityfit._examples import (
+    mixture_densities_1d,
+    mixture_density,
+    random_separated_mixture_1d,
+)
 from skdensityfit._selection.rules import has_peaked, least_components, select
 
 KINDS = ["noise1", "noise5", "hist2000", "hist20000"]
@@ -2033,3 +2037,24 @@ def test_a_pdf_with_a_tiny_tail_value_is_not_read_as_counts():
     assert counting_quantum(np.array([3.0, 1.0, 7.0, 12.0]) / 40.0) == pytest.approx(1 / 40)
     search = DensityGMMCV(n_components=4, random_state=0).fit(grid, y)
     assert search.noise_["kind"] == "white"
+
+
+def test_a_faint_line_the_criterion_keeps_is_said_apart_not_as_a_component_too_many():
+    # a line of weight 5e-5 far above the noise: the choice keeps it, and its warning does
+    # not say the data does not support the chosen K (a reviewer's Raman spectrum: 7 of 13)
+    grid = np.linspace(0.0, 100.0, 801)
+    y = mixture_densities_1d(
+        grid, np.array([[0.6, 0.39995, 0.00005]]), np.array([[30.0, 60.0, 80.0]]),
+        np.array([[5.0, 8.0, 0.6]]),
+    )[0]  # fmt: skip
+    y = y + 1e-8 * np.random.default_rng(0).normal(size=y.size)
+    search = DensityGMMCV(n_components=5, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search.fit(grid, y)
+    texts = [str(w.message) for w in caught]
+    assert search.n_components_ == 3
+    assert any("of the chosen fit have weight" in text for text in texts)
+    assert not any("does not support" in text for text in texts)
+    messages = fit_many(grid, y[None], DensityGMMCV(n_components=5, random_state=0)).messages[0]
+    assert "of the chosen fit have weight" in messages and "does not support" not in messages

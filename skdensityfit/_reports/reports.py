@@ -351,7 +351,7 @@ def score_prediction(loss, y, predicted, weights):
     return float(1.0 - residual / total)
 
 
-def warn_if_components_are_redundant(model, fit):
+def warn_if_components_are_redundant(model, fit, chosen=False):
     """Warn when the data does not support all components, or a component sits at the floor.
 
     Signs of surplus components: two nearly coincide, a weight is
@@ -361,7 +361,8 @@ def warn_if_components_are_redundant(model, fit):
     floor (``fit.at_width_floor``, half the grid spacing) describes
     a point or two: a spike on noise, or a feature narrower than the grid
     resolves, whose width and mass are then wrong; that is warned of
-    separately, for any number of components.
+    separately, for any number of components. ``chosen``: the fit of a number of
+    components :class:`~.cv.DensityGMMCV` chose, whose criterion judged a light component.
     """
     for message in redundancy_messages(
         model.weights_,
@@ -371,13 +372,15 @@ def warn_if_components_are_redundant(model, fit):
         ),
         fit.mass_shares,
         fit.at_width_floor,
+        chosen,
     ):
         warn_at_caller(message)
 
 
-def redundancy_messages(weights, means, covariances, shares, at_floor):
+def redundancy_messages(weights, means, covariances, shares, at_floor, chosen=False):
     """The texts of :func:`warn_if_components_are_redundant` for one mixture (covariances
-    as ``(K, d, d)`` matrices)."""
+    as ``(K, d, d)`` matrices). In a ``chosen`` fit a light component is no sign of a
+    component too many (the criterion kept it over the fit without it): it is said apart."""
     messages = []
     floor = np.flatnonzero(at_floor)
     if len(floor):
@@ -393,6 +396,15 @@ def redundancy_messages(weights, means, covariances, shares, at_floor):
         return messages
     pairs, light = surplus_components(weights, means, covariances)
     absent = np.setdiff1d(np.flatnonzero(shares < NEGLIGIBLE_WEIGHT), light)
+    if chosen and len(light):
+        messages.append(
+            f"Component(s) {light.tolist()} of the chosen fit have weight(s) "
+            + ", ".join(f"{weights[i]:.1e}" for i in light)
+            + ": the criterion keeps them over the fit without them (a faint feature the "
+            "noise model finds significant). Check that each is not an artefact of the data "
+            "(a ripple, a spike) before reading it as a line."
+        )
+        light = light[:0]
     if len(pairs) or len(light) or len(absent):
         described = [f"components {i} and {j} nearly coincide" for i, j in pairs]
         described += [f"component {i} has weight {weights[i]:.1e}" for i in light]
