@@ -45,6 +45,7 @@ from ._selection.cv import (
     DensityGMMCV,
     criterion_choices,
     criterion_messages,
+    kept_over_one_fewer,
     seed_draws,
     warn_if_cv_unused,
 )
@@ -1151,11 +1152,13 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
     )  # fmt: skip
     candidates = estimator._candidates()
     chosen = np.zeros(len(rows), dtype=int)
+    kept = np.zeros(len(rows), dtype=bool)
     for r, (choice, _, _, _) in enumerate(choices):
         if isinstance(choice, Exception):
             _store_failure(chunk, rows[r], f"{type(choice).__name__}: {choice}")
         else:
             chosen[r] = int(candidates[choice.index])
+            kept[r] = kept_over_one_fewer(candidates, choice.index, choice.values)
     per_component = own_covariances(estimator.covariance_type)
     for k in np.unique(chosen[chosen > 0]):
         group = np.flatnonzero(chosen == k)
@@ -1164,7 +1167,7 @@ def _choose_rows_vectorized(estimator, X, densities, weights, seeds):
             n_components=int(k), **{name: getattr(estimator, name) for name in _PASSED_ON}
         )
         w = None if sample_weight is None else _weights_of(sample_weight, group)
-        fitted = fit_rows_of(polish, X, densities[rows[group]], w, starts=starts)
+        fitted = fit_rows_of(polish, X, densities[rows[group]], w, starts=starts, kept=kept[group])
         index = rows[group]
         _store_rows(
             chunk,

@@ -466,7 +466,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
         X, y = check_grid_density(self, X, y, reset=not warm)
         return self._fit_checked(X, y, sample_weight, warm=warm)
 
-    def _fit_checked(self, X, y, sample_weight, *, warm=False, start=None, seed=None):
+    def _fit_checked(self, X, y, sample_weight, *, warm=False, start=None, seed=None, kept=False):
         """:meth:`fit` on a validated grid and density: from the previous fit
         (``warm``), from ``start`` (a parameter vector in fit coordinates, the
         background's parameters last: one run from it, as DensityGMMCV polishes
@@ -523,7 +523,7 @@ class DensityGMM(FitReportsMixin, RegressorMixin, BaseEstimator):
             isinstance(self.bins, str) or zeros_left_out(X, y, self.bins)[0]
         ):
             warn_at_caller(message)
-        warn_if_components_are_redundant(self, fit, chosen=start is not None)
+        warn_if_components_are_redundant(self, fit, chosen=kept)
         warn_if_components_hold_no_line(self)
         return self
 
@@ -731,7 +731,7 @@ class RowFits:
     models: np.ndarray  # (R, n) the fitted models on the grid, in the densities' units
 
 
-def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
+def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None, kept=False):
     """What ``clone(estimator).fit(X, Y[i], sample_weight[i])`` gives for every row ``i``,
     all rows searched together by the engine (:func:`~.fitting.fit_mixture_rows`).
 
@@ -741,7 +741,8 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
     rim polynomial and without a background, then jointly from both (the lower kept).
     ``starts`` ``(R, p)`` (fit coordinates, a background's parameters last): one run
     from each instead of the search, as ``DensityGMM.fit`` polishes
-    :class:`~.cv.DensityGMMCV`'s choice.
+    :class:`~.cv.DensityGMMCV`'s choice; ``kept`` (one a row, or one for all): the choice
+    was made over a scored candidate with a component fewer (:func:`~.cv.kept_over_one_fewer`).
     """
     problem, units, log_units, fixed, Q = _rows_problem(estimator, X, Y, sample_weight)
     standardisation = problem.standardisation
@@ -792,7 +793,7 @@ def fit_rows_of(estimator, X, Y, sample_weight=None, seeds=None, starts=None):
         problem,
         inputs,
         (X, Y, weights, sample_weight is not None),
-        starts is not None,
+        np.broadcast_to(kept, len(Y)),
         models,
         fits,
         parameters,
@@ -902,12 +903,12 @@ def _fit_rows_with_background(problem, targets, Q, fixed, settings, random_state
     return joint, fits
 
 
-def _row_messages(estimator, problem, inputs, data, chosen, models, fits, parameters, background):
+def _row_messages(estimator, problem, inputs, data, kept, models, fits, parameters, background):
     """The warnings ``DensityGMM.fit`` gives each row, in its order, as ``'Category:
     text'`` lines (``data``: the grid, the densities, their quadrature weights and whether
-    the user weighted them; ``chosen``: the fits are DensityGMMCV's choices, see
-    :func:`~.reports.redundancy_messages`; ``models``: the fitted models on the grid, a
-    background included)."""
+    the user weighted them; ``kept`` ``(R,)``: each fit was chosen over one with a
+    component fewer (see :func:`~.reports.redundancy_messages`); ``models``: the fitted
+    models on the grid, a background included)."""
     X, Y, quadrature, weighted = data
     weights, means, covariances, _, _ = parameters
     k, d = estimator.n_components, X.shape[1]
@@ -984,7 +985,7 @@ def _row_messages(estimator, problem, inputs, data, chosen, models, fits, parame
             texts += [
                 f"UserWarning: {m}"
                 for m in redundancy_messages(
-                    weights[row], means[row], matrices[row], shares[row], at_floor[row], chosen
+                    weights[row], means[row], matrices[row], shares[row], at_floor[row], kept[row]
                 )
                 + no_line_messages(means[row], matrices[row], low, high, estimator.background)
             ]

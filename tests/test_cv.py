@@ -2040,8 +2040,9 @@ def test_a_pdf_with_a_tiny_tail_value_is_not_read_as_counts():
 
 
 def test_a_faint_line_the_criterion_keeps_is_said_apart_not_as_a_component_too_many():
-    # a line of weight 5e-5 far above the noise: the choice keeps it, and its warning does
-    # not say the data does not support the chosen K (a reviewer's Raman spectrum: 7 of 13)
+    # a line of weight 5e-5 far above the noise: the choice keeps it over the candidate
+    # without it, and its warning does not say the data does not support the chosen K (a
+    # reviewer's Raman spectrum: 7 of 13)
     grid = np.linspace(0.0, 100.0, 801)
     y = mixture_densities_1d(
         grid, np.array([[0.6, 0.39995, 0.00005]]), np.array([[30.0, 60.0, 80.0]]),
@@ -2058,3 +2059,25 @@ def test_a_faint_line_the_criterion_keeps_is_said_apart_not_as_a_component_too_m
     assert not any("does not support" in text for text in texts)
     messages = fit_many(grid, y[None], DensityGMMCV(n_components=5, random_state=0)).messages[0]
     assert "of the chosen fit have weight" in messages and "does not support" not in messages
+
+
+def test_a_light_component_of_a_choice_made_over_nothing_is_a_component_too_many():
+    # one candidate: no fit with a component fewer was scored (the twenty-sixth reviewer)
+    grid = np.linspace(0.0, 30.0, 300)
+    search = DensityGMMCV(n_components=[3], random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search.fit(grid, _two_lines(grid))
+    texts = [str(w.message) for w in caught]
+    assert any("does not support 3 components" in text for text in texts)
+    assert not any("of the chosen fit have weight" in text for text in texts)
+    messages = fit_many(grid, _two_lines(grid)[None], search).messages[0]
+    assert "does not support 3 components" in messages
+    assert "of the chosen fit have weight" not in messages
+
+
+def _two_lines(grid):
+    """A noise-free density of two Gaussians (0.8 N(12, 1.2) + 0.2 N(18, 1.5))."""
+    return mixture_densities_1d(
+        grid, np.array([[0.8, 0.2]]), np.array([[12.0, 18.0]]), np.array([[1.2, 1.5]])
+    )[0]

@@ -362,7 +362,7 @@ def warn_if_components_are_redundant(model, fit, chosen=False):
     a point or two: a spike on noise, or a feature narrower than the grid
     resolves, whose width and mass are then wrong; that is warned of
     separately, for any number of components. ``chosen``: the fit of a number of
-    components :class:`~.cv.DensityGMMCV` chose, whose criterion judged a light component.
+    components :class:`~.cv.DensityGMMCV` chose over a scored candidate with one fewer.
     """
     for message in redundancy_messages(
         model.weights_,
@@ -379,8 +379,9 @@ def warn_if_components_are_redundant(model, fit, chosen=False):
 
 def redundancy_messages(weights, means, covariances, shares, at_floor, chosen=False):
     """The texts of :func:`warn_if_components_are_redundant` for one mixture (covariances
-    as ``(K, d, d)`` matrices). In a ``chosen`` fit a light component is no sign of a
-    component too many (the criterion kept it over the fit without it): it is said apart."""
+    as ``(K, d, d)`` matrices). In a ``chosen`` fit (chosen over a scored candidate with a
+    component fewer) a light component is no sign of a component too many: the choice kept
+    it over the fit without it; it is said apart."""
     messages = []
     floor = np.flatnonzero(at_floor)
     if len(floor):
@@ -400,9 +401,9 @@ def redundancy_messages(weights, means, covariances, shares, at_floor, chosen=Fa
         messages.append(
             f"Component(s) {light.tolist()} of the chosen fit have weight(s) "
             + ", ".join(f"{weights[i]:.1e}" for i in light)
-            + ": the criterion keeps them over the fit without them (a faint feature the "
-            "noise model finds significant). Check that each is not an artefact of the data "
-            "(a ripple, a spike) before reading it as a line."
+            + ": the choice kept them over the candidate with a component fewer (a faint "
+            "feature the data support). Check that each is not an artefact of the data (a "
+            "ripple, a spike) before reading it as a line."
         )
         light = light[:0]
     if len(pairs) or len(light) or len(absent):

@@ -470,7 +470,11 @@ class DensityGMMCV(RegressorMixin, BaseEstimator):
         estimator = clone(base).set_params(
             n_components=self.n_components_, random_state=self.random_state
         )
-        self.best_estimator_ = _polished(estimator, X, y, sample_weight, start, base.random_state)
+        scores = self.cv_results_["mean_test_score"]
+        kept = kept_over_one_fewer(self._candidates(), self.best_index_, -scores)
+        self.best_estimator_ = _polished(
+            estimator, X, y, sample_weight, start, base.random_state, kept
+        )
         self.n_iter_ = self.best_estimator_.n_iter_
 
     def _fit_criterion(self, X, y, sample_weight, weights, candidates, rng, criterion):
@@ -1021,9 +1025,19 @@ def line_left_message(bump, n_components, largest):
     )
 
 
-def _polished(estimator, X, y, sample_weight, start, seed):
+def _polished(estimator, X, y, sample_weight, start, seed, kept=False):
     """``estimator`` fitted by one run from ``start`` (a path's parameter vector, the
     background's parameters last), with the random state ``seed`` for that run; ``X`` and
-    ``y`` validated already (by the search's fit)."""
+    ``y`` validated already (by the search's fit); ``kept``: see
+    :func:`kept_over_one_fewer`."""
     estimator.n_features_in_ = X.shape[1]
-    return estimator._fit_checked(X, y, sample_weight, start=start, seed=seed)
+    return estimator._fit_checked(X, y, sample_weight, start=start, seed=seed, kept=kept)
+
+
+def kept_over_one_fewer(candidates, index, values):
+    """Whether the candidate at ``index`` was chosen over one with a component fewer,
+    scored and worse (``values``: lower is better; NaN: not scored): then a light
+    component of its fit is one the choice kept, not a component too many."""
+    if index < 1 or candidates[index - 1] != candidates[index] - 1:
+        return False
+    return bool(np.isfinite(values[index - 1]) and values[index - 1] > values[index])
