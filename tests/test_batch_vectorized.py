@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
+from skdensityfit._data.rowwise import combined_columns, row_products
 from skdensityfit._engine import fitting as engine
 from skdensityfit._engine.problem import problem_of
 from skdensityfit._engine.rows import (
     background_fits,
-    combined_columns,
     greedy_peaks,
     losses_of,
     matched_filter,
-    row_products,
     uniform_spacing,
 )
 from skdensityfit._examples import (

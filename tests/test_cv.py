@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skdensityfit import DensityGMM, DensityGMMCV, fit_many
-from skdensityfit._data.noise import noise_variance
+from skdensityfit._data.noise import Grid, initial_noise, initial_noises, noise_variance
 from skdensityfit._examples import (
     mixture_densities_1d,
     mixture_density,
@@ -2009,6 +2009,13 @@ def test_noise_rising_along_the_grid_is_modelled(seed):
     assert 5 < high / low < 20
     result = fit_many(x, np.vstack([y, y]), DensityGMMCV(n_components=8, random_state=0))
     assert result.n_components.tolist() == [k, k]
+    # the batch's noise models are the single density's, to the last bit, whatever the rows
+    # beside it (a row with a negative value takes the batch's vectorised tests)
+    X = x[:, None]
+    alone, _ = initial_noise(X, y - y.min() - 1.0, loss="l2")
+    stacked = initial_noises(X, np.vstack([y[::-1], y - y.min() - 1.0]), Grid.of(X), loss="l2")
+    assert alone.kind == stacked[1].kind == "varying"
+    assert np.array_equal(alone.sd, stacked[1].sd)
 
 
 def test_white_noise_with_lines_at_one_end_is_not_read_as_varying():

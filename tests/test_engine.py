@@ -38,6 +38,7 @@ LAYERS = [
     "_model.parameters",
     "_model.cells",
     "_model.reference",
+    "_data.rowwise",
     "_data.validation",
     "_data.noise",
     "_engine.processes",

@@ -34,6 +34,7 @@ from scipy.ndimage import uniform_filter
 from scipy.special import xlogy
 from scipy.stats import norm
 
+from .rowwise import combined_columns, row_products, row_sums
 from .validation import unique_values
 
 NOISE_KINDS = ("auto", "white", "correlated", "poisson")
@@ -206,7 +207,7 @@ def robust_scale(values, mask=None):
     if values.shape[-1] == 0:
         return np.zeros(values.shape[:-1])
     if mask is None:
-        median, count, sums, mask = np.median(values, axis=-1), values.shape[-1], _row_sums, True
+        median, count, sums, mask = np.median(values, axis=-1), values.shape[-1], row_sums, True
     else:
         count = np.sum(mask, axis=-1)
         median = _sorted_quantile(np.sort(np.where(mask, values, np.inf), axis=-1), count, 0.5)
@@ -221,13 +222,6 @@ def robust_scale(values, mask=None):
         mean_square = sums(np.where(kept, squares, 0.0)) / count
         scale = np.where(scale > 0, np.sqrt(mean_square / _TRUNCATED_VARIANCE), scale)
     return scale
-
-
-def _row_sums(values):
-    """The sums over the last axis, each row's rounded as a 1-D array's: numpy sums the
-    rows of a C-ordered array as it sums each alone (not those of other layouts), so that
-    many rows give what each gives alone."""
-    return np.sum(np.ascontiguousarray(values), axis=-1)
 
 
 def white_noise_sd(grid, values):
@@ -1060,8 +1054,8 @@ def varying_sds(grid, Y, sd):
     design = np.stack([np.ones(VARYING_SEGMENTS), position], axis=1)
     gram_inverse = np.linalg.inv(weight * design.T @ design)
     with np.errstate(invalid="ignore"):
-        coefficients = (weight * log_variance @ design) @ gram_inverse  # (R, 2)
-        misfit = log_variance - coefficients @ design.T
+        coefficients = row_products(row_products(weight * log_variance, design), gram_inverse)
+        misfit = log_variance - combined_columns(coefficients, design)
         chi2 = weight * np.sum(misfit**2, axis=1) / (VARYING_SEGMENTS - 2)
         slope, error = coefficients[:, 1], np.sqrt(gram_inverse[1, 1])
     # the same line in each run's mean level instead of its position, row by row
@@ -1177,17 +1171,22 @@ def initial_noises(X, Y, grid, *, loss, noise="auto"):
     rows = np.flatnonzero(~alone)
     if rows.size:
         unit = np.max(np.abs(Y[rows]), axis=1)  # as _sd_floor's, rows with a negative value
-        floor = SD_FLOOR * unit * np.sqrt(_row_sums((Y[rows] / unit[:, None]) ** 2) / Y.shape[1])
+        floor = SD_FLOOR * unit * np.sqrt(row_sums((Y[rows] / unit[:, None]) ** 2) / Y.shape[1])
         floor = np.maximum(floor, np.finfo(float).tiny)
         sds = np.maximum(white_noise_sd(grid, Y[rows]), floor)
+        per_points = np.full(Y[rows].shape, np.nan)
         if noise == "auto":
             alone[rows[_maybe_heteroscedastic(grid, Y[rows], sds)]] = True
-            varying = np.all(np.isfinite(varying_sds(grid, Y[rows], sds)), axis=1)
-            alone[rows[varying]] = True  # initial_noise finds it again
+            per_points = varying_sds(grid, Y[rows], sds)  # as initial_noise, tested first
+        varying = np.all(np.isfinite(per_points), axis=1)
+        alone[rows[varying]] = False
         kind = "correlated" if noise == "correlated" else "white"
-        for i, sd in zip(rows, sds, strict=True):
-            if not alone[i]:
-                models[i] = NoiseModel(kind, sd=float(sd), n_observations=Y.shape[1], loss=loss)
+        n = Y.shape[1]
+        for i, sd, per_point, varies in zip(rows, sds, per_points, varying, strict=True):
+            if varies:
+                models[i] = NoiseModel("varying", sd=per_point, n_observations=n, loss=loss)
+            elif not alone[i]:
+                models[i] = NoiseModel(kind, sd=float(sd), n_observations=n, loss=loss)
     for i in np.flatnonzero(alone):
         try:
             models[i] = initial_noise(X, Y[i], loss=loss, noise=noise, grid=grid)[0]

@@ -23,11 +23,12 @@ from numpy.polynomial import legendre
 from scipy.special import xlogy
 
 from .._compat import warn_at_caller
+from .._data.rowwise import combined_columns, row_products
 from .._data.validation import check_sample_weight, quadrature_weights, unique_values
 from .._model.cells import cells_from_edges, infer_cells
 from .._model.covariance import MATRIX_TYPES, own_covariances, quadratic_features, triu_indices
 from .._model.parameters import ParameterLayout, Standardisation, unpack
-from .rows import KernelInputs, combined_columns, loss_normalisers, row_products
+from .rows import KernelInputs, loss_normalisers
 
 # Grids larger than this are first fitted on a random subset of this many
 # points (or of a quarter of the grid, if fewer).
@@ -270,7 +271,7 @@ class Background:
         not positive at every point is replaced by the rim's mean value (at least 0)."""
         rows = np.atleast_2d(target)
         rim = self.rim(points)
-        # C order: a row's sums the same bits alone and stacked (see rows.row_products)
+        # C order: a row's sums the same bits alone and stacked (see _data.rowwise)
         values, design = np.ascontiguousarray(rows[:, rim]), self.basis[rim]
         theta = np.zeros((len(rows), self.n_parameters))
         theta[:, 0] = values.mean(axis=1)

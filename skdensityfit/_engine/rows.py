@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import xlogy
 
+from .._data.rowwise import combined_columns, row_grams, row_products
 from .._model.covariance import axis_aligned, cholesky_parameter_map
 from . import kernel as _kernel
 from .processes import CacheCode, available_cores
@@ -245,40 +246,13 @@ def loss_normalisers(Y, Q, loss, basis, exponential):
     return np.maximum(np.maximum(free, MIN_BACKGROUND_FREE * energy), np.finfo(float).tiny)
 
 
-# Products of stacked rows with a matrix, each row's result the same bits whichever rows it
-# is computed with: BLAS's products are not (a matrix times one row and times several
-# differ in the last bits), and a search amplifies such bits into another choice of K
-# (fit_many against DensityGMMCV alone, a lactose chromatogram: K = 8 against 7).
-
-
-def row_products(A, B):
-    """``A @ B`` for rows ``A`` ``(R, m)`` and ``B`` ``(m, J)`` with few columns: ``(R, J)``,
-    each a sum along a row (numpy's pairwise sum: a row's the same in any stack)."""
-    A = np.ascontiguousarray(A)
-    out = np.empty((A.shape[0], B.shape[1]))
-    for j in range(B.shape[1]):  # a few columns: a background's, a grid's dimensions
-        out[:, j] = np.sum(A * B[:, j], axis=1)
-    return out
-
-
-def combined_columns(coefficients, columns):
-    """``coefficients @ columns.T`` for ``coefficients`` ``(R, J)`` and ``columns`` ``(n,
-    J)``, few: ``(R, n)``, the columns added in their order at every point."""
-    out = coefficients[:, :1] * columns[:, 0]
-    for j in range(1, columns.shape[1]):
-        out += coefficients[:, j : j + 1] * columns[:, j]
-    return out
-
-
 def background_fits(Y, Q, basis, exponential):
     """``(D, n)``: the weighted least-squares fit of each row of ``Y`` by the background's
     columns ``basis`` ``(n, J)`` alone (a constant stands for an ``exponential`` one),
     ``Q`` the weights (one row, or one a density)."""
     columns = np.ones((basis.shape[0], 1)) if exponential else basis
     n_columns = columns.shape[1]
-    gram = np.empty((len(Q), n_columns, n_columns))  # (D or 1, J, J)
-    for j, k in itertools.combinations_with_replacement(range(n_columns), 2):
-        gram[:, j, k] = gram[:, k, j] = np.sum(Q * (columns[:, j] * columns[:, k]), axis=1)
+    gram = row_grams(Q, columns)  # (D or 1, J, J)
     moments = row_products(Y * Q, columns)
     # from the Gram matrix scaled to a unit diagonal (pinv: a user's columns may be dependent)
     scale = np.sqrt(np.einsum("djj->dj", gram))

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._compat import warn_at_caller
 from .._data.noise import Grid, counting_quantum
+from .._data.rowwise import combined_columns, row_grams, row_products
 from .._data.validation import (
     check_density_values,
     check_grid_density,
@@ -698,13 +699,13 @@ def baseline_offsets(X, Y, models, mixtures, weights):
     middle, half = 0.5 * (low + high), np.where(high > low, 0.5 * (high - low), 1.0)
     design = np.hstack([np.ones((len(X), 1)), (X - middle) / half])  # (n, p)
     n_terms = design.shape[1]
-    gram = np.einsum("rn,ni,nj->rij", tail.astype(float), design, design, optimize=True)
-    moments = residual @ design  # (R, p)
+    gram = row_grams(tail.astype(float), design)  # (R, p, p), a row's alike in any stack
+    moments = row_products(residual, design)
     with np.errstate(divide="ignore", invalid="ignore"):
         valid = n_tail >= max(OFFSET_MIN_POINTS, 2 * n_terms)
         gram[~valid] = np.eye(n_terms)
         coefficients = np.linalg.solve(gram, moments[..., None])[..., 0]
-        plane = np.where(tail, coefficients @ design.T, 0.0)
+        plane = np.where(tail, combined_columns(coefficients, design), 0.0)
         mass = np.sum(np.abs(plane) * weights, axis=1)
         share = mass / mixture_mass
     found = valid & (share >= OFFSET_MASS)

@@ -25,6 +25,7 @@ from .._data.noise import (
     refined_noises,
     variance_profile,
 )
+from .._data.rowwise import row_products
 from .._engine.fitting import (
     MIN_MOVE_GAIN,
     FitSettings,
@@ -47,7 +48,6 @@ from .._engine.rows import (
     leverages_of,
     minimize_rows,
     models_of,
-    row_products,
 )
 from .._engine.starts import LazyRandomState
 from .._model.covariance import as_matrices, constrained
@@ -98,7 +98,7 @@ def moment_starts(problem, inputs, reg_covar):
     centred = X[None] - mean[:, None]
     d = layout.n_features
     covariance = np.empty((len(mean), d, d))
-    for i, j in zip(*np.triu_indices(d), strict=True):  # sums along rows: see row_products
+    for i, j in zip(*np.triu_indices(d), strict=True):  # sums along rows: see _data.rowwise
         covariance[:, i, j] = covariance[:, j, i] = np.sum(
             share * centred[..., i] * centred[..., j], axis=1
         )
