@@ -368,8 +368,9 @@ def counting_quantum(y, grid=None):
     ``q`` is the largest value of which every value is an integer multiple: the
     smallest positive value or a fraction ``1/m`` of it (``m`` up to
     ``MAX_QUANTUM_DIVISOR``; a histogram's smallest non-empty bin may hold several
-    counts). With ``grid``, the counts must also scatter as Poisson counts do:
-    differences of their square roots with a standard deviation about 1/2 (values
+    counts), or 1 for integers that are all larger than that. With ``grid``, the
+    counts must also scatter as Poisson counts do: differences of their square roots
+    with a standard deviation about 1/2 (values
     rounded to a few decimals are multiples of a quantum too, but scatter far more
     or far less).
     """
@@ -392,7 +393,11 @@ def counting_quantum(y, grid=None):
                 if _integers(positive / quantum):
                     break
     else:
-        return None
+        # integers all above the divisors' reach (counts on a continuum: an XPS or gamma
+        # spectrum's) are counts of one
+        if not (smallest > MAX_QUANTUM_DIVISOR and _integers(positive)):
+            return None
+        quantum = 1.0
     with np.errstate(divide="ignore", over="ignore"):  # a subnormal quantum: 0
         most = np.median(positive) / quantum
     if not most < MAX_TESTED_COUNT:
