@@ -370,9 +370,8 @@ def counting_quantum(y, grid=None):
     ``MAX_QUANTUM_DIVISOR``; a histogram's smallest non-empty bin may hold several
     counts), or 1 for integers that are all larger than that. With ``grid``, the
     counts must also scatter as Poisson counts do: differences of their square roots
-    with a standard deviation about 1/2 (values
-    rounded to a few decimals are multiples of a quantum too, but scatter far more
-    or far less).
+    with a standard deviation about 1/2 (values rounded to a few decimals are
+    multiples of a quantum too, but scatter far more or far less).
     """
     if np.any(y < 0):
         return None
