@@ -17,14 +17,16 @@ GaussPy+ noise estimate:
 - "fewer than GaussPy+ and a worse BIC": K below GaussPy+'s and a higher BIC = chi^2 + 3 K ln n
   with chi^2 = sum(residual^2) / sigma^2 (white noise of GaussPy+'s sigma) than GaussPy+'s own
   components have (the issue's measure: the same noise for both);
-- "... a worse BIC under the measured correlated noise": the same with chi^2 = r' R^-1 r / sigma^2,
-  R the Toeplitz matrix of the noise's autocorrelations measured on the field's line-free channels
-  (the medians over the spectra without NaN, of GaussPy+'s residual where its model is below
-  LINE_FREE sigma: about 0.44 at lag 1, 0.08 at lag 2, 0.02-0.06 at lags 3 to 20), at lags 1..L
-  for each L of NOISE_LAGS: 2, the short-range part (neighbouring channels share noise, so that a
-  misfit over a few channels is less evidence than white noise's chi^2 counts), and 20, with the
-  weak long-range part too (a baseline's ripple as much as noise); and "more than GaussPy+ and a
-  worse BIC" under that noise (an over-fit by the same measure);
+- "fewer than GaussPy+ and a worse BIC under the measured noise": the same with
+  chi^2 = r' R^-1 r / sigma^2, R the Toeplitz matrix of the noise's autocorrelations measured
+  on the field's line-free channels (the medians over the spectra without NaN, of GaussPy+'s
+  residual where its model is below LINE_FREE sigma: about 0.44 at lag 1, 0.08 at lag 2,
+  0.02-0.06 at lags 3 to 20), at lags 1..L for each L of NOISE_LAGS: 2, the short-range part
+  (neighbouring channels share noise, so that a misfit over a few channels is less evidence
+  than white noise's chi^2 counts), and 20, with the weak long-range part too (a baseline's
+  ripple as much as noise); and "more than GaussPy+ and a worse BIC" under that noise (an
+  over-fit by the same measure). The spectrum with NaN channels is whitened over its kept
+  channels as if they were adjacent;
 - "our local optimum": DensityGMM fitted at GaussPy+'s K leaves a larger sum of squares than
   GaussPy+'s parameters (by the noise variances shown).
 
@@ -240,7 +242,7 @@ def correlated_lines(rows, k, ref, ours, theirs):
         spectra = [r["i"] for r, w in zip(rows, worse, strict=True) if w]
         excess = np.round((ours[:, j] - theirs[:, j])[worse], 1).tolist()
         lines += [
-            f"  ... and a worse BIC under the measured noise, lags 1..{lags}: "
+            f"  fewer than GaussPy+ and a worse BIC under the measured noise, lags 1..{lags}: "
             f"{np.sum(worse)} of {len(rows)}"
             + (f" (spectra {spectra}, BIC excess {excess})" if worse.any() else ""),
             f"  more than GaussPy+ and a worse BIC under it: {np.sum(more)} of {len(rows)}"
