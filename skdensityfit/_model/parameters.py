@@ -244,11 +244,25 @@ def rows_split(thetas, layout, fixed_log_scale=0.0):
         log_scale = thetas[:, 0]
     else:
         log_scale = np.broadcast_to(np.asarray(fixed_log_scale, dtype=float), len(thetas))
-    logits = np.concatenate([thetas[:, offsets[1] : offsets[2]], np.zeros((len(thetas), 1))], 1)
+    logits = _rows_logits(thetas, layout)
     peak = logits.max(axis=1, keepdims=True)
     log_weights = logits - peak - np.log(np.exp(logits - peak).sum(axis=1, keepdims=True))
     means = thetas[:, offsets[2] : offsets[3]].reshape(-1, k, d)
     return log_scale, log_weights, means, thetas[:, offsets[3] : offsets[4]]
+
+
+def _rows_logits(thetas, layout):
+    """The softmax's ``K`` logits of each row of ``thetas`` (the last pinned to 0)."""
+    offsets = layout.offsets
+    return np.concatenate([thetas[:, offsets[1] : offsets[2]], np.zeros((len(thetas), 1))], 1)
+
+
+def rows_weights(thetas, layout):
+    """The weights ``(R, K)`` of the rows of ``thetas``, by the softmax as :func:`unpack`
+    computes it for one vector: a row's weights are the single fit's bits."""
+    logits = _rows_logits(thetas, layout)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return weights / np.sum(weights, axis=1, keepdims=True)
 
 
 def rows_pack(layout, log_scale, log_weights, means, raw):
@@ -347,11 +361,7 @@ def rows_to_grid(thetas, layout, standardisation, log_units, fixed_log_scale=0.0
     weight); ``log_units`` ``(R,)`` the rows' log density units."""
     cov = layout.covariance_type
     log_scale, _, means, raw = rows_split(thetas, layout, fixed_log_scale)
-    # the softmax as unpack computes it for one fit: a row's weights are the single fit's bits
-    offsets = layout.offsets
-    logits = np.concatenate([thetas[:, offsets[1] : offsets[2]], np.zeros((len(thetas), 1))], 1)
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    weights = weights / np.sum(weights, axis=1, keepdims=True)
+    weights = rows_weights(thetas, layout)
     means = standardisation.center + standardisation.spread * means
     upper = rows_upper(layout, raw) / standardisation.spread[:, None]  # scales with the unit
     inverse = np.linalg.inv(upper)
